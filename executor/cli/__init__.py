@@ -1,0 +1,1 @@
+"""The ``remote-executor`` command line: one module per command group."""
