@@ -1,0 +1,1 @@
+"""DataHub wire format: the GMS client, aspects, URNs and the queue envelope."""
