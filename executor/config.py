@@ -1,0 +1,197 @@
+"""The executor's configuration: frozen, validated values, loaded from YAML and/or env vars.
+
+One file may describe several pools; with no file, DataHub's own env vars form a one-pool
+config, and they override a file where both are given (``executor.config_sources`` holds that
+mapping). Errors name the file, the field path (``pools[1].limits.memory_mb``) and what was
+expected. The GMS token is a ``SecretStr``: it never shows up in a repr, a log or ``check``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+from executor.errors import ConfigError
+
+SECRET_STORE_KINDS = ("env", "file", "datahub", "aws-secrets-manager")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GmsSettings(_Frozen):
+    """How to reach DataHub GMS."""
+
+    url: str = Field(pattern=r"^https?://[^\s/]+")
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    verify_tls: bool = True
+    ca_bundle: Path | None = None
+    timeout_s: float = Field(default=10.0, gt=0, le=120)
+
+    def resolved_token(self) -> str:
+        """The token from ``token`` or ``token_file``; raises ConfigError when there is none."""
+        if self.token is not None:
+            return self.token.get_secret_value()
+        if self.token_file is not None:
+            try:
+                return self.token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError("gms.token_file", [f"cannot read: {exc.strerror}"]) from None
+        raise ConfigError("gms", ["no token: set gms.token, gms.token_file or DATAHUB_GMS_TOKEN"])
+
+
+class ProxySettings(_Frozen):
+    """Explicit proxies; when absent, the standard HTTP(S)_PROXY / NO_PROXY env vars apply."""
+
+    https: str | None = None
+    http: str | None = None
+    no_proxy: str | None = None
+
+    def as_requests_proxies(self) -> dict[str, str]:
+        """The mapping requests and botocore take."""
+        return {k: v for k, v in (("https", self.https), ("http", self.http)) if v}
+
+
+class LoggingSettings(_Frozen):
+    """Log format (``auto``: text on a terminal, JSON lines otherwise) and level."""
+
+    format: Literal["auto", "json", "text"] = "auto"
+    level: Literal["TRACE", "DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+
+class ObservabilitySettings(_Frozen):
+    """The health/metrics endpoint and the optional file heartbeats of DataHub's chart."""
+
+    enabled: bool = True
+    host: str = "127.0.0.1"
+    port: int = Field(default=9087, ge=0, le=65535)
+    heartbeat_files: bool = False
+    liveness_file: Path = Path("/tmp/worker_liveness_heartbeat")
+    readiness_file: Path = Path("/tmp/worker_readiness_heartbeat")
+
+
+class ShutdownSettings(_Frozen):
+    """How long running tasks may finish after SIGTERM (below k8s' 150 s and the unit's stop timeout)."""
+
+    drain_s: float = Field(default=120.0, ge=0, le=3600)
+    kill_grace_s: float = Field(default=10.0, ge=0, le=600)
+
+
+class LimitSettings(_Frozen):
+    """Per-task resource limits; ``None`` means unlimited."""
+
+    memory_mb: int | None = Field(default=4096, gt=0)
+    cpu_seconds: float | None = Field(default=None, gt=0)
+    wall_seconds: float | None = Field(default=86400.0, gt=0)
+    max_processes: int | None = Field(default=256, gt=0)
+    output_mb: int | None = Field(default=1024, gt=0)
+    open_files: int = Field(default=4096, gt=0)
+    disk_mb: int | None = Field(default=None, gt=0)
+    kill_grace_s: float = Field(default=10.0, ge=0, le=600)
+
+
+class VenvSettings(_Frozen):
+    """Where recipes' Python environments come from."""
+
+    bundled_root: Path = Path("/opt/datahub/venvs")
+    dependency_resolution: bool = True
+    """False is DataHub's *locked* mode: only ``bundled`` venvs, never pip."""
+    default_version: str = "bundled"
+    cache_mb: int = Field(default=10240, gt=0)
+
+
+class AwsSecretsSettings(_Frozen):
+    """The AWS Secrets Manager store (uses the host's own AWS identity, not the leased one)."""
+
+    region: str | None = None
+    prefix: str = ""
+
+
+class SecretSettings(_Frozen):
+    """Stores consulted in order; a later store's value wins, as in DataHub."""
+
+    stores: tuple[str, ...] = ("env", "file", "datahub")
+    file_dir: Path = Path("/mnt/secrets")
+    aws: AwsSecretsSettings = AwsSecretsSettings()
+
+    @model_validator(mode="after")
+    def _known_stores(self) -> SecretSettings:
+        for kind in self.stores:
+            if kind not in SECRET_STORE_KINDS:
+                raise ValueError(f"unknown secret store {kind!r}; expected one of {SECRET_STORE_KINDS}")
+        return self
+
+
+class PoolSettings(_Frozen):
+    """One executor pool: its queue lease, capacity, limits, venvs and secret stores."""
+
+    id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
+    max_workers: int = Field(default=4, ge=1, le=256)
+    poll_wait_s: int = Field(default=10, ge=0, le=20)
+    visibility_s: int = Field(default=300, ge=30, le=43200)
+    signal_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
+    progress_interval_s: float = Field(default=5.0, gt=0, le=300)
+    limits: LimitSettings = LimitSettings()
+    venvs: VenvSettings = VenvSettings()
+    secrets: SecretSettings = SecretSettings()
+    env: dict[str, str] = Field(default_factory=lambda: {"DATAHUB_TELEMETRY_ENABLED": "false"})
+    """Variables every recipe of this pool gets unless its request sets them."""
+
+
+class ExecutorConfig(_Frozen):
+    """The whole, validated configuration of one executor process."""
+
+    gms: GmsSettings
+    proxy: ProxySettings = ProxySettings()
+    state_dir: Path = Path("/var/lib/remote-executor")
+    logging: LoggingSettings = LoggingSettings()
+    observability: ObservabilitySettings = ObservabilitySettings()
+    shutdown: ShutdownSettings = ShutdownSettings()
+    pools: tuple[PoolSettings, ...] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _unique_pools(self) -> ExecutorConfig:
+        ids = [p.id for p in self.pools]
+        duplicates = sorted({i for i in ids if ids.count(i) > 1})
+        if duplicates:
+            raise ValueError(f"pool ids must be unique; repeated: {', '.join(duplicates)}")
+        return self
+
+    def masked(self) -> dict[str, Any]:
+        """The effective config as plain data with the token masked, for ``check``."""
+        data = self.model_dump(mode="json")
+        if self.gms.token is not None:
+            data["gms"]["token"] = "********"  # noqa: S105 (a mask)
+        return data
+
+
+def load_config(path: str | os.PathLike[str] | None, environ: dict[str, str] | None = None) -> ExecutorConfig:
+    """Read ``path`` (or nothing) and the env vars into an ``ExecutorConfig``; raise ``ConfigError``."""
+    from executor.config_sources import merged_sources
+
+    env = dict(os.environ if environ is None else environ)
+    source, data = merged_sources(path, env)
+    try:
+        config = ExecutorConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+    if config.gms.token is None and config.gms.token_file is None:
+        raise ConfigError(source, ["gms.token: no token; set gms.token, gms.token_file or DATAHUB_GMS_TOKEN"])
+    return config
+
+
+def _describe(err: Any) -> str:
+    """One line per problem: the dotted/indexed field path, what was wrong, what was given."""
+    path = ""
+    for part in err.get("loc", ()):
+        path += f"[{part}]" if isinstance(part, int) else (f".{part}" if path else str(part))
+    message = err.get("msg", "invalid")
+    given = err.get("input")
+    secret = "token" in path or err.get("type") == "missing"
+    shown = "" if secret or isinstance(given, dict | list) else f" (got {given!r})"
+    return f"{path or '<top level>'}: {message}{shown}"

@@ -1,0 +1,108 @@
+"""``SupervisedActor``: a pykka actor that always tells its parent how it ended.
+
+pykka reports a failure in a ``tell`` handler through ``on_failure`` but a failure in
+``on_start`` through nothing at all, and an orderly stop through ``on_stop``. This base
+class turns all three into one ``ChildExited`` message to the parent, and gives subclasses
+two hooks, ``setup`` and ``teardown``, with one cleanup path whatever the ending.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import traceback
+from types import TracebackType
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from executor.supervision.spec import ChildContext, ChildExited
+from executor.supervision.timers import Timers
+
+FAULT_ENV = "REMOTE_EXECUTOR_TEST_FAULTS"
+"""Test-only switch: a comma list of tree paths whose actor crashes at start (never set in production)."""
+
+
+class SupervisedActor(pykka.ThreadingActor):
+    """Base of every long-lived actor in the tree.
+
+    Subclasses override ``setup`` (runs in the actor's thread before any message) and
+    ``teardown`` (runs once, after a stop or a crash, also in the actor's thread). A failure
+    in either is reported to the parent like any crash.
+    """
+
+    def __init__(self, ctx: ChildContext) -> None:
+        super().__init__()
+        self.ctx = ctx
+        self.timers = Timers(name=f"timers:{ctx.path}")
+        self.log = logger.bind(component=ctx.path)
+        self._ended = False
+
+    # -- hooks for subclasses --------------------------------------------------------------
+    def setup(self) -> None:
+        """Start work; runs in the actor's thread. Raise to fail the start."""
+
+    def teardown(self) -> None:
+        """Release resources; runs once whatever the ending."""
+
+    def on_orphan_failure(self, error: str | None) -> None:
+        """Called when an actor without a parent (the root) fails: nobody else will notice."""
+
+    # -- helpers ---------------------------------------------------------------------------
+    def tell_self_after(self, delay_s: float, message: Any) -> int:
+        """Deliver ``message`` to this actor in ``delay_s`` seconds (cancelled at stop)."""
+        return self.timers.tell_after(delay_s, self.actor_ref, message)
+
+    # -- pykka hooks -----------------------------------------------------------------------
+    def on_start(self) -> None:
+        try:
+            _maybe_injected_fault(self.ctx.path)
+            self.setup()
+        except Exception as exc:
+            # pykka stops the actor without calling on_failure/on_stop: report it here.
+            self.log.error("failed to start: {}", _short(exc))
+            self._end(failed=True, error=_short(exc))
+            raise
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        text = "".join(traceback.format_exception_only(exception_type, exception_value)).strip()
+        self.log.error("crashed: {}", text)
+        self._end(failed=True, error=text)
+
+    def on_stop(self) -> None:
+        self._end(failed=False, error=None)
+
+    def _end(self, failed: bool, error: str | None) -> None:
+        if self._ended:
+            return
+        self._ended = True
+        self.timers.cancel_all()
+        try:
+            self.teardown()
+        except Exception as exc:
+            self.log.error("teardown failed: {}", _short(exc))
+            failed, error = True, error or _short(exc)
+        self.ctx.directory.remove(self.ctx.name, self.actor_ref)
+        parent = self.ctx.parent
+        if parent is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                parent.tell(ChildExited(self.ctx.name, self.ctx.incarnation, failed, error))
+        elif failed:
+            self.on_orphan_failure(error)
+
+
+def _short(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _maybe_injected_fault(path: str) -> None:
+    """Crash on purpose when the test-only fault switch names this path."""
+    wanted = os.environ.get(FAULT_ENV, "")
+    if wanted and any(path.endswith(p.strip()) for p in wanted.split(",") if p.strip()):
+        raise RuntimeError(f"injected fault at {path} ({FAULT_ENV})")
