@@ -51,6 +51,10 @@ def merged_sources(path: str | os.PathLike[str] | None, env: dict[str, str]) -> 
     """Return a description of the sources and the merged raw data, ready for validation."""
     data: dict[str, Any] = {}
     source = "environment"
+    if path is not None and str(path).endswith(".env"):
+        env = {**env, **read_env_file(Path(path))}
+        _overlay_env(data, env)
+        return f"{path} (env file)", data
     if path is not None:
         source = str(path)
         data = read_yaml(Path(path))
@@ -76,6 +80,24 @@ def read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(str(path), ["<top level>: expected a mapping of settings"])
     return data
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """``KEY=VALUE`` lines (``#`` comments, optional quotes), as docker's ``--env-file`` reads."""
+    try:
+        lines = path.read_text().splitlines()
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot read the file: {exc.strerror}"]) from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(lines, 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        key, sep, value = text.partition("=")
+        if not sep or not key.strip().isidentifier():
+            raise ConfigError(str(path), [f"line {number}: expected NAME=VALUE"])
+        values[key.strip()] = value.strip().strip("'\"")
+    return values
 
 
 def expand_references(value: Any, env: dict[str, str], source: str, where: str = "") -> Any:

@@ -1,0 +1,76 @@
+"""Observability actor: serves /healthz, /readyz and /metrics, and keeps the OS informed.
+
+It owns the HTTP endpoint, the optional file heartbeats of DataHub's chart and systemd's
+sd_notify (READY=1 once the tree is up, WATCHDOG=1 while every actor beats, STATUS= with
+readiness). It is the first child of the root so it is up before the pools.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.config import ExecutorConfig
+from executor.observability import FileHeartbeats, ObservabilityServer, SystemdNotifier
+from executor.pool.messages import Beat
+from executor.supervision import ChildContext, ChildSpec, Restart, SupervisedActor
+
+BEAT_S = 2.0
+
+
+class Observer(SupervisedActor):
+    """Runs the health/metrics endpoint and the OS-level heartbeats."""
+
+    def __init__(self, ctx: ChildContext, config: ExecutorConfig, health: Any, metrics: Any) -> None:
+        super().__init__(ctx)
+        self.settings = config.observability
+        self.health = health
+        self.metrics = metrics
+        self.server: ObservabilityServer | None = None
+        self.files: FileHeartbeats | None = None
+        self.notifier = SystemdNotifier()
+        self._ready_sent = False
+
+    def setup(self) -> None:
+        if self.settings.enabled and self.health is not None:
+            self.server = ObservabilityServer(self.settings.host, self.settings.port, self.health, self.metrics)
+            self.server.start()
+            self.log.info("health and metrics on http://{}:{}", self.settings.host, self.server.port)
+        if self.settings.heartbeat_files:
+            self.files = FileHeartbeats(self.settings.liveness_file, self.settings.readiness_file)
+        self.actor_ref.tell(Beat())
+
+    def teardown(self) -> None:
+        self.notifier.notify("STOPPING=1")
+        if self.server is not None:
+            self.server.stop()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Beat):
+            self._beat()
+            self.tell_self_after(BEAT_S, Beat())
+        return None
+
+    def _beat(self) -> None:
+        if self.health is None:
+            return
+        self.health.heartbeat(self.ctx.path, BEAT_S)
+        live, _ = self.health.liveness()
+        ready, details = self.health.readiness()
+        if self.files is not None:
+            self.files.beat(self.health)
+        if not self._ready_sent:
+            self.notifier.notify("READY=1")
+            self._ready_sent = True
+        if live:
+            self.notifier.notify("WATCHDOG=1")
+        self.notifier.notify(f"STATUS={'ready' if ready else 'not ready'}: {_summary(details)}")
+
+
+def _summary(details: Any) -> str:
+    text = str(details)
+    return text if len(text) < 200 else text[:197] + "..."
+
+
+def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:
+    """The root's first child."""
+    return ChildSpec("observability", lambda ctx: Observer.start(ctx, config, health, metrics), Restart.PERMANENT, 10.0)

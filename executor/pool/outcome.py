@@ -1,0 +1,73 @@
+"""Pure helpers of the Task: the command line, the stdin envelope and the terminal result.
+
+Kept apart from the actor so they can be read and unit-tested without threads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from executor.datahub import aspects
+from executor.datahub.aspects import ExecutionRequest
+
+RUN_INGEST = "RUN_INGEST"
+TEST_CONNECTION = "TEST_CONNECTION"
+SUPPORTED_TASKS = (RUN_INGEST, TEST_CONNECTION)
+INTERRUPTED_MARKER = "[remote-executor] interrupted by executor shutdown"
+"""Leads the report of an interruption: such a FAILURE may be run again by any executor."""
+
+
+def datahub_argv(datahub: Path, request: ExecutionRequest, report_file: Path) -> list[str]:
+    """``datahub [--debug] ingest run -c - --report-to FILE`` (+ test-connection flag); no secrets."""
+    argv = [str(datahub)]
+    if request.debug_mode:
+        argv.append("--debug")
+    argv += ["ingest", "run", "-c", "-", "--report-to", str(report_file)]
+    if request.task == TEST_CONNECTION:
+        argv.append("--test-source-connection")
+    return argv
+
+
+def stdin_envelope(recipe_text: str, secrets: dict[str, str]) -> bytes:
+    """The JSON envelope the datahub CLI reads on ``-c -``: the recipe and its secrets."""
+    return json.dumps({"__recipe_yaml__": recipe_text, "__secrets__": secrets}).encode()
+
+
+def is_rerunnable(result: dict[str, Any] | None) -> bool:
+    """True when the stored result does not forbid running the request (again)."""
+    if not result:
+        return True
+    status = str(result.get("status", ""))
+    if status not in aspects.TERMINAL:
+        return True
+    return status == aspects.FAILURE and str(result.get("report", "")).startswith(INTERRUPTED_MARKER)
+
+
+def running_aspect(start_ms: int, report: str) -> dict[str, Any]:
+    """A RUNNING update with the (masked) log tail."""
+    return aspects.result_aspect(aspects.RUNNING, start_ms, _elapsed_ms(start_ms), report, None, RUN_INGEST, None)
+
+
+def terminal_aspect(
+    status: str, start_ms: int, report: str, structured: str | None, task: str, instance_id: str | None
+) -> dict[str, Any]:
+    """The terminal ``dataHubExecutionRequestResult``."""
+    return aspects.result_aspect(status, start_ms, _elapsed_ms(start_ms), report, structured, task, instance_id)
+
+
+def task_failure_aspect(message: str, start_ms: int | None = None) -> dict[str, Any]:
+    """A FAILURE whose report is just ``message`` (nothing ran, or the executor itself failed)."""
+    start = start_ms if start_ms is not None else now_ms()
+    return aspects.result_aspect(aspects.FAILURE, start, _elapsed_ms(start), message, None, RUN_INGEST, None)
+
+
+def now_ms() -> int:
+    """Wall-clock milliseconds, as DataHub stores times."""
+    return int(time.time() * 1000)
+
+
+def _elapsed_ms(start_ms: int) -> int:
+    return max(0, now_ms() - start_ms)

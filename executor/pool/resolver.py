@@ -1,0 +1,59 @@
+"""SecretResolver: turns a recipe's ``${NAME}`` references into values, through ordered stores.
+
+Stores are consulted in the pool's configured order and a later store's value wins, as in
+DataHub. A missing secret is answered with its *name*; values are only ever sent to the Task
+that asked, which passes them to the recipe on stdin.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.datahub.gms import GmsClient
+from executor.errors import MissingSecretError, RetryableError
+from executor.pool.context import PoolContext
+from executor.pool.messages import Beat, Resolve, SecretsFailed, SecretsResolved
+from executor.secrets import SecretStore, build_store, resolve_secrets
+from executor.supervision import ChildContext, SupervisedActor
+
+BEAT_S = 5.0
+
+
+class SecretResolver(SupervisedActor):
+    """Holds the pool's secret stores and answers ``Resolve`` requests."""
+
+    def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
+        super().__init__(ctx)
+        self.pool = pool
+        self.log = self.log.bind(pool=pool.pool_id)
+        self.stores: list[SecretStore] = []
+        self._gms: GmsClient | None = None
+
+    def setup(self) -> None:
+        self._gms = self.pool.new_gms()
+        settings = self.pool.pool.secrets
+        self.stores = [build_store(kind, settings, self._gms) for kind in settings.stores]
+        self.actor_ref.tell(Beat())
+
+    def teardown(self) -> None:
+        if self._gms is not None:
+            self._gms.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Resolve):
+            message.reply_to.tell(self._resolve(message.names))
+        elif isinstance(message, Beat):
+            self.pool.heartbeat(self.ctx.path, BEAT_S)
+            self.tell_self_after(BEAT_S, Beat())
+        return None
+
+    def _resolve(self, names: tuple[str, ...]) -> SecretsResolved | SecretsFailed:
+        try:
+            return SecretsResolved(resolve_secrets(names, self.stores))
+        except MissingSecretError as exc:
+            return SecretsFailed(str(exc), missing=tuple(exc.names))
+        except RetryableError as exc:
+            return SecretsFailed(f"a secret store could not be reached: {exc}", retryable=True)
+        except Exception as exc:  # a store's own failure must not kill the resolver
+            self.log.error("secret store failed: {}", type(exc).__name__)
+            return SecretsFailed(f"a secret store failed: {type(exc).__name__}: {exc}")

@@ -1,0 +1,186 @@
+"""TaskRunner: slots and weights; starts one temporary Task actor per request it accepts.
+
+Capacity follows DataHub: ``max_workers`` slots of weight ``1/max_workers`` each, and a
+request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. It
+polls GMS for KILL signals of running requests, and drives the drain at shutdown. A Task
+that crashes is reported as FAILURE here; its teardown has already killed its processes.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import pykka
+
+from executor.datahub import aspects
+from executor.datahub.gms import GmsClient
+from executor.errors import ExecutorError
+from executor.pool.context import PoolContext
+from executor.pool.messages import (
+    POLLER,
+    REPORTER,
+    Beat,
+    Cancel,
+    Capacity,
+    CapacityWanted,
+    Drain,
+    Finish,
+    InterruptAll,
+    PollSignals,
+    Release,
+    RunningCount,
+    RunRequest,
+    StopReceiving,
+    TaskSettled,
+    WeightKnown,
+)
+from executor.pool.outcome import task_failure_aspect
+from executor.pool.reporter import persist_result
+from executor.pool.task import Task
+from executor.supervision import ChildContext, ChildExited, SupervisedActor
+
+BEAT_S = 5.0
+EPSILON = 1e-9
+
+
+@dataclass
+class _Running:
+    name: str
+    ref: pykka.ActorRef[Any]
+    weight: float
+    settled: bool = False
+
+
+class TaskRunner(SupervisedActor):
+    """Accepts requests within capacity and supervises their Task actors."""
+
+    def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
+        super().__init__(ctx)
+        self.pool = pool
+        self.log = self.log.bind(pool=pool.pool_id)
+        self.default_weight = 1.0 / pool.pool.max_workers
+        self.running: dict[str, _Running] = {}
+        self.draining = False
+        self._accepted: tuple[int, int] = (0, 0)  # (poller incarnation, RunRequests accepted)
+        self._gms: GmsClient | None = None
+        self._task_serial = 0
+
+    def setup(self) -> None:
+        self._gms = self.pool.new_gms()
+        self.actor_ref.tell(Beat())
+        self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
+        self._publish_capacity()
+
+    def teardown(self) -> None:
+        for urn, item in list(self.running.items()):
+            try:
+                item.ref.stop(block=True, timeout=self.pool.pool.limits.kill_grace_s + 5)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                self.log.bind(request=urn).error("task actor did not stop in time")
+        if self._gms is not None:
+            self._gms.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, RunRequest):
+            self._run(message)
+        elif isinstance(message, WeightKnown):
+            if message.urn in self.running:
+                self.running[message.urn].weight = message.weight
+                self._publish_capacity()
+        elif isinstance(message, TaskSettled):
+            if message.urn in self.running:
+                self.running[message.urn].settled = True
+        elif isinstance(message, ChildExited):
+            self._task_exited(message)
+        elif isinstance(message, CapacityWanted):
+            self._publish_capacity()
+        elif isinstance(message, PollSignals):
+            self._poll_signals()
+            self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
+        elif isinstance(message, Drain):
+            self._drain(message)
+        elif isinstance(message, InterruptAll):
+            for item in self.running.values():
+                item.ref.tell(Cancel(message.reason, status=aspects.FAILURE, interrupted=True))
+        elif isinstance(message, RunningCount):
+            return len(self.running)
+        elif isinstance(message, Beat):
+            self.pool.heartbeat(self.ctx.path, BEAT_S)
+            self.tell_self_after(BEAT_S, Beat())
+        return None
+
+    def free_slots(self) -> int:
+        """Default-weight slots still free."""
+        used = sum(item.weight for item in self.running.values())
+        return max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
+
+    def _run(self, request: RunRequest) -> None:
+        incarnation, count = self._accepted
+        same = incarnation == request.poller_incarnation
+        self._accepted = (request.poller_incarnation, (count if same else 0) + 1)
+        log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
+        if request.urn in self.running:
+            return  # the poller already settles duplicates; nothing to start
+        if self.draining or self.free_slots() < 1:
+            log.info("no capacity (or draining): giving the message back")
+            self.ctx.directory.tell(POLLER, Release(request.urn))
+            self._publish_capacity()
+            return
+        self._task_serial += 1
+        ctx = ChildContext(
+            name=f"task-{self._task_serial}",
+            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
+            incarnation=1,
+            parent=self.actor_ref,
+            directory=self.ctx.directory,
+        )
+        ref = Task.start(ctx, self.pool, request)
+        self.running[request.urn] = _Running(ctx.name, ref, self.default_weight)
+        if self.pool.metrics is not None:
+            self.pool.metrics.observe_pickup(self.pool.pool_id, request)
+        self._publish_capacity()
+
+    def _task_exited(self, message: ChildExited) -> None:
+        urn = next((u for u, r in self.running.items() if r.name == message.name), None)
+        if urn is None:
+            return
+        item = self.running.pop(urn)
+        if message.failed and not item.settled:
+            self.log.bind(request=urn.rsplit(":", 1)[-1]).error("task actor crashed: {}", message.error)
+            aspect = task_failure_aspect(f"The executor's task actor crashed: {message.error}")
+            finish = Finish(urn, aspect, aspects.FAILURE)
+            persist_result(self.pool, finish)
+            self.ctx.directory.tell(REPORTER, finish)
+        self._publish_capacity()
+
+    def _poll_signals(self) -> None:
+        if not self.running or self._gms is None:
+            return
+        urns = list(self.running)
+        try:
+            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, urns, [aspects.SIGNAL_ASPECT])
+        except ExecutorError as exc:
+            self.log.warning("could not read cancellation signals: {}", exc)
+            return
+        for urn, values in found.items():
+            signal = aspects.signal_from_aspect(values.get(aspects.SIGNAL_ASPECT))
+            if signal == "KILL" and urn in self.running:
+                self.running[urn].ref.tell(Cancel("cancelled by a KILL signal from DataHub"))
+
+    def _drain(self, message: Drain) -> None:
+        self.draining = True
+        self.ctx.directory.tell(POLLER, StopReceiving())
+        delay = max(0.0, message.deadline_monotonic - time.monotonic())
+        self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.running), delay)
+        self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
+
+    def _publish_capacity(self) -> None:
+        incarnation, count = self._accepted
+        free = 0 if self.draining else self.free_slots()
+        self.ctx.directory.tell(POLLER, Capacity(free, incarnation, count))
+        if self.pool.metrics is not None:
+            self.pool.metrics.set_busy_slots(self.pool.pool_id, self.pool.pool.max_workers - self.free_slots())
+

@@ -1,0 +1,42 @@
+"""The pool's subtree: five children under one one_for_one supervisor.
+
+Start order matters only for the first messages: the leaser and resolver come up before
+the runner and the poller, and the reporter flushes its outbox before any new work arrives.
+Siblings reach each other through the pool supervisor's directory, by name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from executor.backoff import Backoff
+from executor.pool.context import PoolContext
+from executor.pool.leaser import CredentialLeaser
+from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
+from executor.pool.poller import QueuePoller
+from executor.pool.reporter import Reporter
+from executor.pool.resolver import SecretResolver
+from executor.pool.runner import TaskRunner
+from executor.supervision import ChildSpec, Restart, SupervisorPolicy, supervisor_spec
+
+POOL_POLICY = SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(min_s=0.5, max_s=30.0))
+
+
+def pool_children(pool: PoolContext) -> list[ChildSpec]:
+    """The pool's child specs, in start order."""
+    wait = float(pool.pool.poll_wait_s)
+    grace = pool.pool.limits.kill_grace_s
+    return [
+        ChildSpec(LEASER, lambda ctx: CredentialLeaser.start(ctx, pool), Restart.PERMANENT, 10.0),
+        ChildSpec(RESOLVER, lambda ctx: SecretResolver.start(ctx, pool), Restart.PERMANENT, 10.0),
+        ChildSpec(REPORTER, lambda ctx: Reporter.start(ctx, pool), Restart.PERMANENT, 15.0),
+        ChildSpec(RUNNER, lambda ctx: TaskRunner.start(ctx, pool), Restart.PERMANENT, grace + 20.0),
+        ChildSpec(POLLER, lambda ctx: QueuePoller.start(ctx, pool), Restart.PERMANENT, wait + 10.0),
+    ]
+
+
+def pool_spec(pool: PoolContext, on_restart: Callable[[str], None] | None = None) -> ChildSpec:
+    """The child spec of the pool's supervisor, for the root."""
+    children = pool_children(pool)
+    timeout = sum(c.stop_timeout_s for c in children) + 5.0
+    return supervisor_spec(f"pool:{pool.pool_id}", children, POOL_POLICY, on_restart, timeout)

@@ -1,0 +1,195 @@
+"""Task: one execution request, from its input to a terminal result. Temporary, never restarted.
+
+prepare (read the request; skip it if terminal or cancelled; validate) -> resolve secrets ->
+run the sandbox (progress every few seconds) -> finish (terminal result to the Reporter). The
+poller keeps the message invisible meanwhile. If this actor crashes, its teardown kills the
+process group and the runner reports FAILURE for the request.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from executor.backoff import Backoff, RetryState
+from executor.datahub import aspects
+from executor.datahub.aspects import ExecutionRequest
+from executor.datahub.gms import GmsClient
+from executor.errors import BadInputError, ExecutorError, FinalError
+from executor.pool import outcome
+from executor.pool.context import PoolContext
+from executor.pool.messages import (
+    POLLER,
+    REPORTER,
+    RESOLVER,
+    RUNNER,
+    Acknowledge,
+    Cancel,
+    Finish,
+    Prepare,
+    Progress,
+    Release,
+    Resolve,
+    RunRequest,
+    SandboxExited,
+    SecretsFailed,
+    SecretsResolved,
+    SendProgress,
+    TaskSettled,
+    WeightKnown,
+)
+from executor.pool.reporter import persist_result
+from executor.pool.sandboxing import SandboxLauncher, describe_result
+from executor.secrets import secret_references
+from executor.supervision import ChildContext, SupervisedActor
+
+PREPARE_ATTEMPTS = 5
+
+
+class Task(SupervisedActor):
+    """Runs one request; reports to its runner (parent) and the pool's siblings by name."""
+
+    def __init__(self, ctx: ChildContext, pool: PoolContext, request: RunRequest) -> None:
+        super().__init__(ctx)
+        self.pool = pool
+        self.urn = request.urn
+        self.log = self.log.bind(pool=pool.pool_id, request=request.urn.rsplit(":", 1)[-1])
+        self.request: ExecutionRequest | None = None
+        self.start_ms = outcome.now_ms()
+        self.launcher = SandboxLauncher(pool, self.urn)
+        self.cancel: Cancel | None = None
+        self.retry = RetryState(Backoff(min_s=1.0, max_s=15.0))
+        self._gms: GmsClient | None = None
+        self._attempts = 0
+
+    def setup(self) -> None:
+        self._gms = self.pool.new_gms()
+        self.actor_ref.tell(Prepare())
+
+    def teardown(self) -> None:
+        self.launcher.kill()
+        if self._gms is not None:
+            self._gms.close()
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Prepare):
+            self._prepare()
+        elif isinstance(message, SecretsResolved):
+            self._launch(message.values)
+        elif isinstance(message, SecretsFailed):
+            self._secrets_failed(message)
+        elif isinstance(message, SendProgress):
+            self._progress()
+        elif isinstance(message, Cancel):
+            self._cancel(message)
+        elif isinstance(message, SandboxExited):
+            self._finished(message.result)
+        return None
+
+    # -- prepare ---------------------------------------------------------------------------
+    def _prepare(self) -> None:
+        assert self._gms is not None
+        names = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT, aspects.SIGNAL_ASPECT]
+        try:
+            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], names)
+        except ExecutorError as exc:
+            self._attempts += 1
+            if isinstance(exc, FinalError) or self._attempts >= PREPARE_ATTEMPTS:
+                self.log.error("cannot read the request from GMS ({}); giving the message back", exc)
+                self._settle(None, release=True)
+                return
+            self.tell_self_after(self.retry.failed(time.monotonic()), Prepare())
+            return
+        values = found.get(self.urn, {})
+        if not outcome.is_rerunnable(values.get(aspects.RESULT_ASPECT)):
+            self.log.info("already {}; not running it again", values[aspects.RESULT_ASPECT].get("status"))
+            self._settle(None, acknowledge=True)
+            return
+        if aspects.signal_from_aspect(values.get(aspects.SIGNAL_ASPECT)) == "KILL":
+            self._report_and_stop(aspects.CANCELLED, "Cancelled by a KILL signal before it started.")
+            return
+        try:
+            self.request = ExecutionRequest.from_aspect(self.urn, values.get(aspects.INPUT_ASPECT))
+        except BadInputError as exc:
+            self._report_and_stop(aspects.FAILURE, f"Invalid execution request: {exc}")
+            return
+        self.ctx.directory.tell(RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
+        if self.request.task not in outcome.SUPPORTED_TASKS:
+            self._report_and_stop(aspects.FAILURE, f"Unknown task {self.request.task!r}: this executor runs "
+                                  f"{' and '.join(outcome.SUPPORTED_TASKS)}.")
+            return
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting.")))
+        names = tuple(sorted(secret_references(self.request.recipe_text)))
+        if names:
+            if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
+                self.tell_self_after(1.0, SecretsFailed("secret resolver restarting", retryable=True))
+        else:
+            self._launch({})
+
+    def _secrets_failed(self, message: SecretsFailed) -> None:
+        if message.retryable and self._attempts < PREPARE_ATTEMPTS and self.request is not None:
+            self._attempts += 1
+            names = tuple(sorted(secret_references(self.request.recipe_text)))
+            self.timers.call_after(
+                self.retry.failed(time.monotonic()),
+                lambda: self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)),
+            )
+            return
+        self._report_and_stop(aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}")
+
+    # -- run -------------------------------------------------------------------------------
+    def _launch(self, secrets: dict[str, str]) -> None:
+        assert self.request is not None
+        if self.cancel is not None:
+            self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
+            return
+        try:
+            self.launcher.start(self.request, secrets, on_exit=lambda r: self.actor_ref.tell(SandboxExited(r)))
+        except ExecutorError as exc:
+            self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
+            return
+        self.log.info("running {} ({})", self.request.task, self.launcher.describe())
+        self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+
+    def _progress(self) -> None:
+        if not self.launcher.running:
+            return
+        tail = self.launcher.log_tail()
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
+        self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+
+    def _cancel(self, message: Cancel) -> None:
+        if self.cancel is not None:
+            return
+        self.cancel = message
+        self.log.info("stopping: {}", message.reason)
+        self.launcher.stop(message.reason)
+
+    # -- finish ----------------------------------------------------------------------------
+    def _finished(self, result: Any) -> None:
+        assert self.request is not None
+        status, summary = describe_result(result, self.cancel)
+        report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
+        text = f"{report}\n\n~~~~ Execution Log ~~~~\n{self.launcher.final_log(result)}"
+        aspect = outcome.terminal_aspect(status, self.start_ms, text, self.launcher.structured_report(result),
+                                         self.request.task, self.pool.instance_id)
+        self.log.info("finished: {}", status)
+        self._settle(Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted)))
+
+    def _report_and_stop(self, status: str, message: str) -> None:
+        self.log.info("{}: {}", status, message)
+        task = self.request.task if self.request else outcome.RUN_INGEST
+        aspect = outcome.terminal_aspect(status, self.start_ms, message, None, task, self.pool.instance_id)
+        self._settle(Finish(self.urn, aspect, status))
+
+    def _settle(self, finish: Finish | None, acknowledge: bool = False, release: bool = False) -> None:
+        """Hand the outcome on, tell the runner, and end this actor."""
+        if finish is not None:
+            persist_result(self.pool, finish)  # durable before anyone is told
+            self.ctx.directory.tell(REPORTER, finish)
+        elif acknowledge:
+            self.ctx.directory.tell(POLLER, Acknowledge(self.urn))
+        elif release:
+            self.ctx.directory.tell(POLLER, Release(self.urn))
+        self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
+        self.actor_ref.stop(block=False)

@@ -1,0 +1,164 @@
+"""The executor process: builds the actor tree from the config and owns signals and exit codes.
+
+Root supervisor (one_for_one) -> Observability, then one pool subtree per configured pool.
+The main thread never runs inside an actor: it waits for a signal or for the root to give up.
+First SIGTERM/SIGINT: stop receiving, let running tasks drain for ``shutdown.drain_s``, then
+interrupt them (FAILURE that a later run may overwrite, messages released), write the last
+presence and stop the tree in reverse order -> exit 0. A second signal skips the drain.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import uuid
+from types import FrameType
+from typing import Any
+
+import pykka
+from loguru import logger
+
+from executor.config import ExecutorConfig
+from executor.datahub.aspects import instance_id
+from executor.exitcodes import ExitCode
+from executor.observer import observer_spec
+from executor.pool.context import PoolContext
+from executor.pool.reporter import outbox_of
+from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence, RunningCount
+from executor.pool.supervisor import pool_spec
+from executor.supervision import SupervisorPolicy, start_root
+from executor.supervision.supervisor import Supervisor
+
+ROOT_POLICY = SupervisorPolicy(max_restarts=5, period_s=120.0)
+POLL_S = 0.2
+OUTBOX_WAIT_S = 10.0
+
+
+class Service:
+    """One executor process: its tree, its shutdown, its exit code."""
+
+    def __init__(self, config: ExecutorConfig, token: str, health: Any = None, metrics: Any = None) -> None:
+        self.config = config
+        self.health = health
+        self.metrics = metrics
+        self.stop_requested = threading.Event()
+        self.force_requested = threading.Event()
+        self.escalated = threading.Event()
+        self.escalation_reason: str | None = None
+        self._signals = 0
+        started = time.time()
+        suffix = uuid.uuid4().hex[:8]
+        gms_host = config.gms.url.split("://", 1)[-1].split("/", 1)[0]
+        self.pools = [
+            PoolContext(config=config, pool=p, token=token, health=health, metrics=metrics,
+                        instance_id=instance_id(p.id, gms_host, suffix), started_at=started)
+            for p in config.pools
+        ]
+        self.root: pykka.ActorRef[Supervisor] | None = None
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Create the state directories and start the tree."""
+        for pool in self.pools:
+            os.makedirs(pool.state_dir, mode=0o700, exist_ok=True)
+        on_restart = self.metrics.count_restart if self.metrics is not None else None
+        specs = [observer_spec(self.config, self.health, self.metrics)]
+        specs += [pool_spec(pool, on_restart) for pool in self.pools]
+        self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart)
+        logger.info("executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools))
+
+    def run_until_stopped(self) -> ExitCode:
+        """Block until a signal (or escalation), then shut down; return the exit code."""
+        while not (self.stop_requested.is_set() or self.escalated.is_set()):
+            self.stop_requested.wait(1.0)
+        if self.escalated.is_set():
+            logger.error("the root supervisor gave up: {}", self.escalation_reason)
+            self._stop_tree()
+            return ExitCode.ESCALATED
+        self.shutdown()
+        return ExitCode.INTERRUPTED if self.force_requested.is_set() and self._running() else ExitCode.OK
+
+    def shutdown(self) -> None:
+        """Drain (unless forced), report the stop, and stop the tree."""
+        drain_s = 0.0 if self.force_requested.is_set() else self.config.shutdown.drain_s
+        deadline = time.monotonic() + drain_s
+        logger.info("stopping: draining running tasks for up to {:.0f}s", drain_s)
+        self._tell_pools(RUNNER, Drain(deadline))
+        while self._running() > 0 and time.monotonic() < deadline and not self.force_requested.is_set():
+            self.force_requested.wait(POLL_S)
+        if self._running() > 0:
+            self._tell_pools(RUNNER, InterruptAll("the executor is shutting down"))
+            grace_end = time.monotonic() + max(p.pool.limits.kill_grace_s for p in self.pools) + 5.0
+            while self._running() > 0 and time.monotonic() < grace_end:
+                time.sleep(POLL_S)
+        self._wait_for_outboxes(deadline=time.monotonic() + OUTBOX_WAIT_S)
+        self._tell_pools(REPORTER, ReportPresence(stopped=True))
+        self._stop_tree()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: first drains, second forces. Main thread only."""
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+
+    # -- helpers ---------------------------------------------------------------------------
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        self._signals += 1
+        if self._signals == 1:
+            logger.info("received {}; stopping (send it again to skip the drain)", signal.Signals(signum).name)
+            self.stop_requested.set()
+        else:
+            logger.warning("received {} again; stopping now", signal.Signals(signum).name)
+            self.force_requested.set()
+            self.stop_requested.set()
+
+    def _on_escalate(self, reason: str | None) -> None:
+        self.escalation_reason = reason
+        self.escalated.set()
+
+    def _stop_tree(self) -> None:
+        if self.root is not None:
+            try:
+                self.root.stop(block=True, timeout=120)
+            except (pykka.Timeout, pykka.ActorDeadError):
+                pass
+        pykka.ActorRegistry.stop_all(block=True, timeout=10)
+
+    def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:
+        if self.root is None or not self.root.is_alive():
+            return []
+        refs = []
+        try:
+            root_dir = self.root.proxy().children_directory.get(timeout=5)
+            for pool in self.pools:
+                sup = root_dir.get(f"pool:{pool.pool_id}")
+                if sup is None:
+                    continue
+                ref = sup.proxy().children_directory.get(timeout=5).get(child)
+                if ref is not None:
+                    refs.append(ref)
+        except (pykka.Timeout, pykka.ActorDeadError):
+            pass
+        return refs
+
+    def _tell_pools(self, child: str, message: Any) -> None:
+        for ref in self._pool_refs(child):
+            try:
+                ref.tell(message)
+            except pykka.ActorDeadError:
+                continue
+
+    def _wait_for_outboxes(self, deadline: float) -> None:
+        """Give the reporters a moment to deliver the last results (they stay durable anyway)."""
+        while any(len(outbox_of(p)) for p in self.pools) and time.monotonic() < deadline:
+            time.sleep(POLL_S)
+
+    def _running(self) -> int:
+        total = 0
+        for ref in self._pool_refs(RUNNER):
+            try:
+                total += int(ref.ask(RunningCount(), timeout=5))
+            except (pykka.Timeout, pykka.ActorDeadError):
+                continue
+        return total
