@@ -1,0 +1,133 @@
+"""HealthState: liveness from heartbeat ages, readiness from pool states (a fake clock, no waiting)."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from executor.observability import HealthState
+
+
+class FakeClock:
+    """A monotonic clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_live_with_no_component_yet() -> None:
+    ok, details = HealthState().liveness()
+    assert ok
+    assert details == {"status": "ok", "components": {}}
+
+
+def test_heartbeat_goes_stale_after_twice_its_interval() -> None:
+    clock = FakeClock()
+    health = HealthState(clock)
+    health.heartbeat("root/pool:a/poller", 2.0)
+    health.heartbeat("root/observability", 10.0)
+    clock.now += 4.0
+    ok, details = health.liveness()
+    assert ok, details
+    clock.now += 0.5
+    ok, details = health.liveness()
+    assert not ok
+    assert details["status"] == "fail"
+    assert details["stale"] == ["root/pool:a/poller"]
+    assert details["components"]["root/pool:a/poller"] == {"ok": False, "age_s": 4.5, "interval_s": 2.0}
+    assert details["components"]["root/observability"]["ok"] is True
+
+
+def test_a_new_beat_or_forget_revives_liveness() -> None:
+    clock = FakeClock()
+    health = HealthState(clock)
+    health.heartbeat("a", 1.0)
+    health.heartbeat("b", 1.0)
+    clock.now += 5
+    health.heartbeat("a", 1.0)
+    assert health.liveness()[1]["stale"] == ["b"]
+    health.forget("b")
+    assert health.liveness()[0]
+
+
+def test_not_ready_without_any_pool() -> None:
+    ok, details = HealthState().readiness()
+    assert not ok
+    assert details["status"] == "not ready"
+    assert details["reasons"] == ["no pool registered yet"]
+
+
+def test_ready_only_when_every_pool_is_ready_and_says_why_not() -> None:
+    health = HealthState()
+    health.set_ready("a", True, "")
+    health.set_ready("b", False, "no lease: listExecutorConfigs returned no entry for pool b")
+    ok, details = health.readiness()
+    assert not ok
+    assert details["pools"]["a"] == {"ready": True, "reason": ""}
+    assert details["reasons"] == ["pool b: no lease: listExecutorConfigs returned no entry for pool b"]
+    health.set_ready("b", True, "")
+    ok, details = health.readiness()
+    assert ok
+    assert details["status"] == "ready"
+    assert "reasons" not in details
+
+
+def test_stopping_turns_readiness_off() -> None:
+    health = HealthState()
+    health.set_ready("a", True)
+    health.mark_stopping("draining 2 running task(s)")
+    ok, details = health.readiness()
+    assert not ok
+    assert details["reasons"] == ["draining 2 running task(s)"]
+
+
+def test_remove_pool() -> None:
+    health = HealthState()
+    health.set_ready("a", True)
+    health.set_ready("b", False, "starting")
+    health.remove_pool("b")
+    assert health.readiness()[0]
+
+
+@pytest.mark.parametrize(("component", "interval"), [("", 1.0), ("x", 0.0), ("x", -1.0)])
+def test_bad_heartbeat_arguments_are_refused(component: str, interval: float) -> None:
+    with pytest.raises(ValueError):
+        HealthState().heartbeat(component, interval)
+
+
+def test_bad_pool_id_is_refused() -> None:
+    with pytest.raises(ValueError):
+        HealthState().set_ready("", True)
+
+
+def test_concurrent_writers_and_readers() -> None:
+    health = HealthState()
+    start = threading.Barrier(5)
+
+    def writer(n: int) -> None:
+        start.wait(timeout=10)
+        for i in range(500):
+            health.heartbeat(f"c{n}-{i % 7}", 5.0)
+            health.set_ready(f"p{n}", i % 2 == 0, "flip")
+
+    def reader() -> None:
+        start.wait(timeout=10)
+        for _ in range(500):
+            health.liveness()
+            health.readiness()
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+    threads.append(threading.Thread(target=reader))
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+        assert not t.is_alive()
+    ok, details = health.liveness()
+    assert ok
+    assert len(details["components"]) == 28
+    assert health.readiness()[1]["pools"].keys() == {"p0", "p1", "p2", "p3"}

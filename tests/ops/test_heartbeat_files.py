@@ -1,0 +1,117 @@
+"""FileHeartbeats: the probe files of DataHub's chart follow liveness and readiness."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from executor.observability import FileHeartbeats, HealthState
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 10.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def paths(tmp_path: Path) -> tuple[Path, Path]:
+    return tmp_path / "worker_liveness_heartbeat", tmp_path / "worker_readiness_heartbeat"
+
+
+def test_live_but_not_ready_touches_only_liveness(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    files = FileHeartbeats(live, ready)
+    assert files.beat(HealthState()) == (True, False)
+    assert live.exists()
+    assert not ready.exists()
+
+
+def test_live_and_ready_touches_both_and_refreshes_mtime(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    health = HealthState()
+    health.set_ready("default", True)
+    files = FileHeartbeats(live, ready)
+    files.beat(health)
+    os.utime(live, (1, 1))
+    os.utime(ready, (1, 1))
+    assert files.beat(health) == (True, True)
+    assert live.stat().st_mtime > 1
+    assert ready.stat().st_mtime > 1
+
+
+def test_probe_deleting_the_file_sees_it_again_after_the_next_beat(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    health = HealthState()
+    health.set_ready("default", True)
+    files = FileHeartbeats(live, ready)
+    files.beat(health)
+    live.unlink()
+    ready.unlink()
+    files.beat(health)
+    assert live.exists() and ready.exists()
+
+
+def test_stale_component_removes_both_files(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    clock = FakeClock()
+    health = HealthState(clock)
+    health.set_ready("default", True)
+    health.heartbeat("root/pool:default/poller", 1.0)
+    files = FileHeartbeats(live, ready)
+    files.beat(health)
+    clock.now += 3
+    assert files.beat(health) == (False, True)
+    assert not live.exists()
+    assert not ready.exists()
+
+
+def test_not_ready_removes_the_readiness_file(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    health = HealthState()
+    health.set_ready("default", True)
+    files = FileHeartbeats(live, ready)
+    files.beat(health)
+    health.set_ready("default", False, "lease expired")
+    files.beat(health)
+    assert live.exists()
+    assert not ready.exists()
+
+
+def test_clear_removes_both(paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    health = HealthState()
+    health.set_ready("default", True)
+    files = FileHeartbeats(live, ready)
+    files.beat(health)
+    files.clear()
+    assert not live.exists() and not ready.exists()
+
+
+def test_a_planted_symlink_is_not_followed(tmp_path: Path, paths: tuple[Path, Path]) -> None:
+    live, ready = paths
+    victim = tmp_path / "victim"
+    victim.write_text("keep")
+    os.utime(victim, (1, 1))
+    live.symlink_to(victim)
+    FileHeartbeats(live, ready).beat(HealthState())
+    assert victim.stat().st_mtime == 1
+    assert victim.read_text() == "keep"
+
+
+def test_unwritable_location_is_logged_not_raised(tmp_path: Path) -> None:
+    files = FileHeartbeats(tmp_path / "missing" / "live", tmp_path / "missing" / "ready")
+    health = HealthState()
+    health.set_ready("default", True)
+    assert files.beat(health) == (True, True)
+    assert files.beat(health) == (True, True)
+
+
+def test_default_paths_are_the_charts() -> None:
+    files = FileHeartbeats()
+    assert files.liveness_path == Path("/tmp/worker_liveness_heartbeat")
+    assert files.readiness_path == Path("/tmp/worker_readiness_heartbeat")
