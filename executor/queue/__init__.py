@@ -1,0 +1,1 @@
+"""Task queues the executor consumes: one module per queue flavour (SQS today)."""

@@ -1,0 +1,209 @@
+"""The pool's SQS queue, used with the lease's temporary credentials.
+
+Owns the boto3 client and the translation of AWS answers into the executor's errors:
+
+    ExpiredToken, InvalidClientTokenId, RequestExpired, ...   -> LeaseExpiredError (refresh)
+    throttling, OverLimit, HTTP 429                           -> ThrottledError
+    no connection, connect/read timeout, 5xx                  -> TransportError
+    AccessDenied, other 403                                   -> NotAllowedError
+    invalid receipt handle, unknown queue, other 4xx          -> BadInputError
+
+Every call is bounded: botocore's connect and read timeouts are set (the read timeout is
+longer than the longest long poll) and a receive waits at most 20 s, so the poller that
+owns the queue can always stop promptly. botocore retries a failed call at most once;
+anything longer is the poller's backoff.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any
+from urllib.parse import urlsplit
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from executor.datahub.lease import Lease
+from executor.errors import (
+    BadInputError,
+    LeaseExpiredError,
+    NotAllowedError,
+    ThrottledError,
+    TransportError,
+)
+
+MAX_WAIT_S = 20
+MAX_BATCH = 10
+MAX_VISIBILITY_S = 43_200
+_EXPIRED = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "RequestExpired",
+    "UnrecognizedClientException",
+})
+_THROTTLED = frozenset({
+    "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException",
+    "OverLimit", "AWS.SimpleQueueService.OverLimit", "KmsThrottled",
+})
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied"})
+_SERVER = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable"})
+
+
+@dataclass(frozen=True)
+class ReceivedMessage:
+    """One received message; ``receipt_handle`` is what extend/release/delete need."""
+
+    message_id: str
+    receipt_handle: str = field(repr=False)
+    body: str = field(repr=False)
+    receive_count: int
+    """``ApproximateReceiveCount``: 1 on first delivery."""
+    sent_timestamp_s: float | None
+    """When the producer sent it (epoch seconds), if SQS said."""
+
+    @property
+    def sent_at(self) -> datetime | None:
+        """``sent_timestamp_s`` as an aware UTC datetime."""
+        if self.sent_timestamp_s is None:
+            return None
+        return datetime.fromtimestamp(self.sent_timestamp_s, timezone.utc)
+
+
+def endpoint_for(queue_url: str) -> str | None:
+    """``scheme://host:port`` of a queue URL that is not on AWS (e.g. a local control plane).
+
+    For an AWS host, None: botocore derives the endpoint from the region itself.
+    """
+    parts = urlsplit(queue_url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise BadInputError("the lease's queue URL is not an http(s) URL")
+    host = parts.hostname.lower()
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
+        return None
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+
+
+class SqsQueue:
+    """A lease's queue: receive, extend, release, delete, depth."""
+
+    def __init__(
+        self,
+        lease: Lease,
+        *,
+        proxies: Mapping[str, str] | None = None,
+        connect_timeout_s: float = 5.0,
+        extra_read_timeout_s: float = 10.0,
+    ) -> None:
+        self.lease = lease
+        self.queue_url = lease.queue_url
+        config = Config(
+            region_name=lease.region,
+            connect_timeout=connect_timeout_s,
+            read_timeout=MAX_WAIT_S + extra_read_timeout_s,
+            retries={"mode": "standard", "max_attempts": 2},
+            proxies=dict(proxies) if proxies else None,
+        )
+        session = boto3.session.Session(
+            aws_access_key_id=lease.access_key_id,
+            aws_secret_access_key=lease.secret_access_key,
+            aws_session_token=lease.session_token,
+            region_name=lease.region,
+        )
+        self._client: Any = session.client("sqs", endpoint_url=endpoint_for(lease.queue_url), config=config)
+
+    def __repr__(self) -> str:
+        return f"SqsQueue({self.queue_url!r})"
+
+    def close(self) -> None:
+        """Release the client's connections."""
+        self._client.close()
+
+    def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[ReceivedMessage]:
+        """Long-poll up to ``wait_s`` (<= 20) for at most ``max_messages`` (<= 10), hiding them
+        from other consumers for ``visibility_s``."""
+        if not 1 <= max_messages <= MAX_BATCH:
+            raise ValueError(f"max_messages must be in 1..{MAX_BATCH}")
+        if not 0 <= wait_s <= MAX_WAIT_S:
+            raise ValueError(f"wait_s must be in 0..{MAX_WAIT_S}")
+        _check_visibility(visibility_s)
+        with _mapped("receive"):
+            answer = self._client.receive_message(
+                QueueUrl=self.queue_url,
+                MaxNumberOfMessages=max_messages,
+                WaitTimeSeconds=wait_s,
+                VisibilityTimeout=visibility_s,
+                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
+            )
+        return [_message(m) for m in answer.get("Messages", [])]
+
+    def extend(self, receipt_handle: str, visibility_s: int) -> None:
+        """Keep a received message hidden for ``visibility_s`` more seconds from now."""
+        _check_visibility(visibility_s)
+        with _mapped("change of visibility"):
+            self._client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=visibility_s
+            )
+
+    def release(self, receipt_handle: str) -> None:
+        """Make a received message visible again at once, for any consumer."""
+        self.extend(receipt_handle, 0)
+
+    def delete(self, receipt_handle: str) -> None:
+        """Remove a message for good (its result is in GMS)."""
+        with _mapped("delete"):
+            self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+
+    def approximate_depth(self) -> int:
+        """Messages waiting to be received (``ApproximateNumberOfMessages``)."""
+        with _mapped("depth query"):
+            answer = self._client.get_queue_attributes(
+                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+            )
+        return int(answer.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+
+
+def _check_visibility(visibility_s: int) -> None:
+    if not 0 <= visibility_s <= MAX_VISIBILITY_S:
+        raise ValueError(f"visibility_s must be in 0..{MAX_VISIBILITY_S}")
+
+
+def _message(raw: dict[str, Any]) -> ReceivedMessage:
+    attributes = raw.get("Attributes", {})
+    sent = attributes.get("SentTimestamp")
+    return ReceivedMessage(
+        message_id=str(raw.get("MessageId", "")),
+        receipt_handle=str(raw.get("ReceiptHandle", "")),
+        body=str(raw.get("Body", "")),
+        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+        sent_timestamp_s=int(sent) / 1000.0 if sent and str(sent).isdigit() else None,
+    )
+
+
+@contextmanager
+def _mapped(what: str) -> Iterator[None]:
+    """Translate botocore's exceptions for ``what`` into the executor's hierarchy."""
+    try:
+        yield
+    except ClientError as exc:
+        raise _client_error(what, exc) from None
+    except BotoCoreError as exc:
+        raise TransportError(f"SQS {what} failed: {type(exc).__name__}: {str(exc)[:300]}") from None
+
+
+def _client_error(what: str, exc: ClientError) -> Exception:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
+    text = f"SQS {what} failed: {code or 'HTTP ' + str(status)}: {str(error.get('Message', ''))[:300]}"
+    short = code.rsplit(".", 1)[-1]
+    if code in _EXPIRED or short in _EXPIRED:
+        return LeaseExpiredError(text)
+    if code in _THROTTLED or short in _THROTTLED or status == 429:
+        return ThrottledError(text)
+    if code in _SERVER or status >= 500:
+        return TransportError(text)
+    if code in _DENIED or short in _DENIED or status == 403:
+        return NotAllowedError(text)
+    return BadInputError(text)

@@ -1,0 +1,1 @@
+"""Delivery of results to GMS: the durable outbox of terminal results."""
