@@ -1,0 +1,134 @@
+"""Resource limits of one sandboxed run, and the units they are written in.
+
+``SandboxLimits`` is the value every enforcement layer reads (psutil monitor, cgroup,
+rlimits). This module also owns parsing and formatting of sizes and durations, so that a
+breach message reads the same everywhere ("memory 2.1 GiB > limit 2 GiB").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import Any
+
+from loguru import logger
+
+from executor.errors import BadInputError
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+
+TASK_MEMORY_VAR = "EXECUTOR_TASK_MEMORY_LIMIT"
+"""DataHub's per-task knob (bytes, in the request's ``extra_env_vars``)."""
+
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
+_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
+
+
+@dataclass(frozen=True)
+class SandboxLimits:
+    """What one run may use; ``None`` means unlimited.
+
+    ``memory_bytes`` is the RSS of the whole tree; ``cpu_seconds`` the user+system time of
+    the whole tree; ``output_bytes`` what the run writes to stdout/stderr; ``disk_bytes``
+    the size of its private work dir. ``sample_interval_s`` bounds the monitor's overshoot
+    (about interval x growth rate) and ``kill_grace_s`` is the SIGTERM -> SIGKILL delay.
+    """
+
+    memory_bytes: int | None = None
+    cpu_seconds: float | None = None
+    wall_seconds: float | None = None
+    max_processes: int | None = None
+    output_bytes: int | None = None
+    open_files: int = 1024
+    address_space_bytes: int | None = None
+    disk_bytes: int | None = None
+    sample_interval_s: float = 0.1
+    kill_grace_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        for name in ("memory_bytes", "cpu_seconds", "wall_seconds", "max_processes", "output_bytes",
+                     "address_space_bytes", "disk_bytes"):
+            value = getattr(self, name)
+            if value is not None and value <= 0:
+                raise BadInputError(f"sandbox limit {name} must be positive or None, got {value!r}")
+        if self.open_files < 16:
+            raise BadInputError(f"sandbox limit open_files must be >= 16, got {self.open_files}")
+        if not 0.005 <= self.sample_interval_s <= 0.25:
+            raise BadInputError("sample_interval_s must be within [0.005, 0.25] seconds")
+        if self.kill_grace_s < 0:
+            raise BadInputError("kill_grace_s must be >= 0")
+
+    def with_task_overrides(self, extra_env: Mapping[str, str], ceiling_bytes: int | None = None
+                            ) -> SandboxLimits:
+        """Apply the request's ``EXECUTOR_TASK_MEMORY_LIMIT``; never above ``ceiling_bytes``.
+
+        The ceiling defaults to the pool's own memory limit, so a request may lower it but
+        only the operator (by passing a ceiling) lets it ask for more.
+        """
+        raw = extra_env.get(TASK_MEMORY_VAR)
+        if raw is None or not str(raw).strip():
+            return self
+        asked = parse_size(str(raw), TASK_MEMORY_VAR)
+        ceiling = ceiling_bytes if ceiling_bytes is not None else self.memory_bytes
+        if ceiling is not None and asked > ceiling:
+            logger.warning("{} asks for {}, above the pool's ceiling {}; using the ceiling",
+                           TASK_MEMORY_VAR, format_bytes(asked), format_bytes(ceiling))
+            asked = ceiling
+        return replace(self, memory_bytes=asked)
+
+
+def limits_from_settings(settings: Any) -> SandboxLimits:
+    """Map the pool config (``executor.config.LimitSettings``, sizes in MiB) to ``SandboxLimits``."""
+
+    def mib(value: int | None) -> int | None:
+        return None if value is None else int(value) * MiB
+
+    return SandboxLimits(
+        memory_bytes=mib(settings.memory_mb),
+        cpu_seconds=settings.cpu_seconds,
+        wall_seconds=settings.wall_seconds,
+        max_processes=settings.max_processes,
+        output_bytes=mib(settings.output_mb),
+        open_files=settings.open_files,
+        disk_bytes=mib(settings.disk_mb),
+        kill_grace_s=settings.kill_grace_s,
+    )
+
+
+def parse_size(text: str, what: str = "size") -> int:
+    """Bytes from ``"2147483648"``, ``"2G"``, ``"2GiB"``, ``"512Mi"``, ``"1.5g"`` (powers of 1024 for all).
+
+    Kubernetes-style ``Mi``/``Gi`` and plain byte counts (what DataHub's executor takes)
+    both work; a bad value raises ``BadInputError`` naming ``what``.
+    """
+    match = _SIZE.match(text)
+    if not match:
+        raise BadInputError(f"{what}: cannot read {text!r} as a size (examples: 2147483648, 512Mi, 2GiB)")
+    number, unit, _ = match.groups()
+    value = int(float(number) * (1024 ** _POWERS[unit.lower()]))
+    if value <= 0:
+        raise BadInputError(f"{what}: size must be positive, got {text!r}")
+    return value
+
+
+def format_bytes(value: float, decimals: int = 1) -> str:
+    """``2 GiB``, ``2.1 GiB``, ``512 MiB``, ``12 B``: ``decimals`` places, none when they are zeros."""
+    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
+        if abs(value) >= size:
+            return f"{_decimals(value / size, decimals)} {unit}"
+    return f"{int(value)} B"
+
+
+def format_seconds(value: float, decimals: int = 1) -> str:
+    """``12.3 s``, ``60 s``."""
+    return f"{_decimals(value, decimals)} s"
+
+
+def _decimals(value: float, decimals: int) -> str:
+    text = f"{value:.{decimals}f}"
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return text

@@ -1,0 +1,223 @@
+"""The watch loop of one run: sample the tree, enforce the limits, stop it, say how it ended.
+
+Every ``sample_interval_s`` (at most 250 ms) the loop samples the tree (about 2 ms) and checks
+wall time, memory, processes, CPU, output and disk. On a breach or a ``stop`` it sends
+SIGTERM to the process group and every member, and SIGKILL after the grace, or at once if
+during the grace the tree passes a hard ceiling (memory 1.25 x, processes 2 x the limit).
+When the main process exits, leftover members are stopped the same way, so no process of
+a run outlives it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Protocol
+
+from executor.sandbox.cgroups import TaskCgroup
+from executor.sandbox.limits import SandboxLimits, format_seconds
+from executor.sandbox.result import LimitBreach, Outcome, SandboxResult
+from executor.sandbox.streams import OutputReader, StdinWriter
+from executor.sandbox.tree import ProcessTree, TreeSample
+from executor.sandbox.workdir import dir_usage
+
+DISK_CHECK_S = 1.0
+GIVE_UP_S = 10.0
+MEMORY_CEILING = 1.25
+PROCESS_CEILING = 2
+
+
+class RunHooks(Protocol):
+    """What the monitor needs from its run."""
+
+    def take_stop_request(self) -> tuple[str, float | None, str] | None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+class Monitor:
+    """Watches one process tree until it is gone; driven by the run's supervisor thread."""
+
+    def __init__(self, run: RunHooks, proc: subprocess.Popen[bytes], reader: OutputReader,
+                 writer: StdinWriter, cgroup: TaskCgroup | None, work_dir: Path,
+                 limits: SandboxLimits) -> None:
+        self._run = run
+        self._proc = proc
+        self.reader = reader
+        self._writer = writer
+        self._cgroup = cgroup
+        self._work_dir = work_dir
+        self._limits = limits
+        self._tree = ProcessTree(proc.pid, cgroup)
+        self._wake = threading.Event()
+        self._deadline: float | None = None
+        self._killed = False
+        self._breach: LimitBreach | None = None
+        self._stop: tuple[str, str] | None = None
+        self._next_disk_check = 0.0
+        self.peak_rss = 0
+        self.peak_processes = 0
+        self.cpu_seconds = 0.0
+
+    def wake(self) -> None:
+        """Look again now (a stop was requested)."""
+        self._wake.set()
+
+    def run(self) -> None:
+        """Loop until the main process has exited and no member is left."""
+        started = time.monotonic()
+        while True:
+            returncode = self._proc.poll()
+            sample = self._tree.sample(full=returncode is not None)
+            self._record(sample)
+            now = time.monotonic()
+            if self._deadline is None:
+                self._check(sample, now - started, returncode)
+            else:
+                self._escalate(sample, now)
+            if returncode is not None and sample.processes == 0:
+                return
+            if self._deadline is not None and now > self._deadline + GIVE_UP_S:
+                self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
+                self.kill_now()
+                return
+            self._wake.wait(self._limits.sample_interval_s)
+            self._wake.clear()
+
+    def _record(self, sample: TreeSample) -> None:
+        self.peak_rss = max(self.peak_rss, sample.rss_bytes)
+        self.peak_processes = max(self.peak_processes, sample.processes)
+        self.cpu_seconds = max(self.cpu_seconds, sample.cpu_seconds)
+
+    def _check(self, sample: TreeSample, elapsed: float, returncode: int | None) -> None:
+        grace = self._limits.kill_grace_s
+        breach = self._breach_now(sample, elapsed)
+        stop = self._run.take_stop_request()
+        if breach is not None:
+            self._breach = breach
+            self._terminate(breach.message, grace)
+        elif stop is not None:
+            reason, stop_grace, status = stop
+            self._stop = (reason, status)
+            self._terminate(f"stop requested: {reason}", grace if stop_grace is None else stop_grace)
+        elif returncode is not None and sample.processes > 0:
+            self._terminate(f"main process exited; stopping {sample.processes} leftover process(es)", grace)
+
+    def _breach_now(self, sample: TreeSample, elapsed: float) -> LimitBreach | None:
+        limits, cgroup = self._limits, self._cgroup
+        if limits.wall_seconds is not None and elapsed > limits.wall_seconds:
+            return LimitBreach.of("wall_time", elapsed, limits.wall_seconds)
+        if limits.memory_bytes is not None:
+            if sample.rss_bytes > limits.memory_bytes:
+                return LimitBreach.of("memory", sample.rss_bytes, limits.memory_bytes)
+            if cgroup is not None and cgroup.oom_kills() > 0:
+                return self._oom_breach(limits.memory_bytes)
+        if limits.max_processes is not None:
+            if sample.processes > limits.max_processes:
+                return LimitBreach.of("processes", sample.processes, limits.max_processes)
+            refused = cgroup.fork_refusals() if cgroup is not None else 0
+            if refused:
+                return LimitBreach.of("processes", max(sample.processes, limits.max_processes),
+                                      limits.max_processes, f"the cgroup refused {refused} fork(s)")
+        if limits.cpu_seconds is not None and sample.cpu_seconds > limits.cpu_seconds:
+            return LimitBreach.of("cpu", sample.cpu_seconds, limits.cpu_seconds)
+        if limits.output_bytes is not None and self.reader.over_limit:
+            return LimitBreach.of("output", self.reader.bytes_read, limits.output_bytes)
+        return self._disk_breach()
+
+    def _oom_breach(self, limit: int) -> LimitBreach:
+        peak = max(self._cgroup.peak_memory() or 0 if self._cgroup else 0, self.peak_rss, limit)
+        return LimitBreach.of("memory", peak, limit, "the kernel killed a process at the cgroup limit")
+
+    def _disk_breach(self) -> LimitBreach | None:
+        limit = self._limits.disk_bytes
+        now = time.monotonic()
+        if limit is None or now < self._next_disk_check:
+            return None
+        self._next_disk_check = now + DISK_CHECK_S
+        used = dir_usage(self._work_dir)
+        return LimitBreach.of("disk", used, limit) if used > limit else None
+
+    def _terminate(self, why: str, grace: float) -> None:
+        self._run.note(f"{why}: SIGTERM to the process tree, SIGKILL after {format_seconds(grace)}")
+        self._deadline = time.monotonic() + grace
+        if grace <= 0:
+            self._kill()
+        else:
+            self._tree.signal(signal.SIGTERM)
+
+    def _escalate(self, sample: TreeSample, now: float) -> None:
+        assert self._deadline is not None
+        stop = self._run.take_stop_request()
+        if stop is not None and stop[1] is not None:
+            self._deadline = min(self._deadline, now + stop[1])
+        if self._killed:
+            if sample.processes:
+                self._tree.signal(signal.SIGKILL)
+        elif now >= self._deadline:
+            self._run.note("grace period over: SIGKILL")
+            self._kill()
+        elif self._over_ceiling(sample):
+            self._run.note("still growing during the grace period: SIGKILL now")
+            self._kill()
+
+    def _over_ceiling(self, sample: TreeSample) -> bool:
+        limits = self._limits
+        memory, processes = limits.memory_bytes, limits.max_processes
+        return bool((memory is not None and sample.rss_bytes > memory * MEMORY_CEILING)
+                    or (processes is not None and sample.processes > processes * PROCESS_CEILING))
+
+    def _kill(self) -> None:
+        self._killed = True
+        self._tree.signal(signal.SIGKILL)
+
+    def kill_now(self) -> None:
+        """SIGKILL everything and reap the main process (bounded wait)."""
+        self._kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self._proc.wait(timeout=5)
+
+    def close_streams(self) -> None:
+        """Let the pipe threads finish; force them when something still holds the pipes."""
+        if not self.reader.join(2.0):
+            self.reader.stop()
+            self.reader.join(1.0)
+        self._writer.stop()
+        self._writer.join(1.0)
+
+    def result(self, duration: float, log_text: str, report: str | None, error: str | None) -> SandboxResult:
+        """How the run ended, from what the loop saw and the main process's exit status."""
+        code = self._proc.returncode
+        exit_code = code if code is not None and code >= 0 else None
+        sig = -code if code is not None and code < 0 else None
+        breach = self._breach or self._late_breach(exit_code, sig)
+        stop = self._stop if breach is None else None
+        outcome: Outcome = "error" if error else "limit" if breach else "stopped" if stop else "exited"
+        return SandboxResult(
+            outcome=outcome, exit_code=exit_code, signal=sig, breach=breach,
+            stop_reason=stop[0] if stop else None, stop_status=stop[1] if stop else None,
+            duration_s=duration, peak_rss_bytes=self.peak_rss, cpu_seconds=self.cpu_seconds,
+            max_processes=self.peak_processes, output_bytes=self.reader.bytes_read,
+            log_text=log_text, report_json=report, error=error)
+
+    def _late_breach(self, exit_code: int | None, sig: int | None) -> LimitBreach | None:
+        """Limits that ended the run without the loop seeing it: kernel OOM, rlimit signals."""
+        limits, cgroup = self._limits, self._cgroup
+        if limits.memory_bytes is not None and cgroup is not None and cgroup.oom_kills() > 0:
+            return self._oom_breach(limits.memory_bytes)
+        if sig == signal.SIGXCPU and limits.cpu_seconds is not None:
+            return LimitBreach.of("cpu", max(self.cpu_seconds, limits.cpu_seconds), limits.cpu_seconds,
+                                  "a process hit its RLIMIT_CPU")
+        if sig == signal.SIGXFSZ and limits.disk_bytes is not None:
+            return LimitBreach.of("disk", limits.disk_bytes, limits.disk_bytes, "a file hit RLIMIT_FSIZE")
+        failed = sig is not None or exit_code not in (0, None)
+        refused = cgroup.fork_refusals() if cgroup is not None else 0
+        if failed and refused and limits.max_processes is not None:
+            return LimitBreach.of("processes", limits.max_processes, limits.max_processes,
+                                  f"the cgroup refused {refused} fork(s)")
+        return None
+

@@ -1,0 +1,92 @@
+"""Clean-up after an executor that died: its recipes' leftover processes and cgroups.
+
+The parent-death signal kills a run's main process when the executor dies, but not what that
+process forked. Every run's environment carries ``REMOTE_EXECUTOR_SANDBOX=<pid>:<start>:<run>``
+(the executor's pid and start time), and each task cgroup's name carries ``-p<pid>-``. At
+start-up, ``reap_orphans`` kills processes whose marker names an executor that is gone, and
+removes task cgroups whose creator is gone (killing what is still inside).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import signal
+from pathlib import Path
+
+import psutil
+from loguru import logger
+
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+
+MARKER_VAR = "REMOTE_EXECUTOR_SANDBOX"
+_CGROUP_OWNER = re.compile(r"-p(\d+)-[0-9a-f]{6}$")
+
+
+def owner_token() -> str:
+    """``<pid>:<start time in ms>`` of this executor process: the first part of every marker."""
+    return f"{os.getpid()}:{int(psutil.Process().create_time() * 1000)}"
+
+
+def _owner_alive(pid: int, start_ms: int | None) -> bool:
+    try:
+        proc = psutil.Process(pid)
+        return start_ms is None or int(proc.create_time() * 1000) == start_ms
+    except psutil.Error:
+        return False
+
+
+def reap_orphans(cgroups: CgroupSupport | None = None) -> int:
+    """Kill leftover processes and remove stale task cgroups of dead executors; how many processes."""
+    killed = 0
+    for proc in psutil.process_iter():
+        try:
+            marker = proc.environ().get(MARKER_VAR)
+        except psutil.Error:
+            continue
+        if not marker:
+            continue
+        pid, _, rest = marker.partition(":")
+        start, _, _ = rest.partition(":")
+        if pid.isdigit() and not _owner_alive(int(pid), int(start) if start.isdigit() else None):
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
+                killed += 1
+    killed += _reap_cgroups(cgroups if cgroups is not None else detect_cgroups())
+    if killed:
+        logger.warning("killed {} leftover recipe process(es) of an earlier executor", killed)
+    return killed
+
+
+def _reap_cgroups(support: CgroupSupport) -> int:
+    killed = 0
+    for parent in {p for p in (support.memory_parent, support.pids_parent) if p is not None}:
+        for directory in _children(parent):
+            match = _CGROUP_OWNER.search(directory.name)
+            if match is None or _created_by_live(int(match.group(1)), directory):
+                continue
+            group = TaskCgroup(support.version, directory, None)
+            members = group.pids()
+            for pid in members:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            killed += len(members)
+            group.remove(timeout_s=2.0)
+            logger.info("removed stale task cgroup {}", directory)
+    return killed
+
+
+def _created_by_live(pid: int, directory: Path) -> bool:
+    """True when ``pid`` lives and was started before the cgroup was made (not a reused pid)."""
+    try:
+        return psutil.Process(pid).create_time() <= directory.stat().st_mtime + 1
+    except (psutil.Error, OSError):
+        return False
+
+
+def _children(parent: Path) -> list[Path]:
+    try:
+        return [p for p in parent.iterdir() if p.is_dir()]
+    except OSError:
+        return []

@@ -1,0 +1,285 @@
+"""One sandboxed run: ``SandboxSpec`` says what to run, ``SandboxRun`` runs and watches it.
+
+A run owns one thread (the supervisor) plus its two pipe threads. The supervisor spawns the
+process through the exec wrapper (``launch.py``), so the parent-death signal is tied to a
+thread that lives exactly as long as the process; then it samples the tree every
+``sample_interval_s``, enforces the limits, honours ``stop``, and at the end collects the
+report file, removes the work dir and the cgroup, and hands a ``SandboxResult`` to ``wait``
+and ``on_exit``. No actors here: the Task actor drives a run through these few methods.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from loguru import logger
+
+from executor.errors import BadInputError
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+from executor.sandbox.limits import MiB, SandboxLimits
+from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
+from executor.sandbox.monitor import Monitor
+from executor.sandbox.orphans import MARKER_VAR, owner_token
+from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile
+from executor.sandbox.result import SandboxResult
+from executor.sandbox.streams import OutputReader, StdinWriter
+from executor.sandbox.workdir import create_work_dir, remove_work_dir
+
+LAUNCHER = Path(__file__).with_name("launch.py")
+REPORT_MAX_BYTES = 15 * MiB
+"""DataHub caps a whole result near 15 M characters; a larger report is left out."""
+
+
+@dataclass(frozen=True)
+class SandboxSpec:
+    """What to run and under which limits.
+
+    ``argv`` may contain ``{work_dir}`` and ``{report_file}``, replaced by the run's real
+    paths; ``report_file`` names a file in the work dir whose (masked) content becomes
+    ``SandboxResult.report_json``. ``env`` should come from ``build_env``; HOME and TMPDIR
+    are set to the work dir whatever it says. Secrets travel in ``stdin`` only.
+    """
+
+    argv: Sequence[str]
+    stdin: bytes = field(default=b"", repr=False)
+    env: Mapping[str, str] = field(default_factory=dict, repr=False)
+    work_root: Path = Path(tempfile.gettempdir()) / "remote-executor-work"
+    limits: SandboxLimits = field(default_factory=SandboxLimits)
+    secrets: Sequence[str] = field(default=(), repr=False)
+    log_file: Path | None = None
+    task_id: str = "task"
+    report_file: str | None = None
+    log_max_bytes: int = 256 * MiB
+    use_cgroup: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "argv", tuple(self.argv))
+        object.__setattr__(self, "secrets", tuple(self.secrets))
+        argv_ok = all(isinstance(a, str) and "\0" not in a for a in self.argv)
+        if not self.argv or not self.argv[0] or not argv_ok:
+            raise BadInputError("sandbox argv must be strings without NUL, starting with a program")
+        for secret in self.secrets:
+            if len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in self.argv):
+                raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
+        if self.report_file is not None and (not self.report_file or "/" in self.report_file):
+            raise BadInputError("report_file must be a plain file name inside the work dir")
+
+
+class SandboxRun:
+    """One running process tree. ``on_line`` and ``on_exit`` are called from the run's threads."""
+
+    def __init__(self, spec: SandboxSpec, on_line: Callable[[str], None] | None = None,
+                 on_exit: Callable[[SandboxResult], None] | None = None,
+                 cgroups: CgroupSupport | None = None) -> None:
+        self.spec = spec
+        self._on_line = on_line
+        self._on_exit = on_exit
+        self._cgroups = cgroups
+        self._masker = Masker(spec.secrets)
+        self._log = BoundedLog()
+        self._log_file: TaskLogFile | None = None
+        self._emit_lock = threading.Lock()
+        self._started = threading.Event()
+        self._done = threading.Event()
+        self._result: SandboxResult | None = None
+        self._work_dir: Path | None = None
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._cgroup: TaskCgroup | None = None
+        self._monitor: Monitor | None = None
+        self._pending_stop: tuple[str, float | None, str] | None = None
+        self._lock = threading.Lock()
+        self._thread = threading.Thread(target=self._main, name=f"sandbox-{spec.task_id}", daemon=True)
+
+    @property
+    def pid(self) -> int | None:
+        """The root process id once started."""
+        return self._proc.pid if self._proc is not None else None
+
+    @property
+    def work_dir(self) -> Path | None:
+        """The private work dir once started (gone after the run)."""
+        return self._work_dir
+
+    @property
+    def output_bytes(self) -> int:
+        """Bytes the run has written so far."""
+        return self._monitor.reader.bytes_read if self._monitor is not None else 0
+
+    def start(self, timeout_s: float = 30.0) -> None:
+        """Spawn the process; returns once it runs (or failed to: then the result says why)."""
+        if self._thread.is_alive() or self._done.is_set():
+            raise RuntimeError("a SandboxRun starts once")
+        self._thread.start()
+        self._started.wait(timeout_s)
+
+    def stop(self, reason: str, grace_s: float | None = None, status: str = "CANCELLED") -> None:
+        """SIGTERM the tree, SIGKILL after ``grace_s`` (default: the limits' grace); non-blocking.
+
+        The result's outcome becomes ``stopped`` with ``stop_reason`` and ``stop_status``
+        unless a limit was hit first.
+        """
+        with self._lock:
+            if self._pending_stop is None:
+                self._pending_stop = (reason, grace_s, status)
+        if self._monitor is not None:
+            self._monitor.wake()
+
+    def wait(self, timeout: float | None = None) -> SandboxResult | None:
+        """The result once the tree is gone and cleaned up; None on timeout."""
+        self._done.wait(timeout)
+        return self._result
+
+    def log_tail(self, max_lines: int = TAIL_LINES) -> str:
+        """The last ``max_lines`` masked lines, for RUNNING progress reports."""
+        return self._log.tail(max_lines)
+
+    def take_stop_request(self) -> tuple[str, float | None, str] | None:
+        """For the monitor: the pending stop request, once."""
+        with self._lock:
+            request, self._pending_stop = self._pending_stop, None
+            return request
+
+    def emit(self, line: str) -> None:
+        """A masked line into the memory buffer, the task log file and ``on_line``."""
+        with self._emit_lock:
+            self._log.append(line)
+            if self._log_file is not None:
+                self._log_file.write_line(line)
+        if self._on_line is not None:
+            try:
+                self._on_line(line)
+            except Exception:
+                logger.exception("on_line callback failed; the run goes on")
+
+    def note(self, text: str) -> None:
+        """A line from the sandbox itself (masked like the rest)."""
+        self.emit(self._masker.mask(f"[sandbox] {text}"))
+
+    # -- the supervisor thread ----------------------------------------------------------------
+    def _main(self) -> None:
+        start = time.monotonic()
+        try:
+            self._prepare()
+            self._spawn()
+        except Exception as exc:
+            logger.warning("sandbox for {} could not start: {}", self.spec.task_id, exc)
+            self._started.set()
+            self._finish(start, error=f"{type(exc).__name__}: {exc}")
+            return
+        self._started.set()
+        assert self._monitor is not None
+        error = None
+        try:
+            self._monitor.run()
+        except Exception as exc:
+            logger.exception("sandbox monitor for {} failed; killing the tree", self.spec.task_id)
+            self._monitor.kill_now()
+            error = f"sandbox monitor failed: {exc}"
+        self._finish(start, error=error)
+
+    def _prepare(self) -> None:
+        spec = self.spec
+        self._work_dir = create_work_dir(spec.work_root, spec.task_id)
+        if spec.log_file is not None:
+            self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
+        if self._masker.short_secrets_note:
+            self.emit(self._masker.short_secrets_note)
+        if spec.use_cgroup:
+            support = self._cgroups if self._cgroups is not None else detect_cgroups()
+            limits = spec.limits
+            self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
+
+    def _spawn(self) -> None:
+        spec, work_dir = self.spec, self._work_dir
+        assert work_dir is not None
+        report = str(work_dir / spec.report_file) if spec.report_file else ""
+        argv = [a.replace("{work_dir}", str(work_dir)).replace("{report_file}", report) for a in spec.argv]
+        env = dict(spec.env)
+        if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
+            raise BadInputError(f"program not found or not executable: {argv[0]}")
+        env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
+                   **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
+        self._proc = subprocess.Popen(
+            [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_options(spec.limits, self._cgroup), "--",
+             *argv],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir, env=env,
+            start_new_session=True, close_fds=True, bufsize=0,
+        )
+        assert self._proc.stdin is not None and self._proc.stdout is not None
+        reader = OutputReader(self._proc.stdout, self._masker, self.emit, spec.limits.output_bytes,
+                              spec.task_id)
+        writer = StdinWriter(self._proc.stdin, spec.stdin, spec.task_id)
+        self._monitor = Monitor(self, self._proc, reader, writer, self._cgroup, work_dir, spec.limits)
+        reader.start()
+        writer.start()
+
+    def _finish(self, start: float, error: str | None) -> None:
+        monitor = self._monitor
+        report = self._read_report() if error is None else None
+        if monitor is not None:
+            monitor.close_streams()
+        result = (monitor.result(time.monotonic() - start, self._log.text(), report, error)
+                  if monitor is not None else _failed(error or "not started", time.monotonic() - start,
+                                                      self._log.text()))
+        self.note(result.summary())
+        with self._emit_lock:
+            if self._log_file is not None:
+                self._log_file.close(self._log.tail_lines())
+                self._log_file = None
+        if self._work_dir is not None:
+            remove_work_dir(self._work_dir)
+        if self._cgroup is not None:
+            self._cgroup.remove()
+        self._result = result
+        self._done.set()
+        if self._on_exit is not None:
+            try:
+                self._on_exit(result)
+            except Exception:
+                logger.exception("on_exit callback failed")
+
+    def _read_report(self) -> str | None:
+        if not self.spec.report_file or self._work_dir is None:
+            return None
+        path = self._work_dir / self.spec.report_file
+        try:
+            if path.stat().st_size > REPORT_MAX_BYTES:
+                self.note(f"report file larger than {REPORT_MAX_BYTES} bytes; left out")
+                return None
+            return self._masker.mask(path.read_text(encoding="utf-8", errors="replace"))
+        except FileNotFoundError:
+            return None
+        except OSError as exc:
+            self.note(f"cannot read the report file: {exc.strerror}")
+            return None
+
+
+def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[str]:
+    """The exec wrapper's options: parent check, cgroups, rlimits (the second line of defence)."""
+    options = ["--parent", str(os.getpid()), "--nofile", str(limits.open_files), "--core", "0"]
+    for directory in cgroup.dirs if cgroup is not None else ():
+        options += ["--cgroup", str(directory)]
+    if limits.address_space_bytes is not None:
+        options += ["--as", str(limits.address_space_bytes)]
+    if limits.cpu_seconds is not None:
+        # Backstop per process only: the monitor, which sums the tree, should act first.
+        soft = int(limits.cpu_seconds) + 2
+        options += ["--cpu", f"{soft}:{soft + int(limits.kill_grace_s) + 1}"]
+    if limits.disk_bytes is not None:
+        options += ["--fsize", str(limits.disk_bytes)]
+    return options
+
+
+def _failed(error: str, duration: float, log_text: str) -> SandboxResult:
+    return SandboxResult(outcome="error", exit_code=None, signal=None, breach=None, stop_reason=None,
+                         duration_s=duration, peak_rss_bytes=0, cpu_seconds=0.0, max_processes=0,
+                         output_bytes=0, log_text=log_text, error=error)

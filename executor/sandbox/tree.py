@@ -1,0 +1,103 @@
+"""The process tree of one run, as psutil sees it: who is in it, what it uses, how to signal it.
+
+Members are the union of the task cgroup's list (when there is one), the descendants of the
+root process, and, every few samples, every process of the run's session (which catches
+processes that were reparented after their parent died). CPU time of processes that have
+gone is kept, so the total only grows; memory is the sum of the members' RSS (shared pages
+count once per process, so a forked tree reads high: the cgroup, where present, counts exactly).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal as _signal
+from dataclasses import dataclass
+
+import psutil
+
+from executor.sandbox.cgroups import TaskCgroup
+
+
+@dataclass(frozen=True)
+class TreeSample:
+    """One look at the tree."""
+
+    rss_bytes: int
+    cpu_seconds: float
+    processes: int
+
+
+class ProcessTree:
+    """Samples and signals the processes of one run; used by a single thread."""
+
+    def __init__(self, root_pid: int, cgroup: TaskCgroup | None = None, session_scan_every: int = 5) -> None:
+        self.root_pid = root_pid
+        self._cgroup = cgroup
+        self._scan_every = session_scan_every
+        self._samples = 0
+        self._procs: dict[int, psutil.Process] = {}
+        self._cpu_last: dict[int, float] = {}
+        self._cpu_gone = 0.0
+
+    def members(self, full: bool = False) -> dict[int, psutil.Process]:
+        """Live (non-zombie) processes of the run, refreshed now; ``full`` forces a session scan."""
+        pids: set[int] = set(self._procs)
+        if self._cgroup is not None:
+            pids |= self._cgroup.pids()
+        with contextlib.suppress(psutil.Error):
+            root = psutil.Process(self.root_pid)
+            pids.add(self.root_pid)
+            pids.update(child.pid for child in root.children(recursive=True))
+        if full or self._samples % self._scan_every == 0:
+            pids |= self._session_members()
+        self._samples += 1
+        current: dict[int, psutil.Process] = {}
+        for pid in pids:
+            proc = self._procs.get(pid)
+            try:
+                if proc is None or not proc.is_running():
+                    proc = psutil.Process(pid)
+                if proc.status() != psutil.STATUS_ZOMBIE:
+                    current[pid] = proc
+            except psutil.Error:
+                continue
+        for pid in set(self._cpu_last) - set(current):
+            self._cpu_gone += self._cpu_last.pop(pid)
+        self._procs = current
+        return current
+
+    def _session_members(self) -> set[int]:
+        found = set()
+        for pid in psutil.pids():
+            with contextlib.suppress(OSError):
+                if os.getsid(pid) == self.root_pid:
+                    found.add(pid)
+        return found
+
+    def sample(self, full: bool = False) -> TreeSample:
+        """Memory, CPU and process count of the tree now."""
+        members = self.members(full)
+        rss = 0
+        for pid, proc in members.items():
+            try:
+                with proc.oneshot():
+                    rss += proc.memory_info().rss
+                    times = proc.cpu_times()
+                self._cpu_last[pid] = times.user + times.system
+            except psutil.Error:
+                continue
+        return TreeSample(rss, self._cpu_gone + sum(self._cpu_last.values()), len(members))
+
+    def signal(self, sig: int) -> int:
+        """Send ``sig`` to the run's process group and to every member; how many got it."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.root_pid, sig)
+        if sig == _signal.SIGKILL and self._cgroup is not None:
+            self._cgroup.kill_all()
+        sent = 0
+        for proc in self.members().values():
+            with contextlib.suppress(psutil.Error):
+                proc.send_signal(sig)
+                sent += 1
+        return sent

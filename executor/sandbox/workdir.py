@@ -1,0 +1,70 @@
+"""A run's private work dir: created 0700 under the pool's work root, measured, removed.
+
+HOME and TMPDIR point into it, so whatever a recipe writes lands here, counts against the
+optional disk limit, and is gone when the run ends.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import stat
+import tempfile
+from pathlib import Path
+
+from loguru import logger
+
+_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+
+
+def create_work_dir(work_root: Path, task_id: str) -> Path:
+    """A fresh ``work_root/<task>-XXXX`` with mode 0700 and a ``tmp`` inside."""
+    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+    prefix = _SAFE.sub("_", task_id)[-48:] + "-"
+    path = Path(tempfile.mkdtemp(prefix=prefix, dir=work_root))
+    os.chmod(path, 0o700)
+    (path / "tmp").mkdir(mode=0o700)
+    return path
+
+
+def dir_usage(path: Path) -> int:
+    """Bytes the tree under ``path`` occupies on disk (allocated blocks, symlinks not followed)."""
+    total = 0
+    stack = [str(path)]
+    while stack:
+        current = stack.pop()
+        try:
+            with os.scandir(current) as entries:
+                for entry in entries:
+                    try:
+                        info = entry.stat(follow_symlinks=False)
+                    except OSError:
+                        continue
+                    total += info.st_blocks * 512
+                    if stat.S_ISDIR(info.st_mode):
+                        stack.append(entry.path)
+        except OSError:
+            continue
+    return total
+
+
+def remove_work_dir(path: Path) -> bool:
+    """Delete the work dir even where the recipe removed write permission; False if some remains."""
+
+    def make_writable_and_retry(func: object, target: str, _exc: object) -> None:
+        try:
+            os.chmod(os.path.dirname(target), 0o700)
+            if os.path.isdir(target) and not os.path.islink(target):
+                os.chmod(target, 0o700)
+                shutil.rmtree(target, ignore_errors=True)
+            else:
+                os.unlink(target)
+        except OSError:
+            pass
+
+    shutil.rmtree(path, onerror=make_writable_and_retry)
+    if path.exists():
+        logger.warning("could not remove the work dir {} completely", path.name)
+        return False
+    return True
