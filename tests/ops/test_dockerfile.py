@@ -175,3 +175,17 @@ def test_venv_loop_fails_the_build_when_one_plugin_fails(model: Model, tmp_path:
     done, log = _run_venv_loop(model, tmp_path, "file,broken,snowflake")
     assert done.returncode != 0
     assert len(log.read_text().splitlines()) == 2
+
+
+@pytest.mark.parametrize("target", ["runtime", "locked"])
+def test_image_env_plus_datahub_vars_is_a_valid_config(model: Model, target: str) -> None:
+    from executor.config import load_config
+
+    environ = {**model.env(target), "DATAHUB_GMS_URL": "https://your-company.acryl.io/gms",
+               "DATAHUB_GMS_TOKEN": "a-token", "DATAHUB_EXECUTOR_POOL_ID": "default"}
+    loaded = load_config(None, environ)
+    assert loaded.observability.host == "0.0.0.0"
+    assert str(loaded.state_dir) == "/var/lib/remote-executor"
+    (pool,) = loaded.pools
+    assert str(pool.venvs.bundled_root) == VENV_ROOT
+    assert pool.venvs.dependency_resolution is (target == "runtime")
