@@ -112,3 +112,12 @@ def test_two_instances_do_not_share_state() -> None:
     assert ("remote_executor_tasks_total", (("pool", "p"), ("status", "SUCCESS"))) not in samples(
         second.render().decode()
     )
+
+
+def test_operations_guide_lists_every_metric() -> None:
+    from pathlib import Path
+
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "operations.md").read_text()
+    for family in Metrics().registry.collect():
+        name = f"{family.name}_total" if family.type == "counter" else family.name
+        assert f"`{name}`" in guide, name
