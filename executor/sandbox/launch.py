@@ -6,7 +6,9 @@ on a lock another thread held at fork time, and the executor always has threads.
 set-up runs in a fresh single-threaded interpreter, in this order:
 
 1. parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), then a check that the parent is
-   still ``--parent`` (it may have died before the prctl: then exit at once);
+   still ``--parent`` (it may have died before the prctl: then exit at once); and "child
+   subreaper" (kept across exec), so a process the recipe orphans (double fork, daemon) is
+   re-parented to the recipe's main process instead of init and stays in the watched tree;
 2. join the task's cgroups (``--cgroup DIR``, repeated) by writing our pid to ``cgroup.procs``;
 3. rlimits: ``--nofile``, ``--core``, ``--as``, ``--cpu SOFT:HARD``, ``--fsize``;
 4. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that);
@@ -26,6 +28,7 @@ import sys
 from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
+PR_SET_CHILD_SUBREAPER = 36
 SETUP_FAILED = 126
 NOT_FOUND = 127
 
@@ -46,6 +49,8 @@ def set_parent_death_signal(parent: int) -> None:
         fail(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
         os._exit(SETUP_FAILED)  # the executor died before the prctl took effect
+    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+        fail(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
 
 
 def join_cgroup(directory: str) -> None:

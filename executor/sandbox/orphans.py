@@ -32,7 +32,8 @@ def owner_token() -> str:
 def _owner_alive(pid: int, start_ms: int | None) -> bool:
     try:
         proc = psutil.Process(pid)
-        return start_ms is None or int(proc.create_time() * 1000) == start_ms
+        same = start_ms is None or int(proc.create_time() * 1000) == start_ms
+        return same and proc.status() != psutil.STATUS_ZOMBIE
     except psutil.Error:
         return False
 
@@ -80,7 +81,8 @@ def _reap_cgroups(support: CgroupSupport) -> int:
 def _created_by_live(pid: int, directory: Path) -> bool:
     """True when ``pid`` lives and was started before the cgroup was made (not a reused pid)."""
     try:
-        return psutil.Process(pid).create_time() <= directory.stat().st_mtime + 1
+        proc = psutil.Process(pid)
+        return proc.status() != psutil.STATUS_ZOMBIE and proc.create_time() <= directory.stat().st_mtime + 1
     except (psutil.Error, OSError):
         return False
 

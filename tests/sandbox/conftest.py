@@ -1,0 +1,64 @@
+"""Fixtures for sandbox tests: a factory for runs that checks nothing of a run survives it."""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from executor.sandbox import SandboxLimits, SandboxResult, SandboxRun, SandboxSpec, build_env
+
+from .helpers import marked_processes, wait_until
+
+RunFactory = Callable[..., tuple[SandboxRun, SandboxResult]]
+
+
+@pytest.fixture(autouse=True)
+def _no_sandbox_threads_left() -> Iterator[None]:
+    yield
+    wait_until(lambda: not [t for t in threading.enumerate() if t.name.startswith("sandbox-")], 5,
+               "sandbox threads to end")
+
+
+@pytest.fixture
+def work_root(tmp_path: Path) -> Path:
+    return tmp_path / "work"
+
+
+@pytest.fixture
+def make_spec(work_root: Path, tmp_path: Path) -> Callable[..., SandboxSpec]:
+    """A spec with test defaults: short grace, small limits unless given, env from build_env."""
+
+    def make(argv: list[str], **overrides: Any) -> SandboxSpec:
+        overrides.setdefault("limits", SandboxLimits(kill_grace_s=2.0, sample_interval_s=0.05))
+        overrides.setdefault("env", build_env(os.environ, {}, {}, work_root))
+        overrides.setdefault("task_id", "test-task")
+        return SandboxSpec(argv=argv, work_root=work_root, **overrides)
+
+    return make
+
+
+@pytest.fixture
+def run_sandbox(make_spec: Callable[..., SandboxSpec]) -> Iterator[RunFactory]:
+    """Run to the end (deadline 60 s); assert that no process of the run is left."""
+    runs: list[SandboxRun] = []
+
+    def run(argv: list[str], on_line: Callable[[str], None] | None = None, **overrides: Any
+            ) -> tuple[SandboxRun, SandboxResult]:
+        sandbox = SandboxRun(make_spec(argv, **overrides), on_line=on_line)
+        runs.append(sandbox)
+        sandbox.start()
+        assert sandbox.work_dir is not None
+        result = sandbox.wait(60)
+        assert result is not None, "the run did not finish within 60 s"
+        assert marked_processes(sandbox.work_dir.name) == []
+        return sandbox, result
+
+    yield run
+    for sandbox in runs:
+        sandbox.stop("test teardown", grace_s=0)
+        assert sandbox.wait(15) is not None

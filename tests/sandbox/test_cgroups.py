@@ -1,0 +1,93 @@
+"""cgroup detection on fake /proc and /sys trees (v1, v2 delegated, v2 not, none), and a real task cgroup."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from executor.sandbox import enforcement_mechanism, sandbox_capabilities
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+
+V1_MOUNTS = """\
+30 25 0:26 / {root}/memory rw,nosuid shared:9 - cgroup cgroup rw,memory
+31 25 0:27 / {root}/pids rw,nosuid shared:10 - cgroup cgroup rw,pids
+32 25 0:28 / {root}/cpu rw,nosuid shared:11 - cgroup cgroup rw,cpu
+"""
+V2_MOUNT = "40 25 0:30 / {root} rw,nosuid shared:12 - cgroup2 cgroup2 rw\n"
+
+
+def fake_proc(tmp_path: Path, mountinfo: str, cgroup: str) -> Path:
+    proc = tmp_path / "proc-self"
+    proc.mkdir()
+    (proc / "mountinfo").write_text(mountinfo)
+    (proc / "cgroup").write_text(cgroup)
+    return proc
+
+
+def test_v1_uses_the_memory_and_pids_hierarchies_under_our_own_cgroup(tmp_path: Path) -> None:
+    sys_root = tmp_path / "sys"
+    (sys_root / "memory" / "svc").mkdir(parents=True)
+    (sys_root / "pids").mkdir(parents=True)
+    proc = fake_proc(tmp_path, V1_MOUNTS.format(root=sys_root), "4:memory:/svc\n3:pids:/\n1:cpu:/\n0::/\n")
+    support = detect_cgroups(proc)
+    assert support == CgroupSupport("v1", sys_root / "memory" / "svc" / "remote-executor",
+                                    sys_root / "pids" / "remote-executor")
+    assert support.describe().startswith("v1 (memory, pids)")
+    assert enforcement_mechanism(support) == "cgroup-v1+psutil"
+
+
+def test_v2_with_a_delegated_tasks_subtree_is_used(tmp_path: Path) -> None:
+    unified = tmp_path / "unified"
+    tasks = unified / "svc" / "tasks"
+    tasks.mkdir(parents=True)
+    (unified / "svc" / "executor").mkdir()
+    (tasks / "cgroup.subtree_control").write_text("memory pids\n")
+    proc = fake_proc(tmp_path, V2_MOUNT.format(root=unified), "0::/svc/executor\n")
+    assert detect_cgroups(proc) == CgroupSupport("v2", tasks, tasks)
+
+
+def test_v2_without_controllers_or_delegation_falls_back_with_a_reason(tmp_path: Path) -> None:
+    unified = tmp_path / "unified"
+    (unified / "svc").mkdir(parents=True)
+    (unified / "svc" / "cgroup.controllers").write_text("cpu io\n")
+    proc = fake_proc(tmp_path, V2_MOUNT.format(root=unified), "0::/svc\n")
+    support = detect_cgroups(proc)
+    assert not support.active and "without memory and pids" in support.reason
+    (unified / "svc" / "cgroup.controllers").write_text("cpu io memory pids\n")
+    support = detect_cgroups(proc)
+    assert not support.active and "once the executor moves" in support.reason
+    assert enforcement_mechanism(support) == "psutil"
+
+
+def test_no_cgroup_filesystem(tmp_path: Path) -> None:
+    proc = fake_proc(tmp_path, "22 1 0:21 / /proc rw - proc proc rw\n", "")
+    support = detect_cgroups(proc)
+    assert support.describe() == "none (no cgroup filesystem)"
+    capabilities = sandbox_capabilities(support)
+    assert capabilities["mechanism"] == "psutil" and capabilities["memory"].startswith("psutil")
+
+
+def test_capabilities_name_every_mechanism() -> None:
+    capabilities = sandbox_capabilities()
+    for key in ("mechanism", "cgroup", "memory", "processes", "rlimits", "pdeathsig", "bwrap"):
+        assert capabilities[key]
+    assert capabilities["pdeathsig"].startswith("yes")
+
+
+@pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup on this host")
+def test_a_real_task_cgroup_holds_its_limits_and_is_removed() -> None:
+    support = detect_cgroups()
+    group = TaskCgroup.create(support, "unit/test task", 64 * 2**20, 8)
+    assert group is not None
+    try:
+        for directory in group.dirs:
+            assert directory.is_dir() and "unit_test_task-p" in directory.name
+        if group.memory_dir is not None and group.version == "v1":
+            assert int((group.memory_dir / "memory.limit_in_bytes").read_text()) == 64 * 2**20
+        if group.pids_dir is not None:
+            assert (group.pids_dir / "pids.max").read_text().strip() == "8"
+        assert group.pids() == set() and group.oom_kills() == 0 and group.fork_refusals() == 0
+    finally:
+        assert group.remove()
+    assert not any(d.exists() for d in group.dirs)

@@ -1,0 +1,68 @@
+"""Secret masking: every form a secret value travels in is replaced by ********."""
+
+from __future__ import annotations
+
+import base64
+import json
+from urllib.parse import quote, quote_plus
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from executor.sandbox import Masker
+from executor.sandbox.masking import MASK
+
+SECRET = "s3cr3t/Pa$$w0rd+é"
+
+
+def test_plain_url_and_json_forms_are_masked() -> None:
+    masker = Masker([SECRET])
+    for form in (SECRET, quote(SECRET, safe=""), quote_plus(SECRET), json.dumps(SECRET)[1:-1],
+                 json.dumps(SECRET, ensure_ascii=False)[1:-1]):
+        masked = masker.mask(f"before {form} after")
+        assert masked == f"before {MASK} after", form
+
+
+def test_standalone_base64_and_urlsafe_base64_are_masked() -> None:
+    masker = Masker([SECRET])
+    encoded = base64.b64encode(SECRET.encode()).decode()
+    assert masker.mask(f"Authorization: Basic {encoded}") == f"Authorization: Basic {MASK}"
+    urlsafe = base64.urlsafe_b64encode(SECRET.encode()).decode()
+    assert urlsafe not in masker.mask(f"token={urlsafe}")
+
+
+@settings(max_examples=60, deadline=None)
+@given(prefix=st.binary(max_size=7), suffix=st.binary(max_size=7),
+       secret=st.text(alphabet=st.characters(codec="utf-8"), min_size=4, max_size=24))
+def test_base64_inside_a_longer_stream_is_masked_at_every_alignment(prefix: bytes, suffix: bytes,
+                                                                     secret: str) -> None:
+    masker = Masker([secret])
+    stream = base64.b64encode(prefix + secret.encode() + suffix).decode()
+    masked = masker.mask(stream)
+    assert MASK in masked
+    # The masked run covers every character made of the value's bits alone: at most the
+    # two edge characters, which mix with neighbouring bytes, stay.
+    removed = len(stream) - len(masked) + len(MASK)
+    assert removed >= 8 * len(secret.encode()) // 6 - 2
+
+
+def test_values_shorter_than_four_characters_are_not_masked_and_counted() -> None:
+    masker = Masker(["abc", "longer-secret"])
+    assert masker.mask("abc and longer-secret") == f"abc and {MASK}"
+    assert masker.short_count == 1
+    assert masker.short_secrets_note is not None and "1 secret value" in masker.short_secrets_note
+
+
+def test_each_line_of_a_multiline_secret_is_masked_alone() -> None:
+    key = "-----BEGIN KEY-----\nMIIEvQIBADANBgkqhkiG9w0B\n-----END KEY-----"
+    masker = Masker([key])
+    log = "line one\nMIIEvQIBADANBgkqhkiG9w0B\nline three"
+    assert "MIIEvQIBADANBgkqhkiG9w0B" not in masker.mask(log)
+    assert masker.mask(key) == MASK
+
+
+def test_longer_overlapping_secret_wins_and_no_secret_means_identity() -> None:
+    masker = Masker(["password", "password-long"])
+    assert masker.mask("x password-long y") == f"x {MASK} y"
+    assert Masker([]).mask("nothing to hide") == "nothing to hide"
+    assert not Masker(["", "ab"])
