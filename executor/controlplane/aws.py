@@ -1,0 +1,147 @@
+"""The embedded moto server: SQS queues per pool (with a dead-letter queue) and STS credentials.
+
+moto keeps its state in process-global memory, shared by every moto server in the process,
+so queue names carry a per-instance tag (``<pool>-<tag>``): two control planes in one test
+process never see each other's messages. Queues are deleted again at stop. moto holds
+everything in memory: a restarted control plane creates its queues anew, and messages that
+were queued or in flight are gone (docs/controlplane.md says so).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from loguru import logger
+
+REGION = "us-east-1"
+ACCOUNT_ID = "123456789012"
+"""moto's default account; credentials from AssumeRole into it land in the same account."""
+_ADMIN_KEY = "controlplane-admin"
+STS_MIN_DURATION_S = 900
+STS_MAX_DURATION_S = 43200
+
+
+@dataclass(frozen=True)
+class PoolQueues:
+    """A pool's queue and dead-letter queue, with moto-side URLs."""
+
+    pool_id: str
+    queue_name: str
+    queue_url: str
+    dlq_name: str
+    dlq_url: str
+
+
+@dataclass(frozen=True)
+class StsCredentials:
+    """Temporary credentials from moto's STS AssumeRole."""
+
+    access_key_id: str
+    secret_access_key: str
+    session_token: str
+    expiration: datetime
+
+
+class MotoBackend:
+    """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS."""
+
+    def __init__(self, host: str = "127.0.0.1") -> None:
+        self._host = host
+        self._server: Any = None
+        self._thread: threading.Thread | None = None
+        self._sqs: Any = None
+        self._sts: Any = None
+        self.endpoint = ""
+
+    def start(self) -> None:
+        """Serve moto in a thread; returns once it accepts connections."""
+        from moto.moto_server.werkzeug_app import (
+            DomainDispatcherApplication,
+            MotoRequestHandler,
+            create_backend_app,
+        )
+        from werkzeug.serving import make_server
+
+        logging.getLogger("werkzeug").setLevel(logging.WARNING)
+        app = DomainDispatcherApplication(create_backend_app)
+        self._server = make_server(self._host, 0, app, threaded=True, request_handler=MotoRequestHandler)
+        self._server.daemon_threads = True
+        port = self._server.server_address[1]
+        self.endpoint = f"http://{self._host}:{port}"
+        self._thread = threading.Thread(
+            target=self._server.serve_forever,
+            kwargs={"poll_interval": 0.1},
+            name="controlplane-moto",
+            daemon=True,
+        )
+        self._thread.start()
+        self._sqs = self.client("sqs")
+        self._sts = self.client("sts")
+
+    def client(self, service: str) -> Any:
+        """A boto3 client for moto with admin credentials (moto accepts any)."""
+        import boto3
+        from botocore.config import Config
+
+        return boto3.session.Session().client(
+            service,
+            endpoint_url=self.endpoint,
+            region_name=REGION,
+            aws_access_key_id=_ADMIN_KEY,
+            aws_secret_access_key=_ADMIN_KEY,
+            config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+        )
+
+    def create_pool_queues(self, pool_id: str, tag: str, max_receive_count: int) -> PoolQueues:
+        """Create ``<pool>-<tag>`` and its DLQ, with redrive after ``max_receive_count`` receives."""
+        name = f"{pool_id}-{tag}"
+        dlq_name = f"{name}-dlq"
+        dlq_url = self._sqs.create_queue(QueueName=dlq_name)["QueueUrl"]
+        dlq_arn = self._sqs.get_queue_attributes(QueueUrl=dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+        url = self._sqs.create_queue(QueueName=name, Attributes={"RedrivePolicy": redrive})["QueueUrl"]
+        return PoolQueues(pool_id, name, url, dlq_name, dlq_url)
+
+    def send(self, queue_url: str, body: str) -> str:
+        """Put one message on a queue; returns its message id."""
+        return str(self._sqs.send_message(QueueUrl=queue_url, MessageBody=body)["MessageId"])
+
+    def assume_role(self, pool_id: str, duration_s: int) -> StsCredentials:
+        """Real temporary credentials from moto's STS for the pool's (nominal) role."""
+        answer = self._sts.assume_role(
+            RoleArn=f"arn:aws:iam::{ACCOUNT_ID}:role/remote-executor-{pool_id}",
+            RoleSessionName=f"pool-{pool_id}"[:64],
+            DurationSeconds=max(STS_MIN_DURATION_S, min(STS_MAX_DURATION_S, duration_s)),
+        )["Credentials"]
+        return StsCredentials(
+            access_key_id=answer["AccessKeyId"],
+            secret_access_key=answer["SecretAccessKey"],
+            session_token=answer["SessionToken"],
+            expiration=answer["Expiration"],
+        )
+
+    def delete_queues(self, queues: list[PoolQueues]) -> None:
+        """Remove queues so moto's process-global memory does not grow across instances."""
+        for q in queues:
+            for url in (q.queue_url, q.dlq_url):
+                try:
+                    self._sqs.delete_queue(QueueUrl=url)
+                except Exception:  # best effort at shutdown
+                    logger.debug("could not delete queue {}", url)
+
+    def stop(self) -> None:
+        """Stop serving and close the socket; in-flight long polls end on their own wait time."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self._server = None
+        self._thread = None

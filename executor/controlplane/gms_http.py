@@ -1,0 +1,102 @@
+"""The GMS HTTP server: bearer-token check and routing to the REST and GraphQL handlers.
+
+Every path but ``/health`` needs ``Authorization: Bearer <token>`` (compared in constant time);
+without it the answer is 401. Bodies must be JSON; a body that is not gets a 400 that says so.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from loguru import logger
+
+from executor.controlplane.graphql_api import run_graphql
+from executor.controlplane.graphql_resolvers import ApiContext
+from executor.controlplane.http_base import JsonHandler, LoopbackServer
+from executor.controlplane.rest_api import RestApi, restli_error, server_config
+
+BATCH_PREFIX = "/openapi/v2/entity/batch/"
+ENTITY_PREFIX = "/openapi/v2/entity/"
+ASPECTS_PREFIX = "/aspects/"
+
+
+class GmsServer(LoopbackServer):
+    """Holds the token and the handlers the request handler routes to."""
+
+    def __init__(self, host: str, port: int, token: str, rest: RestApi, context: ApiContext) -> None:
+        super().__init__((host, port), GmsHandler, "controlplane-gms")
+        self.token = token
+        self.rest = rest
+        self.context = context
+
+
+class GmsHandler(JsonHandler):
+    """Routes one request."""
+
+    server: GmsServer
+
+    def do_GET(self) -> None:
+        self._route("GET")
+
+    def do_POST(self) -> None:
+        self._route("POST")
+
+    def do_HEAD(self) -> None:
+        self._route("HEAD")
+
+    def _authorized(self) -> bool:
+        header = self.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.server.token.encode()
+        )
+
+    def _route(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path, params = parts.path.rstrip("/") or "/", parse_qs(parts.query)
+        if path == "/health" and method in ("GET", "HEAD"):
+            self.send_json(200, {"status": "GREEN"})
+            return
+        body = self.read_body() if method == "POST" else b""
+        if body is None:
+            return
+        if not self._authorized():
+            status, payload = restli_error(401, "Unauthorized: a valid Bearer token is required")
+            self.send_json(status, payload, {"WWW-Authenticate": "Bearer"})
+            return
+        try:
+            status, payload = self._dispatch(method, path, params, parts.path, body)
+        except Exception as exc:  # one bad request must not take the server down
+            logger.error("gms {} {} failed: {}", method, path, type(exc).__name__)
+            status, payload = restli_error(500, "internal error in the local control plane")
+        self.send_json(status, payload)
+
+    def _dispatch(
+        self, method: str, path: str, params: dict[str, list[str]], raw_path: str, body: bytes
+    ) -> tuple[int, Any]:
+        rest = self.server.rest
+        if method in ("GET", "HEAD"):
+            if path == "/config":
+                return 200, server_config()
+            if raw_path.startswith(ASPECTS_PREFIX):
+                return rest.get_aspect(unquote(raw_path[len(ASPECTS_PREFIX) :]), params)
+            if path.startswith(ENTITY_PREFIX) and "/" not in path[len(ENTITY_PREFIX) :]:
+                return rest.scroll(path[len(ENTITY_PREFIX) :], params)
+            return restli_error(404, f"no such resource: GET {path}")
+        try:
+            payload = json.loads(body or b"null")
+        except ValueError:
+            return restli_error(400, "the request body is not valid JSON")
+        if path == "/api/graphql":
+            return 200, run_graphql(payload, self.server.context)
+        if path == "/aspects":
+            action = (params.get("action") or [""])[0]
+            if action in ("ingestProposal", "ingestProposalBatch"):
+                return rest.ingest(payload, batch=action == "ingestProposalBatch")
+            return restli_error(400, f"unsupported action {action!r}")
+        if path.startswith(BATCH_PREFIX):
+            return rest.batch_get(path[len(BATCH_PREFIX) :], payload)
+        return restli_error(404, f"no such resource: POST {path}")

@@ -1,0 +1,130 @@
+"""A small threaded HTTP server that can really stop, and a handler base with JSON helpers.
+
+``ThreadingHTTPServer`` leaves keep-alive connections and their threads running after
+``shutdown()``. ``LoopbackServer`` tracks every connection and thread, shuts the sockets
+down on ``stop()`` and joins the threads with a deadline, so a test that stops a control plane
+leaves nothing behind. Used by the GMS API and by the SQS gateway.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import socket
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+from loguru import logger
+
+MAX_BODY_BYTES = 64 * 1024 * 1024
+
+
+class LoopbackServer(ThreadingHTTPServer):
+    """Threaded HTTP server with tracked connections; ``start()`` serves it in a thread."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], name: str) -> None:
+        super().__init__(address, handler)
+        self.name = name
+        self.host = address[0]
+        self._lock = threading.Lock()
+        self._connections: set[socket.socket] = set()
+        self._handler_threads: set[threading.Thread] = set()
+        self._serve_thread: threading.Thread | None = None
+        self.stop_hooks: list[Callable[[], None]] = []
+        """Called during ``stop()`` after new connections stop, e.g. to cut upstream calls."""
+
+    @property
+    def port(self) -> int:
+        """The bound port (ephemeral when 0 was asked for)."""
+        return int(self.server_address[1])
+
+    @property
+    def url(self) -> str:
+        """``http://host:port`` of this server."""
+        return f"http://{self.host}:{self.port}"
+
+    def start(self) -> None:
+        """Serve in a background thread."""
+        self._serve_thread = threading.Thread(
+            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=f"{self.name}-serve", daemon=True
+        )
+        self._serve_thread.start()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._lock:
+            self._connections.add(request)
+            self._handler_threads.add(threading.current_thread())
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._lock:
+                self._connections.discard(request)
+                self._handler_threads.discard(threading.current_thread())
+
+    def stop(self, timeout_s: float = 5.0) -> None:
+        """Stop accepting, cut open connections, join handler threads (bounded), close."""
+        if self._serve_thread is not None:
+            self.shutdown()
+            self._serve_thread.join(timeout=timeout_s)
+        for hook in self.stop_hooks:
+            hook()
+        with self._lock:
+            connections = list(self._connections)
+            threads = list(self._handler_threads)
+        for conn in connections:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        deadline = time.monotonic() + timeout_s
+        for thread in threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        self.server_close()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Request handler base: HTTP/1.1 keep-alive, bounded bodies, JSON answers, quiet logs."""
+
+    protocol_version = "HTTP/1.1"
+    timeout = 120
+    server_version = "remote-executor-controlplane"
+    sys_version = ""
+
+    def read_body(self) -> bytes | None:
+        """The request body, or None after answering 411/413 itself."""
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            self.send_json(411, {"message": "chunked bodies are not supported; send Content-Length"})
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0 or length > MAX_BODY_BYTES:
+            self.send_json(413, {"message": "bad or too large Content-Length"})
+            return None
+        return self.rfile.read(length) if length else b""
+
+    def send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        """Answer with a JSON body."""
+        self.send_bytes(status, json.dumps(payload).encode("utf-8"), "application/json", headers)
+
+    def send_bytes(
+        self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """Answer with ``body`` and an exact Content-Length (keep-alive safe)."""
+        self.send_response(status)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        for key, value in (headers or {}).items():
+            self.send_header(key, value)
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        """Route access logs to loguru at debug level (paths carry no secrets; headers do)."""
+        logger.debug("{} {}", self.address_string(), format % args)
