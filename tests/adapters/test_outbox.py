@@ -1,0 +1,113 @@
+"""The outbox: durable, private, ordered, and tolerant of corrupt files and odd keys."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import threading
+from pathlib import Path
+
+import pytest
+
+from executor.errors import BadInputError
+from executor.reporting.outbox import Outbox, file_stem
+
+
+def test_put_pending_remove(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox")
+    box.put("req-1", {"status": "SUCCESS"})
+    box.put("req-2", {"status": "FAILURE"})
+    assert len(box) == 2 and box.has("req-1") and not box.has("req-3")
+    assert box.pending() == [("req-1", {"status": "SUCCESS"}), ("req-2", {"status": "FAILURE"})]
+    box.remove("req-1")
+    box.remove("req-1")  # twice is fine
+    assert box.pending() == [("req-2", {"status": "FAILURE"})]
+
+
+def test_survives_a_new_instance_and_keeps_order(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    for i in (3, 1, 2):
+        box.put(f"k{i}", {"i": i})
+    box.put("k3", {"i": 33})  # a replacement counts as newest
+    assert [k for k, _ in Outbox(tmp_path).pending()] == ["k1", "k2", "k3"]
+    assert Outbox(tmp_path).pending()[-1] == ("k3", {"i": 33})
+
+
+def test_files_are_private(tmp_path: Path) -> None:
+    directory = tmp_path / "outbox"
+    directory.mkdir(mode=0o755)
+    box = Outbox(directory)
+    box.put("req", {"report": "masked log"})
+    assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+    [path] = list(directory.iterdir())
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put("good", {"ok": True})
+    (tmp_path / "bad.json").write_text("{truncated")
+    (tmp_path / "wrong.json").write_text(json.dumps({"key": 1, "stored_at_ns": 0, "record": {}}))
+    assert box.pending() == [("good", {"ok": True})]
+    names = sorted(p.name for p in tmp_path.iterdir())
+    assert names == ["bad.json.corrupt", "good.json", "wrong.json.corrupt"]
+    assert len(box) == 1
+
+
+def test_leftover_temp_files_are_cleaned(tmp_path: Path) -> None:
+    (tmp_path / ".req.json.abc.tmp").write_text("{")
+    box = Outbox(tmp_path)
+    assert box.pending() == [] and list(tmp_path.iterdir()) == []
+
+
+ODD_KEYS = ["../../etc/passwd", "urn:li:dataHubExecutionRequest:a/b", ".hidden", "a" * 300, "sp ace\nline"]
+
+
+@pytest.mark.parametrize("key", ODD_KEYS)
+def test_odd_keys_stay_inside_and_round_trip(tmp_path: Path, key: str) -> None:
+    box = Outbox(tmp_path / "box")
+    box.put(key, {"k": key})
+    assert box.has(key) and box.pending() == [(key, {"k": key})]
+    assert [p.parent for p in (tmp_path / "box").iterdir()] == [tmp_path / "box"]
+    assert not file_stem(key).startswith(".") and "/" not in file_stem(key)
+    box.remove(key)
+    assert len(box) == 0
+
+
+def test_distinct_keys_get_distinct_files() -> None:
+    assert file_stem("a/b") != file_stem("a_b") != file_stem("a:b")
+    assert file_stem("0c5b9a6e-1f7d-4d1e-9a61-3b2f") == "0c5b9a6e-1f7d-4d1e-9a61-3b2f"
+
+
+def test_bad_records_and_keys(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    with pytest.raises(BadInputError):
+        box.put("k", {"x": object()})
+    with pytest.raises(BadInputError):
+        box.put("", {})
+    assert os.listdir(tmp_path) == []
+
+
+def test_concurrent_writers_and_reader(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    errors: list[BaseException] = []
+
+    def writer(n: int) -> None:
+        try:
+            for i in range(30):
+                box.put(f"w{n}-{i}", {"i": i})
+                if i % 3 == 0:
+                    box.remove(f"w{n}-{i}")
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=writer, args=(n,)) for n in range(3)]
+    for t in threads:
+        t.start()
+    while any(t.is_alive() for t in threads):
+        box.pending()  # must never see a half-written file
+    for t in threads:
+        t.join(timeout=30)
+    assert errors == [] and len(box) == 60
+    assert not any(p.name.endswith(".corrupt") for p in tmp_path.iterdir())

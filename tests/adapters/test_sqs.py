@@ -1,0 +1,165 @@
+"""SqsQueue against moto's SQS over real HTTP on loopback, plus its error mapping."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+import pytest
+from botocore.exceptions import ClientError
+
+from executor.errors import (
+    BadInputError,
+    LeaseExpiredError,
+    NotAllowedError,
+    ThrottledError,
+    TransportError,
+)
+from executor.queue.sqs import SqsQueue, _client_error, endpoint_for
+from tests.adapters.conftest import make_lease
+
+
+@pytest.fixture
+def admin(moto_endpoint: str) -> Any:
+    """A plain boto3 client, standing in for the producer (GMS) side of the queue."""
+    return boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1",
+                        aws_access_key_id="admin", aws_secret_access_key="admin")
+
+
+@pytest.fixture
+def queue_url(admin: Any) -> Iterator[str]:
+    url: str = admin.create_queue(QueueName=f"pool-{uuid.uuid4().hex[:12]}")["QueueUrl"]
+    yield url
+    admin.delete_queue(QueueUrl=url)
+
+
+@pytest.fixture
+def queue(queue_url: str) -> Iterator[SqsQueue]:
+    q = SqsQueue(make_lease(queue_url), connect_timeout_s=2.0, extra_read_timeout_s=5.0)
+    yield q
+    q.close()
+
+
+def test_endpoint_comes_from_a_non_aws_queue_url() -> None:
+    assert endpoint_for("http://127.0.0.1:4566/000000000000/pool") == "http://127.0.0.1:4566"
+    assert endpoint_for("https://user@gw.example.test/1/q") == "https://gw.example.test"
+    assert endpoint_for("https://sqs.eu-west-1.amazonaws.com/123456789012/pool") is None
+    with pytest.raises(BadInputError):
+        endpoint_for("ftp://127.0.0.1/q")
+
+
+def test_repr_hides_credentials_and_bodies(queue: SqsQueue, admin: Any, queue_url: str) -> None:
+    admin.send_message(QueueUrl=queue_url, MessageBody="password=hunter2")
+    [msg] = queue.receive(1, 5, 30)
+    shown = repr(queue) + repr(msg) + repr(queue.lease)
+    assert "lease-secret-key-value" not in shown and "lease-session-token-value" not in shown
+    assert "hunter2" not in shown and msg.receipt_handle not in shown
+
+
+def test_receive_release_redeliver_delete(queue: SqsQueue, admin: Any, queue_url: str) -> None:
+    admin.send_message(QueueUrl=queue_url, MessageBody="one")
+    [first] = queue.receive(10, 5, 60)
+    assert first.body == "one" and first.receive_count == 1
+    assert first.sent_at is not None and first.sent_timestamp_s is not None
+    assert queue.receive(10, 0, 60) == []  # hidden while we hold it
+    queue.release(first.receipt_handle)
+    [again] = queue.receive(10, 5, 60)
+    assert again.message_id == first.message_id and again.receive_count == 2
+    queue.delete(again.receipt_handle)
+    assert queue.approximate_depth() == 0
+    assert queue.receive(10, 0, 60) == []
+
+
+def test_an_expired_visibility_redelivers(queue: SqsQueue, admin: Any, queue_url: str) -> None:
+    admin.send_message(QueueUrl=queue_url, MessageBody="lapsed")
+    [first] = queue.receive(1, 5, 1)
+    # The long poll below returns as soon as SQS makes the message visible again.
+    [again] = queue.receive(1, 10, 60)
+    assert again.message_id == first.message_id and again.receive_count == 2
+
+
+def test_extend_keeps_a_message_hidden(queue: SqsQueue, admin: Any, queue_url: str) -> None:
+    admin.send_message(QueueUrl=queue_url, MessageBody="kept")
+    [msg] = queue.receive(1, 5, 1)
+    queue.extend(msg.receipt_handle, 60)
+    # Waits past the original 1 s visibility: nothing may come back.
+    assert queue.receive(1, 2, 60) == []
+    queue.delete(msg.receipt_handle)
+
+
+def test_receive_batches_and_depth(queue: SqsQueue, admin: Any, queue_url: str) -> None:
+    for i in range(5):
+        admin.send_message(QueueUrl=queue_url, MessageBody=f"m{i}")
+    assert queue.approximate_depth() == 5
+    got: list[str] = []
+    deadline = time.monotonic() + 20
+    while len(got) < 3 and time.monotonic() < deadline:
+        got += [m.body for m in queue.receive(3 - len(got), 2, 60)]
+    assert len(got) == 3
+    assert queue.approximate_depth() == 2
+
+
+def test_invalid_receipt_handle_is_bad_input(queue: SqsQueue) -> None:
+    with pytest.raises(BadInputError):
+        queue.extend("not-a-receipt-handle", 30)
+    with pytest.raises(BadInputError):
+        queue.delete("not-a-receipt-handle")
+
+
+def test_unknown_queue_is_a_final_error(moto_endpoint: str) -> None:
+    q = SqsQueue(make_lease(f"{moto_endpoint}/123456789012/no-such-queue-{uuid.uuid4().hex[:8]}"))
+    try:
+        with pytest.raises(BadInputError):
+            q.receive(1, 0, 30)
+    finally:
+        q.close()
+
+
+def test_arguments_are_bounded(queue: SqsQueue) -> None:
+    with pytest.raises(ValueError):
+        queue.receive(1, 21, 30)  # a longer wait would make the poller hard to stop
+    with pytest.raises(ValueError):
+        queue.receive(11, 0, 30)
+    with pytest.raises(ValueError):
+        queue.extend("x", 43_201)
+
+
+@pytest.mark.timeout(60)
+def test_closed_port_is_a_transport_error(closed_port: int) -> None:
+    q = SqsQueue(make_lease(f"http://127.0.0.1:{closed_port}/123456789012/pool"), connect_timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError):
+            q.receive(1, 0, 30)
+        assert time.monotonic() - started < 30  # bounded by the timeouts, never a hang
+    finally:
+        q.close()
+
+
+def _error(code: str, status: int) -> ClientError:
+    answer = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
+    return ClientError(answer, "ReceiveMessage")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("ExpiredToken", 400, LeaseExpiredError),
+        ("InvalidClientTokenId", 403, LeaseExpiredError),
+        ("RequestExpired", 400, LeaseExpiredError),
+        ("ExpiredTokenException", 400, LeaseExpiredError),
+        ("Throttling", 400, ThrottledError),
+        ("AWS.SimpleQueueService.OverLimit", 403, ThrottledError),
+        ("", 429, ThrottledError),
+        ("InternalError", 500, TransportError),
+        ("", 503, TransportError),
+        ("AccessDenied", 403, NotAllowedError),
+        ("ReceiptHandleIsInvalid", 400, BadInputError),
+        ("AWS.SimpleQueueService.NonExistentQueue", 400, BadInputError),
+    ],
+)
+def test_client_errors_map_onto_the_hierarchy(code: str, status: int, expected: type[Exception]) -> None:
+    assert type(_client_error("receive", _error(code, status))) is expected
