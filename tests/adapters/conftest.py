@@ -50,17 +50,13 @@ def make_lease(queue_url: str, *, hours: float = 1.0, pool_id: str = "default") 
     )
 
 
-@pytest.fixture
-def gms_cp(request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The local control plane (the project's ``control_plane`` fixture when it is registered).
+@pytest.fixture(scope="module")
+def gms_cp() -> Iterator[Any]:
+    """The local control plane, shared by a module's tests (each uses its own names and requests).
 
-    Not a fake: the real control plane, with moto SQS/STS behind its lease-checking gateway.
+    Not a fake: the project's real control plane, with moto SQS/STS behind its lease-checking
+    gateway, started through its documented API.
     """
-    try:
-        yield request.getfixturevalue("control_plane")
-        return
-    except pytest.FixtureLookupError:
-        pass
     from executor.controlplane.server import ControlPlane
 
     cp = ControlPlane(pools=("default",), lease_seconds=3600, max_receive_count=5).start()
