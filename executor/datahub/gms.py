@@ -77,8 +77,9 @@ class GmsClient:
         self._token = token or ""
         self._session = requests.Session()
         self._session.verify = verify
-        if proxies:
-            self._session.proxies.update(proxies)
+        # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
+        # a session's own proxies, and a configured proxy must win.
+        self._proxies = dict(proxies) if proxies else None
         self._session.headers["X-RestLi-Protocol-Version"] = "2.0.0"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"
@@ -191,7 +192,8 @@ class GmsClient:
     ) -> Any:
         try:
             response = self._session.request(
-                method, self.url + path, json=body, timeout=(self.timeout_s, self.timeout_s)
+                method, self.url + path, json=body, proxies=self._proxies,
+                timeout=(self.timeout_s, self.timeout_s),
             )
         except requests.Timeout:
             raise TransportError(f"{what}: GMS did not answer within {self.timeout_s:g}s") from None

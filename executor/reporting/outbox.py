@@ -24,6 +24,7 @@ from loguru import logger
 from executor.errors import BadInputError
 
 SUFFIX = ".json"
+STALE_TEMP_S = 60.0
 _SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 
 
@@ -34,8 +35,7 @@ class Outbox:
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
-        for leftover in self.directory.glob(".*.tmp"):
-            leftover.unlink(missing_ok=True)  # a write that crashed before its rename
+        self._remove_stale_temps()
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*" + SUFFIX))
@@ -81,6 +81,20 @@ class Outbox:
         """Forget ``key`` (GMS has its result); a missing key is fine."""
         self._path(key).unlink(missing_ok=True)
         self._sync_directory()
+
+    def _remove_stale_temps(self) -> None:
+        """Drop temp files of writes that crashed before their rename.
+
+        Only old ones: another thread or process may be writing right now (callers open an
+        ``Outbox`` per use), and a write takes milliseconds, not a minute.
+        """
+        cutoff = time.time() - STALE_TEMP_S
+        for leftover in self.directory.glob(".*.tmp"):
+            try:
+                if leftover.stat().st_mtime < cutoff:
+                    leftover.unlink(missing_ok=True)
+            except FileNotFoundError:
+                continue
 
     def _load(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
         try:

@@ -21,6 +21,7 @@ from executor.errors import (
     LeaseExpiredError,
     MissingSecretError,
     NotAllowedError,
+    TransportError,
 )
 from executor.queue.sqs import SqsQueue
 from executor.secrets import DataHubStore, EnvStore, resolve_secrets
@@ -178,3 +179,12 @@ def test_bad_token_is_not_allowed(gms_cp: Any) -> None:
         assert "not-the-token" not in str(info.value)
         with pytest.raises(NotAllowedError):
             client.server_config()
+
+
+def test_a_configured_proxy_is_used(gms_cp: Any, closed_port: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    proxies = {"http": f"http://127.0.0.1:{closed_port}"}
+    client = GmsClient(gms_cp.gms_url, gms_cp.token, timeout_s=5.0, proxies=proxies)
+    with client, pytest.raises(TransportError, match="ProxyError"):
+        client.health()

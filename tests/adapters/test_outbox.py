@@ -6,6 +6,7 @@ import json
 import os
 import stat
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -55,10 +56,35 @@ def test_corrupt_file_is_moved_aside(tmp_path: Path) -> None:
     assert len(box) == 1
 
 
-def test_leftover_temp_files_are_cleaned(tmp_path: Path) -> None:
-    (tmp_path / ".req.json.abc.tmp").write_text("{")
+def test_only_stale_temp_files_are_cleaned(tmp_path: Path) -> None:
+    stale, fresh = tmp_path / ".req.json.abc.tmp", tmp_path / ".other.json.def.tmp"
+    stale.write_text("{")
+    fresh.write_text("{")  # another writer may be about to rename it
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
     box = Outbox(tmp_path)
-    assert box.pending() == [] and list(tmp_path.iterdir()) == []
+    assert box.pending() == [] and list(tmp_path.iterdir()) == [fresh]
+
+
+def test_a_new_instance_does_not_disturb_a_writer(tmp_path: Path) -> None:
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def writer() -> None:
+        try:
+            for i in range(100):
+                Outbox(tmp_path).put(f"k{i}", {"i": i})
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=writer)
+    thread.start()
+    while not done.is_set():
+        Outbox(tmp_path)  # what persist_result does on every call
+    thread.join(timeout=30)
+    assert errors == [] and len(Outbox(tmp_path)) == 100
 
 
 ODD_KEYS = ["../../etc/passwd", "urn:li:dataHubExecutionRequest:a/b", ".hidden", "a" * 300, "sp ace\nline"]

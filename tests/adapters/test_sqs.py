@@ -163,3 +163,13 @@ def _error(code: str, status: int) -> ClientError:
 )
 def test_client_errors_map_onto_the_hierarchy(code: str, status: int, expected: type[Exception]) -> None:
     assert type(_client_error("receive", _error(code, status))) is expected
+
+
+def test_a_configured_proxy_is_used(queue_url: str, closed_port: int) -> None:
+    proxies = {"http": f"http://127.0.0.1:{closed_port}"}
+    q = SqsQueue(make_lease(queue_url), proxies=proxies, connect_timeout_s=1.0)
+    try:
+        with pytest.raises(TransportError, match=r"(?i)proxy"):
+            q.approximate_depth()
+    finally:
+        q.close()
