@@ -50,6 +50,6 @@ def sandbox_capabilities(support: CgroupSupport | None = None) -> dict[str, str]
         "rlimits": "RLIMIT_NOFILE, RLIMIT_CORE=0, optional RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE",
         "pdeathsig": _pdeathsig(),
         "isolation": "new session and process group, private 0700 work dir, allowlisted environment",
-        "bwrap": f"installed at {bwrap} (not used)" if bwrap else "not installed",
+        "bwrap": f"installed at {bwrap} (isolation: bwrap available)" if bwrap else "not installed",
         "user": "root" if os.geteuid() == 0 else f"uid {os.geteuid()} (cgroups need root or delegation)",
     }

@@ -25,11 +25,12 @@ from loguru import logger
 
 from executor.errors import BadInputError
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+from executor.sandbox.isolation import ISOLATION_MODES, bwrap_prefix
 from executor.sandbox.limits import MiB, SandboxLimits
 from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
-from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile
+from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
@@ -46,7 +47,10 @@ class SandboxSpec:
     ``argv`` may contain ``{work_dir}`` and ``{report_file}``, replaced by the run's real
     paths; ``report_file`` names a file in the work dir whose (masked) content becomes
     ``SandboxResult.report_json``. ``env`` should come from ``build_env``; HOME and TMPDIR
-    are set to the work dir whatever it says. Secrets travel in ``stdin`` only.
+    are set to the work dir whatever it says. Secrets travel in ``stdin`` only. The full
+    masked log goes to ``log_file`` (capped at ``log_max_bytes``); before it is opened, older
+    ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
+    ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
     """
 
     argv: Sequence[str]
@@ -59,7 +63,11 @@ class SandboxSpec:
     task_id: str = "task"
     report_file: str | None = None
     log_max_bytes: int = 256 * MiB
+    log_keep_files: int | None = 500
+    log_keep_days: float | None = 30.0
     use_cgroup: bool = True
+    isolation: str = "process"
+    hide_paths: Sequence[Path] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -72,6 +80,9 @@ class SandboxSpec:
                 raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
         if self.report_file is not None and (not self.report_file or "/" in self.report_file):
             raise BadInputError("report_file must be a plain file name inside the work dir")
+        if self.isolation not in ISOLATION_MODES:
+            raise BadInputError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
+        object.__setattr__(self, "hide_paths", tuple(Path(p) for p in self.hide_paths))
 
 
 class SandboxRun:
@@ -190,6 +201,7 @@ class SandboxRun:
         spec = self.spec
         self._work_dir = create_work_dir(spec.work_root, spec.task_id)
         if spec.log_file is not None:
+            prune_task_logs(spec.log_file.parent, spec.log_keep_files, spec.log_keep_days)
             self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
         if self._masker.short_secrets_note:
             self.emit(self._masker.short_secrets_note)
@@ -206,6 +218,8 @@ class SandboxRun:
         env = dict(spec.env)
         if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
             raise BadInputError(f"program not found or not executable: {argv[0]}")
+        if spec.isolation == "bwrap":
+            argv = [*bwrap_prefix(work_dir, spec.hide_paths), *argv]
         env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
                    **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
         self._proc = subprocess.Popen(
