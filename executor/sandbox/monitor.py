@@ -74,13 +74,15 @@ class Monitor:
             returncode = self._proc.poll()
             sample = self._tree.sample(full=returncode is not None)
             self._record(sample)
+            if returncode is not None and sample.processes == 0:
+                # Done. A limit the loop did not see can only be one the kernel enforced.
+                self._settle_late_breach(returncode)
+                return
             now = time.monotonic()
             if self._deadline is None:
                 self._check(sample, now - started, returncode)
             else:
                 self._escalate(sample, now)
-            if returncode is not None and sample.processes == 0:
-                return
             if self._deadline is not None and now > self._deadline + GIVE_UP_S:
                 self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
                 self.kill_now()
@@ -194,7 +196,7 @@ class Monitor:
         code = self._proc.returncode
         exit_code = code if code is not None and code >= 0 else None
         sig = -code if code is not None and code < 0 else None
-        breach = self._breach or self._late_breach(exit_code, sig)
+        breach = self._breach
         stop = self._stop if breach is None else None
         outcome: Outcome = "error" if error else "limit" if breach else "stopped" if stop else "exited"
         return SandboxResult(
@@ -203,6 +205,13 @@ class Monitor:
             duration_s=duration, peak_rss_bytes=self.peak_rss, cpu_seconds=self.cpu_seconds,
             max_processes=self.peak_processes, output_bytes=self.reader.bytes_read,
             log_text=log_text, report_json=report, error=error)
+
+    def _settle_late_breach(self, returncode: int) -> None:
+        if self._breach is None:
+            exit_code, sig = (returncode, None) if returncode >= 0 else (None, -returncode)
+            self._breach = self._late_breach(exit_code, sig)
+            if self._breach is not None:
+                self._run.note(f"{self._breach.message}: the run ended at the limit")
 
     def _late_breach(self, exit_code: int | None, sig: int | None) -> LimitBreach | None:
         """Limits that ended the run without the loop seeing it: kernel OOM, rlimit signals."""
