@@ -14,6 +14,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cache
 from typing import Any
 
 from loguru import logger
@@ -22,8 +23,17 @@ REGION = "us-east-1"
 ACCOUNT_ID = "123456789012"
 """moto's default account; credentials from AssumeRole into it land in the same account."""
 _ADMIN_KEY = "controlplane-admin"
+_SESSION_LOCK = threading.Lock()
 STS_MIN_DURATION_S = 900
 STS_MAX_DURATION_S = 43200
+
+
+@cache
+def _boto_session() -> Any:
+    """One boto3 session per process: a new one re-reads botocore's endpoint data (~0.1 s)."""
+    import boto3
+
+    return boto3.session.Session()
 
 
 @dataclass(frozen=True)
@@ -75,7 +85,7 @@ class MotoBackend:
         self.endpoint = f"http://{self._host}:{port}"
         self._thread = threading.Thread(
             target=self._server.serve_forever,
-            kwargs={"poll_interval": 0.1},
+            kwargs={"poll_interval": 0.02},
             name="controlplane-moto",
             daemon=True,
         )
@@ -85,17 +95,17 @@ class MotoBackend:
 
     def client(self, service: str) -> Any:
         """A boto3 client for moto with admin credentials (moto accepts any)."""
-        import boto3
         from botocore.config import Config
 
-        return boto3.session.Session().client(
-            service,
-            endpoint_url=self.endpoint,
-            region_name=REGION,
-            aws_access_key_id=_ADMIN_KEY,
-            aws_secret_access_key=_ADMIN_KEY,
-            config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
-        )
+        with _SESSION_LOCK:  # a boto3 session is not thread-safe; its clients are
+            return _boto_session().client(
+                service,
+                endpoint_url=self.endpoint,
+                region_name=REGION,
+                aws_access_key_id=_ADMIN_KEY,
+                aws_secret_access_key=_ADMIN_KEY,
+                config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
+            )
 
     def create_pool_queues(self, pool_id: str, tag: str, max_receive_count: int) -> PoolQueues:
         """Create ``<pool>-<tag>`` and its DLQ, with redrive after ``max_receive_count`` receives."""

@@ -192,7 +192,8 @@ class GatewayHandler(JsonHandler):
             status = answer.status
             relay = {k: v for k, v in answer.getheaders() if k.lower() not in _HOP_HEADERS}
         except (OSError, http.client.HTTPException) as exc:
-            logger.warning("sqs gateway: moto did not answer: {}", exc)
+            log = logger.debug if self.server.stopping else logger.warning
+            log("sqs gateway: moto did not answer: {}", exc)
             self.send_json(503, {"__type": "ServiceUnavailable", "message": "upstream unavailable"})
             return
         finally:

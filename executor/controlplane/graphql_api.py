@@ -53,7 +53,7 @@ def run_graphql(body: object, context: ApiContext) -> dict[str, Any]:
 def _format(error: GraphQLError) -> dict[str, Any]:
     original = error.original_error
     formatted = dict(error.formatted)
-    if original is None:
+    if original is None or isinstance(original, GraphQLError):
         formatted["extensions"] = {"code": 400, "type": "BAD_REQUEST", "classification": "ValidationError"}
         return formatted
     if isinstance(original, NotAllowedError):

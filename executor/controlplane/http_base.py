@@ -36,6 +36,7 @@ class LoopbackServer(ThreadingHTTPServer):
         self._connections: set[socket.socket] = set()
         self._handler_threads: set[threading.Thread] = set()
         self._serve_thread: threading.Thread | None = None
+        self.stopping = False
         self.stop_hooks: list[Callable[[], None]] = []
         """Called during ``stop()`` after new connections stop, e.g. to cut upstream calls."""
 
@@ -52,7 +53,7 @@ class LoopbackServer(ThreadingHTTPServer):
     def start(self) -> None:
         """Serve in a background thread."""
         self._serve_thread = threading.Thread(
-            target=self.serve_forever, kwargs={"poll_interval": 0.1}, name=f"{self.name}-serve", daemon=True
+            target=self.serve_forever, kwargs={"poll_interval": 0.02}, name=f"{self.name}-serve", daemon=True
         )
         self._serve_thread.start()
 
@@ -69,6 +70,7 @@ class LoopbackServer(ThreadingHTTPServer):
 
     def stop(self, timeout_s: float = 5.0) -> None:
         """Stop accepting, cut open connections, join handler threads (bounded), close."""
+        self.stopping = True
         if self._serve_thread is not None:
             self.shutdown()
             self._serve_thread.join(timeout=timeout_s)

@@ -91,6 +91,7 @@ class ControlPlane:
         self._gms: GmsServer | None = None
         self._queues: dict[str, PoolQueues] = {}
         self.leases = LeaseBook()
+        self._started_at = 0.0
         self.secrets: Secrets
         self.aspects: Aspects
         self.ingestion: Ingestion
@@ -108,6 +109,11 @@ class ControlPlane:
         return self
 
     def _start(self) -> None:
+        self._started_at = time.time()
+        if self.host not in ("127.0.0.1", "::1", "localhost"):
+            logger.warning(
+                "serving on {}: not loopback; anyone who can reach it may try the token", self.host
+            )
         if self._state_dir is None:
             self._state_dir = tempfile.mkdtemp(prefix="controlplane-")
         self._storage = Storage(self._state_dir)
@@ -255,7 +261,7 @@ class ControlPlane:
             "secrets_encrypted": self.secrets.encrypted,
             "lease_seconds": self.lease_seconds,
             "max_receive_count": self.max_receive_count,
-            "started_at": time.time(),
+            "started_at": self._started_at,
             "pools": {
                 pool: {
                     "queue_name": q.queue_name,

@@ -95,6 +95,7 @@ class Storage:
         os.chmod(self.path, 0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # replaced secret blobs leave no old bytes behind
         self._db.executescript(SCHEMA)
 
     def close(self) -> None:
