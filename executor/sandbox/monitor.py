@@ -184,12 +184,20 @@ class Monitor:
             self._proc.wait(timeout=5)
 
     def close_streams(self) -> None:
-        """Let the pipe threads finish; force them when something still holds the pipes."""
+        """Let the pipe threads finish (force them when something still holds the pipes).
+
+        A run that printed past the output limit and exited before the loop noticed still
+        ends with the output breach: the count is final only now.
+        """
         if not self.reader.join(2.0):
             self.reader.stop()
             self.reader.join(1.0)
         self._writer.stop()
         self._writer.join(1.0)
+        limit = self._limits.output_bytes
+        if self._breach is None and limit is not None and self.reader.over_limit:
+            self._breach = LimitBreach.of("output", self.reader.bytes_read, limit)
+            self._run.note(f"{self._breach.message}: the run ended at the limit")
 
     def result(self, duration: float, log_text: str, report: str | None, error: str | None) -> SandboxResult:
         """How the run ended, from what the loop saw and the main process's exit status."""
@@ -209,7 +217,11 @@ class Monitor:
     def _settle_late_breach(self, returncode: int) -> None:
         if self._breach is None:
             exit_code, sig = (returncode, None) if returncode >= 0 else (None, -returncode)
-            self._breach = self._late_breach(exit_code, sig)
+            cpu = self._limits.cpu_seconds
+            if cpu is not None and self.cpu_seconds > cpu:
+                self._breach = LimitBreach.of("cpu", self.cpu_seconds, cpu)
+            else:
+                self._breach = self._late_breach(exit_code, sig)
             if self._breach is not None:
                 self._run.note(f"{self._breach.message}: the run ended at the limit")
 
