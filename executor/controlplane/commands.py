@@ -10,6 +10,7 @@ of the host can see in the process list.
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import os
 import signal
@@ -139,10 +140,10 @@ def run_secret_set(args: argparse.Namespace) -> int:
     from executor.controlplane.submit import set_secret
 
     if sys.stdin.isatty():
-        sys.stderr.write(f"value for {args.name} (end with Ctrl-D): ")
-        sys.stderr.flush()
-    value = sys.stdin.read()
-    value = value[:-1] if value.endswith("\n") else value
+        value = getpass.getpass(f"value for {args.name}: ")  # no echo on a terminal
+    else:
+        value = sys.stdin.read()
+        value = value[:-1] if value.endswith("\n") else value
     if not value:
         return _fail("the secret value read from stdin is empty", ExitCode.CONFIG)
 
@@ -173,6 +174,8 @@ def run_controlplane(args: argparse.Namespace) -> int:
         ).start()
     except FinalError as exc:
         return _fail(str(exc), ExitCode.CONFIG)
+    except OSError as exc:  # e.g. the port is taken
+        return _fail(f"cannot start the control plane: {exc}", ExitCode.CONFIG)
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
