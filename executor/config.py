@@ -42,7 +42,10 @@ class GmsSettings(_Frozen):
                 return self.token_file.read_text().strip()
             except OSError as exc:
                 raise ConfigError("gms.token_file", [f"cannot read: {exc.strerror}"]) from None
-        raise ConfigError("gms", ["no token: set gms.token, gms.token_file or DATAHUB_GMS_TOKEN"])
+        raise ConfigError("gms", [
+            "gms.token: no token; set gms.token, gms.token_file, DATAHUB_GMS_TOKEN, "
+            "or systemd's LoadCredential=gms-token:FILE"
+        ])
 
 
 class ProxySettings(_Frozen):
@@ -180,8 +183,6 @@ def load_config(path: str | os.PathLike[str] | None, environ: dict[str, str] | N
         config = ExecutorConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
-    if config.gms.token is None and config.gms.token_file is None:
-        raise ConfigError(source, ["gms.token: no token; set gms.token, gms.token_file or DATAHUB_GMS_TOKEN"])
     return config
 
 

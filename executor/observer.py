@@ -40,7 +40,9 @@ class Observer(SupervisedActor):
         self.actor_ref.tell(Beat())
 
     def teardown(self) -> None:
-        self.notifier.notify("STOPPING=1")
+        self.notifier.stopping()
+        if self.files is not None:
+            self.files.clear()
         if self.server is not None:
             self.server.stop()
 
@@ -59,16 +61,11 @@ class Observer(SupervisedActor):
         if self.files is not None:
             self.files.beat(self.health)
         if not self._ready_sent:
-            self.notifier.notify("READY=1")
+            self.notifier.ready()
             self._ready_sent = True
         if live:
-            self.notifier.notify("WATCHDOG=1")
-        self.notifier.notify(f"STATUS={'ready' if ready else 'not ready'}: {_summary(details)}")
-
-
-def _summary(details: Any) -> str:
-    text = str(details)
-    return text if len(text) < 200 else text[:197] + "..."
+            self.notifier.watchdog()
+        self.notifier.status(f"{'ready' if ready else 'not ready'}: {details}")
 
 
 def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:

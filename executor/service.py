@@ -31,6 +31,7 @@ from executor.pool.supervisor import pool_spec
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
 
+ONCE_EXIT = {"SUCCESS": ExitCode.OK, "TIMEOUT": ExitCode.TIMEOUT, "CANCELLED": ExitCode.CANCELLED}
 ROOT_POLICY = SupervisorPolicy(max_restarts=5, period_s=120.0)
 POLL_S = 0.2
 OUTBOX_WAIT_S = 10.0
@@ -39,8 +40,12 @@ OUTBOX_WAIT_S = 10.0
 class Service:
     """One executor process: its tree, its shutdown, its exit code."""
 
-    def __init__(self, config: ExecutorConfig, token: str, health: Any = None, metrics: Any = None) -> None:
+    def __init__(
+        self, config: ExecutorConfig, token: str, health: Any = None, metrics: Any = None, once: bool = False
+    ) -> None:
         self.config = config
+        self.once = once
+        self.once_status: str | None = None
         self.health = health
         self.metrics = metrics
         self.stop_requested = threading.Event()
@@ -53,7 +58,8 @@ class Service:
         gms_host = config.gms.url.split("://", 1)[-1].split("/", 1)[0]
         self.pools = [
             PoolContext(config=config, pool=p, token=token, health=health, metrics=metrics,
-                        instance_id=instance_id(p.id, gms_host, suffix), started_at=started)
+                        instance_id=instance_id(p.id, gms_host, suffix), started_at=started,
+                        once=once, on_delivered=self._delivered if once else None)
             for p in config.pools
         ]
         self.root: pykka.ActorRef[Supervisor] | None = None
@@ -63,6 +69,8 @@ class Service:
         """Create the state directories and start the tree."""
         for pool in self.pools:
             os.makedirs(pool.state_dir, mode=0o700, exist_ok=True)
+            if self.metrics is not None:
+                self.metrics.init_pool(pool.pool_id, pool.pool.max_workers)
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]
@@ -78,13 +86,17 @@ class Service:
             self._stop_tree()
             return ExitCode.ESCALATED
         self.shutdown()
-        return ExitCode.INTERRUPTED if self.force_requested.is_set() and self._running() else ExitCode.OK
+        if self.once_status is not None:
+            return ONCE_EXIT.get(self.once_status, ExitCode.FAILURE)
+        return ExitCode.OK
 
     def shutdown(self) -> None:
         """Drain (unless forced), report the stop, and stop the tree."""
         drain_s = 0.0 if self.force_requested.is_set() else self.config.shutdown.drain_s
         deadline = time.monotonic() + drain_s
         logger.info("stopping: draining running tasks for up to {:.0f}s", drain_s)
+        if self.health is not None:
+            self.health.mark_stopping("draining before shutdown")
         self._tell_pools(RUNNER, Drain(deadline))
         while self._running() > 0 and time.monotonic() < deadline and not self.force_requested.is_set():
             self.force_requested.wait(POLL_S)
@@ -111,6 +123,13 @@ class Service:
         else:
             logger.warning("received {} again; stopping now", signal.Signals(signum).name)
             self.force_requested.set()
+            self.stop_requested.set()
+
+    def _delivered(self, urn: str, status: str) -> None:
+        """``--once``: the first delivered terminal result ends the run."""
+        if self.once_status is None:
+            logger.info("--once: {} finished with {}", urn, status)
+            self.once_status = status
             self.stop_requested.set()
 
     def _on_escalate(self, reason: str | None) -> None:
@@ -158,7 +177,7 @@ class Service:
         total = 0
         for ref in self._pool_refs(RUNNER):
             try:
-                total += int(ref.ask(RunningCount(), timeout=5))
+                total += int(ref.ask(RunningCount(), timeout=5))  # type: ignore[arg-type]
             except (pykka.Timeout, pykka.ActorDeadError):
                 continue
         return total

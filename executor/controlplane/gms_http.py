@@ -96,6 +96,8 @@ class GmsHandler(JsonHandler):
             action = (params.get("action") or [""])[0]
             if action in ("ingestProposal", "ingestProposalBatch"):
                 return rest.ingest(payload, batch=action == "ingestProposalBatch")
+            if action == "getTimeseriesAspectValues":
+                return rest.timeseries_values(payload)
             return restli_error(400, f"unsupported action {action!r}")
         if path.startswith(BATCH_PREFIX):
             return rest.batch_get(path[len(BATCH_PREFIX) :], payload)

@@ -12,6 +12,7 @@ Every handler returns ``(status, payload)``; errors use Rest.li's error body.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from executor.controlplane.aspects import Aspects, entity_type_of, parse_proposal
@@ -35,7 +36,7 @@ def server_config() -> dict[str, Any]:
     """``GET /config``: enough for DataHub's clients to accept this server as GMS."""
     return {
         "noCode": "true",
-        "statefulIngestionCapable": False,
+        "statefulIngestionCapable": True,
         "supportsImpactAnalysis": False,
         "patchCapable": False,
         "datahub": {"serverType": "dev", "serverEnv": "core"},
@@ -83,6 +84,29 @@ class RestApi:
         if stored is None:
             return restli_error(404, f"no aspect {aspect} (version {version}) for {urn}")
         return 200, {"urn": urn, "version": version, "aspect": {record_fullname(aspect): stored.value}}
+
+    def timeseries_values(self, body: object) -> Answer:
+        """``getTimeseriesAspectValues``: newest first, ``EQUAL`` filters on top-level fields.
+
+        Enough for stateful ingestion, whose checkpoints the CLI reads this way (newest
+        checkpoint of a pipeline); DataHub's time-range and other conditions are not offered.
+        """
+        if not isinstance(body, dict) or not isinstance(body.get("urn"), str) or not body.get("aspect"):
+            return restli_error(400, "body must hold 'urn' and 'aspect'")
+        try:
+            limit = max(1, min(MAX_SCROLL, int(body.get("limit", 10))))
+        except (TypeError, ValueError):
+            return restli_error(400, "limit must be an integer")
+        wanted = _equal_filters(body.get("filter"))
+        if wanted is None:
+            return restli_error(400, "only {'or': [{'and': [EQUAL criteria]}]} filters are supported")
+        values = []
+        for stored in reversed(self._aspects.history(body["urn"], str(body["aspect"]))):
+            if all(str(stored.value.get(field)) in accepted for field, accepted in wanted.items()):
+                values.append({"aspect": {"value": json.dumps(stored.value), "contentType": "application/json"}})
+            if len(values) >= limit:
+                break
+        return 200, {"value": {"values": values, "limit": limit}}
 
     def batch_get(self, entity: str, body: object) -> Answer:
         """``POST /openapi/v2/entity/batch/<entity>``: urns that have any asked aspect."""
@@ -137,3 +161,18 @@ class RestApi:
                     entry["systemMetadata"] = row.system_metadata
                 found[row.aspect] = entry
         return found
+
+
+def _equal_filters(raw: object) -> dict[str, set[str]] | None:
+    """``{"or": [{"and": [{"field", "values", "condition": "EQUAL"}]}]}`` -> field -> values."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not isinstance(raw.get("or", []), list):
+        return None
+    wanted: dict[str, set[str]] = {}
+    for clause in raw.get("or", []):
+        for criterion in clause.get("and", []) if isinstance(clause, dict) else []:
+            if not isinstance(criterion, dict) or criterion.get("condition", "EQUAL") != "EQUAL":
+                return None
+            wanted.setdefault(str(criterion.get("field")), set()).update(map(str, criterion.get("values", [])))
+    return wanted

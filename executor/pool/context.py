@@ -30,6 +30,10 @@ class PoolContext:
     started_at: float = field(default_factory=time.time)
     gms_factory: Callable[[PoolContext], GmsClient] | None = None
     """Override of ``new_gms`` for tests that need a different client."""
+    once: bool = False
+    """``run --once``: accept a single request that needs running, then nothing more."""
+    on_delivered: Callable[[str, str], None] | None = None
+    """Called with (urn, status) once GMS has accepted a terminal result."""
 
     @property
     def pool_id(self) -> str:

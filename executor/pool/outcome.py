@@ -7,28 +7,15 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 from typing import Any
 
 from executor.datahub import aspects
-from executor.datahub.aspects import ExecutionRequest
 
 RUN_INGEST = "RUN_INGEST"
 TEST_CONNECTION = "TEST_CONNECTION"
 SUPPORTED_TASKS = (RUN_INGEST, TEST_CONNECTION)
 INTERRUPTED_MARKER = "[remote-executor] interrupted by executor shutdown"
 """Leads the report of an interruption: such a FAILURE may be run again by any executor."""
-
-
-def datahub_argv(datahub: Path, request: ExecutionRequest, report_file: Path) -> list[str]:
-    """``datahub [--debug] ingest run -c - --report-to FILE`` (+ test-connection flag); no secrets."""
-    argv = [str(datahub)]
-    if request.debug_mode:
-        argv.append("--debug")
-    argv += ["ingest", "run", "-c", "-", "--report-to", str(report_file)]
-    if request.task == TEST_CONNECTION:
-        argv.append("--test-source-connection")
-    return argv
 
 
 def stdin_envelope(recipe_text: str, secrets: dict[str, str]) -> bytes:
@@ -51,11 +38,13 @@ def running_aspect(start_ms: int, report: str) -> dict[str, Any]:
     return aspects.result_aspect(aspects.RUNNING, start_ms, _elapsed_ms(start_ms), report, None, RUN_INGEST, None)
 
 
-def terminal_aspect(
-    status: str, start_ms: int, report: str, structured: str | None, task: str, instance_id: str | None
-) -> dict[str, Any]:
-    """The terminal ``dataHubExecutionRequestResult``."""
-    return aspects.result_aspect(status, start_ms, _elapsed_ms(start_ms), report, structured, task, instance_id)
+def terminal_aspect(status: str, start_ms: int, report: str, structured: str | None, task: str) -> dict[str, Any]:
+    """The terminal ``dataHubExecutionRequestResult``.
+
+    ``executorInstanceId`` (a DataHub Cloud field) is left out: an open-source GMS validates
+    the aspect against its own model, which lacks it and refuses unknown fields.
+    """
+    return aspects.result_aspect(status, start_ms, _elapsed_ms(start_ms), report, structured, task, None)
 
 
 def task_failure_aspect(message: str, start_ms: int | None = None) -> dict[str, Any]:

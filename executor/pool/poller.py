@@ -83,10 +83,14 @@ class QueuePoller(SupervisedActor):
             self._poll_scheduled = False
             self._poll()
         elif isinstance(message, LeaseGranted):
+            if self.queue is not None:
+                self.queue.close()
             self.queue = SqsQueue(message.lease, proxies=self.pool.config.proxy.as_requests_proxies() or None)
             self._update_readiness()
             self._schedule_poll(0)
         elif isinstance(message, LeaseLost):
+            if self.queue is not None:
+                self.queue.close()
             self.queue = None
             self.pool.set_ready(False, f"no lease: {message.reason}")
         elif isinstance(message, Capacity):
@@ -122,6 +126,7 @@ class QueuePoller(SupervisedActor):
         if self.queue is None or not self.receiving or self.free_slots <= 0:
             return  # a LeaseGranted or a Capacity message will start polling again
         wanted = min(self.free_slots, MAX_BATCH)
+        self.log.trace("receiving up to {} message(s)", wanted)
         try:
             messages = self.queue.receive(wanted, self.pool.pool.poll_wait_s, self.pool.pool.visibility_s)
         except ExecutorError as exc:
@@ -129,6 +134,7 @@ class QueuePoller(SupervisedActor):
             return
         self.retry.succeeded()
         self._update_readiness()
+        self.log.trace("received {} message(s)", len(messages))
         for msg in messages:
             self._accept(msg)
         self._schedule_poll(0)

@@ -115,6 +115,8 @@ class Reporter(SupervisedActor):
             self.ctx.directory.tell(POLLER, settle)
             if self.pool.metrics is not None:
                 self.pool.metrics.count_task(self.pool.pool_id, str(record.get("status", "")))
+            if self.pool.on_delivered is not None:
+                self.pool.on_delivered(urn, str(record.get("status", "")))
 
     def _schedule_flush(self, delay: float) -> None:
         if not self._flush_pending:

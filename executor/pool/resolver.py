@@ -32,7 +32,8 @@ class SecretResolver(SupervisedActor):
     def setup(self) -> None:
         self._gms = self.pool.new_gms()
         settings = self.pool.pool.secrets
-        self.stores = [build_store(kind, settings, self._gms) for kind in settings.stores]
+        proxies = self.pool.config.proxy.as_requests_proxies() or None
+        self.stores = [build_store(kind, settings, self._gms, proxies) for kind in settings.stores]
         self.actor_ref.tell(Beat())
 
     def teardown(self) -> None:

@@ -67,6 +67,7 @@ class TaskRunner(SupervisedActor):
         self._accepted: tuple[int, int] = (0, 0)  # (poller incarnation, RunRequests accepted)
         self._gms: GmsClient | None = None
         self._task_serial = 0
+        self.produced_result = False
 
     def setup(self) -> None:
         self._gms = self.pool.new_gms()
@@ -93,6 +94,7 @@ class TaskRunner(SupervisedActor):
         elif isinstance(message, TaskSettled):
             if message.urn in self.running:
                 self.running[message.urn].settled = True
+            self.produced_result = self.produced_result or message.status is not None
         elif isinstance(message, ChildExited):
             self._task_exited(message)
         elif isinstance(message, CapacityWanted):
@@ -113,7 +115,9 @@ class TaskRunner(SupervisedActor):
         return None
 
     def free_slots(self) -> int:
-        """Default-weight slots still free."""
+        """Default-weight slots still free (none in ``--once`` mode once a task has begun)."""
+        if self.pool.once and (self.running or self.produced_result):
+            return 0
         used = sum(item.weight for item in self.running.values())
         return max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
 
@@ -136,11 +140,12 @@ class TaskRunner(SupervisedActor):
             incarnation=1,
             parent=self.actor_ref,
             directory=self.ctx.directory,
+            listed=False,
         )
         ref = Task.start(ctx, self.pool, request)
         self.running[request.urn] = _Running(ctx.name, ref, self.default_weight)
-        if self.pool.metrics is not None:
-            self.pool.metrics.observe_pickup(self.pool.pool_id, request)
+        if self.pool.metrics is not None and request.sent_timestamp_s is not None:
+            self.pool.metrics.observe_pickup(self.pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s))
         self._publish_capacity()
 
     def _task_exited(self, message: ChildExited) -> None:

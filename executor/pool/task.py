@@ -9,6 +9,7 @@ process group and the runner reports FAILURE for the request.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from executor.backoff import Backoff, RetryState
@@ -39,11 +40,16 @@ from executor.pool.messages import (
     WeightKnown,
 )
 from executor.pool.reporter import persist_result
-from executor.pool.sandboxing import SandboxLauncher, describe_result
+from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
 from executor.secrets import secret_references
 from executor.supervision import ChildContext, SupervisedActor
 
 PREPARE_ATTEMPTS = 5
+
+
+@dataclass(frozen=True)
+class _ResolveAgain:
+    """Timer: ask the resolver again after a retryable failure."""
 
 
 class Task(SupervisedActor):
@@ -76,6 +82,8 @@ class Task(SupervisedActor):
             self._prepare()
         elif isinstance(message, SecretsResolved):
             self._launch(message.values)
+        elif isinstance(message, _ResolveAgain):
+            self._request_secrets()
         elif isinstance(message, SecretsFailed):
             self._secrets_failed(message)
         elif isinstance(message, SendProgress):
@@ -89,9 +97,9 @@ class Task(SupervisedActor):
     # -- prepare ---------------------------------------------------------------------------
     def _prepare(self) -> None:
         assert self._gms is not None
-        names = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT, aspects.SIGNAL_ASPECT]
+        wanted = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT, aspects.SIGNAL_ASPECT]
         try:
-            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], names)
+            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], wanted)
         except ExecutorError as exc:
             self._attempts += 1
             if isinstance(exc, FinalError) or self._attempts >= PREPARE_ATTEMPTS:
@@ -119,21 +127,20 @@ class Task(SupervisedActor):
                                   f"{' and '.join(outcome.SUPPORTED_TASKS)}.")
             return
         self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting.")))
+        self._request_secrets()
+
+    def _request_secrets(self) -> None:
+        assert self.request is not None
         names = tuple(sorted(secret_references(self.request.recipe_text)))
-        if names:
-            if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
-                self.tell_self_after(1.0, SecretsFailed("secret resolver restarting", retryable=True))
-        else:
+        if not names:
             self._launch({})
+        elif not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
+            self.actor_ref.tell(SecretsFailed("the secret resolver is restarting", retryable=True))
 
     def _secrets_failed(self, message: SecretsFailed) -> None:
         if message.retryable and self._attempts < PREPARE_ATTEMPTS and self.request is not None:
             self._attempts += 1
-            names = tuple(sorted(secret_references(self.request.recipe_text)))
-            self.timers.call_after(
-                self.retry.failed(time.monotonic()),
-                lambda: self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)),
-            )
+            self.tell_self_after(self.retry.failed(time.monotonic()), _ResolveAgain())
             return
         self._report_and_stop(aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}")
 
@@ -148,7 +155,7 @@ class Task(SupervisedActor):
         except ExecutorError as exc:
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
             return
-        self.log.info("running {} ({})", self.request.task, self.launcher.describe())
+        self.log.info("starting {}", self.request.task)
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
 
     def _progress(self) -> None:
@@ -163,23 +170,24 @@ class Task(SupervisedActor):
             return
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
-        self.launcher.stop(message.reason)
+        self.launcher.stop(message.reason, message.status)
 
     # -- finish ----------------------------------------------------------------------------
     def _finished(self, result: Any) -> None:
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
         report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
-        text = f"{report}\n\n~~~~ Execution Log ~~~~\n{self.launcher.final_log(result)}"
-        aspect = outcome.terminal_aspect(status, self.start_ms, text, self.launcher.structured_report(result),
-                                         self.request.task, self.pool.instance_id)
-        self.log.info("finished: {}", status)
+        text = f"{report}\n\n~~~~ Execution Log ~~~~\n{final_log(result)}"
+        aspect = outcome.terminal_aspect(status, self.start_ms, text, structured_report(result), self.request.task)
+        self.log.info("finished: {} ({}; log: {})", status, self.launcher.describe(), self.launcher.log_path())
+        if self.pool.metrics is not None:
+            self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
         self._settle(Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted)))
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
         task = self.request.task if self.request else outcome.RUN_INGEST
-        aspect = outcome.terminal_aspect(status, self.start_ms, message, None, task, self.pool.instance_id)
+        aspect = outcome.terminal_aspect(status, self.start_ms, message, None, task)
         self._settle(Finish(self.urn, aspect, status))
 
     def _settle(self, finish: Finish | None, acknowledge: bool = False, release: bool = False) -> None:

@@ -56,6 +56,10 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- pykka hooks -----------------------------------------------------------------------
     def on_start(self) -> None:
+        if self.ctx.listed:
+            # Listed before setup: a sibling answering a message sent from setup must find us,
+            # even if our supervisor has not yet recorded the ref that start() returned.
+            self.ctx.directory.put(self.ctx.name, self.actor_ref)
         try:
             _maybe_injected_fault(self.ctx.path)
             self.setup()

@@ -46,6 +46,8 @@ class ChildContext:
     parent: pykka.ActorRef[Any] | None
     directory: Directory
     """Name -> current ref of this child's siblings (and itself)."""
+    listed: bool = True
+    """Whether the child appears in ``directory`` under ``name`` (not so for dynamic tasks)."""
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,1 @@
+"""``remote-executor demo``: the whole path on one machine, with a real recipe."""
