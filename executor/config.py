@@ -42,10 +42,13 @@ class GmsSettings(_Frozen):
                 return self.token_file.read_text().strip()
             except OSError as exc:
                 raise ConfigError("gms.token_file", [f"cannot read: {exc.strerror}"]) from None
-        raise ConfigError("gms", [
-            "gms.token: no token; set gms.token, gms.token_file, DATAHUB_GMS_TOKEN, "
-            "or systemd's LoadCredential=gms-token:FILE"
-        ])
+        raise ConfigError(
+            "gms",
+            [
+                "gms.token: no token; set gms.token, gms.token_file, DATAHUB_GMS_TOKEN, "
+                "or systemd's LoadCredential=gms-token:FILE"
+            ],
+        )
 
 
 class ProxySettings(_Frozen):

@@ -32,7 +32,9 @@ class Observer(SupervisedActor):
 
     def setup(self) -> None:
         if self.settings.enabled and self.health is not None:
-            self.server = ObservabilityServer(self.settings.host, self.settings.port, self.health, self.metrics)
+            self.server = ObservabilityServer(
+                self.settings.host, self.settings.port, self.health, self.metrics
+            )
             self.server.start()
             self.log.info("health and metrics on http://{}:{}", self.settings.host, self.server.port)
         if self.settings.heartbeat_files:
@@ -70,4 +72,6 @@ class Observer(SupervisedActor):
 
 def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:
     """The root's first child."""
-    return ChildSpec("observability", lambda ctx: Observer.start(ctx, config, health, metrics), Restart.PERMANENT, 10.0)
+    return ChildSpec(
+        "observability", lambda ctx: Observer.start(ctx, config, health, metrics), Restart.PERMANENT, 10.0
+    )

@@ -9,6 +9,7 @@ presence and stop the tree in reverse order -> exit 0. A second signal skips the
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -25,8 +26,8 @@ from executor.datahub.aspects import instance_id
 from executor.exitcodes import ExitCode
 from executor.observer import observer_spec
 from executor.pool.context import PoolContext
-from executor.pool.reporter import outbox_of
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence, RunningCount
+from executor.pool.reporter import outbox_of
 from executor.pool.supervisor import pool_spec
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
@@ -57,9 +58,17 @@ class Service:
         suffix = uuid.uuid4().hex[:8]
         gms_host = config.gms.url.split("://", 1)[-1].split("/", 1)[0]
         self.pools = [
-            PoolContext(config=config, pool=p, token=token, health=health, metrics=metrics,
-                        instance_id=instance_id(p.id, gms_host, suffix), started_at=started,
-                        once=once, on_delivered=self._delivered if once else None)
+            PoolContext(
+                config=config,
+                pool=p,
+                token=token,
+                health=health,
+                metrics=metrics,
+                instance_id=instance_id(p.id, gms_host, suffix),
+                started_at=started,
+                once=once,
+                on_delivered=self._delivered if once else None,
+            )
             for p in config.pools
         ]
         self.root: pykka.ActorRef[Supervisor] | None = None
@@ -75,7 +84,9 @@ class Service:
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]
         self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart)
-        logger.info("executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools))
+        logger.info(
+            "executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools)
+        )
 
     def run_until_stopped(self) -> ExitCode:
         """Block until a signal (or escalation), then shut down; return the exit code."""
@@ -118,7 +129,9 @@ class Service:
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         self._signals += 1
         if self._signals == 1:
-            logger.info("received {}; stopping (send it again to skip the drain)", signal.Signals(signum).name)
+            logger.info(
+                "received {}; stopping (send it again to skip the drain)", signal.Signals(signum).name
+            )
             self.stop_requested.set()
         else:
             logger.warning("received {} again; stopping now", signal.Signals(signum).name)
@@ -138,10 +151,8 @@ class Service:
 
     def _stop_tree(self) -> None:
         if self.root is not None:
-            try:
+            with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 self.root.stop(block=True, timeout=120)
-            except (pykka.Timeout, pykka.ActorDeadError):
-                pass
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
 
     def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:

@@ -21,7 +21,9 @@ def register(subparsers: Any) -> None:
     """Add ``run`` and ``check``."""
     run = subparsers.add_parser("run", help="run the executor in the foreground")
     _config_arg(run)
-    run.add_argument("--once", action="store_true", help="take one task, run it, report, exit with its status")
+    run.add_argument(
+        "--once", action="store_true", help="take one task, run it, report, exit with its status"
+    )
     run.set_defaults(func=cmd_run)
     check = subparsers.add_parser("check", help="validate the configuration and print it (secrets masked)")
     _config_arg(check)
@@ -30,7 +32,9 @@ def register(subparsers: Any) -> None:
 
 def _config_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "-c", "--config", metavar="FILE",
+        "-c",
+        "--config",
+        metavar="FILE",
         help=f"YAML config (default: ${CONFIG_ENV}, else {DEFAULT_CONFIG} if present, else env vars only)",
     )
 

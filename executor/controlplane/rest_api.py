@@ -103,7 +103,9 @@ class RestApi:
         values = []
         for stored in reversed(self._aspects.history(body["urn"], str(body["aspect"]))):
             if all(str(stored.value.get(field)) in accepted for field, accepted in wanted.items()):
-                values.append({"aspect": {"value": json.dumps(stored.value), "contentType": "application/json"}})
+                values.append(
+                    {"aspect": {"value": json.dumps(stored.value), "contentType": "application/json"}}
+                )
             if len(values) >= limit:
                 break
         return 200, {"value": {"values": values, "limit": limit}}
@@ -174,5 +176,7 @@ def _equal_filters(raw: object) -> dict[str, set[str]] | None:
         for criterion in clause.get("and", []) if isinstance(clause, dict) else []:
             if not isinstance(criterion, dict) or criterion.get("condition", "EQUAL") != "EQUAL":
                 return None
-            wanted.setdefault(str(criterion.get("field")), set()).update(map(str, criterion.get("values", [])))
+            wanted.setdefault(str(criterion.get("field")), set()).update(
+                map(str, criterion.get("values", []))
+            )
     return wanted

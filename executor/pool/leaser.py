@@ -91,9 +91,15 @@ class CredentialLeaser(SupervisedActor):
             return
         self.retry.succeeded()
         self.lease = lease
-        delay = max(1.0, (lease.refresh_at(REFRESH_AFTER_S, REFRESH_BEFORE_EXPIRY_S) - _now()).total_seconds())
-        self.log.info("lease obtained ({}); expires {}, next refresh in {:.0f}s", reason,
-                      lease.expiration.isoformat(), delay)
+        delay = max(
+            1.0, (lease.refresh_at(REFRESH_AFTER_S, REFRESH_BEFORE_EXPIRY_S) - _now()).total_seconds()
+        )
+        self.log.info(
+            "lease obtained ({}); expires {}, next refresh in {:.0f}s",
+            reason,
+            lease.expiration.isoformat(),
+            delay,
+        )
         self.ctx.directory.tell(POLLER, LeaseGranted(lease))
         self._pending_timer = self.tell_self_after(delay, RefreshLease("scheduled"))
 
@@ -104,8 +110,12 @@ class CredentialLeaser(SupervisedActor):
             self.ctx.directory.tell(POLLER, LeaseLost(error))
         if self.lease is None:
             self.pool.set_ready(False, f"no lease: {error}")
-        self.log.warning("{}; retrying in {:.1f}s (keeping the current lease: {})", error, delay,
-                         "yes" if self.lease else "none")
+        self.log.warning(
+            "{}; retrying in {:.1f}s (keeping the current lease: {})",
+            error,
+            delay,
+            "yes" if self.lease else "none",
+        )
         self._pending_timer = self.tell_self_after(delay, RefreshLease("retry"))
 
 

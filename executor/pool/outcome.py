@@ -35,10 +35,14 @@ def is_rerunnable(result: dict[str, Any] | None) -> bool:
 
 def running_aspect(start_ms: int, report: str) -> dict[str, Any]:
     """A RUNNING update with the (masked) log tail."""
-    return aspects.result_aspect(aspects.RUNNING, start_ms, _elapsed_ms(start_ms), report, None, RUN_INGEST, None)
+    return aspects.result_aspect(
+        aspects.RUNNING, start_ms, _elapsed_ms(start_ms), report, None, RUN_INGEST, None
+    )
 
 
-def terminal_aspect(status: str, start_ms: int, report: str, structured: str | None, task: str) -> dict[str, Any]:
+def terminal_aspect(
+    status: str, start_ms: int, report: str, structured: str | None, task: str
+) -> dict[str, Any]:
     """The terminal ``dataHubExecutionRequestResult``.
 
     ``executorInstanceId`` (a DataHub Cloud field) is left out: an open-source GMS validates

@@ -152,8 +152,12 @@ class QueuePoller(SupervisedActor):
             task = decode_message(msg.body)
         except BadInputError as exc:
             self.undecodable += 1
-            self.log.warning("undecodable message {} (receive #{}): {}; left to the redrive policy",
-                             msg.message_id, msg.receive_count, exc)
+            self.log.warning(
+                "undecodable message {} (receive #{}): {}; left to the redrive policy",
+                msg.message_id,
+                msg.receive_count,
+                exc,
+            )
             return
         known = self.in_flight.get(task.urn)
         if known is not None:
@@ -167,7 +171,10 @@ class QueuePoller(SupervisedActor):
         self.free_slots -= 1
         self.sent += 1
         self.ctx.directory.tell(
-            RUNNER, RunRequest(task.urn, msg.message_id, self.ctx.incarnation, time.monotonic(), msg.sent_timestamp_s)
+            RUNNER,
+            RunRequest(
+                task.urn, msg.message_id, self.ctx.incarnation, time.monotonic(), msg.sent_timestamp_s
+            ),
         )
 
     # -- settling --------------------------------------------------------------------------
@@ -193,7 +200,9 @@ class QueuePoller(SupervisedActor):
             else:
                 self.queue.release(item.receipt_handle)
         except ExecutorError as exc:
-            self.log.warning("could not {} the message of {}: {}", "delete" if delete else "release", urn, exc)
+            self.log.warning(
+                "could not {} the message of {}: {}", "delete" if delete else "release", urn, exc
+            )
 
     def _delete_quietly(self, receipt_handle: str) -> None:
         assert self.queue is not None

@@ -145,7 +145,9 @@ class TaskRunner(SupervisedActor):
         ref = Task.start(ctx, self.pool, request)
         self.running[request.urn] = _Running(ctx.name, ref, self.default_weight)
         if self.pool.metrics is not None and request.sent_timestamp_s is not None:
-            self.pool.metrics.observe_pickup(self.pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s))
+            self.pool.metrics.observe_pickup(
+                self.pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s)
+            )
         self._publish_capacity()
 
     def _task_exited(self, message: ChildExited) -> None:
@@ -166,7 +168,9 @@ class TaskRunner(SupervisedActor):
             return
         urns = list(self.running)
         try:
-            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, urns, [aspects.SIGNAL_ASPECT])
+            found = self._gms.batch_get_aspects(
+                aspects.EXECUTION_REQUEST_ENTITY, urns, [aspects.SIGNAL_ASPECT]
+            )
         except ExecutorError as exc:
             self.log.warning("could not read cancellation signals: {}", exc)
             return
@@ -187,5 +191,6 @@ class TaskRunner(SupervisedActor):
         free = 0 if self.draining else self.free_slots()
         self.ctx.directory.tell(POLLER, Capacity(free, incarnation, count))
         if self.pool.metrics is not None:
-            self.pool.metrics.set_busy_slots(self.pool.pool_id, self.pool.pool.max_workers - self.free_slots())
-
+            self.pool.metrics.set_busy_slots(
+                self.pool.pool_id, self.pool.pool.max_workers - self.free_slots()
+            )

@@ -50,8 +50,12 @@ class SandboxLauncher:
         """True from ``start`` until the run has ended."""
         return self._thread is not None and self._thread.is_alive()
 
-    def start(self, request: ExecutionRequest, secrets: dict[str, str],
-              on_exit: Callable[[SandboxResult | LaunchFailed], None]) -> None:
+    def start(
+        self,
+        request: ExecutionRequest,
+        secrets: dict[str, str],
+        on_exit: Callable[[SandboxResult | LaunchFailed], None],
+    ) -> None:
         """Resolve the venv and run the recipe on a thread; ``on_exit`` gets the outcome."""
         plugin = request.source_plugin
         if plugin is None:
@@ -63,13 +67,20 @@ class SandboxLauncher:
             extra_requirements=tuple(request.extra_pip_requirements),
         )
         self._thread = threading.Thread(
-            target=self._main, args=(request, venv_request, secrets, on_exit),
-            name=f"launch-{self.task_id}", daemon=True,
+            target=self._main,
+            args=(request, venv_request, secrets, on_exit),
+            name=f"launch-{self.task_id}",
+            daemon=True,
         )
         self._thread.start()
 
-    def _main(self, request: ExecutionRequest, venv_request: VenvRequest, secrets: dict[str, str],
-              on_exit: Callable[[SandboxResult | LaunchFailed], None]) -> None:
+    def _main(
+        self,
+        request: ExecutionRequest,
+        venv_request: VenvRequest,
+        secrets: dict[str, str],
+        on_exit: Callable[[SandboxResult | LaunchFailed], None],
+    ) -> None:
         try:
             self.venv = resolve_venv(venv_request, self._policy())
             spec = self._spec(request, self.venv, secrets)

@@ -121,12 +121,19 @@ class Task(SupervisedActor):
         except BadInputError as exc:
             self._report_and_stop(aspects.FAILURE, f"Invalid execution request: {exc}")
             return
-        self.ctx.directory.tell(RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
+        self.ctx.directory.tell(
+            RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers))
+        )
         if self.request.task not in outcome.SUPPORTED_TASKS:
-            self._report_and_stop(aspects.FAILURE, f"Unknown task {self.request.task!r}: this executor runs "
-                                  f"{' and '.join(outcome.SUPPORTED_TASKS)}.")
+            self._report_and_stop(
+                aspects.FAILURE,
+                f"Unknown task {self.request.task!r}: this executor runs "
+                f"{' and '.join(outcome.SUPPORTED_TASKS)}.",
+            )
             return
-        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting.")))
+        self.ctx.directory.tell(
+            REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
+        )
         self._request_secrets()
 
     def _request_secrets(self) -> None:
@@ -142,7 +149,9 @@ class Task(SupervisedActor):
             self._attempts += 1
             self.tell_self_after(self.retry.failed(time.monotonic()), _ResolveAgain())
             return
-        self._report_and_stop(aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}")
+        self._report_and_stop(
+            aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}"
+        )
 
     # -- run -------------------------------------------------------------------------------
     def _launch(self, secrets: dict[str, str]) -> None:
@@ -151,7 +160,9 @@ class Task(SupervisedActor):
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
             return
         try:
-            self.launcher.start(self.request, secrets, on_exit=lambda r: self.actor_ref.tell(SandboxExited(r)))
+            self.launcher.start(
+                self.request, secrets, on_exit=lambda r: self.actor_ref.tell(SandboxExited(r))
+            )
         except ExecutorError as exc:
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
             return
@@ -176,10 +187,16 @@ class Task(SupervisedActor):
     def _finished(self, result: Any) -> None:
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
-        report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
+        report = (
+            f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
+        )
         text = f"{report}\n\n~~~~ Execution Log ~~~~\n{final_log(result)}"
-        aspect = outcome.terminal_aspect(status, self.start_ms, text, structured_report(result), self.request.task)
-        self.log.info("finished: {} ({}; log: {})", status, self.launcher.describe(), self.launcher.log_path())
+        aspect = outcome.terminal_aspect(
+            status, self.start_ms, text, structured_report(result), self.request.task
+        )
+        self.log.info(
+            "finished: {} ({}; log: {})", status, self.launcher.describe(), self.launcher.log_path()
+        )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
         self._settle(Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted)))

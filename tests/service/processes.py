@@ -32,8 +32,12 @@ class ExecutorProcess:
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAHUB_", "REMOTE_EXECUTOR_"))}
         full_env.update({"REMOTE_EXECUTOR_LOG_FORMAT": "json", "PYTHONUNBUFFERED": "1", **env})
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "executor", *args], cwd=ROOT, env=full_env,
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+            [sys.executable, "-m", "executor", *args],
+            cwd=ROOT,
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
         )
         self.lines: list[dict[str, Any]] = []
         self.raw: list[str] = []
@@ -52,7 +56,9 @@ class ExecutorProcess:
             self.lines.append(record)
             self._queue.put(record)
 
-    def wait_for_log(self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0) -> dict[str, Any]:
+    def wait_for_log(
+        self, predicate: Callable[[dict[str, Any]], bool], timeout: float = 60.0
+    ) -> dict[str, Any]:
         """The first log record (from now on) that matches, or fail after ``timeout``."""
         deadline = time.monotonic() + timeout
         while True:

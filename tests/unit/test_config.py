@@ -23,10 +23,16 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_env_vars_alone_form_a_one_pool_config() -> None:
-    env = {**ENV, "DATAHUB_EXECUTOR_WORKER_ID": "legacy-pool", "DATAHUB_EXECUTOR_INGESTION_MAX_WORKERS": "7",
-           "DATAHUB_EXECUTOR_INGESTION_SIGNAL_POLL_INTERVAL": "3", "DATAHUB_EXECUTOR_FILE_SECRET_BASEDIR": "/s",
-           "DATAHUB_BUNDLED_VENV_PATH": "/v", "INGESTION_DEPENDENCY_RESOLUTION_ENABLED": "false",
-           "REMOTE_EXECUTOR_STATE_DIR": "/state"}
+    env = {
+        **ENV,
+        "DATAHUB_EXECUTOR_WORKER_ID": "legacy-pool",
+        "DATAHUB_EXECUTOR_INGESTION_MAX_WORKERS": "7",
+        "DATAHUB_EXECUTOR_INGESTION_SIGNAL_POLL_INTERVAL": "3",
+        "DATAHUB_EXECUTOR_FILE_SECRET_BASEDIR": "/s",
+        "DATAHUB_BUNDLED_VENV_PATH": "/v",
+        "INGESTION_DEPENDENCY_RESOLUTION_ENABLED": "false",
+        "REMOTE_EXECUTOR_STATE_DIR": "/state",
+    }
     config = load_config(None, env)
     (pool,) = config.pools
     assert pool.id == "legacy-pool" and pool.max_workers == 7 and pool.signal_poll_interval_s == 3
@@ -37,23 +43,32 @@ def test_env_vars_alone_form_a_one_pool_config() -> None:
 
 
 def test_pool_id_prefers_the_current_name_over_the_legacy_one() -> None:
-    config = load_config(None, {**ENV, "DATAHUB_EXECUTOR_POOL_ID": "new", "DATAHUB_EXECUTOR_WORKER_ID": "old"})
+    config = load_config(
+        None, {**ENV, "DATAHUB_EXECUTOR_POOL_ID": "new", "DATAHUB_EXECUTOR_WORKER_ID": "old"}
+    )
     assert config.pools[0].id == "new"
 
 
 def test_env_overrides_the_file_and_references_expand(tmp_path: Path) -> None:
-    path = write(tmp_path, "gms: {url: 'http://file:1', token: '${MY_TOKEN}'}\n"
-                           "pools: [{id: a, max_workers: 2}, {id: b}]\nstate_dir: ${STATE:-/default}\n")
-    config = load_config(path, {"MY_TOKEN": "t1", "DATAHUB_GMS_URL": "http://env:2",
-                                "DATAHUB_EXECUTOR_INGESTION_MAX_WORKERS": "5"})
+    path = write(
+        tmp_path,
+        "gms: {url: 'http://file:1', token: '${MY_TOKEN}'}\n"
+        "pools: [{id: a, max_workers: 2}, {id: b}]\nstate_dir: ${STATE:-/default}\n",
+    )
+    config = load_config(
+        path,
+        {"MY_TOKEN": "t1", "DATAHUB_GMS_URL": "http://env:2", "DATAHUB_EXECUTOR_INGESTION_MAX_WORKERS": "5"},
+    )
     assert config.gms.url == "http://env:2"
     assert [p.max_workers for p in config.pools] == [5, 5]
     assert str(config.state_dir) == "/default"
 
 
 def test_wrong_type_names_file_and_field_path(tmp_path: Path) -> None:
-    path = write(tmp_path, "gms: {url: 'http://x:1', token: t}\npools:\n - id: a\n - id: b\n"
-                           "   limits: {memory_mb: lots}\n")
+    path = write(
+        tmp_path,
+        "gms: {url: 'http://x:1', token: t}\npools:\n - id: a\n - id: b\n   limits: {memory_mb: lots}\n",
+    )
     with pytest.raises(ConfigError) as info:
         load_config(path, {})
     message = str(info.value)
@@ -62,7 +77,9 @@ def test_wrong_type_names_file_and_field_path(tmp_path: Path) -> None:
 
 def test_unknown_field_and_missing_reference_are_named(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"pools\[0\]\.max_wokers"):
-        load_config(write(tmp_path, "gms: {url: 'http://x:1', token: t}\npools: [{id: a, max_wokers: 2}]\n"), {})
+        load_config(
+            write(tmp_path, "gms: {url: 'http://x:1', token: t}\npools: [{id: a, max_wokers: 2}]\n"), {}
+        )
     with pytest.raises(ConfigError, match=r"gms\.token: references \$\{NOPE\}"):
         load_config(write(tmp_path, "gms: {url: 'http://x:1', token: '${NOPE}'}\npools: [{id: a}]\n"), {})
 
@@ -71,8 +88,13 @@ def test_duplicate_pools_and_unknown_secret_store_are_refused(tmp_path: Path) ->
     with pytest.raises(ConfigError, match="repeated: a"):
         load_config(write(tmp_path, "gms: {url: 'http://x:1', token: t}\npools: [{id: a}, {id: a}]\n"), {})
     with pytest.raises(ConfigError, match="unknown secret store 'vault'"):
-        load_config(write(tmp_path, "gms: {url: 'http://x:1', token: t}\n"
-                                    "pools: [{id: a, secrets: {stores: [env, vault]}}]\n"), {})
+        load_config(
+            write(
+                tmp_path,
+                "gms: {url: 'http://x:1', token: t}\npools: [{id: a, secrets: {stores: [env, vault]}}]\n",
+            ),
+            {},
+        )
 
 
 def test_token_never_shows_and_token_file_is_read(tmp_path: Path) -> None:
@@ -97,8 +119,14 @@ def test_bad_yaml_names_the_line(tmp_path: Path) -> None:
 
 
 def run_cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "executor", *args], capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin", **(env or {})}, timeout=60, cwd=ROOT)
+    return subprocess.run(
+        [sys.executable, "-m", "executor", *args],
+        capture_output=True,
+        text=True,
+        env={"PATH": "/usr/bin:/bin", **(env or {})},
+        timeout=60,
+        cwd=ROOT,
+    )
 
 
 @pytest.mark.parametrize("example", EXAMPLES, ids=lambda p: p.name)
