@@ -21,6 +21,7 @@ COMMAND_MODULES = (
     "executor.controlplane.commands",
     "executor.sandbox.venv_commands",
     "executor.observability.doctor_command",
+    "executor.demo.command",
 )
 
 

@@ -37,6 +37,8 @@ _REQUEST = """query($u: String!) { executionRequest(urn: $u) { urn input { sourc
   result { status startTimeMs durationMs report structuredReport { type serializedValue } } } }"""
 _CANCEL = """mutation($s: String!, $u: String!) {
   cancelIngestionExecutionRequest(input: {ingestionSourceUrn: $s, executionRequestUrn: $u}) }"""
+LOG_MARKER = "~~~~ Execution Log ~~~~"
+"""Separates a terminal report's summary from the run's log (see ``executor.pool.task``)."""
 _FIND_SECRETS = (
     "query($q: String) { listSecrets(input: {start: 0, count: 1000, query: $q}) { secrets { urn name } } }"
 )
@@ -141,6 +143,8 @@ def watch(
             status = result["status"]
             out.write(f"[status] {status}\n")
         lines = (result.get("report") or "").splitlines()
+        if status in TERMINAL and LOG_MARKER in lines:
+            lines = lines[: lines.index(LOG_MARKER)]  # the log itself was followed already
         for line in new_lines(shown, lines):
             out.write(f"  {line}\n")
         shown = lines
