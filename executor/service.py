@@ -29,6 +29,7 @@ from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence, RunningCount
 from executor.pool.reporter import outbox_of
 from executor.pool.supervisor import pool_spec
+from executor.sandbox import reap_orphans
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
 
@@ -80,6 +81,7 @@ class Service:
             os.makedirs(pool.state_dir, mode=0o700, exist_ok=True)
             if self.metrics is not None:
                 self.metrics.init_pool(pool.pool_id, pool.pool.max_workers)
+        reap_orphans()  # recipe trees (and cgroups) of an earlier executor that was SIGKILLed
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]

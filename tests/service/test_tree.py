@@ -1,0 +1,48 @@
+"""The executor's tree as DESIGN.md draws it: every child alive and supervised, then gone."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pykka
+
+from executor.config import load_config
+from executor.observability import HealthState, Metrics
+from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
+from executor.service import Service
+from executor.supervision import GetChildren
+
+from ..supervision.probe import wait_for
+from .processes import closed_port
+
+
+def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    env = {
+        "DATAHUB_GMS_URL": f"http://127.0.0.1:{closed_port()}",
+        "DATAHUB_GMS_TOKEN": "t0ken-value",
+        "REMOTE_EXECUTOR_STATE_DIR": str(tmp_path),
+        "REMOTE_EXECUTOR_OBSERVABILITY_PORT": "0",
+    }
+    config = load_config(None, env).model_copy(
+        update={"pools": (load_config(None, {**env, "DATAHUB_EXECUTOR_POOL_ID": "a"}).pools[0],
+                          load_config(None, {**env, "DATAHUB_EXECUTOR_POOL_ID": "b"}).pools[0])}
+    )
+    service = Service(config, "t0ken-value", HealthState(), Metrics())
+    service.start()
+    try:
+        assert service.root is not None
+        root = {s.name: s for s in service.root.ask(GetChildren(), timeout=5)}
+        assert list(root) == ["observability", "pool:a", "pool:b"]
+        assert all(s.alive for s in root.values())
+        directory = service.root.proxy().children_directory.get(timeout=5)
+        for pool in ("pool:a", "pool:b"):
+            children = directory.get(pool).ask(GetChildren(), timeout=5)
+            assert [c.name for c in children] == [LEASER, RESOLVER, REPORTER, RUNNER, POLLER]
+            assert all(c.alive for c in children)
+    finally:
+        service.shutdown()
+    assert pykka.ActorRegistry.get_all() == []
+    wait_for(lambda: {t.ident for t in threading.enumerate() if t.is_alive()} <= before,
+             timeout=30, what="every thread of the tree to end")
