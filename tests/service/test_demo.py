@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 
@@ -19,6 +21,9 @@ def test_demo_exits_0_with_a_successful_ingestion() -> None:
         [sys.executable, "-m", "executor", "demo", "--venv-root", str(ROOT / ".cache" / "venvs")],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )
+    kept = re.search(r"delete (\S+) when done", result.stdout)
+    if kept:
+        shutil.rmtree(kept.group(1), ignore_errors=True)  # the demo keeps its logs for the user
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "[demo] final status: SUCCESS" in result.stdout
     assert "[demo] ingested 12 aspects of 3 datasets" in result.stdout
