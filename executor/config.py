@@ -145,6 +145,8 @@ class PoolSettings(_Frozen):
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
     secrets: SecretSettings = SecretSettings()
+    isolation: Literal["process", "bwrap"] = "process"
+    """``bwrap``: recipes also get a read-only host view, private /tmp and /proc (needs bubblewrap)."""
     env: dict[str, str] = Field(default_factory=lambda: {"DATAHUB_TELEMETRY_ENABLED": "false"})
     """Variables every recipe of this pool gets unless its request sets them."""
 

@@ -124,6 +124,18 @@ class SandboxLauncher:
             log_file=self.pool.state_dir / "logs" / f"{self.task_id}.log",
             task_id=self.task_id,
             report_file=REPORT_FILE,
+            isolation=self.pool.pool.isolation,
+            hide_paths=self._hidden_paths(),
+        )
+
+    def _hidden_paths(self) -> tuple[Path, ...]:
+        """What a bwrap-isolated recipe must not see: our outbox, logs, config and secrets mount."""
+        state = self.pool.state_dir
+        return (
+            state / "outbox",
+            state / "logs",
+            self.pool.pool.secrets.file_dir,
+            Path("/etc/remote-executor"),
         )
 
     def stop(self, reason: str, status: str) -> None:
