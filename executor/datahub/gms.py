@@ -66,7 +66,7 @@ class GmsClient:
         *,
         timeout_s: float = 10.0,
         verify: bool | str = True,
-        proxies: Mapping[str, str] | None = None,
+        proxies: Mapping[str, str | None] | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("GMS url", ["must start with http:// or https://"])
@@ -78,8 +78,9 @@ class GmsClient:
         self._session = requests.Session()
         self._session.verify = verify
         # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
-        # a session's own proxies, and a configured proxy must win.
-        self._proxies = dict(proxies) if proxies else None
+        # a session's own proxies, and a configured proxy must win. A None value means "direct"
+        # for that scheme (requests then skips the environment's proxy too).
+        self._proxies: Any = dict(proxies) if proxies else None
         self._session.headers["X-RestLi-Protocol-Version"] = "2.0.0"
         if token:
             self._session.headers["Authorization"] = f"Bearer {token}"

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
-from executor.config import ExecutorConfig, PoolSettings
+from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
@@ -56,8 +58,12 @@ class PoolContext:
             self.token,
             timeout_s=min(gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S),
             verify=verify,
-            proxies=self.config.proxy.as_requests_proxies() or None,
+            proxies=self.proxies_for(gms.url),
         )
+
+    def proxies_for(self, url: str) -> dict[str, str | None] | None:
+        """The proxies for a call to ``url`` (see ``proxies_for``)."""
+        return proxies_for(self.config.proxy, url)
 
     def heartbeat(self, component: str, interval_s: float) -> None:
         """Record that ``component`` is alive (for ``/healthz``)."""
@@ -68,3 +74,45 @@ class PoolContext:
         """Record whether this pool can take work (for ``/readyz``)."""
         if self.health is not None:
             self.health.set_ready(self.pool.id, ready, reason)
+
+def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | None:
+    """The proxy mapping requests and botocore should use for ``url``.
+
+    None when the config sets no proxy: the libraries then read ``HTTP(S)_PROXY`` / ``NO_PROXY``
+    themselves (both apply those to loopback hosts too unless ``NO_PROXY`` names them). A
+    configured ``proxy:`` section replaces the environment entirely, loopback targets included;
+    its ``no_proxy`` list (same syntax as ``NO_PROXY``) sends matching hosts direct. Direct is
+    spelled ``{"http": None, "https": None}`` so that neither library falls back to the
+    environment, as an empty mapping would let them.
+    """
+    if not settings.as_requests_proxies():
+        return None
+    parts = urlsplit(url)
+    if settings.no_proxy and no_proxy_matches(settings.no_proxy, parts.hostname or "", parts.port):
+        return {"http": None, "https": None}
+    return {"http": settings.http, "https": settings.https}
+
+
+def no_proxy_matches(no_proxy: str, host: str, port: int | None = None) -> bool:
+    """``NO_PROXY`` rules: ``*``; a host or domain suffix (``.corp`` or ``corp``), optionally
+    with ``:port``; an IP address or CIDR range (``10.0.0.0/8``)."""
+    host = host.lower().strip("[]")
+    for entry in (e.strip().lower() for e in no_proxy.split(",")):
+        if not entry:
+            continue
+        if entry == "*":
+            return True
+        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
+        if entry_port and (not entry_port.isdigit() or int(entry_port) != port):
+            continue
+        name = name.lstrip(".")
+        if host == name or host.endswith("." + name) or _in_network(host, name):
+            return True
+    return False
+
+
+def _in_network(host: str, entry: str) -> bool:
+    try:
+        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
+    except ValueError:
+        return False

@@ -39,6 +39,13 @@ from executor.supervision import ChildContext, SupervisedActor
 
 MAX_BATCH = 10
 BEAT_S = 5.0
+DEPTH_EVERY_S = 15.0
+"""How often the queue's approximate depth is read for ``/metrics`` (autoscaling signal)."""
+
+
+@dataclass(frozen=True)
+class _ReadDepth:
+    """Timer: read the queue's approximate depth, whether or not slots are free."""
 
 
 @dataclass
@@ -71,6 +78,7 @@ class QueuePoller(SupervisedActor):
         self.ctx.directory.tell(RUNNER, CapacityWanted())
         self.actor_ref.tell(Beat())
         self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
+        self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
 
     def teardown(self) -> None:
         # Messages still in flight reappear after their visibility lapses; another executor
@@ -85,9 +93,10 @@ class QueuePoller(SupervisedActor):
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
-            self.queue = SqsQueue(message.lease, proxies=self.pool.config.proxy.as_requests_proxies() or None)
+            self.queue = SqsQueue(message.lease, proxies=self.pool.proxies_for(message.lease.queue_url))
             self._update_readiness()
             self._schedule_poll(0)
+            self._read_depth()
         elif isinstance(message, LeaseLost):
             if self.queue is not None:
                 self.queue.close()
@@ -107,10 +116,28 @@ class QueuePoller(SupervisedActor):
         elif isinstance(message, StopReceiving):
             self.receiving = False
             self.pool.set_ready(False, "shutting down")
+        elif isinstance(message, _ReadDepth):
+            self._read_depth()
+            self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
         elif isinstance(message, Beat):
             self.pool.heartbeat(self.ctx.path, max(BEAT_S, self.pool.pool.poll_wait_s + 5.0))
             self.tell_self_after(BEAT_S, Beat())
         return None
+
+    def _read_depth(self) -> None:
+        """Publish ``ApproximateNumberOfMessages`` (read with the leased credentials) as a gauge.
+
+        On its own timer rather than after receives: when every slot is busy the poller stops
+        receiving, and that is exactly when an autoscaler needs the depth.
+        """
+        if self.queue is None or self.pool.metrics is None:
+            return
+        try:
+            depth = self.queue.approximate_depth()
+        except ExecutorError as exc:
+            self.log.debug("queue depth not read: {}", exc)
+            return
+        self.pool.metrics.set_queue_depth(self.pool.pool_id, depth)
 
     # -- receiving -------------------------------------------------------------------------
     def _schedule_poll(self, delay_s: float) -> None:

@@ -115,11 +115,13 @@ class TaskRunner(SupervisedActor):
         return None
 
     def free_slots(self) -> int:
-        """Default-weight slots still free (none in ``--once`` mode once a task has begun)."""
+        """Default-weight slots still free (``--once``: one until a task has begun, then none,
+        so that the poller never receives a second message it would only have to give back)."""
         if self.pool.once and (self.running or self.produced_result):
             return 0
         used = sum(item.weight for item in self.running.values())
-        return max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
+        free = max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
+        return min(free, 1) if self.pool.once else free
 
     def _run(self, request: RunRequest) -> None:
         incarnation, count = self._accepted
@@ -191,6 +193,5 @@ class TaskRunner(SupervisedActor):
         free = 0 if self.draining else self.free_slots()
         self.ctx.directory.tell(POLLER, Capacity(free, incarnation, count))
         if self.pool.metrics is not None:
-            self.pool.metrics.set_busy_slots(
-                self.pool.pool_id, self.pool.pool.max_workers - self.free_slots()
-            )
+            used = sum(item.weight for item in self.running.values())
+            self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))

@@ -92,7 +92,7 @@ class SqsQueue:
         self,
         lease: Lease,
         *,
-        proxies: Mapping[str, str] | None = None,
+        proxies: Mapping[str, str | None] | None = None,
         connect_timeout_s: float = 5.0,
         extra_read_timeout_s: float = 10.0,
     ) -> None:
