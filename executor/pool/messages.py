@@ -151,6 +151,11 @@ class InterruptAll:
 
 # -- Task ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class Admitted:
+    """From the runner, answering ``WeightKnown``: the request's weight fits now; start it."""
+
+
+@dataclass(frozen=True)
 class Prepare:
     """The Task's first step: read the request from GMS and decide what to do."""
 

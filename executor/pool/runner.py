@@ -1,7 +1,9 @@
 """TaskRunner: slots and weights; starts one temporary Task actor per request it accepts.
 
 Capacity follows DataHub: ``max_workers`` slots of weight ``1/max_workers`` each, and a
-request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. It
+request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. A
+weight is known only after the Task has read its request, so a Task waits for ``Admitted``
+before it starts the recipe, given oldest first while the admitted weights fit. It
 polls GMS for KILL signals of running requests, and drives the drain at shutdown. A Task
 that crashes is reported as FAILURE here; its teardown has already killed its processes.
 """
@@ -22,6 +24,7 @@ from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
+    Admitted,
     Beat,
     Cancel,
     Capacity,
@@ -52,6 +55,8 @@ class _Running:
     ref: pykka.ActorRef[Any]
     weight: float
     settled: bool = False
+    weighed: bool = False
+    admitted: bool = False
 
 
 class TaskRunner(SupervisedActor):
@@ -90,6 +95,8 @@ class TaskRunner(SupervisedActor):
         elif isinstance(message, WeightKnown):
             if message.urn in self.running:
                 self.running[message.urn].weight = message.weight
+                self.running[message.urn].weighed = True
+                self._admit()
                 self._publish_capacity()
         elif isinstance(message, TaskSettled):
             if message.urn in self.running:
@@ -163,7 +170,31 @@ class TaskRunner(SupervisedActor):
             finish = Finish(urn, aspect, aspects.FAILURE)
             persist_result(self.pool, finish)
             self.ctx.directory.tell(REPORTER, finish)
+        self._admit()
         self._publish_capacity()
+
+    def _admit(self) -> None:
+        """Let weighed Tasks start, oldest first, while the admitted weights stay within 1.
+
+        A request is accepted at the default weight before its own is known; one that turns
+        out heavier waits here (its message kept invisible) until the running ones leave room,
+        and the ones behind it wait too, so it is not starved.
+        """
+        used = sum(item.weight for item in self.running.values() if item.admitted)
+        for urn, item in self.running.items():
+            if item.admitted or item.settled or not item.weighed:
+                continue
+            if used > EPSILON and used + item.weight > 1.0 + EPSILON:
+                self.log.bind(request=urn.rsplit(":", 1)[-1]).info(
+                    "waiting for capacity: weight {:.2f}, {:.2f} in use", item.weight, used
+                )
+                return
+            item.admitted = True
+            used += item.weight
+            try:
+                item.ref.tell(Admitted())
+            except pykka.ActorDeadError:
+                continue
 
     def _poll_signals(self) -> None:
         if not self.running or self._gms is None:

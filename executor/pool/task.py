@@ -25,6 +25,7 @@ from executor.pool.messages import (
     RESOLVER,
     RUNNER,
     Acknowledge,
+    Admitted,
     Cancel,
     Finish,
     Prepare,
@@ -67,6 +68,7 @@ class Task(SupervisedActor):
         self.retry = RetryState(Backoff(min_s=1.0, max_s=15.0))
         self._gms: GmsClient | None = None
         self._attempts = 0
+        self._awaiting_admission = False
 
     def setup(self) -> None:
         self._gms = self.pool.new_gms()
@@ -90,6 +92,8 @@ class Task(SupervisedActor):
             self._progress()
         elif isinstance(message, Cancel):
             self._cancel(message)
+        elif isinstance(message, Admitted):
+            self._admitted()
         elif isinstance(message, SandboxExited):
             self._finished(message.result)
         return None
@@ -121,9 +125,6 @@ class Task(SupervisedActor):
         except BadInputError as exc:
             self._report_and_stop(aspects.FAILURE, f"Invalid execution request: {exc}")
             return
-        self.ctx.directory.tell(
-            RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers))
-        )
         if self.request.task not in outcome.SUPPORTED_TASKS:
             self._report_and_stop(
                 aspects.FAILURE,
@@ -131,6 +132,17 @@ class Task(SupervisedActor):
                 f"{' and '.join(outcome.SUPPORTED_TASKS)}.",
             )
             return
+        # Accepted at the default weight; the runner answers Admitted once this one's fits.
+        self._awaiting_admission = True
+        self.ctx.directory.tell(
+            RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers))
+        )
+
+    def _admitted(self) -> None:
+        """The runner found room for this request's weight: report RUNNING and go on."""
+        if not self._awaiting_admission:
+            return
+        self._awaiting_admission = False
         self.ctx.directory.tell(
             REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
         )
@@ -181,6 +193,13 @@ class Task(SupervisedActor):
             return
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
+        if self._awaiting_admission:  # nothing started: settle now rather than after the wait
+            self._awaiting_admission = False
+            if message.interrupted:
+                self._settle(None, release=True)  # another executor may run it
+            else:
+                self._report_and_stop(message.status, f"{message.reason} (before it started)")
+            return
         self.launcher.stop(message.reason, message.status)
 
     # -- finish ----------------------------------------------------------------------------

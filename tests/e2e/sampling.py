@@ -1,0 +1,138 @@
+"""Watch the test process's children with psutil while recipes run.
+
+``ProcessSampler`` runs a thread that samples every descendant of this process every few
+milliseconds and keeps, per process, each command line and environment it was seen with (to
+look for secrets), and the most ``datahub ingest`` runs seen alive at once (to check capacity).
+A sandboxed run starts as ``python -I -S launch.py ... -- <venv>/bin/datahub ingest run ...``
+and execs into the CLI in the same process, so one run is one process whose command line holds
+``ingest run`` and whose parent is this process (the executor runs in-process): the CLI's
+own children (it forks, and runs ``ps``) are part of that run's tree, not runs of their own.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+INTERVAL_S = 0.02
+
+
+@dataclass
+class SeenProcess:
+    """What one process was seen with over its life."""
+
+    pid: int
+    ppid: int
+    create_time: float
+    cmdlines: set[tuple[str, ...]] = field(default_factory=set)
+    environs: list[dict[str, str]] = field(default_factory=list)
+
+    def still_running(self) -> bool:
+        """True while this very process (not a later one with its pid) exists and is no zombie."""
+        try:
+            proc = psutil.Process(self.pid)
+            return proc.create_time() == self.create_time and proc.status() != psutil.STATUS_ZOMBIE
+        except psutil.NoSuchProcess:
+            return False
+
+
+def is_ingest_run(cmdline: list[str] | tuple[str, ...]) -> bool:
+    """True for a sandboxed ``datahub ingest run`` (the wrapper before exec, or the CLI after)."""
+    return " ingest run " in f" {' '.join(cmdline)} "
+
+
+def run_id(cmdline: list[str] | tuple[str, ...]) -> str | None:
+    """The request id of a run, from its ``--report-to <work dir named <id>-XXXX>/report.json``."""
+    if "--report-to" not in cmdline[:-1]:
+        return None
+    work_dir = Path(cmdline[list(cmdline).index("--report-to") + 1]).parent.name
+    return work_dir.rsplit("-", 1)[0]
+
+
+class ProcessSampler:
+    """Samples this process's descendants until stopped; use as a context manager."""
+
+    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+        self.interval_s = interval_s
+        self.seen: dict[tuple[int, float], SeenProcess] = {}
+        self.max_ingest_runs = 0
+        self.ingest_runs_now = 0
+        self.together: set[frozenset[str]] = set()
+        """Sets of request ids whose runs were seen alive at the same moment."""
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="e2e-process-sampler", daemon=True)
+
+    def __enter__(self) -> ProcessSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        assert not self._thread.is_alive()
+
+    def _loop(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            self._sample(me)
+            self._stop.wait(self.interval_s)
+
+    def _sample(self, me: psutil.Process) -> None:
+        runs: set[str] = set()
+        for proc in me.children(recursive=True):
+            try:
+                key = (proc.pid, proc.create_time())
+                cmdline = proc.cmdline()
+                entry = self.seen.get(key) or SeenProcess(proc.pid, proc.ppid(), key[1])
+                if tuple(cmdline) not in entry.cmdlines:
+                    entry.cmdlines.add(tuple(cmdline))
+                    entry.environs.append(proc.environ())
+                with self._lock:
+                    self.seen[key] = entry
+                if entry.ppid == me.pid and is_ingest_run(cmdline):
+                    runs.add(run_id(cmdline) or str(proc.pid))
+            except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
+                continue
+        with self._lock:
+            self.ingest_runs_now = len(runs)
+            self.max_ingest_runs = max(self.max_ingest_runs, len(runs))
+            if runs:
+                self.together.add(frozenset(runs))
+
+    def processes(self) -> list[SeenProcess]:
+        """Every process seen so far."""
+        with self._lock:
+            return list(self.seen.values())
+
+    def ingest_runs_seen(self) -> int:
+        """How many distinct runs (sandbox roots that became ``ingest run``) were seen."""
+        me = os.getpid()
+        return sum(1 for p in self.processes() if p.ppid == me and any(is_ingest_run(c) for c in p.cmdlines))
+
+    def commands(self) -> list[tuple[str, ...]]:
+        """Every command line seen."""
+        return [c for proc in self.processes() for c in proc.cmdlines]
+
+    def texts(self) -> list[str]:
+        """Every command line and environment entry seen, as text to search."""
+        out: list[str] = []
+        for proc in self.processes():
+            out += [" ".join(c) for c in proc.cmdlines]
+            out += [f"{k}={v}" for env in proc.environs for k, v in env.items()]
+        return out
+
+    def wait_until(self, predicate: Callable[[ProcessSampler], Any], timeout_s: float = 60.0) -> None:
+        """Until ``predicate(self)`` holds, or fail after ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while not predicate(self):
+            if time.monotonic() > deadline:
+                raise AssertionError("the processes never reached the expected state")
+            time.sleep(self.interval_s)
