@@ -139,7 +139,14 @@ class PoolSettings(_Frozen):
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     max_workers: int = Field(default=4, ge=1, le=256)
     poll_wait_s: int = Field(default=10, ge=0, le=20)
-    visibility_s: int = Field(default=300, ge=30, le=43200)
+    visibility_s: int = Field(default=300, ge=10, le=43200)
+    """The SQS lease on a received message, extended every third of it while the request is ours.
+
+    10 s is the floor: the poller shortens its long poll to a third of the lease while it holds
+    messages, and its other SQS calls time out within seconds, so an extension is never late by
+    more than a third. Short leases hand the work of a killed executor on sooner; each costs one
+    ChangeMessageVisibility call per message every third of it.
+    """
     signal_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
     progress_interval_s: float = Field(default=5.0, gt=0, le=300)
     limits: LimitSettings = LimitSettings()

@@ -21,6 +21,7 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from executor.backoff import Backoff
 from executor.config import ExecutorConfig
 from executor.datahub.aspects import instance_id
 from executor.exitcodes import ExitCode
@@ -34,7 +35,11 @@ from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
 
 ONCE_EXIT = {"SUCCESS": ExitCode.OK, "TIMEOUT": ExitCode.TIMEOUT, "CANCELLED": ExitCode.CANCELLED}
-ROOT_POLICY = SupervisorPolicy(max_restarts=5, period_s=120.0)
+ROOT_POLICY = SupervisorPolicy(
+    max_restarts=3, period_s=120.0, backoff=Backoff(min_s=1.0, max_s=30.0, reset_after_s=120.0)
+)
+"""A pool that escalates 4 times within 2 minutes (a child crash loop takes ~10 s to escalate,
+plus 1, 2, 4 s of backoff here) makes the process exit with code 3 for systemd / Kubernetes."""
 POLL_S = 0.2
 OUTBOX_WAIT_S = 10.0
 

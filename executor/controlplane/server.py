@@ -73,6 +73,7 @@ class ControlPlane:
         *,
         secret_key: bytes | None = None,
         gateway_port: int = 0,
+        sqs_public_url: str | None = None,
     ) -> None:
         self.pools = tuple(pools)
         _check_args(self.pools, lease_seconds, max_receive_count)
@@ -85,6 +86,9 @@ class ControlPlane:
         self._owns_state_dir = state_dir is None
         self._secret_key = secret_key
         self._gateway_port = gateway_port
+        self.sqs_public_url = sqs_public_url.rstrip("/") if sqs_public_url else None
+        """Base of the queue URLs handed out, when executors must reach the gateway another way
+        (a test's TCP proxy in front of it); None: the gateway's own URL."""
         self._storage: Storage | None = None
         self._moto: MotoBackend | None = None
         self._gateway: GatewayServer | None = None
@@ -196,7 +200,8 @@ class ControlPlane:
 
     def gateway_queue_url(self, pool_id: str) -> str:
         """The pool's queue URL through the gateway: what ``listExecutorConfigs`` hands out."""
-        return f"{self.sqs_gateway}/{ACCOUNT_ID}/{self._pool(pool_id).queue_name}"
+        base = self.sqs_public_url or self.sqs_gateway
+        return f"{base}/{ACCOUNT_ID}/{self._pool(pool_id).queue_name}"
 
     def _pool(self, pool_id: str) -> PoolQueues:
         if pool_id not in self._queues:

@@ -19,6 +19,12 @@ REFRESH_AFTER_S = 2700
 """DataHub's docs: refresh every 45 minutes."""
 REFRESH_BEFORE_EXPIRY_S = 300
 """DataHub's client: refresh when less than 5 minutes remain."""
+REFRESH_AT_LIFETIME = 0.75
+"""Our addition for short leases: refresh once 75% of the lease's lifetime has passed.
+
+Without it a lease shorter than 5 minutes would be "due" the moment it is issued, and the
+executor would ask GMS for a new one in a tight loop.
+"""
 
 
 def utcnow() -> datetime:
@@ -46,13 +52,26 @@ class Lease:
                 raise BadInputError(f"lease {name} must be a timezone-aware datetime")
 
     def refresh_at(
-        self, refresh_after_s: float = REFRESH_AFTER_S, before_expiry_s: float = REFRESH_BEFORE_EXPIRY_S
+        self,
+        refresh_after_s: float = REFRESH_AFTER_S,
+        before_expiry_s: float = REFRESH_BEFORE_EXPIRY_S,
+        at_lifetime: float = REFRESH_AT_LIFETIME,
     ) -> datetime:
         """When to ask for a new lease: ``refresh_after_s`` after issue or ``before_expiry_s``
-        before expiry, whichever comes first."""
+        before expiry, whichever comes first (DataHub's rules: 45 minutes into a one-hour lease).
+
+        For short leases two bounds keep this sane: the before-expiry rule never fires before
+        half of the lifetime (a lease shorter than ``before_expiry_s`` would otherwise be due
+        at once, over and over), and nothing waits past ``at_lifetime`` of it.
+        """
+        lifetime = max(0.0, (self.expiration - self.issued_at).total_seconds())
         by_age = self.issued_at + timedelta(seconds=refresh_after_s)
-        by_expiry = self.expiration - timedelta(seconds=before_expiry_s)
-        return min(by_age, by_expiry)
+        by_expiry = max(
+            self.expiration - timedelta(seconds=before_expiry_s),
+            self.issued_at + timedelta(seconds=lifetime / 2),
+        )
+        by_lifetime = self.issued_at + timedelta(seconds=lifetime * at_lifetime)
+        return min(by_age, by_expiry, by_lifetime)
 
     def seconds_left(self, now: datetime | None = None) -> float:
         """Seconds until the credentials expire (negative once expired)."""

@@ -12,6 +12,7 @@ from urllib.parse import urlsplit
 
 from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
+from executor.pool.inflight import InFlightBook
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
@@ -36,6 +37,8 @@ class PoolContext:
     """``run --once``: accept a single request that needs running, then nothing more."""
     on_delivered: Callable[[str, str], None] | None = None
     """Called with (urn, status) once GMS has accepted a terminal result."""
+    in_flight: InFlightBook = field(default_factory=InFlightBook, repr=False, compare=False)
+    """The messages the pool holds; outlives a poller's restart (``executor.pool.inflight``)."""
 
     @property
     def pool_id(self) -> str:
@@ -74,6 +77,7 @@ class PoolContext:
         """Record whether this pool can take work (for ``/readyz``)."""
         if self.health is not None:
             self.health.set_ready(self.pool.id, ready, reason)
+
 
 def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | None:
     """The proxy mapping requests and botocore should use for ``url``.

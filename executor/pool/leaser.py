@@ -1,7 +1,8 @@
 """CredentialLeaser: keeps a valid lease (queue URL + temporary AWS credentials) for its pool.
 
 It asks GMS ``listExecutorConfigs``, hands each lease to the poller, and refreshes 45 minutes
-after issue or 5 minutes before expiry, whichever comes first. On failure it retries with
+after issue or 5 minutes before expiry, whichever comes first (for short leases: between half
+and three quarters of the lifetime, ``Lease.refresh_at``). On failure it retries with
 backoff and keeps the old lease until it expires; an empty answer (pool not READY) is retried,
 never fatal. The executor never talks to STS itself.
 """

@@ -86,9 +86,19 @@ class Acknowledge:
 
 @dataclass(frozen=True)
 class Release:
-    """Give the message back to the queue at once (visibility 0) for another executor."""
+    """Give the message back to the queue for another executor: at once (visibility 0), or
+    after ``delay_s`` (the request runs elsewhere; look again later)."""
 
     urn: str
+    delay_s: int = 0
+
+
+@dataclass(frozen=True)
+class Unrunnable:
+    """From a Task: GMS knows no such request; the message is poison (see ``executor.pool.poison``)."""
+
+    urn: str
+    reason: str
 
 
 @dataclass(frozen=True)

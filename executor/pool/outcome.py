@@ -33,6 +33,24 @@ def is_rerunnable(result: dict[str, Any] | None) -> bool:
     return status == aspects.FAILURE and str(result.get("report", "")).startswith(INTERRUPTED_MARKER)
 
 
+def running_elsewhere(result: dict[str, Any] | None, window_s: float, now: int | None = None) -> float | None:
+    """Seconds since a RUNNING result was last reported, when that is under ``window_s``.
+
+    A live executor reports RUNNING every few seconds (``startTimeMs + durationMs`` is when it
+    last did, by its clock). A fresh one means another executor runs the request right now:
+    a duplicate message must not start it a second time. A stale one is what a killed
+    executor leaves behind: the request may run again. None when it may run.
+    """
+    if not result or result.get("status") != aspects.RUNNING:
+        return None
+    try:
+        reported_ms = int(result.get("startTimeMs") or 0) + int(result.get("durationMs") or 0)
+    except (TypeError, ValueError):
+        return None
+    age_s = ((now if now is not None else now_ms()) - reported_ms) / 1000
+    return max(0.0, age_s) if age_s < window_s else None
+
+
 def running_aspect(start_ms: int, report: str) -> dict[str, Any]:
     """A RUNNING update with the (masked) log tail."""
     return aspects.result_aspect(

@@ -163,6 +163,11 @@ def persist_result(pool: PoolContext, finish: Finish) -> None:
     outbox.put(key, record)
 
 
+def has_pending_result(pool: PoolContext, urn: str) -> bool:
+    """True while a terminal result of ``urn`` waits in the outbox (finished, not yet delivered)."""
+    return outbox_of(pool).has(_key(urn))
+
+
 def outbox_of(pool: PoolContext) -> Outbox:
     """The pool's outbox directory."""
     return Outbox(pool.state_dir / "outbox")

@@ -136,7 +136,8 @@ class TaskRunner(SupervisedActor):
         self._accepted = (request.poller_incarnation, (count if same else 0) + 1)
         log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
         if request.urn in self.running:
-            return  # the poller already settles duplicates; nothing to start
+            self._publish_capacity()  # nothing to start; the poller counted a slot for it
+            return
         if self.draining or self.free_slots() < 1:
             log.info("no capacity (or draining): giving the message back")
             self.ctx.directory.tell(POLLER, Release(request.urn))

@@ -46,6 +46,11 @@ class SandboxLauncher:
         self._thread: threading.Thread | None = None
 
     @property
+    def started(self) -> bool:
+        """True once ``start`` was called: the recipe may have run (part of) its work."""
+        return self._thread is not None
+
+    @property
     def running(self) -> bool:
         """True from ``start`` until the run has ended."""
         return self._thread is not None and self._thread.is_alive()

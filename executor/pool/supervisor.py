@@ -19,7 +19,13 @@ from executor.pool.resolver import SecretResolver
 from executor.pool.runner import TaskRunner
 from executor.supervision import ChildSpec, Restart, SupervisorPolicy, supervisor_spec
 
-POOL_POLICY = SupervisorPolicy(max_restarts=10, period_s=60.0, backoff=Backoff(min_s=0.5, max_s=30.0))
+POOL_POLICY = SupervisorPolicy(
+    max_restarts=5, period_s=30.0, backoff=Backoff(min_s=0.25, max_s=8.0, reset_after_s=30.0)
+)
+"""A child that keeps crashing escalates after its 6th crash, about 8-10 s in (backoff 0.25, 0.5,
+1, 2, 4 s). The backoff must let that happen within ``period_s``: with a backoff that outgrows
+the period, a crash loop would never escalate and never reach the OS supervisor
+(``tests/faults/test_policies.py`` checks this)."""
 
 
 def pool_children(pool: PoolContext) -> list[ChildSpec]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any
 
 from executor.backoff import Backoff, RetryState
@@ -38,14 +39,17 @@ from executor.pool.messages import (
     SecretsResolved,
     SendProgress,
     TaskSettled,
+    Unrunnable,
     WeightKnown,
 )
-from executor.pool.reporter import persist_result
+from executor.pool.reporter import has_pending_result, persist_result
 from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
 from executor.secrets import secret_references
 from executor.supervision import ChildContext, SupervisedActor
 
 PREPARE_ATTEMPTS = 5
+LIVE_PROGRESS_PERIODS = 3
+"""A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,8 @@ class Task(SupervisedActor):
         self.retry = RetryState(Backoff(min_s=1.0, max_s=15.0))
         self._gms: GmsClient | None = None
         self._attempts = 0
+        self._settled = False
+        self._crashed = False
         self._awaiting_admission = False
 
     def setup(self) -> None:
@@ -76,8 +82,34 @@ class Task(SupervisedActor):
 
     def teardown(self) -> None:
         self.launcher.kill()
+        if not self._settled and not self._crashed:
+            self._abandoned()
         if self._gms is not None:
             self._gms.close()
+
+    def on_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self._crashed = True  # the runner reports this request as FAILURE
+        super().on_failure(exception_type, exception_value, tb)
+
+    def _abandoned(self) -> None:
+        """Stopped from outside before an outcome (the runner stopped or crashed): never leave
+        the request held. If the recipe may have run, report an interruption (FAILURE that a
+        later run may overwrite) and release the message; if not, just release it."""
+        if not self.launcher.started:
+            self.ctx.directory.tell(POLLER, Release(self.urn))
+            return
+        self.log.warning("stopped before the recipe finished; reporting an interruption")
+        task = self.request.task if self.request else outcome.RUN_INGEST
+        report = f"{outcome.INTERRUPTED_MARKER}\nThe executor stopped this task before the recipe finished."
+        aspect = outcome.terminal_aspect(aspects.FAILURE, self.start_ms, report, None, task)
+        finish = Finish(self.urn, aspect, aspects.FAILURE, release=True)
+        persist_result(self.pool, finish)
+        self.ctx.directory.tell(REPORTER, finish)
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Prepare):
@@ -101,6 +133,12 @@ class Task(SupervisedActor):
     # -- prepare ---------------------------------------------------------------------------
     def _prepare(self) -> None:
         assert self._gms is not None
+        if has_pending_result(self.pool, self.urn):
+            # Finished before a restart, not yet delivered: the Reporter acknowledges the
+            # message (which the poller now holds) once GMS has the result.
+            self.log.info("its result waits in the outbox; not running it again")
+            self._settle(None)
+            return
         wanted = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT, aspects.SIGNAL_ASPECT]
         try:
             found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], wanted)
@@ -108,14 +146,12 @@ class Task(SupervisedActor):
             self._attempts += 1
             if isinstance(exc, FinalError) or self._attempts >= PREPARE_ATTEMPTS:
                 self.log.error("cannot read the request from GMS ({}); giving the message back", exc)
-                self._settle(None, release=True)
+                self._settle(None, Release(self.urn))
                 return
             self.tell_self_after(self.retry.failed(time.monotonic()), Prepare())
             return
         values = found.get(self.urn, {})
-        if not outcome.is_rerunnable(values.get(aspects.RESULT_ASPECT)):
-            self.log.info("already {}; not running it again", values[aspects.RESULT_ASPECT].get("status"))
-            self._settle(None, acknowledge=True)
+        if not self._may_run(values):
             return
         if aspects.signal_from_aspect(values.get(aspects.SIGNAL_ASPECT)) == "KILL":
             self._report_and_stop(aspects.CANCELLED, "Cancelled by a KILL signal before it started.")
@@ -147,6 +183,27 @@ class Task(SupervisedActor):
             REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
         )
         self._request_secrets()
+
+    def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
+        """False (and the message settled) when GMS says the request must not run here now."""
+        result = values.get(aspects.RESULT_ASPECT)
+        if aspects.INPUT_ASPECT not in values:
+            self.log.debug("GMS knows no such execution request; not running it")  # the poller warns once
+            self._settle(None, Unrunnable(self.urn, "GMS knows no such execution request"))
+            return False
+        if not outcome.is_rerunnable(result):
+            assert result is not None
+            self.log.info("already {}; not running it again", result.get("status"))
+            self._settle(None, Acknowledge(self.urn))
+            return False
+        window = LIVE_PROGRESS_PERIODS * self.pool.pool.progress_interval_s
+        age = outcome.running_elsewhere(result, window)
+        if age is not None:
+            delay = self.pool.pool.visibility_s
+            self.log.info("RUNNING elsewhere (reported {:.0f}s ago); looking again in {}s", age, delay)
+            self._settle(None, Release(self.urn, delay_s=delay))
+            return False
+        return True
 
     def _request_secrets(self) -> None:
         assert self.request is not None
@@ -196,7 +253,7 @@ class Task(SupervisedActor):
         if self._awaiting_admission:  # nothing started: settle now rather than after the wait
             self._awaiting_admission = False
             if message.interrupted:
-                self._settle(None, release=True)  # another executor may run it
+                self._settle(None, Release(self.urn))  # another executor may run it
             else:
                 self._report_and_stop(message.status, f"{message.reason} (before it started)")
             return
@@ -226,14 +283,16 @@ class Task(SupervisedActor):
         aspect = outcome.terminal_aspect(status, self.start_ms, message, None, task)
         self._settle(Finish(self.urn, aspect, status))
 
-    def _settle(self, finish: Finish | None, acknowledge: bool = False, release: bool = False) -> None:
-        """Hand the outcome on, tell the runner, and end this actor."""
+    def _settle(
+        self, finish: Finish | None, to_poller: Acknowledge | Release | Unrunnable | None = None
+    ) -> None:
+        """Hand the outcome on (a result to the Reporter, or the message's fate to the poller),
+        tell the runner, and end this actor."""
+        self._settled = True
         if finish is not None:
             persist_result(self.pool, finish)  # durable before anyone is told
             self.ctx.directory.tell(REPORTER, finish)
-        elif acknowledge:
-            self.ctx.directory.tell(POLLER, Acknowledge(self.urn))
-        elif release:
-            self.ctx.directory.tell(POLLER, Release(self.urn))
+        elif to_poller is not None:
+            self.ctx.directory.tell(POLLER, to_poller)
         self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)

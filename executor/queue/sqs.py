@@ -8,10 +8,11 @@ Owns the boto3 client and the translation of AWS answers into the executor's err
     AccessDenied, other 403                                   -> NotAllowedError
     invalid receipt handle, unknown queue, other 4xx          -> BadInputError
 
-Every call is bounded: botocore's connect and read timeouts are set (the read timeout is
-longer than the longest long poll) and a receive waits at most 20 s, so the poller that
-owns the queue can always stop promptly. botocore retries a failed call at most once;
-anything longer is the poller's backoff.
+Every call is bounded, so the poller that owns the queue can always stop promptly and keep
+its leases alive: a receive waits at most ``max_wait_s`` (<= 20) and its read timeout is only
+a few seconds longer, with no retry (the poller backs off itself); the short calls (extend,
+release, delete, depth) have their own client with a read timeout of a few seconds and one
+retry. A stalled connection therefore costs at most ``max_wait_s + 5`` s or about 10 s.
 """
 
 from __future__ import annotations
@@ -37,6 +38,8 @@ from executor.errors import (
 )
 
 MAX_WAIT_S = 20
+SHORT_CALL_TIMEOUT_S = 5.0
+"""Read timeout of every call but receive: SQS answers these within milliseconds."""
 MAX_BATCH = 10
 MAX_VISIBILITY_S = 43_200
 _EXPIRED = frozenset({
@@ -94,42 +97,53 @@ class SqsQueue:
         *,
         proxies: Mapping[str, str | None] | None = None,
         connect_timeout_s: float = 5.0,
-        extra_read_timeout_s: float = 10.0,
+        extra_read_timeout_s: float = 5.0,
+        max_wait_s: int = MAX_WAIT_S,
     ) -> None:
+        if not 0 <= max_wait_s <= MAX_WAIT_S:
+            raise ValueError(f"max_wait_s must be in 0..{MAX_WAIT_S}")
         self.lease = lease
         self.queue_url = lease.queue_url
-        config = Config(
-            region_name=lease.region,
-            connect_timeout=connect_timeout_s,
-            read_timeout=MAX_WAIT_S + extra_read_timeout_s,
-            retries={"mode": "standard", "max_attempts": 2},
-            proxies=dict(proxies) if proxies else None,
-        )
+        self.max_wait_s = max_wait_s
         session = boto3.session.Session(
             aws_access_key_id=lease.access_key_id,
             aws_secret_access_key=lease.secret_access_key,
             aws_session_token=lease.session_token,
             region_name=lease.region,
         )
-        self._client: Any = session.client("sqs", endpoint_url=endpoint_for(lease.queue_url), config=config)
+        endpoint = endpoint_for(lease.queue_url)
+
+        def client(read_timeout_s: float, attempts: int) -> Any:
+            config = Config(
+                region_name=lease.region,
+                connect_timeout=connect_timeout_s,
+                read_timeout=read_timeout_s,
+                retries={"mode": "standard", "max_attempts": attempts},
+                proxies=dict(proxies) if proxies else None,
+            )
+            return session.client("sqs", endpoint_url=endpoint, config=config)
+
+        self._receiver: Any = client(max_wait_s + extra_read_timeout_s, 1)
+        self._client: Any = client(SHORT_CALL_TIMEOUT_S, 2)
 
     def __repr__(self) -> str:
         return f"SqsQueue({self.queue_url!r})"
 
     def close(self) -> None:
-        """Release the client's connections."""
+        """Release the clients' connections."""
+        self._receiver.close()
         self._client.close()
 
     def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[ReceivedMessage]:
-        """Long-poll up to ``wait_s`` (<= 20) for at most ``max_messages`` (<= 10), hiding them
-        from other consumers for ``visibility_s``."""
+        """Long-poll up to ``wait_s`` (<= ``max_wait_s``) for at most ``max_messages`` (<= 10),
+        hiding them from other consumers for ``visibility_s``."""
         if not 1 <= max_messages <= MAX_BATCH:
             raise ValueError(f"max_messages must be in 1..{MAX_BATCH}")
-        if not 0 <= wait_s <= MAX_WAIT_S:
-            raise ValueError(f"wait_s must be in 0..{MAX_WAIT_S}")
+        if not 0 <= wait_s <= self.max_wait_s:
+            raise ValueError(f"wait_s must be in 0..{self.max_wait_s}")
         _check_visibility(visibility_s)
         with _mapped("receive"):
-            answer = self._client.receive_message(
+            answer = self._receiver.receive_message(
                 QueueUrl=self.queue_url,
                 MaxNumberOfMessages=max_messages,
                 WaitTimeSeconds=wait_s,

@@ -9,7 +9,6 @@ two hooks, ``setup`` and ``teardown``, with one cleanup path whatever the ending
 from __future__ import annotations
 
 import contextlib
-import os
 import traceback
 from types import TracebackType
 from typing import Any
@@ -17,11 +16,12 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from executor.supervision import faults
 from executor.supervision.spec import ChildContext, ChildExited
 from executor.supervision.timers import Timers
 
-FAULT_ENV = "REMOTE_EXECUTOR_TEST_FAULTS"
-"""Test-only switch: a comma list of tree paths whose actor crashes at start (never set in production)."""
+FAULT_ENV = faults.FAULT_ENV
+"""Test-only switch (``executor.supervision.faults``): actors that crash on purpose. Never in production."""
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -61,7 +61,7 @@ class SupervisedActor(pykka.ThreadingActor):
             # even if our supervisor has not yet recorded the ref that start() returned.
             self.ctx.directory.put(self.ctx.name, self.actor_ref)
         try:
-            _maybe_injected_fault(self.ctx.path)
+            _arm_injected_faults(self)
             self.setup()
         except Exception as exc:
             # pykka stops the actor without calling on_failure/on_stop: report it here.
@@ -105,8 +105,19 @@ def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _maybe_injected_fault(path: str) -> None:
-    """Crash on purpose when the test-only fault switch names this path."""
-    wanted = os.environ.get(FAULT_ENV, "")
-    if wanted and any(path.endswith(p.strip()) for p in wanted.split(",") if p.strip()):
-        raise RuntimeError(f"injected fault at {path} ({FAULT_ENV})")
+def _arm_injected_faults(actor: SupervisedActor) -> None:
+    """Test-only: crash now, or later on a message, when the fault switch names this actor."""
+    switch = faults.switch()
+    if switch is None:
+        return
+    path = actor.ctx.path
+    switch.at_start(path)
+    if switch.wants_messages(path):
+        handle = actor.on_receive
+
+        def faulty(message: Any) -> Any:
+            switch.on_message(path, message)
+            return handle(message)
+
+        # An instance attribute shadows the method pykka calls for each message.
+        setattr(actor, "on_receive", faulty)  # noqa: B010

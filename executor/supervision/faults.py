@@ -1,0 +1,102 @@
+"""The test-only fault switch: make a chosen actor crash, to prove that supervision works.
+
+Off unless the environment variable ``REMOTE_EXECUTOR_TEST_FAULTS`` is set; never set it in
+production. Its value is a comma list of rules ``SUFFIX[@MESSAGE][*N]``:
+
+``pool:default/reporter``
+    the actor whose tree path ends with ``pool:default/reporter`` crashes at every start;
+``pool:default/reporter*3``
+    ... at its first 3 starts only (a later restart succeeds);
+``pool:default/poller@ExtendLeases*1``
+    ... the first time it handles a message of class ``ExtendLeases`` (once in this process).
+
+Counts are per rule and per process, across restarts of the actor. The crash is a plain
+``RuntimeError`` raised where a real bug would raise, so the supervisor cannot tell the two apart.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+
+FAULT_ENV = "REMOTE_EXECUTOR_TEST_FAULTS"
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """One rule: where (path suffix), when (at start, or on a message class), how often."""
+
+    suffix: str
+    message: str | None = None
+    times: int | None = None
+    """None: every time."""
+
+    def matches(self, path: str) -> bool:
+        """True when this rule names the actor at ``path``."""
+        return path.endswith(self.suffix)
+
+
+def parse_rules(text: str) -> tuple[FaultRule, ...]:
+    """Rules from the switch's value; raises ValueError on a malformed rule (a test bug)."""
+    rules = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item:
+            continue
+        where, _, count = item.partition("*")
+        suffix, _, message = where.partition("@")
+        if not suffix or (count and not count.isdigit()):
+            raise ValueError(f"malformed {FAULT_ENV} rule {item!r}: expected SUFFIX[@MESSAGE][*N]")
+        rules.append(FaultRule(suffix, message or None, int(count) if count else None))
+    return tuple(rules)
+
+
+class FaultSwitch:
+    """The rules in force and how often each has fired (thread-safe)."""
+
+    def __init__(self, rules: tuple[FaultRule, ...]) -> None:
+        self.rules = rules
+        self._fired: dict[FaultRule, int] = {}
+        self._lock = threading.Lock()
+
+    def wants_messages(self, path: str) -> bool:
+        """True when some rule may crash the actor at ``path`` while it handles a message."""
+        return any(r.message is not None and r.matches(path) for r in self.rules)
+
+    def at_start(self, path: str) -> None:
+        """Raise if a start rule for ``path`` still has crashes to give."""
+        self._fire(path, None)
+
+    def on_message(self, path: str, message: object) -> None:
+        """Raise if a rule for ``path`` and this message's class still has crashes to give."""
+        self._fire(path, type(message).__name__)
+
+    def _fire(self, path: str, message: str | None) -> None:
+        for rule in self.rules:
+            if rule.message != message or not rule.matches(path):
+                continue
+            with self._lock:
+                fired = self._fired.get(rule, 0)
+                if rule.times is not None and fired >= rule.times:
+                    continue
+                self._fired[rule] = fired + 1
+            when = f"handling {message}" if message else "start"
+            raise RuntimeError(f"injected fault at {path} on {when} ({FAULT_ENV})")
+
+
+_SWITCHES: dict[str, FaultSwitch] = {}
+_SWITCH_LOCK = threading.Lock()
+
+
+def switch() -> FaultSwitch | None:
+    """The fault switch for the env var's current value, or None when it is unset (production).
+
+    Keyed by the value so that a test which changes it in-process starts with fresh counts.
+    """
+    text = os.environ.get(FAULT_ENV, "")
+    if not text:
+        return None
+    with _SWITCH_LOCK:
+        if text not in _SWITCHES:
+            _SWITCHES[text] = FaultSwitch(parse_rules(text))
+        return _SWITCHES[text]
