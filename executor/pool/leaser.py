@@ -14,76 +14,64 @@ from datetime import datetime, timezone
 from typing import Any
 
 from executor.backoff import Backoff, RetryState
-from executor.datahub.gms import GmsClient
 from executor.datahub.lease import Lease
 from executor.errors import ExecutorError
+from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
-    Beat,
     LeaseGranted,
     LeaseLost,
     LeaseRejected,
     LeaseWanted,
     RefreshLease,
 )
-from executor.supervision import ChildContext, SupervisedActor
+from executor.supervision import ChildContext
 
 REFRESH_AFTER_S = 45 * 60
 REFRESH_BEFORE_EXPIRY_S = 5 * 60
 MIN_REJECTION_GAP_S = 5.0
 """Answer repeated ``LeaseRejected`` at most this often: every in-flight call may report one."""
-BEAT_S = 5.0
 
 
-class CredentialLeaser(SupervisedActor):
+class CredentialLeaser(PoolActor):
     """Owns the pool's current lease."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
-        super().__init__(ctx)
-        self.pool = pool
-        self.log = self.log.bind(pool=pool.pool_id)
+        super().__init__(ctx, pool)
         self.lease: Lease | None = None
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=300))
-        self._gms: GmsClient | None = None
         self._pending_timer: int | None = None
         self._last_forced = 0.0
 
     def setup(self) -> None:
-        self._gms = self.pool.new_gms()
         self.pool.set_ready(False, "waiting for the first lease")
         self.actor_ref.tell(RefreshLease("start"))
-        self.actor_ref.tell(Beat())
 
-    def teardown(self) -> None:
-        if self._gms is not None:
-            self._gms.close()
+    def on_beat(self) -> None:
+        if self.pool.metrics is not None and self.lease is not None:
+            self.pool.metrics.set_lease_seconds_left(self.pool.pool_id, self.lease.seconds_left(_now()))
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         if isinstance(message, RefreshLease):
             self._refresh(message.reason)
         elif isinstance(message, LeaseWanted):
             if self.lease is not None and not self.lease.expired(_now()):
                 self.ctx.directory.tell(POLLER, LeaseGranted(self.lease))
-        elif isinstance(message, LeaseRejected):
-            if time.monotonic() - self._last_forced >= MIN_REJECTION_GAP_S:
-                self._last_forced = time.monotonic()
-                self.log.warning("AWS refused the leased credentials ({}); refreshing", message.error)
-                self._refresh("rejected")
-        elif isinstance(message, Beat):
-            self.pool.heartbeat(self.ctx.path, BEAT_S)
-            if self.pool.metrics is not None and self.lease is not None:
-                self.pool.metrics.set_lease_seconds_left(self.pool.pool_id, self.lease.seconds_left(_now()))
-            self.tell_self_after(BEAT_S, Beat())
+        elif (
+            isinstance(message, LeaseRejected) and time.monotonic() - self._last_forced >= MIN_REJECTION_GAP_S
+        ):
+            self._last_forced = time.monotonic()
+            self.log.warning("AWS refused the leased credentials ({}); refreshing", message.error)
+            self._refresh("rejected")
         return None
 
     def _refresh(self, reason: str) -> None:
         if self._pending_timer is not None:
             self.timers.cancel(self._pending_timer)
             self._pending_timer = None
-        assert self._gms is not None
         try:
-            lease = self._gms.list_executor_configs(self.pool.pool_id)
+            lease = self.gms.list_executor_configs(self.pool.pool_id)
         except ExecutorError as exc:
             self._failed(f"GMS listExecutorConfigs failed: {exc}")
             return

@@ -19,13 +19,13 @@ from typing import Any
 from executor.backoff import Backoff, RetryState
 from executor.datahub.envelope import decode_message
 from executor.errors import BadInputError, ExecutorError, LeaseExpiredError, RetryableError
+from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
 from executor.pool.messages import (
     LEASER,
     RUNNER,
     Acknowledge,
-    Beat,
     Capacity,
     CapacityWanted,
     ExtendLeases,
@@ -41,10 +41,9 @@ from executor.pool.messages import (
 )
 from executor.pool.poison import PoisonPolicy
 from executor.queue.sqs import ReceivedMessage, SqsQueue
-from executor.supervision import ChildContext, SupervisedActor
+from executor.supervision import ChildContext
 
 MAX_BATCH = 10
-BEAT_S = 5.0
 DEPTH_EVERY_S = 15.0
 """How often the queue's approximate depth is read for ``/metrics`` (autoscaling signal)."""
 
@@ -54,13 +53,11 @@ class _ReadDepth:
     """Timer: read the queue's approximate depth, whether or not slots are free."""
 
 
-class QueuePoller(SupervisedActor):
+class QueuePoller(PoolActor):
     """Receives execution requests for one pool and settles their messages."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
-        super().__init__(ctx)
-        self.pool = pool
-        self.log = self.log.bind(pool=pool.pool_id)
+        super().__init__(ctx, pool)
         self.queue: SqsQueue | None = None
         self.free_slots = 0
         self.receiving = True
@@ -73,20 +70,22 @@ class QueuePoller(SupervisedActor):
     def setup(self) -> None:
         self.ctx.directory.tell(LEASER, LeaseWanted())
         self.ctx.directory.tell(RUNNER, CapacityWanted())
-        self.actor_ref.tell(Beat())
         if self.in_flight:
             # A predecessor crashed holding these: extend them as soon as a lease is here.
             self.log.info("keeping {} message(s) held by the previous poller", len(self.in_flight))
         self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
         self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
 
-    def teardown(self) -> None:
+    def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
         # shutdown they reappear once their visibility lapses. Nothing is deleted here.
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
 
-    def on_receive(self, message: Any) -> Any:
+    def beat_allowance_s(self) -> float:
+        return max(BEAT_S, self.pool.pool.poll_wait_s + 5.0)  # a long poll delays the beat
+
+    def handle(self, message: Any) -> Any:
         if isinstance(message, Poll):
             self._poll_scheduled = False
             self._poll()
@@ -129,9 +128,6 @@ class QueuePoller(SupervisedActor):
         elif isinstance(message, _ReadDepth):
             self._read_depth()
             self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
-        elif isinstance(message, Beat):
-            self.pool.heartbeat(self.ctx.path, max(BEAT_S, self.pool.pool.poll_wait_s + 5.0))
-            self.tell_self_after(BEAT_S, Beat())
         return None
 
     def _read_depth(self) -> None:
@@ -231,7 +227,9 @@ class QueuePoller(SupervisedActor):
         elif verdict.log_it:
             self.log.warning(
                 "message {} (receive #{}) not run: {}; left to the redrive policy",
-                message_id, receive_count, reason,
+                message_id,
+                receive_count,
+                reason,
             )
         assert self.queue is not None
         try:

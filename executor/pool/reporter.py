@@ -17,13 +17,12 @@ from typing import Any
 from executor import __version__
 from executor.backoff import Backoff, RetryState
 from executor.datahub import aspects
-from executor.datahub.gms import GmsClient
 from executor.errors import ExecutorError, FinalError, ImmutableError
+from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
     Acknowledge,
-    Beat,
     Finish,
     FlushOutbox,
     Progress,
@@ -31,37 +30,31 @@ from executor.pool.messages import (
     ReportPresence,
 )
 from executor.reporting.outbox import Outbox
-from executor.supervision import ChildContext, SupervisedActor
+from executor.supervision import ChildContext
 
 PRESENCE_INTERVAL_S = 30.0
-BEAT_S = 5.0
 REMEMBERED_TERMINALS = 10_000
 
 
-class Reporter(SupervisedActor):
+class Reporter(PoolActor):
     """Delivers what the pool's tasks report to GMS."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
-        super().__init__(ctx)
-        self.pool = pool
-        self.log = self.log.bind(pool=pool.pool_id)
+        super().__init__(ctx, pool)
         self.outbox = outbox_of(pool)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=300))
         self.terminal: OrderedDict[str, str] = OrderedDict()
         self._flush_pending = False
-        self._gms: GmsClient | None = None
 
     def setup(self) -> None:
-        self._gms = self.pool.new_gms()
         self._flush()
         self.actor_ref.tell(ReportPresence())
-        self.actor_ref.tell(Beat())
 
-    def teardown(self) -> None:
-        if self._gms is not None:
-            self._gms.close()
+    def on_beat(self) -> None:
+        if self.pool.metrics is not None:
+            self.pool.metrics.set_outbox_depth(self.pool.pool_id, len(self.outbox))
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         if isinstance(message, Progress):
             self._progress(message)
         elif isinstance(message, Finish):
@@ -73,11 +66,6 @@ class Reporter(SupervisedActor):
             self._presence(message.stopped)
             if not message.stopped:
                 self.tell_self_after(PRESENCE_INTERVAL_S, ReportPresence())
-        elif isinstance(message, Beat):
-            self.pool.heartbeat(self.ctx.path, BEAT_S)
-            if self.pool.metrics is not None:
-                self.pool.metrics.set_outbox_depth(self.pool.pool_id, len(self.outbox))
-            self.tell_self_after(BEAT_S, Beat())
         return None
 
     def _progress(self, message: Progress) -> None:
@@ -124,11 +112,9 @@ class Reporter(SupervisedActor):
             self.tell_self_after(delay, FlushOutbox())
 
     def _send(self, urn: str, aspect: dict[str, Any]) -> None:
-        assert self._gms is not None
-        self._gms.ingest_proposal(aspects.EXECUTION_REQUEST_ENTITY, urn, aspects.RESULT_ASPECT, aspect)
+        self.gms.ingest_proposal(aspects.EXECUTION_REQUEST_ENTITY, urn, aspects.RESULT_ASPECT, aspect)
 
     def _presence(self, stopped: bool) -> None:
-        assert self._gms is not None
         value = aspects.presence_aspect(
             pool_id=self.pool.pool_id,
             version=__version__,
@@ -138,7 +124,7 @@ class Reporter(SupervisedActor):
         )
         urn = f"urn:li:{aspects.REMOTE_EXECUTOR_ENTITY}:{self.pool.instance_id}"
         try:
-            self._gms.ingest_proposal(aspects.REMOTE_EXECUTOR_ENTITY, urn, aspects.PRESENCE_ASPECT, value)
+            self.gms.ingest_proposal(aspects.REMOTE_EXECUTOR_ENTITY, urn, aspects.PRESENCE_ASPECT, value)
         except ExecutorError as exc:
             self.log.warning("presence not reported: {}", exc)
 

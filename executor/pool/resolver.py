@@ -9,43 +9,29 @@ from __future__ import annotations
 
 from typing import Any
 
-from executor.datahub.gms import GmsClient
 from executor.errors import MissingSecretError, RetryableError
+from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
-from executor.pool.messages import Beat, Resolve, SecretsFailed, SecretsResolved
+from executor.pool.messages import Resolve, SecretsFailed, SecretsResolved
 from executor.secrets import SecretStore, build_store, resolve_secrets
-from executor.supervision import ChildContext, SupervisedActor
-
-BEAT_S = 5.0
+from executor.supervision import ChildContext
 
 
-class SecretResolver(SupervisedActor):
+class SecretResolver(PoolActor):
     """Holds the pool's secret stores and answers ``Resolve`` requests."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
-        super().__init__(ctx)
-        self.pool = pool
-        self.log = self.log.bind(pool=pool.pool_id)
+        super().__init__(ctx, pool)
         self.stores: list[SecretStore] = []
-        self._gms: GmsClient | None = None
 
     def setup(self) -> None:
-        self._gms = self.pool.new_gms()
         settings = self.pool.pool.secrets
         proxies = self.pool.config.proxy.as_requests_proxies() or None
-        self.stores = [build_store(kind, settings, self._gms, proxies) for kind in settings.stores]
-        self.actor_ref.tell(Beat())
+        self.stores = [build_store(kind, settings, self.gms, proxies) for kind in settings.stores]
 
-    def teardown(self) -> None:
-        if self._gms is not None:
-            self._gms.close()
-
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         if isinstance(message, Resolve):
             message.reply_to.tell(self._resolve(message.names))
-        elif isinstance(message, Beat):
-            self.pool.heartbeat(self.ctx.path, BEAT_S)
-            self.tell_self_after(BEAT_S, Beat())
         return None
 
     def _resolve(self, names: tuple[str, ...]) -> SecretsResolved | SecretsFailed:

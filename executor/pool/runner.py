@@ -18,14 +18,13 @@ from typing import Any
 import pykka
 
 from executor.datahub import aspects
-from executor.datahub.gms import GmsClient
 from executor.errors import ExecutorError
+from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
     Admitted,
-    Beat,
     Cancel,
     Capacity,
     CapacityWanted,
@@ -43,9 +42,8 @@ from executor.pool.messages import (
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
 from executor.pool.task import Task
-from executor.supervision import ChildContext, ChildExited, SupervisedActor
+from executor.supervision import ChildContext, ChildExited
 
-BEAT_S = 5.0
 EPSILON = 1e-9
 
 
@@ -59,37 +57,30 @@ class _Running:
     admitted: bool = False
 
 
-class TaskRunner(SupervisedActor):
+class TaskRunner(PoolActor):
     """Accepts requests within capacity and supervises their Task actors."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
-        super().__init__(ctx)
-        self.pool = pool
-        self.log = self.log.bind(pool=pool.pool_id)
+        super().__init__(ctx, pool)
         self.default_weight = 1.0 / pool.pool.max_workers
         self.running: dict[str, _Running] = {}
         self.draining = False
         self._accepted: tuple[int, int] = (0, 0)  # (poller incarnation, RunRequests accepted)
-        self._gms: GmsClient | None = None
         self._task_serial = 0
         self.produced_result = False
 
     def setup(self) -> None:
-        self._gms = self.pool.new_gms()
-        self.actor_ref.tell(Beat())
         self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
         self._publish_capacity()
 
-    def teardown(self) -> None:
+    def release(self) -> None:
         for urn, item in list(self.running.items()):
             try:
                 item.ref.stop(block=True, timeout=self.pool.pool.limits.kill_grace_s + 5)
             except (pykka.Timeout, pykka.ActorDeadError):
                 self.log.bind(request=urn).error("task actor did not stop in time")
-        if self._gms is not None:
-            self._gms.close()
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         if isinstance(message, RunRequest):
             self._run(message)
         elif isinstance(message, WeightKnown):
@@ -116,9 +107,6 @@ class TaskRunner(SupervisedActor):
                 item.ref.tell(Cancel(message.reason, status=aspects.FAILURE, interrupted=True))
         elif isinstance(message, RunningCount):
             return len(self.running)
-        elif isinstance(message, Beat):
-            self.pool.heartbeat(self.ctx.path, BEAT_S)
-            self.tell_self_after(BEAT_S, Beat())
         return None
 
     def free_slots(self) -> int:
@@ -198,11 +186,11 @@ class TaskRunner(SupervisedActor):
                 continue
 
     def _poll_signals(self) -> None:
-        if not self.running or self._gms is None:
+        if not self.running:
             return
         urns = list(self.running)
         try:
-            found = self._gms.batch_get_aspects(
+            found = self.gms.batch_get_aspects(
                 aspects.EXECUTION_REQUEST_ENTITY, urns, [aspects.SIGNAL_ASPECT]
             )
         except ExecutorError as exc:

@@ -1,0 +1,69 @@
+"""``PoolActor``: what every long-lived child of a pool shares.
+
+It knows its pool, logs with the pool id, owns one GMS client (its own HTTP session, calls
+bounded to a few seconds), and records a heartbeat for ``/healthz`` from its own thread, so a
+stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead of
+``on_receive``, and ``release`` for their own cleanup.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from executor.datahub.gms import GmsClient
+from executor.pool.context import PoolContext
+from executor.pool.messages import Beat
+from executor.supervision import ChildContext, SupervisedActor
+
+BEAT_S = 5.0
+
+
+class PoolActor(SupervisedActor):
+    """Base of the leaser, resolver, reporter, runner and poller."""
+
+    def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
+        super().__init__(ctx)
+        self.pool = pool
+        self.log = self.log.bind(pool=pool.pool_id)
+        self._gms: GmsClient | None = None
+
+    @property
+    def gms(self) -> GmsClient:
+        """This actor's GMS client, made on first use."""
+        if self._gms is None:
+            self._gms = self.pool.new_gms()
+        return self._gms
+
+    def on_start(self) -> None:
+        super().on_start()
+        self.actor_ref.tell(Beat())
+
+    def teardown(self) -> None:
+        try:
+            self.release()
+        finally:
+            if self._gms is not None:
+                self._gms.close()
+
+    def release(self) -> None:
+        """The subclass's own cleanup; runs once, whatever the ending."""
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Beat):
+            self.on_beat()
+            self.pool.heartbeat(self.ctx.path, self.beat_allowance_s())
+            self.tell_self_after(BEAT_S, Beat())
+            return None
+        return self.handle(message)
+
+    def handle(self, message: Any) -> Any:
+        """Handle one of the subclass's own messages."""
+        self.log.warning("ignoring unknown message {}", type(message).__name__)
+        return None
+
+    def on_beat(self) -> None:
+        """Periodic work of the subclass that rides on the heartbeat (gauges)."""
+
+    def beat_allowance_s(self) -> float:
+        """The interval ``/healthz`` expects between beats (twice this is stale)."""
+        return BEAT_S
