@@ -18,8 +18,12 @@ from executor.errors import BadInputError
 ISOLATION_MODES = ("process", "bwrap")
 
 
-def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = ()) -> list[str]:
-    """The bwrap command line that runs what follows ``--`` inside the isolated view."""
+def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = (), program: str | None = None) -> list[str]:
+    """The bwrap command line that runs what follows ``--`` inside the isolated view.
+
+    ``program`` is what will run: when its environment (a venv's root, or its own folder)
+    lies under /tmp, the private /tmp would hide it, so that folder is bound back read-only.
+    """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
         raise BadInputError("isolation 'bwrap' was asked for, but bubblewrap (bwrap) is not installed")
@@ -27,7 +31,19 @@ def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = ()) -> list[str]:
     argv = [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
             "--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp",
             "--bind", work, work, "--chdir", work]
+    kept = _program_root(program)
+    if kept is not None:
+        argv += ["--ro-bind", str(kept), str(kept)]
     for path in hide:
         if path.is_dir() and not work.startswith(str(path).rstrip("/") + "/"):
             argv += ["--tmpfs", str(path)]
     return [*argv, "--"]
+
+
+def _program_root(program: str | None) -> Path | None:
+    """The venv (or folder) of ``program`` if the private /tmp would hide it, else None."""
+    if not program:
+        return None
+    path = Path(shutil.which(program) or program).absolute()
+    root = path.parent.parent if path.parent.name == "bin" else path.parent
+    return root if Path("/tmp") in root.parents else None
