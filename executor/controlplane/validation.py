@@ -15,7 +15,6 @@ from typing import Any
 from executor.errors import BadInputError
 
 PRESENCE_ASPECT = "dataHubRemoteExecutorStatus"
-PRESENCE_ENTITY = "dataHubRemoteExecutor"
 _PRESENCE_FIELDS: dict[str, tuple[type, ...]] = {
     "executorPoolId": (str,),
     "executorReleaseVersion": (str,),

@@ -8,7 +8,7 @@ stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from executor.datahub.gms import GmsClient
 from executor.pool.context import PoolContext
@@ -19,7 +19,10 @@ BEAT_S = 5.0
 
 
 class PoolActor(SupervisedActor):
-    """Base of the leaser, resolver, reporter, runner and poller."""
+    """Base of the leaser, resolver, reporter, runner, poller and the per-request Tasks."""
+
+    beats: ClassVar[bool] = True
+    """Whether ``/healthz`` watches this actor (not the short-lived Tasks)."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
         super().__init__(ctx)
@@ -36,7 +39,8 @@ class PoolActor(SupervisedActor):
 
     def on_start(self) -> None:
         super().on_start()
-        self.actor_ref.tell(Beat())
+        if self.beats:
+            self.actor_ref.tell(Beat())
 
     def teardown(self) -> None:
         try:

@@ -114,7 +114,6 @@ class RunRequest:
     urn: str
     message_id: str
     poller_incarnation: int
-    received_monotonic: float
     sent_timestamp_s: float | None = None
 
 

@@ -25,12 +25,12 @@ def stdin_envelope(recipe_text: str, secrets: dict[str, str]) -> bytes:
 
 def is_rerunnable(result: dict[str, Any] | None) -> bool:
     """True when the stored result does not forbid running the request (again)."""
-    if not result:
+    if not aspects.is_terminal(result):
         return True
-    status = str(result.get("status", ""))
-    if status not in aspects.TERMINAL:
-        return True
-    return status == aspects.FAILURE and str(result.get("report", "")).startswith(INTERRUPTED_MARKER)
+    assert result is not None
+    return result.get("status") == aspects.FAILURE and str(result.get("report", "")).startswith(
+        INTERRUPTED_MARKER
+    )
 
 
 def running_elsewhere(result: dict[str, Any] | None, window_s: float, now: int | None = None) -> float | None:

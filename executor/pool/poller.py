@@ -215,7 +215,7 @@ class QueuePoller(PoolActor):
         self.ctx.directory.tell(
             RUNNER,
             RunRequest(
-                task.urn, msg.message_id, self.ctx.incarnation, time.monotonic(), msg.sent_timestamp_s
+                task.urn, msg.message_id, self.ctx.incarnation, msg.sent_timestamp_s
             ),
         )
 

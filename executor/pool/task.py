@@ -16,9 +16,9 @@ from typing import Any
 from executor.backoff import Backoff, RetryState
 from executor.datahub import aspects
 from executor.datahub.aspects import ExecutionRequest
-from executor.datahub.gms import GmsClient
 from executor.errors import BadInputError, ExecutorError, FinalError
 from executor.pool import outcome
+from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
@@ -45,7 +45,7 @@ from executor.pool.messages import (
 from executor.pool.reporter import has_pending_result, persist_result
 from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
 from executor.secrets import secret_references
-from executor.supervision import ChildContext, SupervisedActor
+from executor.supervision import ChildContext
 
 PREPARE_ATTEMPTS = 5
 LIVE_PROGRESS_PERIODS = 3
@@ -57,35 +57,32 @@ class _ResolveAgain:
     """Timer: ask the resolver again after a retryable failure."""
 
 
-class Task(SupervisedActor):
+class Task(PoolActor):
     """Runs one request; reports to its runner (parent) and the pool's siblings by name."""
 
+    beats = False
+
     def __init__(self, ctx: ChildContext, pool: PoolContext, request: RunRequest) -> None:
-        super().__init__(ctx)
-        self.pool = pool
+        super().__init__(ctx, pool)
         self.urn = request.urn
-        self.log = self.log.bind(pool=pool.pool_id, request=request.urn.rsplit(":", 1)[-1])
+        self.log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
         self.request: ExecutionRequest | None = None
         self.start_ms = outcome.now_ms()
         self.launcher = SandboxLauncher(pool, self.urn)
         self.cancel: Cancel | None = None
         self.retry = RetryState(Backoff(min_s=1.0, max_s=15.0))
-        self._gms: GmsClient | None = None
         self._attempts = 0
         self._settled = False
         self._crashed = False
         self._awaiting_admission = False
 
     def setup(self) -> None:
-        self._gms = self.pool.new_gms()
         self.actor_ref.tell(Prepare())
 
-    def teardown(self) -> None:
+    def release(self) -> None:
         self.launcher.kill()
         if not self._settled and not self._crashed:
             self._abandoned()
-        if self._gms is not None:
-            self._gms.close()
 
     def on_failure(
         self,
@@ -111,7 +108,7 @@ class Task(SupervisedActor):
         persist_result(self.pool, finish)
         self.ctx.directory.tell(REPORTER, finish)
 
-    def on_receive(self, message: Any) -> Any:
+    def handle(self, message: Any) -> Any:
         if isinstance(message, Prepare):
             self._prepare()
         elif isinstance(message, SecretsResolved):
@@ -132,7 +129,6 @@ class Task(SupervisedActor):
 
     # -- prepare ---------------------------------------------------------------------------
     def _prepare(self) -> None:
-        assert self._gms is not None
         if has_pending_result(self.pool, self.urn):
             # Finished before a restart, not yet delivered: the Reporter acknowledges the
             # message (which the poller now holds) once GMS has the result.
@@ -141,7 +137,7 @@ class Task(SupervisedActor):
             return
         wanted = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT, aspects.SIGNAL_ASPECT]
         try:
-            found = self._gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], wanted)
+            found = self.gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, [self.urn], wanted)
         except ExecutorError as exc:
             self._attempts += 1
             if isinstance(exc, FinalError) or self._attempts >= PREPARE_ATTEMPTS:

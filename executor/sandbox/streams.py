@@ -24,34 +24,50 @@ READ_CHUNK = 65536
 POLL_S = 0.2
 
 
-class OutputReader:
+class _PipeThread:
+    """One pipe served on its own daemon thread, stoppable at its next poll."""
+
+    def __init__(self, name: str) -> None:
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        """Begin serving the pipe."""
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Give up at the next poll even if the pipe is still open (a stuck peer must not hold us)."""
+        self._stop.set()
+
+    def join(self, timeout: float) -> bool:
+        """Wait for the thread; True when it has finished."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        raise NotImplementedError
+
+
+class OutputReader(_PipeThread):
     """Reads ``stream`` line by line on its own thread, handing masked lines to ``sink``."""
 
-    def __init__(self, stream: IO[bytes], masker: Masker, sink: Callable[[str], None],
-                 output_limit: int | None, name: str) -> None:
+    def __init__(
+        self,
+        stream: IO[bytes],
+        masker: Masker,
+        sink: Callable[[str], None],
+        output_limit: int | None,
+        name: str,
+    ) -> None:
         self._fd = stream.fileno()
         self._stream = stream
         self._masker = masker
         self._sink = sink
         self._limit = output_limit
         self._splitter = LineSplitter(MAX_LINE_CHARS * 4 + masker.max_form_length)
-        self._stop = threading.Event()
         self.bytes_read = 0
         self.over_limit = False
-        self._thread = threading.Thread(target=self._run, name=f"sandbox-out-{name}", daemon=True)
-
-    def start(self) -> None:
-        """Begin reading."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Ask the thread to stop at its next poll even if the pipe is still open."""
-        self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        """Wait for the end of the stream; True when the thread has finished."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        super().__init__(f"sandbox-out-{name}")
 
     def _run(self) -> None:
         poller = select.poll()
@@ -86,27 +102,13 @@ class OutputReader:
         self._sink(cap_line(text, cut))
 
 
-class StdinWriter:
+class StdinWriter(_PipeThread):
     """Writes the run's stdin (recipe and secrets) on its own thread, then closes it."""
 
     def __init__(self, stream: IO[bytes], data: bytes, name: str) -> None:
         self._stream = stream
         self._data = data
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"sandbox-in-{name}", daemon=True)
-
-    def start(self) -> None:
-        """Begin writing."""
-        self._thread.start()
-
-    def stop(self) -> None:
-        """Give up writing at the next poll (a process that never reads must not hold us)."""
-        self._stop.set()
-
-    def join(self, timeout: float) -> bool:
-        """True when all was written, the reader went away, or ``stop`` was honoured."""
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        super().__init__(f"sandbox-in-{name}")
 
     def _run(self) -> None:
         fd = self._stream.fileno()
@@ -119,7 +121,7 @@ class StdinWriter:
                 if not poller.poll(POLL_S * 1000):
                     continue
                 try:
-                    view = view[os.write(fd, view):]
+                    view = view[os.write(fd, view) :]
                 except BlockingIOError:
                     continue
         except OSError:

@@ -24,6 +24,7 @@ import psutil
 import yaml
 
 from executor.controlplane.server import ControlPlane
+from executor.pool.outcome import INTERRUPTED_MARKER
 from executor.sandbox.orphans import MARKER_VAR
 from tests.faults.ledger import SIM_PLUGIN, Ledger, wait_until
 from tests.faults.tcpproxy import TcpProxy
@@ -35,7 +36,7 @@ ROOT = HERE.parents[1]
 RESULT = "dataHubExecutionRequestResult"
 EXTEND = b"ChangeMessageVisibility"
 TERMINAL = frozenset({"SUCCESS", "FAILURE", "TIMEOUT", "CANCELLED", "ABORTED", "DUPLICATE"})
-INTERRUPTED = "[remote-executor] interrupted by executor shutdown"
+INTERRUPTED = INTERRUPTED_MARKER
 CREATE_SOURCE = "mutation($input: UpdateIngestionSourceInput!) { createIngestionSource(input: $input) }"
 RUN_SOURCE = (
     "mutation($input: CreateIngestionExecutionRequestInput!) "
