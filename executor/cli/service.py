@@ -21,6 +21,8 @@ from executor.exitcodes import ExitCode
 
 DEFAULT_CONFIG = Path("/etc/remote-executor/config.yaml")
 CONFIG_ENV = "REMOTE_EXECUTOR_CONFIG"
+HINT = " (visible only under the unit; by hand: REMOTE_EXECUTOR_GMS_TOKEN_FILE=FILE remote-executor check)"
+"""A token passed with LoadCredential= is not there when a person runs ``check``: say how to check."""
 
 
 def register(subparsers: Any) -> None:
@@ -69,6 +71,8 @@ def problems_on_this_host(config: ExecutorConfig, create: bool) -> list[str]:
         config.gms.resolved_token()
     except ConfigError as exc:
         problems += [p if p.startswith(exc.source) else f"{exc.source}: {p}" for p in exc.problems]
+        if config.gms.token is None and config.gms.token_file is None:
+            problems[-1] += HINT
     state = prepare_state_dir(config.state_dir) if create else inspect_state_dir(config.state_dir)
     if state:
         problems.append(state)
