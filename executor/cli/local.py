@@ -24,7 +24,9 @@ from executor.exitcodes import ExitCode
 
 def register(subparsers: Any) -> None:
     """Add ``controlplane``."""
-    cp = subparsers.add_parser("controlplane", help="run the local control plane (GMS + SQS + STS)")
+    cp = subparsers.add_parser(
+        "controlplane", help="run the stand-in control plane for trying and testing (needs the 'local' extra)"
+    )
     cp.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback)")
     cp.add_argument("--port", type=int, default=0, help="GMS port (default: ephemeral)")
     cp.add_argument("--state", default=None, help="state directory (default: a temporary one)")

@@ -26,7 +26,8 @@ def describe(request: dict[str, Any], tail: int) -> list[str]:
         lines.append("report:")
         lines += [f"  {line}" for line in head]
     if is_final(result) and result.get("status") != "SUCCESS":
-        cause = failure_cause(result.get("report"))
+        shown_above = {line.strip() for line in head}
+        cause = [line for line in failure_cause(result.get("report")) if line not in shown_above]
         if cause:
             lines.append("cause:")
             lines += [f"  {line}" for line in cause]

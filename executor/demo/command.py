@@ -82,6 +82,7 @@ def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> 
             print(f"[demo] requested {urn}; following it:", flush=True)
             code = follow(client, urn, sys.stdout, poll_s=1.0, timeout_s=timeout_s)
     finally:
+        print("[demo] stopping the executor", flush=True)
         service.shutdown()
     datasets = {urn for urn, _, _ in control_plane.list_aspects(entity_type="dataset")}
     aspects = len(control_plane.list_aspects(entity_type="dataset"))
