@@ -17,6 +17,9 @@ import tempfile
 from pathlib import Path
 
 FIELD = "state_dir"
+DEPTH = 3
+"""How deep ``state_dir`` must be the executor's own: ``pools/<id>/{logs,work,outbox,venvs}``.
+Deeper entries (a task's work dir, a cached venv) may belong to the recipes' user."""
 
 
 def inspect_state_dir(path: Path) -> str | None:
@@ -27,7 +30,7 @@ def inspect_state_dir(path: Path) -> str | None:
                 return f"{FIELD}: {path} exists but is not a directory"
             if not _writable(path):
                 return f"{FIELD}: {path} is not writable by uid {os.geteuid()} ({_why(path)})"
-            return None
+            return _inside(path)
         parent = next((p for p in path.parents if p.exists()), Path("/"))
     except OSError as exc:
         return f"{FIELD}: {path} cannot be inspected ({exc.strerror})"
@@ -52,6 +55,31 @@ def prepare_state_dir(path: Path) -> str | None:
             pass
     except OSError as exc:
         return f"{FIELD}: {path} is not writable by uid {os.geteuid()} ({_reason(exc)})"
+    return _inside(path)
+
+
+def _inside(path: Path) -> str | None:
+    """A directory the executor writes into, under ``path``, that it cannot write."""
+    found = _first_unwritable(path, DEPTH)
+    if found is None:
+        return None
+    return f"{FIELD}: {found} (inside {path}) is not writable by uid {os.geteuid()} ({_why(found)})"
+
+
+def _first_unwritable(path: Path, depth: int) -> Path | None:
+    try:
+        entries = sorted(os.scandir(path), key=lambda entry: entry.name)
+    except OSError:
+        return path
+    for entry in entries:
+        if not entry.is_dir(follow_symlinks=False):
+            continue
+        child = Path(entry.path)
+        if not _writable(child):
+            return child
+        found = _first_unwritable(child, depth - 1) if depth > 1 else None
+        if found is not None:
+            return found
     return None
 
 

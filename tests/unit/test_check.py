@@ -130,6 +130,15 @@ def test_a_state_dir_that_cannot_be_created_is_a_configuration_error(
     assert_config_error(result, f"state_dir: {directory / 'state'} cannot be created")
 
 
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_a_directory_inside_the_state_dir_that_is_not_writable_is_found(
+    read_only_dir: tuple[Path, list[str]], command: str
+) -> None:
+    directory, wrap = read_only_dir
+    result = cli(command, env=env_of(directory.parent), wrap=wrap)
+    assert_config_error(result, f"state_dir: {directory} (inside {directory.parent}) is not writable")
+
+
 def test_check_creates_nothing_and_run_makes_a_private_dir(tmp_path: Path) -> None:
     state = tmp_path / "new" / "state"
     assert inspect_state_dir(state) is None
