@@ -63,7 +63,11 @@ def log_tail(report: str | None, count: int) -> list[str]:
 
 
 def summary(result: dict[str, Any]) -> str:
-    """One line: status, duration, and the report's main counters when it has them."""
+    """One line: status, duration, and the report's main counters when it has them.
+
+    The datahub CLI writes its report before an async sink has flushed: the records still in
+    flight are ``pending_requests``, not unwritten ones.
+    """
     text = f"{result.get('status')}"
     if result.get("durationMs") is not None:
         text += f" in {int(result['durationMs']) / 1000:.1f}s"
@@ -76,9 +80,13 @@ def summary(result: dict[str, Any]) -> str:
         return text
     source = (report.get("source") or {}).get("report") or {}
     sink = (report.get("sink") or {}).get("report") or {}
+    written, pending = sink.get("total_records_written"), _number(sink.get("pending_requests"))
+    if pending and isinstance(written, int) and result.get("status") == "SUCCESS":
+        written, pending = written + pending, 0  # exit 0 means the sink flushed them without failure
     counters = {
         "events": source.get("events_produced"),
-        "written": sink.get("total_records_written"),
+        "written": written,
+        "pending": pending or None,
         "failures": _count(source.get("failures")) + _count(sink.get("failures")),
     }
     shown = ", ".join(f"{k}={v}" for k, v in counters.items() if v is not None)
@@ -94,6 +102,10 @@ def format_time_ms(value: object) -> str | None:
     if seconds <= 0:
         return None
     return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+
+
+def _number(value: object) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
 def _count(value: object) -> int:

@@ -83,3 +83,14 @@ def test_summary_with_and_without_a_structured_report() -> None:
     assert summary({"status": "FAILURE", "structuredReport": {"serializedValue": structured}}) == (
         "FAILURE (events=3, failures=1)"
     )
+
+
+def test_records_an_async_sink_had_in_flight_count_as_written_after_a_success() -> None:
+    structured = (
+        '{"source": {"report": {"events_produced": 12}}, '
+        '"sink": {"report": {"total_records_written": 0, "pending_requests": 12}}}'
+    )
+    result = {"status": "SUCCESS", "structuredReport": {"serializedValue": structured}}
+    assert summary(result) == "SUCCESS (events=12, written=12, failures=0)"
+    failed = {**result, "status": "FAILURE"}
+    assert summary(failed) == "FAILURE (events=12, written=0, pending=12, failures=0)"
