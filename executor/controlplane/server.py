@@ -95,6 +95,9 @@ class ControlPlane:
         self._gms: GmsServer | None = None
         self._queues: dict[str, PoolQueues] = {}
         self.leases = LeaseBook()
+        self.lease_overrides: dict[str, dict[str, Any]] = {}
+        """Test hook: fields that replace those of a pool's ``listExecutorConfigs`` entry (a bad
+        ``queueUrl``, say), as a misconfigured or hostile GMS would hand them out."""
         self._started_at = 0.0
         self.secrets: Secrets
         self.aspects: Aspects
@@ -234,9 +237,17 @@ class ControlPlane:
                     "secretKeyId": creds.secret_access_key,
                     "sessionToken": creds.session_token,
                     "expiration": expiration.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    **self.lease_overrides.get(pool, {}),
                 }
             )
         return configs
+
+    def refuse_token(self, status: int | None) -> None:
+        """Test hook: answer every authorized GMS call with ``status`` (401: the token was
+        revoked; 403: it lost its privileges) until called again with None."""
+        if status not in (None, 401, 403):
+            raise BadInputError("refuse_token takes 401, 403 or None")
+        self._running(self._gms).refusal = status
 
     def expire_leases(self, pool_id: str | None = None) -> int:
         """Make every key issued so far to ``pool_id`` (or to all pools) expired now."""

@@ -1,0 +1,121 @@
+"""A hostile GMS on loopback: drips its answer, never answers, or answers with far too much.
+
+Raw sockets, so that the test controls every byte and its timing, including the status line.
+``HostilePeer`` serves each connection in its own thread and stops them all on ``stop()``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from collections.abc import Callable
+
+Behaviour = Callable[["HostilePeer", socket.socket], None]
+ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
+
+
+class HostilePeer:
+    """Accepts connections on 127.0.0.1 and runs ``behaviour`` on each after reading a request."""
+
+    def __init__(self, behaviour: Behaviour) -> None:
+        self.behaviour = behaviour
+        self.stopping = threading.Event()
+        self.sent = 0
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self._threads: list[threading.Thread] = []
+        self._conns: list[socket.socket] = []
+        self._acceptor = threading.Thread(target=self._accept, name="hostile-gms", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+
+    def start(self) -> HostilePeer:
+        self._acceptor.start()
+        return self
+
+    def stop(self) -> None:
+        self.stopping.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+        self._acceptor.join(5)
+        for thread in self._threads:
+            thread.join(5)
+        assert not any(t.is_alive() for t in [self._acceptor, *self._threads])
+
+    def send(self, conn: socket.socket, data: bytes) -> None:
+        conn.sendall(data)
+        self.sent += len(data)
+
+    def _accept(self) -> None:
+        while not self.stopping.is_set():
+            try:
+                conn, _ = self._listener.accept()
+            except OSError:
+                return
+            self._conns.append(conn)
+            thread = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _serve(self, conn: socket.socket) -> None:
+        with conn:
+            try:
+                _read_request(conn)
+                self.behaviour(self, conn)
+            except OSError:
+                return  # the client gave up: what the tests want
+
+
+def _read_request(conn: socket.socket) -> None:
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("client closed")
+        data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n")[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value.strip())
+    while len(body) < length:
+        chunk = conn.recv(65536)
+        if not chunk:
+            raise OSError("client closed")
+        body += chunk
+
+
+def drip(payload: bytes, every_s: float) -> Behaviour:
+    """Send ``payload`` one byte every ``every_s`` seconds."""
+    def behaviour(peer: HostilePeer, conn: socket.socket) -> None:
+        for byte in payload:
+            peer.send(conn, bytes([byte]))
+            if peer.stopping.wait(every_s):
+                return
+    return behaviour
+
+
+def silent(peer: HostilePeer, conn: socket.socket) -> None:
+    """Accept, read the request, never answer."""
+    peer.stopping.wait()
+
+
+def flood(total: int, declare: bool) -> Behaviour:
+    """Answer 200 with ``total`` bytes, declaring their length or not (then close-delimited)."""
+    def behaviour(peer: HostilePeer, conn: socket.socket) -> None:
+        length = f"Content-Length: {total}\r\n" if declare else "Connection: close\r\n"
+        peer.send(conn, f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n{length}\r\n".encode())
+        chunk = b"9" * 65536
+        left = total
+        while left > 0 and not peer.stopping.is_set():
+            part = chunk[: min(left, len(chunk))]
+            peer.send(conn, part)
+            left -= len(part)
+    return behaviour
