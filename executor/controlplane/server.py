@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from loguru import logger
 
@@ -35,7 +35,7 @@ from executor.controlplane.ingestion import Ingestion
 from executor.controlplane.leases import LeaseBook
 from executor.controlplane.rest_api import RestApi
 from executor.controlplane.secrets import Secrets
-from executor.controlplane.storage import Storage
+from executor.controlplane.storage import AspectWrite, Storage
 from executor.datahub.envelope import encode_envelope
 from executor.errors import BadInputError
 
@@ -241,6 +241,15 @@ class ControlPlane:
                 }
             )
         return configs
+
+    def plant_request(self, pool_id: str, urn: str, input_value: object) -> None:
+        """Test hook: store ``input_value`` as the request's input aspect *unvalidated* (a list,
+        a broken object: what a damaged or hostile GMS could hold) and queue the request."""
+        self._pool(pool_id)
+        write = AspectWrite(urn, "dataHubExecutionRequest", "dataHubExecutionRequestInput",
+                            cast(dict[str, Any], input_value))
+        self._running(self._storage).put_aspects([write])
+        self._dispatch(pool_id, urn)
 
     def refuse_token(self, status: int | None) -> None:
         """Test hook: answer every authorized GMS call with ``status`` (401: the token was
