@@ -43,6 +43,9 @@ from executor.supervision import ChildContext
 
 PRESENCE_INTERVAL_S = 30.0
 REMEMBERED_TERMINALS = 10_000
+RETRY_MAX_S = 15.0
+"""Longest wait between two delivery attempts: a waiting result goes out within this (plus one
+call) of GMS answering again, and a retry costs GMS one small call."""
 BLOCKER = "reporter"
 """The source name of the Reporter's readiness blocker."""
 
@@ -58,6 +61,8 @@ class _Undelivered:
 
     reason: str
     stop: bool
+    transient: bool = False
+    """GMS did not answer (rather than refused): worth retrying as soon as it answers again."""
 
 
 class Reporter(PoolActor):
@@ -66,13 +71,15 @@ class Reporter(PoolActor):
     def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
         super().__init__(ctx, pool)
         self.outbox = outbox_of(pool)
-        self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=300))
+        self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=RETRY_MAX_S, reset_after_s=300))
         self.terminal: OrderedDict[str, str] = OrderedDict()
         self.progress: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """The latest unsent progress per request (at most one entry per running request)."""
         self._flush_pending = False
+        self._flush_timer: int | None = None
         self._progress_pending = False
         self._results_problem: str | None = None
+        self._results_transient = False
         self._calls_problem: str | None = None
         self._published: str | None = None
 
@@ -97,6 +104,7 @@ class Reporter(PoolActor):
             self._finish(message)
         elif isinstance(message, FlushOutbox):
             self._flush_pending = False
+            self._flush_timer = None
             self._flush()
         elif isinstance(message, ReportPresence):
             self._presence(message.stopped)
@@ -144,11 +152,12 @@ class Reporter(PoolActor):
         """Send the pending terminal results, oldest first; stop at a failure that concerns
         every call (GMS unreachable, token refused) and come back after a backoff."""
         problem: str | None = None
+        self._results_transient = False
         for key, record in self.outbox.pending():
             undelivered = self._deliver(key, record)
             if undelivered is None:
                 continue
-            problem = undelivered.reason
+            problem, self._results_transient = undelivered.reason, undelivered.transient
             if undelivered.stop:
                 break
         self._results_problem = f"results not delivered: {problem}" if problem else None
@@ -160,7 +169,7 @@ class Reporter(PoolActor):
         self.log.warning("results waiting in the outbox ({}); retrying in {:.1f}s", problem, delay)
         if not self._flush_pending:
             self._flush_pending = True
-            self.tell_self_after(delay, FlushOutbox())
+            self._flush_timer = self.tell_self_after(delay, FlushOutbox())
 
     def _deliver(self, key: str, record: dict[str, Any]) -> _Undelivered | None:
         """Send one record; None once GMS holds a final result for it (ours or an earlier one)."""
@@ -181,7 +190,7 @@ class Reporter(PoolActor):
             return _Undelivered(f"GMS refused the result for {urn} ({exc})", stop=False)
         except ExecutorError as exc:
             self.log.warning("result for {} not delivered ({})", urn, exc)
-            return _Undelivered(f"GMS not answering ({exc})", stop=True)
+            return _Undelivered(f"GMS not answering ({exc})", stop=True, transient=True)
         self._call_outcome(None)
         self.outbox.remove(key)
         settle = Release(urn) if record.get("release") else Acknowledge(urn)
@@ -197,9 +206,14 @@ class Reporter(PoolActor):
         self.gms.ingest_proposal(aspects.EXECUTION_REQUEST_ENTITY, urn, aspects.RESULT_ASPECT, aspect)
 
     def _call_outcome(self, problem: str | None) -> None:
-        """Record whether the last progress or presence call went through."""
+        """Record whether the last progress or presence call went through; once GMS answers
+        again, results that wait for a backed-off retry go out now rather than later."""
         self._calls_problem = problem
         self._publish()
+        if problem is None and self._results_transient and self._flush_timer is not None:
+            self.timers.cancel(self._flush_timer)
+            self._flush_timer = None
+            self.actor_ref.tell(FlushOutbox())
 
     def _publish(self) -> None:
         """Keep the pool not ready while results wait or GMS does not answer; say why."""
