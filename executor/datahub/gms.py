@@ -97,6 +97,9 @@ class GmsClient:
         self._quiet_until = 0.0
         self._token = token or ""
         self._session = bounded_session()
+        # Passed with each request too: requests lets REQUESTS_CA_BUNDLE from the environment
+        # override a session's own ``verify``, and the configured TLS setting must win.
+        self._verify = verify
         self._session.verify = verify
         # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
         # a session's own proxies, and a configured proxy must win. A None value means "direct"
@@ -226,8 +229,8 @@ class GmsClient:
         with deadline(limits.total_s) as at:
             try:
                 with self._session.request(
-                    method, self.url + path, json=body, proxies=self._proxies, stream=True,
-                    timeout=(limits.connect_s, limits.total_s),
+                    method, self.url + path, json=body, stream=True, proxies=self._proxies,
+                    verify=self._verify, timeout=(limits.connect_s, limits.total_s),
                 ) as response:
                     status = response.status_code
                     content = read_capped(response, limits.max_bytes)

@@ -7,9 +7,13 @@ Raw sockets, so that the test controls every byte and its timing, including the 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import socket
+import ssl
 import threading
 from collections.abc import Callable
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 Behaviour = Callable[["HostilePeer", socket.socket], None]
 ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}"
@@ -18,8 +22,9 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 
 class HostilePeer:
     """Accepts connections on 127.0.0.1 and runs ``behaviour`` on each after reading a request."""
 
-    def __init__(self, behaviour: Behaviour) -> None:
+    def __init__(self, behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> None:
         self.behaviour = behaviour
+        self.tls = tls
         self.stopping = threading.Event()
         self.sent = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -29,7 +34,8 @@ class HostilePeer:
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://127.0.0.1:{self._listener.getsockname()[1]}"
 
     def start(self) -> HostilePeer:
         self._acceptor.start()
@@ -66,6 +72,10 @@ class HostilePeer:
     def _serve(self, conn: socket.socket) -> None:
         with conn:
             try:
+                if self.tls is not None:
+                    conn.settimeout(10)
+                    conn = self.tls.wrap_socket(conn, server_side=True)
+                    conn.settimeout(None)
                 _read_request(conn)
                 self.behaviour(self, conn)
             except OSError:
@@ -119,3 +129,32 @@ def flood(total: int, declare: bool) -> Behaviour:
             peer.send(conn, part)
             left -= len(part)
     return behaviour
+
+
+def tls_context(directory: Path) -> tuple[ssl.SSLContext, Path]:
+    """A server context with a fresh self-signed certificate for 127.0.0.1, and the
+    certificate's file (what a client passes as ``verify``)."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "hostile gms")])
+    now = datetime.now(timezone.utc)
+    cert = (
+        x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5)).not_valid_after(now + timedelta(hours=1))
+        .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
+                       critical=False)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    cert_file, key_file = directory / "cert.pem", directory / "key.pem"
+    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                           serialization.NoEncryption()))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert_file, key_file)
+    return context, cert_file

@@ -9,14 +9,16 @@ deadline the next one fails fast, so an actor is blocked for one deadline, not o
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
 from executor.datahub.gms import MAX_RESPONSE_BYTES, GmsClient
 from executor.errors import TransportError
-from tests.security.gms_peer import ANSWER, Behaviour, HostilePeer, drip, flood, silent
+from tests.security.gms_peer import ANSWER, Behaviour, HostilePeer, drip, flood, silent, tls_context
 
 DEADLINE_S = 1.5
 HUGE = 200 * 1024 * 1024
@@ -30,13 +32,13 @@ def serve() -> Iterator[list[HostilePeer]]:
         peer.stop()
 
 
-def start(serve: list[HostilePeer], behaviour: Behaviour) -> HostilePeer:
-    peer = HostilePeer(behaviour).start()
+def start(serve: list[HostilePeer], behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> HostilePeer:
+    peer = HostilePeer(behaviour, tls).start()
     serve.append(peer)
     return peer
 
 
-def timed_call(url: str, **client_args: float) -> tuple[float, TransportError]:
+def timed_call(url: str, **client_args: object) -> tuple[float, TransportError]:
     """Seconds a ``server_config`` call took and the error it ended with."""
     with GmsClient(url, "test-token-not-real", timeout_s=DEADLINE_S, **client_args) as gms:  # type: ignore[arg-type]
         began = time.monotonic()
@@ -94,3 +96,14 @@ def test_a_normal_answer_still_works(serve: list[HostilePeer]) -> None:
     peer = start(serve, lambda p, conn: p.send(conn, ANSWER))
     with GmsClient(peer.url, "test-token-not-real", timeout_s=DEADLINE_S) as gms:
         assert gms.server_config() == {}
+
+
+def test_the_deadline_holds_over_tls_too(serve: list[HostilePeer], tmp_path: Path) -> None:
+    context, cert = tls_context(tmp_path)
+    answering = start(serve, lambda p, conn: p.send(conn, ANSWER), context)
+    with GmsClient(answering.url, "test-token-not-real", timeout_s=DEADLINE_S, verify=str(cert)) as gms:
+        assert gms.server_config() == {}  # the configured CA is used, whatever the environment says
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    dripping = start(serve, drip(head + b" " * 400, 0.25), context)
+    took, error = timed_call(dripping.url, verify=str(cert))  # type: ignore[arg-type]
+    assert "did not answer within" in str(error) and took < 3 * DEADLINE_S, took
