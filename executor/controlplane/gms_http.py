@@ -32,6 +32,9 @@ class GmsServer(LoopbackServer):
         self.token = token
         self.rest = rest
         self.context = context
+        self.refused_results: set[str] = set()
+        """Test hook: request URNs whose result writes are answered 422 (a GMS that cannot
+        take one particular result)."""
         self.refusal: int | None = None
         """Test hook: answer every authorized call with this status (401 or 403), as a GMS does
         whose token was revoked or lost its privileges; None serves normally."""
@@ -103,6 +106,8 @@ class GmsHandler(JsonHandler):
         if path == "/aspects":
             action = (params.get("action") or [""])[0]
             if action in ("ingestProposal", "ingestProposalBatch"):
+                if _refused_result(payload, self.server.refused_results):
+                    return restli_error(422, "this result cannot be stored (test hook)")
                 return rest.ingest(payload, batch=action == "ingestProposalBatch")
             if action == "getTimeseriesAspectValues":
                 return rest.timeseries_values(payload)
@@ -110,3 +115,13 @@ class GmsHandler(JsonHandler):
         if path.startswith(BATCH_PREFIX):
             return rest.batch_get(path[len(BATCH_PREFIX) :], payload)
         return restli_error(404, f"no such resource: POST {path}")
+
+
+def _refused_result(payload: Any, refused: set[str]) -> bool:
+    """True for a single result write of a request in ``refused`` (``refused_results``)."""
+    proposal = payload.get("proposal") if isinstance(payload, dict) else None
+    return (
+        bool(refused) and isinstance(proposal, dict)
+        and proposal.get("aspectName") == "dataHubExecutionRequestResult"
+        and proposal.get("entityUrn") in refused
+    )

@@ -251,6 +251,11 @@ class ControlPlane:
         self._running(self._storage).put_aspects([write])
         self._dispatch(pool_id, urn)
 
+    def refuse_results(self, urns: set[str]) -> None:
+        """Test hook: answer result writes of these requests with 422 until called with an
+        empty set (a result GMS cannot take, while everything else works)."""
+        self._running(self._gms).refused_results = set(urns)
+
     def refuse_token(self, status: int | None) -> None:
         """Test hook: answer every authorized GMS call with ``status`` (401: the token was
         revoked; 403: it lost its privileges) until called again with None."""

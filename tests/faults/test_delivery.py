@@ -120,3 +120,24 @@ def test_a_gms_that_never_answers_is_a_readiness_matter_not_a_liveness_one(world
     wait_until(lambda: world.queue_counts() == (0, 0), 60, "every message deleted after delivery")
     for request in requests:
         assert len(world.ledger.events(request.run_id, "start")) == 1
+
+
+def test_a_result_gms_refuses_is_kept_and_the_others_still_go_out(world: FaultWorld) -> None:
+    world.start_cp()
+    obs = observed(world)
+    refused, accepted = world.submit(), world.submit()
+    for request in (refused, accepted):
+        world.wait_status(request, {"RUNNING"}, timeout_s=90)
+    world.live_cp.refuse_results({refused.urn})
+    world.open_gate(refused)
+    world.ledger.wait(refused.run_id, "end")
+    says = f"GMS refused the result for {refused.urn}"
+    wait_until(lambda: says in obs.pool_reason(), 30, "/readyz to say why")
+    world.open_gate(accepted)  # finishes after the refused one: its result must not wait behind it
+    assert world.wait_status(accepted, {"SUCCESS", "FAILURE"}, timeout_s=60)["status"] == "SUCCESS"
+    wait_until(lambda: world.queue_counts() == (0, 1), 60, "the accepted request's message to be deleted")
+    assert len(outbox_files(world)) == 1 and world.result(refused.urn)["status"] == "RUNNING"  # type: ignore[index]
+    world.live_cp.refuse_results(set())
+    assert world.wait_status(refused, {"SUCCESS", "FAILURE"}, timeout_s=60)["status"] == "SUCCESS"
+    wait_until(lambda: world.queue_counts() == (0, 0), 60, "every message deleted after delivery")
+    wait_until(lambda: obs.pool_reason() == "leased and polling", 60, "the pool to be ready again")
