@@ -42,6 +42,7 @@ from executor.reporting.outbox import Outbox
 from executor.supervision import ChildContext
 
 PRESENCE_INTERVAL_S = 30.0
+PRESENCE_RETRY_S = 5.0
 REMEMBERED_TERMINALS = 10_000
 RETRY_MAX_S = 15.0
 """Longest wait between two delivery attempts: a waiting result goes out within this (plus one
@@ -107,9 +108,10 @@ class Reporter(PoolActor):
             self._flush_timer = None
             self._flush()
         elif isinstance(message, ReportPresence):
-            self._presence(message.stopped)
-            if not message.stopped:
-                self.tell_self_after(PRESENCE_INTERVAL_S, ReportPresence())
+            reported = self._presence(message.stopped)
+            if not message.stopped:  # while GMS fails, sooner: it also tells when GMS is back
+                delay = PRESENCE_INTERVAL_S if reported else PRESENCE_RETRY_S
+                self.tell_self_after(delay, ReportPresence())
         return None
 
     # -- progress --------------------------------------------------------------------------
@@ -222,7 +224,8 @@ class Reporter(PoolActor):
             self._published = reason
             self.pool.set_blocker(BLOCKER, reason)
 
-    def _presence(self, stopped: bool) -> None:
+    def _presence(self, stopped: bool) -> bool:
+        """Write the presence record; False if GMS did not take it."""
         value = aspects.presence_aspect(
             pool_id=self.pool.pool_id,
             version=__version__,
@@ -236,8 +239,9 @@ class Reporter(PoolActor):
         except ExecutorError as exc:
             self.log.warning("presence not reported: {}", exc)
             self._call_outcome(_problem(exc))
-            return
+            return False
         self._call_outcome(None)
+        return True
 
     def _remember(self, urn: str, status: str) -> None:
         self.terminal[urn] = status
