@@ -27,6 +27,7 @@ from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
 from urllib3.poolmanager import PoolManager
@@ -165,16 +166,23 @@ _POOLS = {"http": _Pool, "https": _TlsPool}
 
 
 class _DeadlineAdapter(HTTPAdapter):
-    """Every pool it makes, direct or through a proxy, uses the deadline-aware connections."""
+    """Every pool it makes, direct or through an HTTP(S) proxy, uses the deadline-aware
+    connections. A SOCKS proxy keeps its own connection classes (and only the per-read
+    timeout and the size cap apply through it)."""
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         super().init_poolmanager(*args, **kwargs)
-        self.poolmanager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
+        _use_deadline_pools(self.poolmanager)
 
     def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
         manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        manager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
+        _use_deadline_pools(manager)
         return manager
+
+
+def _use_deadline_pools(manager: PoolManager) -> None:
+    if manager.pool_classes_by_scheme == poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
 
 
 def bounded_session() -> requests.Session:
