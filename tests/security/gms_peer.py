@@ -22,9 +22,11 @@ ANSWER = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 
 class HostilePeer:
     """Accepts connections on 127.0.0.1 and runs ``behaviour`` on each after reading a request."""
 
-    def __init__(self, behaviour: Behaviour, tls: ssl.SSLContext | None = None) -> None:
+    def __init__(self, behaviour: Behaviour, tls: ssl.SSLContext | None = None, reads: bool = True) -> None:
         self.behaviour = behaviour
         self.tls = tls
+        self.reads = reads
+        """False: never read the request (a peer that lets the client's send block)."""
         self.stopping = threading.Event()
         self.sent = 0
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -76,7 +78,8 @@ class HostilePeer:
                     conn.settimeout(10)
                     conn = self.tls.wrap_socket(conn, server_side=True)
                     conn.settimeout(None)
-                _read_request(conn)
+                if self.reads:
+                    _read_request(conn)
                 self.behaviour(self, conn)
             except OSError:
                 return  # the client gave up: what the tests want

@@ -92,6 +92,18 @@ def test_a_small_cap_applies_to_every_call(serve: list[HostilePeer]) -> None:
     assert "more than 4096 bytes" in str(error)
 
 
+def test_a_peer_that_never_reads_the_request_cannot_hold_the_send(serve: list[HostilePeer]) -> None:
+    peer = HostilePeer(silent, reads=False).start()
+    serve.append(peer)
+    big = {"report": "x" * (20 * 1024 * 1024)}  # far more than the socket buffers hold
+    with GmsClient(peer.url, "test-token-not-real", timeout_s=DEADLINE_S) as gms:
+        began = time.monotonic()
+        with pytest.raises(TransportError, match="did not answer within"):
+            gms.ingest_proposal("dataHubExecutionRequest", "urn:li:dataHubExecutionRequest:x",
+                                "dataHubExecutionRequestResult", big)
+        assert time.monotonic() - began < 3 * DEADLINE_S
+
+
 def test_a_normal_answer_still_works(serve: list[HostilePeer]) -> None:
     peer = start(serve, lambda p, conn: p.send(conn, ANSWER))
     with GmsClient(peer.url, "test-token-not-real", timeout_s=DEADLINE_S) as gms:
