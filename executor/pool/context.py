@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
+from executor.pool.sensitive import SensitiveValues
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
@@ -39,6 +40,12 @@ class PoolContext:
     """Called with (urn, status) once GMS has accepted a terminal result."""
     in_flight: InFlightBook = field(default_factory=InFlightBook, repr=False, compare=False)
     """The messages the pool holds; outlives a poller's restart (``executor.pool.inflight``)."""
+    credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
+    """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
+
+    def __post_init__(self) -> None:
+        self.credentials.pin([self.token])
+        self.credentials.pin_host_credentials()
 
     @property
     def pool_id(self) -> str:

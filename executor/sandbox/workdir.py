@@ -7,7 +7,6 @@ optional disk limit, and is gone when the run ends.
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -15,13 +14,13 @@ from pathlib import Path
 
 from loguru import logger
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+from executor.safe_names import safe_name
 
 
 def create_work_dir(work_root: Path, task_id: str) -> Path:
     """A fresh ``work_root/<task>-XXXX`` with mode 0700 and a ``tmp`` inside."""
     work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prefix = _SAFE.sub("_", task_id)[-48:] + "-"
+    prefix = safe_name(task_id, 48) + "-"
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=work_root))
     os.chmod(path, 0o700)
     (path / "tmp").mkdir(mode=0o700)
