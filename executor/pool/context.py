@@ -14,6 +14,7 @@ from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
+from executor.safe_names import safe_name
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
@@ -55,7 +56,7 @@ class PoolContext:
     @property
     def state_dir(self) -> Path:
         """This pool's private state directory (outbox, logs, work dirs, venv cache)."""
-        return self.config.state_dir / "pools" / self.pool.id
+        return self.config.state_dir / "pools" / safe_name(self.pool.id)
 
     def new_gms(self) -> GmsClient:
         """A GMS client whose calls block at most a few seconds."""
