@@ -38,7 +38,7 @@ class HostileWorld:
 
     harness: ExecutorHarness
     tmp: Path
-    leases: list[dict[str, Any]]
+    leases: list[dict[str, Any]] = dataclasses.field(repr=False)
     urns: list[str] = dataclasses.field(default_factory=list)
 
     @property
