@@ -119,8 +119,8 @@ class SandboxLauncher:
                 self.venv.release()  # the venv's use lock never outlives the launch
         try:
             on_exit(outcome)
-        except Exception:
-            logger.opt(exception=True).warning("the Task of {} did not take its outcome", self.task_id)
+        except Exception as exc:  # the Task ended first (its teardown killed the run): expected
+            logger.debug("the Task of {} did not take its outcome: {}", self.task_id, type(exc).__name__)
 
     def _resolve_and_run(
         self, request: ExecutionRequest, venv_request: VenvRequest, secrets: dict[str, str]
