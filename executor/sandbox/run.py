@@ -137,10 +137,10 @@ class SandboxRun:
         """SIGTERM the tree, SIGKILL after ``grace_s`` (default: the limits' grace); non-blocking.
 
         The result's outcome becomes ``stopped`` with ``stop_reason`` and ``stop_status``
-        unless a limit was hit first. A stop that comes before the process was spawned means
-        it is never spawned.
-        A later stop never weakens an earlier one: its reason and status stay, and a shorter
-        grace (``0``: SIGKILL now) takes effect whether or not the first was already acted on.
+        unless a limit was hit first. A stop that comes before the spawn means the process is
+        never spawned. A later stop never weakens an earlier one: the first reason and status
+        stay, and a shorter grace (``0``: SIGKILL now) takes effect whether or not the first
+        stop was already acted on.
         """
         with self._lock:
             earlier = self._pending_stop
