@@ -6,6 +6,7 @@ optional disk limit, and is gone when the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
@@ -53,17 +54,28 @@ def remove_work_dir(path: Path) -> bool:
 
     def make_writable_and_retry(func: object, target: str, _exc: object) -> None:
         try:
-            os.chmod(os.path.dirname(target), 0o700)
-            if os.path.isdir(target) and not os.path.islink(target):
-                os.chmod(target, 0o700)
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                os.unlink(target)
+            _make_private_dir(os.path.dirname(target))
+            try:
+                _make_private_dir(target)
+            except NotADirectoryError:
+                os.unlink(target)  # a file, or a link (O_NOFOLLOW: ELOOP is an OSError too)
+                return
+            shutil.rmtree(target, ignore_errors=True)
         except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                os.unlink(target)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
     if path.exists():
         logger.warning("could not remove the work dir {} completely", path.name)
         return False
     return True
+
+
+def _make_private_dir(path: str) -> None:
+    """chmod 0700 a directory, never through a symlink (the recipe may have planted one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)

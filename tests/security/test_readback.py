@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from executor.sandbox.readback import RefusedFile, read_back
+from executor.sandbox.workdir import create_work_dir, remove_work_dir
 from tests.security.hostile_world import HostileWorld, hostile_world, leaks  # noqa: F401 (fixture)
 
 CAP = 4096
@@ -159,3 +160,18 @@ def test_a_well_behaved_report_still_arrives(hostile_world: HostileWorld) -> Non
     assert result["status"] == "SUCCESS"
     structured = result["structuredReport"]
     assert isinstance(structured, dict) and '"records": 1' in structured["serializedValue"]
+
+
+def test_removing_a_work_dir_never_follows_planted_links(tmp_path: Path) -> None:
+    work = create_work_dir(tmp_path / "work", "task")
+    foreign = tmp_path / "foreign"
+    foreign.mkdir(mode=0o755)
+    (foreign / "keep").write_text("foreign")
+    (work / "link").symlink_to(foreign)
+    locked = work / "locked"  # not writable: removal needs the chmod-and-retry path (non-root)
+    locked.mkdir()
+    (locked / "file").write_text("ours")
+    (locked / "to-foreign").symlink_to(foreign)
+    os.chmod(locked, 0o500)
+    assert remove_work_dir(work) and not work.exists()
+    assert (foreign / "keep").read_text() == "foreign" and stat.S_IMODE(foreign.stat().st_mode) == 0o755
