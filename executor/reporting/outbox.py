@@ -14,10 +14,8 @@ record may be megabytes of report.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-import re
 import time
 import uuid
 from pathlib import Path
@@ -26,10 +24,11 @@ from typing import Any
 from loguru import logger
 
 from executor.errors import BadInputError
+from executor.safe_names import safe_name
 
 SUFFIX = ".json"
 STALE_TEMP_S = 60.0
-_SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
+MAX_STEM = 128
 
 
 class Outbox:
@@ -159,10 +158,8 @@ class Outbox:
 
 
 def file_stem(key: str) -> str:
-    """A safe file name for ``key``: the key itself if plain, else a cleaned prefix plus a hash."""
+    """A safe file name for ``key`` (``executor.safe_names``): the key itself if plain, else a
+    cleaned prefix plus a hash, so no two keys share a file."""
     if not key:
         raise BadInputError("outbox key must not be empty")
-    if _SAFE.match(key):
-        return key
-    cleaned = re.sub(r"[^A-Za-z0-9_-]", "_", key)[:64]
-    return f"{cleaned}-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+    return safe_name(key, MAX_STEM)
