@@ -14,6 +14,8 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import string
+import unicodedata
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -24,6 +26,12 @@ INGESTION_TASK = "datahub_executor.worker.ingestion_request"
 """Task name the control plane writes; DataHub's names end in ``ingestion_request``."""
 
 EXECUTION_REQUEST_PREFIX = "urn:li:dataHubExecutionRequest:"
+URN_MAX_ENCODED_BYTES = 512
+"""GMS rejects a URN longer than 512 bytes once URL-encoded (``URN_NUM_BYTES_LIMIT`` in
+DataHub's ``UrnValidationUtil``, checked on every write), so no real request has a longer one."""
+URN_DELIMITER = "\u241f"
+"""DataHub's browse-path separator, which it forbids in any URN."""
+_URLENCODER_SAFE = frozenset(string.ascii_letters + string.digits + ".-*_")
 MAX_MESSAGE_BYTES = 256 * 1024
 """SQS's own limit; anything larger did not come from a well-behaved producer."""
 
@@ -100,9 +108,38 @@ def _parse_json_object(text: str) -> dict[str, Any] | None:
 
 
 def _check_urn(value: object) -> str:
+    """The execution-request URN of a message, or ``BadInputError`` (the message is poison).
+
+    Its id later names files (task log, outbox record, work dir), so beyond DataHub's own rules
+    (at most ``URN_MAX_ENCODED_BYTES`` URL-encoded, no whitespace, no ``(),`` in a simple URN,
+    no ``\u241f``) it may hold no ``/``, no ``..`` and no NUL or other control character.
+    """
     if not isinstance(value, str) or not value.startswith(EXECUTION_REQUEST_PREFIX):
         raise BadInputError("message does not name an execution-request urn")
     rest = value[len(EXECUTION_REQUEST_PREFIX) :]
-    if not rest or len(value) > 512 or any(c.isspace() or c in "()," for c in rest):
-        raise BadInputError("message names a malformed execution-request urn")
+    if not rest:
+        raise BadInputError("message names an execution-request urn with an empty id")
+    size = url_encoded_length(value)
+    if size > URN_MAX_ENCODED_BYTES:
+        raise BadInputError(f"execution-request urn of {size} bytes URL-encoded exceeds DataHub's "
+                            f"{URN_MAX_ENCODED_BYTES}")
+    problem = _id_problem(rest)
+    if problem is not None:
+        raise BadInputError(f"malformed execution-request urn: its id {problem}")
     return value
+
+
+def _id_problem(request_id: str) -> str | None:
+    if "/" in request_id or ".." in request_id:
+        return "holds '/' or '..' (path-shaped)"
+    if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in request_id):
+        return "holds NUL or another control character"
+    if any(c.isspace() or c in "()," or c == URN_DELIMITER for c in request_id):
+        return "holds whitespace or one of '(),\u241f'"
+    return None
+
+
+def url_encoded_length(text: str) -> int:
+    """The length of ``text`` after Java's ``URLEncoder.encode`` (UTF-8), which DataHub measures."""
+    return sum(1 if c in _URLENCODER_SAFE or c == " " else 3 * len(c.encode("utf-8", "surrogatepass"))
+               for c in text)

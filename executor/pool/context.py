@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
+from executor.pool.sensitive import SensitiveValues
+from executor.safe_names import safe_name
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
@@ -39,6 +41,12 @@ class PoolContext:
     """Called with (urn, status) once GMS has accepted a terminal result."""
     in_flight: InFlightBook = field(default_factory=InFlightBook, repr=False, compare=False)
     """The messages the pool holds; outlives a poller's restart (``executor.pool.inflight``)."""
+    credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
+    """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
+
+    def __post_init__(self) -> None:
+        self.credentials.pin([self.token])
+        self.credentials.pin_host_credentials()
 
     @property
     def pool_id(self) -> str:
@@ -48,7 +56,12 @@ class PoolContext:
     @property
     def state_dir(self) -> Path:
         """This pool's private state directory (outbox, logs, work dirs, venv cache)."""
-        return self.config.state_dir / "pools" / self.pool.id
+        return self.config.state_dir / "pools" / safe_name(self.pool.id)
+
+    @property
+    def gms_call_s(self) -> float:
+        """The total deadline of one GMS call made by an actor (``new_gms``)."""
+        return min(self.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S)
 
     def new_gms(self) -> GmsClient:
         """A GMS client whose calls block at most a few seconds."""
@@ -59,7 +72,7 @@ class PoolContext:
         return GmsClient(
             gms.url,
             self.token,
-            timeout_s=min(gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S),
+            timeout_s=self.gms_call_s,
             verify=verify,
             proxies=self.proxies_for(gms.url),
         )
@@ -77,6 +90,11 @@ class PoolContext:
         """Record whether this pool can take work (for ``/readyz``)."""
         if self.health is not None:
             self.health.set_ready(self.pool.id, ready, reason)
+
+    def set_blocker(self, source: str, reason: str | None) -> None:
+        """Keep this pool not ready for ``reason`` until cleared with None (``HealthState``)."""
+        if self.health is not None:
+            self.health.set_blocker(self.pool.id, source, reason)
 
 
 def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | None:

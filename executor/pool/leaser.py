@@ -80,6 +80,7 @@ class CredentialLeaser(PoolActor):
             return
         self.retry.succeeded()
         self.lease = lease
+        self.pool.credentials.remember(lease.access_key_id, lease.secret_access_key, lease.session_token)
         delay = max(
             1.0, (lease.refresh_at(REFRESH_AFTER_S, REFRESH_BEFORE_EXPIRY_S) - _now()).total_seconds()
         )

@@ -8,22 +8,28 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from loguru import logger
 
 from executor.datahub.aspects import ExecutionRequest
 from executor.errors import ExecutorError
 from executor.pool.context import PoolContext
 from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
+from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
 from executor.sandbox.result import format_measurements
 from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
 REPORT_FILE = "report.json"
 MiB = 1024 * 1024
+KILL_WAIT_S = 5.0
+"""How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
 
 
 @dataclass(frozen=True)
@@ -33,16 +39,32 @@ class LaunchFailed:
     error: str
 
 
+@dataclass(frozen=True)
+class LaunchStopped:
+    """A stop (cancel, KILL, the Task's end) came before the recipe was spawned: nothing ran."""
+
+    reason: str
+    status: str
+
+
 class SandboxLauncher:
-    """One request's sandbox run, driven by its Task actor."""
+    """One request's sandbox run, driven by its Task actor.
+
+    A stop is honoured in every phase: during the venv build (the build is stopped), before
+    the spawn (nothing is spawned, no secret is written anywhere) and while the recipe runs.
+    ``interrupt`` kills the tree now without waiting, so a runner can stop all its tasks at
+    once; ``kill`` does the same and waits (bounded) for the tree to be gone.
+    """
 
     def __init__(self, pool: PoolContext, urn: str) -> None:
         self.pool = pool
-        self.task_id = urn.rsplit(":", 1)[-1]
+        self.task_id = safe_name(urn.rsplit(":", 1)[-1])
         self.run: SandboxRun | None = None
         self.venv: ResolvedVenv | None = None
         self._lock = threading.Lock()
         self._stop: tuple[str, str] | None = None
+        self._stopping = threading.Event()
+        """Set by any stop: a venv build in progress ends, a lock wait gives up."""
         self._thread: threading.Thread | None = None
 
     @property
@@ -59,7 +81,7 @@ class SandboxLauncher:
         self,
         request: ExecutionRequest,
         secrets: dict[str, str],
-        on_exit: Callable[[SandboxResult | LaunchFailed], None],
+        on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
     ) -> None:
         """Resolve the venv and run the recipe on a thread; ``on_exit`` gets the outcome."""
         plugin = request.source_plugin
@@ -84,24 +106,43 @@ class SandboxLauncher:
         request: ExecutionRequest,
         venv_request: VenvRequest,
         secrets: dict[str, str],
-        on_exit: Callable[[SandboxResult | LaunchFailed], None],
+        on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
     ) -> None:
         try:
-            self.venv = resolve_venv(venv_request, self._policy())
-            spec = self._spec(request, self.venv, secrets)
-        except (ExecutorError, OSError) as exc:
-            on_exit(LaunchFailed(str(exc)))
-            return
-        run = SandboxRun(spec)
+            outcome = self._resolve_and_run(request, venv_request, secrets)
+        except Exception as exc:  # whatever went wrong, the Task must hear an outcome
+            if not isinstance(exc, (ExecutorError, OSError)):
+                logger.opt(exception=True).error("launching {} failed unexpectedly", self.task_id)
+            outcome = self._stopped() or LaunchFailed(str(exc) or type(exc).__name__)
+        finally:
+            if self.venv is not None:
+                self.venv.release()  # the venv's use lock never outlives the launch
+        try:
+            on_exit(outcome)
+        except Exception as exc:  # the Task ended first (its teardown killed the run): expected
+            logger.debug("the Task of {} did not take its outcome: {}", self.task_id, type(exc).__name__)
+
+    def _resolve_and_run(
+        self, request: ExecutionRequest, venv_request: VenvRequest, secrets: dict[str, str]
+    ) -> SandboxResult | LaunchFailed | LaunchStopped:
+        stopped = self._stopped()
+        if stopped is not None:
+            return stopped
+        self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
+        run = SandboxRun(self._spec(request, self.venv, secrets))
         with self._lock:
-            self.run = run
-            pending = self._stop
+            stopped = LaunchStopped(*self._stop) if self._stop is not None else None
+            if stopped is None:
+                self.run = run  # from now on ``stop`` reaches the run, which then never spawns
+        if stopped is not None:
+            return stopped
         run.start()
-        if pending is not None:
-            run.stop(pending[0], status=pending[1])
         result = run.wait()
-        self.venv.release()
-        on_exit(result if result is not None else LaunchFailed("the sandbox ended without a result"))
+        return result if result is not None else LaunchFailed("the sandbox ended without a result")
+
+    def _stopped(self) -> LaunchStopped | None:
+        with self._lock:
+            return LaunchStopped(*self._stop) if self._stop is not None else None
 
     def _policy(self) -> VenvPolicy:
         venvs = self.pool.pool.venvs
@@ -125,8 +166,8 @@ class SandboxLauncher:
             env=env,
             work_root=self.pool.state_dir / "work",
             limits=limits,
-            secrets=tuple(secrets.values()),
-            log_file=self.pool.state_dir / "logs" / f"{self.task_id}.log",
+            secrets=(*secrets.values(), *self.pool.credentials.values()),
+            log_file=self.log_path(),
             task_id=self.task_id,
             report_file=REPORT_FILE,
             isolation=self.pool.pool.isolation,
@@ -143,22 +184,35 @@ class SandboxLauncher:
             Path("/etc/remote-executor"),
         )
 
-    def stop(self, reason: str, status: str) -> None:
-        """SIGTERM the tree (SIGKILL after the grace); before the start, the run stops at once."""
+    def stop(self, reason: str, status: str, grace_s: float | None = None) -> None:
+        """SIGTERM the tree (SIGKILL after ``grace_s``, default the limits' grace); non-blocking.
+
+        Before the spawn, the recipe is never started; during a venv build, the build stops.
+        """
         with self._lock:
-            self._stop = (reason, status)
+            if self._stop is None:
+                self._stop = (reason, status)
+            run = self.run
+        self._stopping.set()
+        if run is not None:
+            run.stop(reason, grace_s=grace_s, status=status)
+
+    def interrupt(self, reason: str = "the task ended") -> None:
+        """SIGKILL the tree now and return at once (the runner interrupts all its tasks so)."""
+        self.stop(reason, "FAILURE", grace_s=0)
+
+    def kill(self, wait_s: float = KILL_WAIT_S) -> None:
+        """At the Task's end: no process of this request may outlive it. SIGKILL now, whatever
+        the grace, then wait at most ``wait_s`` for the tree to be reaped and cleaned up."""
+        self.interrupt()
+        deadline = time.monotonic() + wait_s
+        with self._lock:
             run = self.run
         if run is not None:
-            run.stop(reason, status=status)
-
-    def kill(self) -> None:
-        """At the Task's end: no process of this request may outlive it."""
-        self.stop("the task ended", "FAILURE")
-        with self._lock:
-            run = self.run
-        if run is not None and run.wait(0) is None:
-            run.stop("the task ended", grace_s=0, status="FAILURE")
-            run.wait(10)
+            run.wait(wait_s)
+        thread = self._thread
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     def log_tail(self) -> str:
         """The masked tail of the log so far."""
@@ -177,6 +231,9 @@ def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:
     """The terminal status and the summary lines for the report."""
     if isinstance(result, LaunchFailed):
         return "FAILURE", f"The recipe could not be started: {result.error}"
+    if isinstance(result, LaunchStopped):
+        status = cancel.status if cancel is not None else result.status
+        return status, f"Stopped before the recipe started ({result.reason}); nothing was run."
     assert isinstance(result, SandboxResult)
     status = result.suggested_status
     if result.outcome == "stopped" and cancel is not None:

@@ -68,11 +68,13 @@ class Masker:
 
 
 def _forms(value: str) -> set[str]:
-    """The value plus its URL-encoded, JSON-escaped and base64 forms (all alignments)."""
+    """The value plus its URL-encoded, JSON-escaped, hex (both cases) and base64 forms (all
+    alignments)."""
     forms = {value, quote(value, safe=""), quote(value), quote_plus(value)}
     forms.add(json.dumps(value)[1:-1])
     forms.add(json.dumps(value, ensure_ascii=False)[1:-1])
     raw = value.encode("utf-8")
+    forms.update((raw.hex(), raw.hex().upper()))
     encoded = base64.b64encode(raw).decode("ascii")
     for text in (encoded, encoded.rstrip("="), *_base64_fragments(raw)):
         forms.add(text)

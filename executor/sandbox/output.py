@@ -8,7 +8,10 @@ reader masks before calling ``append``.
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import os
+import stat
 import threading
 import time
 from collections import deque
@@ -18,11 +21,15 @@ from typing import TextIO
 
 from loguru import logger
 
+from executor.safe_names import is_safe_name
+
 MAX_LINE_CHARS = 4096
 """DataHub caps a reported log line at 4 KiB."""
 TAIL_LINES = 2000
 """DataHub reports at most the last 2,000 lines."""
 TRUNCATED_LINE = " [...truncated]"
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 def truncation_marker(dropped: int) -> str:
@@ -133,7 +140,7 @@ class TaskLogFile:
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd = open_fresh_file(path)
         self.path = path
         self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8", errors="replace", buffering=65536)
         self._max = max_bytes
@@ -168,22 +175,70 @@ class TaskLogFile:
             self._file.close()
 
 
+def open_fresh_file(path: Path, attempts: int = 3) -> int:
+    """A new 0600 file at ``path``, opened for writing, never through a link.
+
+    A recipe running as our user may have planted a symlink or a hard link under the name:
+    whatever is there is unlinked first (the link, never its target), then the file is made
+    with ``O_EXCL | O_NOFOLLOW`` relative to the directory, itself opened without following.
+    """
+    dir_fd = os.open(path.parent, _DIR_FLAGS)
+    try:
+        for _ in range(attempts):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path.name, dir_fd=dir_fd)
+            try:
+                return os.open(path.name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
+            except FileExistsError:
+                continue  # put back between the unlink and the open: once more
+        raise FileExistsError(errno.EEXIST, "something keeps re-creating the file", path.name)
+    finally:
+        os.close(dir_fd)
+
+
 def prune_task_logs(directory: Path, keep_files: int | None, keep_days: float | None,
                     suffix: str = ".log") -> int:
-    """Delete per-task log files beyond the newest ``keep_files`` or older than ``keep_days``."""
+    """Delete per-task log files beyond the newest ``keep_files`` or older than ``keep_days``.
+
+    Only our own files are touched: regular files (never a link) named ``<safe name><suffix>``
+    directly in ``directory``, which must be a real directory (not a link to a foreign one).
+    """
     try:
-        entries = [(p.stat().st_mtime, p) for p in directory.iterdir()
-                   if p.name.endswith(suffix) and p.is_file()]
+        dir_fd = os.open(directory, _DIR_FLAGS)
     except FileNotFoundError:
         return 0
-    entries.sort(reverse=True)
-    cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
-    removed = 0
-    for index, (mtime, path) in enumerate(entries):
-        if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
+    except OSError as exc:
+        logger.warning("not pruning task logs: {} is not a plain directory ({})", directory.name,
+                       exc.strerror)
+        return 0
+    try:
+        entries = sorted(_own_logs(dir_fd, suffix), reverse=True)
+        cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
+        removed = 0
+        for index, (mtime, name) in enumerate(entries):
+            if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
+                try:
+                    os.unlink(name, dir_fd=dir_fd)
+                    removed += 1
+                except OSError as exc:
+                    logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
+        return removed
+    finally:
+        os.close(dir_fd)
+
+
+def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:
+    """``(mtime, name)`` of the regular files in the directory named like our task logs."""
+    found = []
+    with os.scandir(dir_fd) as listing:
+        for entry in listing:
+            name = entry.name
+            if not name.endswith(suffix) or not is_safe_name(name[: -len(suffix)]):
+                continue
             try:
-                path.unlink()
-                removed += 1
-            except OSError as exc:
-                logger.warning("cannot remove old task log {}: {}", path.name, exc.strerror)
-    return removed
+                info = entry.stat(follow_symlinks=False)
+            except OSError:
+                continue
+            if stat.S_ISREG(info.st_mode):
+                found.append((info.st_mtime, name))
+    return found

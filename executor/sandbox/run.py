@@ -18,7 +18,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from loguru import logger
@@ -31,6 +31,7 @@ from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
+from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
@@ -136,13 +137,20 @@ class SandboxRun:
         """SIGTERM the tree, SIGKILL after ``grace_s`` (default: the limits' grace); non-blocking.
 
         The result's outcome becomes ``stopped`` with ``stop_reason`` and ``stop_status``
-        unless a limit was hit first.
+        unless a limit was hit first. A stop that comes before the spawn means the process is
+        never spawned. A later stop never weakens an earlier one: the first reason and status
+        stay, and a shorter grace (``0``: SIGKILL now) takes effect whether or not the first
+        stop was already acted on.
         """
         with self._lock:
-            if self._pending_stop is None:
+            earlier = self._pending_stop
+            if earlier is None:
                 self._pending_stop = (reason, grace_s, status)
-        if self._monitor is not None:
-            self._monitor.wake()
+            else:
+                self._pending_stop = (earlier[0], shorter_grace(earlier[1], grace_s), earlier[2])
+            monitor = self._monitor
+        if monitor is not None:
+            monitor.wake()
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
@@ -180,6 +188,8 @@ class SandboxRun:
         start = time.monotonic()
         try:
             self._prepare()
+            if self._stopped_before_spawn(start):
+                return
             self._spawn()
         except Exception as exc:
             logger.warning("sandbox for {} could not start: {}", self.spec.task_id, exc)
@@ -196,6 +206,19 @@ class SandboxRun:
             self._monitor.kill_now()
             error = f"sandbox monitor failed: {exc}"
         self._finish(start, error=error)
+
+    def _stopped_before_spawn(self, start: float) -> bool:
+        """A stop that came before the spawn: end the run without starting anything."""
+        with self._lock:
+            request = self._pending_stop
+        if request is None:
+            return False
+        self._started.set()
+        self.note(f"stop requested before the start ({request[0]}); nothing was run")
+        result = replace(_failed("", time.monotonic() - start, self._log.text()), outcome="stopped",
+                         error=None, stop_reason=request[0], stop_status=request[2])
+        self._finish(start, error=None, result=result)
+        return True
 
     def _prepare(self) -> None:
         spec = self.spec
@@ -236,14 +259,15 @@ class SandboxRun:
         reader.start()
         writer.start()
 
-    def _finish(self, start: float, error: str | None) -> None:
+    def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
-        report = self._read_report() if error is None else None
-        if monitor is not None:
-            monitor.close_streams()
-        result = (monitor.result(time.monotonic() - start, self._log.text(), report, error)
-                  if monitor is not None else _failed(error or "not started", time.monotonic() - start,
-                                                      self._log.text()))
+        if result is None:
+            report = self._read_report() if error is None else None
+            if monitor is not None:
+                monitor.close_streams()
+            duration = time.monotonic() - start
+            result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
+                      else _failed(error or "not started", duration, self._log.text()))
         self.note(result.summary())
         with self._emit_lock:
             if self._log_file is not None:
@@ -262,19 +286,18 @@ class SandboxRun:
                 logger.exception("on_exit callback failed")
 
     def _read_report(self) -> str | None:
+        """The masked report file, read without following links or blocking (``readback``)."""
         if not self.spec.report_file or self._work_dir is None:
             return None
-        path = self._work_dir / self.spec.report_file
         try:
-            if path.stat().st_size > REPORT_MAX_BYTES:
-                self.note(f"report file larger than {REPORT_MAX_BYTES} bytes; left out")
-                return None
-            return self._masker.mask(path.read_text(encoding="utf-8", errors="replace"))
-        except FileNotFoundError:
+            data = read_back(self._work_dir, self.spec.report_file, REPORT_MAX_BYTES)
+        except RefusedFile as exc:
+            self.note(f"report file refused and left out: {exc}")
             return None
         except OSError as exc:
             self.note(f"cannot read the report file: {exc.strerror}")
             return None
+        return self._masker.mask(data.decode("utf-8", errors="replace")) if data is not None else None
 
 
 def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[str]:
@@ -291,6 +314,13 @@ def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[s
     if limits.disk_bytes is not None:
         options += ["--fsize", str(limits.disk_bytes)]
     return options
+
+
+def shorter_grace(first: float | None, second: float | None) -> float | None:
+    """The shorter of two graces, where None means "the limits' grace" (shorter than neither)."""
+    if first is None or second is None:
+        return second if first is None else first
+    return min(first, second)
 
 
 def _failed(error: str, duration: float, log_text: str) -> SandboxResult:

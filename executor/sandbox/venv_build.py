@@ -18,16 +18,20 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 
 from executor.errors import BadInputError
 from executor.sandbox.environment import CREDENTIAL_NAMES
+from executor.sandbox.stoppable import run_lines
 from executor.sandbox.venv_cache import FileLock
 from executor.sandbox.venvs import LATEST, Progress, VenvBuilder, VenvRequest, bundled_venv_path
 
 METADATA = "metadata.json"
+STEP_TIMEOUT_S = 900.0
+"""One pip step that runs longer than this is killed (a hung index, a runaway build)."""
 
 
 def installed_datahub_version() -> str | None:
@@ -41,9 +45,13 @@ def installed_datahub_version() -> str | None:
 class PipVenvBuilder:
     """Builds venvs with ``python -m venv`` and pip; ``pip_args`` go to every install (index, proxy)."""
 
-    def __init__(self, python: str = sys.executable, pip_args: Sequence[str] = ()) -> None:
+    def __init__(self, python: str = sys.executable, pip_args: Sequence[str] = (),
+                 stop: threading.Event | None = None, step_timeout_s: float = STEP_TIMEOUT_S) -> None:
         self.python = python
         self.pip_args = tuple(pip_args)
+        self.stop = stop
+        """Set by the task when it stops: the step running is killed, the build raises ``Stopped``."""
+        self.step_timeout_s = step_timeout_s
 
     def build(self, target: Path, request: VenvRequest, progress: Progress) -> None:
         """Create ``target`` and install the request into it; raise with pip's last lines on failure."""
@@ -86,15 +94,15 @@ class PipVenvBuilder:
         env["PIP_PROGRESS_BAR"] = "off"
         progress("$ " + " ".join(command[2:] if command[1] == "-m" else command))
         tail: list[str] = []
-        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                              env=env, stdin=subprocess.DEVNULL) as proc:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                progress(line.rstrip())
-                tail = [*tail[-19:], line.rstrip()]
-        if proc.returncode != 0:
+
+        def on_line(line: str) -> None:
+            progress(line)
+            tail[:] = [*tail[-19:], line]
+
+        code = run_lines(command, env, on_line, self.stop, self.step_timeout_s, f"venv build step '{step}'")
+        if code != 0:
             last = "\n".join(tail)
-            raise BadInputError(f"venv build step '{step}' failed (exit {proc.returncode}):\n{last}")
+            raise BadInputError(f"venv build step '{step}' failed (exit {code}):\n{last}")
 
 
 INSTALLER_PACKAGES = frozenset({"pip", "setuptools", "wheel", "uv"})

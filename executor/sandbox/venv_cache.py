@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -29,6 +30,7 @@ from pathlib import Path
 from loguru import logger
 
 from executor.errors import RetryableError
+from executor.sandbox.stoppable import check_not_stopped
 from executor.sandbox.venvs import LATEST, Progress, VenvBuilder, VenvRequest
 from executor.sandbox.workdir import dir_usage
 
@@ -51,10 +53,13 @@ class FileLock:
     def __init__(self, path: Path) -> None:
         self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
 
-    def acquire(self, mode: int, timeout_s: float, on_wait: Progress | None = None, what: str = "") -> None:
+    def acquire(self, mode: int, timeout_s: float, on_wait: Progress | None = None, what: str = "",
+                stop: threading.Event | None = None) -> None:
+        """Take the lock, waiting at most ``timeout_s``; ``Stopped`` as soon as ``stop`` is set."""
         deadline = time.monotonic() + timeout_s
         told = False
         while True:
+            check_not_stopped(stop, f"waiting for {what}")
             try:
                 fcntl.flock(self._fd, mode | fcntl.LOCK_NB)
                 return
@@ -66,7 +71,10 @@ class FileLock:
                 told = True
             if time.monotonic() > deadline:
                 raise RetryableError(f"timed out after {timeout_s:.0f} s waiting for {what}")
-            time.sleep(0.05)  # flock has no timed wait; another process holds the lock
+            if stop is not None:
+                stop.wait(0.05)  # flock has no timed wait; another process holds the lock
+            else:
+                time.sleep(0.05)
 
     def try_acquire(self, mode: int) -> bool:
         try:
@@ -105,10 +113,13 @@ class VenvLease:
 class VenvCache:
     """Dynamic venvs under ``root``, at most ``max_bytes`` in total (the one being used may exceed it)."""
 
-    def __init__(self, root: Path, max_bytes: int, build_timeout_s: float = 1800.0) -> None:
+    def __init__(self, root: Path, max_bytes: int, build_timeout_s: float = 1800.0,
+                 stop: threading.Event | None = None) -> None:
         self.root = root
         self.max_bytes = max_bytes
         self.build_timeout_s = build_timeout_s
+        self.stop = stop
+        """Set when the task that wants the venv stops: lock waits end with ``Stopped``."""
         for sub in ("store", "venvs", "locks"):
             (root / sub).mkdir(parents=True, exist_ok=True, mode=0o700)
 
@@ -127,7 +138,12 @@ class VenvCache:
             if self.published(key) is None:
                 self._build_once(key, request, builder, say)
             use = FileLock(self.root / "locks" / f"{key}.use")
-            use.acquire(fcntl.LOCK_SH, self.build_timeout_s, say, f"venv {key} to be free of eviction")
+            try:
+                use.acquire(fcntl.LOCK_SH, self.build_timeout_s, say, f"venv {key} to be free of eviction",
+                            self.stop)
+            except BaseException:
+                use.close()  # the lock's descriptor never leaks
+                raise
             path = self.published(key)
             if path is not None:
                 os.utime(path / META)
@@ -139,7 +155,7 @@ class VenvCache:
     def _build_once(self, key: str, request: VenvRequest, builder: VenvBuilder, say: Progress) -> None:
         lock = FileLock(self.root / "locks" / f"{key}.build")
         try:
-            lock.acquire(fcntl.LOCK_EX, self.build_timeout_s, say, f"another build of venv {key}")
+            lock.acquire(fcntl.LOCK_EX, self.build_timeout_s, say, f"another build of venv {key}", self.stop)
             if self.published(key) is not None:
                 return
             target = self.root / "store" / f"{key}-{os.urandom(4).hex()}"

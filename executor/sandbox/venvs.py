@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,11 +126,12 @@ def find_bundled_venv(root: Path, plugin: str) -> ResolvedVenv:
 
 
 def resolve_venv(request: VenvRequest, policy: VenvPolicy, builder: VenvBuilder | None = None,
-                 progress: Progress | None = None) -> ResolvedVenv:
+                 progress: Progress | None = None, stop: threading.Event | None = None) -> ResolvedVenv:
     """Pick (and for dynamic versions build or reuse) the venv for ``request`` under ``policy``.
 
     Raises ``NotAllowedError`` in locked mode for any version but ``bundled``, and
-    ``BadInputError`` for a missing bundled venv or native CLI.
+    ``BadInputError`` for a missing bundled venv or native CLI. Once ``stop`` is set, a build
+    or a wait for one ends with ``executor.sandbox.stoppable.Stopped``.
     """
     if request.version == BUNDLED:
         return find_bundled_venv(policy.bundled_root, request.plugin)
@@ -148,6 +150,6 @@ def resolve_venv(request: VenvRequest, policy: VenvPolicy, builder: VenvBuilder 
     from executor.sandbox.venv_build import PipVenvBuilder
     from executor.sandbox.venv_cache import VenvCache
 
-    chosen = builder if builder is not None else PipVenvBuilder()
-    lease = VenvCache(policy.cache_dir, policy.cache_max_bytes).acquire(request, chosen, progress)
+    chosen = builder if builder is not None else PipVenvBuilder(stop=stop)
+    lease = VenvCache(policy.cache_dir, policy.cache_max_bytes, stop=stop).acquire(request, chosen, progress)
     return ResolvedVenv("dynamic", lease.path, lease.path / "bin" / "datahub", lease.release)

@@ -6,8 +6,8 @@ optional disk limit, and is gone when the run ends.
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -15,13 +15,13 @@ from pathlib import Path
 
 from loguru import logger
 
-_SAFE = re.compile(r"[^A-Za-z0-9_.-]")
+from executor.safe_names import safe_name
 
 
 def create_work_dir(work_root: Path, task_id: str) -> Path:
     """A fresh ``work_root/<task>-XXXX`` with mode 0700 and a ``tmp`` inside."""
     work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prefix = _SAFE.sub("_", task_id)[-48:] + "-"
+    prefix = safe_name(task_id, 48) + "-"
     path = Path(tempfile.mkdtemp(prefix=prefix, dir=work_root))
     os.chmod(path, 0o700)
     (path / "tmp").mkdir(mode=0o700)
@@ -54,17 +54,28 @@ def remove_work_dir(path: Path) -> bool:
 
     def make_writable_and_retry(func: object, target: str, _exc: object) -> None:
         try:
-            os.chmod(os.path.dirname(target), 0o700)
-            if os.path.isdir(target) and not os.path.islink(target):
-                os.chmod(target, 0o700)
-                shutil.rmtree(target, ignore_errors=True)
-            else:
-                os.unlink(target)
+            _make_private_dir(os.path.dirname(target))
+            try:
+                _make_private_dir(target)
+            except NotADirectoryError:
+                os.unlink(target)  # a file, or a link (O_NOFOLLOW: ELOOP is an OSError too)
+                return
+            shutil.rmtree(target, ignore_errors=True)
         except OSError:
-            pass
+            with contextlib.suppress(OSError):
+                os.unlink(target)
 
     shutil.rmtree(path, onerror=make_writable_and_retry)
     if path.exists():
         logger.warning("could not remove the work dir {} completely", path.name)
         return False
     return True
+
+
+def _make_private_dir(path: str) -> None:
+    """chmod 0700 a directory, never through a symlink (the recipe may have planted one)."""
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:
+        os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)

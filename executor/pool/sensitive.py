@@ -1,0 +1,66 @@
+"""The executor's own credentials, which every task's masker hides whatever the recipe asks for.
+
+A recipe may get hold of the GMS token or an AWS key (a link to ``/proc/<pid>/environ``, a
+forged store lookup) and print it. So each pool keeps one ``SensitiveValues``: the GMS token
+and the host's AWS keys are pinned for the life of the process; the leaser adds each lease's
+AWS credentials, of which the latest ``keep_recent`` values are kept (a recipe that started
+under an older lease may still hold it). ``pool/sandboxing.py`` reads ``values()`` when it
+builds a run's spec. Thread-safe: the leaser writes while launch threads read.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+
+from executor.sandbox.masking import MIN_SECRET_LENGTH
+
+HOST_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
+KEEP_RECENT = 24
+"""Eight leases of three values: six hours of 45-minute refreshes."""
+
+
+class SensitiveValues:
+    """Values never to show in a task's output: pinned ones plus the most recent rotating ones."""
+
+    def __init__(self, keep_recent: int = KEEP_RECENT) -> None:
+        self._keep = keep_recent
+        self._pinned: dict[str, None] = {}
+        self._recent: OrderedDict[str, None] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def pin(self, values: Iterable[str | None]) -> None:
+        """Values kept for the life of the process (the GMS token, the host's keys)."""
+        with self._lock:
+            for value in _usable(values):
+                self._pinned[value] = None
+
+    def pin_host_credentials(self, environ: Mapping[str, str] | None = None) -> None:
+        """The host's AWS keys from the environment (``AWS_ACCESS_KEY_ID`` and the rest)."""
+        env = os.environ if environ is None else environ
+        self.pin(env.get(name) for name in HOST_CREDENTIAL_VARS)
+
+    def remember(self, *values: str | None) -> None:
+        """Rotating values (a lease's key id, secret key and session token); oldest drop out."""
+        with self._lock:
+            for value in _usable(values):
+                self._recent[value] = None
+                self._recent.move_to_end(value)
+            while len(self._recent) > self._keep:
+                self._recent.popitem(last=False)
+
+    def values(self) -> tuple[str, ...]:
+        """Every value to mask now."""
+        with self._lock:
+            return (*self._pinned, *(v for v in self._recent if v not in self._pinned))
+
+    def __repr__(self) -> str:
+        with self._lock:
+            return f"SensitiveValues({len(self._pinned)} pinned, {len(self._recent)} recent)"
+
+
+def _usable(values: Iterable[str | None]) -> list[str]:
+    """Strings long enough to mask (a short one would mangle every log and teaches nothing)."""
+    return [v for v in values if isinstance(v, str) and len(v) >= MIN_SECRET_LENGTH]

@@ -1,0 +1,111 @@
+"""Helpers for tests of ``SandboxLauncher``: a pool, a request, a stand-in CLI, the outcome.
+
+``stubborn_cli_root`` makes a bundled venv (``stubborn-bundled``) whose ``datahub`` touches a
+marker file, prints ``ready``, ignores SIGTERM and sleeps: only SIGKILL ends it, so a test
+sees whether a stop waited for the grace. ``SilentIndex`` is a package index that accepts
+connections and never answers, so a pip build against it hangs until it is stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import threading
+from pathlib import Path
+from typing import Any
+
+from executor.config import ExecutorConfig, GmsSettings, LimitSettings, PoolSettings, VenvSettings
+from executor.datahub.aspects import ExecutionRequest
+from executor.pool.context import PoolContext
+
+PREFIX = "urn:li:dataHubExecutionRequest:"
+STUBBORN = "stubborn"
+STUBBORN_CLI = """
+import json, os, signal, sys, time
+recipe = json.loads(json.loads(sys.stdin.read())["__recipe_yaml__"])
+open(recipe["source"]["config"]["marker"], "w").close()
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+print("ready", flush=True)
+time.sleep(600)
+"""
+
+
+def stubborn_cli_root(root: Path) -> Path:
+    """``<root>/stubborn-bundled`` with the SIGTERM-ignoring stand-in CLI."""
+    bin_dir = root / f"{STUBBORN}-bundled" / "bin"
+    bin_dir.mkdir(parents=True)
+    (bin_dir / "python").symlink_to(sys.executable)
+    script = bin_dir / "datahub"
+    script.write_text(f"#!{sys.executable}\n{STUBBORN_CLI}")
+    script.chmod(0o755)
+    return root
+
+
+def pool_context(tmp: Path, venv_root: Path, grace_s: float = 120.0, dynamic: bool = False) -> PoolContext:
+    """Pool ``default`` with state under ``tmp``, a long grace, and bundled (or dynamic) venvs."""
+    pool = PoolSettings(id="default", limits=LimitSettings(kill_grace_s=grace_s),
+                        venvs=VenvSettings(bundled_root=venv_root, dependency_resolution=dynamic))
+    config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp / "state", pools=(pool,))
+    return PoolContext(config=config, pool=pool, token="made-up-gms-token", instance_id="test")
+
+
+def request(request_id: str, marker: Path, version: str = "bundled", plugin: str = STUBBORN,
+            extra_env: dict[str, str] | None = None) -> ExecutionRequest:
+    """A RUN_INGEST request for ``plugin`` whose recipe names ``marker``."""
+    recipe = {"source": {"type": plugin, "config": {"marker": str(marker)}}, "sink": {"type": "console"}}
+    args = {"recipe": json.dumps(recipe), "version": version}
+    if extra_env:
+        args["extra_env_vars"] = json.dumps(extra_env)
+    return ExecutionRequest.from_aspect(PREFIX + request_id, {"task": "RUN_INGEST", "args": args})
+
+
+class Outcome:
+    """Collects the one outcome a launcher hands to ``on_exit``."""
+
+    def __init__(self) -> None:
+        self.value: Any = None
+        self._got = threading.Event()
+
+    def __call__(self, value: Any) -> None:
+        self.value = value
+        self._got.set()
+
+    def wait(self, timeout_s: float) -> Any:
+        assert self._got.wait(timeout_s), f"no outcome within {timeout_s} s"
+        return self.value
+
+
+class SilentIndex:
+    """A loopback "package index" that accepts connections and never answers."""
+
+    def __init__(self) -> None:
+        self._sock = socket.socket()
+        self._sock.bind(("127.0.0.1", 0))
+        self._sock.listen(16)
+        self._sock.settimeout(0.1)
+        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/simple"
+        self.connections = 0
+        self._held: list[socket.socket] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._accept, name="silent-index", daemon=True)
+
+    def _accept(self) -> None:
+        while not self._stop.is_set():
+            try:
+                conn, _ = self._sock.accept()
+            except OSError:
+                continue
+            self._held.append(conn)
+            self.connections += 1
+
+    def __enter__(self) -> SilentIndex:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10)
+        for conn in self._held:
+            conn.close()
+        self._sock.close()

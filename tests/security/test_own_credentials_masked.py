@@ -1,0 +1,104 @@
+"""Issue 10.4: the executor's own credentials are masked in every task, in every form.
+
+Unit tests of the registry (``executor.pool.sensitive``) and of the masker's hex forms, then
+for real: the hostile CLI prints the executor's GMS token, the AWS credentials the control
+plane leased to the pool (recorded as the control plane handed them out, not read from the
+executor) and the host's AWS keys, each raw, base64 and hex in both cases, and writes them
+into its report. None of them may appear in the task log, the result or structured report
+in GMS, any file under the state dir, or the executor's own log records.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import pytest
+
+from executor.config import ExecutorConfig, GmsSettings, PoolSettings
+from executor.pool.context import PoolContext
+from executor.pool.sensitive import HOST_CREDENTIAL_VARS, SensitiveValues
+from executor.sandbox.masking import MASK, Masker
+from tests.faults.ledger import wait_until
+from tests.security.hostile_world import HostileWorld, encodings, hostile_world, leaks  # noqa: F401
+
+
+# -- the masker's hex forms -------------------------------------------------------------------
+def test_hex_in_both_cases_is_masked_alone_and_inside_a_longer_dump() -> None:
+    secret = "tok+en/with=signs"
+    masker = Masker([secret])
+    for form in ("raw", "base64", "hex", "HEX"):
+        shown = encodings(secret)[form]
+        assert masker.mask(f"x {shown} y") == f"x {MASK} y", form
+    dump = ("prefix:" + secret + ":suffix").encode().hex()
+    assert encodings(secret)["hex"] not in masker.mask(dump)
+    assert encodings(secret)["HEX"] not in masker.mask(dump.upper())
+
+
+# -- the registry -----------------------------------------------------------------------------
+def test_pinned_values_stay_and_recent_ones_rotate() -> None:
+    values = SensitiveValues(keep_recent=3)
+    values.pin(["gms-token-value", None, "abc"])  # too short to mask: ignored
+    for n in range(5):
+        values.remember(f"lease-key-{n}")
+    assert values.values() == ("gms-token-value", "lease-key-2", "lease-key-3", "lease-key-4")
+    values.remember("lease-key-2")  # seen again: now the newest
+    values.remember("lease-key-5")
+    assert values.values() == ("gms-token-value", "lease-key-4", "lease-key-2", "lease-key-5")
+    assert "lease" not in repr(values) and "token" not in repr(values)
+
+
+def test_readers_and_a_writer_at_once() -> None:
+    values = SensitiveValues(keep_recent=6)
+    values.pin(["pinned-value"])
+    errors: list[BaseException] = []
+
+    def write() -> None:
+        for n in range(2000):
+            values.remember(f"key-{n}-a", f"key-{n}-b", f"key-{n}-c")
+
+    def read() -> None:
+        try:
+            for _ in range(2000):
+                seen = values.values()
+                assert seen[0] == "pinned-value" and len(seen) <= 7
+        except BaseException as exc:  # reported below, from the test's thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=write), *(threading.Thread(target=read) for _ in range(2))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert not errors and not any(t.is_alive() for t in threads)
+
+
+def test_a_pool_context_pins_the_token_and_the_hosts_keys(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    host = {name: f"host-{name.lower()}-made-up" for name in HOST_CREDENTIAL_VARS}
+    for name, value in host.items():
+        monkeypatch.setenv(name, value)
+    config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path,
+                            pools=(PoolSettings(id="default"),))
+    pool = PoolContext(config=config, pool=config.pools[0], token="gms-token-made-up", instance_id="t")
+    assert set(pool.credentials.values()) == {"gms-token-made-up", *host.values()}
+
+
+# -- for real ---------------------------------------------------------------------------------
+def test_the_executors_credentials_printed_in_every_encoding_are_masked(
+        hostile_world: HostileWorld) -> None:  # noqa: F811
+    world = hostile_world
+    wait_until(world.leased_values, 60, "the executor's first lease")
+    stolen = world.own_credentials()
+    secret_file = world.tmp / "stolen.txt"
+    secret_file.write_text("\n".join(stolen) + "\n")
+    result = world.run("print_credentials", secret_file=str(secret_file))
+    assert result["status"] == "SUCCESS", result["report"]
+    report = str(result["report"])
+    for form in ("raw", "base64", "hex", "HEX"):  # the CLI did print them: they arrive masked
+        assert report.count(f"hostile: {form} {MASK}") == len(stolen), form
+    structured = result["structuredReport"]
+    assert isinstance(structured, dict) and MASK in structured["serializedValue"]
+    task_log = world.harness.task_log(world.urns[-1])
+    assert f"hostile: HEX {MASK}" in task_log.read_text()
+    assert leaks(world.everything_written(), stolen) == []
