@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-import enum
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -15,24 +16,34 @@ if TYPE_CHECKING:
     from executor.supervision.directory import Directory
 
 
-class Restart(enum.Enum):
-    """When a child that ended is started again (OTP's restart types)."""
+class Lifeline:
+    """The thread of one incarnation of a child, as its supervisor sees it.
 
-    PERMANENT = "permanent"
-    """Always: a long-lived service."""
-    TRANSIENT = "transient"
-    """Only after a failure; a normal exit is final."""
-    TEMPORARY = "temporary"
-    """Never: one piece of work; its end is only reported."""
+    pykka marks an actor dead *before* its ``on_failure``/``on_stop`` run, so ``is_alive()`` is
+    no proof that the old instance has let go of what it held. Its thread ending is.
+    """
 
+    def __init__(self) -> None:
+        self._known = threading.Event()
+        self._thread: threading.Thread | None = None
 
-class Strategy(enum.Enum):
-    """Which children restart together."""
+    def attach(self) -> None:
+        """Record the calling thread as the child's (first thing in ``on_start``)."""
+        self._thread = threading.current_thread()
+        self._known.set()
 
-    ONE_FOR_ONE = "one_for_one"
-    """Only the child that ended."""
-    REST_FOR_ONE = "rest_for_one"
-    """The child that ended and every child started after it."""
+    def ended(self) -> bool:
+        """True once the child's thread has run to its end."""
+        return self._known.is_set() and self._thread is not None and not self._thread.is_alive()
+
+    def join(self, timeout_s: float) -> bool:
+        """Wait up to ``timeout_s`` for the thread to end; True when it has."""
+        deadline = time.monotonic() + timeout_s
+        if not self._known.wait(max(0.0, timeout_s)) or self._thread is None:
+            return False
+        if self._thread is not threading.current_thread():
+            self._thread.join(max(0.0, deadline - time.monotonic()))
+        return not self._thread.is_alive()
 
 
 @dataclass(frozen=True)
@@ -48,28 +59,41 @@ class ChildContext:
     """Name -> current ref of this child's siblings (and itself)."""
     listed: bool = True
     """Whether the child appears in ``directory`` under ``name`` (not so for dynamic tasks)."""
+    lifeline: Lifeline = field(default_factory=Lifeline, compare=False)
+    """Where the child's thread is recorded, so that its supervisor can tell when it has ended."""
 
 
 @dataclass(frozen=True)
 class ChildSpec:
-    """How to start one child; ``start`` returns the new actor's ref without waiting for it."""
+    """How to start one child; ``start`` returns the new actor's ref without waiting for it.
+
+    Every child is *permanent* in OTP's sense: restarted whenever it ends, normally or not.
+    """
 
     name: str
     start: Callable[[ChildContext], pykka.ActorRef[Any]]
-    restart: Restart = Restart.PERMANENT
     stop_timeout_s: float = 5.0
+    """How long an orderly stop may take; also how long a dead child's teardown may take before
+    its supervisor gives up waiting and escalates rather than start a second instance."""
+    parks: bool = False
+    """Counted against its own restart intensity; when it exceeds it, the child is *parked*
+    (left stopped, restarted after the policy's ``park_backoff``) instead of failing the
+    supervisor, which escalates only once every such child is parked at the same time."""
 
 
 @dataclass(frozen=True)
 class SupervisorPolicy:
-    """Strategy, restart intensity (at most ``max_restarts`` in ``period_s``) and backoff."""
+    """One-for-one restarts: intensity (at most ``max_restarts`` in ``period_s``) and backoff."""
 
-    strategy: Strategy = Strategy.ONE_FOR_ONE
     max_restarts: int = 5
     period_s: float = 60.0
     backoff: Backoff = field(default_factory=lambda: Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0))
     liveness_interval_s: float = 1.0
     """How often the safety net checks that every child is still alive."""
+    park_backoff: Backoff = field(
+        default_factory=lambda: Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0)
+    )
+    """How long a parked child stays stopped (``ChildSpec.parks``); grows while it keeps failing."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +104,9 @@ class ChildExited:
     incarnation: int
     failed: bool
     error: str | None = None
+    leftover: str | None = None
+    """What the child could not stop within its timeout (a grandchild's thread): its parent then
+    escalates instead of starting a second instance beside it."""
 
 
 @dataclass(frozen=True)
@@ -93,3 +120,12 @@ class RestartChild:
 @dataclass(frozen=True)
 class CheckChildren:
     """The supervisor's own timer message: the liveness safety net."""
+
+
+@dataclass(frozen=True)
+class ChildVanished:
+    """The supervisor's note to itself: ``name``'s thread ended; handled after any ``ChildExited``
+    that was already in the mailbox, so that a notice sent just before the end is not missed."""
+
+    name: str
+    incarnation: int
