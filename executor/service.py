@@ -159,13 +159,11 @@ class Service:
             self.once_status = status
             self.stop_requested.set()
 
-    def _on_park(self, child: str, reason: str, delay_s: float) -> None:
+    def _on_park(self, child: str, why: str, delay_s: float) -> None:
         """The root parked a pool that keeps failing: it is a readiness matter, with the reason."""
         pool_id = child.removeprefix("pool:")
         if self.health is not None and any(p.pool_id == pool_id for p in self.pools):
-            self.health.set_ready(
-                pool_id, False, f"parked after repeated failures ({reason}); next start in {delay_s:.0f}s"
-            )
+            self.health.set_ready(pool_id, False, f"parked: {why}; next start in {delay_s:.0f}s")
 
     def _on_escalate(self, reason: str | None) -> None:
         self.escalation_reason = reason

@@ -38,8 +38,6 @@ class SupervisedActor(pykka.ThreadingActor):
         self.ctx = ctx
         self.timers = Timers()
         self.log = logger.bind(component=ctx.path)
-        self.leftover: str | None = None
-        """Set by a teardown that could not stop everything it owned (see ``ChildExited``)."""
         self._ended = False
 
     # -- hooks for subclasses --------------------------------------------------------------
@@ -101,7 +99,7 @@ class SupervisedActor(pykka.ThreadingActor):
         parent = self.ctx.parent
         if parent is not None:
             with contextlib.suppress(pykka.ActorDeadError):
-                parent.tell(ChildExited(self.ctx.name, self.ctx.incarnation, failed, error, self.leftover))
+                parent.tell(ChildExited(self.ctx.name, self.ctx.incarnation, failed, error))
         elif failed:
             self.on_orphan_failure(error)
 

@@ -17,33 +17,51 @@ if TYPE_CHECKING:
 
 
 class Lifeline:
-    """The thread of one incarnation of a child, as its supervisor sees it.
+    """The threads of one incarnation of a child, as its supervisor sees it.
 
     pykka marks an actor dead *before* its ``on_failure``/``on_stop`` run, so ``is_alive()`` is
-    no proof that the old instance has let go of what it held. Its thread ending is.
+    no proof that the old instance has let go of what it held. Its thread ending is, and for a
+    supervisor, the threads of its own children too: they are linked to its lifeline, so a
+    subtree counts as ended only when every thread in it has.
     """
 
     def __init__(self) -> None:
         self._known = threading.Event()
         self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._links: list[Lifeline] = []
 
     def attach(self) -> None:
         """Record the calling thread as the child's (first thing in ``on_start``)."""
         self._thread = threading.current_thread()
         self._known.set()
 
+    def link(self, child: Lifeline) -> None:
+        """Count ``child``'s threads as part of this incarnation (its own children's)."""
+        with self._lock:
+            self._links = [*(line for line in self._links if not line.ended()), child]
+
     def ended(self) -> bool:
-        """True once the child's thread has run to its end."""
-        return self._known.is_set() and self._thread is not None and not self._thread.is_alive()
+        """True once the child's thread, and every linked one, has run to its end."""
+        thread = self._thread
+        if not self._known.is_set() or thread is None or thread.is_alive():
+            return False
+        with self._lock:
+            links = list(self._links)
+        return all(line.ended() for line in links)
 
     def join(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the thread to end; True when it has."""
+        """Wait up to ``timeout_s`` for the thread and every linked one to end; True when they have."""
         deadline = time.monotonic() + timeout_s
         if not self._known.wait(max(0.0, timeout_s)) or self._thread is None:
             return False
         if self._thread is not threading.current_thread():
             self._thread.join(max(0.0, deadline - time.monotonic()))
-        return not self._thread.is_alive()
+        with self._lock:
+            links = list(self._links)
+        for line in links:
+            line.join(deadline - time.monotonic())
+        return self.ended()
 
 
 @dataclass(frozen=True)
@@ -104,9 +122,6 @@ class ChildExited:
     incarnation: int
     failed: bool
     error: str | None = None
-    leftover: str | None = None
-    """What the child could not stop within its timeout (a grandchild's thread): its parent then
-    escalates instead of starting a second instance beside it."""
 
 
 @dataclass(frozen=True)

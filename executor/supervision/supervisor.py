@@ -7,9 +7,10 @@ root supervisor (no parent) escalates by calling ``on_escalate``, which the main
 into a non-zero exit.
 
 A new incarnation starts only after the old one has fully stopped, as OTP waits for the EXIT:
-the old one's ``ChildExited`` (sent at the end of its teardown) or, for one that died without a
-word, the end of its thread. A child that stays half-dead longer than its ``stop_timeout_s``
-makes the supervisor escalate rather than run two instances side by side.
+after the old one's ``ChildExited`` (sent at the end of its teardown) or, for one that died
+without a word, once it is dead, and in both cases once its threads (a subtree's: all of them)
+have ended. A child that stays half-dead longer than its ``stop_timeout_s`` is parked if it may
+be, else the supervisor escalates: never two instances side by side.
 
 A child whose spec ``parks`` has a restart intensity of its own: when it keeps failing it is
 parked (left stopped, started again after the long ``park_backoff``) while its siblings run on;
@@ -44,7 +45,7 @@ WAIT_POLL_S = 0.05
 """How often a due restart looks again whether the old incarnation's thread has ended."""
 
 ParkHook = Callable[[str, str, float], None]
-"""Called with (child name, reason, seconds until its next start) when a child is parked."""
+"""Called with (child name, why, seconds until its next start) when a child is parked."""
 
 
 class EscalationError(RuntimeError):
@@ -97,9 +98,8 @@ class Supervisor(SupervisedActor):
 
     def teardown(self) -> None:
         self._stopping = True
-        stuck = [c.spec.name for c in reversed(self._children) if not self._stop_child(c)]
-        if stuck:
-            self.leftover = ", ".join(f"{self.ctx.path}/{name}" for name in stuck)
+        for child in reversed(self._children):
+            self._stop_child(child)
 
     def on_orphan_failure(self, error: str | None) -> None:
         if self._on_escalate is not None:
@@ -125,11 +125,6 @@ class Supervisor(SupervisedActor):
         child = self._current(msg.name, msg.incarnation)
         if child is None:
             return  # a stale notice, or a child we stopped on purpose
-        if msg.leftover:
-            raise EscalationError(
-                f"{msg.name} ended ({msg.error or 'normal'}) but {msg.leftover} did not stop; "
-                "not starting a second instance beside it"
-            )
         self._handle_end(child, msg.failed, msg.error)
 
     def _check_children(self) -> None:
@@ -142,20 +137,19 @@ class Supervisor(SupervisedActor):
             if child.lifeline is not None and child.lifeline.ended():
                 # Behind any ChildExited already in the mailbox, which then wins.
                 self.actor_ref.tell(ChildVanished(child.spec.name, child.incarnation))
-            else:
-                self._keep_waiting(child, now, "is dead but its teardown has not ended")
+            elif self._overdue(child, now):
+                self._give_up_waiting(child, now, "is dead but its teardown has not ended")
         self.tell_self_after(self.policy.liveness_interval_s, CheckChildren())
 
     def _handle_end(self, child: _Child, failed: bool, error: str | None) -> None:
-        ref, child.ref = child.ref, None
-        if ref is not None:
-            self.children_directory.remove(child.spec.name, ref)
+        self._forget(child)
         reason = error or "normal"
         now = time.monotonic()
         intensity = child.intensity or self._intensity
         if not intensity.record(now):
             if child.intensity is not None:
-                self._park(child, reason, now)
+                why = f"keeps failing ({reason}): more than {self.policy.max_restarts} restarts in "
+                self._park(child, f"{why}{self.policy.period_s:g}s", now)
                 return
             raise EscalationError(
                 f"{child.spec.name} ended: {reason}; more than "
@@ -166,22 +160,19 @@ class Supervisor(SupervisedActor):
         self.log.warning("{} ended ({}); restarting in {:.2f}s", child.spec.name, reason, delay)
         self.tell_self_after(delay, RestartChild(child.spec.name, child.generation))
 
-    def _park(self, child: _Child, reason: str, now: float) -> None:
+    def _park(self, child: _Child, why: str, now: float) -> None:
         """Leave ``child`` stopped for a long backoff; escalate if nothing else is left running."""
         child.parked = True
         child.intensity = RestartIntensity(self.policy.max_restarts, self.policy.period_s)
         child.retry.succeeded()
         delay = child.park_retry.failed(now)
         child.generation += 1
-        self.log.error(
-            "{} keeps failing ({}): more than {} restarts in {:g}s; parked, next start in {:.0f}s",
-            child.spec.name, reason, self.policy.max_restarts, self.policy.period_s, delay,
-        )
+        self.log.error("{} parked: {}; next start in {:.0f}s", child.spec.name, why, delay)
         if self._on_park is not None:
-            self._on_park(child.spec.name, reason, delay)
+            self._on_park(child.spec.name, why, delay)
         if all(c.parked for c in self._children if c.spec.parks):
             raise EscalationError(
-                f"{child.spec.name} parked ({reason}), and so is every other child that may be "
+                f"{child.spec.name} parked ({why}), and so is every other child that may be "
                 "parked: nothing useful is left running"
             )
         self.tell_self_after(delay, RestartChild(child.spec.name, child.generation))
@@ -191,8 +182,11 @@ class Supervisor(SupervisedActor):
         if child is None or msg.generation != child.generation or self._stopping or child.ref is not None:
             return
         if child.lifeline is not None and not child.lifeline.ended():
-            self._keep_waiting(child, time.monotonic(), "has not finished stopping")
-            self.tell_self_after(WAIT_POLL_S, msg)
+            now = time.monotonic()
+            if self._overdue(child, now):
+                self._give_up_waiting(child, now, "has not finished stopping")
+            else:
+                self.tell_self_after(WAIT_POLL_S, msg)
             return
         if child.parked:
             child.parked = False
@@ -202,20 +196,32 @@ class Supervisor(SupervisedActor):
             self._on_restart(f"{self.ctx.path}/{child.spec.name}")
 
     # -- helpers ---------------------------------------------------------------------------
-    def _keep_waiting(self, child: _Child, now: float, what: str) -> None:
-        """Wait for a dead incarnation's thread, or escalate once it took longer than allowed."""
+    def _overdue(self, child: _Child, now: float) -> bool:
+        """Whether a dead incarnation's threads have taken longer to end than its stop timeout."""
         if child.waiting_since is None:
             child.waiting_since = now
-        elif now - child.waiting_since > child.spec.stop_timeout_s:
-            raise EscalationError(
-                f"{child.spec.name} {what} after {child.spec.stop_timeout_s:g}s; "
-                "not starting a second instance beside it"
-            )
+        return now - child.waiting_since > child.spec.stop_timeout_s
+
+    def _give_up_waiting(self, child: _Child, now: float, what: str) -> None:
+        """Never two instances side by side: park the child if it may be parked, else escalate."""
+        why = f"{what} after {child.spec.stop_timeout_s:g}s; not starting a second instance beside it"
+        if not child.spec.parks:
+            raise EscalationError(f"{child.spec.name} {why}")
+        self._forget(child)
+        child.waiting_since = None  # wait again, as long, when the park is over
+        self._park(child, why, now)
+
+    def _forget(self, child: _Child) -> None:
+        """The child's current incarnation is over: no ref, out of the directory."""
+        ref, child.ref = child.ref, None
+        if ref is not None:
+            self.children_directory.remove(child.spec.name, ref)
 
     def _start(self, child: _Child) -> None:
         child.incarnation += 1
         child.waiting_since = None
         child.lifeline = Lifeline()
+        self.ctx.lifeline.link(child.lifeline)
         ctx = ChildContext(
             name=child.spec.name,
             path=f"{self.ctx.path}/{child.spec.name}",
@@ -228,8 +234,8 @@ class Supervisor(SupervisedActor):
         child.ref = ref
         self.children_directory.put(child.spec.name, ref)
 
-    def _stop_child(self, child: _Child) -> bool:
-        """Stop ``child`` and wait for its thread to end, within its timeout; True when it did."""
+    def _stop_child(self, child: _Child) -> None:
+        """Stop ``child`` and wait, within its timeout, for its threads (a subtree's) to end."""
         timeout = child.spec.stop_timeout_s
         deadline = time.monotonic() + timeout
         ref, child.ref = child.ref, None
@@ -238,10 +244,8 @@ class Supervisor(SupervisedActor):
             # Too slow, or it had failed and may still be tearing down: its thread tells (below).
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 ref.stop(block=True, timeout=timeout)
-        if child.lifeline is None or child.lifeline.join(deadline - time.monotonic()):
-            return True
-        self.log.error("{} did not stop within {:g}s", child.spec.name, timeout)
-        return False
+        if child.lifeline is not None and not child.lifeline.join(deadline - time.monotonic()):
+            self.log.error("{} did not stop within {:g}s", child.spec.name, timeout)
 
     def _current(self, name: str, incarnation: int) -> _Child | None:
         """The child ``name`` if ``incarnation`` is its running one and we are not stopping."""

@@ -63,7 +63,7 @@ def test_a_lone_pool_that_keeps_failing_is_parked_and_with_nothing_left_the_proc
     world.start_cp()
     a = world.executor("a", env={FAULTS: "pool:default"})  # the pool supervisor fails at every start
     assert a.wait(90) == 3
-    a.wait_log("pool:default keeps failing")
+    a.wait_log("pool:default parked: keeps failing")
     a.wait_log("the root supervisor gave up")
     assert "nothing useful is left running" in a.wait_log("the root supervisor gave up")["msg"]
     assert a.count("restarting in") == 3  # ROOT_POLICY: 3 restarts, then parked
@@ -74,11 +74,11 @@ def test_a_pool_that_keeps_failing_is_parked_while_another_pool_serves(world: Fa
     a = two_pool_executor(world, env={FAULTS: "pool:bad"})  # only pool bad's supervisor fails
     health = re.search(r"http://[\d.]+:\d+", a.wait_log("health and metrics on")["msg"])
     assert health is not None
-    parked = a.wait_log("pool:bad keeps failing", timeout_s=60)["msg"]
-    assert re.search(r"parked, next start in 3\d\ds", parked)  # ROOT_POLICY: 5 minutes and jitter
+    parked = a.wait_log("pool:bad parked: keeps failing", timeout_s=60)["msg"]
+    assert re.search(r"; next start in 3\d\ds$", parked)  # ROOT_POLICY: 5 minutes and jitter
     status, ready = get_json(health.group(0) + "/readyz")
     assert status == 503 and ready["pools"]["bad"]["ready"] is False
-    assert ready["pools"]["bad"]["reason"].startswith("parked after repeated failures (")
+    assert ready["pools"]["bad"]["reason"].startswith("parked: keeps failing (RuntimeError: injected")
     request = world.submit()  # pool default serves as if nothing happened
     world.open_gate(request)
     assert world.wait_status(request, {"SUCCESS"})["status"] == "SUCCESS"

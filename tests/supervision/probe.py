@@ -41,6 +41,11 @@ class Probe:
         with self.cond:
             return self.events.index((name, incarnation, what))
 
+    def sequence(self, name: str) -> list[str]:
+        """What happened to every incarnation of ``name``, in order."""
+        with self.cond:
+            return [what for who, _, what in self.events if who == name]
+
     def wait_starts(self, name: str, count: int, timeout: float = 10.0) -> None:
         self.wait_event(lambda: self.starts.get(name, 0) >= count,
                         f"{name} to start {count} times (started {self.starts.get(name, 0)})", timeout)
@@ -75,12 +80,12 @@ class Worker(SupervisedActor):
         self.probe = probe
 
     def setup(self) -> None:
-        with self.probe.cond:
+        with self.probe.cond:  # one step: whoever sees the count also sees the event
             self.probe.starts[self.ctx.name] = self.probe.starts.get(self.ctx.name, 0) + 1
             failing = self.probe.fail_starts.get(self.ctx.name, 0)
             if failing:
                 self.probe.fail_starts[self.ctx.name] = failing - 1
-        self.probe.record(self.ctx.name, self.ctx.incarnation, "start")
+            self.probe.record(self.ctx.name, self.ctx.incarnation, "start")
         if failing:
             raise RuntimeError("scripted start failure")
 

@@ -92,3 +92,24 @@ def test_a_child_that_does_not_park_still_escalates_on_its_own(probe: Probe) -> 
     assert escalated.event.wait(10), "the root never gave up"
     assert "more than 2 restarts" in (escalated.reason or "")
     wait_for(lambda: not root.is_alive(), what="root stopped")
+
+
+def test_a_pool_whose_old_threads_will_not_end_is_parked_not_doubled(probe: Probe) -> None:
+    """pool-x gives up, but a child of it will not finish stopping: rather than start a second
+    pool-x beside that child, the root parks it, and starts it once the child has ended."""
+    probe.hold_teardown["held"] = threading.Event()
+    probe.fail_starts["failing"] = 1
+    x = [worker_spec("held", probe, stop_timeout_s=0.2), worker_spec("failing", probe)]
+    specs = [supervisor_spec("pool-x", x, policy(0), stop_timeout_s=0.3, parks=True),
+             supervisor_spec("pool-y", [worker_spec("y1", probe)], policy(0), parks=True)]
+    parks, escalated = Parks(), Escalations()
+    root = start_root("root", specs, policy(park_s=0.3), escalated, on_park=parks)
+    parks.wait(1)
+    assert parks.calls[0][0] == "pool-x" and "has not finished stopping" in parks.calls[0][1]
+    assert probe.starts["held"] == 1
+    probe.hold_teardown["held"].set()
+    probe.wait_starts("held", 2)
+    # A new pool-x numbers its children anew: order the events of every "held" by name.
+    assert probe.sequence("held")[:4] == ["start", "teardown-begin", "teardown-end", "start"]
+    assert probe.starts["y1"] == 1 and not escalated.event.is_set()
+    root.stop(timeout=10)
