@@ -93,16 +93,16 @@ def switch() -> FaultSwitch | None:
     return FaultSwitch(parse_rules(text)) if text else None
 
 
-def arm(switch: FaultSwitch, path: str, actor: Any) -> None:
+def arm(rules: FaultSwitch, path: str, actor: Any) -> None:
     """Crash now if a start rule names ``path``; else, if a message rule does, make ``actor``
     crash on that message. Called once per actor start, and only while the switch is set."""
-    switch.at_start(path)
-    if not switch.wants_messages(path):
+    rules.at_start(path)
+    if not rules.wants_messages(path):
         return
     handle = actor.on_receive
 
     def faulty(message: Any) -> Any:
-        switch.on_message(path, message)
+        rules.on_message(path, message)
         return handle(message)
 
     # An instance attribute shadows the method pykka calls for each message, for this actor only.
