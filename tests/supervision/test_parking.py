@@ -11,15 +11,18 @@ from .probe import Escalations, Probe, child_ref, policy, wait_for, worker_spec
 
 
 class Parks:
-    """An ``on_park`` hook that records (name, reason, delay)."""
+    """An ``on_park`` hook that records (name, reason, delay), and the probe's start counts then."""
 
-    def __init__(self) -> None:
+    def __init__(self, probe: Probe | None = None) -> None:
         self.calls: list[tuple[str, str, float]] = []
+        self.starts: list[dict[str, int]] = []
+        self.probe = probe
         self.cond = threading.Condition()
 
     def __call__(self, name: str, reason: str, delay_s: float) -> None:
         with self.cond:
             self.calls.append((name, reason, delay_s))
+            self.starts.append(dict(self.probe.starts) if self.probe else {})
             self.cond.notify_all()
 
     def wait(self, count: int) -> None:
@@ -39,7 +42,7 @@ def pools(probe: Probe, failing: str | None = None) -> list[ChildSpec]:
 
 
 def test_a_pool_that_keeps_failing_is_parked_while_the_other_runs_on(probe: Probe) -> None:
-    parks, escalated = Parks(), Escalations()
+    parks, escalated = Parks(probe), Escalations()
     root = start_root("root", pools(probe, failing="x1"), policy(max_restarts=2, park_s=0.5), escalated,
                       on_park=parks)
     probe.wait_starts("y1", 1)
@@ -48,7 +51,7 @@ def test_a_pool_that_keeps_failing_is_parked_while_the_other_runs_on(probe: Prob
     parks.wait(1)
     name, reason, delay = parks.calls[0]
     assert name == "pool-x" and "giving up" in reason and delay == 0.5
-    assert probe.starts["x1"] == 3  # the first start and two restarts, then parked
+    assert parks.starts[0]["x1"] == 3  # the first start and two restarts, then parked
     probe.wait_starts("x1", 4)  # started again after the park
     parks.wait(2)  # and parked again, since it still fails
     assert not escalated.event.is_set()

@@ -27,8 +27,8 @@ class TimedWorker(Worker):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Ping) and message.label == "schedule":
-            dropped = self.tell_self_after(0.05, Ping("cancelled"))
-            self.tell_self_after(0.1, Ping("kept"))
+            dropped = self.tell_self_after(0.3, Ping("cancelled"))
+            self.tell_self_after(0.6, Ping("kept"))
             self.timers.cancel(dropped)
             return None
         if isinstance(message, Ping):
@@ -73,10 +73,10 @@ def test_the_scheduler_runs_callbacks_in_due_order_and_survives_a_failing_one() 
         ran.append("last")
         done.set()
 
-    scheduler.call_after(0.09, last)
-    scheduler.call_after(0.03, failing)
+    scheduler.call_after(0.6, last)
+    scheduler.call_after(0.2, failing)
     scheduler.call_after(0.0, lambda: ran.append("first"))
-    cancelled = scheduler.call_after(0.06, lambda: ran.append("cancelled"))
+    cancelled = scheduler.call_after(0.4, lambda: ran.append("cancelled"))
     scheduler.cancel([cancelled])
     assert done.wait(10)
     assert ran == ["first", "failing", "last"]
