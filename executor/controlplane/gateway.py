@@ -138,10 +138,7 @@ class GatewayHandler(JsonHandler):
         self._handle()
 
     def _handle(self) -> None:
-        body = self.read_body()
-        if body is None:
-            return
-        query = urlsplit(self.path).query
+        query = urlsplit(self.path).query  # the lease is checked before the body is read
         key = access_key_of(self.headers.get("Authorization", ""), query)
         if key is None:
             self._aws_error("MissingAuthenticationToken")
@@ -154,6 +151,9 @@ class GatewayHandler(JsonHandler):
             logger.debug("refused an expired lease of pool {}", lease.pool_id)
             self._aws_error("ExpiredToken")
             return
+        body = self.read_body()
+        if body is None:
+            return
         allowed = self.server.allowed_queues(lease.pool_id)
         content_type = self.headers.get("Content-Type", "")
         if any(name not in allowed for name in queue_names_in(body, content_type, query)):
@@ -165,6 +165,7 @@ class GatewayHandler(JsonHandler):
         return "json" in self.headers.get("Content-Type", "") or "X-Amz-Target" in self.headers
 
     def _aws_error(self, code: str) -> None:
+        self.close_connection = True  # the request's body may be unread
         exception, message = _ERRORS[code]
         request_id = str(uuid.uuid4())
         if self._is_json_protocol():

@@ -1,7 +1,8 @@
 """The GMS HTTP server: bearer-token check and routing to the REST and GraphQL handlers.
 
 Every path but ``/health`` needs ``Authorization: Bearer <token>`` (compared in constant time);
-without it the answer is 401. Bodies must be JSON; a body that is not gets a 400 that says so.
+without it the answer is 401, given before a byte of the body is read. Bodies are capped
+(413 above ``MAX_BODY_BYTES``) and must be JSON; a body that is not gets a 400 that says so.
 """
 
 from __future__ import annotations
@@ -31,6 +32,12 @@ class GmsServer(LoopbackServer):
         self.token = token
         self.rest = rest
         self.context = context
+        self.refused_results: set[str] = set()
+        """Test hook: request URNs whose result writes are answered 422 (a GMS that cannot
+        take one particular result)."""
+        self.refusal: int | None = None
+        """Test hook: answer every authorized call with this status (401 or 403), as a GMS does
+        whose token was revoked or lost its privileges; None serves normally."""
 
 
 class GmsHandler(JsonHandler):
@@ -60,12 +67,16 @@ class GmsHandler(JsonHandler):
         if path == "/health" and method in ("GET", "HEAD"):
             self.send_json(200, {"status": "GREEN"})
             return
+        if not self._authorized():  # before the body: a stranger's body is never read
+            status, payload = restli_error(401, "Unauthorized: a valid Bearer token is required")
+            self.refuse(status, payload, {"WWW-Authenticate": "Bearer"})
+            return
+        if self.server.refusal is not None:
+            status, payload = restli_error(self.server.refusal, "Refused: the token lacks the privileges")
+            self.refuse(status, payload)
+            return
         body = self.read_body() if method == "POST" else b""
         if body is None:
-            return
-        if not self._authorized():
-            status, payload = restli_error(401, "Unauthorized: a valid Bearer token is required")
-            self.send_json(status, payload, {"WWW-Authenticate": "Bearer"})
             return
         try:
             status, payload = self._dispatch(method, path, params, parts.path, body)
@@ -95,6 +106,8 @@ class GmsHandler(JsonHandler):
         if path == "/aspects":
             action = (params.get("action") or [""])[0]
             if action in ("ingestProposal", "ingestProposalBatch"):
+                if _refused_result(payload, self.server.refused_results):
+                    return restli_error(422, "this result cannot be stored (test hook)")
                 return rest.ingest(payload, batch=action == "ingestProposalBatch")
             if action == "getTimeseriesAspectValues":
                 return rest.timeseries_values(payload)
@@ -102,3 +115,13 @@ class GmsHandler(JsonHandler):
         if path.startswith(BATCH_PREFIX):
             return rest.batch_get(path[len(BATCH_PREFIX) :], payload)
         return restli_error(404, f"no such resource: POST {path}")
+
+
+def _refused_result(payload: Any, refused: set[str]) -> bool:
+    """True for a single result write of a request in ``refused`` (``refused_results``)."""
+    proposal = payload.get("proposal") if isinstance(payload, dict) else None
+    return (
+        bool(refused) and isinstance(proposal, dict)
+        and proposal.get("aspectName") == "dataHubExecutionRequestResult"
+        and proposal.get("entityUrn") in refused
+    )

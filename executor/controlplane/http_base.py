@@ -20,6 +20,8 @@ from typing import Any
 from loguru import logger
 
 MAX_BODY_BYTES = 64 * 1024 * 1024
+"""The largest request body read: a ``datahub-rest`` sink's MCP batches and a result aspect
+(at most 15,368,520 characters of report, JSON-escaped) fit well below it."""
 
 
 class LoopbackServer(ThreadingHTTPServer):
@@ -89,26 +91,37 @@ class LoopbackServer(ThreadingHTTPServer):
 
 
 class JsonHandler(BaseHTTPRequestHandler):
-    """Request handler base: HTTP/1.1 keep-alive, bounded bodies, JSON answers, quiet logs."""
+    """Request handler base: HTTP/1.1 keep-alive, bounded bodies, JSON answers, quiet logs.
+
+    Subclasses check who is asking *before* ``read_body`` (a stranger's body is never read)
+    and answer such requests with ``refuse``, which closes the connection, since the unread
+    body would otherwise be taken for the next request.
+    """
 
     protocol_version = "HTTP/1.1"
     timeout = 120
     server_version = "remote-executor-controlplane"
     sys_version = ""
+    max_body_bytes = MAX_BODY_BYTES
 
     def read_body(self) -> bytes | None:
-        """The request body, or None after answering 411/413 itself."""
+        """The request body, or None after answering 411/413 itself (body unread)."""
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.send_json(411, {"message": "chunked bodies are not supported; send Content-Length"})
+            self.refuse(411, {"message": "chunked bodies are not supported; send Content-Length"})
             return None
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:
             length = -1
-        if length < 0 or length > MAX_BODY_BYTES:
-            self.send_json(413, {"message": "bad or too large Content-Length"})
+        if length < 0 or length > self.max_body_bytes:
+            self.refuse(413, {"message": f"bad Content-Length, or a body over {self.max_body_bytes} bytes"})
             return None
         return self.rfile.read(length) if length else b""
+
+    def refuse(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
+        """Answer without reading the request's body, and close the connection after it."""
+        self.close_connection = True
+        self.send_json(status, payload, {**(headers or {}), "Connection": "close"})
 
     def send_json(self, status: int, payload: object, headers: dict[str, str] | None = None) -> None:
         """Answer with a JSON body."""

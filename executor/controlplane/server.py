@@ -22,7 +22,7 @@ import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from loguru import logger
 
@@ -35,7 +35,7 @@ from executor.controlplane.ingestion import Ingestion
 from executor.controlplane.leases import LeaseBook
 from executor.controlplane.rest_api import RestApi
 from executor.controlplane.secrets import Secrets
-from executor.controlplane.storage import Storage
+from executor.controlplane.storage import AspectWrite, Storage
 from executor.datahub.envelope import encode_envelope
 from executor.errors import BadInputError
 
@@ -95,6 +95,9 @@ class ControlPlane:
         self._gms: GmsServer | None = None
         self._queues: dict[str, PoolQueues] = {}
         self.leases = LeaseBook()
+        self.lease_overrides: dict[str, dict[str, Any]] = {}
+        """Test hook: fields that replace those of a pool's ``listExecutorConfigs`` entry (a bad
+        ``queueUrl``, say), as a misconfigured or hostile GMS would hand them out."""
         self._started_at = 0.0
         self.secrets: Secrets
         self.aspects: Aspects
@@ -234,9 +237,31 @@ class ControlPlane:
                     "secretKeyId": creds.secret_access_key,
                     "sessionToken": creds.session_token,
                     "expiration": expiration.isoformat(timespec="milliseconds").replace("+00:00", "Z"),
+                    **self.lease_overrides.get(pool, {}),
                 }
             )
         return configs
+
+    def plant_request(self, pool_id: str, urn: str, input_value: object) -> None:
+        """Test hook: store ``input_value`` as the request's input aspect *unvalidated* (a list,
+        a broken object: what a damaged or hostile GMS could hold) and queue the request."""
+        self._pool(pool_id)
+        write = AspectWrite(urn, "dataHubExecutionRequest", "dataHubExecutionRequestInput",
+                            cast(dict[str, Any], input_value))
+        self._running(self._storage).put_aspects([write])
+        self._dispatch(pool_id, urn)
+
+    def refuse_results(self, urns: set[str]) -> None:
+        """Test hook: answer result writes of these requests with 422 until called with an
+        empty set (a result GMS cannot take, while everything else works)."""
+        self._running(self._gms).refused_results = set(urns)
+
+    def refuse_token(self, status: int | None) -> None:
+        """Test hook: answer every authorized GMS call with ``status`` (401: the token was
+        revoked; 403: it lost its privileges) until called again with None."""
+        if status not in (None, 401, 403):
+            raise BadInputError("refuse_token takes 401, 403 or None")
+        self._running(self._gms).refusal = status
 
     def expire_leases(self, pool_id: str | None = None) -> int:
         """Make every key issued so far to ``pool_id`` (or to all pools) expired now."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import re
 import secrets
 import socket
 import time
@@ -21,6 +20,7 @@ from typing import Any
 from loguru import logger
 
 from executor.errors import BadInputError
+from executor.sizes import parse_size
 
 EXECUTION_REQUEST_ENTITY = "dataHubExecutionRequest"
 EXECUTION_REQUEST_PREFIX = f"urn:li:{EXECUTION_REQUEST_ENTITY}:"
@@ -55,7 +55,6 @@ MAX_PAYLOAD_CHARS = 15_368_520
 TASK_WEIGHT_VAR = "EXECUTOR_TASK_WEIGHT"
 MEMORY_LIMIT_VAR = "EXECUTOR_TASK_MEMORY_LIMIT"
 _LINE_MARK = " [line truncated]"
-_MEMORY = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(?:([kmgtpe])(i)?)?b?\s*$", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -145,16 +144,9 @@ class ExecutionRequest:
 
 
 def parse_memory(text: str) -> int:
-    """Bytes from ``"1073741824"``, ``"512M"`` (10^6) or ``"2Gi"`` (2^30), as Kubernetes writes them."""
-    match = _MEMORY.match(text)
-    if match is None:
-        raise BadInputError(f"{MEMORY_LIMIT_VAR} {text!r} is not a size like 1073741824, 512M or 2Gi")
-    number, unit, binary = match.groups()
-    power = " kmgtpe".index(unit.lower()) if unit else 0
-    size = int(float(number) * (1024 if binary else 1000) ** power)
-    if size <= 0:
-        raise BadInputError(f"{MEMORY_LIMIT_VAR} must be positive")
-    return size
+    """``EXECUTOR_TASK_MEMORY_LIMIT`` in bytes (``executor.sizes``: DataHub's byte count, or a
+    Kubernetes quantity); ``BadInputError`` for anything else, so the request ends as FAILURE."""
+    return parse_size(text, MEMORY_LIMIT_VAR)
 
 
 def _required_text(obj: dict[str, Any], key: str) -> str:

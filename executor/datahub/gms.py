@@ -1,10 +1,13 @@
 """The GMS client: the few DataHub calls the executor makes, with errors mapped to ``errors.py``.
 
-One ``requests.Session`` per client (clients are not shared between actors), a bearer token,
-and a timeout on every call, so an actor that calls GMS is never blocked for longer than
-``timeout_s``. HTTP outcomes become the executor's exception hierarchy:
+One ``requests.Session`` per client (clients are not shared between actors) and a bearer token.
+Every call is bounded (``bounded_http``): a total deadline of ``timeout_s`` covers connect,
+send, headers and body, however slowly the peer drips, and an answer above ``max_bytes`` is
+abandoned as it streams in. After a call runs into its deadline the client fails fast for one
+deadline's length, so an actor is blocked by a hung GMS for at most one deadline at a time.
+HTTP outcomes become the executor's exception hierarchy:
 
-    connection error, timeout, 5xx, non-JSON answer   -> TransportError   (retry)
+    connection error, deadline, 5xx, too big, non-JSON -> TransportError   (retry)
     429                                               -> ThrottledError   (retry)
     401, 403                                          -> NotAllowedError  (final)
     400/422 saying the result is already "terminal"   -> ImmutableError   (final)
@@ -20,10 +23,18 @@ import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 
+from executor.datahub.bounded_http import (
+    CallLimits,
+    DeadlineExceeded,
+    TooLarge,
+    bounded_session,
+    deadline,
+    read_capped,
+)
 from executor.datahub.lease import Lease, utcnow
 from executor.errors import (
     BadInputError,
@@ -36,7 +47,13 @@ from executor.errors import (
 
 SECRETS_PER_CALL = 100
 URNS_PER_BATCH_READ = 100
+CONNECT_TIMEOUT_S = 3.0
+"""One connect attempt; the rest of ``timeout_s`` is for sending and the answer."""
+MAX_RESPONSE_BYTES = 32 * 1024 * 1024
+"""The largest answer read: GMS's biggest legitimate one is a request's aspects, whose result
+holds at most 15,368,520 characters of report and structured report (DataHub's own cap)."""
 _MESSAGE_CHARS = 300
+_ERROR_BYTES = 64 * 1024
 
 LIST_EXECUTOR_CONFIGS = """
 query listExecutorConfigs {
@@ -67,6 +84,7 @@ class GmsClient:
         timeout_s: float = 10.0,
         verify: bool | str = True,
         proxies: Mapping[str, str | None] | None = None,
+        max_bytes: int = MAX_RESPONSE_BYTES,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("GMS url", ["must start with http:// or https://"])
@@ -74,8 +92,14 @@ class GmsClient:
             raise ConfigError("GMS client", ["timeout_s must be > 0"])
         self.url = url.rstrip("/")
         self.timeout_s = timeout_s
+        """The total deadline of one call."""
+        self.limits = CallLimits(timeout_s, min(timeout_s, CONNECT_TIMEOUT_S), max_bytes)
+        self._quiet_until = 0.0
         self._token = token or ""
-        self._session = requests.Session()
+        self._session = bounded_session()
+        # Passed with each request too: requests lets REQUESTS_CA_BUNDLE from the environment
+        # override a session's own ``verify``, and the configured TLS setting must win.
+        self._verify = verify
         self._session.verify = verify
         # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
         # a session's own proxies, and a configured proxy must win. A None value means "direct"
@@ -87,6 +111,12 @@ class GmsClient:
 
     def __repr__(self) -> str:
         return f"GmsClient({self.url!r})"
+
+    @property
+    def host(self) -> str:
+        """GMS's host name: a lease may use plain http for a queue on this host (a local
+        control plane serves both), as it may on loopback."""
+        return (urlsplit(self.url).hostname or "").lower()
 
     def __enter__(self) -> GmsClient:
         return self
@@ -136,9 +166,9 @@ class GmsClient:
         data = self.graphql(LIST_EXECUTOR_CONFIGS, operation_name="listExecutorConfigs")
         listing = data.get("listExecutorConfigs") or {}
         entries = listing.get("executorConfigs") if isinstance(listing, dict) else None
-        for entry in entries or []:
+        for entry in entries if isinstance(entries, list) else []:
             if isinstance(entry, dict) and entry.get("executorId") == pool_id:
-                return Lease.from_executor_config(entry, issued_at)
+                return Lease.from_executor_config(entry, issued_at, http_hosts=(self.host,))
         return None
 
     def get_secret_values(self, names: Iterable[str]) -> dict[str, str]:
@@ -157,12 +187,13 @@ class GmsClient:
 
     def batch_get_aspects(
         self, entity: str, urns: Sequence[str], aspect_names: Sequence[str]
-    ) -> dict[str, dict[str, dict[str, Any]]]:
+    ) -> dict[str, dict[str, Any]]:
         """Read aspects of many entities (OpenAPI v2 batch): ``{urn: {aspect name: value}}``.
 
         Entities GMS does not return are absent; aspects an entity lacks are absent from its dict.
+        A value is whatever GMS holds (normally an object; callers validate it).
         """
-        found: dict[str, dict[str, dict[str, Any]]] = {}
+        found: dict[str, dict[str, Any]] = {}
         unique = list(dict.fromkeys(urns))
         path = f"/openapi/v2/entity/batch/{quote(entity, safe='')}"
         for start in range(0, len(unique), URNS_PER_BATCH_READ):
@@ -191,32 +222,55 @@ class GmsClient:
     def _call(
         self, method: str, path: str, what: str, *, body: Any = None, expect_json: bool = True
     ) -> Any:
-        try:
-            response = self._session.request(
-                method, self.url + path, json=body, proxies=self._proxies,
-                timeout=(self.timeout_s, self.timeout_s),
-            )
-        except requests.Timeout:
-            raise TransportError(f"{what}: GMS did not answer within {self.timeout_s:g}s") from None
-        except requests.RequestException as exc:
-            reason = _scrub(f"{type(exc).__name__}: {exc}", self._token)
-            raise TransportError(f"{what}: GMS unreachable ({reason})") from None
-        with response:
-            _raise_for_status(response, what, self._token)
-            if not expect_json:
-                return None
+        """One bounded call: its answer as JSON (or None), or a mapped error; never longer than
+        ``limits.total_s`` and never more than ``limits.max_bytes`` read."""
+        self._check_quiet(what)
+        limits = self.limits
+        with deadline(limits.total_s) as at:
             try:
-                return response.json()
-            except ValueError:
-                status = response.status_code
-                raise TransportError(f"{what}: GMS answered HTTP {status} without JSON") from None
+                with self._session.request(
+                    method, self.url + path, json=body, stream=True, proxies=self._proxies,
+                    verify=self._verify, timeout=(limits.connect_s, limits.total_s),
+                ) as response:
+                    status = response.status_code
+                    content = read_capped(response, limits.max_bytes)
+            except TooLarge:
+                raise TransportError(
+                    f"{what}: GMS answered with more than {limits.max_bytes} bytes; abandoned"
+                ) from None
+            except (requests.RequestException, DeadlineExceeded) as exc:
+                raise self._unreachable(what, exc, at) from None
+        _raise_for_status(status, content, what, self._token)
+        if not expect_json:
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise TransportError(f"{what}: GMS answered HTTP {status} without JSON") from None
+
+    def _unreachable(self, what: str, exc: Exception, at: float) -> TransportError:
+        """The error for a call that got no (whole) answer; a timed-out call quiets the client."""
+        if time.monotonic() >= at or isinstance(exc, requests.Timeout | DeadlineExceeded):
+            self._quiet_until = time.monotonic() + self.limits.total_s
+            return TransportError(f"{what}: GMS did not answer within {self.limits.total_s:g}s")
+        reason = _scrub(f"{type(exc).__name__}: {exc}", self._token)
+        return TransportError(f"{what}: GMS unreachable ({reason})")
+
+    def _check_quiet(self, what: str) -> None:
+        """After a call ran into its deadline, fail fast for one deadline's length, so that an
+        actor making several calls in a row blocks for at most one deadline, not one per call."""
+        left = self._quiet_until - time.monotonic()
+        if left > 0:
+            raise TransportError(
+                f"{what}: not tried; GMS did not answer the last call within "
+                f"{self.limits.total_s:g}s (next try in {left:.1f}s)"
+            )
 
 
-def _raise_for_status(response: requests.Response, what: str, token: str) -> None:
-    status = response.status_code
+def _raise_for_status(status: int, content: bytes, what: str, token: str) -> None:
     if status < 400:
         return
-    message = _server_message(response, token)
+    message = _server_message(content, token)
     text = f"{what}: GMS answered HTTP {status}" + (f": {message}" if message else "")
     if status == 429:
         raise ThrottledError(text)
@@ -229,11 +283,11 @@ def _raise_for_status(response: requests.Response, what: str, token: str) -> Non
     raise BadInputError(text)
 
 
-def _server_message(response: requests.Response, token: str) -> str:
+def _server_message(content: bytes, token: str) -> str:
     """A short, single-line reason from an error answer (DataHub puts it in ``message``)."""
-    text = response.text or ""
+    text = content[:_ERROR_BYTES].decode("utf-8", errors="replace")
     try:
-        payload = response.json()
+        payload = json.loads(content) if len(content) <= _ERROR_BYTES else None
     except ValueError:
         payload = None
     if isinstance(payload, dict):
@@ -278,21 +332,25 @@ def _operation_of(query: str) -> str:
     return words[1] if len(words) > 1 and words[0] in ("query", "mutation") else "operation"
 
 
-def _parse_batch(answer: object, aspect_names: Sequence[str]) -> dict[str, dict[str, dict[str, Any]]]:
-    """Read ``entities[i].aspects[name].value`` (or ``entities[i][name].value``, as v2 also writes)."""
+def _parse_batch(answer: object, aspect_names: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """Read ``entities[i].aspects[name].value`` (or ``entities[i][name].value``, as v2 also writes).
+
+    Any value an aspect holds is kept, also one that is not a JSON object: the caller's own
+    validation then says what is wrong with it, rather than taking the aspect for absent.
+    """
     if not isinstance(answer, dict) or not isinstance(answer.get("entities", []), list):
         raise TransportError("batch read: GMS answered without an entities list")
-    found: dict[str, dict[str, dict[str, Any]]] = {}
+    found: dict[str, dict[str, Any]] = {}
     for entity in answer.get("entities", []):
         if not isinstance(entity, dict) or not isinstance(entity.get("urn"), str):
             continue
         aspects = entity.get("aspects")
         holder: dict[str, Any] = aspects if isinstance(aspects, dict) else entity
-        values: dict[str, dict[str, Any]] = {}
+        values: dict[str, Any] = {}
         for name in aspect_names:
             wrapped = holder.get(name)
-            value = wrapped.get("value") if isinstance(wrapped, dict) else None
-            if isinstance(value, dict):
+            value = wrapped.get("value") if isinstance(wrapped, dict) else wrapped
+            if value is not None:
                 values[name] = value
         found[entity["urn"]] = values
     return found

@@ -5,13 +5,22 @@ temporary STS credentials (about an hour) for that pool's SQS queue. The executo
 never talks to STS itself: it asks GMS again before the credentials run out.
 ``Lease`` is the immutable value that travels from the CredentialLeaser to the
 QueuePoller; its repr never shows the secret key or the session token.
+
+A lease is outside input like any other: every field is checked where it is built (an
+http(s) SQS queue URL, plain http only on loopback or a host the caller vouches for; an AWS
+region; credentials of sane shape, without characters that could break an HTTP header; a
+parseable expiration), and a bad one is a ``BadInputError`` that names the field, never its
+value. The leaser treats that like any failed refresh: "no lease: ..." and a retry later.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import ipaddress
+import re
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
+from urllib.parse import urlsplit
 
 from executor.errors import BadInputError
 
@@ -25,6 +34,14 @@ REFRESH_AT_LIFETIME = 0.75
 Without it a lease shorter than 5 minutes would be "due" the moment it is issued, and the
 executor would ask GMS for a new one in a tight loop.
 """
+MAX_QUEUE_URL_CHARS = 2048
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+_ACCESS_KEY = re.compile(r"^[A-Za-z0-9]{16,128}$")
+_SECRET = re.compile(r"^[\x21-\x7e]{1,16384}$")
+"""Printable ASCII without spaces: what AWS issues, and nothing that could break a header."""
+_QUEUE_PATH = re.compile(r"^/[0-9A-Za-z_-]{1,64}/[A-Za-z0-9_-]{1,80}(\.fifo)?$")
+"""``/<account>/<queue name>``: SQS names are 1-80 letters, digits, ``-`` and ``_``."""
+_AWS_SQS_HOST = re.compile(r"^sqs\.([a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 
 
 def utcnow() -> datetime:
@@ -82,13 +99,23 @@ class Lease:
         return self.seconds_left(now) <= 0
 
     @classmethod
-    def from_executor_config(cls, entry: Mapping[str, object], issued_at: datetime | None = None) -> Lease:
+    def from_executor_config(
+        cls, entry: Mapping[str, object], issued_at: datetime | None = None, http_hosts: Iterable[str] = ()
+    ) -> Lease:
         """Build a lease from one ``listExecutorConfigs`` entry.
 
-        ``secretKeyId`` holds the AWS *secret access key* (DataHub's field name). Raises
-        ``BadInputError`` naming the field that is missing or malformed, never its value.
+        ``secretKeyId`` holds the AWS *secret access key* (DataHub's field name). A queue URL
+        may use plain http only on loopback or on one of ``http_hosts`` (GMS's own host, when
+        it is a local control plane). Raises ``BadInputError`` naming the field that is
+        missing or malformed, never its value; an entry that expires before it was issued is
+        refused too.
         """
         values = {key: _text(entry, key) for key in _FIELDS}
+        issued = issued_at or utcnow()
+        expiration = parse_instant(entry.get("expiration"), "executor config expiration")
+        if expiration <= issued:
+            raise BadInputError("executor config expiration is not after the time it was issued")
+        _check_fields(values, http_hosts)
         return cls(
             pool_id=values["executorId"],
             queue_url=values["queueUrl"],
@@ -96,8 +123,8 @@ class Lease:
             access_key_id=values["accessKeyId"],
             secret_access_key=values["secretKeyId"],
             session_token=values["sessionToken"],
-            expiration=parse_instant(entry.get("expiration"), "expiration"),
-            issued_at=issued_at or utcnow(),
+            expiration=expiration,
+            issued_at=issued,
         )
 
 
@@ -109,6 +136,74 @@ def _text(entry: Mapping[str, object], key: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise BadInputError(f"executor config lacks a non-empty string {key!r}")
     return value.strip()
+
+
+def _check_fields(values: Mapping[str, str], http_hosts: Iterable[str]) -> None:
+    check_queue_url(values["queueUrl"], values["region"])
+    check_plain_http(values["queueUrl"], http_hosts)
+    if not _REGION.match(values["region"]):
+        raise BadInputError("executor config region is not an AWS region name like us-east-1")
+    if not _ACCESS_KEY.match(values["accessKeyId"]):
+        raise BadInputError("executor config accessKeyId is not 16-128 letters and digits")
+    for label in ("secretKeyId", "sessionToken"):
+        if not _SECRET.match(values[label]):
+            raise BadInputError(
+                f"executor config {label} is too long or holds spaces or control characters"
+            )
+
+
+def check_queue_url(url: str, region: str | None = None) -> None:
+    """Raise ``BadInputError`` unless ``url`` is a well-formed http(s) SQS queue URL.
+
+    An AWS host must be ``sqs.<region>.amazonaws.com`` of the lease's own region (botocore
+    signs for that region); any other host is an SQS-compatible endpoint such as a local
+    control plane. Never echoes the URL: it came from outside.
+    """
+    if not isinstance(url, str) or not url or len(url) > MAX_QUEUE_URL_CHARS:
+        raise BadInputError("executor config queueUrl is missing or longer than 2048 characters")
+    if not url.isascii() or any(c.isspace() or ord(c) < 32 for c in url):
+        raise BadInputError("executor config queueUrl holds spaces, control or non-ASCII characters")
+    try:
+        parts = urlsplit(url)
+        host, _port = (parts.hostname or "").lower(), parts.port
+    except ValueError:
+        raise BadInputError("executor config queueUrl is not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
+        raise BadInputError("executor config queueUrl is not an http(s) URL with a host")
+    if parts.username is not None or parts.password is not None or parts.query or parts.fragment:
+        raise BadInputError("executor config queueUrl must not carry user info, a query or a fragment")
+    if not _QUEUE_PATH.match(parts.path):
+        raise BadInputError("executor config queueUrl's path is not /<account>/<queue name>")
+    aws = _AWS_SQS_HOST.match(host)
+    if host.endswith((".amazonaws.com", ".amazonaws.com.cn")) and aws is None:
+        raise BadInputError("executor config queueUrl is on AWS but not an sqs.<region>.amazonaws.com host")
+    if aws is not None and region is not None and aws.group(1) != region:
+        raise BadInputError("executor config queueUrl's region differs from the lease's region")
+
+
+def check_plain_http(url: str, allowed_hosts: Iterable[str] = ()) -> None:
+    """Refuse a plain-http queue URL unless its host is loopback or one of ``allowed_hosts``:
+    SQS calls carry signed credentials, so they leave the host only over TLS."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        raise BadInputError("executor config queueUrl is not a URL") from None
+    if parts.scheme != "http" or is_loopback(host) or host in {h.lower() for h in allowed_hosts if h}:
+        return
+    raise BadInputError(
+        "executor config queueUrl uses plain http on a host that is neither loopback nor GMS's own"
+    )
+
+
+def is_loopback(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (127.0.0.0/8, ::1)."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 def parse_instant(value: object, name: str = "instant") -> datetime:

@@ -44,6 +44,7 @@ class HealthState:
         self._lock = threading.Lock()
         self._beats: dict[str, Beat] = {}
         self._pools: dict[str, PoolReadiness] = {}
+        self._blockers: dict[tuple[str, str], str] = {}
         self._stopping = ""
 
     # -- writers ---------------------------------------------------------------------------
@@ -68,10 +69,22 @@ class HealthState:
         with self._lock:
             self._pools[pool_id] = PoolReadiness(bool(ready), reason)
 
+    def set_blocker(self, pool_id: str, source: str, reason: str | None) -> None:
+        """Keep ``pool_id`` not ready for ``reason`` (from ``source``, e.g. the reporter) until
+        called again with None, whatever ``set_ready`` says meanwhile: a pool that polls fine
+        but cannot deliver its results is not ready either."""
+        with self._lock:
+            if reason:
+                self._blockers[(pool_id, source)] = reason
+            else:
+                self._blockers.pop((pool_id, source), None)
+
     def remove_pool(self, pool_id: str) -> None:
         """Stop reporting ``pool_id``."""
         with self._lock:
             self._pools.pop(pool_id, None)
+            for key in [k for k in self._blockers if k[0] == pool_id]:
+                del self._blockers[key]
 
     def mark_stopping(self, reason: str = "shutting down") -> None:
         """Report not ready from now on, so that a load balancer or k8s stops counting on us."""
@@ -106,7 +119,13 @@ class HealthState:
         """``(ok, details)``: ok when every registered pool is ready and at least one is registered."""
         with self._lock:
             pools = dict(self._pools)
+            blockers = dict(self._blockers)
             stopping = self._stopping
+        for (pool_id, _), reason in sorted(blockers.items()):
+            if pool_id in pools:
+                state = pools[pool_id]
+                reason = reason if state.ready else f"{state.reason or 'not ready'}; {reason}"
+                pools[pool_id] = PoolReadiness(False, reason)
         reasons: list[str] = []
         if stopping:
             reasons.append(stopping)

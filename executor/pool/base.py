@@ -73,5 +73,7 @@ class PoolActor(SupervisedActor):
         """Periodic work of the subclass that rides on the heartbeat (gauges)."""
 
     def beat_allowance_s(self) -> float:
-        """The interval ``/healthz`` expects between beats (twice this is stale)."""
-        return BEAT_S
+        """The interval ``/healthz`` expects between beats (twice this is stale): a beat may
+        wait behind one GMS call, which is bounded by its total deadline (and the client fails
+        fast after a timed-out call), so a slow GMS never makes an actor look dead."""
+        return BEAT_S + self.pool.gms_call_s

@@ -50,6 +50,11 @@ class PoolContext:
         """This pool's private state directory (outbox, logs, work dirs, venv cache)."""
         return self.config.state_dir / "pools" / self.pool.id
 
+    @property
+    def gms_call_s(self) -> float:
+        """The total deadline of one GMS call made by an actor (``new_gms``)."""
+        return min(self.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S)
+
     def new_gms(self) -> GmsClient:
         """A GMS client whose calls block at most a few seconds."""
         if self.gms_factory is not None:
@@ -59,7 +64,7 @@ class PoolContext:
         return GmsClient(
             gms.url,
             self.token,
-            timeout_s=min(gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S),
+            timeout_s=self.gms_call_s,
             verify=verify,
             proxies=self.proxies_for(gms.url),
         )
@@ -77,6 +82,11 @@ class PoolContext:
         """Record whether this pool can take work (for ``/readyz``)."""
         if self.health is not None:
             self.health.set_ready(self.pool.id, ready, reason)
+
+    def set_blocker(self, source: str, reason: str | None) -> None:
+        """Keep this pool not ready for ``reason`` until cleared with None (``HealthState``)."""
+        if self.health is not None:
+            self.health.set_blocker(self.pool.id, source, reason)
 
 
 def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | None:

@@ -41,7 +41,7 @@ def running_elsewhere(result: dict[str, Any] | None, window_s: float, now: int |
     a duplicate message must not start it a second time. A stale one is what a killed
     executor leaves behind: the request may run again. None when it may run.
     """
-    if not result or result.get("status") != aspects.RUNNING:
+    if not isinstance(result, dict) or result.get("status") != aspects.RUNNING:
         return None
     try:
         reported_ms = int(result.get("startTimeMs") or 0) + int(result.get("durationMs") or 0)

@@ -77,15 +77,22 @@ class ReceivedMessage:
 def endpoint_for(queue_url: str) -> str | None:
     """``scheme://host:port`` of a queue URL that is not on AWS (e.g. a local control plane).
 
-    For an AWS host, None: botocore derives the endpoint from the region itself.
+    For an AWS host, None: botocore derives the endpoint from the region itself. Any input that
+    is not such a URL (a hostile lease's ``file:///etc/passwd``, a broken port or IPv6 literal)
+    raises ``BadInputError`` without echoing it; nothing else escapes.
     """
-    parts = urlsplit(queue_url)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    try:
+        parts = urlsplit(queue_url)
+        host = (parts.hostname or "").lower()
+        port = parts.port
+    except (ValueError, TypeError, AttributeError):
+        raise BadInputError("the lease's queue URL is not a URL") from None
+    if parts.scheme not in ("http", "https") or not host:
         raise BadInputError("the lease's queue URL is not an http(s) URL")
-    host = parts.hostname.lower()
     if host.endswith((".amazonaws.com", ".amazonaws.com.cn", ".api.aws")):
         return None
-    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
+    shown = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else "")
 
 
 class SqsQueue:

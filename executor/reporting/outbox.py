@@ -6,6 +6,10 @@ never loses a finished task's result: on restart the outbox is flushed first. Fi
 0600 in a 0700 directory (a result's report may hold masked log lines). A file that cannot
 be read back is moved aside as ``*.corrupt`` and logged, never allowed to block the rest.
 Safe to use from several threads and processes: each write is one atomic rename.
+
+An instance remembers what it has read (by file name, with the file's inode, size and mtime),
+so ``pending()`` re-reads only files that changed since: the Reporter flushes often, and a
+record may be megabytes of report.
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ class Outbox:
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         self._remove_stale_temps()
+        self._loaded: dict[str, tuple[tuple[int, int, int], tuple[int, str, dict[str, Any]]]] = {}
+        """File name -> ((inode, size, mtime_ns), what ``_load`` read from it)."""
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*" + SUFFIX))
@@ -70,17 +76,40 @@ class Outbox:
     def pending(self) -> list[tuple[str, dict[str, Any]]]:
         """Every waiting ``(key, record)``, oldest first; corrupt files are moved aside."""
         entries: list[tuple[int, str, str, dict[str, Any]]] = []
+        present: set[str] = set()
         for path in self.directory.glob("*" + SUFFIX):
-            loaded = self._load(path)
+            present.add(path.name)
+            loaded = self._load_cached(path)
             if loaded is not None:
                 entries.append((loaded[0], path.name, loaded[1], loaded[2]))
+        for gone in set(self._loaded) - present:
+            del self._loaded[gone]
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(key, record) for _, _, key, record in entries]
 
     def remove(self, key: str) -> None:
         """Forget ``key`` (GMS has its result); a missing key is fine."""
-        self._path(key).unlink(missing_ok=True)
+        path = self._path(key)
+        self._loaded.pop(path.name, None)
+        path.unlink(missing_ok=True)
         self._sync_directory()
+
+    def _load_cached(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
+        """``_load(path)``, or what it returned before if the file is unchanged since."""
+        try:
+            info = path.stat()
+        except FileNotFoundError:
+            return None
+        stamp = (info.st_ino, info.st_size, info.st_mtime_ns)
+        cached = self._loaded.get(path.name)
+        if cached is not None and cached[0] == stamp:
+            return cached[1]
+        loaded = self._load(path)
+        if loaded is None:
+            self._loaded.pop(path.name, None)
+        else:
+            self._loaded[path.name] = (stamp, loaded)
+        return loaded
 
     def _remove_stale_temps(self) -> None:
         """Drop temp files of writes that crashed before their rename.

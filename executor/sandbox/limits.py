@@ -7,13 +7,13 @@ breach message reads the same everywhere ("memory 2.1 GiB > limit 2 GiB").
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
 from loguru import logger
 
+from executor import sizes
 from executor.errors import BadInputError
 
 KiB = 1024
@@ -23,8 +23,6 @@ GiB = 1024 * MiB
 TASK_MEMORY_VAR = "EXECUTOR_TASK_MEMORY_LIMIT"
 """DataHub's per-task knob (bytes, in the request's ``extra_env_vars``)."""
 
-_SIZE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([kmgt]?)(i?)b?\s*$", re.IGNORECASE)
-_POWERS = {"": 0, "k": 1, "m": 2, "g": 3, "t": 4}
 
 
 @dataclass(frozen=True)
@@ -99,19 +97,9 @@ def limits_from_settings(settings: Any) -> SandboxLimits:
 
 
 def parse_size(text: str, what: str = "size") -> int:
-    """Bytes from ``"2147483648"``, ``"2G"``, ``"2GiB"``, ``"512Mi"``, ``"1.5g"`` (powers of 1024 for all).
-
-    Kubernetes-style ``Mi``/``Gi`` and plain byte counts (what DataHub's executor takes)
-    both work; a bad value raises ``BadInputError`` naming ``what``.
-    """
-    match = _SIZE.match(text)
-    if not match:
-        raise BadInputError(f"{what}: cannot read {text!r} as a size (examples: 2147483648, 512Mi, 2GiB)")
-    number, unit, _ = match.groups()
-    value = int(float(number) * (1024 ** _POWERS[unit.lower()]))
-    if value <= 0:
-        raise BadInputError(f"{what}: size must be positive, got {text!r}")
-    return value
+    """Bytes from a size such as ``"2147483648"``, ``"512Mi"`` or ``"2G"``: the one parser of
+    ``executor.sizes`` (DataHub's byte count; Kubernetes' meaning of the suffixes)."""
+    return sizes.parse_size(text, what)
 
 
 def format_bytes(value: float, decimals: int = 1) -> str:

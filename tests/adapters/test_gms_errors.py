@@ -1,4 +1,4 @@
-"""GmsClient's error mapping, checked on real ``requests.Response`` objects, and an unreachable GMS.
+"""GmsClient's error mapping, checked on statuses and bodies as read off the wire, and an unreachable GMS.
 
 No fake GMS server: the behaviour against a server is tested with the control plane in
 ``test_gms.py``; statuses it never sends (429, 5xx) are checked on constructed responses.
@@ -10,7 +10,6 @@ import json
 import time
 
 import pytest
-import requests
 
 from executor.datahub.gms import GmsClient, _graphql_error, _parse_batch, _raise_for_status
 from executor.errors import (
@@ -25,11 +24,9 @@ from executor.errors import (
 TOKEN = "tok-" + "x" * 40
 
 
-def response(status: int, body: object) -> requests.Response:
-    r = requests.Response()
-    r.status_code = status
-    r._content = (json.dumps(body) if not isinstance(body, str) else body).encode()
-    return r
+def response(status: int, body: object) -> tuple[int, bytes]:
+    """What ``_raise_for_status`` is given: the status and the (capped) body bytes."""
+    return status, (json.dumps(body) if not isinstance(body, str) else body).encode()
 
 
 @pytest.mark.parametrize(
@@ -48,18 +45,18 @@ def response(status: int, body: object) -> requests.Response:
 )
 def test_status_mapping(status: int, body: object, expected: type[Exception]) -> None:
     with pytest.raises(expected) as info:
-        _raise_for_status(response(status, body), "write of x", TOKEN)
+        _raise_for_status(*response(status, body), "write of x", TOKEN)
     assert f"HTTP {status}" in str(info.value)
 
 
 def test_success_does_not_raise() -> None:
-    _raise_for_status(response(200, {}), "x", TOKEN)
-    _raise_for_status(response(204, ""), "x", TOKEN)
+    _raise_for_status(*response(200, {}), "x", TOKEN)
+    _raise_for_status(*response(204, ""), "x", TOKEN)
 
 
 def test_token_is_scrubbed_and_messages_are_short() -> None:
     with pytest.raises(BadInputError) as info:
-        _raise_for_status(response(400, {"message": f"bad token {TOKEN} " + "y" * 1000}), "call", TOKEN)
+        _raise_for_status(*response(400, {"message": f"bad token {TOKEN} " + "y" * 1000}), "call", TOKEN)
     assert TOKEN not in str(info.value) and len(str(info.value)) < 400
 
 
@@ -80,7 +77,10 @@ def test_batch_answer_forms() -> None:
         {"urn": "u3"},
         "garbage",
     ]}
-    assert _parse_batch(answer, ["a", "b"]) == {"u1": {"a": {"x": 1}}, "u2": {"a": {"y": 2}}, "u3": {}}
+    # A value that is not an object is kept: the caller's validation says what is wrong with it.
+    assert _parse_batch(answer, ["a", "b"]) == {
+        "u1": {"a": {"x": 1}}, "u2": {"a": {"y": 2}, "b": "not a dict"}, "u3": {}
+    }
     with pytest.raises(TransportError):
         _parse_batch({"entities": "nope"}, ["a"])
 

@@ -14,7 +14,7 @@ ENTRY = {
     "executorId": "default",
     "region": "us-east-1",
     "queueUrl": "http://127.0.0.1:9/123456789012/default",
-    "accessKeyId": "ASIAEXAMPLE",
+    "accessKeyId": "ASIAEXAMPLE0000000000",
     "secretKeyId": "the-secret-access-key",
     "sessionToken": "the-session-token",
     "expiration": "2030-01-01T13:00:00Z",

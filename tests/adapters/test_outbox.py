@@ -137,3 +137,27 @@ def test_concurrent_writers_and_reader(tmp_path: Path) -> None:
         t.join(timeout=30)
     assert errors == [] and len(box) == 60
     assert not any(p.name.endswith(".corrupt") for p in tmp_path.iterdir())
+
+
+class CountingOutbox(Outbox):
+    """An outbox that counts how many files it parses."""
+
+    parsed = 0
+
+    def _load(self, path: Path) -> tuple[int, str, dict[str, object]] | None:  # type: ignore[override]
+        self.parsed += 1
+        return super()._load(path)
+
+
+def test_pending_parses_only_files_that_changed(tmp_path: Path) -> None:
+    box = CountingOutbox(tmp_path)
+    for i in range(3):
+        box.put(f"k{i}", {"i": i})
+    assert len(box.pending()) == 3 and box.parsed == 3
+    assert len(box.pending()) == 3 and box.parsed == 3  # a flush again reads nothing
+    Outbox(tmp_path).put("k1", {"i": 11})  # another writer (a Task) replaces one record
+    assert dict(box.pending())["k1"] == {"i": 11} and box.parsed == 4
+    Outbox(tmp_path).remove("k0")
+    assert [k for k, _ in box.pending()] == ["k2", "k1"] and box.parsed == 4
+    box.remove("k2")
+    assert box.pending() == [("k1", {"i": 11})] and box.parsed == 4

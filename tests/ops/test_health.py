@@ -76,6 +76,26 @@ def test_ready_only_when_every_pool_is_ready_and_says_why_not() -> None:
     assert "reasons" not in details
 
 
+def test_a_blocker_keeps_a_polling_pool_not_ready_until_cleared() -> None:
+    health = HealthState()
+    health.set_ready("a", True, "leased and polling")
+    health.set_blocker("a", "reporter", "results not delivered: GMS refused the token")
+    health.set_ready("a", True, "leased and polling")  # the poller's next success does not hide it
+    ok, details = health.readiness()
+    assert not ok
+    assert details["reasons"] == ["pool a: results not delivered: GMS refused the token"]
+    health.set_ready("a", False, "no lease: GMS answered 401")
+    assert health.readiness()[1]["pools"]["a"] == {
+        "ready": False, "reason": "no lease: GMS answered 401; results not delivered: GMS refused the token"
+    }
+    health.set_ready("a", True, "leased and polling")
+    health.set_blocker("a", "reporter", None)
+    ok, details = health.readiness()
+    assert ok and details["pools"]["a"] == {"ready": True, "reason": "leased and polling"}
+    health.set_blocker("gone", "reporter", "x")  # a blocker of an unregistered pool shows nowhere
+    assert health.readiness()[0]
+
+
 def test_stopping_turns_readiness_off() -> None:
     health = HealthState()
     health.set_ready("a", True)

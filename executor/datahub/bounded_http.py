@@ -1,0 +1,210 @@
+"""HTTP calls with a total deadline and a response size cap, on top of ``requests``.
+
+``requests`` only knows a connect timeout and a timeout *per socket read*: a peer that drips
+one byte a second never trips the latter and holds a call for as long as it likes, status line
+and headers included. Here every call has phases, as httpx splits them::
+
+    connect_s   one TCP/TLS connect attempt
+    total_s     the whole call: connect, sending the body, status line, headers, body
+    max_bytes   the (decoded) response body; a bigger answer is abandoned, not buffered
+
+The deadline reaches the socket itself: ``BoundedSession`` builds its connections with a
+response class whose reads (and a request whose writes) set the socket's timeout to what is
+left of the call before every ``recv``/``sendall``, so no thread is needed to cut a call off.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3 import poolmanager
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
+
+CHUNK_BYTES = 64 * 1024
+_local = threading.local()
+
+
+@dataclass(frozen=True)
+class CallLimits:
+    """How long one call may take and how much it may bring back."""
+
+    total_s: float
+    connect_s: float
+    max_bytes: int
+
+    def __post_init__(self) -> None:
+        if not 0 < self.connect_s <= self.total_s:
+            raise ValueError("need 0 < connect_s <= total_s")
+        if self.max_bytes < 1024:
+            raise ValueError("max_bytes must be at least 1024")
+
+
+class DeadlineExceeded(TimeoutError):
+    """The call's total deadline passed (raised from inside a socket read or write)."""
+
+
+class TooLarge(Exception):
+    """The answer is bigger than the call's ``max_bytes``."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"answer larger than {limit} bytes")
+        self.limit = limit
+
+
+@contextmanager
+def deadline(total_s: float) -> Iterator[float]:
+    """Bound every socket read and write of this thread's calls to ``total_s`` from now."""
+    previous = getattr(_local, "deadline", None)
+    _local.deadline = time.monotonic() + total_s
+    try:
+        yield _local.deadline
+    finally:
+        _local.deadline = previous
+
+
+def _left() -> float | None:
+    """Seconds left of this thread's current call, None outside ``deadline()``."""
+    at: float | None = getattr(_local, "deadline", None)
+    if at is None:
+        return None
+    left = at - time.monotonic()
+    if left <= 0:
+        raise DeadlineExceeded("the call's deadline passed")
+    return left
+
+
+class _DeadlineReader(io.RawIOBase):
+    """A socket's read side whose every ``recv`` waits at most until the call's deadline."""
+
+    def __init__(self, sock: socket.socket, raw: io.RawIOBase, at: float) -> None:
+        super().__init__()
+        self._sock, self._raw, self._at = sock, raw, at
+        self._timeout = sock.gettimeout()
+
+    def readable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._raw.fileno()
+
+    def readinto(self, buffer: Any) -> int | None:
+        left = self._at - time.monotonic()
+        if left <= 0:
+            raise DeadlineExceeded("the call's deadline passed while reading the answer")
+        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+        try:
+            return self._raw.readinto(buffer)
+        finally:
+            self._sock.settimeout(self._timeout)
+
+    def close(self) -> None:
+        if not self.closed:
+            self._raw.close()
+        super().close()
+
+
+class _DeadlineResponse(http.client.HTTPResponse):
+    """``http.client``'s response, reading through ``_DeadlineReader`` inside ``deadline()``."""
+
+    def __init__(self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None):
+        super().__init__(sock, debuglevel, method, url)
+        at: float | None = getattr(_local, "deadline", None)
+        if at is not None and isinstance(sock, socket.socket):
+            raw = self.fp.detach()  # detached, so dropping the old buffer does not close it
+            self.fp = io.BufferedReader(_DeadlineReader(sock, raw, at))  # type: ignore[arg-type]
+
+
+class _DeadlineSendMixin:
+    """Writes of the request wait at most until the call's deadline (``sendall`` is bounded
+    as a whole by the socket timeout since Python 3.5)."""
+
+    sock: socket.socket | None
+
+    def send(self, data: Any) -> None:
+        left = _left()
+        if left is None or self.sock is None:
+            super().send(data)  # type: ignore[misc]
+            return
+        before = self.sock.gettimeout()
+        self.sock.settimeout(left if before is None else min(left, before))
+        try:
+            super().send(data)  # type: ignore[misc]
+        finally:
+            if self.sock is not None:
+                self.sock.settimeout(before)
+
+
+class _Connection(_DeadlineSendMixin, HTTPConnection):
+    response_class = _DeadlineResponse  # type: ignore[assignment]
+
+
+class _TlsConnection(_DeadlineSendMixin, HTTPSConnection):
+    response_class = _DeadlineResponse  # type: ignore[assignment]
+
+
+class _Pool(HTTPConnectionPool):
+    ConnectionCls = _Connection
+
+
+class _TlsPool(HTTPSConnectionPool):
+    ConnectionCls = _TlsConnection
+
+
+_POOLS = {"http": _Pool, "https": _TlsPool}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """Every pool it makes, direct or through an HTTP(S) proxy, uses the deadline-aware
+    connections. A SOCKS proxy keeps its own connection classes (and only the per-read
+    timeout and the size cap apply through it)."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        _use_deadline_pools(self.poolmanager)
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        _use_deadline_pools(manager)
+        return manager
+
+
+def _use_deadline_pools(manager: PoolManager) -> None:
+    if manager.pool_classes_by_scheme == poolmanager.pool_classes_by_scheme:
+        manager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
+
+
+def bounded_session() -> requests.Session:
+    """A ``requests.Session`` whose calls honour ``deadline()``."""
+    session = requests.Session()
+    adapter = _DeadlineAdapter()
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def read_capped(response: requests.Response, max_bytes: int) -> bytes:
+    """The decoded body, streamed and counted; ``TooLarge`` as soon as it exceeds ``max_bytes``.
+
+    A declared ``Content-Length`` above the cap is refused before a byte is read.
+    """
+    declared = response.headers.get("Content-Length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
+        raise TooLarge(max_bytes)
+    body = bytearray()
+    for chunk in response.iter_content(CHUNK_BYTES):
+        body += chunk
+        if len(body) > max_bytes:
+            raise TooLarge(max_bytes)
+    return bytes(body)
