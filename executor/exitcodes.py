@@ -15,7 +15,8 @@ class ExitCode(IntEnum):
     CONFIG = 2
     """The configuration is invalid: fix it before restarting."""
     ESCALATED = 3
-    """The root supervisor gave up after too many restarts: let the OS supervisor restart us."""
+    """The root supervisor gave up (every pool parked, or observability failing): let the OS
+    supervisor restart us."""
     TIMEOUT = 4
     """A task hit its wall-time limit (``run --once``)."""
     CANCELLED = 5

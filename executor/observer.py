@@ -12,7 +12,7 @@ from typing import Any
 from executor.config import ExecutorConfig
 from executor.observability import FileHeartbeats, ObservabilityServer, SystemdNotifier
 from executor.pool.messages import Beat
-from executor.supervision import ChildContext, ChildSpec, Restart, SupervisedActor
+from executor.supervision import ChildContext, ChildSpec, SupervisedActor
 
 BEAT_S = 2.0
 
@@ -73,5 +73,5 @@ class Observer(SupervisedActor):
 def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:
     """The root's first child."""
     return ChildSpec(
-        "observability", lambda ctx: Observer.start(ctx, config, health, metrics), Restart.PERMANENT, 10.0
+        "observability", lambda ctx: Observer.start(ctx, config, health, metrics), stop_timeout_s=10.0
     )

@@ -1,6 +1,7 @@
 """The executor process: builds the actor tree from the config and owns signals and exit codes.
 
-Root supervisor (one_for_one) -> Observability, then one pool subtree per configured pool.
+Root supervisor (one_for_one) -> Observability, then one pool subtree per configured pool; a
+pool that keeps failing is parked while the others run on (``ROOT_POLICY``).
 The main thread never runs inside an actor: it waits for a signal or for the root to give up.
 First SIGTERM/SIGINT: stop receiving, let running tasks drain for ``shutdown.drain_s``, then
 interrupt them (FAILURE that a later run may overwrite, messages released), write the last
@@ -36,10 +37,16 @@ from executor.supervision.supervisor import Supervisor
 
 ONCE_EXIT = {"SUCCESS": ExitCode.OK, "TIMEOUT": ExitCode.TIMEOUT, "CANCELLED": ExitCode.CANCELLED}
 ROOT_POLICY = SupervisorPolicy(
-    max_restarts=3, period_s=120.0, backoff=Backoff(min_s=1.0, max_s=30.0, reset_after_s=120.0)
+    max_restarts=3,
+    period_s=120.0,
+    backoff=Backoff(min_s=1.0, max_s=30.0, reset_after_s=120.0),
+    park_backoff=Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0),
 )
-"""A pool that escalates 4 times within 2 minutes (a child crash loop takes ~10 s to escalate,
-plus 1, 2, 4 s of backoff here) makes the process exit with code 3 for systemd / Kubernetes."""
+"""A pool that fails 4 times within 2 minutes (a child crash loop takes ~10 s to escalate, plus
+1, 2, 4 s of backoff here) is parked: stopped, not ready with the reason, started again after 5
+minutes (up to 30 while it keeps failing), while the other pools run on. When every pool is
+parked, or the observability child fails that often, the process exits with code 3 for systemd
+/ Kubernetes."""
 POLL_S = 0.2
 OUTBOX_WAIT_S = 10.0
 
@@ -90,7 +97,7 @@ class Service:
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]
-        self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart)
+        self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park)
         logger.info(
             "executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools)
         )
@@ -151,6 +158,12 @@ class Service:
             logger.info("--once: {} finished with {}", urn, status)
             self.once_status = status
             self.stop_requested.set()
+
+    def _on_park(self, child: str, why: str, delay_s: float) -> None:
+        """The root parked a pool that keeps failing: it is a readiness matter, with the reason."""
+        pool_id = child.removeprefix("pool:")
+        if self.health is not None and any(p.pool_id == pool_id for p in self.pools):
+            self.health.set_ready(pool_id, False, f"parked: {why}; next start in {delay_s:.0f}s")
 
     def _on_escalate(self, reason: str | None) -> None:
         self.escalation_reason = reason

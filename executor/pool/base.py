@@ -48,6 +48,10 @@ class PoolActor(SupervisedActor):
         finally:
             if self._gms is not None:
                 self._gms.close()
+            if self.beats and self.pool.health is not None:
+                # Ended, not stuck: a parked pool or a restart's backoff must not read as a dead
+                # process in /healthz. The next incarnation starts only after this, and beats anew.
+                self.pool.health.forget(self.ctx.path)
 
     def release(self) -> None:
         """The subclass's own cleanup; runs once, whatever the ending."""

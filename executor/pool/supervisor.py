@@ -1,5 +1,8 @@
 """The pool's subtree: five children under one one_for_one supervisor.
 
+The root parks a pool whose subtree keeps failing (``ChildSpec.parks``): the other pools run
+on, and the process gives up only when every pool is parked (``executor.service``).
+
 Start order matters only for the first messages: the leaser and resolver come up before
 the runner and the poller, and the reporter flushes its outbox before any new work arrives.
 Siblings reach each other through the pool supervisor's directory, by name.
@@ -17,14 +20,14 @@ from executor.pool.poller import QueuePoller
 from executor.pool.reporter import Reporter
 from executor.pool.resolver import SecretResolver
 from executor.pool.runner import TaskRunner
-from executor.supervision import ChildSpec, Restart, SupervisorPolicy, supervisor_spec
+from executor.supervision import ChildSpec, SupervisorPolicy, supervisor_spec
 
 POOL_POLICY = SupervisorPolicy(
     max_restarts=5, period_s=30.0, backoff=Backoff(min_s=0.25, max_s=8.0, reset_after_s=30.0)
 )
 """A child that keeps crashing escalates after its 6th crash, about 8-10 s in (backoff 0.25, 0.5,
 1, 2, 4 s). The backoff must let that happen within ``period_s``: with a backoff that outgrows
-the period, a crash loop would never escalate and never reach the OS supervisor
+the period, a crash loop would never escalate and the root could never park the pool
 (``tests/faults/test_policies.py`` checks this)."""
 
 
@@ -33,11 +36,11 @@ def pool_children(pool: PoolContext) -> list[ChildSpec]:
     wait = float(pool.pool.poll_wait_s)
     grace = pool.pool.limits.kill_grace_s
     return [
-        ChildSpec(LEASER, lambda ctx: CredentialLeaser.start(ctx, pool), Restart.PERMANENT, 10.0),
-        ChildSpec(RESOLVER, lambda ctx: SecretResolver.start(ctx, pool), Restart.PERMANENT, 10.0),
-        ChildSpec(REPORTER, lambda ctx: Reporter.start(ctx, pool), Restart.PERMANENT, 15.0),
-        ChildSpec(RUNNER, lambda ctx: TaskRunner.start(ctx, pool), Restart.PERMANENT, grace + 20.0),
-        ChildSpec(POLLER, lambda ctx: QueuePoller.start(ctx, pool), Restart.PERMANENT, wait + 10.0),
+        ChildSpec(LEASER, lambda ctx: CredentialLeaser.start(ctx, pool), 10.0),
+        ChildSpec(RESOLVER, lambda ctx: SecretResolver.start(ctx, pool), 10.0),
+        ChildSpec(REPORTER, lambda ctx: Reporter.start(ctx, pool), 15.0),
+        ChildSpec(RUNNER, lambda ctx: TaskRunner.start(ctx, pool), grace + 20.0),
+        ChildSpec(POLLER, lambda ctx: QueuePoller.start(ctx, pool), wait + 10.0),
     ]
 
 
@@ -45,4 +48,4 @@ def pool_spec(pool: PoolContext, on_restart: Callable[[str], None] | None = None
     """The child spec of the pool's supervisor, for the root."""
     children = pool_children(pool)
     timeout = sum(c.stop_timeout_s for c in children) + 5.0
-    return supervisor_spec(f"pool:{pool.pool_id}", children, POOL_POLICY, on_restart, timeout)
+    return supervisor_spec(f"pool:{pool.pool_id}", children, POOL_POLICY, on_restart, timeout, parks=True)

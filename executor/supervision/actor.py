@@ -20,8 +20,9 @@ from executor.supervision import faults
 from executor.supervision.spec import ChildContext, ChildExited
 from executor.supervision.timers import Timers
 
-FAULT_ENV = faults.FAULT_ENV
-"""Test-only switch (``executor.supervision.faults``): actors that crash on purpose. Never in production."""
+FAULTS: faults.FaultSwitch | None = faults.switch()
+"""The test-only fault switch (``executor.supervision.faults``), read once at import: None in
+production, where starting or running an actor pays nothing for it."""
 
 
 class SupervisedActor(pykka.ThreadingActor):
@@ -35,7 +36,7 @@ class SupervisedActor(pykka.ThreadingActor):
     def __init__(self, ctx: ChildContext) -> None:
         super().__init__()
         self.ctx = ctx
-        self.timers = Timers(name=f"timers:{ctx.path}")
+        self.timers = Timers()
         self.log = logger.bind(component=ctx.path)
         self._ended = False
 
@@ -56,12 +57,14 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- pykka hooks -----------------------------------------------------------------------
     def on_start(self) -> None:
+        self.ctx.lifeline.attach()
         if self.ctx.listed:
             # Listed before setup: a sibling answering a message sent from setup must find us,
             # even if our supervisor has not yet recorded the ref that start() returned.
             self.ctx.directory.put(self.ctx.name, self.actor_ref)
         try:
-            _arm_injected_faults(self)
+            if FAULTS is not None:
+                faults.arm(FAULTS, self.ctx.path, self)
             self.setup()
         except Exception as exc:
             # pykka stops the actor without calling on_failure/on_stop: report it here.
@@ -103,21 +106,3 @@ class SupervisedActor(pykka.ThreadingActor):
 
 def _short(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
-
-
-def _arm_injected_faults(actor: SupervisedActor) -> None:
-    """Test-only: crash now, or later on a message, when the fault switch names this actor."""
-    switch = faults.switch()
-    if switch is None:
-        return
-    path = actor.ctx.path
-    switch.at_start(path)
-    if switch.wants_messages(path):
-        handle = actor.on_receive
-
-        def faulty(message: Any) -> Any:
-            switch.on_message(path, message)
-            return handle(message)
-
-        # An instance attribute shadows the method pykka calls for each message.
-        setattr(actor, "on_receive", faulty)  # noqa: B010

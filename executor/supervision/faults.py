@@ -12,6 +12,8 @@ production. Its value is a comma list of rules ``SUFFIX[@MESSAGE][*N]``:
 
 Counts are per rule and per process, across restarts of the actor. The crash is a plain
 ``RuntimeError`` raised where a real bug would raise, so the supervisor cannot tell the two apart.
+The variable is read once, when ``executor.supervision.actor`` is imported; unset, no actor
+checks anything at start and no handler is wrapped.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 FAULT_ENV = "REMOTE_EXECUTOR_TEST_FAULTS"
 
@@ -84,19 +87,23 @@ class FaultSwitch:
             raise RuntimeError(f"injected fault at {path} on {when} ({FAULT_ENV})")
 
 
-_SWITCHES: dict[str, FaultSwitch] = {}
-_SWITCH_LOCK = threading.Lock()
-
-
 def switch() -> FaultSwitch | None:
-    """The fault switch for the env var's current value, or None when it is unset (production).
-
-    Keyed by the value so that a test which changes it in-process starts with fresh counts.
-    """
+    """The fault switch the environment asks for, or None when the variable is unset (production)."""
     text = os.environ.get(FAULT_ENV, "")
-    if not text:
-        return None
-    with _SWITCH_LOCK:
-        if text not in _SWITCHES:
-            _SWITCHES[text] = FaultSwitch(parse_rules(text))
-        return _SWITCHES[text]
+    return FaultSwitch(parse_rules(text)) if text else None
+
+
+def arm(rules: FaultSwitch, path: str, actor: Any) -> None:
+    """Crash now if a start rule names ``path``; else, if a message rule does, make ``actor``
+    crash on that message. Called once per actor start, and only while the switch is set."""
+    rules.at_start(path)
+    if not rules.wants_messages(path):
+        return
+    handle = actor.on_receive
+
+    def faulty(message: Any) -> Any:
+        rules.on_message(path, message)
+        return handle(message)
+
+    # An instance attribute shadows the method pykka calls for each message, for this actor only.
+    setattr(actor, "on_receive", faulty)  # noqa: B010

@@ -19,7 +19,3 @@ class RestartIntensity:
         while self._times and now - self._times[0] > self.period_s:
             self._times.popleft()
         return len(self._times) <= self.max_restarts
-
-    def recent(self, now: float) -> int:
-        """Restarts within the period ending at ``now``."""
-        return sum(1 for t in self._times if now - t <= self.period_s)

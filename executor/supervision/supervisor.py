@@ -1,17 +1,27 @@
-"""An OTP-style supervisor on pykka, with no knowledge of what it supervises.
+"""An OTP-style one_for_one supervisor on pykka, with no knowledge of what it supervises.
 
-It starts its children in order, restarts them by their restart type and strategy after an
-exponential backoff with jitter, escalates (stops its children and fails itself) when more
-than ``max_restarts`` happen within ``period_s``, and stops its children in reverse order,
-each within its own timeout. A root supervisor (no parent) escalates by calling
-``on_escalate``, which the main thread turns into a non-zero exit.
+It starts its children in order, restarts one that ended after an exponential backoff with
+jitter, escalates (stops its children and fails itself) when more than ``max_restarts`` happen
+within ``period_s``, and stops its children in reverse order, each within its own timeout. A
+root supervisor (no parent) escalates by calling ``on_escalate``, which the main thread turns
+into a non-zero exit.
+
+A new incarnation starts only after the old one has fully stopped, as OTP waits for the EXIT:
+after the old one's ``ChildExited`` (sent at the end of its teardown) or, for one that died
+without a word, once it is dead, and in both cases once its threads (a subtree's: all of them)
+have ended. A child that stays half-dead longer than its ``stop_timeout_s`` is parked if it may
+be, else the supervisor escalates: never two instances side by side.
+
+A child whose spec ``parks`` has a restart intensity of its own: when it keeps failing it is
+parked (left stopped, started again after the long ``park_backoff``) while its siblings run on;
+only when every such child is parked at once does the supervisor escalate.
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -25,40 +35,37 @@ from executor.supervision.spec import (
     ChildContext,
     ChildExited,
     ChildSpec,
-    Restart,
+    ChildVanished,
+    Lifeline,
     RestartChild,
-    Strategy,
     SupervisorPolicy,
 )
 
+WAIT_POLL_S = 0.05
+"""How often a due restart looks again whether the old incarnation's thread has ended."""
+
+ParkHook = Callable[[str, str, float], None]
+"""Called with (child name, why, seconds until its next start) when a child is parked."""
+
 
 class EscalationError(RuntimeError):
-    """Raised inside a supervisor to fail it when its restart intensity is exceeded."""
-
-
-@dataclass(frozen=True)
-class ChildStatus:
-    """A snapshot of one child, for tests, ``/healthz`` and logs."""
-
-    name: str
-    alive: bool
-    incarnation: int
-    restarts: int
-
-
-@dataclass(frozen=True)
-class GetChildren:
-    """Ask: the supervisor answers with a ``list[ChildStatus]``."""
+    """Raised inside a supervisor to fail it: intensity exceeded, or a child would not stop."""
 
 
 class _Child:
-    def __init__(self, spec: ChildSpec, retry: RetryState) -> None:
+    def __init__(self, spec: ChildSpec, policy: SupervisorPolicy) -> None:
         self.spec = spec
         self.ref: pykka.ActorRef[Any] | None = None
+        self.lifeline: Lifeline | None = None
+        """The thread of the current incarnation, or of the last one until it has ended."""
         self.incarnation = 0
         self.generation = 0
-        self.restarts = 0
-        self.retry = retry
+        self.retry = RetryState(policy.backoff)
+        self.intensity = RestartIntensity(policy.max_restarts, policy.period_s) if spec.parks else None
+        self.park_retry = RetryState(policy.park_backoff)
+        self.parked = False
+        self.waiting_since: float | None = None
+        """Since when the supervisor has waited for a dead incarnation's thread to end."""
 
 
 class Supervisor(SupervisedActor):
@@ -71,14 +78,16 @@ class Supervisor(SupervisedActor):
         policy: SupervisorPolicy | None = None,
         on_escalate: Callable[[str | None], None] | None = None,
         on_restart: Callable[[str], None] | None = None,
+        on_park: ParkHook | None = None,
     ) -> None:
         super().__init__(ctx)
         self.policy = policy or SupervisorPolicy()
         self.children_directory = Directory()
-        self._children = [_Child(s, RetryState(self.policy.backoff)) for s in specs]
+        self._children = [_Child(s, self.policy) for s in specs]
         self._intensity = RestartIntensity(self.policy.max_restarts, self.policy.period_s)
         self._on_escalate = on_escalate
         self._on_restart = on_restart
+        self._on_park = on_park
         self._stopping = False
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -104,89 +113,146 @@ class Supervisor(SupervisedActor):
             self._restart_due(message)
         elif isinstance(message, CheckChildren):
             self._check_children()
-        elif isinstance(message, GetChildren):
-            return [
-                ChildStatus(c.spec.name, c.ref is not None and c.ref.is_alive(), c.incarnation, c.restarts)
-                for c in self._children
-            ]
+        elif isinstance(message, ChildVanished):
+            child = self._current(message.name, message.incarnation)
+            if child is not None:
+                self._handle_end(child, True, "died without notice")
         else:
             self.log.warning("ignoring unknown message {}", type(message).__name__)
         return None
 
     def _child_exited(self, msg: ChildExited) -> None:
-        child = self._find(msg.name)
-        if child is None or child.ref is None or msg.incarnation != child.incarnation or self._stopping:
+        child = self._current(msg.name, msg.incarnation)
+        if child is None:
             return  # a stale notice, or a child we stopped on purpose
         self._handle_end(child, msg.failed, msg.error)
 
     def _check_children(self) -> None:
-        """The safety net: a child whose thread is gone without a notice counts as failed."""
+        """The safety net for a child that died without a notice: once its thread has ended it
+        counts as failed; until then it is still tearing down, for at most its stop timeout."""
+        now = time.monotonic()
         for child in self._children:
-            if child.ref is not None and not child.ref.is_alive():
-                self._handle_end(child, True, "died without notice")
+            if child.ref is None or child.ref.is_alive():
+                continue
+            if child.lifeline is not None and child.lifeline.ended():
+                # Behind any ChildExited already in the mailbox, which then wins.
+                self.actor_ref.tell(ChildVanished(child.spec.name, child.incarnation))
+            elif self._overdue(child, now):
+                self._give_up_waiting(child, now, "is dead but its teardown has not ended")
         self.tell_self_after(self.policy.liveness_interval_s, CheckChildren())
 
     def _handle_end(self, child: _Child, failed: bool, error: str | None) -> None:
-        ref, child.ref = child.ref, None
-        if ref is not None:
-            self.children_directory.remove(child.spec.name, ref)
-        kind = child.spec.restart
-        if kind is Restart.TEMPORARY or (kind is Restart.TRANSIENT and not failed):
-            self.log.info("{} ended ({}); not restarted", child.spec.name, error or "normal")
-            return
+        self._forget(child)
+        reason = error or "normal"
         now = time.monotonic()
-        if not self._intensity.record(now):
+        intensity = child.intensity or self._intensity
+        if not intensity.record(now):
+            if child.intensity is not None:
+                why = f"keeps failing ({reason}): more than {self.policy.max_restarts} restarts in "
+                self._park(child, f"{why}{self.policy.period_s:g}s", now)
+                return
             raise EscalationError(
-                f"{child.spec.name} ended: {error or 'normal'}; more than "
+                f"{child.spec.name} ended: {reason}; more than "
                 f"{self.policy.max_restarts} restarts in {self.policy.period_s:g}s, giving up"
             )
-        if self.policy.strategy is Strategy.REST_FOR_ONE:
-            for later in reversed(self._children[self._children.index(child) + 1 :]):
-                self._stop_child(later)
         delay = child.retry.failed(now)
         child.generation += 1
-        self.log.warning("{} ended ({}); restarting in {:.2f}s", child.spec.name, error or "normal", delay)
+        self.log.warning("{} ended ({}); restarting in {:.2f}s", child.spec.name, reason, delay)
+        self.tell_self_after(delay, RestartChild(child.spec.name, child.generation))
+
+    def _park(self, child: _Child, why: str, now: float) -> None:
+        """Leave ``child`` stopped for a long backoff; escalate if nothing else is left running."""
+        child.parked = True
+        child.intensity = RestartIntensity(self.policy.max_restarts, self.policy.period_s)
+        child.retry.succeeded()
+        delay = child.park_retry.failed(now)
+        child.generation += 1
+        self.log.error("{} parked: {}; next start in {:.0f}s", child.spec.name, why, delay)
+        if self._on_park is not None:
+            self._on_park(child.spec.name, why, delay)
+        if all(c.parked for c in self._children if c.spec.parks):
+            raise EscalationError(
+                f"{child.spec.name} parked ({why}), and so is every other child that may be "
+                "parked: nothing useful is left running"
+            )
         self.tell_self_after(delay, RestartChild(child.spec.name, child.generation))
 
     def _restart_due(self, msg: RestartChild) -> None:
         child = self._find(msg.name)
-        if child is None or msg.generation != child.generation or self._stopping:
+        if child is None or msg.generation != child.generation or self._stopping or child.ref is not None:
             return
-        group = [child]
-        if self.policy.strategy is Strategy.REST_FOR_ONE:
-            group = self._children[self._children.index(child) :]
-        for member in group:
-            if member.ref is None:
-                member.restarts += 1
-                self._start(member)
-                if self._on_restart is not None:
-                    self._on_restart(f"{self.ctx.path}/{member.spec.name}")
+        if child.lifeline is not None and not child.lifeline.ended():
+            now = time.monotonic()
+            if self._overdue(child, now):
+                self._give_up_waiting(child, now, "has not finished stopping")
+            else:
+                self.tell_self_after(WAIT_POLL_S, msg)
+            return
+        if child.parked:
+            child.parked = False
+            self.log.info("{} was parked; starting it again", child.spec.name)
+        self._start(child)
+        if self._on_restart is not None:
+            self._on_restart(f"{self.ctx.path}/{child.spec.name}")
 
     # -- helpers ---------------------------------------------------------------------------
+    def _overdue(self, child: _Child, now: float) -> bool:
+        """Whether a dead incarnation's threads have taken longer to end than its stop timeout."""
+        if child.waiting_since is None:
+            child.waiting_since = now
+        return now - child.waiting_since > child.spec.stop_timeout_s
+
+    def _give_up_waiting(self, child: _Child, now: float, what: str) -> None:
+        """Never two instances side by side: park the child if it may be parked, else escalate."""
+        why = f"{what} after {child.spec.stop_timeout_s:g}s; not starting a second instance beside it"
+        if not child.spec.parks:
+            raise EscalationError(f"{child.spec.name} {why}")
+        self._forget(child)
+        child.waiting_since = None  # wait again, as long, when the park is over
+        self._park(child, why, now)
+
+    def _forget(self, child: _Child) -> None:
+        """The child's current incarnation is over: no ref, out of the directory."""
+        ref, child.ref = child.ref, None
+        if ref is not None:
+            self.children_directory.remove(child.spec.name, ref)
+
     def _start(self, child: _Child) -> None:
         child.incarnation += 1
+        child.waiting_since = None
+        child.lifeline = Lifeline()
+        self.ctx.lifeline.link(child.lifeline)
         ctx = ChildContext(
             name=child.spec.name,
             path=f"{self.ctx.path}/{child.spec.name}",
             incarnation=child.incarnation,
             parent=self.actor_ref,
             directory=self.children_directory,
+            lifeline=child.lifeline,
         )
         ref = child.spec.start(ctx)
         child.ref = ref
         self.children_directory.put(child.spec.name, ref)
 
     def _stop_child(self, child: _Child) -> None:
+        """Stop ``child`` and wait, within its timeout, for its threads (a subtree's) to end."""
+        timeout = child.spec.stop_timeout_s
+        deadline = time.monotonic() + timeout
         ref, child.ref = child.ref, None
-        if ref is None:
-            return
-        self.children_directory.remove(child.spec.name, ref)
-        try:
-            ref.stop(block=True, timeout=child.spec.stop_timeout_s)
-        except pykka.Timeout:
-            self.log.error("{} did not stop within {:g}s", child.spec.name, child.spec.stop_timeout_s)
-        except pykka.ActorDeadError:
-            pass
+        if ref is not None:
+            self.children_directory.remove(child.spec.name, ref)
+            # Too slow, or it had failed and may still be tearing down: its thread tells (below).
+            with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
+                ref.stop(block=True, timeout=timeout)
+        if child.lifeline is not None and not child.lifeline.join(deadline - time.monotonic()):
+            self.log.error("{} did not stop within {:g}s", child.spec.name, timeout)
+
+    def _current(self, name: str, incarnation: int) -> _Child | None:
+        """The child ``name`` if ``incarnation`` is its running one and we are not stopping."""
+        child = self._find(name)
+        if child is None or child.ref is None or incarnation != child.incarnation or self._stopping:
+            return None
+        return child
 
     def _find(self, name: str) -> _Child | None:
         return next((c for c in self._children if c.spec.name == name), None)
@@ -198,10 +264,11 @@ def start_root(
     policy: SupervisorPolicy | None = None,
     on_escalate: Callable[[str | None], None] | None = None,
     on_restart: Callable[[str], None] | None = None,
+    on_park: ParkHook | None = None,
 ) -> pykka.ActorRef[Supervisor]:
     """Start a root supervisor (no parent); ``on_escalate`` is called if it gives up."""
     ctx = ChildContext(name=name, path=name, incarnation=1, parent=None, directory=Directory())
-    return Supervisor.start(ctx, specs, policy, on_escalate, on_restart)
+    return Supervisor.start(ctx, specs, policy, on_escalate, on_restart, on_park)
 
 
 def supervisor_spec(
@@ -210,11 +277,12 @@ def supervisor_spec(
     policy: SupervisorPolicy | None = None,
     on_restart: Callable[[str], None] | None = None,
     stop_timeout_s: float = 30.0,
+    parks: bool = False,
 ) -> ChildSpec:
     """A child spec for a nested supervisor (a subtree)."""
     return ChildSpec(
         name=name,
         start=lambda ctx: Supervisor.start(ctx, specs, policy, None, on_restart),
-        restart=Restart.PERMANENT,
         stop_timeout_s=stop_timeout_s,
+        parks=parks,
     )

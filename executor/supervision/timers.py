@@ -1,8 +1,10 @@
-"""Delayed self-messages for actors: one scheduler thread per owner, cancelled as a whole.
+"""Delayed self-messages for actors: one scheduler thread for the whole process.
 
-Actors must not sleep in a handler (a stop would wait); instead they ask ``Timers`` to
-``tell`` them a message later. ``cancel_all`` at stop joins the thread, so a stopped actor
-leaves no thread behind.
+Actors must not sleep in a handler (a stop would wait); instead they ask their ``Timers`` to
+``tell`` them a message later. Every actor's ``Timers`` is a group of handles on one shared
+``Scheduler``, whose single thread runs only while something is scheduled, so a process with
+hundreds of actors has one timer thread, and one with no actor left has none. A callback only
+puts a message into a mailbox, so one thread serves them all without delaying any.
 """
 
 from __future__ import annotations
@@ -13,70 +15,127 @@ import itertools
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
+from loguru import logger
+
+THREAD_NAME = "timers"
 
 
-class Timers:
-    """Schedules ``ref.tell(message)`` (or any callable) after a delay."""
+@dataclass(order=True)
+class _Entry:
+    due: float
+    seq: int
+    fn: Callable[[], None] = field(compare=False)
+    cancelled: bool = field(default=False, compare=False)
 
-    def __init__(self, name: str = "timers") -> None:
+
+class Scheduler:
+    """Runs callbacks after a delay on one thread, started on demand and ended when idle."""
+
+    def __init__(self, name: str = THREAD_NAME) -> None:
         self._name = name
         self._cond = threading.Condition()
-        self._heap: list[tuple[float, int, Callable[[], None]]] = []
+        self._heap: list[_Entry] = []
         self._seq = itertools.count()
-        self._cancelled: set[int] = set()
+        self._live = 0
         self._thread: threading.Thread | None = None
-        self._closed = False
 
-    def tell_after(self, delay_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
-        """Tell ``message`` to ``ref`` in ``delay_s`` seconds (dropped if ``ref`` died)."""
-
-        def send() -> None:
-            with contextlib.suppress(pykka.ActorDeadError):
-                ref.tell(message)
-
-        return self.call_after(delay_s, send)
-
-    def call_after(self, delay_s: float, fn: Callable[[], None]) -> int:
-        """Run ``fn`` on the timer thread in ``delay_s`` seconds; returns a handle for ``cancel``."""
+    def call_after(self, delay_s: float, fn: Callable[[], None]) -> _Entry:
+        """Run ``fn`` on the scheduler's thread in ``delay_s`` seconds; ``cancel`` forgets it."""
+        entry = _Entry(time.monotonic() + max(0.0, delay_s), next(self._seq), fn)
         with self._cond:
-            if self._closed:
-                return -1
-            handle = next(self._seq)
-            heapq.heappush(self._heap, (time.monotonic() + max(0.0, delay_s), handle, fn))
+            heapq.heappush(self._heap, entry)
+            self._live += 1
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
             self._cond.notify()
-            return handle
+        return entry
 
-    def cancel(self, handle: int) -> None:
-        """Forget one scheduled call."""
+    def cancel(self, entries: list[_Entry]) -> None:
+        """Forget ``entries``; with nothing left to run, the thread ends."""
         with self._cond:
-            self._cancelled.add(handle)
-
-    def cancel_all(self, join_timeout_s: float = 2.0) -> None:
-        """Drop every scheduled call, stop the thread and wait for it."""
-        with self._cond:
-            self._closed = True
-            self._heap.clear()
+            for entry in entries:
+                if not entry.cancelled:
+                    entry.cancelled = True
+                    self._live -= 1
+            if self._live == 0 or len(self._heap) > 2 * self._live + 64:
+                self._heap = [e for e in self._heap if not e.cancelled]
+                heapq.heapify(self._heap)
             self._cond.notify()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(join_timeout_s)
+
+    def _next(self) -> _Entry | None:
+        """The next due entry, waiting for it; None when nothing is scheduled (the thread ends)."""
+        with self._cond:
+            while True:
+                while self._heap and self._heap[0].cancelled:
+                    heapq.heappop(self._heap)
+                if not self._heap:
+                    self._thread = None
+                    return None
+                wait = self._heap[0].due - time.monotonic()
+                if wait <= 0:
+                    entry = heapq.heappop(self._heap)
+                    entry.cancelled = True
+                    self._live -= 1
+                    return entry
+                self._cond.wait(wait)
 
     def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and (not self._heap or self._heap[0][0] > time.monotonic()):
-                    timeout = self._heap[0][0] - time.monotonic() if self._heap else None
-                    self._cond.wait(timeout)
-                if self._closed:
-                    return
-                _, handle, fn = heapq.heappop(self._heap)
-                if handle in self._cancelled:
-                    self._cancelled.discard(handle)
-                    continue
-            fn()
+        while (entry := self._next()) is not None:
+            try:
+                entry.fn()
+            except Exception:  # a bad callback must not stop every other actor's timers
+                logger.exception("timer callback failed")
+
+
+SCHEDULER = Scheduler()
+"""The process's one scheduler."""
+
+
+class Timers:
+    """One actor's scheduled messages on the shared scheduler, cancelled one by one or as a whole."""
+
+    def __init__(self, scheduler: Scheduler = SCHEDULER) -> None:
+        self._scheduler = scheduler
+        self._lock = threading.Lock()
+        self._entries: dict[int, _Entry] = {}
+        self._closed = False
+
+    def tell_after(self, delay_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
+        """Tell ``message`` to ``ref`` in ``delay_s`` seconds (dropped if ``ref`` died); returns a
+        handle for ``cancel``, or -1 once ``cancel_all`` has run."""
+
+        def send() -> None:
+            # Runs on the scheduler's thread, after this method released the lock, so
+            # ``handle`` is bound even for a delay of zero.
+            with self._lock:
+                self._entries.pop(handle, None)
+            with contextlib.suppress(pykka.ActorDeadError):
+                ref.tell(message)
+
+        with self._lock:
+            if self._closed:
+                return -1
+            entry = self._scheduler.call_after(delay_s, send)
+            handle = entry.seq
+            self._entries[handle] = entry
+        return handle
+
+    def cancel(self, handle: int) -> None:
+        """Forget one scheduled message."""
+        with self._lock:
+            entry = self._entries.pop(handle, None)
+        if entry is not None:
+            self._scheduler.cancel([entry])
+
+    def cancel_all(self) -> None:
+        """Forget every scheduled message and refuse new ones (the actor has ended)."""
+        with self._lock:
+            self._closed = True
+            entries = list(self._entries.values())
+            self._entries.clear()
+        self._scheduler.cancel(entries)

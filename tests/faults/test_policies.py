@@ -54,11 +54,19 @@ def test_a_crash_loop_can_exceed_the_restart_intensity(policy: SupervisorPolicy)
     assert worst_time_to_escalate(policy) < policy.period_s  # else a crash loop never escalates
 
 
-def test_a_persistent_child_crash_reaches_the_os_supervisor_in_time() -> None:
-    """A child crash loop escalates its pool; four such pool failures make the root give up."""
+def test_a_persistent_child_crash_parks_its_pool_in_time() -> None:
+    """A child crash loop escalates its pool; four such pool failures make the root park it
+    (and give up, exit 3, only if every pool is parked)."""
     pool_escalation = worst_time_to_escalate(POOL_POLICY)
     root_backoff = worst_time_to_escalate(ROOT_POLICY)
     assert (ROOT_POLICY.max_restarts + 1) * pool_escalation + root_backoff < ROOT_POLICY.period_s
+
+
+def test_a_parked_pool_waits_minutes_not_a_crash_loop() -> None:
+    """Long enough not to hammer what keeps failing, growing while it does, bounded."""
+    park = ROOT_POLICY.park_backoff
+    assert park.min_s >= 60 and park.min_s > ROOT_POLICY.backoff.max_s
+    assert park.max_s <= 3600 and park.reset_after_s > park.max_s
 
 
 def test_fault_rules_parse_and_fire_as_often_as_asked() -> None:

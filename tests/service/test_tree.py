@@ -11,7 +11,6 @@ from executor.config import load_config
 from executor.observability import HealthState, Metrics
 from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
 from executor.service import Service
-from executor.supervision import GetChildren
 
 from ..supervision.probe import wait_for
 from .processes import closed_port
@@ -33,14 +32,13 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
     service.start()
     try:
         assert service.root is not None
-        root = {s.name: s for s in service.root.ask(GetChildren(), timeout=5)}
-        assert list(root) == ["observability", "pool:a", "pool:b"]
-        assert all(s.alive for s in root.values())
         directory = service.root.proxy().children_directory.get(timeout=5)
+        assert directory.names() == ["observability", "pool:a", "pool:b"]
+        assert all(directory.get(name) is not None for name in directory.names())  # alive
         for pool in ("pool:a", "pool:b"):
-            children = directory.get(pool).ask(GetChildren(), timeout=5)
-            assert [c.name for c in children] == [LEASER, RESOLVER, REPORTER, RUNNER, POLLER]
-            assert all(c.alive for c in children)
+            children = directory.get(pool).proxy().children_directory.get(timeout=5)
+            assert children.names() == [LEASER, RESOLVER, REPORTER, RUNNER, POLLER]
+            assert all(children.get(name) is not None for name in children.names())
     finally:
         service.shutdown()
     assert pykka.ActorRegistry.get_all() == []

@@ -1,0 +1,84 @@
+"""Delayed messages: one timer thread for the whole process, none once nothing is scheduled."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from executor.supervision import start_root
+from executor.supervision.timers import THREAD_NAME, Scheduler
+
+from .probe import Probe, Worker, child_ref, policy, wait_for, worker_spec
+
+
+@dataclass(frozen=True)
+class Ping:
+    label: str
+
+
+class TimedWorker(Worker):
+    """Schedules a far message at start (so a timer is pending for its whole life), and on
+    request a message it cancels and one it keeps."""
+
+    def setup(self) -> None:
+        super().setup()
+        self.tell_self_after(600, Ping("far"))
+
+    def on_receive(self, message: Any) -> Any:
+        if isinstance(message, Ping) and message.label == "schedule":
+            dropped = self.tell_self_after(0.3, Ping("cancelled"))
+            self.tell_self_after(0.6, Ping("kept"))
+            self.timers.cancel(dropped)
+            return None
+        if isinstance(message, Ping):
+            self.probe.record(self.ctx.name, self.ctx.incarnation, f"ping:{message.label}")
+            return None
+        return super().on_receive(message)
+
+
+def timer_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == THREAD_NAME and t.is_alive()]
+
+
+def test_many_actors_share_one_timer_thread_and_leave_none_behind(probe: Probe) -> None:
+    names = [f"w{i}" for i in range(40)]
+    root = start_root("root", [worker_spec(n, probe, cls=TimedWorker) for n in names], policy())
+    for name in names:
+        probe.wait_starts(name, 1)
+    assert len(timer_threads()) == 1  # 41 actors with pending timers
+    root.stop(timeout=10)
+    wait_for(lambda: not timer_threads(), what="the timer thread to end once nothing is scheduled")
+
+
+def test_a_cancelled_message_never_arrives_and_the_others_do(probe: Probe) -> None:
+    root = start_root("root", [worker_spec("w", probe, cls=TimedWorker)], policy())
+    probe.wait_starts("w", 1)
+    child_ref(root, "w").tell(Ping("schedule"))  # type: ignore[union-attr]
+    probe.wait_event(lambda: ("w", 1, "ping:kept") in probe.events, "the kept message")
+    assert ("w", 1, "ping:cancelled") not in probe.events  # due before the kept one
+    root.stop(timeout=10)
+
+
+def test_the_scheduler_runs_callbacks_in_due_order_and_survives_a_failing_one() -> None:
+    scheduler = Scheduler(name="timers-under-test")
+    ran: list[str] = []
+    done = threading.Event()
+
+    def failing() -> None:
+        ran.append("failing")
+        raise RuntimeError("a bad callback")
+
+    def last() -> None:
+        ran.append("last")
+        done.set()
+
+    scheduler.call_after(0.6, last)
+    scheduler.call_after(0.2, failing)
+    scheduler.call_after(0.0, lambda: ran.append("first"))
+    cancelled = scheduler.call_after(0.4, lambda: ran.append("cancelled"))
+    scheduler.cancel([cancelled])
+    assert done.wait(10)
+    assert ran == ["first", "failing", "last"]
+    wait_for(lambda: not any(t.name == "timers-under-test" for t in threading.enumerate()),
+             what="the idle scheduler's thread to end")
