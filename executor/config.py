@@ -41,7 +41,9 @@ class GmsSettings(_Frozen):
             try:
                 return self.token_file.read_text().strip()
             except OSError as exc:
-                raise ConfigError("gms.token_file", [f"cannot read: {exc.strerror}"]) from None
+                raise ConfigError(
+                    "gms.token_file", [f"cannot read {self.token_file}: {exc.strerror}"]
+                ) from None
         raise ConfigError(
             "gms",
             [
@@ -194,8 +196,18 @@ def load_config(path: str | os.PathLike[str] | None, environ: dict[str, str] | N
     try:
         config = ExecutorConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(source, [_describe(err) for err in exc.errors()]) from None
+        errors = exc.errors()
+        raise ConfigError(source, [_describe(e) for e in errors if not _follows(e, errors)]) from None
     return config
+
+
+def _follows(err: Any, errors: list[Any]) -> bool:
+    """A list that is too short only because its items failed (pydantic counts after validation):
+    the items' own errors say it all, and "should have at least 1 item" would be a false extra."""
+    loc = tuple(err.get("loc", ()))
+    return err.get("type") == "too_short" and any(
+        len(other.get("loc", ())) > len(loc) and tuple(other["loc"][: len(loc)]) == loc for other in errors
+    )
 
 
 def _describe(err: Any) -> str:

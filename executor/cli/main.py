@@ -2,8 +2,9 @@
 
 Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds its
 sub-commands and sets ``func(args) -> int`` on them. Modules import heavy or optional
-dependencies (moto, the datahub package) inside their command functions, so that
-``remote-executor run`` works with the base install alone.
+dependencies (moto, graphql, the local control plane) inside their command functions, so that
+``remote-executor run`` works with the base install alone and never loads
+``executor.controlplane``; a command that needs an extra says which (``executor.cli.extras``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from executor.exitcodes import ExitCode
 
 COMMAND_MODULES = (
     "executor.cli.service",
-    "executor.controlplane.commands",
+    "executor.cli.tools",
+    "executor.cli.local",
     "executor.sandbox.venv_commands",
     "executor.observability.doctor_command",
     "executor.demo.command",

@@ -1,4 +1,9 @@
-"""``remote-executor run`` and ``remote-executor check``: the service and its config check."""
+"""``remote-executor run`` and ``remote-executor check``: the service and its config check.
+
+Both give one verdict on the configuration *for this host*: the file and env vars must be
+valid, the token readable and the state dir usable. Every problem is one line naming its
+source and field; any problem means exit 2 (``ExitCode.CONFIG``), before anything starts.
+"""
 
 from __future__ import annotations
 
@@ -9,12 +14,15 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from executor.cli.state_dir import inspect_state_dir, prepare_state_dir
 from executor.config import ExecutorConfig, load_config
 from executor.errors import ConfigError
 from executor.exitcodes import ExitCode
 
 DEFAULT_CONFIG = Path("/etc/remote-executor/config.yaml")
 CONFIG_ENV = "REMOTE_EXECUTOR_CONFIG"
+HINT = " (visible only under the unit; by hand: REMOTE_EXECUTOR_GMS_TOKEN_FILE=FILE remote-executor check)"
+"""A token passed with LoadCredential= is not there when a person runs ``check``: say how to check."""
 
 
 def register(subparsers: Any) -> None:
@@ -48,24 +56,46 @@ def config_path(arg: str | None) -> str | None:
     return str(DEFAULT_CONFIG) if DEFAULT_CONFIG.is_file() else None
 
 
-def load_or_explain(arg: str | None) -> ExecutorConfig | None:
-    """Load the config; on error print what is wrong (file, field, expectation) and return None."""
+def source_of(path: str | None) -> str:
+    """How ``check`` names where the configuration came from."""
+    return f"{path} (+ environment)" if path else "environment"
+
+
+def problems_on_this_host(config: ExecutorConfig, create: bool) -> list[str]:
+    """What stops ``run`` here though the file is valid: the token and the state dir.
+
+    ``create``: make the state dir and write a probe (``run``), or only inspect it (``check``).
+    """
+    problems: list[str] = []
     try:
-        return load_config(config_path(arg))
+        config.gms.resolved_token()
     except ConfigError as exc:
-        print(f"remote-executor: {exc}", file=sys.stderr)
-        return None
+        problems += [p if p.startswith(exc.source) else f"{exc.source}: {p}" for p in exc.problems]
+        if config.gms.token is None and config.gms.token_file is None:
+            problems[-1] += HINT
+    state = prepare_state_dir(config.state_dir) if create else inspect_state_dir(config.state_dir)
+    if state:
+        problems.append(state)
+    return problems
+
+
+def load_checked(arg: str | None, create: bool) -> ExecutorConfig:
+    """The config, valid and usable on this host; one ConfigError listing every problem."""
+    path = config_path(arg)
+    config = load_config(path)
+    problems = problems_on_this_host(config, create)
+    if problems:
+        raise ConfigError(source_of(path), problems)
+    return config
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Print the effective config with the token masked; exit 2 when invalid."""
-    config = load_or_explain(args.config)
-    if config is None:
-        return int(ExitCode.CONFIG)
+    """One verdict: the effective config (token masked) and OK, or every problem and exit 2."""
     try:
-        config.gms.resolved_token()
-    except ConfigError as exc:  # valid config, but this host cannot read the token (yet)
-        print(f"remote-executor: warning: {exc}; `run` will refuse to start here", file=sys.stderr)
+        config = load_checked(args.config, create=False)
+    except ConfigError as exc:
+        print(f"remote-executor: {exc}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     print(json.dumps(config.masked(), indent=2))
     print(f"configuration OK: {len(config.pools)} pool(s)", file=sys.stderr)
     return int(ExitCode.OK)
@@ -77,15 +107,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from executor.observability import HealthState, Metrics
     from executor.service import Service
 
-    config = load_or_explain(args.config)
-    if config is None:
-        return int(ExitCode.CONFIG)
-    setup_logging(config.logging.format, config.logging.level)
     try:
+        config = load_checked(args.config, create=True)
         token = config.gms.resolved_token()
     except ConfigError as exc:
         print(f"remote-executor: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG)
+    setup_logging(config.logging.format, config.logging.level)
     service = Service(config, token, health=HealthState(), metrics=Metrics(), once=args.once)
     service.install_signal_handlers()
     service.start()

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from executor.cli.extras import LOCAL, LOCAL_MODULES, needs_extra
 from executor.exitcodes import ExitCode
 
 DEMO_POOL = "demo"
@@ -34,6 +35,7 @@ def register(subparsers: Any) -> None:
     demo.set_defaults(func=cmd_demo)
 
 
+@needs_extra(LOCAL, LOCAL_MODULES)
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build or reuse the venv, start everything, run the recipe, print the outcome."""
     from loguru import logger
@@ -57,8 +59,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> int:
-    from executor.controlplane.client import GraphQLClient
-    from executor.controlplane.submit import Submission, set_secret, submit, watch
+    from executor.cli.follow import follow
+    from executor.cli.ingestion import Submission, set_secret, submit
+    from executor.datahub.gms import GmsClient
     from executor.observability import HealthState, Metrics
     from executor.service import Service
 
@@ -66,7 +69,7 @@ def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> 
     service.start()
     print(f"[demo] executor started for pool {DEMO_POOL!r}; state in {state / 'executor'}", flush=True)
     try:
-        with GraphQLClient(control_plane.gms_url, control_plane.token) as client:
+        with GmsClient(control_plane.gms_url, control_plane.token) as client:
             set_secret(client, SECRET_NAME, control_plane.token)
             print(f"[demo] secret {SECRET_NAME} stored in the control plane (the recipe references it)")
             recipe = state / "recipe.yml"
@@ -77,8 +80,9 @@ def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> 
             )
             urn = submit(client, Submission(recipe, pool=DEMO_POOL, name="demo-shop", version="bundled"))
             print(f"[demo] requested {urn}; following it:", flush=True)
-            code = watch(client, urn, sys.stdout, poll_s=1.0, timeout_s=timeout_s)
+            code = follow(client, urn, sys.stdout, poll_s=1.0, timeout_s=timeout_s)
     finally:
+        print("[demo] stopping the executor", flush=True)
         service.shutdown()
     datasets = {urn for urn, _, _ in control_plane.list_aspects(entity_type="dataset")}
     aspects = len(control_plane.list_aspects(entity_type="dataset"))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -17,8 +18,9 @@ import pytest
 import requests
 import yaml
 
+from executor.cli.follow import new_lines
 from executor.cli.main import main
-from executor.controlplane.submit import new_lines, summary
+from executor.cli.reports import summary
 from tests.fixtures.controlplane import graphql
 
 RECIPE = {"source": {"type": "file", "config": {"path": "in.json"}}, "sink": {"type": "console"}}
@@ -102,7 +104,7 @@ def test_submit_wait_follows_the_run_to_its_end(
     finally:
         executor.join(timeout=30)
     err = capsys.readouterr().err
-    assert f"[status] {status}" in err
+    assert re.search(rf"^\[status\] \d+:\d\d {status}$", err, re.MULTILINE), err
     assert "line two" in err
     assert f"{status} in 1.5s (events=3, failures=0)" in err
 
@@ -138,7 +140,7 @@ def test_client_commands_fail_clearly_without_gms_or_token(
     token_file.write_text("wrong\n")
     args = ["--gms", control_plane.gms_url, "--token-file", str(token_file)]
     assert main(["submit", str(recipe_file), "--pool", "default", *args]) == 1
-    assert "refused the token" in capsys.readouterr().err
+    assert "check the token" in capsys.readouterr().err
     (tmp_path / "bad.yml").write_text("sink: {}\n")
     token_file.write_text(control_plane.token)
     assert main(["submit", str(tmp_path / "bad.yml"), "--pool", "default", *args]) == 2

@@ -27,3 +27,5 @@ def test_demo_exits_0_with_a_successful_ingestion() -> None:
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "[demo] final status: SUCCESS" in result.stdout
     assert "[demo] ingested 12 aspects of 3 datasets" in result.stdout
+    assert "written=12" in result.stdout  # not the 0 an async sink reports before it flushed
+    assert "[status] " in result.stdout  # the wait says where it is
