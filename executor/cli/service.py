@@ -73,6 +73,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the service until a signal; exit codes in ``executor.exitcodes``."""
+    from executor import hardening
+
+    hardening.make_undumpable()  # first: before any thread or child exists
     from executor.logs import setup_logging
     from executor.observability import HealthState, Metrics
     from executor.service import Service
@@ -86,6 +89,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"remote-executor: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG)
+    hardening.take_credentials()  # the config holds what it needs; recipes must not inherit them
+    hardening.register([token])
     service = Service(config, token, health=HealthState(), metrics=Metrics(), once=args.once)
     service.install_signal_handlers()
     service.start()

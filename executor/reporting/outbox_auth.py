@@ -1,0 +1,97 @@
+"""The outbox's record authentication: an HMAC-SHA256 key kept beside the records.
+
+A recipe that can write into the outbox directory (same uid, no ``run_as``, no bwrap) could
+otherwise forge a SUCCESS for any request, and the Reporter would deliver it with the
+executor's token. Every record therefore carries ``HMAC(key, canonical(pool, key, stored_at,
+record))``; the key is 32 random bytes in a 0600 file created on first use beside the outbox
+(``<state>/pools/<id>/outbox.key``), in the 0700 state dir that ``run_as`` and bwrap put out of
+a recipe's reach. The MAC binds the record to
+the pool and the request key it claims, so a record copied to another name or pool fails too.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import hmac
+import json
+import os
+import secrets
+import stat
+import uuid
+from pathlib import Path
+from typing import Any
+
+from loguru import logger
+
+from executor.errors import ConfigError
+
+KEY_FILE = "outbox.key"
+KEY_BYTES = 32
+
+
+def load_or_create_key(path: Path) -> bytes:
+    """The key in ``path``; created (0600, atomically) when there is none yet."""
+    directory = path.parent
+    key = _read_key(path)
+    if key is not None:
+        return key
+    temp = directory / f".{KEY_FILE}.{uuid.uuid4().hex}.tmp"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as handle:
+            handle.write(secrets.token_hex(KEY_BYTES))
+            handle.flush()
+            os.fsync(handle.fileno())
+        with contextlib.suppress(FileExistsError):
+            os.link(temp, path)  # never replaces a key another thread or process made first
+    finally:
+        temp.unlink(missing_ok=True)
+    key = _read_key(path)
+    if key is None:
+        raise ConfigError(str(path), ["the outbox key vanished right after it was written"])
+    return key
+
+
+def _read_key(path: Path) -> bytes | None:
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise ConfigError(str(path), [f"cannot open the outbox key: {exc.strerror}"]) from None
+    with os.fdopen(fd, "r", encoding="ascii", errors="replace") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode) or info.st_uid != os.geteuid():
+            raise ConfigError(str(path), ["the outbox key is not a regular file owned by the executor"])
+        if info.st_mode & 0o077:
+            logger.warning("outbox key {} was readable by others; mode reset to 0600", path.name)
+            os.fchmod(handle.fileno(), 0o600)
+        text = handle.read(KEY_BYTES * 2 + 1).strip()
+    try:
+        key = bytes.fromhex(text)
+    except ValueError:
+        key = b""
+    if len(key) != KEY_BYTES:
+        raise ConfigError(str(path), ["the outbox key is damaged; remove it (pending records are then "
+                                      "quarantined) or restore it"])
+    return key
+
+
+def sign(secret: bytes, pool: str, key: str, stored_at_ns: int, record: dict[str, Any]) -> str:
+    """The hex MAC of one record as the pool ``pool`` stores it under ``key``."""
+    return hmac.new(secret, _canonical(pool, key, stored_at_ns, record), hashlib.sha256).hexdigest()
+
+
+def verify(
+    secret: bytes, pool: str, key: str, stored_at_ns: int, record: dict[str, Any], mac: object
+) -> bool:
+    """True if ``mac`` is the MAC of exactly this record, pool and key."""
+    if not isinstance(mac, str):
+        return False
+    return hmac.compare_digest(sign(secret, pool, key, stored_at_ns, record), mac)
+
+
+def _canonical(pool: str, key: str, stored_at_ns: int, record: dict[str, Any]) -> bytes:
+    body = {"pool": pool, "key": key, "stored_at_ns": stored_at_ns, "record": record}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
