@@ -25,6 +25,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
+from pathlib import Path
 
 from loguru import logger
 
@@ -41,6 +42,7 @@ MIN_CREDENTIAL_LENGTH = 8
 _lock = threading.Lock()
 _own: set[str] = set()
 _host_aws: dict[str, str] = {}
+_paths: set[Path] = set()
 
 
 def make_undumpable() -> bool:
@@ -92,6 +94,22 @@ def own_credentials() -> frozenset[str]:
     """Every credential of the executor known so far (values; never log them)."""
     with _lock:
         return frozenset(_own)
+
+
+def protect_paths(paths: Iterable[str | os.PathLike[str] | None]) -> None:
+    """Files only the executor may read (its config file): bwrap'd recipes never see them."""
+    with _lock:
+        _paths.update(Path(p).absolute() for p in paths if p)
+
+
+def protected_paths() -> tuple[Path, ...]:
+    """What ``protect_paths`` collected, plus systemd's credentials directory if there is one."""
+    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
+    with _lock:
+        found = set(_paths)
+    if credentials:
+        found.add(Path(credentials))
+    return tuple(sorted(found))
 
 
 def host_aws_credentials() -> dict[str, str]:

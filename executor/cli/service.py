@@ -91,6 +91,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         return int(ExitCode.CONFIG)
     hardening.take_credentials()  # the config holds what it needs; recipes must not inherit them
     hardening.register([token])
+    hardening.protect_paths([config_path(args.config), config.gms.token_file])
     service = Service(config, token, health=HealthState(), metrics=Metrics(), once=args.once)
     service.install_signal_handlers()
     service.start()
