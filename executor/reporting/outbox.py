@@ -30,7 +30,7 @@ from typing import Any
 from loguru import logger
 
 from executor.errors import BadInputError
-from executor.reporting.outbox_auth import KEY_FILE, load_or_create_key, sign, verify
+from executor.reporting.outbox_auth import KEY_FILE, derive_key, load_or_create_key, sign, verify
 
 SUFFIX = ".json"
 MAX_RECORD_BYTES = 64 * 1024 * 1024
@@ -41,12 +41,15 @@ _SAFE = re.compile(r"^[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}$")
 class Outbox:
     """A directory of pending records, one file per key (a request id)."""
 
-    def __init__(self, directory: str | os.PathLike[str], pool_id: str | None = None) -> None:
+    def __init__(self, directory: str | os.PathLike[str], pool_id: str | None = None,
+                 binding: str | None = None) -> None:
+        """``binding``: a second secret the MAC key is derived with (the GMS token, see
+        ``outbox_auth``); records written with another binding are quarantined."""
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
         self.pool_id = self.directory.parent.name if pool_id is None else pool_id
-        self._secret = load_or_create_key(self.directory.parent / KEY_FILE)
+        self._secret = derive_key(load_or_create_key(self.directory.parent / KEY_FILE), binding)
         self._remove_stale_temps()
 
     def __len__(self) -> int:

@@ -7,6 +7,12 @@ record))``; the key is 32 random bytes in a 0600 file created on first use besid
 (``<state>/pools/<id>/outbox.key``), in the 0700 state dir that ``run_as`` and bwrap put out of
 a recipe's reach. The MAC binds the record to
 the pool and the request key it claims, so a record copied to another name or pool fails too.
+
+The key file alone does not stop a recipe that runs as the executor's own uid without bwrap:
+it can read the file. So the Reporter derives the MAC key from the file's key *and* the GMS
+token (``derive_key``), which such a recipe cannot read (the executor is not dumpable and the
+token leaves its environment); a recipe that has the token could write to GMS directly anyway.
+Rotating the token therefore quarantines records still pending: rotate after a clean stop.
 """
 
 from __future__ import annotations
@@ -76,6 +82,13 @@ def _read_key(path: Path) -> bytes | None:
         raise ConfigError(str(path), ["the outbox key is damaged; remove it (pending records are then "
                                       "quarantined) or restore it"])
     return key
+
+
+def derive_key(file_key: bytes, binding: str | None) -> bytes:
+    """The MAC key: the file's key, bound to a second secret when one is given."""
+    if not binding:
+        return file_key
+    return hmac.new(file_key, b"remote-executor outbox\0" + binding.encode(), hashlib.sha256).digest()
 
 
 def sign(secret: bytes, pool: str, key: str, stored_at_ns: int, record: dict[str, Any]) -> str:

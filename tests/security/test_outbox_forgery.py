@@ -96,3 +96,17 @@ def test_a_symlink_or_fifo_in_place_of_a_record_is_set_aside(tmp_path: Path) -> 
     os.mkfifo(box.directory / "fifo.json")
     assert box.pending() == []  # returns at once: a FIFO is never opened for a blocking read
     assert sorted(p.name for p in box.directory.iterdir()) == ["fifo.json.corrupt", "link.json.corrupt"]
+
+
+def test_a_recipe_with_the_key_file_but_not_the_token_cannot_sign(tmp_path: Path) -> None:
+    """Same uid, no bwrap: the key file is readable, but the MAC key also needs the token."""
+    box = Outbox(tmp_path / "pools" / "default" / "outbox", binding="the-gms-token-1234")
+    stolen = bytes.fromhex((tmp_path / "pools" / "default" / KEY_FILE).read_text())
+    record = success_record()
+    forged = {"key": "victim", "pool": "default", "stored_at_ns": 1, "record": record,
+              "mac": sign(stolen, "default", "victim", 1, record)}
+    (box.directory / "victim.json").write_text(json.dumps(forged))
+    assert box.pending() == []
+    box.put("victim", record)
+    assert Outbox(box.directory, binding="the-gms-token-1234").has("victim")
+    assert not Outbox(box.directory, binding="another-token-5678").has("victim")  # rotated token
