@@ -27,11 +27,13 @@ SYSTEM_TREES = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", 
 """Read-only in a recipe's view (a symlink such as /bin -> usr/bin is recreated as a link)."""
 
 
-def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = (), program: str | None = None) -> list[str]:
+def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = (), program: str | None = None,
+                 other_user: bool = False) -> list[str]:
     """The bwrap command line that runs what follows ``--`` inside the isolated view.
 
     ``program`` is what will run: its venv (and the Python that venv is built on) is bound
-    read-only wherever it lives.
+    read-only wherever it lives. ``other_user``: bwrap itself runs as a ``run_as`` uid, which
+    can only bind folders every user may enter (others are left out, not failed on).
     """
     bwrap = shutil.which("bwrap")
     if bwrap is None:
@@ -49,7 +51,7 @@ def bwrap_prefix(work_dir: Path, hide: Sequence[Path] = (), program: str | None 
     for path in hide:  # before the binds below, which may lie inside a hidden path
         argv += _cover(path, bound)
     for root in program_roots(program):
-        if not _inside(str(root), bound):
+        if not _inside(str(root), bound) and (not other_user or _world_reachable(root)):
             argv += ["--ro-bind", str(root), str(root)]
     work = str(work_dir)
     argv += ["--bind", work, work, "--chdir", work]
@@ -70,7 +72,7 @@ def program_roots(program: str | None) -> list[Path]:
         root = candidate.parent.parent if candidate.parent.name == "bin" else candidate.parent
         roots.append(root)
         roots.extend(_base_python(root))
-    return list(dict.fromkeys(r for r in roots if r.is_dir()))
+    return list(dict.fromkeys(r for r in roots if _usable_dir(r)))
 
 
 def _interpreter(script: Path) -> Iterable[Path]:
@@ -97,8 +99,11 @@ def _base_python(venv: Path) -> list[Path]:
     except OSError:
         pass
     python = venv / "bin" / "python"
-    if python.is_symlink():
-        roots.append(python.resolve().parent.parent)
+    try:
+        if python.is_symlink():
+            roots.append(python.resolve().parent.parent)
+    except OSError:
+        pass
     return roots
 
 
@@ -112,6 +117,22 @@ def _cover(path: Path, bound: list[str]) -> list[str]:
     if path.exists():
         return ["--ro-bind", "/dev/null", text]
     return []
+
+
+def _usable_dir(path: Path) -> bool:
+    """A folder this process may enter (a base Python under a private home may not be)."""
+    try:
+        return path.is_dir() and os.access(path, os.R_OK | os.X_OK)
+    except OSError:
+        return False
+
+
+def _world_reachable(path: Path) -> bool:
+    """True if every folder from / down to ``path`` lets any user pass (mode o+x)."""
+    try:
+        return all(os.stat(p).st_mode & 0o001 for p in (path, *path.parents))
+    except OSError:
+        return False
 
 
 def _inside(path: str, trees: Iterable[str]) -> bool:

@@ -224,7 +224,7 @@ class SandboxRun:
         if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
             raise BadInputError(f"program not found or not executable: {argv[0]}")
         if spec.isolation == "bwrap":
-            argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0]), *argv]
+            argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0], spec.run_as is not None), *argv]
         env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
                    **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
         self._proc = subprocess.Popen(
