@@ -7,7 +7,8 @@ base Python that venv links to), its own work dir read-write at the same path, a
 Nothing else exists in its view: not the executor's state dir (other tasks' work dirs, logs,
 outbox and its key), not the config file or token file, not /home, /root, /var, /srv or /mnt.
 Paths to hide that lie inside a system tree anyway (``/etc/remote-executor``, a config or
-token file under /etc or /opt) get an empty tmpfs (directories) or /dev/null (files) on top.
+token file under /etc or /opt) get an empty tmpfs (directories) or /dev/null (files: on bwrap's
+nodev mount it cannot even be opened) on top.
 The network stays shared: recipes need it. Limits, cgroups and the parent-death signal still
 apply: the exec wrapper sets them up and then execs bwrap, which runs the recipe.
 """
