@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
+import subprocess
 import sys
 import tempfile
 import textwrap
@@ -126,3 +127,26 @@ def test_bad_run_as_settings_are_refused(throwaway_users: Users) -> None:
         resolve_run_as(throwaway_users.recipe.name, "no-such-group")
     able, why = switch_support()
     assert able and "CAP_SETUID" in why  # this suite runs as root
+
+
+def test_an_executor_with_ambient_capabilities_hands_none_on(throwaway_users: Users) -> None:
+    """The systemd unit's way: a non-root executor holding the five capabilities as ambient ones.
+
+    The exec wrapper, started by that user, must switch to the recipe user and leave it with no
+    capability at all (a uid change between non-root users keeps them unless dropped).
+    """
+    from executor.sandbox.run import LAUNCHER
+
+    executor, recipe = throwaway_users.executor, throwaway_users.recipe
+    caps = "+setuid,+setgid,+kill,+chown,+dac_override"
+    probe = ("import json, os; s = dict(l.split(':', 1) for l in open('/proc/self/status') if ':' in l);"
+             "print(json.dumps([os.getresuid(), *(s[k].strip() for k in "
+             "('CapEff', 'CapPrm', 'CapAmb', 'CapInh'))]))")
+    done = subprocess.run(
+        ["setpriv", f"--reuid={executor.uid}", f"--regid={executor.gid}", "--clear-groups",
+         f"--inh-caps={caps}", f"--ambient-caps={caps}", "--", sys.executable, "-I", "-S", str(LAUNCHER),
+         "--user", str(recipe.uid), "--group", str(recipe.gid), "--", sys.executable, "-c", probe],
+        cwd="/", capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    ids, *sets = json.loads(done.stdout)
+    assert ids == [recipe.uid] * 3 and all(int(s, 16) == 0 for s in sets), done.stdout
