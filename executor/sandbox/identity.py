@@ -70,14 +70,22 @@ def work_base(state_dir: Path, configured: Path | None) -> Path:
 
 
 def prepare_work_root(base: Path, pool_id: str) -> Path:
-    """``<base>/<pool id>``, both 0711 and the executor's: passable, not listable, for a recipe."""
+    """``<base>/<pool id>``, both 0711 and the executor's: passable, not listable, for a recipe.
+
+    A base owned by someone else (an image's directory, a volume) is taken over with CAP_CHOWN.
+    """
     root = base / pool_id
     for directory in (base, root):
         directory.mkdir(mode=0o711, parents=True, exist_ok=True)
-        info = directory.lstat()
-        if info.st_uid != os.geteuid() or not os.path.isdir(directory) or directory.is_symlink():
-            raise ConfigError(str(directory), ["the work root must be a directory owned by the executor"])
-        os.chmod(directory, 0o711)  # noqa: S103 (traverse only: the recipe reaches its own dir)
+        if directory.is_symlink() or not directory.is_dir():
+            raise ConfigError(str(directory), ["the work root must be a directory, not a link"])
+        try:
+            if directory.lstat().st_uid != os.geteuid():
+                os.chown(directory, os.geteuid(), os.getegid(), follow_symlinks=False)
+            os.chmod(directory, 0o711, follow_symlinks=False)  # noqa: S103 (traverse only)
+        except OSError as exc:
+            problem = f"cannot make it the executor's, mode 0711: {exc.strerror}"
+            raise ConfigError(str(directory), [problem]) from None
     return root
 
 
