@@ -30,7 +30,6 @@ from pathlib import Path
 from loguru import logger
 
 PR_SET_DUMPABLE = 4
-PR_GET_DUMPABLE = 3
 CREDENTIAL_VARIABLES = (
     "DATAHUB_GMS_TOKEN", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN",
     "AWS_SECURITY_TOKEN",
@@ -58,12 +57,6 @@ def make_undumpable() -> bool:
                        "its /proc files", exc)
         return False
     return True
-
-
-def is_dumpable() -> bool:
-    """The current PR_GET_DUMPABLE value (for ``doctor`` and tests)."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    return bool(libc.prctl(PR_GET_DUMPABLE, 0, 0, 0, 0))
 
 
 def take_credentials(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:

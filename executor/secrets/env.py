@@ -4,8 +4,9 @@ The executor's environment is not the recipe's to browse: it may hold the host's
 proxy password, or an alias of the GMS token. So the store serves only names the pool allows
 (``secrets.env.names`` and ``secrets.env.prefixes``; by default nothing), never the names of the
 executor's own credentials, and it refuses, with an error that names the variable and never
-its value, any variable whose value is one of the executor's own credentials (the GMS token,
-the host's and the leased AWS keys) whatever it is called.
+its value, any variable whose value is one of the executor's own credentials whatever it is
+called: the GMS token, the host's AWS keys, and any value registered with
+``executor.hardening.register`` (a lease's keys, once the leaser registers them).
 """
 
 from __future__ import annotations

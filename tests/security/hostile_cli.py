@@ -81,15 +81,15 @@ def is_executor(pid: int) -> bool:
         return False
 
 
-def sibling_secrets(marker: str) -> bytes:
+def sibling_secrets() -> bytes:
     """Look for a concurrent task's secret file: next to our work dir, and via /proc/*/cwd."""
     found: list[str] = []
     here = os.getcwd()
-    for base in (os.path.dirname(here),):
-        for name in os.listdir(base):
-            path = os.path.join(base, name, "secret.txt")
-            if os.path.join(base, name) != here and os.path.exists(path):
-                found.append(read(path).decode())
+    base = os.path.dirname(here)
+    for name in os.listdir(base):
+        path = os.path.join(base, name, "secret.txt")
+        if os.path.join(base, name) != here and os.path.exists(path):
+            found.append(read(path).decode())
     if not found:
         raise PermissionError(13, "no sibling found")
     return json.dumps(found).encode()
@@ -141,7 +141,7 @@ def attack(config: dict[str, Any]) -> dict[str, Any]:
     attempt(findings, "outbox_list", digest, lambda: json.dumps(os.listdir(config["outbox"])).encode())
     attempt(findings, "other_pool_logs", digest,
             lambda: json.dumps(os.listdir(config["other_logs"])).encode())
-    attempt(findings, "sibling_work_dir", digest, lambda: sibling_secrets(config.get("victim_secret", "")))
+    attempt(findings, "sibling_work_dir", digest, sibling_secrets)
     attempt(findings, "proc_cwd_of_others", digest, proc_cwd_secrets)
     key = read(config["key_file"]).decode().strip() if findings.get("key_file", {}).get("ok") else None
     attempt(findings, "forged_record", digest, lambda: forge(config, key))
