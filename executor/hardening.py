@@ -89,6 +89,21 @@ def own_credentials() -> frozenset[str]:
         return frozenset(_own)
 
 
+def secure_state_dir(state_dir: Path) -> None:
+    """The state dir and its ``pools`` folder exist, 0700: a recipe of another uid cannot even list
+    them (a volume or an older install may have made them wider)."""
+    for directory in (state_dir, state_dir / "pools"):
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        mode = directory.stat().st_mode & 0o777
+        if mode == 0o700:
+            continue
+        try:
+            os.chmod(directory, 0o700)
+        except PermissionError:  # another owner's directory (e.g. an image's, for uid 1000)
+            logger.warning("state dir {} has mode {:o} and is not the executor's to change; make it 0700",
+                           directory, mode)
+
+
 def protect_paths(paths: Iterable[str | os.PathLike[str] | None]) -> None:
     """Files only the executor may read (its config file): bwrap'd recipes never see them."""
     with _lock:

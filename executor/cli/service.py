@@ -92,6 +92,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     hardening.take_credentials()  # the config holds what it needs; recipes must not inherit them
     hardening.register([token])
     hardening.protect_paths([config_path(args.config), config.gms.token_file])
+    try:
+        hardening.secure_state_dir(config.state_dir)
+    except OSError as exc:
+        print(f"remote-executor: state_dir {config.state_dir}: {exc.strerror}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     service = Service(config, token, health=HealthState(), metrics=Metrics(), once=args.once)
     service.install_signal_handlers()
     service.start()

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import stat
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -116,6 +117,8 @@ def test_a_hostile_recipe_gets_nothing_of_the_executor(world: SecurityWorld) -> 
             assert not found[attack]["ok"], (attack, found)
     if world.recipe_user is not None:
         assert found["uid"] == world.recipe_user.uid
+    for directory in (world.state, world.state / "pools", world.state / "pools" / "other" / "outbox"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
     assert found["self_dumpable"] == 1  # the recipe is a new exec: dumpable, and holds nothing of ours
 
     world.stop()  # a restart flushes every outbox first: a forged record would be delivered now
