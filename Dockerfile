@@ -47,11 +47,20 @@ ARG BUNDLED_CLI_VERSION
 LABEL org.opencontainers.image.title="remote-executor" \
       org.opencontainers.image.description="Self-hosted executor for DataHub metadata ingestion" \
       org.opencontainers.image.licenses="Apache-2.0"
-# UID/GID 1000, as DataHub's executor chart expects (runAsUser: 1000).
+# UID/GID 1000, as DataHub's executor chart expects (runAsUser: 1000). UID/GID 1001 "recipe" is
+# the user recipes run as when the executor is started as root (docs/security.md):
+#   docker run --user 0 --cap-drop ALL --cap-add SETUID --cap-add SETGID --cap-add KILL \
+#     --cap-add CHOWN --cap-add DAC_OVERRIDE -e REMOTE_EXECUTOR_RUN_AS=recipe ... remote-executor
+# The default (USER 1000 below, no capabilities) cannot switch users: recipes then run as 1000
+# and `doctor` says what they can reach; add -e REMOTE_EXECUTOR_ISOLATION=bwrap where possible.
 RUN groupadd --system --gid 1000 remote-executor \
  && useradd --system --uid 1000 --gid 1000 --home-dir /var/lib/remote-executor \
       --shell /usr/sbin/nologin remote-executor \
- && install -d -m 0700 -o 1000 -g 1000 /var/lib/remote-executor
+ && groupadd --system --gid 1001 recipe \
+ && useradd --system --uid 1001 --gid 1001 --no-create-home --home-dir /nonexistent \
+      --shell /usr/sbin/nologin recipe \
+ && install -d -m 0700 -o 1000 -g 1000 /var/lib/remote-executor \
+ && install -d -m 0711 -o 1000 -g 1000 /var/lib/remote-executor-work
 COPY --from=build /opt/remote-executor /opt/remote-executor
 COPY --from=venvs /opt/datahub/venvs /opt/datahub/venvs
 ENV PATH=/opt/remote-executor/bin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \

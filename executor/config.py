@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, m
 from executor.errors import ConfigError
 
 SECRET_STORE_KINDS = ("env", "file", "datahub", "aws-secrets-manager")
+_ACCOUNT = r"^[A-Za-z0-9_.][A-Za-z0-9_.-]*$"
 
 
 class _Frozen(BaseModel):
@@ -120,12 +121,35 @@ class AwsSecretsSettings(_Frozen):
     prefix: str = ""
 
 
+class EnvStoreSettings(_Frozen):
+    """Which of the executor's environment variables the ``env`` store may hand to recipes.
+
+    Nothing by default. A name is served if it is listed in ``names`` or starts with one of
+    ``prefixes``; the executor's own credential variables never are, and a variable whose value
+    equals one of its credentials is refused whatever its name.
+    """
+
+    names: tuple[str, ...] = ()
+    prefixes: tuple[str, ...] = ()
+
+    @model_validator(mode="after")
+    def _plain(self) -> EnvStoreSettings:
+        for name in self.names:
+            if not name.isidentifier():
+                raise ValueError(f"names: {name!r} is not a variable name")
+        for prefix in self.prefixes:
+            if not prefix or not prefix.replace("_", "a").isalnum():
+                raise ValueError(f"prefixes: {prefix!r} must be a non-empty start of a variable name")
+        return self
+
+
 class SecretSettings(_Frozen):
     """Stores consulted in order; a later store's value wins, as in DataHub."""
 
     stores: tuple[str, ...] = ("env", "file", "datahub")
     file_dir: Path = Path("/mnt/secrets")
     aws: AwsSecretsSettings = AwsSecretsSettings()
+    env: EnvStoreSettings = EnvStoreSettings()
 
     @model_validator(mode="after")
     def _known_stores(self) -> SecretSettings:
@@ -133,6 +157,19 @@ class SecretSettings(_Frozen):
             if kind not in SECRET_STORE_KINDS:
                 raise ValueError(f"unknown secret store {kind!r}; expected one of {SECRET_STORE_KINDS}")
         return self
+
+
+class RunAsSettings(_Frozen):
+    """The unprivileged user (and group) a pool's recipes run as, instead of the executor's.
+
+    ``user`` is a name or a numeric uid; ``group`` a name or gid (default: the user's primary
+    group). Supplementary groups are dropped. Needs CAP_SETUID, CAP_SETGID (the switch), CAP_KILL
+    (stopping the recipe), CAP_CHOWN (handing it its work dir) and CAP_DAC_OVERRIDE (reading
+    back and removing what it wrote); ``doctor`` says when the executor lacks them.
+    """
+
+    user: str = Field(min_length=1, max_length=64, pattern=_ACCOUNT)
+    group: str | None = Field(default=None, min_length=1, max_length=64, pattern=_ACCOUNT)
 
 
 class PoolSettings(_Frozen):
@@ -156,6 +193,8 @@ class PoolSettings(_Frozen):
     secrets: SecretSettings = SecretSettings()
     isolation: Literal["process", "bwrap"] = "process"
     """``bwrap``: recipes also get a read-only host view, private /tmp and /proc (needs bubblewrap)."""
+    run_as: RunAsSettings | None = None
+    """Run recipes as this user (docs/security.md); None: as the executor's own user."""
     env: dict[str, str] = Field(default_factory=lambda: {"DATAHUB_TELEMETRY_ENABLED": "false"})
     """Variables every recipe of this pool gets unless its request sets them."""
 
@@ -166,6 +205,9 @@ class ExecutorConfig(_Frozen):
     gms: GmsSettings
     proxy: ProxySettings = ProxySettings()
     state_dir: Path = Path("/var/lib/remote-executor")
+    work_dir: Path | None = None
+    """Where recipes' work dirs go: ``<state_dir>/pools/<id>/work`` by default, or, for a pool with
+    ``run_as``, ``<state_dir>-work/<id>`` (outside the 0700 state dir, which its uid cannot enter)."""
     logging: LoggingSettings = LoggingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     shutdown: ShutdownSettings = ShutdownSettings()

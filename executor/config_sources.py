@@ -25,6 +25,7 @@ GLOBAL_ENV = {
     "DATAHUB_GMS_TOKEN": ("gms", "token"),
     "REMOTE_EXECUTOR_GMS_TOKEN_FILE": ("gms", "token_file"),
     "REMOTE_EXECUTOR_STATE_DIR": ("state_dir",),
+    "REMOTE_EXECUTOR_WORK_DIR": ("work_dir",),
     "REMOTE_EXECUTOR_LOG_FORMAT": ("logging", "format"),
     "REMOTE_EXECUTOR_LOG_LEVEL": ("logging", "level"),
     "REMOTE_EXECUTOR_OBSERVABILITY_HOST": ("observability", "host"),
@@ -40,6 +41,8 @@ POOL_ENV = {
     "DATAHUB_EXECUTOR_FILE_SECRET_BASEDIR": ("secrets", "file_dir"),
     "DATAHUB_BUNDLED_VENV_PATH": ("venvs", "bundled_root"),
     "INGESTION_DEPENDENCY_RESOLUTION_ENABLED": ("venvs", "dependency_resolution"),
+    "REMOTE_EXECUTOR_RUN_AS": ("run_as", "user"),
+    "REMOTE_EXECUTOR_ISOLATION": ("isolation",),
 }
 
 POOL_ID_ENV = ("DATAHUB_EXECUTOR_POOL_ID", "DATAHUB_EXECUTOR_WORKER_ID")

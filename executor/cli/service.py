@@ -103,6 +103,9 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the service until a signal; exit codes in ``executor.exitcodes``."""
+    from executor import hardening
+
+    hardening.make_undumpable()  # first: before any thread or child exists
     from executor.logs import setup_logging
     from executor.observability import HealthState, Metrics
     from executor.service import Service
@@ -114,6 +117,14 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"remote-executor: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     setup_logging(config.logging.format, config.logging.level)
+    hardening.take_credentials()  # the config holds what it needs; recipes must not inherit them
+    hardening.register([token])
+    hardening.protect_paths([config_path(args.config), config.gms.token_file])
+    try:
+        hardening.secure_state_dir(config.state_dir)
+    except OSError as exc:
+        print(f"remote-executor: state_dir {config.state_dir}: {exc.strerror}", file=sys.stderr)
+        return int(ExitCode.CONFIG)
     service = Service(config, token, health=HealthState(), metrics=Metrics(), once=args.once)
     service.install_signal_handlers()
     service.start()

@@ -21,9 +21,12 @@ CGROUP_FIX = (
 
 
 def host_checks(config: ExecutorConfig) -> Iterator[Check]:
-    """State directory, then the sandbox mechanisms."""
+    """State directory, then the sandbox mechanisms, then who recipes run as."""
+    from executor.observability.doctor_privilege import privilege_checks
+
     yield state_dir_check(config.state_dir)
     yield from sandbox_checks(config)
+    yield from privilege_checks(config)
 
 
 def state_dir_check(state_dir: Path) -> Check:

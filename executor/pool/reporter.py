@@ -280,7 +280,7 @@ def has_pending_result(pool: PoolContext, urn: str) -> bool:
 
 def outbox_of(pool: PoolContext) -> Outbox:
     """The pool's outbox directory."""
-    return Outbox(pool.state_dir / "outbox")
+    return Outbox(pool.state_dir / "outbox", pool_id=pool.pool_id, binding=pool.token)
 
 
 def _key(urn: str) -> str:

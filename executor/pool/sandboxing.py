@@ -18,11 +18,13 @@ from loguru import logger
 
 from executor.datahub.aspects import ExecutionRequest
 from executor.errors import ExecutorError
+from executor.hardening import protected_paths
 from executor.pool.context import PoolContext
 from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
+from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.result import format_measurements
 from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
@@ -160,11 +162,12 @@ class SandboxLauncher:
         if request.task == TEST_CONNECTION:
             argv.append("--test-source-connection")
         env = build_env(os.environ, self.pool.pool.env, request.extra_env_vars, home=Path("/nonexistent"))
+        run_as, work_root = self._identity(venv)
         return SandboxSpec(
             argv=argv,
             stdin=stdin_envelope(request.recipe_text, secrets),
             env=env,
-            work_root=self.pool.state_dir / "work",
+            work_root=work_root,
             limits=limits,
             secrets=(*secrets.values(), *self.pool.credentials.values()),
             log_file=self.log_path(),
@@ -172,17 +175,31 @@ class SandboxLauncher:
             report_file=REPORT_FILE,
             isolation=self.pool.pool.isolation,
             hide_paths=self._hidden_paths(),
+            run_as=run_as,
         )
 
+    def _identity(self, venv: ResolvedVenv) -> tuple[RunAs | None, Path]:
+        """The pool's ``run_as`` (None: the executor's own uid) and where its work dirs go."""
+        settings = self.pool.pool.run_as
+        if settings is None:
+            return None, self.pool.state_dir / "work"
+        if venv.kind == "dynamic":
+            raise ExecutorError(f"pool {self.pool.pool_id} runs recipes as {settings.user!r}, which cannot "
+                                "use a venv the executor built; use a bundled venv (venvs.dependency_"
+                                "resolution: false, or the request's version 'bundled')")
+        run_as = resolve_run_as(settings.user, settings.group, f"pools[{self.pool.pool_id}].run_as")
+        base = work_base(self.pool.config.state_dir, self.pool.config.work_dir)
+        return run_as, prepare_work_root(base, self.pool.pool_id)
+
     def _hidden_paths(self) -> tuple[Path, ...]:
-        """What a bwrap-isolated recipe must not see: our outbox, logs, config and secrets mount."""
-        state = self.pool.state_dir
-        return (
-            state / "outbox",
-            state / "logs",
-            self.pool.pool.secrets.file_dir,
-            Path("/etc/remote-executor"),
-        )
+        """What a bwrap'd recipe must not see even where a system tree holds it (``sandbox.isolation``
+        shows only an allowlist; these are blanked in case they lie inside one of its trees)."""
+        config = self.pool.config
+        paths = [config.state_dir, work_base(config.state_dir, config.work_dir),
+                 self.pool.pool.secrets.file_dir, Path("/etc/remote-executor"), *protected_paths()]
+        if config.gms.token_file is not None:
+            paths.append(config.gms.token_file)
+        return tuple(dict.fromkeys(paths))
 
     def stop(self, reason: str, status: str, grace_s: float | None = None) -> None:
         """SIGTERM the tree (SIGKILL after ``grace_s``, default the limits' grace); non-blocking.

@@ -10,12 +10,20 @@ Safe to use from several threads and processes: each write is one atomic rename.
 An instance remembers what it has read (by file name, with the file's inode, size and mtime),
 so ``pending()`` re-reads only files that changed since: the Reporter flushes often, and a
 record may be megabytes of report.
+
+Records are authenticated (``executor.reporting.outbox_auth``): each carries an HMAC bound to
+the pool and the key it is stored under. A record whose MAC is missing or wrong, whose pool is
+not this outbox's, whose key does not match its file name, or whose ``urn`` names another
+request, is moved aside as ``*.quarantined``, logged, and never returned by ``pending`` or
+``has``. The outbox of pool P lives at ``<state>/pools/P/outbox``, so the pool id defaults to
+the name of the directory's parent, and the key is ``outbox.key`` in that parent.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -24,9 +32,11 @@ from typing import Any
 from loguru import logger
 
 from executor.errors import BadInputError
+from executor.reporting.outbox_auth import KEY_FILE, derive_key, load_or_create_key, sign, verify
 from executor.safe_names import safe_name
 
 SUFFIX = ".json"
+MAX_RECORD_BYTES = 64 * 1024 * 1024
 STALE_TEMP_S = 60.0
 MAX_STEM = 128
 
@@ -34,10 +44,15 @@ MAX_STEM = 128
 class Outbox:
     """A directory of pending records, one file per key (a request id)."""
 
-    def __init__(self, directory: str | os.PathLike[str]) -> None:
+    def __init__(self, directory: str | os.PathLike[str], pool_id: str | None = None,
+                 binding: str | None = None) -> None:
+        """``binding``: a second secret the MAC key is derived with (the GMS token, see
+        ``outbox_auth``); records written with another binding are quarantined."""
         self.directory = Path(directory)
         self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         os.chmod(self.directory, 0o700)
+        self.pool_id = self.directory.parent.name if pool_id is None else pool_id
+        self._secret = derive_key(load_or_create_key(self.directory.parent / KEY_FILE), binding)
         self._remove_stale_temps()
         self._loaded: dict[str, tuple[tuple[int, int, int], tuple[int, str, dict[str, Any]]]] = {}
         """File name -> ((inode, size, mtime_ns), what ``_load`` read from it)."""
@@ -49,13 +64,18 @@ class Outbox:
         return f"Outbox({str(self.directory)!r})"
 
     def has(self, key: str) -> bool:
-        """True if a record for ``key`` is waiting."""
-        return self._path(key).exists()
+        """True if an authentic record for ``key`` is waiting (a forged one is quarantined)."""
+        path = self._path(key)
+        return path.exists() and self._load(path) is not None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` under ``key`` durably, replacing any earlier one."""
+        stored_at = time.time_ns()
         try:
-            data = json.dumps({"key": key, "stored_at_ns": time.time_ns(), "record": record})
+            record = json.loads(json.dumps(record))  # the MAC covers what a reader will parse
+            mac = sign(self._secret, self.pool_id, key, stored_at, record)
+            data = json.dumps({"key": key, "pool": self.pool_id, "stored_at_ns": stored_at, "record": record,
+                               "mac": mac})
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"outbox record for {key!r} is not JSON: {exc}") from None
         target = self._path(key)
@@ -126,25 +146,42 @@ class Outbox:
 
     def _load(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
         try:
-            content = json.loads(path.read_text(encoding="utf-8"))
+            content = _read_record_file(path)
             stored_at, key, record = content["stored_at_ns"], content["key"], content["record"]
             if not isinstance(stored_at, int) or not isinstance(key, str) or not isinstance(record, dict):
                 raise ValueError("unexpected layout")
         except FileNotFoundError:
             return None  # removed by another thread meanwhile
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            self._quarantine(path, exc)
+            self._quarantine(path, ".corrupt", f"unreadable ({type(exc).__name__})")
+            return None
+        problem = self._forgery(path, content, key, stored_at, record)
+        if problem is not None:
+            self._quarantine(path, ".quarantined", f"not authentic: {problem}; it will not be delivered")
             return None
         return stored_at, key, record
 
-    def _quarantine(self, path: Path, exc: Exception) -> None:
-        aside = path.with_name(path.name + ".corrupt")
+    def _forgery(self, path: Path, content: dict[str, Any], key: str, stored_at: int,
+                 record: dict[str, Any]) -> str | None:
+        """Why the record is not one this executor wrote for this pool and key; None if it is."""
+        if not verify(self._secret, self.pool_id, key, stored_at, record, content.get("mac")):
+            return "missing or wrong MAC"
+        if content.get("pool") != self.pool_id:
+            return "written for another pool"
+        if not key or path.name != file_stem(key) + SUFFIX:
+            return "its key does not match its file name"
+        urn = record.get("urn")
+        if urn is not None and (not isinstance(urn, str) or urn.rsplit(":", 1)[-1] != key):
+            return "its URN names another request"
+        return None
+
+    def _quarantine(self, path: Path, suffix: str, why: str) -> None:
+        aside = path.with_name(path.name + suffix)
         try:
             os.replace(path, aside)
         except FileNotFoundError:
             return
-        logger.warning("outbox file {} is unreadable ({}); moved aside to {}", path.name,
-                       type(exc).__name__, aside.name)
+        logger.warning("outbox file {} is {}; moved aside to {}", path.name, why, aside.name)
 
     def _path(self, key: str) -> Path:
         return self.directory / (file_stem(key) + SUFFIX)
@@ -155,6 +192,18 @@ class Outbox:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _read_record_file(path: Path) -> dict[str, Any]:
+    """A record file's JSON, opened without following a link or blocking on a FIFO."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise ValueError("not a regular file")
+        content = json.loads(handle.read(MAX_RECORD_BYTES + 1).decode("utf-8"))
+    if not isinstance(content, dict):
+        raise ValueError("unexpected layout")
+    return content
 
 
 def file_stem(key: str) -> str:

@@ -4,7 +4,8 @@ The executor's environment holds its GMS token and possibly the host's AWS crede
 recipe must see neither. So only the names below pass from the executor (PATH, locale,
 time zone, proxies, CA bundles, locked-index settings), then the pool's defaults, then the
 request's ``extra_env_vars``; HOME and TMPDIR point into the private work dir. A variable
-whose value equals one of the executor's own credentials is dropped whatever its name.
+whose value equals one of the executor's own credentials (those still in ``base``, and those
+``executor.hardening`` took out of the environment at start-up) is dropped whatever its name.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from loguru import logger
+
+from executor.hardening import own_credentials
 
 ALLOWED_FROM_EXECUTOR = frozenset({
     "PATH", "LANG", "LANGUAGE", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "TZ",
@@ -65,7 +68,7 @@ def build_env(base: Mapping[str, str], defaults: Mapping[str, str], extra: Mappi
 
 
 def _without_credentials(env: dict[str, str], base: Mapping[str, str]) -> dict[str, str]:
-    own = {base[name] for name in CREDENTIAL_NAMES if base.get(name)}
+    own = {base[name] for name in CREDENTIAL_NAMES if base.get(name)} | own_credentials()
     leaked = sorted(name for name, value in env.items() if value in own)
     for name in leaked:
         logger.warning("variable {} would pass one of the executor's own credentials to a recipe; dropped",

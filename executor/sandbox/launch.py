@@ -5,14 +5,19 @@ instead of using ``preexec_fn``: code between fork and exec in a threaded parent
 on a lock another thread held at fork time, and the executor always has threads. Here the
 set-up runs in a fresh single-threaded interpreter, in this order:
 
-1. parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``), then a check that the parent is
-   still ``--parent`` (it may have died before the prctl: then exit at once); and "child
-   subreaper" (kept across exec), so a process the recipe orphans (double fork, daemon) is
-   re-parented to the recipe's main process instead of init and stays in the watched tree;
-2. join the task's cgroups (``--cgroup DIR``, repeated) by writing our pid to ``cgroup.procs``;
-3. rlimits: ``--nofile``, ``--core``, ``--as``, ``--cpu SOFT:HARD``, ``--fsize``;
-4. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that);
-5. ``execvp`` the program with the environment it was given.
+1. join the task's cgroups (``--cgroup DIR``, repeated) by writing our pid to ``cgroup.procs``
+   (while still privileged: the cgroup files belong to the executor);
+2. rlimits: ``--nofile``, ``--core``, ``--as``, ``--cpu SOFT:HARD``, ``--fsize``;
+3. with ``--user UID --group GID`` (a pool's ``run_as``): drop supplementary groups, setgid,
+   setuid, check that uid 0 cannot be regained, clear ambient capabilities and set
+   ``no_new_privs`` (no setuid binary or file capability gives the recipe anything back);
+4. parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``; after the uid switch, which
+   clears it), then a check that the parent is still ``--parent`` (it may have died before
+   the prctl: then exit at once); and "child subreaper" (kept across exec), so a process the
+   recipe orphans (double fork, daemon) is re-parented to the recipe's main process instead of
+   init and stays in the watched tree;
+5. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that);
+6. ``execvp`` the program with the environment it was given.
 
 A failed step prints one line starting with ``remote-executor sandbox:`` and exits 126
 (127 when the program does not exist). It must not import the ``executor`` package: it runs
@@ -29,6 +34,10 @@ from typing import NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_CHILD_SUBREAPER = 36
+PR_SET_NO_NEW_PRIVS = 38
+PR_CAP_AMBIENT = 47
+PR_CAP_AMBIENT_CLEAR_ALL = 4
+CAPABILITY_VERSION_3 = 0x20080522
 SETUP_FAILED = 126
 NOT_FOUND = 127
 
@@ -51,6 +60,52 @@ def set_parent_death_signal(parent: int) -> None:
         os._exit(SETUP_FAILED)  # the executor died before the prctl took effect
     if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         fail(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+
+
+def switch_user(uid: int, gid: int) -> None:
+    """Become ``uid``/``gid`` for good: no supplementary groups, no way back, no new privileges."""
+    import ctypes
+
+    try:
+        os.setgroups([])
+        os.setresgid(gid, gid, gid)
+        os.setresuid(uid, uid, uid)
+    except OSError as exc:
+        fail(f"cannot switch to uid {uid} gid {gid}: {exc.strerror} (the executor needs CAP_SETUID "
+             "and CAP_SETGID for run_as)")
+    if os.getresuid() != (uid, uid, uid) or os.getresgid() != (gid, gid, gid) or os.getgroups():
+        fail(f"the switch to uid {uid} gid {gid} did not take")
+    drop_capabilities()
+    try:
+        os.setuid(0)
+    except PermissionError:
+        pass
+    else:
+        fail("uid 0 could be regained after the switch")
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        fail(f"prctl(PR_SET_NO_NEW_PRIVS) failed: {os.strerror(ctypes.get_errno())}")
+
+
+def drop_capabilities() -> None:
+    """Empty the effective, permitted, inheritable and ambient sets.
+
+    Leaving uid 0 clears them by itself; an executor that is not root but holds capabilities
+    (ambient, from systemd or a container runtime) would otherwise keep them across the switch.
+    """
+    import ctypes
+
+    class Header(ctypes.Structure):
+        _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+    class Data(ctypes.Structure):
+        _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                    ("inheritable", ctypes.c_uint32)]
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # EINVAL on old kernels: none to clear
+    if libc.capset(ctypes.byref(Header(CAPABILITY_VERSION_3, 0)), (Data * 2)()) != 0:
+        fail(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
 
 
 def join_cgroup(directory: str) -> None:
@@ -79,7 +134,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     """Options before ``--``, the program after it."""
     options: dict[str, str] = {}
     cgroups: list[str] = []
-    single = {"--parent", "--nofile", "--core", "--as", "--cpu", "--fsize"}
+    single = {"--parent", "--nofile", "--core", "--as", "--cpu", "--fsize", "--user", "--group"}
     index = 0
     while index < len(argv) and argv[index] != "--":
         flag = argv[index]
@@ -101,8 +156,6 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
 
 def main(argv: list[str]) -> None:
     options, cgroups, program = parse(argv)
-    if "parent" in options:
-        set_parent_death_signal(int(options["parent"]))
     for directory in cgroups:
         join_cgroup(directory)
     for flag, which in (("nofile", resource.RLIMIT_NOFILE), ("core", resource.RLIMIT_CORE),
@@ -113,6 +166,10 @@ def main(argv: list[str]) -> None:
     if "cpu" in options:
         soft, _, hard = options["cpu"].partition(":")
         set_limit(resource.RLIMIT_CPU, int(soft), int(hard or soft))
+    if "user" in options:
+        switch_user(int(options["user"]), int(options.get("group", options["user"])))
+    if "parent" in options:
+        set_parent_death_signal(int(options["parent"]))
     os.umask(0o077)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)

@@ -25,6 +25,7 @@ from loguru import logger
 
 from executor.errors import BadInputError
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+from executor.sandbox.identity import RunAs, grant_work_dir
 from executor.sandbox.isolation import ISOLATION_MODES, bwrap_prefix
 from executor.sandbox.limits import MiB, SandboxLimits
 from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
@@ -52,6 +53,7 @@ class SandboxSpec:
     masked log goes to ``log_file`` (capped at ``log_max_bytes``); before it is opened, older
     ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
     ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
+    ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
     """
 
     argv: Sequence[str]
@@ -69,6 +71,7 @@ class SandboxSpec:
     use_cgroup: bool = True
     isolation: str = "process"
     hide_paths: Sequence[Path] = ()
+    run_as: RunAs | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -223,6 +226,8 @@ class SandboxRun:
     def _prepare(self) -> None:
         spec = self.spec
         self._work_dir = create_work_dir(spec.work_root, spec.task_id)
+        if spec.run_as is not None:
+            grant_work_dir(self._work_dir, spec.run_as)
         if spec.log_file is not None:
             prune_task_logs(spec.log_file.parent, spec.log_keep_files, spec.log_keep_days)
             self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
@@ -242,12 +247,12 @@ class SandboxRun:
         if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
             raise BadInputError(f"program not found or not executable: {argv[0]}")
         if spec.isolation == "bwrap":
-            argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0]), *argv]
+            argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0], spec.run_as is not None), *argv]
         env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
                    **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
         self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_options(spec.limits, self._cgroup), "--",
-             *argv],
+            [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_options(spec.limits, self._cgroup),
+             *(spec.run_as.launcher_options() if spec.run_as is not None else ()), "--", *argv],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir, env=env,
             start_new_session=True, close_fds=True, bufsize=0,
         )

@@ -1,7 +1,8 @@
 """The AWS Secrets Manager store: secrets read with the host's own AWS identity.
 
 Not the leased queue credentials: those may only use the pool's queue. The default boto3
-credential chain (instance role, IRSA, env) applies. Secret ids are ``<prefix><NAME>``.
+credential chain (instance role, IRSA, env) applies; host keys that ``executor.hardening`` took
+out of the environment at start-up are passed in explicitly. Secret ids are ``<prefix><NAME>``.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ class AwsSecretsManagerStore:
         client: Any = None,
         proxies: Mapping[str, str] | None = None,
         endpoint_url: str | None = None,
+        credentials: Mapping[str, str] | None = None,
     ) -> None:
         if not _PREFIX.match(prefix):
             problem = "prefix may hold only letters, digits and /_+=.@-"
@@ -60,8 +62,14 @@ class AwsSecretsManagerStore:
                 retries={"mode": "standard", "max_attempts": 3},
                 proxies=dict(proxies) if proxies else None,
             )
+            keys = dict(credentials or {})
+            if not (keys.get("AWS_ACCESS_KEY_ID") and keys.get("AWS_SECRET_ACCESS_KEY")):
+                keys = {}  # incomplete: let boto3's own chain (role, IRSA, files) decide
             client = boto3.client(
-                "secretsmanager", region_name=region, config=config, endpoint_url=endpoint_url
+                "secretsmanager", region_name=region, config=config, endpoint_url=endpoint_url,
+                aws_access_key_id=keys.get("AWS_ACCESS_KEY_ID"),
+                aws_secret_access_key=keys.get("AWS_SECRET_ACCESS_KEY"),
+                aws_session_token=keys.get("AWS_SESSION_TOKEN") or keys.get("AWS_SECURITY_TOKEN"),
             )
         self._client = client
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Protocol
 
 from executor.errors import ConfigError
+from executor.hardening import host_aws_credentials
 from executor.secrets.aws_sm import AwsSecretsManagerStore
 from executor.secrets.base import SecretStore
 from executor.secrets.datahub_store import DataHubStore, SecretSource
@@ -40,7 +41,8 @@ def build_store(
 ) -> SecretStore:
     """The store of ``kind`` ("env", "file", "datahub", "aws-secrets-manager")."""
     if kind == "env":
-        return EnvStore()
+        env = getattr(settings, "env", None)
+        return EnvStore(names=getattr(env, "names", ()), prefixes=getattr(env, "prefixes", ()))
     if kind == "file":
         return FileStore(settings.file_dir)
     if kind == "datahub":
@@ -48,5 +50,6 @@ def build_store(
             raise ConfigError("secret stores", ["the datahub store needs a GMS client"])
         return DataHubStore(gms)
     if kind == "aws-secrets-manager":
-        return AwsSecretsManagerStore(settings.aws.region, settings.aws.prefix, proxies=proxies)
+        return AwsSecretsManagerStore(settings.aws.region, settings.aws.prefix, proxies=proxies,
+                                      credentials=host_aws_credentials())
     raise ConfigError("secret stores", [f"unknown store {kind!r}; expected one of {', '.join(STORE_KINDS)}"])

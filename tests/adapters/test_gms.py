@@ -117,7 +117,8 @@ def test_secret_values_omit_unknown_names_and_batch(gms: GmsClient, monkeypatch:
 
 def test_datahub_store_resolves_and_names_missing(gms: GmsClient) -> None:
     gms.graphql(CREATE_SECRET, {"input": {"name": "ADAPTER_DB_PASS", "value": "from-datahub"}})
-    stores = [EnvStore({"ADAPTER_DB_PASS": "from-env", "ADAPTER_USER": "u"}), DataHubStore(gms)]
+    stores = [EnvStore({"ADAPTER_DB_PASS": "from-env", "ADAPTER_USER": "u"}, prefixes=("ADAPTER_",)),
+              DataHubStore(gms)]
     assert resolve_secrets(["ADAPTER_DB_PASS", "ADAPTER_USER"], stores) == {
         "ADAPTER_DB_PASS": "from-datahub", "ADAPTER_USER": "u"}
     with pytest.raises(MissingSecretError) as info:

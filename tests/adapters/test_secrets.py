@@ -68,13 +68,15 @@ def test_stores_satisfy_the_protocol(tmp_path: Path) -> None:
 
 def test_env_store_never_gives_out_the_gms_token() -> None:
     env = {"A": "1", "DATAHUB_GMS_TOKEN": "tok", "DATAHUB_GMS_URL": "http://gms"}
-    assert EnvStore(env).get(["A", "B", "DATAHUB_GMS_TOKEN", "DATAHUB_GMS_URL"]) == {
+    store = EnvStore(env, names=("A", "B", "DATAHUB_GMS_TOKEN"), prefixes=("DATAHUB_",))
+    assert store.get(["A", "B", "DATAHUB_GMS_TOKEN", "DATAHUB_GMS_URL"]) == {
         "A": "1", "DATAHUB_GMS_URL": "http://gms"}
 
 
 def test_env_store_reads_the_process_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ADAPTER_TEST_SECRET", "s3cret")
-    assert EnvStore().get(["ADAPTER_TEST_SECRET"]) == {"ADAPTER_TEST_SECRET": "s3cret"}
+    store = EnvStore(names=("ADAPTER_TEST_SECRET",))
+    assert store.get(["ADAPTER_TEST_SECRET"]) == {"ADAPTER_TEST_SECRET": "s3cret"}
 
 
 def kubernetes_mount(base: Path, secrets: dict[str, str]) -> None:

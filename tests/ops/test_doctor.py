@@ -82,13 +82,15 @@ def test_everything_passes_against_the_control_plane(
     assert code == 0, output
     expected = {
         "config", "token", "proxy (gms)", "dns (gms)", "gms health", "gms token", "state dir",
-        "sandbox limits", "sandbox rlimits", "parent-death signal", "bwrap",
+        "sandbox limits", "sandbox rlimits", "parent-death signal", "bwrap", "executor not dumpable",
+        "recipe identity [default]", "recipe identity [other]",
         *(f"pool {p}: {c}" for p in ("default", "other")
           for c in ("lease", "proxy (sqs)", "dns (sqs)", "sqs", "venvs")),
     }
     assert set(lines) == expected
     assert all(status in ("PASS", "WARN") for status in statuses(lines).values()), output
-    outbound = {n for n in expected if not n.startswith(("sandbox", "parent", "bwrap"))}
+    local = ("sandbox", "parent", "bwrap", "executor not", "recipe")
+    outbound = {n for n in expected if not n.startswith(local)}
     assert {statuses(lines)[n] for n in outbound} == {"PASS"}
     assert "credentials expire in 3" in lines["pool default: lease"]
     assert "about 0 message(s) waiting" in lines["pool other: sqs"]

@@ -116,7 +116,7 @@ def test_probes_port_and_grace_period() -> None:
 
 
 def test_non_root_read_only_with_writable_tmp_and_state() -> None:
-    objects = render(values())
+    objects = render(values(recipeUser={"enabled": False}))
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     assert pod["securityContext"]["runAsUser"] == 1000
     assert pod["securityContext"]["runAsNonRoot"] is True
@@ -129,6 +129,26 @@ def test_non_root_read_only_with_writable_tmp_and_state() -> None:
     volumes = {v["name"]: v for v in pod["volumes"]}
     for path in ("/tmp", "/var/lib/remote-executor"):
         assert "emptyDir" in volumes[mounts[path]], path
+
+
+def test_by_default_recipes_run_as_another_user_with_five_capabilities() -> None:
+    """docs/security.md: root with exactly what run_as needs; the recipe user gets none of it."""
+    objects = render(values())
+    pod = objects["Deployment"]["spec"]["template"]["spec"]
+    assert pod["securityContext"]["runAsUser"] == 0 and pod["securityContext"]["runAsNonRoot"] is False
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    c = container(objects)
+    assert c["securityContext"]["capabilities"] == {
+        "drop": ["ALL"], "add": ["SETUID", "SETGID", "KILL", "CHOWN", "DAC_OVERRIDE"]}
+    assert c["securityContext"]["allowPrivilegeEscalation"] is False  # no_new_privs; setuid() still works
+    env = env_of(objects)
+    assert env["REMOTE_EXECUTOR_RUN_AS"] == "recipe"
+    mounts = {m["mountPath"]: m["name"] for m in c["volumeMounts"]}
+    assert env["REMOTE_EXECUTOR_WORK_DIR"] in mounts
+    config = load_config(None, {**{k: v for k, v in env.items() if isinstance(v, str)},
+                                "DATAHUB_GMS_TOKEN": "t"})
+    assert config.pools[0].run_as is not None and config.pools[0].run_as.user == "recipe"
+    assert str(config.work_dir) == "/var/lib/remote-executor-work"
 
 
 def test_secrets_mount_and_proxy() -> None:

@@ -34,7 +34,8 @@ def test_recipe_sees_a_read_only_host_and_none_of_the_executor(run_sandbox: RunF
     child = f"""
         import os
         print("executor visible:", os.path.exists("/proc/{os.getpid()}/environ"))
-        print("hidden entries:", os.listdir({str(hidden)!r}))
+        hidden = {str(hidden)!r}
+        print("hidden entries:", os.listdir(hidden) if os.path.isdir(hidden) else [])
         try:
             open("/usr/remote-executor-test", "w")
             print("host writable: True")
