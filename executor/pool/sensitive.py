@@ -15,6 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 
+from executor import hardening
 from executor.sandbox.masking import MIN_SECRET_LENGTH
 
 HOST_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
@@ -38,12 +39,16 @@ class SensitiveValues:
                 self._pinned[value] = None
 
     def pin_host_credentials(self, environ: Mapping[str, str] | None = None) -> None:
-        """The host's AWS keys from the environment (``AWS_ACCESS_KEY_ID`` and the rest)."""
+        """The host's AWS keys: from the environment, and those ``executor.hardening`` took out
+        of it at start-up (``run`` removes them so that no child inherits them)."""
         env = os.environ if environ is None else environ
         self.pin(env.get(name) for name in HOST_CREDENTIAL_VARS)
+        if environ is None:
+            self.pin(hardening.host_aws_credentials().values())
 
     def remember(self, *values: str | None) -> None:
         """Rotating values (a lease's key id, secret key and session token); oldest drop out."""
+        hardening.register(values)  # the env store refuses them under any name
         with self._lock:
             for value in _usable(values):
                 self._recent[value] = None
