@@ -8,6 +8,7 @@ leave ``/var/lib/remote-executor`` alone.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import signal
@@ -46,10 +47,8 @@ def run_block(script: str, cwd: Path, timeout_s: float) -> subprocess.CompletedP
         out, err = proc.communicate()
         pytest.fail(f"the walk-through did not finish in {timeout_s}s:\n{out[-3000:]}\n{err[-3000:]}")
     finally:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(proc.pid, signal.SIGKILL)  # anything it left running
-        except ProcessLookupError:
-            pass
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 

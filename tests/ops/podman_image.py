@@ -59,7 +59,8 @@ def ensure_tools() -> None:
         raise Unavailable(f"apt-get install {' '.join(TOOLS)} failed: {done.stderr.strip()[-500:]}")
 
 
-def podman(*args: str, timeout: float = 300, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+def podman(*args: str, timeout: float = 300, check: bool = True,
+           **kwargs: object) -> subprocess.CompletedProcess[str]:
     """Run ``podman ARGS`` with our configuration; raise with its output when ``check`` and it fails."""
     done = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True,
                           timeout=timeout, check=False, **kwargs)  # type: ignore[call-overload]
@@ -91,7 +92,7 @@ def apt_mirror() -> str:
 
 
 def ensure_base_image() -> str:
-    """A Debian bookworm image with python3 and venv: the podman store, else the cached tarball, else built."""
+    """A Debian bookworm image with python3 and venv: from podman's store, the cached tarball, or built."""
     if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
         return BASE_IMAGE
     if not BASE_TARBALL.exists():

@@ -49,7 +49,8 @@ def aws_pool_config(tmp_path: Path, cp: ControlPlane, root: Path) -> Path:
     return write_config(tmp_path, cp.gms_url, pools)
 
 
-def add_source(cp: ControlPlane, name: str, recipe: dict[str, Any], version: str, pool: str = "default") -> None:
+def add_source(cp: ControlPlane, name: str, recipe: dict[str, Any], version: str,
+               pool: str = "default") -> None:
     config = {"recipe": json.dumps(recipe), "executorId": pool, "version": version}
     graphql(cp, CREATE_SOURCE, {"i": {"name": name, "type": "file", "config": config}})
 
@@ -129,9 +130,11 @@ def test_each_source_type_a_pool_runs_needs_a_venv_that_loads_it(
     venv_root = tmp_path / "venvs"
     venv_like(venv_root, "file")
     venv_like(venv_root, "nosuch")
-    add_source(control_plane, "shop files", {"source": {"type": "file", "config": {"path": "/x.json"}}}, "bundled")
+    shop = {"source": {"type": "file", "config": {"path": "/x.json"}}}
+    add_source(control_plane, "shop files", shop, "bundled")
     add_source(control_plane, "warehouse", {"source": {"type": "snowflake", "config": {}}}, "bundled")
-    add_source(control_plane, "elsewhere", {"source": {"type": "mysql", "config": {}}}, "bundled", pool="other")
+    mysql = {"source": {"type": "mysql", "config": {}}}
+    add_source(control_plane, "elsewhere", mysql, "bundled", pool="other")
     add_source(control_plane, "typo", {"source": {"type": "nosuch", "config": {}}}, "bundled")
     add_source(control_plane, "pinned", {"source": {"type": "file", "config": {}}}, "1.7.0.17")
     pools = [{"id": "default", "venvs": {"bundled_root": str(venv_root), "dependency_resolution": False}}]

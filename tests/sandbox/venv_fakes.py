@@ -94,8 +94,10 @@ def make_wheel(directory: Path, name: str, version: str) -> Path:
         f"{dist}-{version}.dist-info/WHEEL":
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
     }
-    record = [f"{n},sha256={base64.urlsafe_b64encode(hashlib.sha256(t.encode()).digest()).rstrip(b'=').decode()},"
-              f"{len(t.encode())}" for n, t in files.items()]
+    record = []
+    for n, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{n},sha256={digest},{len(text.encode())}")
     record_name = f"{dist}-{version}.dist-info/RECORD"
     record.append(f"{record_name},,")
     directory.mkdir(parents=True, exist_ok=True)
