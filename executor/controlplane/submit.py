@@ -171,11 +171,20 @@ def summary(result: dict[str, Any]) -> str:
     sink = ((report.get("sink") or {}).get("report") or {}) if isinstance(report, dict) else {}
     counters = {
         "events": source.get("events_produced"),
-        "written": sink.get("total_records_written"),
+        "written": _written(result.get("status"), sink),
         "failures": _count(source.get("failures")) + _count(sink.get("failures")),
     }
     shown = ", ".join(f"{k}={v}" for k, v in counters.items() if v is not None)
     return f"{text} ({shown})" if report else text
+
+
+def _written(status: object, sink: dict[str, Any]) -> object:
+    """Records the sink wrote. The datahub-rest sink writes its report before it waits for its
+    last batches, so those are still ``pending_requests`` there; after a SUCCESS they were written."""
+    written, pending = sink.get("total_records_written"), sink.get("pending_requests")
+    if not isinstance(written, int) or not isinstance(pending, int) or pending <= 0:
+        return written
+    return written + pending if status == "SUCCESS" else f"{written} (+{pending} pending)"
 
 
 def _count(value: object) -> int:

@@ -64,7 +64,9 @@ def test_the_walkthrough_as_written_ends_in_success(tmp_path: Path) -> None:
     logs = {p: p.read_text(errors="replace") for p in walk.rglob("*.log")}
     shown = "\n".join(f"== {p}\n{text[-2000:]}" for p, text in logs.items())
     assert done.returncode == 0, f"{output[-4000:]}\n{shown}"
-    assert re.search(r"^SUCCESS\b", done.stdout, re.MULTILINE), done.stdout
+    final = re.search(r"^SUCCESS in \S+ \((.*)\)$", output, re.MULTILINE)
+    assert final is not None, output[-3000:]
+    assert "events=12, written=12, failures=0" in final.group(1), "12 aspects were written"
     assert state_existed or not DEFAULT_STATE.exists(), "the walk-through created /var/lib/remote-executor"
     task_logs = list((walk / "state" / "pools" / "default" / "logs").glob("*.log"))
     assert task_logs, "no task log under the walk-through's own state dir"
