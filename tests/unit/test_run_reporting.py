@@ -45,7 +45,8 @@ def rest_sink_result(status: str, written: int, pending: int) -> dict[str, Any]:
 
 def test_summary_counts_what_the_rest_sink_still_had_pending_when_it_reported() -> None:
     # The datahub-rest sink writes its report before waiting for its last batches.
-    assert summary(rest_sink_result("SUCCESS", 0, 12)) == "SUCCESS in 1.5s (events=12, written=12, failures=0)"
+    expected = "SUCCESS in 1.5s (events=12, written=12, failures=0)"
+    assert summary(rest_sink_result("SUCCESS", 0, 12)) == expected
     assert summary(rest_sink_result("FAILURE", 3, 9)).endswith("written=3 (+9 pending), failures=0)")
     assert summary(rest_sink_result("SUCCESS", 12, 0)).endswith("written=12, failures=0)")
 
