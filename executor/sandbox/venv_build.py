@@ -272,7 +272,20 @@ def _matches(venv: Path, plugin: str, cli_version: str) -> bool:
         return False
     plugins = meta.get("plugins")
     same_version = cli_version == LATEST or meta.get("cli_version") == cli_version
-    return isinstance(plugins, list) and plugin in plugins and same_version
+    return isinstance(plugins, list) and plugin in plugins and same_version and _runnable(venv)
+
+
+def _runnable(venv: Path) -> bool:
+    """``bin/datahub``'s interpreter exists: a venv records absolute paths and breaks when moved."""
+    try:
+        with (venv / "bin" / "datahub").open("rb") as script:
+            first = script.readline(4096)
+    except OSError:
+        return False
+    if not first.startswith(b"#!"):
+        return True  # not a script: nothing recorded
+    interpreter = first[2:].strip().split(b" ")[0].decode(errors="replace")
+    return Path(interpreter).exists()
 
 
 def ensure_bundled_venv(root: Path, plugin: str, cli_version: str | None = None,
@@ -285,6 +298,7 @@ def ensure_bundled_venv(root: Path, plugin: str, cli_version: str | None = None,
     """
     say = progress or (lambda _line: None)
     version = cli_version or installed_datahub_version() or LATEST
+    root = root.resolve()  # the venv records its own path: build where it really is, not via a link
     target = bundled_venv_path(root, plugin)
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(root / f".{plugin}-bundled.lock")
