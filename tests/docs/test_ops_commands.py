@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.docs.doccmds import ROOT, Block, blocks, block_under
+from tests.docs.doccmds import ROOT, Block, blocks
 
 DOCS = ("README.md", "docs/operations.md", "systemd/README.md", "docs/reliability.md")
 WALKTHROUGH = "tests/docs/test_readme_walkthrough.py (the whole block, as written)"
@@ -103,7 +103,8 @@ def test_vm_install_as_written(tmp_path: Path) -> None:
     script += ("mkdir -p /run/credentials/remote-executor.service\n"
                "cp /etc/remote-executor/gms-token /run/credentials/remote-executor.service/gms-token\n"
                "chown -R remote-executor /run/credentials/remote-executor.service\n"
-               "runuser -u remote-executor -- env CREDENTIALS_DIRECTORY=/run/credentials/remote-executor.service "
+               "runuser -u remote-executor -- env "
+               "CREDENTIALS_DIRECTORY=/run/credentials/remote-executor.service "
                "/opt/remote-executor/bin/remote-executor check -c /etc/remote-executor/config.yaml\n"
                "test \"$(stat -c %a /etc/remote-executor/gms-token)\" = 600\n"
                "! runuser -u remote-executor -- cat /etc/remote-executor/gms-token 2>/dev/null\n")
