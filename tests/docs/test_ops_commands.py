@@ -84,6 +84,7 @@ def vm_script(block_texts: list[Block]) -> str:
 
 @pytest.mark.image
 @pytest.mark.slow
+@pytest.mark.timeout(1800)
 def test_vm_install_as_written(tmp_path: Path) -> None:
     from tests.ops import podman_image
 
