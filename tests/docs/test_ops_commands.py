@@ -36,7 +36,8 @@ COVERAGE: dict[str, str] = {
     r"scp dist/\S+ root@vm:/tmp/": VM + ", stand-in: cp",
     r"python3 -m venv /opt/remote-executor": VM,
     r"/opt/remote-executor/bin/pip install /tmp/\S+\.whl": VM,
-    r"/opt/remote-executor/bin/remote-executor (--version|check -c .*)": VM,
+    r"(CREDENTIALS_DIRECTORY=/etc/remote-executor )?/opt/remote-executor/bin/remote-executor "
+    r"(--version|check -c .*)": VM,
     r"/opt/remote-executor/bin/remote-executor venv build --plugin snowflake .*":
         "tests/sandbox/test_venv_build.py and the walk-through's venv build (snowflake's extras are large)",
     r"install (-d )?-m 0\d+ .*": VM,
@@ -50,10 +51,11 @@ COVERAGE: dict[str, str] = {
                                    "tests/ops/test_image.py runs the rendered Deployment and the NOTES",
 }
 STAND_INS = {
-    "scp dist/": "cp dist/",  # no second host: the "VM" is the container
     "$EDITOR /etc/remote-executor/gms-token": "printf %s \"$TEST_TOKEN\" > /etc/remote-executor/gms-token",
 }
 SKIPPED_ON_VM = ("venv build", "systemctl", "journalctl", "curl ")
+COPY_TO_VM = re.compile(r"^scp (\S+) root@vm:/tmp/$")
+"""The build machine's last step: the wheel goes to the VM (here: a directory mounted at its /tmp)."""
 
 
 def doc_commands() -> list[tuple[str, str]]:
@@ -68,18 +70,39 @@ def test_every_documented_command_is_covered() -> None:
     assert unused == [], "COVERAGE entries whose commands left the docs"
 
 
-def vm_script(block_texts: list[Block]) -> str:
-    """The ops guide's VM steps as one script, with the stand-ins applied and systemd left out."""
-    lines = ["set -eu", "cd /src"]
-    for block in block_texts:
-        for command in block.commands():
-            if any(skip in command for skip in SKIPPED_ON_VM):
-                continue
-            for documented, stand_in in STAND_INS.items():
-                if command.startswith(documented):
-                    command = stand_in + command[len(documented):] if documented.endswith("/") else stand_in
-            lines.append(command.replace(" root@vm:/tmp/", " /tmp/"))
-    return "\n".join(lines) + "\n"
+def split_scripts(section: list[Block]) -> tuple[str, str, str]:
+    """(build machine script, the file it copies to the VM, VM script), stand-ins applied.
+
+    Only the block that builds and copies the wheel belongs to the build machine; every other
+    command (``useradd`` first) runs on the VM, never on the host running the tests.
+    """
+    build: list[str] = ["set -eu"]
+    vm: list[str] = ["set -eu", "cd /src", "mkdir -p /etc/systemd/system"]  # a VM with systemd has it
+    copied = ""
+    for block in section:
+        commands = block.commands()
+        on_build_machine = any(COPY_TO_VM.match(c) for c in commands)
+        for command in commands:
+            copy = COPY_TO_VM.match(command)
+            if copy:
+                copied = copy.group(1)
+            elif on_build_machine:
+                build.append(command)
+            elif not any(skip in command for skip in SKIPPED_ON_VM):
+                vm.append(STAND_INS.get(command, command))
+    assert copied, "the VM section no longer copies a wheel to the VM"
+    assert "useradd" not in "".join(build), "system changes must run on the VM (the container)"
+    return "\n".join(build) + "\n", copied, "\n".join(vm) + "\n"
+
+
+def checkout_copy(target: Path) -> Path:
+    """The repository's tracked files, as a fresh clone has them."""
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+    for name in filter(None, files.decode().split("\0")):
+        if (ROOT / name).is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            (target / name).write_bytes((ROOT / name).read_bytes())
+    return target
 
 
 @pytest.mark.image
@@ -96,8 +119,15 @@ def test_vm_install_as_written(tmp_path: Path) -> None:
         pytest.skip(str(exc))
     section = [b for b in blocks(ROOT / "docs/operations.md") if b.heading == "On a VM (systemd)"]
     assert len(section) >= 6, "the VM section lost steps"
-    script = vm_script(section)
-    assert "python3 -m pip wheel" in script and "/opt/remote-executor/bin/pip install" in script
+    build, wheel, script = split_scripts(section)
+    assert "python3 -m pip wheel" in build and "/opt/remote-executor/bin/pip install" in script
+    source = checkout_copy(tmp_path / "src")
+    built = subprocess.run(["bash", "-c", build], cwd=source, capture_output=True, text=True, timeout=600,
+                           check=False)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    vm_tmp = tmp_path / "vm-tmp"
+    vm_tmp.mkdir()
+    (vm_tmp / Path(wheel).name).write_bytes((source / wheel).read_bytes())  # the documented scp
     token = f"vm-{secrets.token_urlsafe(12)}"
     # What the unit's LoadCredential= and User= do, then the documented check of step 3.
     script += ("mkdir -p /run/credentials/remote-executor.service\n"
@@ -108,19 +138,14 @@ def test_vm_install_as_written(tmp_path: Path) -> None:
                "/opt/remote-executor/bin/remote-executor check -c /etc/remote-executor/config.yaml\n"
                "test \"$(stat -c %a /etc/remote-executor/gms-token)\" = 600\n"
                "! runuser -u remote-executor -- cat /etc/remote-executor/gms-token 2>/dev/null\n")
-    source = tmp_path / "src"
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
-    for name in filter(None, files.decode().split("\0")):
-        if (ROOT / name).is_file():
-            (source / name).parent.mkdir(parents=True, exist_ok=True)
-            (source / name).write_bytes((ROOT / name).read_bytes())
     (tmp_path / "vm.sh").write_text(script)
     env = tmp_path / "vm.env"
     env.touch(mode=0o600)
     env.write_text(f"TEST_TOKEN={token}\n")
     ca = f"{podman_image.HOST_CA}:{podman_image.HOST_CA}:ro"
     done = podman_image.podman("run", "--rm", "--network=host", "--env-file", str(env), "-v", ca,
-                               "-v", f"{source}:/src", "-v", f"{tmp_path / 'vm.sh'}:/vm.sh:ro",
+                               "-v", f"{source}:/src:ro", "-v", f"{vm_tmp}:/tmp",
+                               "-v", f"{tmp_path / 'vm.sh'}:/vm.sh:ro",
                                base, "bash", "-x", "/vm.sh", check=False, timeout=1200)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
