@@ -146,7 +146,7 @@ def test_vm_install_as_written(tmp_path: Path) -> None:
     done = podman_image.podman("run", "--rm", "--network=host", "--env-file", str(env), "-v", ca,
                                "-v", f"{source}:/src:ro", "-v", f"{vm_tmp}:/tmp",
                                "-v", f"{tmp_path / 'vm.sh'}:/vm.sh:ro",
-                               base, "bash", "-x", "/vm.sh", check=False, timeout=1200)
+                               base, "bash", "/vm.sh", check=False, timeout=1200)
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-5000:]
     assert re.search(r"^remote-executor 0\.1\.0", done.stdout, re.MULTILINE), done.stdout[-2000:]
