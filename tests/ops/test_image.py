@@ -11,6 +11,7 @@ the ``runtime`` target runs ``run --once`` with the flags the ops guide shows. M
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import secrets
 import socket
@@ -137,11 +138,12 @@ def test_runtime_image_runs_once_against_the_control_plane(
                               "DATAHUB_GMS_TOKEN": control_plane.token,
                               "DATAHUB_EXECUTOR_POOL_ID": "default",
                               "REMOTE_EXECUTOR_OBSERVABILITY_PORT": str(free_port())})
-    done = podman_image.podman(
-        "run", "--rm", "--network=host", "--env-file", str(env), "--read-only", "--tmpfs", "/tmp",
-        "--tmpfs", "/var/lib/remote-executor:rw,mode=0700,uid=1000,gid=1000",
-        "-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro", images["runtime"], "run", "--once",
-        check=False, timeout=600)
+    with state_volume() as volume:  # as the ops guide runs it: --mount type=volume,...
+        done = podman_image.podman(
+            "run", "--rm", "--network=host", "--env-file", str(env), "--read-only", "--tmpfs", "/tmp",
+            "--mount", f"type=volume,src={volume},dst=/var/lib/remote-executor",
+            "-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro", images["runtime"], "run", "--once",
+            check=False, timeout=600)
     result = wait_terminal(control_plane, urn, timeout_s=5)
     assert done.returncode == 0, f"{result.get('report', '')[-2000:]}\n{done.stderr[-3000:]}"
     assert result["status"] == "SUCCESS"
@@ -149,7 +151,18 @@ def test_runtime_image_runs_once_against_the_control_plane(
     assert len(control_plane.list_aspects(entity_type="dataset")) == 12
 
 
-def pod_run_args(objects: dict[str, Any], env_path: Path, tag: str) -> list[str]:
+@contextlib.contextmanager
+def state_volume() -> Iterator[str]:
+    """A fresh named volume; like an emptyDir it starts as the image's directory (owned by 1000)."""
+    name = f"rx-test-{secrets.token_hex(4)}"
+    podman_image.podman("volume", "create", name)
+    try:
+        yield name
+    finally:
+        podman_image.podman("volume", "rm", "-f", name, check=False)
+
+
+def pod_run_args(objects: dict[str, Any], env_path: Path, tag: str, volume: str) -> list[str]:
     """``podman run`` flags that do what the rendered Deployment asks of the container runtime."""
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     spec = container(objects)
@@ -163,8 +176,10 @@ def pod_run_args(objects: dict[str, Any], env_path: Path, tag: str) -> list[str]
     empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
     for mount in spec["volumeMounts"]:
         assert mount["name"] in empty, f"unexpected volume {mount['name']}"
-        args += ["--tmpfs", f"{mount['mountPath']}:rw,mode=0700,uid={security['runAsUser']},"
-                 f"gid={security['runAsGroup']}"]
+        if mount["mountPath"] == "/tmp":
+            args += ["--tmpfs", "/tmp"]
+        else:  # one emptyDir besides /tmp: the state dir
+            args += ["--mount", f"type=volume,src={volume},dst={mount['mountPath']}"]
     return [*args, tag, *spec.get("args", [])]
 
 
@@ -195,13 +210,14 @@ def chart_container(images: dict[str, str], control_plane: Any, tmp_path: Path) 
     env = pod_env(objects, control_plane.token)
     assert env["REMOTE_EXECUTOR_STATE_DIR"] == image_env(images["locked"])["REMOTE_EXECUTOR_STATE_DIR"]
     name = f"rx-chart-{secrets.token_hex(4)}"
-    podman_image.podman("run", "-d", "--name", name, "--network=host",
-                        "-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro",
-                        *pod_run_args(objects, env_file(tmp_path, env), images["locked"]))
-    try:
-        yield name, port
-    finally:
-        podman_image.podman("rm", "-f", "-t", "0", name, check=False)
+    with state_volume() as volume:
+        podman_image.podman("run", "-d", "--name", name, "--network=host",
+                            "-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro",
+                            *pod_run_args(objects, env_file(tmp_path, env), images["locked"], volume))
+        try:
+            yield name, port
+        finally:
+            podman_image.podman("rm", "-f", "-t", "0", name, check=False)
 
 
 def test_the_charts_deployment_runs_the_locked_image(
