@@ -129,16 +129,6 @@ def test_only_source_venvs_are_bundled(images: dict[str, str]) -> None:
 
 
 # -- the image as the docs and the chart run it ------------------------------------------------
-SANDBOX_IN_CONTAINER = pytest.mark.xfail(
-    strict=False,
-    reason="open defect: inside the container the sandbox's recipe is SIGKILLed 1-2 s after it starts "
-           "(0 bytes of output, ~50 MiB, 'most likely out of memory') in most runs, while the same datahub "
-           "CLI run by a plain subprocess in the same container succeeds; the runtime image passed once",
-)
-"""Kept running so that the fix shows (XPASS); see the report of issue 13 point 12."""
-
-
-@SANDBOX_IN_CONTAINER
 def test_runtime_image_runs_once_against_the_control_plane(
     images: dict[str, str], control_plane: Any, tmp_path: Path
 ) -> None:
@@ -230,7 +220,6 @@ def chart_container(images: dict[str, str], control_plane: Any, tmp_path: Path) 
             podman_image.podman("rm", "-f", "-t", "0", name, check=False)
 
 
-@SANDBOX_IN_CONTAINER
 def test_the_charts_deployment_runs_the_locked_image(
     images: dict[str, str], chart_container: tuple[str, int], control_plane: Any
 ) -> None:
