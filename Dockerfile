@@ -12,7 +12,8 @@
 # because a venv records absolute paths and links to the base interpreter.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
-ARG BUNDLED_VENV_PLUGINS="file,datahub-rest"
+# Source types (a recipe's source.type), not sinks: venvs are looked up by source type.
+ARG BUNDLED_VENV_PLUGINS="file"
 ARG BUNDLED_CLI_VERSION="1.7.0.17"
 
 FROM ${PYTHON_IMAGE} AS build
@@ -83,18 +84,22 @@ ENTRYPOINT ["remote-executor"]
 CMD ["run"]
 
 # Locked: nothing can be installed at run time. pip, uv and ensurepip are removed from the base
-# Python and from every venv, and any installer that survives is pointed at a closed port.
+# Python and from every venv, and any installer that survives is pointed at a closed port. On a
+# Debian base (python3-venv) `python -m venv` gets pip from Debian's ensurepip and the wheels in
+# /usr/share/python-wheels: both go too, so a new venv has no pip either.
 FROM base AS locked
 USER 0
 RUN rm -rf /usr/local/bin/pip* /usr/local/bin/uv /usr/local/bin/uvx \
       /usr/local/lib/python3*/site-packages/pip /usr/local/lib/python3*/site-packages/pip-* \
-      /usr/local/lib/python3*/ensurepip \
+      /usr/local/lib/python3*/ensurepip /usr/lib/python3*/ensurepip /usr/share/python-wheels \
+      /usr/bin/pip /usr/bin/pip3* /usr/lib/python3/dist-packages/pip \
       /opt/remote-executor/bin/pip* /opt/remote-executor/bin/uv /opt/remote-executor/bin/uvx \
       /opt/remote-executor/lib/python3*/site-packages/pip /opt/remote-executor/lib/python3*/site-packages/pip-* \
       /opt/datahub/venvs/*/bin/pip* /opt/datahub/venvs/*/bin/uv /opt/datahub/venvs/*/bin/uvx \
       /opt/datahub/venvs/*/lib/python3*/site-packages/pip /opt/datahub/venvs/*/lib/python3*/site-packages/pip-* \
       /opt/datahub/venvs/*/lib/python3*/site-packages/uv /opt/datahub/venvs/*/lib/python3*/site-packages/uv-* \
- && ! python -m pip --version 2>/dev/null
+ && ! python -m pip --version 2>/dev/null \
+ && ! python -m ensurepip --version 2>/dev/null
 ENV INGESTION_DEPENDENCY_RESOLUTION_ENABLED=false \
     PIP_INDEX_URL=http://127.0.0.1:1/simple \
     PIP_EXTRA_INDEX_URL="" \

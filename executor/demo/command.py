@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -32,6 +33,8 @@ def register(subparsers: Any) -> None:
         help="where the bundled venv with the datahub CLI is built or reused (default: .cache/venvs)",
     )
     demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the run's state dir (logs, control plane state) instead of removing it")
     demo.set_defaults(func=cmd_demo)
 
 
@@ -56,6 +59,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         return _run(control_plane, venv_root, state, args.timeout)
     finally:
         control_plane.stop()
+        if not args.keep:
+            logger.remove()  # closes the executor log in the directory about to go
+            shutil.rmtree(state, ignore_errors=True)
+            print(f"[demo] removed {state} (run with --keep to keep its logs)", flush=True)
+        else:
+            print(f"[demo] kept {state}; delete it when done", flush=True)
 
 
 def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> int:
@@ -90,7 +99,7 @@ def _run(control_plane: Any, venv_root: Path, state: Path, timeout_s: float) -> 
     print(f"[demo] final status: {'SUCCESS' if code == ExitCode.OK else code.name}")
     print(f"[demo] ingested {aspects} aspects of {len(datasets)} datasets into the control plane")
     print(f"[demo] task log: {state / 'executor' / 'pools' / DEMO_POOL / 'logs' / f'{request_id}.log'}")
-    print(f"[demo] executor log: {state / 'executor.log'} (temporary; delete {state} when done)")
+    print(f"[demo] executor log: {state / 'executor.log'}")
     return int(code)
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from enum import Enum
 
-from executor.config import ExecutorConfig
+from executor.config import ExecutorConfig, PoolSettings
 
 NAME_WIDTH = 28
 
@@ -88,7 +88,19 @@ def run_doctor(config: ExecutorConfig, token: str, options: DoctorOptions) -> It
     gms = yield from gms_checks(config, token, options)
     for pool in config.pools:
         yield from pool_checks(config, pool, gms, options)
+        yield from pool_use_checks(config, pool, token, gms.entries is not None, options)
     yield from host_checks(config)
+
+
+def pool_use_checks(
+    config: ExecutorConfig, pool: PoolSettings, token: str, gms_ok: bool, options: DoctorOptions
+) -> Iterator[Check]:
+    """What a pool's tasks use at run time: its secret stores, and a venv per source it runs."""
+    from executor.observability.doctor_sources import source_checks
+    from executor.observability.doctor_stores import store_checks
+
+    yield from store_checks(config, pool, options)
+    yield from source_checks(config, pool, token, gms_ok, options)
 
 
 def report(checks: Sequence[Check] | Iterator[Check], out: Callable[[str], None]) -> list[Check]:

@@ -69,6 +69,26 @@ def terminal_aspect(
     return aspects.result_aspect(status, start_ms, _elapsed_ms(start_ms), report, structured, task, None)
 
 
+LOG_HEADING = "~~~~ Execution Log ~~~~"
+"""Separates the report's summary (why the run ended) from the run's own log."""
+
+
+def report_text(summary: str, log: str) -> str:
+    """The summary, then the log cut from the top so that both fit DataHub's line cap.
+
+    ``result_aspect`` keeps only a report's last ``MAX_REPORT_LINES`` lines; cutting the log
+    here first means the summary (the status's cause, e.g. the sandbox's limit line) survives
+    every cap, first in the report.
+    """
+    head = summary.splitlines()
+    room = max(0, aspects.MAX_REPORT_LINES - len(head) - 3)  # blank line, heading, truncation mark
+    lines = log.splitlines()
+    if len(lines) > room:
+        dropped = len(lines) - room
+        lines = [f"[{dropped} earlier log lines truncated...]", *lines[dropped:]]
+    return "\n".join([*head, "", LOG_HEADING, *lines])
+
+
 def task_failure_aspect(message: str, start_ms: int | None = None) -> dict[str, Any]:
     """A FAILURE whose report is just ``message`` (nothing ran, or the executor itself failed)."""
     start = start_ms if start_ms is not None else now_ms()

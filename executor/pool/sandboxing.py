@@ -68,6 +68,7 @@ class SandboxLauncher:
         self._stopping = threading.Event()
         """Set by any stop: a venv build in progress ends, a lock wait gives up."""
         self._thread: threading.Thread | None = None
+        self._log_file: Path | None = None
 
     @property
     def started(self) -> bool:
@@ -170,7 +171,7 @@ class SandboxLauncher:
             work_root=work_root,
             limits=limits,
             secrets=(*secrets.values(), *self.pool.credentials.values()),
-            log_file=self.log_path(),
+            log_file=self._new_log_file(),
             task_id=self.task_id,
             report_file=REPORT_FILE,
             isolation=self.pool.pool.isolation,
@@ -239,9 +240,24 @@ class SandboxLauncher:
         """Which venv runs the recipe (after resolution)."""
         return f"{self.venv.kind} venv {self.venv.path}" if self.venv is not None else "venv being resolved"
 
-    def log_path(self) -> Path:
-        """Where the full masked log of this task is kept."""
-        return self.pool.state_dir / "logs" / f"{self.task_id}.log"
+    def _new_log_file(self) -> Path:
+        """This attempt's log: ``<id>.log``, or ``<id>.attempt-N.log`` when a rerun finds earlier ones."""
+        logs = self.pool.state_dir / "logs"
+        path, attempt = logs / f"{self.task_id}.log", 1
+        while path.exists():
+            attempt += 1
+            path = logs / f"{self.task_id}.attempt-{attempt}.log"
+        self._log_file = path
+        return path
+
+    def log_path(self) -> Path | None:
+        """Where this attempt's full masked log is kept; None when the recipe never started."""
+        return self._log_file if self.run is not None else None
+
+    def log_note(self) -> str:
+        """``log: <path>``, or why there is none (for the task's closing log line)."""
+        path = self.log_path()
+        return f"log: {path}" if path is not None else "no task log: the recipe never started"
 
 
 def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:

@@ -262,12 +262,12 @@ class Task(PoolActor):
         report = (
             f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
         )
-        text = f"{report}\n\n~~~~ Execution Log ~~~~\n{final_log(result)}"
+        text = outcome.report_text(report, final_log(result))
         aspect = outcome.terminal_aspect(
             status, self.start_ms, text, structured_report(result), self.request.task
         )
         self.log.info(
-            "finished: {} ({}; log: {})", status, self.launcher.describe(), self.launcher.log_path()
+            "finished: {} ({}; {})", status, self.launcher.describe(), self.launcher.log_note()
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)

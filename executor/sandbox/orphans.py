@@ -38,15 +38,30 @@ def _owner_alive(pid: int, start_ms: int | None) -> bool:
         return False
 
 
+def _pid_namespace(pid: int | str) -> str | None:
+    """The pid namespace of ``pid`` (``pid:[4026531836]``), None where /proc does not say."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except OSError:
+        return None
+
+
 def reap_orphans(cgroups: CgroupSupport | None = None) -> int:
-    """Kill leftover processes and remove stale task cgroups of dead executors; how many processes."""
+    """Kill leftover processes and remove stale task cgroups of dead executors; how many processes.
+
+    A marker's pid means something only in the pid namespace it was written in: the recipes of
+    an executor in a container carry the container's pids, which name other processes (or none)
+    out here. So only processes in this executor's own pid namespace are judged; without that, a
+    host's executor starting up killed the running recipes of every containerised executor.
+    """
     killed = 0
+    own_namespace = _pid_namespace("self")
     for proc in psutil.process_iter():
         try:
             marker = proc.environ().get(MARKER_VAR)
         except psutil.Error:
             continue
-        if not marker:
+        if not marker or _pid_namespace(proc.pid) != own_namespace:
             continue
         pid, _, rest = marker.partition(":")
         start, _, _ = rest.partition(":")

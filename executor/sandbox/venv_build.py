@@ -4,8 +4,12 @@ Like DataHub's executor, a build first installs ``acryl-datahub`` alone (no depe
 read the ``constraints.txt`` it ships, then installs ``acryl-datahub[<plugins>]`` under those
 constraints, then the extra requirements without them. pip runs from the executor's own
 environment (``--python`` points it at the new venv, so the venv needs no pip of its own),
-with the executor's credentials removed from its environment. Every output line goes to
-``progress``.
+with the executor's credentials removed from its environment.
+
+``progress`` gets one line per step; pip's own output is kept (its last lines are in the error
+of a failed step) and goes to ``progress`` only with ``verbose``. The plugin is checked against
+the installed CLI: it must be one of its source types (venvs are looked up by a recipe's
+``source.type``), and it becomes a pip extra only where the CLI has that extra (``file`` has none).
 """
 
 from __future__ import annotations
@@ -14,12 +18,14 @@ import fcntl
 import importlib.metadata
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -46,21 +52,29 @@ class PipVenvBuilder:
     """Builds venvs with ``python -m venv`` and pip; ``pip_args`` go to every install (index, proxy)."""
 
     def __init__(self, python: str = sys.executable, pip_args: Sequence[str] = (),
-                 stop: threading.Event | None = None, step_timeout_s: float = STEP_TIMEOUT_S) -> None:
+                 stop: threading.Event | None = None, step_timeout_s: float = STEP_TIMEOUT_S,
+                 verbose: bool = False) -> None:
         self.python = python
         self.pip_args = tuple(pip_args)
         self.stop = stop
         """Set by the task when it stops: the step running is killed, the build raises ``Stopped``."""
         self.step_timeout_s = step_timeout_s
+        self.verbose = verbose
 
     def build(self, target: Path, request: VenvRequest, progress: Progress) -> None:
         """Create ``target`` and install the request into it; raise with pip's last lines on failure."""
+        steps = 4 if request.extra_requirements else 3
+        say = _Steps(steps, progress)
+        say("create the venv")
         self._run([self.python, "-m", "venv", "--without-pip", str(target)], progress, "create the venv")
         bare = "acryl-datahub" if request.version == LATEST else f"acryl-datahub=={request.version}"
+        say(f"install {bare} alone, to read its plugins and constraints")
         self._pip(target, ["--no-deps", bare], progress, f"pip install {bare}")
-        installed = venv_datahub_version(target)
-        self._install_constrained(target, request.requirement(installed), progress)
+        cli = read_cli_info(target)
+        requirement = cli_requirement(request, cli, progress)
+        self._install_constrained(target, requirement, say, progress)
         if request.extra_requirements:
+            say(f"install the extra requirements: {', '.join(request.extra_requirements)}")
             with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=target, delete=False) as reqs:
                 reqs.write("\n".join(request.extra_requirements) + "\n")
             self._pip(target, ["-r", reqs.name], progress, "pip install the extra requirements")
@@ -68,21 +82,37 @@ class PipVenvBuilder:
         if not (target / "bin" / "datahub").exists():
             raise BadInputError(f"the build of {target} produced no bin/datahub")
 
-    def _install_constrained(self, target: Path, requirement: str, progress: Progress) -> None:
-        """Install under the shipped constraints; if they cannot be met here, once more without."""
+    def _install_constrained(self, target: Path, requirement: str, say: Progress, progress: Progress) -> None:
+        """Install under the constraints the CLI ships, without pins this index cannot serve.
+
+        A shipped pin can name a release the index no longer has (yanked and re-released as
+        ``.post1``, or a private index that never mirrored it); pip then reports the pin as
+        unsatisfiable. Only those pins are dropped, each named in a progress line, and the
+        install runs again under all the others: never a silent install without constraints.
+        """
         shipped = next(iter(target.glob("lib/python*/site-packages/datahub/constraints.txt")), None)
         if shipped is None:
-            progress("acryl-datahub ships no constraints.txt; installing without constraints")
+            say(f"install {requirement} (the CLI ships no constraints)")
             self._pip(target, [requirement], progress, f"pip install {requirement}")
             return
         constraints = target / "datahub-constraints.txt"
-        constraints.write_text(runtime_constraints(shipped.read_text()))
-        try:
-            self._pip(target, [requirement, "--constraint", str(constraints)], progress,
-                      f"pip install {requirement} under the shipped constraints")
-        except BadInputError:
-            progress("the shipped constraints cannot be met from this index; retrying without them")
-            self._pip(target, [requirement], progress, f"pip install {requirement}")
+        text = runtime_constraints(shipped.read_text())
+        say(f"install {requirement} under the CLI's constraints")
+        for _ in range(MAX_UNSERVED_PINS):
+            constraints.write_text(text)
+            try:
+                self._pip(target, [requirement, "--constraint", str(constraints)], progress,
+                          f"pip install {requirement} under the shipped constraints")
+                return
+            except PipFailed as exc:
+                unserved = unserved_pins(exc.output, text)
+                if not unserved:
+                    raise
+                progress(f"the index does not offer {', '.join(unserved)} (pinned by the CLI's constraints); "
+                         "installing with those left unpinned")
+                text = without_pins(text, unserved)
+        raise BadInputError(f"more than {MAX_UNSERVED_PINS} pins of the CLI's constraints cannot be served "
+                            "by this index; check the index (PIP_INDEX_URL) or pass --cli-version")
 
     def _pip(self, target: Path, args: list[str], progress: Progress, step: str) -> None:
         command = [self.python, "-m", "pip", "--disable-pip-version-check", "--python",
@@ -92,20 +122,128 @@ class PipVenvBuilder:
     def _run(self, command: list[str], progress: Progress, step: str) -> None:
         env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_NAMES}
         env["PIP_PROGRESS_BAR"] = "off"
-        progress("$ " + " ".join(command[2:] if command[1] == "-m" else command))
+        if self.verbose:
+            progress("$ " + " ".join(command[2:] if command[1] == "-m" else command))
         tail: list[str] = []
 
         def on_line(line: str) -> None:
-            progress(line)
-            tail[:] = [*tail[-19:], line]
+            if self.verbose:
+                progress(line)
+            tail[:] = [*tail[-(TAIL_LINES - 1):], line]
 
         code = run_lines(command, env, on_line, self.stop, self.step_timeout_s, f"venv build step '{step}'")
         if code != 0:
             last = "\n".join(tail)
-            raise BadInputError(f"venv build step '{step}' failed (exit {code}):\n{last}")
+            raise PipFailed(f"venv build step '{step}' failed (exit {code}):\n{last}", tail)
+
+
+class PipFailed(BadInputError):
+    """A build step failed; ``output`` holds pip's last lines (to tell an unserved pin from the rest)."""
+
+    def __init__(self, message: str, output: list[str]) -> None:
+        super().__init__(message)
+        self.output = output
+
+
+class _Steps:
+    """``[n/N] what``: one progress line per build step."""
+
+    def __init__(self, total: int, progress: Progress) -> None:
+        self.total = total
+        self.done = 0
+        self.progress = progress
+
+    def __call__(self, what: str) -> None:
+        self.done += 1
+        self.progress(f"[{self.done}/{self.total}] {what}")
+
+
+SOURCE_GROUP = "datahub.ingestion.source.plugins"
+_CLI_INFO = f"""
+import importlib.metadata as m, json
+d = m.distribution("acryl-datahub")
+print(json.dumps({{"version": d.version, "extras": d.metadata.get_all("Provides-Extra") or [],
+                  "requires": d.requires or [],
+                  "sources": sorted(e.name for e in d.entry_points if e.group == "{SOURCE_GROUP}")}}))
+"""
+
+
+@dataclass(frozen=True)
+class CliInfo:
+    """What an installed acryl-datahub offers: its version, pip extras, requirements, source types."""
+
+    version: str
+    extras: frozenset[str]
+    requires: tuple[str, ...]
+    sources: frozenset[str]
+
+
+def read_cli_info(target: Path) -> CliInfo:
+    """The acryl-datahub in the venv at ``target``, read from its metadata (nothing is imported)."""
+    done = subprocess.run([str(target / "bin" / "python"), "-c", _CLI_INFO], capture_output=True, text=True,
+                          timeout=60, check=False)
+    if done.returncode != 0:
+        raise BadInputError(f"acryl-datahub is not installed in {target}")
+    data = json.loads(done.stdout)
+    return CliInfo(str(data["version"]), frozenset(data["extras"]), tuple(data["requires"]),
+                   frozenset(data["sources"]))
+
+
+def cli_requirement(request: VenvRequest, cli: CliInfo, progress: Progress) -> str:
+    """``acryl-datahub[extras]==version`` with only extras the CLI has; the plugin must be a source type.
+
+    A ``file`` source needs no extra, and a sink such as ``datahub-rest`` is not a source: no
+    request can use a venv named after it, so building one is refused with the reason.
+    """
+    if cli.sources and request.plugin not in cli.sources:
+        known = ", ".join(sorted(cli.sources)[:12])
+        raise BadInputError(
+            f"{request.plugin!r} is not a source type of acryl-datahub {cli.version}: venvs are looked up "
+            f"by a recipe's source.type, so no request could use this one "
+            f"(source types include: {known}, ...)")
+    wanted = list(dict.fromkeys((request.plugin, *request.extra_plugins)))
+    unknown = [p for p in wanted if p not in cli.extras and p != request.plugin]
+    if unknown:
+        progress(f"acryl-datahub {cli.version} has no extra {', '.join(unknown)}; left out")
+    extras = [p for p in wanted if p in cli.extras]
+    return f"acryl-datahub[{','.join(extras)}]=={cli.version}" if extras else f"acryl-datahub=={cli.version}"
 
 
 INSTALLER_PACKAGES = frozenset({"pip", "setuptools", "wheel", "uv"})
+MAX_UNSERVED_PINS = 10
+"""Rounds of dropping unservable pins before the build gives up."""
+TAIL_LINES = 40
+_UNSERVED = (
+    re.compile(r"\(constraint\) ([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s;,]+)"),
+    re.compile(r"No matching distribution found for ([A-Za-z0-9][A-Za-z0-9_.-]*)==([^\s;,]+)"),
+)
+
+
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def unserved_pins(output: Sequence[str], constraints: str) -> list[str]:
+    """``name==version`` pins of ``constraints`` that pip's ``output`` says it could not satisfy."""
+    pinned = {_canonical(line.split(";")[0].split("==")[0].strip()): line.split(";")[0].strip()
+              for line in constraints.splitlines() if "==" in line and not line.lstrip().startswith("#")}
+    found: list[str] = []
+    for line in output:
+        for pattern in _UNSERVED:
+            for name, _version in pattern.findall(line):
+                pin = pinned.get(_canonical(name))
+                if pin is not None and pin not in found:
+                    found.append(pin)
+    return found
+
+
+def without_pins(constraints: str, pins: Sequence[str]) -> str:
+    """``constraints`` without the lines of ``pins`` (their ``# via`` comments may stay)."""
+    names = {_canonical(p.split("==")[0]) for p in pins}
+    kept = [line for line in constraints.splitlines()
+            if line.lstrip().startswith("#") or "==" not in line
+            or _canonical(line.split(";")[0].split("==")[0].strip()) not in names]
+    return "\n".join(kept) + "\n"
 
 
 def runtime_constraints(text: str) -> str:
@@ -124,12 +262,7 @@ def runtime_constraints(text: str) -> str:
 
 def venv_datahub_version(target: Path) -> str:
     """The acryl-datahub version installed in the venv at ``target``."""
-    script = "import importlib.metadata as m; print(m.version('acryl-datahub'))"
-    done = subprocess.run([str(target / "bin" / "python"), "-c", script], capture_output=True, text=True,
-                          timeout=60, check=False)
-    if done.returncode != 0:
-        raise BadInputError(f"acryl-datahub is not installed in {target}")
-    return done.stdout.strip()
+    return read_cli_info(target).version
 
 
 def read_metadata(venv: Path) -> dict[str, object] | None:
@@ -147,7 +280,20 @@ def _matches(venv: Path, plugin: str, cli_version: str) -> bool:
         return False
     plugins = meta.get("plugins")
     same_version = cli_version == LATEST or meta.get("cli_version") == cli_version
-    return isinstance(plugins, list) and plugin in plugins and same_version
+    return isinstance(plugins, list) and plugin in plugins and same_version and _runnable(venv)
+
+
+def _runnable(venv: Path) -> bool:
+    """``bin/datahub``'s interpreter exists: a venv records absolute paths and breaks when moved."""
+    try:
+        with (venv / "bin" / "datahub").open("rb") as script:
+            first = script.readline(4096)
+    except OSError:
+        return False
+    if not first.startswith(b"#!"):
+        return True  # not a script: nothing recorded
+    interpreter = first[2:].strip().split(b" ")[0].decode(errors="replace")
+    return Path(interpreter).exists()
 
 
 def ensure_bundled_venv(root: Path, plugin: str, cli_version: str | None = None,
@@ -160,6 +306,7 @@ def ensure_bundled_venv(root: Path, plugin: str, cli_version: str | None = None,
     """
     say = progress or (lambda _line: None)
     version = cli_version or installed_datahub_version() or LATEST
+    root = root.resolve()  # the venv records its own path: build where it really is, not via a link
     target = bundled_venv_path(root, plugin)
     root.mkdir(parents=True, exist_ok=True)
     lock = FileLock(root / f".{plugin}-bundled.lock")

@@ -1,6 +1,7 @@
 """``remote-executor venv build`` and ``remote-executor venv list``: the bundled venvs.
 
-``build`` makes ``<root>/<plugin>-bundled`` with pip (progress on stderr) and writes
+``build`` makes ``<root>/<plugin>-bundled`` with pip (one progress line per step on stderr,
+pip's own output only with ``--verbose``) and writes
 ``metadata.json`` with the plugins and the CLI version, as DataHub's image builder does;
 ``list`` shows what a root holds and whether each venv is usable. The root defaults to
 ``$DATAHUB_BUNDLED_VENV_PATH``, else ``/opt/datahub/venvs``.
@@ -26,6 +27,8 @@ def register(subparsers: Any) -> None:
                        help="source plugin, e.g. snowflake (repeat or comma-separate for several)")
     build.add_argument("--cli-version", metavar="V",
                        help="acryl-datahub version (default: the one beside the executor, else latest)")
+    build.add_argument("--verbose", action="store_true",
+                       help="show pip's own output (by default one progress line per step)")
     _root_arg(build)
     build.set_defaults(func=cmd_build)
     listing = commands.add_parser("list", help="list the bundled venvs under the root")
@@ -50,7 +53,7 @@ def _progress(line: str) -> None:
 
 def cmd_build(args: argparse.Namespace) -> int:
     """Build each requested plugin's venv; exit 1 naming the first that failed."""
-    from executor.sandbox.venv_build import ensure_bundled_venv
+    from executor.sandbox.venv_build import PipVenvBuilder, ensure_bundled_venv
     from executor.sandbox.venvs import check_plugin, default_bundled_root
 
     root: Path = args.root or default_bundled_root()
@@ -64,7 +67,8 @@ def cmd_build(args: argparse.Namespace) -> int:
     for plugin in plugins:
         print(f"building {plugin}-bundled under {root}", file=sys.stderr, flush=True)
         try:
-            path = ensure_bundled_venv(root, plugin, args.cli_version, progress=_progress)
+            path = ensure_bundled_venv(root, plugin, args.cli_version, progress=_progress,
+                                       builder=PipVenvBuilder(verbose=args.verbose))
         except (ExecutorError, OSError) as exc:
             print(f"remote-executor venv build: {plugin}: {exc}", file=sys.stderr)
             return int(ExitCode.FAILURE)

@@ -55,7 +55,8 @@ def test_runs_as_uid_1000_with_exec_form_entrypoint(model: Model, target: str) -
 
 
 def test_bundled_venv_build_args(model: Model) -> None:
-    assert model.args["BUNDLED_VENV_PLUGINS"] == "file,datahub-rest"
+    # Source types only: a venv named after a sink (datahub-rest) is never looked up.
+    assert model.args["BUNDLED_VENV_PLUGINS"] == "file"
     assert model.args["BUNDLED_CLI_VERSION"]
     run = model.stages["venvs"].all("RUN")
     assert len(run) == 1
@@ -90,9 +91,10 @@ def test_locked_target_closes_every_installer(model: Model) -> None:
     script = " ".join(c.value[0] for c in model.stages["locked"].all("RUN"))
     for place in ("/usr/local/lib/python3*/site-packages/pip", "/usr/local/lib/python3*/ensurepip",
                   "/usr/local/bin/uv", f"{VENV_ROOT}/*/bin/pip*", f"{VENV_ROOT}/*/bin/uv",
-                  "/opt/remote-executor/bin/pip*"):
+                  "/opt/remote-executor/bin/pip*", "/usr/lib/python3*/ensurepip", "/usr/share/python-wheels"):
         assert place in script, place
     assert "! python -m pip --version" in script
+    assert "! python -m ensurepip --version" in script
 
 
 def test_image_copies_only_what_the_build_context_holds(model: Model) -> None:
@@ -163,11 +165,11 @@ def _run_venv_loop(
 
 
 def test_venv_loop_builds_each_listed_plugin(model: Model, tmp_path: Path) -> None:
-    done, log = _run_venv_loop(model, tmp_path, " file, datahub-rest ,,snowflake")
+    done, log = _run_venv_loop(model, tmp_path, " file, postgres ,,snowflake")
     assert done.returncode == 0, done.stderr
     root = tmp_path / "venvs"
     expected = [f"venv build --plugin {p} --cli-version 1.7.0.17 --root {root}"
-                for p in ("file", "datahub-rest", "snowflake")]
+                for p in ("file", "postgres", "snowflake")]
     assert log.read_text().splitlines() == expected
 
 

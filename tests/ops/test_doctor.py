@@ -36,10 +36,11 @@ def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 @pytest.fixture
 def venv_root(tmp_path: Path) -> Path:
-    """A bundled root with a usable-looking ``file-bundled`` (doctor checks presence, not runs)."""
+    """A bundled root whose ``file-bundled`` runs this test venv's Python (it has acryl-datahub)."""
     root = tmp_path / "venvs"
     (root / "file-bundled" / "bin").mkdir(parents=True)
-    (root / "file-bundled" / "bin" / "python").symlink_to(sys.executable)
+    (root / "file-bundled" / "bin" / "python").write_text(f'#!/bin/sh\nexec "{sys.executable}" "$@"\n')
+    (root / "file-bundled" / "bin" / "python").chmod(0o755)
     (root / "file-bundled" / "bin" / "datahub").write_text("#!/bin/sh\n")
     return root
 
@@ -85,7 +86,8 @@ def test_everything_passes_against_the_control_plane(
         "sandbox limits", "sandbox rlimits", "parent-death signal", "bwrap", "executor not dumpable",
         "recipe identity [default]", "recipe identity [other]",
         *(f"pool {p}: {c}" for p in ("default", "other")
-          for c in ("lease", "proxy (sqs)", "dns (sqs)", "sqs", "venvs")),
+          for c in ("lease", "proxy (sqs)", "dns (sqs)", "sqs", "venvs", "secrets file", "sources",
+                    "venv file")),
     }
     assert set(lines) == expected
     assert all(status in ("PASS", "WARN") for status in statuses(lines).values()), output

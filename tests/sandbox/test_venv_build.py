@@ -22,10 +22,12 @@ from executor.sandbox.venv_build import (
     ensure_bundled_venv,
     read_metadata,
     runtime_constraints,
+    unserved_pins,
+    without_pins,
 )
 from executor.sandbox.venvs import VenvRequest, find_bundled_venv
 
-from .venv_fakes import FakeBuilder, make_datahub_wheel
+from .venv_fakes import FakeBuilder, make_datahub_wheel, make_wheel
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -44,7 +46,8 @@ def test_pip_builder_installs_under_the_shipped_constraints_offline(tmp_path: Pa
     builder.build(target, VenvRequest("file", "0.0.1"), lines.append)
     out = subprocess.run([str(target / "bin" / "datahub")], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "tiny datahub"
-    assert any("--constraint" in line for line in lines), "the plugin install used the constraints"
+    assert any("under the CLI's constraints" in line for line in lines), "the plugin install used them"
+    assert len(lines) == 3 and all(line.startswith(f"[{i}/3] ") for i, line in enumerate(lines, 1)), lines
     assert "pip==" not in (target / "datahub-constraints.txt").read_text()
 
 
@@ -87,7 +90,9 @@ def test_cli_build_and_list_offline(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert cli_main(["venv", "build", "--plugin", "file", "--cli-version", "0.0.2", "--root", str(root)]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == str(root / "file-bundled")
-    assert "install" in captured.err, "pip progress is shown"
+    steps = [line.strip() for line in captured.err.splitlines() if line.strip().startswith("[")]
+    assert [s[:5] for s in steps] == ["[1/3]", "[2/3]", "[3/3]"], captured.err
+    assert "Processing" not in captured.err and "Successfully installed" not in captured.err, "pip is quiet"
     (root / "broken-bundled").mkdir()
     monkeypatch.setenv("DATAHUB_BUNDLED_VENV_PATH", str(root))
     assert cli_main(["venv", "list"]) == 0
@@ -127,3 +132,59 @@ def test_real_datahub_runs_in_the_sandbox_with_a_secret_on_stdin(tmp_path: Path)
     # children of test_run_isolation.py.
     assert secret not in result.log_text
     assert "Pipeline finished successfully" in result.log_text
+
+
+def offline(wheels: Path, verbose: bool = False) -> PipVenvBuilder:
+    return PipVenvBuilder(pip_args=("--no-index", "--find-links", str(wheels)), verbose=verbose)
+
+
+def test_a_pin_the_index_does_not_offer_is_left_out_and_named(tmp_path: Path) -> None:
+    """The shipped constraints pin ``tiny-dep==1.0`` (yanked, say) and the index has only 1.0.post1:
+    the old builder hit ResolutionImpossible and dropped every constraint; now that pin alone goes."""
+    wheels = tmp_path / "wheels"
+    make_wheel(wheels, "tiny-dep", "1.0.post1")
+    make_wheel(wheels, "other-dep", "2.0")
+    make_wheel(wheels, "other-dep", "3.0")
+    constraints = "tiny-dep==1.0 ; python_version >= '3.8'\n    # via acryl-datahub\nother-dep==2.0\n"
+    make_datahub_wheel(wheels, "0.0.3", constraints, requires=("tiny-dep", "other-dep"))
+    lines: list[str] = []
+    target = tmp_path / "venv"
+    offline(wheels).build(target, VenvRequest("file", "0.0.3"), lines.append)
+    assert [line for line in lines if "does not offer" in line] == [
+        "the index does not offer tiny-dep==1.0 (pinned by the CLI's constraints); installing with those "
+        "left unpinned"]
+    assert not any("ResolutionImpossible" in line or "retrying without" in line for line in lines)
+    kept = (target / "datahub-constraints.txt").read_text()
+    assert "other-dep==2.0" in kept and "tiny-dep" not in kept.split("#")[0]
+    version = subprocess.run([str(target / "bin" / "python"), "-c",
+                              "import importlib.metadata as m; print(m.version('other-dep'))"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == "2.0", "the other pins still hold"
+
+
+def test_unserved_pins_are_read_from_pips_two_messages() -> None:
+    constraints = "Certifi==2026.10.19 ; python_full_version >= '3.11'\nrequests==2.32.5\n"
+    output = ["    The user requested (constraint) certifi==2026.10.19",
+              "ERROR: No matching distribution found for requests==2.32.5", "unrelated==1.0"]
+    assert unserved_pins(output, constraints) == ["Certifi==2026.10.19", "requests==2.32.5"]
+    assert without_pins(constraints, ["requests==2.32.5"]).startswith("Certifi==")
+    assert "requests" not in without_pins(constraints, ["requests==2.32.5"])
+
+
+def test_a_source_without_an_extra_installs_without_one(tmp_path: Path) -> None:
+    """``file`` is a source type with no pip extra: no ``acryl-datahub[file]`` (pip's warning)."""
+    wheels = tmp_path / "wheels"
+    make_datahub_wheel(wheels, "0.0.4")
+    lines: list[str] = []
+    offline(wheels, verbose=True).build(tmp_path / "venv", VenvRequest("file", "0.0.4"), lines.append)
+    assert not any("acryl-datahub[file]" in line or "does not provide the extra" in line for line in lines)
+    lines.clear()
+    offline(wheels, verbose=True).build(tmp_path / "db", VenvRequest("tiny-db", "0.0.4"), lines.append)
+    assert any("acryl-datahub[tiny-db]==0.0.4" in line for line in lines)
+
+
+def test_a_sink_is_refused_because_no_request_could_use_its_venv(tmp_path: Path) -> None:
+    wheels = tmp_path / "wheels"
+    make_datahub_wheel(wheels, "0.0.5")
+    with pytest.raises(BadInputError, match=r"'datahub-rest' is not a source type of acryl-datahub 0\.0\.5"):
+        offline(wheels).build(tmp_path / "venv", VenvRequest("datahub-rest", "0.0.5"), lambda line: None)

@@ -50,18 +50,25 @@ class FakeBuilder:
             (target / "payload.bin").write_bytes(b"\1" * self.payload_bytes)
 
 
-def make_datahub_wheel(directory: Path, version: str = "0.0.1") -> Path:
-    """A minimal ``acryl-datahub`` wheel: a ``datahub`` console script and a ``constraints.txt``."""
+def make_datahub_wheel(directory: Path, version: str = "0.0.1", constraints: str = "",
+                       requires: tuple[str, ...] = ()) -> Path:
+    """A minimal ``acryl-datahub`` wheel: a ``datahub`` console script, a ``constraints.txt``, the
+    sources ``file`` (no extra, as in the real CLI) and ``tiny-db`` (extra ``tiny-db``), sink
+    ``datahub-rest`` (an extra, and not a source)."""
+    metadata = (f"Metadata-Version: 2.1\nName: acryl-datahub\nVersion: {version}\n"
+                "Provides-Extra: tiny-db\nProvides-Extra: datahub-rest\n"
+                + "".join(f"Requires-Dist: {r}\n" for r in requires))
     files = {
         "datahub/__init__.py": "",
         "datahub/cli.py": "def main():\n    print('tiny datahub')\n",
-        "datahub/constraints.txt": "pip==0.0.0.dev0\nsetuptools==0.0.0.dev0\n",
-        f"acryl_datahub-{version}.dist-info/METADATA":
-            f"Metadata-Version: 2.1\nName: acryl-datahub\nVersion: {version}\nProvides-Extra: file\n",
+        "datahub/constraints.txt": "pip==0.0.0.dev0\nsetuptools==0.0.0.dev0\n" + constraints,
+        f"acryl_datahub-{version}.dist-info/METADATA": metadata,
         f"acryl_datahub-{version}.dist-info/WHEEL":
             "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
         f"acryl_datahub-{version}.dist-info/entry_points.txt":
-            "[console_scripts]\ndatahub = datahub.cli:main\n",
+            "[console_scripts]\ndatahub = datahub.cli:main\n"
+            "[datahub.ingestion.source.plugins]\nfile = datahub.cli:main\ntiny-db = datahub.cli:main\n"
+            "[datahub.ingestion.sink.plugins]\ndatahub-rest = datahub.cli:main\n",
     }
     record = []
     for name, text in files.items():
@@ -74,5 +81,29 @@ def make_datahub_wheel(directory: Path, version: str = "0.0.1") -> Path:
     with zipfile.ZipFile(wheel, "w") as archive:
         for name, text in files.items():
             archive.writestr(name, text)
+        archive.writestr(record_name, "\n".join(record) + "\n")
+    return wheel
+
+
+def make_wheel(directory: Path, name: str, version: str) -> Path:
+    """An empty pure-Python wheel ``name==version`` (a dependency for the constraint tests)."""
+    dist = name.replace("-", "_")
+    files = {
+        f"{dist}/__init__.py": "",
+        f"{dist}-{version}.dist-info/METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+        f"{dist}-{version}.dist-info/WHEEL":
+            "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    record = []
+    for n, text in files.items():
+        digest = base64.urlsafe_b64encode(hashlib.sha256(text.encode()).digest()).rstrip(b"=").decode()
+        record.append(f"{n},sha256={digest},{len(text.encode())}")
+    record_name = f"{dist}-{version}.dist-info/RECORD"
+    record.append(f"{record_name},,")
+    directory.mkdir(parents=True, exist_ok=True)
+    wheel = directory / f"{dist}-{version}-py3-none-any.whl"
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for n, text in files.items():
+            archive.writestr(n, text)
         archive.writestr(record_name, "\n".join(record) + "\n")
     return wheel

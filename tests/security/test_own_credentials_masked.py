@@ -81,7 +81,19 @@ def test_a_pool_context_pins_the_token_and_the_hosts_keys(tmp_path: Path,
     config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path,
                             pools=(PoolSettings(id="default"),))
     pool = PoolContext(config=config, pool=config.pools[0], token="gms-token-made-up", instance_id="t")
-    assert set(pool.credentials.values()) == {"gms-token-made-up", *host.values()}
+    # A superset: keys that ``executor.hardening`` took out of the environment are pinned too.
+    assert set(pool.credentials.values()) >= {"gms-token-made-up", *host.values()}
+
+
+def test_keys_taken_out_of_the_environment_at_start_up_stay_masked(tmp_path: Path) -> None:
+    from executor import hardening
+
+    taken = {"AWS_SECRET_ACCESS_KEY": "host-secret-taken-at-start-up-made-up"}
+    hardening.take_credentials(dict(taken))  # as ``run`` does with os.environ
+    config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path,
+                            pools=(PoolSettings(id="default"),))
+    pool = PoolContext(config=config, pool=config.pools[0], token="gms-token-made-up", instance_id="t")
+    assert "host-secret-taken-at-start-up-made-up" in pool.credentials.values()
 
 
 # -- for real ---------------------------------------------------------------------------------
