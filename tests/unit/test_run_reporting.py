@@ -9,6 +9,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from executor.controlplane.submit import summary
+
 from executor.datahub import aspects
 from executor.pool import outcome
 from executor.pool.sandboxing import SandboxLauncher
