@@ -4,6 +4,12 @@ prepare (read the request; skip it if terminal or cancelled; validate) -> resolv
 run the sandbox (progress every few seconds) -> finish (terminal result to the Reporter). The
 poller keeps the message invisible meanwhile. If this actor crashes, its teardown kills the
 process group and the runner reports FAILURE for the request.
+
+Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS`` times, an
+unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
+``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
+``Cancel`` ends it in every phase: before the recipe started it settles at once; after, the
+sandbox is stopped and its exit settles. Once settled, it ignores whatever is still queued.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from executor.datahub.aspects import ExecutionRequest
 from executor.errors import BadInputError, ExecutorError, FinalError
 from executor.pool import outcome
 from executor.pool.base import PoolActor
-from executor.pool.context import PoolContext
+from executor.pool.context import ACTOR_BLOCKING_TIMEOUT_S, PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
@@ -57,6 +63,18 @@ class _ResolveAgain:
     """Timer: ask the resolver again after a retryable failure."""
 
 
+@dataclass(frozen=True)
+class _ResolveTimeout:
+    """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
+
+    attempt: int
+
+
+def resolve_deadline_s(pool: PoolContext) -> float:
+    """How long a ``Resolve`` may go unanswered: a few bounded GMS calls, then it was lost."""
+    return 2 * min(pool.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S) + 5.0
+
+
 class Task(PoolActor):
     """Runs one request; reports to its runner (parent) and the pool's siblings by name."""
 
@@ -75,6 +93,9 @@ class Task(PoolActor):
         self._settled = False
         self._crashed = False
         self._awaiting_admission = False
+        self._resolving = 0
+        """The attempt number of the ``Resolve`` awaiting its answer; 0 when none is."""
+        self._resolve_attempts = 0
 
     def setup(self) -> None:
         self.actor_ref.tell(Prepare())
@@ -109,14 +130,22 @@ class Task(PoolActor):
         self.ctx.directory.tell(REPORTER, finish)
 
     def handle(self, message: Any) -> Any:
+        if self._settled:
+            return None  # queued before the stop: the outcome is already handed on
         if isinstance(message, Prepare):
             self._prepare()
         elif isinstance(message, SecretsResolved):
-            self._launch(message.values)
+            if self._resolving:
+                self._resolving = 0
+                self._launch(message.values)
         elif isinstance(message, _ResolveAgain):
             self._request_secrets()
+        elif isinstance(message, _ResolveTimeout):
+            self._resolve_timed_out(message.attempt)
         elif isinstance(message, SecretsFailed):
-            self._secrets_failed(message)
+            if self._resolving:
+                self._resolving = 0
+                self._secrets_failed(message)
         elif isinstance(message, SendProgress):
             self._progress()
         elif isinstance(message, Cancel):
@@ -206,16 +235,31 @@ class Task(PoolActor):
         names = tuple(sorted(secret_references(self.request.recipe_text)))
         if not names:
             self._launch({})
-        elif not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
+            return
+        self._resolve_attempts += 1
+        self._resolving = self._resolve_attempts
+        if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
             self.actor_ref.tell(SecretsFailed("the secret resolver is restarting", retryable=True))
+            return
+        self.tell_self_after(resolve_deadline_s(self.pool), _ResolveTimeout(self._resolving))
+
+    def _resolve_timed_out(self, attempt: int) -> None:
+        """The resolver dropped the request (a crash or restart loses its mailbox): ask again."""
+        if self._resolving != attempt:
+            return  # answered meanwhile, or a later attempt is under way
+        self._resolving = 0
+        deadline = resolve_deadline_s(self.pool)
+        self.log.warning("the secret resolver did not answer within {:.0f}s", deadline)
+        error = f"the secret resolver did not answer within {deadline:.0f}s"
+        self._secrets_failed(SecretsFailed(error, retryable=True))
 
     def _secrets_failed(self, message: SecretsFailed) -> None:
-        if message.retryable and self._attempts < PREPARE_ATTEMPTS and self.request is not None:
-            self._attempts += 1
+        if message.retryable and self._resolve_attempts < PREPARE_ATTEMPTS and self.request is not None:
             self.tell_self_after(self.retry.failed(time.monotonic()), _ResolveAgain())
             return
+        attempts = f" ({self._resolve_attempts} attempts)" if message.retryable else ""
         self._report_and_stop(
-            aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}"
+            aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}{attempts}"
         )
 
     # -- run -------------------------------------------------------------------------------
@@ -246,8 +290,11 @@ class Task(PoolActor):
             return
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
-        if self._awaiting_admission:  # nothing started: settle now rather than after the wait
+        if not self.launcher.started:
+            # Preparing, awaiting admission or resolving: nothing runs, so settle now rather
+            # than after a wait whose answer may never come.
             self._awaiting_admission = False
+            self._resolving = 0
             if message.interrupted:
                 self._settle(None, Release(self.urn))  # another executor may run it
             else:
