@@ -14,10 +14,13 @@ sandbox is stopped and its exit settles. Once settled, it ignores whatever is st
 
 from __future__ import annotations
 
+import contextlib
 import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+import pykka
 
 from executor.backoff import Backoff, RetryState
 from executor.datahub import aspects
@@ -50,6 +53,7 @@ from executor.pool.messages import (
 )
 from executor.pool.reporter import has_pending_result, persist_result
 from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
+from executor.sandbox import SandboxResult
 from executor.secrets import secret_references
 from executor.supervision import ChildContext
 
@@ -101,9 +105,11 @@ class Task(PoolActor):
         self.actor_ref.tell(Prepare())
 
     def release(self) -> None:
+        run = self.launcher.run
+        ended = run.wait(0) if run is not None else None  # before the kill: did it end by itself?
         self.launcher.kill()
         if not self._settled and not self._crashed:
-            self._abandoned()
+            self._abandoned(ended)
 
     def on_failure(
         self,
@@ -114,12 +120,21 @@ class Task(PoolActor):
         self._crashed = True  # the runner reports this request as FAILURE
         super().on_failure(exception_type, exception_value, tb)
 
-    def _abandoned(self) -> None:
+    def _abandoned(self, ended: SandboxResult | None) -> None:
         """Stopped from outside before an outcome (the runner stopped or crashed): never leave
         the request held. If the recipe may have run, report an interruption (FAILURE that a
         later run may overwrite) and release the message; if not, just release it."""
         if not self.launcher.started:
             self.ctx.directory.tell(POLLER, Release(self.urn))
+            return
+        run = self.launcher.run
+        result = ended or (run.wait(0) if run is not None else None)
+        if _ended_by_itself(result) and self.request is not None:
+            # The recipe had ended on its own (its exit was on its way here): report that,
+            # or the request would run a second time for nothing.
+            finish = self._finish_of(result)
+            persist_result(self.pool, finish)
+            self.ctx.directory.tell(REPORTER, finish)
             return
         self.log.warning("stopped before the recipe finished; reporting an interruption")
         task = self.request.task if self.request else outcome.RUN_INGEST
@@ -269,14 +284,18 @@ class Task(PoolActor):
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
             return
         try:
-            self.launcher.start(
-                self.request, secrets, on_exit=lambda r: self.actor_ref.tell(SandboxExited(r))
-            )
+            self.launcher.start(self.request, secrets, on_exit=self._on_exit)
         except ExecutorError as exc:
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
             return
         self.log.info("starting {}", self.request.task)
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+
+    def _on_exit(self, result: Any) -> None:
+        """On the launch thread: hand the outcome to this actor (gone if it was stopped; its
+        teardown then reported the result or the interruption)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(SandboxExited(result))
 
     def _progress(self) -> None:
         if not self.launcher.running:
@@ -304,6 +323,10 @@ class Task(PoolActor):
 
     # -- finish ----------------------------------------------------------------------------
     def _finished(self, result: Any) -> None:
+        self._settle(self._finish_of(result))
+
+    def _finish_of(self, result: Any) -> Finish:
+        """The terminal result of a recipe run that ended (on its own or stopped)."""
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
         report = (
@@ -318,7 +341,7 @@ class Task(PoolActor):
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
-        self._settle(Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted)))
+        return Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted))
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
@@ -339,3 +362,8 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, to_poller)
         self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)
+
+
+def _ended_by_itself(result: SandboxResult | None) -> bool:
+    """True when the run ended on its own (not by our stop, nor by a limit)."""
+    return result is not None and result.outcome == "exited"
