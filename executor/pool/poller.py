@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from executor.backoff import Backoff, RetryState
-from executor.datahub import aspects
 from executor.datahub.envelope import decode_message
 from executor.errors import (
     BadInputError,
@@ -39,13 +38,11 @@ from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
 from executor.pool.messages import (
     LEASER,
-    REPORTER,
     RUNNER,
     Acknowledge,
     Capacity,
     CapacityWanted,
     ExtendLeases,
-    FlushOutbox,
     LeaseGranted,
     LeaseLost,
     LeaseRejected,
@@ -56,13 +53,10 @@ from executor.pool.messages import (
     Release,
     RunRequest,
     StopReceiving,
-    TasksWanted,
     Unrunnable,
 )
 from executor.pool.poison import PoisonPolicy
-from executor.pool.reconcile import Fate, decide
-from executor.pool.reporter import has_pending_result
-from executor.pool.task import LIVE_PROGRESS_PERIODS
+from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
 
@@ -110,8 +104,7 @@ class QueuePoller(PoolActor):
         self.runner_free = 0
         """The runner's own count of free slots, as last heard."""
         self.last_receive = time.monotonic()
-        self._round = 0
-        self._asked: tuple[int, frozenset[str]] = (0, frozenset())
+        self.reconciler = Reconciler(pool, ctx.directory, self.log)
 
     def setup(self) -> None:
         self.ctx.directory.tell(LEASER, LeaseWanted())
@@ -372,34 +365,13 @@ class QueuePoller(PoolActor):
         if self.queue is None:
             self.ctx.directory.tell(LEASER, LeaseWanted())
         held = frozenset(item.urn for item in self.in_flight.items())
-        if not held:
-            return
-        self._round += 1
-        if self.ctx.directory.tell(RUNNER, TasksWanted(self._round)):
-            self._asked = (self._round, held)
+        self.reconciler.ask(held)
 
     def _reconcile(self, answer: LiveTasks) -> None:
-        round_, held = self._asked
-        if answer.round != round_ or self.queue is None:
-            return  # a stale answer, or no lease to settle with: the next round asks again
-        orphans = [u for u in held if u not in answer.urns and self.in_flight.get(u) is not None]
-        pending = [u for u in orphans if has_pending_result(self.pool, u)]
-        if pending:
-            self.log.info("{} held result(s) wait in the outbox; asking for delivery", len(pending))
-            self.ctx.directory.tell(REPORTER, FlushOutbox())
-        unknown = [u for u in orphans if u not in pending]
-        if not unknown:
-            return
-        wanted = [aspects.INPUT_ASPECT, aspects.RESULT_ASPECT]
-        try:
-            found = self.gms.batch_get_aspects(aspects.EXECUTION_REQUEST_ENTITY, unknown, wanted)
-        except ExecutorError as exc:
-            self.log.warning("reconciliation could not read GMS ({}); trying again next round", exc)
-            return
-        window = LIVE_PROGRESS_PERIODS * self.pool.pool.progress_interval_s
-        for urn in unknown:
-            fate, reason = decide(found.get(urn, {}), window)
-            self.log.warning("reconciliation: {} for {}: {}", fate.value, urn, reason)
+        if self.queue is None:
+            return  # no lease to settle with: the next round asks again
+        held = self.in_flight.get
+        for urn, fate, reason in self.reconciler.judge(answer, self.gms, lambda u: held(u) is not None):
             self._apply(urn, fate, reason)
 
     def _apply(self, urn: str, fate: Fate, reason: str) -> None:
