@@ -1,4 +1,5 @@
-"""Visibility extensions under throttles and refused credentials (issue 11.8).
+"""Visibility extensions under throttles and refused credentials (issue 11.8), and the
+readiness of a poller that has free capacity but does not receive (issue 11.1).
 
 A real QueuePoller actor holds three messages; a purpose-written stand-in queue answers its
 ``ChangeMessageVisibility`` calls as scripted (SQS itself cannot be made to throttle or
@@ -10,6 +11,7 @@ leaser is asked for a new lease.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,7 @@ from executor.config import ExecutorConfig
 from executor.errors import NotAllowedError, ThrottledError
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
-from executor.pool.messages import LEASER, ExtendLeases, LeaseRejected
+from executor.pool.messages import LEASER, Beat, ExtendLeases, LeaseRejected
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
 from tests.faults.ledger import wait_until
@@ -46,6 +48,19 @@ class ScriptedQueue:
         """Nothing to close."""
 
 
+class Health:
+    """Stands in for ``HealthState``: keeps the last readiness verdict."""
+
+    def __init__(self) -> None:
+        self.ready: tuple[bool, str] | None = None
+
+    def heartbeat(self, component: str, interval_s: float) -> None:
+        """Liveness is not under test here."""
+
+    def set_ready(self, pool_id: str, ready: bool, reason: str) -> None:
+        self.ready = (ready, reason)
+
+
 class Inbox(pykka.ThreadingActor):
     """Stands in for a sibling (the leaser): keeps what it is told."""
 
@@ -59,12 +74,18 @@ class Inbox(pykka.ThreadingActor):
 
 
 @pytest.fixture
-def poller(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef[Any], Any]]:
+def health() -> Health:
+    return Health()
+
+
+@pytest.fixture
+def poller(tmp_path: Path, health: Health) -> Iterator[tuple[pykka.ActorRef[Any], Any]]:
     config = ExecutorConfig.model_validate({
         "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
         "pools": [{"id": "default", "visibility_s": 120, "poll_wait_s": 1}],
     })
-    pool = PoolContext(config=config, pool=config.pools[0], token="test-token", instance_id="test")
+    pool = PoolContext(config=config, pool=config.pools[0], token="test-token", instance_id="test",
+                       health=health)
     for n in range(3):
         pool.in_flight.put(InFlight(f"urn:li:dataHubExecutionRequest:r{n}", f"m{n}", f"h{n}"))
     directory = Directory()
@@ -99,3 +120,15 @@ def test_a_403_keeps_the_message_and_asks_for_a_new_lease(poller: Any) -> None:
     assert "403" in wait_until(rejected, 10, "the leaser to be asked for a new lease")[0].error
     in_flight = ref.proxy().in_flight.get(timeout=5)
     assert len(in_flight) == 3  # still ours: nothing dropped
+
+
+def test_free_capacity_without_receiving_is_not_ready(poller: Any, health: Health) -> None:
+    ref, _ = poller
+    proxy = ref.proxy()
+    proxy.queue = ScriptedQueue({})
+    proxy.runner_free = 1  # the runner says a slot is free ...
+    proxy.last_receive = time.monotonic() - 1000  # ... but nothing was received for 1000 s
+    ref.tell(Beat())
+    verdict = wait_until(lambda: health.ready if health.ready and not health.ready[0] else None, 10,
+                         "the pool to be reported not ready")
+    assert "free but no receive" in verdict[1]
