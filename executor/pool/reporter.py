@@ -98,9 +98,11 @@ class Reporter(PoolActor):
                 self._schedule_flush(delay)
                 return
             self.retry.succeeded()
-            self.outbox.remove(key)
+            # Tell the poller before the outbox forgets it: the shutdown stops the tree once
+            # the outbox is empty, and the settling tell must be queued before that stop.
             settle = Release(urn) if record.get("release") else Acknowledge(urn)
             self.ctx.directory.tell(POLLER, settle)
+            self.outbox.remove(key)
             if self.pool.metrics is not None:
                 self.pool.metrics.count_task(self.pool.pool_id, str(record.get("status", "")))
             if self.pool.on_delivered is not None:

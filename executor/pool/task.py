@@ -122,8 +122,9 @@ class Task(PoolActor):
 
     def _abandoned(self, ended: SandboxResult | None) -> None:
         """Stopped from outside before an outcome (the runner stopped or crashed): never leave
-        the request held. If the recipe may have run, report an interruption (FAILURE that a
-        later run may overwrite) and release the message; if not, just release it."""
+        the request held. If the recipe had already exited on its own, report its real result;
+        if it may have been cut short, report an interruption (FAILURE that a later run may
+        overwrite) and release the message; if it never started, just release it."""
         if not self.launcher.started:
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
@@ -329,9 +330,9 @@ class Task(PoolActor):
         """The terminal result of a recipe run that ended (on its own or stopped)."""
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
-        report = (
-            f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
-        )
+        # An interruption only if our stop ended it: a recipe that exited on its own is done.
+        interrupted = bool(self.cancel and self.cancel.interrupted and not _ended_by_itself(result))
+        report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if interrupted else summary
         text = f"{report}\n\n~~~~ Execution Log ~~~~\n{final_log(result)}"
         aspect = outcome.terminal_aspect(
             status, self.start_ms, text, structured_report(result), self.request.task
@@ -341,7 +342,7 @@ class Task(PoolActor):
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
-        return Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted))
+        return Finish(self.urn, aspect, status, release=interrupted)
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
@@ -364,6 +365,6 @@ class Task(PoolActor):
         self.actor_ref.stop(block=False)
 
 
-def _ended_by_itself(result: SandboxResult | None) -> bool:
+def _ended_by_itself(result: Any) -> bool:
     """True when the run ended on its own (not by our stop, nor by a limit)."""
-    return result is not None and result.outcome == "exited"
+    return isinstance(result, SandboxResult) and result.outcome == "exited"
