@@ -15,6 +15,7 @@ sandbox is stopped and its exit settles. Once settled, it ignores whatever is st
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -58,6 +59,8 @@ from executor.secrets import secret_references
 from executor.supervision import ChildContext
 
 PREPARE_ATTEMPTS = 5
+ABANDON_WAIT_S = 0.5
+"""How long a Task stopped from outside waits for a recipe that may be ending anyway."""
 LIVE_PROGRESS_PERIODS = 3
 """A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
 
@@ -106,7 +109,11 @@ class Task(PoolActor):
 
     def release(self) -> None:
         run = self.launcher.run
-        ended = run.wait(0) if run is not None else None  # before the kill: did it end by itself?
+        ended = None
+        if run is not None and not self._settled and not self._crashed:
+            # Stopped from outside (its runner crashed or stopped): a recipe whose exit is on its
+            # way gets a moment to be collected, so its result is reported, not run again.
+            ended = run.wait(ABANDON_WAIT_S)
         self.launcher.kill()
         if not self._settled and not self._crashed:
             self._abandoned(ended)
@@ -129,7 +136,7 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
         run = self.launcher.run
-        result = ended or (run.wait(0) if run is not None else None)
+        result = _completed(ended or (run.wait(0) if run is not None else None))
         if _ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.
@@ -363,6 +370,15 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, to_poller)
         self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)
+
+
+def _completed(result: SandboxResult | None) -> SandboxResult | None:
+    """A run our teardown stopped but whose recipe exited 0 without a signal finished its work
+    in the race with the stop (a SIGTERM ends the CLI by the signal or a non-zero code):
+    count it as having exited on its own."""
+    if result is not None and result.outcome == "stopped" and result.exit_code == 0 and result.signal is None:
+        return dataclasses.replace(result, outcome="exited", stop_reason=None, stop_status=None)
+    return result
 
 
 def _ended_by_itself(result: Any) -> bool:
