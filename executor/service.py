@@ -125,6 +125,7 @@ class Service:
         self._tell_pools(RUNNER, Drain(deadline))
         while self._running() > 0 and time.monotonic() < deadline and not self.force_requested.is_set():
             self.force_requested.wait(POLL_S)
+            self._tell_pools(RUNNER, Drain(deadline))  # a runner restarted meanwhile must drain too
         if self._running() > 0:
             self._tell_pools(RUNNER, InterruptAll("the executor is shutting down"))
             grace_end = time.monotonic() + max(p.pool.limits.kill_grace_s for p in self.pools) + 5.0
@@ -175,21 +176,30 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
 
-    def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:
+    def _pool_refs(self, child: str, unanswered: list[str] | None = None) -> list[pykka.ActorRef[Any]]:
+        """The live ``child`` of every pool; the ids of pools whose supervisor did not answer
+        in time are appended to ``unanswered`` (their child may well be alive)."""
         if self.root is None or not self.root.is_alive():
             return []
         refs = []
         try:
             root_dir = self.root.proxy().children_directory.get(timeout=5)
-            for pool in self.pools:
-                sup = root_dir.get(f"pool:{pool.pool_id}")
-                if sup is None:
-                    continue
-                ref = sup.proxy().children_directory.get(timeout=5).get(child)
-                if ref is not None:
-                    refs.append(ref)
-        except (pykka.Timeout, pykka.ActorDeadError):
-            pass
+        except (pykka.Timeout, pykka.ActorDeadError) as exc:
+            if unanswered is not None and isinstance(exc, pykka.Timeout):
+                unanswered.extend(p.pool_id for p in self.pools)
+            return []
+        for pool in self.pools:
+            sup = root_dir.get(f"pool:{pool.pool_id}")
+            try:
+                ref = sup.proxy().children_directory.get(timeout=5).get(child) if sup else None
+            except pykka.Timeout:
+                if unanswered is not None:
+                    unanswered.append(pool.pool_id)
+                continue
+            except pykka.ActorDeadError:
+                continue
+            if ref is not None:
+                refs.append(ref)
         return refs
 
     def _tell_pools(self, child: str, message: Any) -> None:
@@ -205,10 +215,19 @@ class Service:
             time.sleep(POLL_S)
 
     def _running(self) -> int:
-        total = 0
-        for ref in self._pool_refs(RUNNER):
+        """Tasks still running in all pools. A runner that does not answer in time counts as
+        full (``max_workers``), never as idle: its tasks may well run on. A pool without a
+        runner (restarting) counts 0: a runner's teardown stops its tasks before it ends."""
+        busy = max((p.pool.max_workers for p in self.pools), default=1)
+        unanswered: list[str] = []
+        refs = self._pool_refs(RUNNER, unanswered)
+        total = busy * len(unanswered)
+        for ref in refs:
             try:
                 total += int(ref.ask(RunningCount(), timeout=5))  # type: ignore[arg-type]
-            except (pykka.Timeout, pykka.ActorDeadError):
+            except pykka.Timeout:
+                logger.warning("a task runner did not say in time how many tasks run; assuming busy")
+                total += busy
+            except pykka.ActorDeadError:
                 continue
         return total

@@ -63,18 +63,43 @@ class ExtendLeases:
 
 @dataclass(frozen=True)
 class Capacity:
-    """From the runner: free default-weight slots, counting ``accepted`` RunRequests so far
-    from poller incarnation ``poller_incarnation``; the poller subtracts those still in transit.
+    """From the runner: its real free default-weight slots, and how many RunRequests it has
+    ``accepted`` that were stamped with its ``runner_epoch`` by poller ``poller_epoch``.
+
+    The poller may have at most ``free_slots - (sent - accepted)`` RunRequests outstanding,
+    where ``sent`` counts its own RunRequests stamped with this runner epoch. An epoch is one
+    actor instance: a new runner (or a new poller) starts a new count on both sides, so a
+    restart of either re-synchronises capacity instead of wedging it (issue 11.1).
     """
 
     free_slots: int
-    poller_incarnation: int = 0
-    accepted: int = 0
+    runner_epoch: str
+    poller_epoch: str | None
+    accepted: int
+    draining: bool = False
 
 
 @dataclass(frozen=True)
 class CapacityWanted:
-    """From a (re)started poller: send me the current ``Capacity``."""
+    """From the poller (at start, then every reconciliation round): send me ``Capacity``.
+
+    A new ``poller_epoch`` resets the runner's ``accepted`` count for it.
+    """
+
+    poller_epoch: str
+
+
+@dataclass(frozen=True)
+class Reconcile:
+    """Timer: settle every held message from what the pool really holds (``executor.pool.reconcile``)."""
+
+
+@dataclass(frozen=True)
+class LiveTasks:
+    """From the runner, answering ``TasksWanted``: the requests that have a live Task now."""
+
+    round: int
+    urns: frozenset[str]
 
 
 @dataclass(frozen=True)
@@ -113,8 +138,21 @@ class RunRequest:
 
     urn: str
     message_id: str
-    poller_incarnation: int
+    poller_epoch: str
+    runner_epoch: str | None
+    """The runner epoch whose capacity this request uses (only that runner counts it)."""
     sent_timestamp_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TasksWanted:
+    """From the poller's reconciliation: answer ``LiveTasks`` for this round.
+
+    Sent after every RunRequest the poller has sent so far, so (mailboxes being FIFO) the
+    answer covers all of them: a held message missing from it has lost its RunRequest.
+    """
+
+    round: int
 
 
 @dataclass(frozen=True)

@@ -8,17 +8,31 @@ restarted poller keeps extending what its predecessor held; while it holds any, 
 poll is shortened to a third of the lease so that no extension comes late. A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
 to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
+
+Capacity is a protocol between two epochs (``messages.Capacity``): either side's restart starts
+a fresh count, so neither a lost RunRequest nor a new runner wedges receiving. Every
+``reconcile_s`` the poller settles what it holds from scratch (``executor.pool.reconcile``),
+which recovers any settling tell lost to a restarting sibling. Mailbox: a restart drops it;
+everything in it is either re-sent on a timer or recovered by the next reconciliation.
 """
 
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from executor.backoff import Backoff, RetryState
 from executor.datahub.envelope import decode_message
-from executor.errors import BadInputError, ExecutorError, LeaseExpiredError, RetryableError
+from executor.errors import (
+    BadInputError,
+    ExecutorError,
+    LeaseExpiredError,
+    NotAllowedError,
+    ThrottledError,
+    TransportError,
+)
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
@@ -33,24 +47,42 @@ from executor.pool.messages import (
     LeaseLost,
     LeaseRejected,
     LeaseWanted,
+    LiveTasks,
     Poll,
+    Reconcile,
     Release,
     RunRequest,
     StopReceiving,
     Unrunnable,
 )
 from executor.pool.poison import PoisonPolicy
+from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
 
 MAX_BATCH = 10
 DEPTH_EVERY_S = 15.0
 """How often the queue's approximate depth is read for ``/metrics`` (autoscaling signal)."""
+EXTEND_RETRY_S = 1.0
+"""A throttled extension is tried again this soon (the other messages are extended meanwhile)."""
 
 
 @dataclass(frozen=True)
 class _ReadDepth:
     """Timer: read the queue's approximate depth, whether or not slots are free."""
+
+
+@dataclass(frozen=True)
+class _ExtendAgain:
+    """Timer: extend these (throttled) messages again."""
+
+    urns: tuple[str, ...]
+
+
+def reconcile_interval_s(visibility_s: int) -> float:
+    """How often held messages are reconciled: twice per lease, so a message whose settling
+    tell was lost is settled well within two visibility periods."""
+    return max(1.0, visibility_s / 2)
 
 
 class QueuePoller(PoolActor):
@@ -65,16 +97,24 @@ class QueuePoller(PoolActor):
         self.poison = PoisonPolicy(pool.pool.visibility_s)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=120))
         self._poll_scheduled = False
+        self.epoch = uuid.uuid4().hex[:12]
+        self.runner_epoch: str | None = None
         self.sent = 0
+        """RunRequests sent with ``runner_epoch``'s capacity."""
+        self.runner_free = 0
+        """The runner's own count of free slots, as last heard."""
+        self.last_receive = time.monotonic()
+        self.reconciler = Reconciler(pool, ctx.directory, self.log)
 
     def setup(self) -> None:
         self.ctx.directory.tell(LEASER, LeaseWanted())
-        self.ctx.directory.tell(RUNNER, CapacityWanted())
+        self.ctx.directory.tell(RUNNER, CapacityWanted(self.epoch))
         if self.in_flight:
             # A predecessor crashed holding these: extend them as soon as a lease is here.
             self.log.info("keeping {} message(s) held by the previous poller", len(self.in_flight))
         self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
         self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
+        self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
 
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
@@ -84,6 +124,16 @@ class QueuePoller(PoolActor):
 
     def beat_allowance_s(self) -> float:
         return max(BEAT_S, self.pool.pool.poll_wait_s + 5.0)  # a long poll delays the beat
+
+    def on_beat(self) -> None:
+        """Free capacity and a lease but no receive for a while: not ready, and say why."""
+        if self.queue is None or not self.receiving or self.runner_free <= 0:
+            return
+        idle = time.monotonic() - self.last_receive
+        if idle > self.pool.pool.poll_wait_s + self.pool.pool.visibility_s + BEAT_S:
+            self.pool.set_ready(
+                False, f"{self.runner_free} slot(s) free but no receive for {idle:.0f}s"
+            )
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Poll):
@@ -108,12 +158,17 @@ class QueuePoller(PoolActor):
             self.queue = None
             self.pool.set_ready(False, f"no lease: {message.reason}")
         elif isinstance(message, Capacity):
-            accepted = message.accepted if message.poller_incarnation == self.ctx.incarnation else 0
-            self.free_slots = message.free_slots - (self.sent - accepted)
-            self._schedule_poll(0)
+            self._capacity(message)
         elif isinstance(message, ExtendLeases):
             self._extend_all()
             self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
+        elif isinstance(message, _ExtendAgain):
+            self._extend_all(set(message.urns))
+        elif isinstance(message, Reconcile):
+            self._ask_runner()
+            self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
+        elif isinstance(message, LiveTasks):
+            self._reconcile(message)
         elif isinstance(message, Acknowledge):
             self._settle(message.urn, delete=True)
         elif isinstance(message, Release):
@@ -145,6 +200,19 @@ class QueuePoller(PoolActor):
             return
         self.pool.metrics.set_queue_depth(self.pool.pool_id, depth)
 
+    # -- capacity --------------------------------------------------------------------------
+    def _capacity(self, message: Capacity) -> None:
+        """Adopt the runner's count: a new runner epoch starts ``sent`` from zero."""
+        if message.runner_epoch != self.runner_epoch:
+            self.runner_epoch, self.sent = message.runner_epoch, 0
+        accepted = message.accepted if message.poller_epoch == self.epoch else 0
+        self.runner_free = message.free_slots
+        self.free_slots = message.free_slots - max(0, self.sent - accepted)
+        if message.draining and self.receiving:
+            self.receiving = False  # a StopReceiving may have been lost to a restart
+            self.pool.set_ready(False, "shutting down")
+        self._schedule_poll(0)
+
     # -- receiving -------------------------------------------------------------------------
     def _schedule_poll(self, delay_s: float) -> None:
         if self._poll_scheduled:
@@ -166,6 +234,7 @@ class QueuePoller(PoolActor):
             self._receive_failed(exc)
             return
         self.retry.succeeded()
+        self.last_receive = time.monotonic()
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
         for msg in messages:
@@ -209,15 +278,18 @@ class QueuePoller(PoolActor):
                 self.log.bind(request=task.request_id).info("duplicate message for a running request")
                 self._delete_quietly(msg.receipt_handle)
             return
+        request = RunRequest(
+            task.urn, msg.message_id, self.epoch, self.runner_epoch, msg.sent_timestamp_s
+        )
         self.in_flight.put(InFlight(task.urn, msg.message_id, msg.receipt_handle, msg.receive_count))
+        if not self.ctx.directory.tell(RUNNER, request):
+            # The runner is restarting: give the message back now; its start re-grants capacity.
+            self.log.info("the runner is restarting; giving the message of {} back", task.urn)
+            self.free_slots = 0
+            self._settle(task.urn, delete=False)
+            return
         self.free_slots -= 1
         self.sent += 1
-        self.ctx.directory.tell(
-            RUNNER,
-            RunRequest(
-                task.urn, msg.message_id, self.ctx.incarnation, msg.sent_timestamp_s
-            ),
-        )
 
     def _poisoned(self, message_id: str, receipt_handle: str, receive_count: int, reason: str) -> None:
         """Log once (never the body), then hide it briefly: the redrive policy takes it from there."""
@@ -241,23 +313,35 @@ class QueuePoller(PoolActor):
             self.log.debug("could not settle message {}: {}", message_id, exc)
 
     # -- settling --------------------------------------------------------------------------
-    def _extend_all(self) -> None:
+    def _extend_all(self, only: set[str] | None = None) -> None:
+        """Extend every held message (or ``only`` these). A throttle backs off for that message
+        and goes on with the others; refused or expired credentials ask for a new lease and
+        keep the message; SQS not answering ends the round (the next one tries again)."""
         if self.queue is None:
             return
+        throttled: list[str] = []
         for item in self.in_flight.items():
+            if only is not None and item.urn not in only:
+                continue
             try:
                 self.queue.extend(item.receipt_handle, self.pool.pool.visibility_s)
-            except LeaseExpiredError as exc:
+            except ThrottledError:
+                throttled.append(item.urn)
+            except (LeaseExpiredError, NotAllowedError) as exc:
+                self.log.warning("SQS refused the lease's credentials ({}); asking for a new lease", exc)
                 self.ctx.directory.tell(LEASER, LeaseRejected(str(exc)))
                 return
-            except RetryableError as exc:
+            except TransportError as exc:
                 self.log.warning("could not extend the leases of {} message(s): {}", len(self.in_flight), exc)
-                return  # SQS is not answering: the next round tries again
+                return
             except ExecutorError as exc:
                 # A final answer (an invalid receipt handle: the queue was recreated, or the
                 # lease lapsed and someone else received it): the message is no longer ours.
                 self.in_flight.pop(item.urn)
                 self.log.warning("lost the message of {} ({}); no longer extending it", item.urn, exc)
+        if throttled:
+            self.log.warning("SQS throttled {} extension(s); retrying them shortly", len(throttled))
+            self.tell_self_after(EXTEND_RETRY_S, _ExtendAgain(tuple(throttled)))
 
     def _settle(self, urn: str, delete: bool, visibility_s: int = 0) -> None:
         item = self.in_flight.pop(urn)
@@ -272,6 +356,35 @@ class QueuePoller(PoolActor):
             self.log.warning(
                 "could not {} the message of {}: {}", "delete" if delete else "release", urn, exc
             )
+
+    # -- reconciliation (executor.pool.reconcile) --------------------------------------------
+    def _ask_runner(self) -> None:
+        """Re-ask for capacity and a lease (either may have been lost), then ask which
+        requests have a live Task; the answer settles the messages held now."""
+        self.ctx.directory.tell(RUNNER, CapacityWanted(self.epoch))
+        if self.queue is None:
+            self.ctx.directory.tell(LEASER, LeaseWanted())
+        held = frozenset(item.urn for item in self.in_flight.items())
+        self.reconciler.ask(held)
+
+    def _reconcile(self, answer: LiveTasks) -> None:
+        if self.queue is None:
+            return  # no lease to settle with: the next round asks again
+        held = self.in_flight.get
+        for urn, fate, reason in self.reconciler.judge(answer, self.gms, lambda u: held(u) is not None):
+            self._apply(urn, fate, reason)
+
+    def _apply(self, urn: str, fate: Fate, reason: str) -> None:
+        if fate is Fate.DELETE:
+            self._settle(urn, delete=True)
+        elif fate is Fate.RELEASE:
+            self._settle(urn, delete=False)
+        elif fate is Fate.RELEASE_LATER:
+            self._settle(urn, delete=False, visibility_s=self.pool.pool.visibility_s)
+        else:
+            item = self.in_flight.pop(urn)
+            if item is not None:
+                self._poisoned(item.message_id, item.receipt_handle, item.receive_count, reason)
 
     def _delete_quietly(self, receipt_handle: str) -> None:
         assert self.queue is not None

@@ -194,9 +194,11 @@ class Reporter(PoolActor):
             self.log.warning("result for {} not delivered ({})", urn, exc)
             return _Undelivered(f"GMS not answering ({exc})", stop=True, transient=True)
         self._call_outcome(None)
-        self.outbox.remove(key)
+        # Tell the poller before the outbox forgets it: the shutdown stops the tree once the
+        # outbox is empty, and the settling tell must be queued before that stop.
         settle = Release(urn) if record.get("release") else Acknowledge(urn)
         self.ctx.directory.tell(POLLER, settle)
+        self.outbox.remove(key)
         if self.pool.metrics is not None:
             self.pool.metrics.count_task(self.pool.pool_id, status)
         if self.pool.on_delivered is not None:

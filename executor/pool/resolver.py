@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import pykka
+
 from executor.errors import MissingSecretError, RetryableError
 from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
@@ -31,7 +33,11 @@ class SecretResolver(PoolActor):
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Resolve):
-            message.reply_to.tell(self._resolve(message.names))
+            answer = self._resolve(message.names)
+            try:
+                message.reply_to.tell(answer)
+            except pykka.ActorDeadError:
+                self.log.debug("the task that asked for secrets has ended; answer dropped")
         return None
 
     def _resolve(self, names: tuple[str, ...]) -> SecretsResolved | SecretsFailed:

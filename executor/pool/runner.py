@@ -6,12 +6,19 @@ weight is known only after the Task has read its request, so a Task waits for ``
 before it starts the recipe, given oldest first while the admitted weights fit. It
 polls GMS for KILL signals of running requests, and drives the drain at shutdown. A Task
 that crashes is reported as FAILURE here; its teardown has already killed its processes.
+
+Capacity (``messages.Capacity``) is published with this instance's epoch and the count of
+RunRequests accepted from the current poller epoch, so either side's restart re-synchronises
+it. Mailbox: a restart drops it, and this instance's Tasks are stopped with it (their
+teardown reports or releases); a RunRequest lost that way is found by the poller's
+reconciliation, which asks ``TasksWanted`` here.
 """
 
 from __future__ import annotations
 
 import math
 import time
+import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -31,12 +38,14 @@ from executor.pool.messages import (
     Drain,
     Finish,
     InterruptAll,
+    LiveTasks,
     PollSignals,
     Release,
     RunningCount,
     RunRequest,
     StopReceiving,
     TaskSettled,
+    TasksWanted,
     WeightKnown,
 )
 from executor.pool.outcome import task_failure_aspect
@@ -65,7 +74,11 @@ class TaskRunner(PoolActor):
         self.default_weight = 1.0 / pool.pool.max_workers
         self.running: dict[str, _Running] = {}
         self.draining = False
-        self._accepted: tuple[int, int] = (0, 0)  # (poller incarnation, RunRequests accepted)
+        self._drain_deadline: float | None = None
+        self.epoch = uuid.uuid4().hex[:12]
+        self.poller_epoch: str | None = None
+        self.accepted = 0
+        """RunRequests stamped with this epoch by ``poller_epoch``."""
         self._task_serial = 0
         self.produced_result = False
 
@@ -74,9 +87,17 @@ class TaskRunner(PoolActor):
         self._publish_capacity()
 
     def release(self) -> None:
+        """Stop every Task at once, then wait for all within one grace (not one each)."""
+        deadline = time.monotonic() + self.pool.pool.limits.kill_grace_s + 5
+        stopping = []
         for urn, item in list(self.running.items()):
             try:
-                item.ref.stop(block=True, timeout=self.pool.pool.limits.kill_grace_s + 5)
+                stopping.append((urn, item.ref.stop(block=False)))
+            except pykka.ActorDeadError:
+                continue
+        for urn, future in stopping:
+            try:
+                future.get(timeout=max(0.1, deadline - time.monotonic()))
             except (pykka.Timeout, pykka.ActorDeadError):
                 self.log.bind(request=urn).error("task actor did not stop in time")
 
@@ -96,15 +117,18 @@ class TaskRunner(PoolActor):
         elif isinstance(message, ChildExited):
             self._task_exited(message)
         elif isinstance(message, CapacityWanted):
+            if message.poller_epoch != self.poller_epoch:
+                self.poller_epoch, self.accepted = message.poller_epoch, 0
             self._publish_capacity()
+        elif isinstance(message, TasksWanted):
+            self.ctx.directory.tell(POLLER, LiveTasks(message.round, frozenset(self.running)))
         elif isinstance(message, PollSignals):
             self._poll_signals()
             self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
         elif isinstance(message, Drain):
             self._drain(message)
         elif isinstance(message, InterruptAll):
-            for item in self.running.values():
-                item.ref.tell(Cancel(message.reason, status=aspects.FAILURE, interrupted=True))
+            self._interrupt_all(message.reason)
         elif isinstance(message, RunningCount):
             return len(self.running)
         return None
@@ -119,9 +143,10 @@ class TaskRunner(PoolActor):
         return min(free, 1) if self.pool.once else free
 
     def _run(self, request: RunRequest) -> None:
-        incarnation, count = self._accepted
-        same = incarnation == request.poller_incarnation
-        self._accepted = (request.poller_incarnation, (count if same else 0) + 1)
+        if request.poller_epoch != self.poller_epoch:
+            self.poller_epoch, self.accepted = request.poller_epoch, 0
+        if request.runner_epoch == self.epoch:
+            self.accepted += 1  # one the poller counts against this epoch's capacity
         log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
         if request.urn in self.running:
             self._publish_capacity()  # nothing to start; the poller counted a slot for it
@@ -201,7 +226,20 @@ class TaskRunner(PoolActor):
             if signal == "KILL" and urn in self.running:
                 self.running[urn].ref.tell(Cancel("cancelled by a KILL signal from DataHub"))
 
+    def _interrupt_all(self, reason: str) -> None:
+        """Interrupt every running Task at once; each one's kill does not block (h1)."""
+        cancel = Cancel(reason, status=aspects.FAILURE, interrupted=True)
+        for item in self.running.values():
+            try:
+                item.ref.tell(cancel)
+            except pykka.ActorDeadError:
+                continue
+
     def _drain(self, message: Drain) -> None:
+        """Idempotent: the service repeats ``Drain`` in case a restart lost it."""
+        if self._drain_deadline == message.deadline_monotonic:
+            return
+        self._drain_deadline = message.deadline_monotonic
         self.draining = True
         self.ctx.directory.tell(POLLER, StopReceiving())
         delay = max(0.0, message.deadline_monotonic - time.monotonic())
@@ -209,9 +247,9 @@ class TaskRunner(PoolActor):
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
 
     def _publish_capacity(self) -> None:
-        incarnation, count = self._accepted
         free = 0 if self.draining else self.free_slots()
-        self.ctx.directory.tell(POLLER, Capacity(free, incarnation, count))
+        capacity = Capacity(free, self.epoch, self.poller_epoch, self.accepted, self.draining)
+        self.ctx.directory.tell(POLLER, capacity)
         if self.pool.metrics is not None:
             used = sum(item.weight for item in self.running.values())
             self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))

@@ -4,14 +4,24 @@ prepare (read the request; skip it if terminal or cancelled; validate) -> resolv
 run the sandbox (progress every few seconds) -> finish (terminal result to the Reporter). The
 poller keeps the message invisible meanwhile. If this actor crashes, its teardown kills the
 process group and the runner reports FAILURE for the request.
+
+Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS`` times, an
+unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
+``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
+``Cancel`` ends it in every phase: before the recipe started it settles at once; after, the
+sandbox is stopped and its exit settles. Once settled, it ignores whatever is still queued.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import time
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
+
+import pykka
 
 from executor.backoff import Backoff, RetryState
 from executor.datahub import aspects
@@ -19,7 +29,7 @@ from executor.datahub.aspects import ExecutionRequest
 from executor.errors import BadInputError, ExecutorError, FinalError
 from executor.pool import outcome
 from executor.pool.base import PoolActor
-from executor.pool.context import PoolContext
+from executor.pool.context import ACTOR_BLOCKING_TIMEOUT_S, PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
@@ -44,10 +54,13 @@ from executor.pool.messages import (
 )
 from executor.pool.reporter import has_pending_result, persist_result
 from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
+from executor.sandbox import SandboxResult
 from executor.secrets import secret_references
 from executor.supervision import ChildContext
 
 PREPARE_ATTEMPTS = 5
+ABANDON_WAIT_S = 0.5
+"""How long a Task stopped from outside waits for a recipe that may be ending anyway."""
 LIVE_PROGRESS_PERIODS = 3
 """A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
 
@@ -55,6 +68,18 @@ LIVE_PROGRESS_PERIODS = 3
 @dataclass(frozen=True)
 class _ResolveAgain:
     """Timer: ask the resolver again after a retryable failure."""
+
+
+@dataclass(frozen=True)
+class _ResolveTimeout:
+    """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
+
+    attempt: int
+
+
+def resolve_deadline_s(pool: PoolContext) -> float:
+    """How long a ``Resolve`` may go unanswered: a few bounded GMS calls, then it was lost."""
+    return 2 * min(pool.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S) + 5.0
 
 
 class Task(PoolActor):
@@ -75,14 +100,23 @@ class Task(PoolActor):
         self._settled = False
         self._crashed = False
         self._awaiting_admission = False
+        self._resolving = 0
+        """The attempt number of the ``Resolve`` awaiting its answer; 0 when none is."""
+        self._resolve_attempts = 0
 
     def setup(self) -> None:
         self.actor_ref.tell(Prepare())
 
     def release(self) -> None:
+        run = self.launcher.run
+        ended = None
+        if run is not None and not self._settled and not self._crashed:
+            # Stopped from outside (its runner crashed or stopped): a recipe whose exit is on its
+            # way gets a moment to be collected, so its result is reported, not run again.
+            ended = run.wait(ABANDON_WAIT_S)
         self.launcher.kill()
         if not self._settled and not self._crashed:
-            self._abandoned()
+            self._abandoned(ended)
 
     def on_failure(
         self,
@@ -93,12 +127,22 @@ class Task(PoolActor):
         self._crashed = True  # the runner reports this request as FAILURE
         super().on_failure(exception_type, exception_value, tb)
 
-    def _abandoned(self) -> None:
+    def _abandoned(self, ended: SandboxResult | None) -> None:
         """Stopped from outside before an outcome (the runner stopped or crashed): never leave
-        the request held. If the recipe may have run, report an interruption (FAILURE that a
-        later run may overwrite) and release the message; if not, just release it."""
+        the request held. If the recipe had already exited on its own, report its real result;
+        if it may have been cut short, report an interruption (FAILURE that a later run may
+        overwrite) and release the message; if it never started, just release it."""
         if not self.launcher.started:
             self.ctx.directory.tell(POLLER, Release(self.urn))
+            return
+        run = self.launcher.run
+        result = _completed(ended or (run.wait(0) if run is not None else None))
+        if _ended_by_itself(result) and self.request is not None:
+            # The recipe had ended on its own (its exit was on its way here): report that,
+            # or the request would run a second time for nothing.
+            finish = self._finish_of(result)
+            persist_result(self.pool, finish)
+            self.ctx.directory.tell(REPORTER, finish)
             return
         self.log.warning("stopped before the recipe finished; reporting an interruption")
         task = self.request.task if self.request else outcome.RUN_INGEST
@@ -109,14 +153,22 @@ class Task(PoolActor):
         self.ctx.directory.tell(REPORTER, finish)
 
     def handle(self, message: Any) -> Any:
+        if self._settled:
+            return None  # queued before the stop: the outcome is already handed on
         if isinstance(message, Prepare):
             self._prepare()
         elif isinstance(message, SecretsResolved):
-            self._launch(message.values)
+            if self._resolving:
+                self._resolving = 0
+                self._launch(message.values)
         elif isinstance(message, _ResolveAgain):
             self._request_secrets()
+        elif isinstance(message, _ResolveTimeout):
+            self._resolve_timed_out(message.attempt)
         elif isinstance(message, SecretsFailed):
-            self._secrets_failed(message)
+            if self._resolving:
+                self._resolving = 0
+                self._secrets_failed(message)
         elif isinstance(message, SendProgress):
             self._progress()
         elif isinstance(message, Cancel):
@@ -206,16 +258,31 @@ class Task(PoolActor):
         names = tuple(sorted(secret_references(self.request.recipe_text)))
         if not names:
             self._launch({})
-        elif not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
+            return
+        self._resolve_attempts += 1
+        self._resolving = self._resolve_attempts
+        if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
             self.actor_ref.tell(SecretsFailed("the secret resolver is restarting", retryable=True))
+            return
+        self.tell_self_after(resolve_deadline_s(self.pool), _ResolveTimeout(self._resolving))
+
+    def _resolve_timed_out(self, attempt: int) -> None:
+        """The resolver dropped the request (a crash or restart loses its mailbox): ask again."""
+        if self._resolving != attempt:
+            return  # answered meanwhile, or a later attempt is under way
+        self._resolving = 0
+        deadline = resolve_deadline_s(self.pool)
+        self.log.warning("the secret resolver did not answer within {:.0f}s", deadline)
+        error = f"the secret resolver did not answer within {deadline:.0f}s"
+        self._secrets_failed(SecretsFailed(error, retryable=True))
 
     def _secrets_failed(self, message: SecretsFailed) -> None:
-        if message.retryable and self._attempts < PREPARE_ATTEMPTS and self.request is not None:
-            self._attempts += 1
+        if message.retryable and self._resolve_attempts < PREPARE_ATTEMPTS and self.request is not None:
             self.tell_self_after(self.retry.failed(time.monotonic()), _ResolveAgain())
             return
+        attempts = f" ({self._resolve_attempts} attempts)" if message.retryable else ""
         self._report_and_stop(
-            aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}"
+            aspects.FAILURE, f"Secrets could not be resolved, nothing was run: {message.error}{attempts}"
         )
 
     # -- run -------------------------------------------------------------------------------
@@ -225,14 +292,18 @@ class Task(PoolActor):
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
             return
         try:
-            self.launcher.start(
-                self.request, secrets, on_exit=lambda r: self.actor_ref.tell(SandboxExited(r))
-            )
+            self.launcher.start(self.request, secrets, on_exit=self._on_exit)
         except ExecutorError as exc:
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
             return
         self.log.info("starting {}", self.request.task)
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+
+    def _on_exit(self, result: Any) -> None:
+        """On the launch thread: hand the outcome to this actor (gone if it was stopped; its
+        teardown then reported the result or the interruption)."""
+        with contextlib.suppress(pykka.ActorDeadError):
+            self.actor_ref.tell(SandboxExited(result))
 
     def _progress(self) -> None:
         if not self.launcher.running:
@@ -246,8 +317,11 @@ class Task(PoolActor):
             return
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
-        if self._awaiting_admission:  # nothing started: settle now rather than after the wait
+        if not self.launcher.started:
+            # Preparing, awaiting admission or resolving: nothing runs, so settle now rather
+            # than after a wait whose answer may never come.
             self._awaiting_admission = False
+            self._resolving = 0
             if message.interrupted:
                 self._settle(None, Release(self.urn))  # another executor may run it
             else:
@@ -257,11 +331,16 @@ class Task(PoolActor):
 
     # -- finish ----------------------------------------------------------------------------
     def _finished(self, result: Any) -> None:
+        self._settle(self._finish_of(result))
+
+    def _finish_of(self, result: Any) -> Finish:
+        """The terminal result of a recipe run that ended (on its own or stopped)."""
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
-        report = (
-            f"{outcome.INTERRUPTED_MARKER}\n{summary}" if self.cancel and self.cancel.interrupted else summary
-        )
+        # An interruption only if our stop ended it: a recipe that exited on its own is done.
+        interrupted = bool(self.cancel and self.cancel.interrupted and not _ended_by_itself(result))
+        report = f"{outcome.INTERRUPTED_MARKER}
+{summary}" if interrupted else summary
         text = outcome.report_text(report, final_log(result))
         aspect = outcome.terminal_aspect(
             status, self.start_ms, text, structured_report(result), self.request.task
@@ -271,7 +350,7 @@ class Task(PoolActor):
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
-        self._settle(Finish(self.urn, aspect, status, release=bool(self.cancel and self.cancel.interrupted)))
+        return Finish(self.urn, aspect, status, release=interrupted)
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
@@ -292,3 +371,17 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, to_poller)
         self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)
+
+
+def _completed(result: SandboxResult | None) -> SandboxResult | None:
+    """A run our teardown stopped but whose recipe exited 0 without a signal finished its work
+    in the race with the stop (a SIGTERM ends the CLI by the signal or a non-zero code):
+    count it as having exited on its own."""
+    if result is not None and result.outcome == "stopped" and result.exit_code == 0 and result.signal is None:
+        return dataclasses.replace(result, outcome="exited", stop_reason=None, stop_status=None)
+    return result
+
+
+def _ended_by_itself(result: Any) -> bool:
+    """True when the run ended on its own (not by our stop, nor by a limit)."""
+    return isinstance(result, SandboxResult) and result.outcome == "exited"

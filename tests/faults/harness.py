@@ -189,23 +189,26 @@ class FaultWorld:
     # -- executors -------------------------------------------------------------------------
     def executor(self, name: str = "a", *, state: str | None = None, gms_url: str | None = None,
                  env: dict[str, str] | None = None, drain_s: float = 3.0, gms_timeout_s: float = 2.0,
-                 **pool: Any) -> Executor:
-        """Start an executor; ``state`` names its state dir (same name = same host's outbox)."""
-        settings = {
+                 pools: list[dict[str, Any]] | None = None, **pool: Any) -> Executor:
+        """Start an executor; ``state`` names its state dir (same name = same host's outbox).
+
+        ``pool`` overrides the settings of its one pool ``default``; ``pools`` instead lists
+        several pools, each as such overrides (with its ``id``)."""
+        defaults = {
             "id": "default", "max_workers": 2, "poll_wait_s": 1, "visibility_s": 10,
             "progress_interval_s": 1, "signal_poll_interval_s": 1,
             "limits": {"kill_grace_s": 2},
             "venvs": {"bundled_root": str(self.venv_root), "dependency_resolution": False},
             "secrets": {"stores": ["env", "datahub"]},
-            **pool,
         }
+        settings = [{**defaults, **p} for p in (pools or [pool])]
         config = {
             "gms": {"url": gms_url or self.live_cp.gms_url, "timeout_s": gms_timeout_s},
             "state_dir": str(self.tmp / f"state-{state or name}"),
             "logging": {"format": "json", "level": "INFO"},
             "observability": {"host": "127.0.0.1", "port": 0},
             "shutdown": {"drain_s": drain_s, "kill_grace_s": 2},
-            "pools": [settings],
+            "pools": settings,
         }
         executor = Executor(self, name, config, {"DATAHUB_TELEMETRY_ENABLED": "false", **(env or {})})
         self.executors.append(executor)
@@ -213,18 +216,22 @@ class FaultWorld:
 
     # -- requests --------------------------------------------------------------------------
     def submit(self, *, child: bool = False, exit_code: int = 0, recipe: dict[str, Any] | None = None,
-               version: str = "bundled") -> Request:
-        """Create a source and request a run, as a DataHub user does (GraphQL)."""
+               version: str = "bundled", pool: str = "default", extra_args: dict[str, str] | None = None,
+               **sim: Any) -> Request:
+        """Create a source and request a run, as a DataHub user does (GraphQL); ``sim`` adds
+        settings of the stand-in recipe (``duration_s``, a ``secret`` reference...)."""
         gate = self.tmp / f"gate-{uuid.uuid4().hex[:8]}"
         recipe = recipe or {
             "source": {"type": SIM_PLUGIN, "config": {
                 "ledger": str(self.ledger.directory), "gate": str(gate),
-                "child": child, "exit_code": exit_code,
+                "child": child, "exit_code": exit_code, **sim,
             }},
             "sink": {"type": "console"},
         }
         source_input = {"name": f"fault source {len(self.requests)}", "type": recipe["source"]["type"],
-                        "config": {"recipe": json.dumps(recipe), "version": version, "executorId": "default"}}
+                        "config": {"recipe": json.dumps(recipe), "version": version, "executorId": pool}}
+        if extra_args:
+            source_input["config"]["extraArgs"] = [{"key": k, "value": v} for k, v in extra_args.items()]
         source = graphql(self.live_cp, CREATE_SOURCE, {"input": source_input})["createIngestionSource"]
         urn = graphql(self.live_cp, RUN_SOURCE, {"input": {"ingestionSourceUrn": source}})
         request = Request(str(urn["createIngestionExecutionRequest"]), gate)
@@ -249,12 +256,12 @@ class FaultWorld:
         return dict(wait_until(done, timeout_s, f"{request.run_id} to reach {sorted(statuses)}"))
 
     # -- the queue, read on moto directly --------------------------------------------------
-    def queue_counts(self, dlq: bool = False) -> tuple[int, int]:
+    def queue_counts(self, dlq: bool = False, pool: str = "default") -> tuple[int, int]:
         """(visible, in flight) on the pool's queue (or its dead-letter queue)."""
         cp = self.live_cp
         client = moto_client(cp)
         try:
-            url = cp.dlq_url("default") if dlq else cp.queue_url("default")
+            url = cp.dlq_url(pool) if dlq else cp.queue_url(pool)
             names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
             attrs = client.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
             return int(attrs[names[0]]), int(attrs[names[1]])
@@ -294,7 +301,8 @@ class FaultWorld:
                         sum(self.ledger.duplicates(r.run_id) for r in self.requests),
                         len(self.requests) - completed, len(orphans))
         if failed:
-            for executor in self.executors:  # pytest shows this with the failure
+            for executor in self.executors:  # pytest shows this with the failure; the whole log stays
+                (self.tmp / f"executor-{executor.name}.log").write_text(executor.text())
                 print(f"---- last log lines of executor {executor.name} ----")
                 print("".join(executor.process.raw[-40:]))
         else:

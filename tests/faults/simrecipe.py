@@ -8,6 +8,7 @@ secrets, as the real CLI does), takes its settings from ``source.config``:
 ``ledger``   a directory: every run appends JSON events to ``events.jsonl`` there (start,
              child, overlap, term, end), one ``write`` each (atomic with O_APPEND);
 ``gate``     a file path: the run prints a progress line every 0.2 s until the file exists;
+``duration_s`` optional: the run also ends on its own after this many seconds (no gate needed);
 ``child``    true: start a grandchild that sleeps (to check that none outlives a dead executor);
 ``exit_code`` what to exit with once the gate opens (0).
 
@@ -64,7 +65,8 @@ def main() -> NoReturn:
         child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])
         record(ledger, "child", run_id, child=child.pid)
     step = 0
-    while not os.path.exists(gate):
+    ends = time.monotonic() + float(config.get("duration_s", 1e9))
+    while not os.path.exists(gate) and time.monotonic() < ends:
         print(f"simrecipe {run_id}: step {step}", flush=True)
         step += 1
         time.sleep(0.2)

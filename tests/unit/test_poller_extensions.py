@@ -1,0 +1,134 @@
+"""Visibility extensions under throttles and refused credentials (issue 11.8), and the
+readiness of a poller that has free capacity but does not receive (issue 11.1).
+
+A real QueuePoller actor holds three messages; a purpose-written stand-in queue answers its
+``ChangeMessageVisibility`` calls as scripted (SQS itself cannot be made to throttle or
+answer 403 on demand here). A throttle on one message must not skip the others, and that one
+is extended again shortly; a 403 is a credential problem: the message stays held and the
+leaser is asked for a new lease.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from executor.config import ExecutorConfig
+from executor.errors import NotAllowedError, ThrottledError
+from executor.pool.context import PoolContext
+from executor.pool.inflight import InFlight
+from executor.pool.messages import LEASER, Beat, ExtendLeases, LeaseRejected
+from executor.pool.poller import QueuePoller
+from executor.supervision import ChildContext, Directory
+from tests.faults.ledger import wait_until
+
+
+class ScriptedQueue:
+    """Stands in for ``SqsQueue``: records extensions, raises what ``failures`` says once each."""
+
+    def __init__(self, failures: dict[str, Exception]) -> None:
+        self.failures = dict(failures)
+        self.extended: list[str] = []
+        self.lock = threading.Lock()
+
+    def extend(self, receipt_handle: str, visibility_s: int) -> None:
+        with self.lock:
+            failure = self.failures.pop(receipt_handle, None)
+            if failure is not None:
+                raise failure
+            self.extended.append(receipt_handle)
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+class Health:
+    """Stands in for ``HealthState``: keeps the last readiness verdict."""
+
+    def __init__(self) -> None:
+        self.ready: tuple[bool, str] | None = None
+
+    def heartbeat(self, component: str, interval_s: float) -> None:
+        """Liveness is not under test here."""
+
+    def set_ready(self, pool_id: str, ready: bool, reason: str) -> None:
+        self.ready = (ready, reason)
+
+
+class Inbox(pykka.ThreadingActor):
+    """Stands in for a sibling (the leaser): keeps what it is told."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.received: list[Any] = []
+
+    def on_receive(self, message: Any) -> Any:
+        self.received.append(message)
+        return None
+
+
+@pytest.fixture
+def health() -> Health:
+    return Health()
+
+
+@pytest.fixture
+def poller(tmp_path: Path, health: Health) -> Iterator[tuple[pykka.ActorRef[Any], Any]]:
+    config = ExecutorConfig.model_validate({
+        "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
+        "pools": [{"id": "default", "visibility_s": 120, "poll_wait_s": 1}],
+    })
+    pool = PoolContext(config=config, pool=config.pools[0], token="test-token", instance_id="test",
+                       health=health)
+    for n in range(3):
+        pool.in_flight.put(InFlight(f"urn:li:dataHubExecutionRequest:r{n}", f"m{n}", f"h{n}"))
+    directory = Directory()
+    leaser = Inbox.start()
+    directory.put(LEASER, leaser)
+    ctx = ChildContext("poller", "root/pool:default/poller", 1, None, directory)
+    ref = QueuePoller.start(ctx, pool)
+    try:
+        yield ref, leaser
+    finally:
+        ref.stop(block=True, timeout=10)
+        leaser.stop(block=True, timeout=10)
+
+
+def test_a_throttle_retries_that_message_and_extends_the_others(poller: Any) -> None:
+    ref, _ = poller
+    queue = ScriptedQueue({"h0": ThrottledError("slow down")})
+    ref.proxy().queue = queue
+    ref.tell(ExtendLeases())
+    wait_until(lambda: {"h1", "h2"} <= set(queue.extended), 10, "the other messages to be extended")
+    wait_until(lambda: "h0" in queue.extended, 10, "the throttled message to be extended again")
+
+
+def test_a_403_keeps_the_message_and_asks_for_a_new_lease(poller: Any) -> None:
+    ref, leaser = poller
+    queue = ScriptedQueue({"h0": NotAllowedError("AccessDenied (403)")})
+    ref.proxy().queue = queue
+    ref.tell(ExtendLeases())
+    def rejected() -> list[Any]:
+        return [m for m in leaser.proxy().received.get(timeout=5) if isinstance(m, LeaseRejected)]
+
+    assert "403" in wait_until(rejected, 10, "the leaser to be asked for a new lease")[0].error
+    in_flight = ref.proxy().in_flight.get(timeout=5)
+    assert len(in_flight) == 3  # still ours: nothing dropped
+
+
+def test_free_capacity_without_receiving_is_not_ready(poller: Any, health: Health) -> None:
+    ref, _ = poller
+    proxy = ref.proxy()
+    proxy.queue = ScriptedQueue({})
+    proxy.runner_free = 1  # the runner says a slot is free ...
+    proxy.last_receive = time.monotonic() - 1000  # ... but nothing was received for 1000 s
+    ref.tell(Beat())
+    verdict = wait_until(lambda: health.ready if health.ready and not health.ready[0] else None, 10,
+                         "the pool to be reported not ready")
+    assert "free but no receive" in verdict[1]
