@@ -1,15 +1,17 @@
 """The sides the executor is compared with: Celery workers (in their own venv) and the floor.
 
-``CeleryAnchor`` starts Celery workers (``celery_side`` in ``bench/.venv-celery``) on moto
-directly and a long-lived client that sends tasks on command. ``Floor`` is the least any
-executor can do: one SQS long poll on moto, then a bare ``Popen`` of the same stand-in with the
-envelope on stdin, output read and the child reaped.
+``CeleryAnchor`` starts Celery workers (``celery_side`` in ``bench/.venv-celery``) on an SQS
+server (moto directly, or fauxqs for the throughput rows that moto's deep-queue slowness would
+cap) and a long-lived client that sends tasks on command. ``Fauxqs`` runs that server. ``Floor``
+is the least any executor can do: one SQS long poll on moto, then a bare ``Popen`` of the same
+stand-in with the envelope on stdin, output read and the child reaped.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -105,6 +107,31 @@ class CeleryAnchor:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
+
+
+class Fauxqs:
+    """fauxqs (npm) on a loopback port, stopped by closing its stdin."""
+
+    def __init__(self, package_dir: Path) -> None:
+        node = shutil.which("node") or "node"
+        script = Path(__file__).with_name("fauxqs_loopback.mjs")
+        self.proc = subprocess.Popen(
+            [node, str(script), str(package_dir.parent.parent)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert self.proc.stdout is not None
+        self.endpoint = f"http://127.0.0.1:{int(self.proc.stdout.readline())}"
+
+    def close(self) -> None:
+        if self.proc.stdin is not None:
+            self.proc.stdin.close()
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
 
 
 class Floor:

@@ -57,7 +57,7 @@ def celery_pickups(celery: CeleryAnchor, queue: str, figures: Figures, count: in
         samples.append((stamp["t"] - sent) * 1000)
         wrapper.append(stamp["cpu"] * 1000)
         wait_for(lambda t=tag: celery.done(t), 60, f"celery {tag} done")
-    figures.add(PICKUP_SQS, "celery", samples, "ms")
+    figures.add(PICKUP_SQS, "celery", samples, "ms", "moto")
     figures.add(WRAPPER, "celery", wrapper, "ms")
 
 
@@ -67,7 +67,7 @@ def floor_pickups(floor: Floor, figures: Figures, count: int) -> None:
         tag = f"floor-{time.time_ns()}-{index}"
         samples.append(floor.pickup(tag))
         wrapper.append(float(read_stamp(floor.stamps, f"{tag}.start")["cpu"]) * 1000)  # type: ignore[index]
-    figures.add(PICKUP_SQS, "floor", samples, "ms")
+    figures.add(PICKUP_SQS, "floor", samples, "ms", "moto")
     figures.add(WRAPPER, "floor", wrapper, "ms")
 
 
@@ -88,15 +88,27 @@ def executor_throughput(
 
 
 def celery_throughput(
-    celery: CeleryAnchor, worker: psutil.Process, queue: str, workers: int, figures: Figures, count: int
+    celery: CeleryAnchor,
+    worker: psutil.Process,
+    queue: str,
+    workers: int,
+    figures: Figures,
+    count: int,
+    side: str = "celery",
 ) -> None:
     cpu_before = _tree_cpu(worker)
     sent = celery.send(count, queue)
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 120, f"celery {tag} done", 0.01)
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
-    figures.add(TPUT.format(workers), "celery", count / (last - sent[0][1]), "tasks/s", "moto")
-    if workers == 1:
+    figures.add(
+        TPUT.format(workers),
+        side,
+        count / (last - sent[0][1]),
+        "tasks/s",
+        "fauxqs" if "fauxqs" in side else "moto",
+    )
+    if workers == 1 and side == "celery":
         figures.add(CPU_TASK, "celery", (_tree_cpu(worker) - cpu_before) / count * 1000, "ms")
 
 

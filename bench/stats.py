@@ -31,7 +31,7 @@ class Figures:
     units: dict[str, str] = field(default_factory=dict)
     samples: dict[str, dict[str, list[float]]] = field(default_factory=dict)
     repeats: dict[str, dict[str, list[float]]] = field(default_factory=dict)
-    servers: dict[str, str] = field(default_factory=dict)
+    servers: dict[str, dict[str, str]] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
 
     def add(self, measure: str, side: str, values: list[float] | float, unit: str, server: str = "") -> None:
@@ -43,7 +43,7 @@ class Figures:
         self.samples.setdefault(measure, {}).setdefault(side, []).extend(batch)
         self.repeats.setdefault(measure, {}).setdefault(side, []).append(statistics.median(batch))
         if server:
-            self.servers[measure] = server
+            self.servers.setdefault(measure, {})[side] = server
 
     def p50(self, measure: str, side: str = "executor") -> float | None:
         values = self.samples.get(measure, {}).get(side)
@@ -52,19 +52,20 @@ class Figures:
     def table(self) -> list[str]:
         """Markdown lines: measure | side | n | p50 | p95 | spread | executor / side."""
         lines = [
-            "| measure | side | samples | p50 | p95 | spread of repeats | executor / side |",
-            "|---|---|---|---|---|---|---|",
+            "| measure | side | SQS server | samples | p50 | p95 | spread of repeats | executor / side |",
+            "|---|---|---|---|---|---|---|---|",
         ]
         for measure, sides in self.samples.items():
             unit = self.units[measure]
-            label = f"{measure} [{self.servers[measure]}]" if measure in self.servers else measure
+            label = measure
             mine = self.p50(measure)
             for side, values in sides.items():
                 p50 = statistics.median(values)
                 medians = self.repeats[measure][side]
+                server = self.servers.get(measure, {}).get(side, "")
                 ratio = f"{mine / p50:.2f}x" if side != "executor" and mine is not None and p50 else ""
                 lines.append(
-                    f"| {label} | {side} | {len(values)} | {_fmt(p50, unit)} | "
+                    f"| {label} | {side} | {server} | {len(values)} | {_fmt(p50, unit)} | "
                     f"{_fmt(percentile(values, 0.95), unit)} | {_fmt(max(medians) - min(medians), unit)} "
                     f"| {ratio} |"
                 )

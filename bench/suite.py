@@ -22,7 +22,7 @@ import psutil
 from loguru import logger
 
 from bench import memory_rows, rows
-from bench.anchor import CeleryAnchor, Floor
+from bench.anchor import CeleryAnchor, Fauxqs, Floor
 from bench.real_cli import real_cli_row
 from bench.sqs_rows import SqsRows
 from bench.stats import Figures, target_table
@@ -80,6 +80,17 @@ class Bench:
         self.celery = CeleryAnchor(celery_python, self.world.cp.sqs_endpoint, self.world.stamps, standin, tmp)
         self.solo = self.celery.start_worker("solo", SOLO, ["--pool=solo"])
         self.prefork = self.celery.start_worker("four", FOUR, ["--concurrency=4"])
+        self.fauxqs: Fauxqs | None = None
+        self.celery_fq: CeleryAnchor | None = None
+        if os.environ.get("BENCH_FAUXQS"):
+            self.fauxqs = Fauxqs(Path(os.environ["BENCH_FAUXQS"]))
+            self.celery_fq = CeleryAnchor(
+                celery_python, self.fauxqs.endpoint, self.world.stamps, standin, tmp
+            )
+            self.fq_workers = {
+                1: self.celery_fq.start_worker("fq-solo", SOLO, ["--pool=solo"]),
+                4: self.celery_fq.start_worker("fq-four", FOUR, ["--concurrency=4"]),
+            }
 
     def wanted(self, group: str) -> bool:
         return not self.only or group in self.only
@@ -91,6 +102,9 @@ class Bench:
         rows.celery_pickups(self.celery, SOLO, Figures(), 1)
         rows.celery_pickups(self.celery, FOUR, Figures(), 1)
         rows.floor_pickups(self.floor, Figures(), 1)
+        if self.celery_fq is not None:
+            rows.celery_pickups(self.celery_fq, SOLO, Figures(), 1)
+            rows.celery_pickups(self.celery_fq, FOUR, Figures(), 1)
         self.world.wait_result(self.world.submit(self.world.source("p1", {"mode": "trivial"}))[0])
 
     def repeat(self) -> None:
@@ -100,7 +114,8 @@ class Bench:
             rows.idle(procs, f, s.idle_s)
         if self.wanted("sqs"):
             for side in self.sqs.clients:
-                f.add("SQS send -> receive", side, self.sqs.round_trips(side, s.sqs), "ms", "moto")
+                server = "moto" if side == "direct to moto" else "moto via gateway"
+                f.add("SQS send -> receive", side, self.sqs.round_trips(side, s.sqs), "ms", server)
         if self.wanted("pickup"):
             rows.executor_pickups(w, "default", f, s.pickups)
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
@@ -110,6 +125,17 @@ class Bench:
             rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch)
             rows.executor_throughput(w, self.four, "four", 4, f, s.batch)
             rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch)
+            if self.celery_fq is not None:
+                for workers, queue in ((1, SOLO), (4, FOUR)):
+                    rows.celery_throughput(
+                        self.celery_fq,
+                        self.fq_workers[workers],
+                        queue,
+                        workers,
+                        f,
+                        s.batch,
+                        side="celery on fauxqs",
+                    )
         if self.wanted("sleeping"):
             rows.executor_sleeping(w, self.four, "four", f, s.window_s)
             rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s)
@@ -122,6 +148,10 @@ class Bench:
 
     def close(self) -> None:
         self.celery.close()
+        if self.celery_fq is not None:
+            self.celery_fq.close()
+        if self.fauxqs is not None:
+            self.fauxqs.close()
         self.sqs.close()
         self.floor.close()
         self.world.close()

@@ -80,7 +80,7 @@ class ExecutorChild:
         config = {
             "gms": {"url": cp.gms_url, "timeout_s": 10},
             "state_dir": str(tmp / f"state-{name}"),
-            "logging": {"format": "text", "level": "INFO"},
+            "logging": {"format": "text", "level": os.environ.get("BENCH_EXECUTOR_LOG_LEVEL", "INFO")},
             "observability": {"host": "127.0.0.1", "port": 0},
             "shutdown": {"drain_s": 5, "kill_grace_s": 2},
             "pools": [self._pool(p, venv_root) for p in pools],
