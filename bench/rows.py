@@ -23,6 +23,7 @@ PICKUP_GQL = "send -> first line (from the GraphQL create call)"
 TPUT = "trivial tasks/s, {} worker(s)"
 CPU_TASK = "executor CPU per task"
 WRAPPER = "CPU of the exec wrapper + CLI start-up"
+EXIT_NOTICED = "recipe exit -> result noticed"
 CPU_SLEEP = "CPU while 4 recipes sleep"
 IDLE_RSS = "idle RSS, {} pool(s)"
 IDLE_THREADS = "idle threads, {} pool(s)"
@@ -33,10 +34,11 @@ OUTPUT_LEFT = "executor RSS left after {} B-line output"
 MB = 1e6
 
 
-def executor_pickups(world: World, pool: str, figures: Figures, count: int) -> None:
-    """``count`` trivial runs one after the other: ms to the first line from the send and the create."""
+def executor_pickups(world: World, child: ExecutorChild, pool: str, figures: Figures, count: int) -> None:
+    """``count`` trivial runs one after the other: ms to the first line from the send and the create,
+    and from the recipe's exit to the executor's "finished" log line."""
     source = world.source(pool, {"mode": "trivial"})
-    from_sqs, from_create, wrapper = [], [], []
+    from_sqs, from_create, wrapper, noticed = [], [], [], []
     for _ in range(count):
         urn, created = world.submit(source)
         stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
@@ -44,9 +46,14 @@ def executor_pickups(world: World, pool: str, figures: Figures, count: int) -> N
         from_create.append((stamp["t"] - created) * 1000)
         wrapper.append(stamp["cpu"] * 1000)
         world.wait_result(urn)
+        exited = read_stamp(world.stamps, f"{urn.rsplit(':', 1)[-1]}.exit")
+        finished = wait_for(lambda u=urn: child.finished_at(u), 10, f"{urn} finished in the log")
+        if exited is not None:
+            noticed.append((finished - exited["t"]) * 1000)
     figures.add(PICKUP_SQS, "executor", from_sqs, "ms", "moto via gateway")
     figures.add(PICKUP_GQL, "executor", from_create, "ms", "moto via gateway")
     figures.add(WRAPPER, "executor", wrapper, "ms")
+    figures.add(EXIT_NOTICED, "executor", noticed, "ms")
 
 
 def celery_pickups(celery: CeleryAnchor, queue: str, figures: Figures, count: int) -> None:

@@ -8,9 +8,9 @@ the Celery task, and bare for the floor, always with the same stdin envelope
             before the first line is printed (the CPU so far is the exec wrapper's plus this
             interpreter's start-up, so the floor's value is the bare start-up);
 ``tag``     the file name stem (the run id the executor injects wins when present);
-``mode``    ``trivial`` (print and exit), ``sleep`` (``seconds``), or ``flood`` (``bytes`` of
-            output in lines of ``line`` bytes, a few of which carry the recipe's secret);
-            ``<tag>.end`` then gets the flood's own start and end times.
+``mode``    ``trivial`` (print, stamp ``<tag>.exit``, exit), ``sleep`` (``seconds``), or
+            ``flood`` (``bytes`` of output in lines of ``line`` bytes, a few of which carry
+            the recipe's secret); ``<tag>.end`` then gets the flood's own start and end.
 """
 
 from __future__ import annotations
@@ -52,7 +52,9 @@ def main() -> int:
     _stamp(config["stamps"], f"{tag}.start", {"t": start, "cpu": usage.ru_utime + usage.ru_stime})
     print(f"bench stand-in {tag}: started", flush=True)
     mode = config.get("mode", "trivial")
-    if mode == "sleep":
+    if mode == "trivial":
+        _stamp(config["stamps"], f"{tag}.exit", {"t": time.time()})
+    elif mode == "sleep":
         time.sleep(float(config["seconds"]))
     elif mode == "flood":
         secret = next(iter(envelope.get("__secrets__", {}).values()), "no-secret")

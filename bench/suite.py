@@ -117,7 +117,7 @@ class Bench:
                 server = "moto" if side == "direct to moto" else "moto via gateway"
                 f.add("SQS send -> receive", side, self.sqs.round_trips(side, s.sqs), "ms", server)
         if self.wanted("pickup"):
-            rows.executor_pickups(w, "default", f, s.pickups)
+            rows.executor_pickups(w, self.one, "default", f, s.pickups)
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
             rows.floor_pickups(self.floor, f, s.pickups)
         if self.wanted("throughput"):

@@ -10,6 +10,7 @@ call just before the HTTP request.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import subprocess
@@ -132,6 +133,15 @@ class ExecutorChild:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(10)
+
+    def finished_at(self, urn: str) -> float | None:
+        """When the executor logged the request as finished (its log's ms timestamp, local time)."""
+        key = urn.rsplit(":", 1)[-1]
+        with open(self.log_path, errors="replace") as log:
+            for line in log:
+                if key in line and ": finished: " in line:
+                    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        return None
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
