@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import select
+import sys
 import tempfile
 import textwrap
 import threading
@@ -66,7 +67,7 @@ def one_hog(side: str, use_cgroup: bool, ignore_term: bool, figures: Figures) ->
         progress = Path(tmp) / "progress"
         work_root = Path(tmp) / "work"
         spec = SandboxSpec(
-            argv=[os.sys.executable, "-c", HOG, str(LIMIT), str(progress), "1" if ignore_term else "0"],
+            argv=[sys.executable, "-c", HOG, str(LIMIT), str(progress), "1" if ignore_term else "0"],
             work_root=work_root,
             env=build_env(os.environ, {}, {}, work_root),
             limits=SandboxLimits(memory_bytes=LIMIT),

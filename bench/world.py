@@ -160,6 +160,7 @@ class World:
         self.executors: list[ExecutorChild] = []
         self._session = requests.Session()
         self._sources: dict[tuple[str, str], str] = {}
+        # The moment of the SQS send, taken where the control plane sends (no public hook there).
         dispatch = self.cp.ingestion._dispatch
 
         def stamped_dispatch(pool: str, urn: str) -> None:
