@@ -1,6 +1,8 @@
 """Where the executor's time goes while it picks up trivial tasks: py-spy on its process.
 
-Usage (in the project's venv, with ``pip install py-spy``): ``python -m bench.profile [N]``.
+Usage (in the project's venv, with ``pip install py-spy``): ``python -m bench.profile [N]``,
+or ``python -m bench.profile output LINE`` for the output path (a 32 MiB flood of LINE-byte
+lines read by a ``SandboxRun`` in this process, masking on).
 It starts the local control plane and a one-worker executor like ``bench.suite``, runs N
 trivial stand-in tasks one after the other under ``py-spy record --threads`` (wall-clock
 samples of every thread while it is on the CPU), and prints the functions
@@ -15,6 +17,7 @@ import collections
 import json
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -24,7 +27,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bench.world import World, make_venv_root, read_stamp, wait_for
+from bench.world import SECRET_VALUE, World, make_venv_root, read_stamp, wait_for
 from executor.sandbox import SandboxRun, SandboxSpec, build_env
 from executor.sandbox.cgroups import detect_cgroups
 
@@ -98,11 +101,60 @@ def _starter(kind: str, argv: list[str], stdin: bytes, work: Path) -> object:
     return start
 
 
-def main() -> int:
-    count = int(sys.argv[1]) if len(sys.argv) > 1 else 30
+def _spy(pid: int, out: Path) -> subprocess.Popen[bytes]:
+    """``py-spy record`` of every thread of ``pid`` while on the CPU, 500 Hz, collapsed stacks."""
     spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
+    argv = [spy, "record", "--pid", str(pid), "--threads", "--rate", "500", "--format", "raw"]
+    argv += ["--output", str(out), "--nonblocking"]
+    record = subprocess.Popen(argv, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(1.0)  # py-spy attaches asynchronously; a profile may miss its first second otherwise
+    return record
+
+
+def _stop(record: subprocess.Popen[bytes]) -> None:
+    record.send_signal(signal.SIGINT)
+    record.wait(60)
+
+
+def output_profile(tmp: Path, line: int, size: int = 32 << 20) -> list[str]:
+    """py-spy on this process while a ``SandboxRun`` reads a flood of ``line``-byte lines."""
+    standin = make_venv_root(tmp / "flood-venvs") / "benchsim-bundled" / "bin" / "datahub"
+    stamps = tmp / "flood-stamps"
+    stamps.mkdir()
+    config = {"stamps": str(stamps), "tag": "flood", "mode": "flood", "bytes": size, "line": line}
+    stdin = json.dumps(
+        {"__recipe_yaml__": json.dumps({"source": {"config": config}}), "__secrets__": {"S": SECRET_VALUE}}
+    ).encode()
+    work = tmp / "flood-work"
+    spec = SandboxSpec(
+        argv=[str(standin), "ingest", "run", "-c", "-"],
+        stdin=stdin,
+        work_root=work,
+        env=build_env(os.environ, {}, {}, work),
+        secrets=[SECRET_VALUE],
+        task_id="flood",
+        use_cgroup=False,
+    )
+    out = tmp / f"flood-{line}.txt"
+    record = _spy(os.getpid(), out)
+    run = SandboxRun(spec)
+    run.start()
+    run.wait(600)
+    _stop(record)
+    end = read_stamp(stamps, "flood.end")
+    rate = size / (end["t"] - end["began"]) / 1e6 if end else 0.0
+    return [f"{line} B lines: {rate:.1f} MB/s", *_top(out, 15)]
+
+
+def main() -> int:
+    """``python -m bench.profile [N]``: pickups; ``python -m bench.profile output LINE``: a flood."""
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
+    if sys.argv[1:2] == ["output"]:
+        with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
+            print("\n".join(output_profile(Path(tmp), int(sys.argv[2]) if len(sys.argv) > 2 else 128)))
+        return 0
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 30
     with tempfile.TemporaryDirectory(prefix="bench-profile-") as tmp:
         world = World(Path(tmp), ("default",))
         try:
@@ -110,30 +162,12 @@ def main() -> int:
             source = world.source("default", {"mode": "trivial"})
             world.wait_result(world.submit(source)[0])
             out = Path(tmp) / "collapsed.txt"
-            record = subprocess.Popen(
-                [
-                    spy,
-                    "record",
-                    "--pid",
-                    str(child.proc.pid),
-                    "--threads",
-                    "--rate",
-                    "500",
-                    "--format",
-                    "raw",
-                    "--output",
-                    str(out),
-                    "--nonblocking",
-                ],
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-            )
+            record = _spy(child.proc.pid, out)
             for _ in range(count):
                 urn, _created = world.submit(source)
                 wait_for(lambda u=urn: world.started(u), 60, "start")
                 world.wait_result(urn)
-            record.send_signal(subprocess.signal.SIGINT)
-            record.wait(60)
+            _stop(record)
             print("\n".join(_top(out, 25)))
             print("\nspawn -> first line (p50):")
             print("\n".join(spawn_phases(Path(tmp), max(5, count // 3))))
