@@ -42,7 +42,7 @@ def ensure_celery_venv() -> Path:
         venv.EnvBuilder(with_pip=True).create(CELERY_VENV)
     print(f"installing {CELERY_REQUIREMENT} into bench/.venv-celery", flush=True)
     pip = [str(python), "-m", "pip", "--disable-pip-version-check", "install", "-q"]
-    subprocess.run([*pip, CELERY_REQUIREMENT, "psutil"], check=True)
+    subprocess.run([*pip, CELERY_REQUIREMENT], check=True)
     stamp.write_text(CELERY_REQUIREMENT)
     return python
 
