@@ -17,7 +17,7 @@ def main() -> int:
     python = str(ensure_venv("test,local"))
     env = dict(os.environ, DATAHUB_TELEMETRY_ENABLED="false", PYTHONDONTWRITEBYTECODE="1")
     steps = [
-        ("ruff", [python, "-m", "ruff", "check", "executor", "tests", "scripts"]),
+        ("ruff", [python, "-m", "ruff", "check", "executor", "tests", "scripts", "bench"]),
         ("mypy", [python, "-m", "mypy", "executor"]),
         ("pytest", [python, "-m", "pytest", "-ra", *sys.argv[1:]]),
     ]

@@ -239,6 +239,17 @@ class TaskCgroup:
         """How many forks ``pids.max`` refused."""
         return 0 if self.pids_dir is None else _counter(self.pids_dir / "pids.events", "max")
 
+    def memory_usage(self) -> int | None:
+        """The memory the kernel charges to the cgroup now (each page once), when it keeps a count.
+
+        This is the figure the kernel compares with the limit; a forked tree's shared pages
+        count once here, where a sum of the members' RSS counts them once per process.
+        """
+        if self.memory_dir is None:
+            return None
+        name = "memory.current" if self.version == "v2" else "memory.usage_in_bytes"
+        return _int_file(self.memory_dir / name)
+
     def peak_memory(self) -> int | None:
         """The kernel's peak memory usage of the cgroup, when it keeps one."""
         if self.memory_dir is None:

@@ -1,9 +1,12 @@
 """The watch loop of one run: sample the tree, enforce the limits, stop it, say how it ended.
 
 Every ``sample_interval_s`` (at most 250 ms) the loop samples the tree (about 2 ms) and checks
-wall time, memory, processes, CPU, output and disk. On a breach or a ``stop`` it sends
-SIGTERM to the process group and every member, and SIGKILL after the grace, or at once if
-during the grace the tree passes a hard ceiling (memory 1.25 x, processes 2 x the limit).
+wall time, memory, processes, CPU, output and disk. Memory is the tree's real footprint (the
+cgroup's usage, else proportional set sizes: see ``tree``), and the reported peak is the
+cgroup's own maximum where there is one, so a kernel kill reports what the kernel saw. On a
+breach or a ``stop`` it sends SIGTERM to the process group and every member, and SIGKILL after
+the grace, or at once if during the grace the tree passes a hard ceiling (memory 1.25 x,
+processes 2 x the limit).
 When the main process exits, leftover members are stopped the same way, so no process of
 a run outlives it.
 """
@@ -59,7 +62,7 @@ class Monitor:
         self._breach: LimitBreach | None = None
         self._stop: tuple[str, str] | None = None
         self._next_disk_check = 0.0
-        self.peak_rss = 0
+        self.peak_memory = 0
         self.peak_processes = 0
         self.cpu_seconds = 0.0
 
@@ -91,7 +94,7 @@ class Monitor:
             self._wake.clear()
 
     def _record(self, sample: TreeSample) -> None:
-        self.peak_rss = max(self.peak_rss, sample.rss_bytes)
+        self.peak_memory = max(self.peak_memory, sample.memory_bytes)
         self.peak_processes = max(self.peak_processes, sample.processes)
         self.cpu_seconds = max(self.cpu_seconds, sample.cpu_seconds)
 
@@ -114,8 +117,8 @@ class Monitor:
         if limits.wall_seconds is not None and elapsed > limits.wall_seconds:
             return LimitBreach.of("wall_time", elapsed, limits.wall_seconds)
         if limits.memory_bytes is not None:
-            if sample.rss_bytes > limits.memory_bytes:
-                return LimitBreach.of("memory", sample.rss_bytes, limits.memory_bytes)
+            if sample.memory_bytes > limits.memory_bytes:
+                return LimitBreach.of("memory", sample.memory_bytes, limits.memory_bytes)
             if cgroup is not None and cgroup.oom_kills() > 0:
                 return self._oom_breach(limits.memory_bytes)
         if limits.max_processes is not None:
@@ -132,7 +135,8 @@ class Monitor:
         return self._disk_breach()
 
     def _oom_breach(self, limit: int) -> LimitBreach:
-        peak = max(self._cgroup.peak_memory() or 0 if self._cgroup else 0, self.peak_rss, limit)
+        """The kernel refused a charge past ``limit``: the demand reached it (the cgroup's peak)."""
+        peak = max(self._cgroup.peak_memory() or 0 if self._cgroup else 0, limit)
         return LimitBreach.of("memory", peak, limit, "the kernel killed a process at the cgroup limit")
 
     def _disk_breach(self) -> LimitBreach | None:
@@ -170,7 +174,7 @@ class Monitor:
     def _over_ceiling(self, sample: TreeSample) -> bool:
         limits = self._limits
         memory, processes = limits.memory_bytes, limits.max_processes
-        return bool((memory is not None and sample.rss_bytes > memory * MEMORY_CEILING)
+        return bool((memory is not None and sample.memory_bytes > memory * MEMORY_CEILING)
                     or (processes is not None and sample.processes > processes * PROCESS_CEILING))
 
     def _kill(self) -> None:
@@ -210,9 +214,18 @@ class Monitor:
         return SandboxResult(
             outcome=outcome, exit_code=exit_code, signal=sig, breach=breach,
             stop_reason=stop[0] if stop else None, stop_status=stop[1] if stop else None,
-            duration_s=duration, peak_rss_bytes=self.peak_rss, cpu_seconds=self.cpu_seconds,
+            duration_s=duration, peak_rss_bytes=self._real_peak(), cpu_seconds=self.cpu_seconds,
             max_processes=self.peak_processes, output_bytes=self.reader.bytes_read,
             log_text=log_text, report_json=report, error=error)
+
+    def _real_peak(self) -> int:
+        """The cgroup's own maximum where it keeps one (else the sampled maximum), never below a
+        memory breach's value, so the report's peak and the breach agree."""
+        kept = self._cgroup.peak_memory() if self._cgroup is not None else None
+        peak = self.peak_memory if kept is None else kept
+        if self._breach is not None and self._breach.limit == "memory":
+            peak = max(peak, int(self._breach.measured))
+        return peak
 
     def _settle_late_breach(self, returncode: int) -> None:
         if self._breach is None:

@@ -1,0 +1,235 @@
+"""The bench run: every row, side by side, in interleaved repeats; then the table and the targets.
+
+Run through ``python3 bench/run.py`` (which prepares the venvs). One repeat goes through every
+measure in turn, each side right after the other (executor, Celery, floor), so slow phases of
+this shared machine hit all sides alike. ``--quick`` makes small floods and few samples, so a
+test can run the whole command in about a minute; the table then says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import psutil
+from loguru import logger
+
+from bench import memory_rows, rows
+from bench.anchor import CeleryAnchor, Fauxqs, Floor
+from bench.real_cli import real_cli_row
+from bench.sqs_rows import SqsRows
+from bench.stats import Figures, target_table
+from bench.targets import TARGETS
+from bench.world import ROOT, World
+from executor.sandbox.cgroups import detect_cgroups
+
+POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4")
+SOLO, FOUR = "bench-solo", "bench-four"
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """How much each repeat does."""
+
+    repeats: int
+    sqs: int
+    pickups: int
+    batch: int
+    window_s: float
+    idle_s: float
+    flood: int
+    real_cli: int
+
+
+FULL = Sizes(repeats=3, sqs=10, pickups=8, batch=20, window_s=3.0, idle_s=10.0, flood=256 << 20, real_cli=2)
+QUICK = Sizes(repeats=1, sqs=3, pickups=2, batch=4, window_s=1.0, idle_s=2.0, flood=16 << 20, real_cli=0)
+
+
+def machine() -> dict[str, str]:
+    """What the figures ran on (no paths)."""
+    return {
+        "cores": str(os.cpu_count()),
+        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "cgroups": detect_cgroups().version,
+        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
+    }
+
+
+class Bench:
+    """Everything one run starts; ``close()`` stops it all."""
+
+    def __init__(self, tmp: Path, sizes: Sizes, only: set[str]) -> None:
+        self.sizes, self.only, self.figures = sizes, only, Figures()
+        self.world = World(tmp, POOLS)
+        standin = self.world.venv_root / "benchsim-bundled" / "bin" / "datahub"
+        self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
+        self.sqs = SqsRows(self.world)
+        self.one = self.world.executor([{"id": "default", "max_workers": 1}])
+        self.four = self.world.executor([{"id": "four", "max_workers": 4}])
+        self.pools4 = self.world.executor([{"id": pool} for pool in ("p1", "p2", "p3", "p4")])
+        celery_python = os.environ.get("BENCH_CELERY_PYTHON", "")
+        self.celery = CeleryAnchor(celery_python, self.world.cp.sqs_endpoint, self.world.stamps, standin, tmp)
+        self.solo = self.celery.start_worker("solo", SOLO, ["--pool=solo"])
+        self.prefork = self.celery.start_worker("four", FOUR, ["--concurrency=4"])
+        self.fauxqs: Fauxqs | None = None
+        self.celery_fq: CeleryAnchor | None = None
+        if os.environ.get("BENCH_FAUXQS"):
+            self.fauxqs = Fauxqs(Path(os.environ["BENCH_FAUXQS"]))
+            self.celery_fq = CeleryAnchor(
+                celery_python, self.fauxqs.endpoint, self.world.stamps, standin, tmp
+            )
+            self.fq_workers = {
+                1: self.celery_fq.start_worker("fq-solo", SOLO, ["--pool=solo"]),
+                4: self.celery_fq.start_worker("fq-four", FOUR, ["--concurrency=4"]),
+            }
+
+    def wanted(self, group: str) -> bool:
+        return not self.only or group in self.only
+
+    def warm_up(self) -> None:
+        """One task on every runner, so start-up costs stay out of the figures."""
+        for pool in ("default", "four"):
+            self.world.wait_result(self.world.submit(self.world.source(pool, {"mode": "trivial"}))[0])
+        rows.celery_pickups(self.celery, SOLO, Figures(), 1)
+        rows.celery_pickups(self.celery, FOUR, Figures(), 1)
+        rows.floor_pickups(self.floor, Figures(), 1)
+        if self.celery_fq is not None:
+            rows.celery_pickups(self.celery_fq, SOLO, Figures(), 1)
+            rows.celery_pickups(self.celery_fq, FOUR, Figures(), 1)
+        self.world.wait_result(self.world.submit(self.world.source("p1", {"mode": "trivial"}))[0])
+
+    def repeat(self) -> None:
+        f, s, w = self.figures, self.sizes, self.world
+        if self.wanted("idle"):
+            procs = {("executor", 1): self.one.ps, ("executor", 4): self.pools4.ps, ("celery", 1): self.solo}
+            rows.idle(procs, f, s.idle_s)
+        if self.wanted("sqs"):
+            for side in self.sqs.clients:
+                server = "moto" if side == "direct to moto" else "moto via gateway"
+                f.add("SQS send -> receive", side, self.sqs.round_trips(side, s.sqs), "ms", server)
+        if self.wanted("pickup"):
+            rows.executor_pickups(w, self.one, "default", f, s.pickups)
+            rows.celery_pickups(self.celery, SOLO, f, s.pickups)
+            rows.floor_pickups(self.floor, f, s.pickups)
+        if self.wanted("throughput"):
+            rows.executor_throughput(w, self.one, "default", 1, f, s.batch)
+            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch)
+            rows.executor_throughput(w, self.four, "four", 4, f, s.batch)
+            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch)
+            if self.celery_fq is not None:
+                for workers, queue in ((1, SOLO), (4, FOUR)):
+                    rows.celery_throughput(
+                        self.celery_fq,
+                        self.fq_workers[workers],
+                        queue,
+                        workers,
+                        f,
+                        s.batch,
+                        side="celery on fauxqs",
+                    )
+        if self.wanted("sleeping"):
+            rows.executor_sleeping(w, self.four, "four", f, s.window_s)
+            rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s)
+        if self.wanted("output"):
+            for line in (1024, 128):
+                rows.executor_output(w, self.one, "default", line, s.flood, f)
+                rows.floor_output(self.floor, line, s.flood, f)
+        if self.wanted("memory"):
+            memory_rows.memory_rows(f)
+
+    def close(self) -> None:
+        self.celery.close()
+        if self.celery_fq is not None:
+            self.celery_fq.close()
+        if self.fauxqs is not None:
+            self.fauxqs.close()
+        self.sqs.close()
+        self.floor.close()
+        self.world.close()
+
+
+def report(figures: Figures, info: dict[str, str], sizes: Sizes, quick: bool, took: float) -> str:
+    lines = [
+        f"# bench ({'quick' if quick else 'full'}: {sizes.repeats} interleaved repeat(s), {took:.0f} s)",
+        "",
+        "machine: " + ", ".join(f"{k} {v}" for k, v in info.items()),
+        "",
+        *figures.table(),
+        "",
+        *target_table(TARGETS, figures),
+    ]
+    if figures.notes:
+        lines += ["", *(f"note: {note}" for note in figures.notes)]
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few samples and small floods (a smoke run)")
+    parser.add_argument("--repeats", type=int, help="interleaved repeats (3 by default, 1 with --quick)")
+    parser.add_argument(
+        "--only",
+        default="",
+        help="comma-separated groups: idle,sqs,pickup,throughput,sleeping,output,memory,real_cli",
+    )
+    parser.add_argument(
+        "--flood-mib",
+        type=int,
+        help="output per flood, MiB (256 by default, 16 with --quick; the issue's 1024)",
+    )
+    parser.add_argument(
+        "--json",
+        type=Path,
+        default=ROOT / ".cache" / "bench-latest.json",
+        help="where the figures go as JSON",
+    )
+    args = parser.parse_args()
+    logger.remove()  # the control plane's request log would drown the table
+    logger.add(sys.stderr, level="WARNING")
+    sizes = QUICK if args.quick else FULL
+    if args.repeats:
+        sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
+    if args.flood_mib:
+        sizes = Sizes(**{**sizes.__dict__, "flood": args.flood_mib << 20})
+    only = {g for g in args.only.split(",") if g}
+    info, began = machine(), time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        bench = Bench(Path(tmp), sizes, only)
+        try:
+            bench.warm_up()
+            for index in range(sizes.repeats):
+                print(f"repeat {index + 1}/{sizes.repeats}", file=sys.stderr, flush=True)
+                bench.repeat()
+            if bench.wanted("real_cli"):
+                real_cli_row(bench.world, bench.figures, sizes.real_cli)
+        finally:
+            bench.close()
+    text = report(bench.figures, info, sizes, args.quick, time.monotonic() - began)
+    print(text)
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    args.json.write_text(
+        json.dumps(
+            {
+                "machine": info,
+                "quick": args.quick,
+                "samples": bench.figures.samples,
+                "units": bench.figures.units,
+                "notes": bench.figures.notes,
+            },
+            indent=1,
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

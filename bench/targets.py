@@ -1,0 +1,101 @@
+"""The targets of issue 12 point 2, as checks over one run's p50s."""
+
+from __future__ import annotations
+
+from bench.memory_rows import DEAD, PEAK
+from bench.rows import (
+    CPU_SLEEP,
+    CPU_TASK,
+    EXIT_NOTICED,
+    IDLE_CPU,
+    IDLE_RSS,
+    IDLE_THREADS,
+    OUTPUT,
+    OUTPUT_LEFT,
+    OUTPUT_RSS,
+    PICKUP_SQS,
+    TPUT,
+    WRAPPER,
+)
+from bench.stats import Figures, Target
+
+
+def _p(figures: Figures, measure: str, side: str = "executor") -> float | None:
+    return figures.p50(measure, side)
+
+
+def _pickup(f: Figures) -> tuple[bool | None, str]:
+    mine, floor, celery = _p(f, PICKUP_SQS), _p(f, PICKUP_SQS, "floor"), _p(f, PICKUP_SQS, "celery")
+    if mine is None or floor is None or celery is None:
+        return None, "-"
+    return mine <= floor + 10 and mine < celery, f"{mine:.1f} ms; floor {floor:.1f}, Celery {celery:.1f}"
+
+
+def _throughput(workers: int) -> Target:
+    def check(f: Figures) -> tuple[bool | None, str]:
+        mine, celery = _p(f, TPUT.format(workers)), _p(f, TPUT.format(workers), "celery")
+        if mine is None or celery is None:
+            return None, "-"
+        return mine >= celery, f"{mine:.1f} vs Celery {celery:.1f} tasks/s"
+
+    return Target(f"trivial-task throughput >= Celery's, {workers} worker(s)", check)
+
+
+def _below(measure: str, limit: float, unit: str, side: str = "executor") -> Target:
+    def check(f: Figures) -> tuple[bool | None, str]:
+        value = _p(f, measure, side)
+        return (None, "-") if value is None else (value < limit, f"{value:.2f} {unit}")
+
+    return Target(f"{measure} ({side}) < {limit:g} {unit}", check)
+
+
+def _above(measure: str, limit: float, unit: str) -> Target:
+    def check(f: Figures) -> tuple[bool | None, str]:
+        value = _p(f, measure)
+        return (None, "-") if value is None else (value >= limit, f"{value:.0f} {unit}")
+
+    return Target(f"{measure} >= {limit:g} {unit}", check)
+
+
+def _wrapper(f: Figures) -> tuple[bool | None, str]:
+    mine, floor = _p(f, WRAPPER), _p(f, WRAPPER, "floor")
+    if mine is None or floor is None:
+        return None, "-"
+    return mine - floor < 5, f"+{mine - floor:.1f} ms over the bare start-up ({floor:.1f} ms)"
+
+
+def _per_pool(f: Figures) -> tuple[bool | None, str]:
+    one, four = _p(f, IDLE_RSS.format(1)), _p(f, IDLE_RSS.format(4))
+    if one is None or four is None:
+        return None, "-"
+    return (four - one) / 3 <= 3, f"+{(four - one) / 3:.1f} MB per extra pool"
+
+
+def _threads(pools: int) -> Target:
+    def check(f: Figures) -> tuple[bool | None, str]:
+        value = _p(f, IDLE_THREADS.format(pools))
+        return (None, "-") if value is None else (value <= 8 + 2 * pools, f"{value:.0f} threads")
+
+    return Target(f"idle threads with {pools} pool(s) <= {8 + 2 * pools}", check)
+
+
+TARGETS = [
+    Target("pickup p50 <= floor + 10 ms and below Celery's", _pickup),
+    _below(EXIT_NOTICED, 5, "ms"),
+    _throughput(1),
+    _throughput(4),
+    _below(CPU_TASK, 5, "ms"),
+    Target("the exec wrapper adds < 5 ms of CPU", _wrapper),
+    _below(CPU_SLEEP, 0.8, "%"),
+    _below(IDLE_RSS.format(1), 60, "MB"),
+    Target("idle RSS +3 MB at most per extra pool", _per_pool),
+    _threads(1),
+    _threads(4),
+    _below(IDLE_CPU.format(1), 0.1, "%"),
+    _above(OUTPUT.format(1024), 1000, "MB/s"),
+    _above(OUTPUT.format(128), 300, "MB/s"),
+    _below(OUTPUT_RSS.format(1024), 10, "MB"),
+    _below(OUTPUT_LEFT.format(128), 1, "MB"),
+    _below(DEAD, 100, "ms", "psutil only"),
+    _below(PEAK, 1.25, "x", "psutil only, SIGTERM ignored"),
+]

@@ -1,0 +1,239 @@
+"""What the executor rows run against: the local control plane in this process, executors as children.
+
+The control plane (GMS API, SQS gateway, moto) runs in the bench's own process; each executor is
+a real ``remote-executor run -c FILE`` child whose recipes are the stand-in CLI (``standin.py`` as
+``bin/datahub`` of a fake bundled venv). The executor is measured from outside: psutil on its
+pid, and timestamps the stand-in writes. The moment a request's message is sent to SQS is taken
+in the control plane's dispatch (just before ``SendMessage``), the moment of the GraphQL create
+call just before the HTTP request.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+import requests
+import yaml
+
+from executor.controlplane.server import ControlPlane
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+PLUGIN = "benchsim"
+SECRET_NAME = "BENCH_SECRET"
+SECRET_VALUE = "bench-secret-7f3a9c"
+RESULT = "dataHubExecutionRequestResult"
+TERMINAL = frozenset({"SUCCESS", "FAILURE", "TIMEOUT", "CANCELLED", "ABORTED", "DUPLICATE"})
+CREATE_SOURCE = "mutation($input: UpdateIngestionSourceInput!) { createIngestionSource(input: $input) }"
+RUN_SOURCE = (
+    "mutation($input: CreateIngestionExecutionRequestInput!) "
+    "{ createIngestionExecutionRequest(input: $input) }"
+)
+CREATE_SECRET = "mutation($input: CreateSecretInput!) { createSecret(input: $input) }"
+
+
+def wait_for(condition: Callable[[], Any], timeout_s: float, what: str, every_s: float = 0.005) -> Any:
+    """The first truthy value of ``condition()``, or RuntimeError after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"timed out after {timeout_s:.0f} s waiting for {what}")
+        time.sleep(every_s)
+
+
+def make_venv_root(root: Path) -> Path:
+    """``<root>/benchsim-bundled/bin/datahub`` = the stand-in CLI, run by this interpreter."""
+    bin_dir = root / f"{PLUGIN}-bundled" / "bin"
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    if not (bin_dir / "python").exists():
+        (bin_dir / "python").symlink_to(sys.executable)
+    script = bin_dir / "datahub"
+    script.write_text(f"#!{sys.executable}\n" + (HERE / "standin.py").read_text())
+    script.chmod(0o755)
+    return root
+
+
+def read_stamp(stamps: Path, name: str) -> dict[str, float] | None:
+    try:
+        return dict(json.loads((stamps / name).read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+class ExecutorChild:
+    """One ``remote-executor run`` child with its config; its log goes to a file."""
+
+    def __init__(self, tmp: Path, cp: ControlPlane, venv_root: Path, pools: list[dict[str, Any]]) -> None:
+        name = uuid.uuid4().hex[:6]
+        config = {
+            "gms": {"url": cp.gms_url, "timeout_s": 10},
+            "state_dir": str(tmp / f"state-{name}"),
+            "logging": {"format": "text", "level": os.environ.get("BENCH_EXECUTOR_LOG_LEVEL", "INFO")},
+            "observability": {"host": "127.0.0.1", "port": 0},
+            "shutdown": {"drain_s": 5, "kill_grace_s": 2},
+            "pools": [self._pool(p, venv_root) for p in pools],
+        }
+        path = tmp / f"executor-{name}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAHUB_", "REMOTE_EXECUTOR_"))}
+        env.update(DATAHUB_GMS_TOKEN=cp.token, DATAHUB_TELEMETRY_ENABLED="false")
+        self.log_path = tmp / f"executor-{name}.log"
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "executor", "run", "-c", str(path)],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=log,
+            )
+        self.ps = psutil.Process(self.proc.pid)
+
+    @staticmethod
+    def _pool(settings: dict[str, Any], venv_root: Path) -> dict[str, Any]:
+        return {
+            "max_workers": 1,
+            "poll_wait_s": 5,
+            "visibility_s": 60,
+            "progress_interval_s": 5,
+            "limits": {"kill_grace_s": 2, "output_mb": 4096},
+            "venvs": {"bundled_root": str(venv_root), "dependency_resolution": False},
+            "secrets": {"stores": ["env", "datahub"]},
+            **settings,
+        }
+
+    def cpu(self) -> float:
+        """The executor process's own CPU seconds (user + system; its recipes not included)."""
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def children_cpu(self) -> float:
+        """CPU seconds of its reaped children: the exec wrappers and the recipes they became."""
+        times = self.ps.cpu_times()
+        return float(times.children_user + times.children_system)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+
+    def finished_at(self, urn: str) -> float | None:
+        """When the executor logged the request as finished (its log's ms timestamp, local time)."""
+        key = urn.rsplit(":", 1)[-1]
+        with open(self.log_path, errors="replace") as log:
+            for line in log:
+                if key in line and ": finished: " in line:
+                    return datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+        return None
+
+    def tail(self, lines: int = 30) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+class World:
+    """The control plane, the stand-in venv, the stamps directory, and the executors started."""
+
+    def __init__(self, tmp: Path, pools: tuple[str, ...] = ("default",)) -> None:
+        self.tmp = tmp
+        self.cp = ControlPlane(pools=pools, state_dir=str(tmp / "cp-state")).start()
+        self.venv_root = make_venv_root(tmp / "venvs")
+        self.stamps = tmp / "stamps"
+        self.stamps.mkdir(exist_ok=True)
+        self.sent: dict[str, float] = {}
+        self.executors: list[ExecutorChild] = []
+        self._session = requests.Session()
+        self._sources: dict[tuple[str, str], str] = {}
+        # The moment of the SQS send, taken where the control plane sends (no public hook there).
+        dispatch = self.cp.ingestion._dispatch
+
+        def stamped_dispatch(pool: str, urn: str) -> None:
+            self.sent[urn] = time.time()
+            dispatch(pool, urn)
+
+        self.cp.ingestion._dispatch = stamped_dispatch
+        self.graphql(CREATE_SECRET, {"input": {"name": SECRET_NAME, "value": SECRET_VALUE}})
+
+    def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
+        answer = self._session.post(
+            f"{self.cp.gms_url}/api/graphql",
+            json={"query": query, "variables": variables},
+            headers={"Authorization": f"Bearer {self.cp.token}"},
+            timeout=30,
+        )
+        body = answer.json()
+        if answer.status_code != 200 or body.get("errors"):
+            raise RuntimeError(f"GraphQL failed: {answer.status_code} {body}")
+        return dict(body["data"])
+
+    def executor(self, pools: list[dict[str, Any]]) -> ExecutorChild:
+        child = ExecutorChild(self.tmp, self.cp, self.venv_root, pools)
+        self.executors.append(child)
+        return child
+
+    def source(self, pool: str, config: dict[str, Any]) -> str:
+        """A source whose recipe runs the stand-in with ``config`` (one per distinct config)."""
+        recipe = {
+            "source": {
+                "type": PLUGIN,
+                "config": {
+                    "stamps": str(self.stamps),
+                    "tag": "unused",
+                    "password": f"${{{SECRET_NAME}}}",
+                    **config,
+                },
+            },
+            "sink": {"type": "console"},
+        }
+        key = (pool, json.dumps(recipe, sort_keys=True))
+        if key not in self._sources:
+            source_input = {
+                "name": f"bench {len(self._sources)}",
+                "type": PLUGIN,
+                "config": {"recipe": json.dumps(recipe), "version": "bundled", "executorId": pool},
+            }
+            self._sources[key] = str(
+                self.graphql(CREATE_SOURCE, {"input": source_input})["createIngestionSource"]
+            )
+        return self._sources[key]
+
+    def submit(self, source: str) -> tuple[str, float]:
+        """Request a run as a DataHub user does; (request URN, wall time just before the call)."""
+        created = time.time()
+        urn = self.graphql(RUN_SOURCE, {"input": {"ingestionSourceUrn": source}})
+        return str(urn["createIngestionExecutionRequest"]), created
+
+    def started(self, urn: str) -> dict[str, float] | None:
+        return read_stamp(self.stamps, f"{urn.rsplit(':', 1)[-1]}.start")
+
+    def result(self, urn: str) -> dict[str, Any] | None:
+        value = self.cp.get_aspect(urn, RESULT)
+        return value if value and value.get("status") in TERMINAL else None
+
+    def wait_result(self, urn: str, timeout_s: float = 120.0) -> dict[str, Any]:
+        result: dict[str, Any] = wait_for(lambda: self.result(urn), timeout_s, f"the result of {urn}", 0.01)
+        if result.get("status") != "SUCCESS":
+            raise RuntimeError(f"{urn} ended {result.get('status')}: {str(result.get('report'))[:400]}")
+        return result
+
+    def close(self) -> None:
+        for child in self.executors:
+            child.stop()
+        self._session.close()
+        self.cp.stop()
