@@ -339,8 +339,7 @@ class Task(PoolActor):
         status, summary = describe_result(result, self.cancel)
         # An interruption only if our stop ended it: a recipe that exited on its own is done.
         interrupted = bool(self.cancel and self.cancel.interrupted and not _ended_by_itself(result))
-        report = f"{outcome.INTERRUPTED_MARKER}
-{summary}" if interrupted else summary
+        report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if interrupted else summary
         text = outcome.report_text(report, final_log(result))
         aspect = outcome.terminal_aspect(
             status, self.start_ms, text, structured_report(result), self.request.task
