@@ -8,7 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from executor.controlplane.submit import summary
+from executor.cli.reports import summary
 
 from executor.datahub import aspects
 from executor.pool import outcome
@@ -48,7 +48,7 @@ def test_summary_counts_what_the_rest_sink_still_had_pending_when_it_reported() 
     # The datahub-rest sink writes its report before waiting for its last batches.
     expected = "SUCCESS in 1.5s (events=12, written=12, failures=0)"
     assert summary(rest_sink_result("SUCCESS", 0, 12)) == expected
-    assert summary(rest_sink_result("FAILURE", 3, 9)).endswith("written=3 (+9 pending), failures=0)")
+    assert summary(rest_sink_result("FAILURE", 3, 9)).endswith("written=3, pending=9, failures=0)")
     assert summary(rest_sink_result("SUCCESS", 12, 0)).endswith("written=12, failures=0)")
 
 
