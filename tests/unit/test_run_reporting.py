@@ -9,7 +9,6 @@ from types import SimpleNamespace
 from typing import Any
 
 from executor.cli.reports import summary
-
 from executor.datahub import aspects
 from executor.pool import outcome
 from executor.pool.sandboxing import SandboxLauncher
