@@ -100,7 +100,8 @@ class Lease:
 
     @classmethod
     def from_executor_config(
-        cls, entry: Mapping[str, object], issued_at: datetime | None = None, http_hosts: Iterable[str] = ()
+        cls, entry: Mapping[str, object], issued_at: datetime | None = None, http_hosts: Iterable[str] = (),
+        *, refuse_expired: bool = True,
     ) -> Lease:
         """Build a lease from one ``listExecutorConfigs`` entry.
 
@@ -108,13 +109,17 @@ class Lease:
         may use plain http only on loopback or on one of ``http_hosts`` (GMS's own host, when
         it is a local control plane). Raises ``BadInputError`` naming the field that is
         missing or malformed, never its value; an entry that expires before it was issued is
-        refused too.
+        refused too, unless ``refuse_expired`` is False (``doctor`` reports the expiry itself,
+        with the clock advice, and still tries SQS with the lease).
         """
         values = {key: _text(entry, key) for key in _FIELDS}
         issued = issued_at or utcnow()
         expiration = parse_instant(entry.get("expiration"), "executor config expiration")
-        if expiration <= issued:
-            raise BadInputError("executor config expiration is not after the time it was issued")
+        if refuse_expired and expiration <= issued:
+            late = (issued - expiration).total_seconds()
+            raise BadInputError(
+                f"executor config expiration lies {late:.0f}s before it was received (or this host's clock is ahead)"
+            )
         _check_fields(values, http_hosts)
         return cls(
             pool_id=values["executorId"],

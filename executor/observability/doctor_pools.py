@@ -67,7 +67,7 @@ def lease_check(
             "(a new pool becomes READY once its queue is provisioned)",
         ), None
     try:
-        lease = Lease.from_executor_config(entry, utcnow())
+        lease = Lease.from_executor_config(entry, utcnow(), refuse_expired=False)
     except BadInputError as exc:
         return failed(name, f"GMS's entry is malformed: {exc}", "contact DataHub support"), None
     left = lease.seconds_left(utcnow())

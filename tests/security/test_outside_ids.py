@@ -92,7 +92,7 @@ def _pool(tmp_path: Path, pool_id: str = "default") -> PoolContext:
 def test_task_log_work_dir_and_outbox_stay_inside(tmp_path: Path, request_id: str) -> None:
     pool = _pool(tmp_path)
     logs = pool.state_dir / "logs"
-    assert SandboxLauncher(pool, PREFIX + request_id).log_path().parent == logs
+    assert SandboxLauncher(pool, PREFIX + request_id)._new_log_file().parent == logs
     work = create_work_dir(tmp_path / "work", request_id)
     assert work.parent == tmp_path / "work" and not work.name.startswith(".")
     assert "/" not in file_stem(request_id) and not file_stem(request_id).startswith(".")
