@@ -118,7 +118,8 @@ class Lease:
         if refuse_expired and expiration <= issued:
             late = (issued - expiration).total_seconds()
             raise BadInputError(
-                f"executor config expiration lies {late:.0f}s before it was received (or this host's clock is ahead)"
+                f"executor config expiration lies {late:.0f}s before it was received "
+                "(or this host's clock is ahead)"
             )
         _check_fields(values, http_hosts)
         return cls(
