@@ -47,7 +47,9 @@ def test_a_kill_ends_a_task_awaiting_admission(world: FaultWorld) -> None:
     report = _cancelled(world, heavy.urn)
     assert "before it started" in report
     assert not world.ledger.events(heavy.run_id, "start")
-    assert world.result(running.urn)["status"] == "RUNNING"  # the other one runs on
+    # The other one runs on (its first RUNNING goes out with the next progress tick).
+    wait_until(lambda: (world.result(running.urn) or {}).get("status") == "RUNNING", 30, "RUNNING")
+    assert not world.ledger.events(running.run_id, "end")
     world.open_gate(running)
     assert world.wait_status(running)["status"] == "SUCCESS"
     wait_until(lambda: world.queue_counts() == (0, 0), 30, "the queue to drain")
