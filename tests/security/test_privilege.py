@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import shutil
 import stat
 import uuid
@@ -86,7 +87,10 @@ def victim_work_dir_ready(world: SecurityWorld, secret: str) -> bool:
 @pytest.mark.parametrize("world", CASES, indirect=True)
 def test_a_hostile_recipe_gets_nothing_of_the_executor(world: SecurityWorld) -> None:
     world.start()
-    (world.state / "pools" / "other" / "logs").mkdir(parents=True, exist_ok=True)
+    other_logs = world.state / "pools" / "other" / "logs"
+    other_logs.mkdir(parents=True, exist_ok=True)
+    if world.executor_user is not None:  # the executor's own, as it would have made it
+        os.chown(other_logs, world.executor_user.uid, world.executor_user.gid)
     secret = f"victim-secret-{uuid.uuid4().hex}"
     gate = world.open_gate()
     victim = world.submit({"mode": "victim", "victim_secret": secret, "gate_port": gate})
