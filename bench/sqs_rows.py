@@ -15,8 +15,8 @@ import boto3
 
 from bench.anchor import REGION
 from bench.world import World
-from executor.controlplane.gateway import GatewayHandler, GatewayServer
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.gateway import GatewayHandler, GatewayServer
+from executor.local.controlplane.server import ControlPlane
 
 POOL = "sqsrow"
 QUERY = """query { listExecutorConfigs { executorConfigs {

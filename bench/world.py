@@ -25,7 +25,7 @@ import psutil
 import requests
 import yaml
 
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.server import ControlPlane
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent

@@ -1,6 +1,6 @@
 """``remote-executor controlplane``: run the local control plane (GMS subset + SQS + STS).
 
-The control plane is a stand-in for trying and testing, in ``executor.controlplane``; it needs
+The control plane is a stand-in for trying and testing, in ``executor.local.controlplane``; it needs
 the ``local`` extra and is imported only when this command runs, so a production install
 (``run``, ``check``, ``doctor``, the user tools) never loads it.
 """
@@ -37,13 +37,31 @@ def register(subparsers: Any) -> None:
     cp.add_argument("--max-receives", type=int, default=5, help="receives before a message goes to the DLQ")
     cp.add_argument("--secret-key-file", default=None, help="key to encrypt secrets at rest")
     cp.set_defaults(func=run_controlplane)
+    demo = subparsers.add_parser("demo", help="run a real recipe through a local control plane and executor")
+    demo.add_argument(
+        "--venv-root",
+        type=Path,
+        default=Path(os.environ.get("DATAHUB_BUNDLED_VENV_PATH", ".cache/venvs")),
+        help="where the bundled venv with the datahub CLI is built or reused (default: .cache/venvs)",
+    )
+    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
+    demo.add_argument("--keep", action="store_true",
+                      help="keep the run's state dir (logs, control plane state) instead of removing it")
+    demo.set_defaults(func=run_demo)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """``demo``: lives with the stand-in (``executor.local.demo``), loaded only when it runs."""
+    from executor.local.demo.command import cmd_demo
+
+    return cmd_demo(args)
 
 
 @needs_extra(LOCAL, LOCAL_MODULES)
 def run_controlplane(args: argparse.Namespace) -> int:
     """``controlplane``: start, print where it is, write ``--info-file``, wait for a signal."""
-    from executor.controlplane.crypto import load_key
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.crypto import load_key
+    from executor.local.controlplane.server import ControlPlane
     from executor.logs import setup_logging
 
     setup_logging()

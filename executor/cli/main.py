@@ -4,7 +4,7 @@ Each module in ``COMMAND_MODULES`` exposes ``register(subparsers)``, which adds 
 sub-commands and sets ``func(args) -> int`` on them. Modules import heavy or optional
 dependencies (moto, graphql, the local control plane) inside their command functions, so that
 ``remote-executor run`` works with the base install alone and never loads
-``executor.controlplane``; a command that needs an extra says which (``executor.cli.extras``).
+``executor.local.controlplane``; a command that needs an extra says which (``executor.cli.extras``).
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ COMMAND_MODULES = (
     "executor.cli.local",
     "executor.sandbox.venv_commands",
     "executor.observability.doctor_command",
-    "executor.demo.command",
 )
 
 

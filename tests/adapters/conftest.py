@@ -57,7 +57,7 @@ def gms_cp() -> Iterator[Any]:
     Not a fake: the project's real control plane, with moto SQS/STS behind its lease-checking
     gateway, started through its documented API.
     """
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
     cp = ControlPlane(pools=("default",), lease_seconds=3600, max_receive_count=5).start()
     try:

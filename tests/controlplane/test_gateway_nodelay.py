@@ -11,7 +11,7 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-from executor.controlplane.gateway import GatewayServer
+from executor.local.controlplane.gateway import GatewayServer
 from tests.fixtures.controlplane import leased_sqs
 
 

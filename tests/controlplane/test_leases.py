@@ -10,8 +10,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from executor.controlplane.leases import LeaseBook, LeaseState
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.leases import LeaseBook, LeaseState
+from executor.local.controlplane.server import ControlPlane
 from tests.fixtures.controlplane import executor_config, leased_sqs
 
 

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from executor.controlplane.server import ControlPlane
 from executor.errors import ConfigError
+from executor.local.controlplane.server import ControlPlane
 from tests.fixtures.controlplane import graphql, leased_sqs
 
 RECIPE = json.dumps({"source": {"type": "file", "config": {"path": "x"}}, "sink": {"type": "console"}})

@@ -20,7 +20,7 @@ import pytest
 from tests.fixtures.executor import ExecutorHarness, running_executor
 
 if TYPE_CHECKING:
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
 POOLS = [{"id": "default", "max_workers": 2}, {"id": "other", "max_workers": 1}]
 
@@ -28,7 +28,7 @@ POOLS = [{"id": "default", "max_workers": 2}, {"id": "other", "max_workers": 1}]
 @pytest.fixture(scope="module")
 def e2e_control_plane(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ControlPlane]:
     """A control plane with pools ``default`` and ``other`` for one module."""
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
     token = f"e2e+{secrets.token_urlsafe(18)}/{secrets.token_urlsafe(6)}=="
     state = tmp_path_factory.mktemp("e2e-controlplane")

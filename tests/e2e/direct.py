@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from tests.fixtures.controlplane import leased_sqs
 
 if TYPE_CHECKING:
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
 PREFIX = "urn:li:dataHubExecutionRequest:"
 
@@ -77,7 +77,7 @@ def queue_depth(cp: ControlPlane, pool: str = "default") -> int:
     """Messages on the pool's queue and its dead-letter queue, visible or in flight (read on moto)."""
     import boto3
 
-    from executor.controlplane.aws import REGION
+    from executor.local.controlplane.aws import REGION
 
     client = boto3.session.Session().client(
         "sqs",

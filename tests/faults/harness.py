@@ -23,7 +23,7 @@ from typing import Any
 import psutil
 import yaml
 
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.server import ControlPlane
 from executor.pool.outcome import INTERRUPTED_MARKER
 from executor.sandbox.orphans import MARKER_VAR
 from tests.faults.ledger import SIM_PLUGIN, Ledger, wait_until
@@ -328,7 +328,7 @@ def moto_client(cp: ControlPlane) -> Any:
     """A boto3 SQS client on moto itself (any credentials), for inspection and raw sends."""
     import boto3
 
-    from executor.controlplane.aws import REGION
+    from executor.local.controlplane.aws import REGION
 
     return boto3.session.Session().client(
         "sqs", endpoint_url=cp.sqs_endpoint, region_name=REGION,

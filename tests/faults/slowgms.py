@@ -12,7 +12,7 @@ import http.client
 import threading
 from urllib.parse import urlsplit
 
-from executor.controlplane.http_base import JsonHandler, LoopbackServer
+from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
 
 HOLD_LIMIT_S = 120.0
 _DROP = frozenset({"connection", "keep-alive", "transfer-encoding", "host", "content-length"})

@@ -18,8 +18,8 @@ import pytest
 import yaml
 
 from executor.cli.main import main
-from executor.controlplane.leases import LeaseBook
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.leases import LeaseBook
+from executor.local.controlplane.server import ControlPlane
 from tests.ops.connect_proxy import ConnectProxy
 from tests.service.processes import ROOT, closed_port
 

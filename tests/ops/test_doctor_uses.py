@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.server import ControlPlane
 from tests.fixtures.controlplane import graphql
 from tests.ops.test_doctor import _clean_env, doctor, statuses, venv_root
 

@@ -1,6 +1,6 @@
 """What a production install loads, and what a base install says about the ``local`` extra.
 
-The stand-in control plane (``executor.controlplane``) is for trying and testing: the service's
+The stand-in control plane (``executor.local.controlplane``) is for trying and testing: the service's
 commands must never import it. A base install (no extras) runs the service, and the commands
 that need the ``local`` extra say which extra to install instead of a ``ModuleNotFoundError``.
 The base install is a real venv with ``pip install -e <checkout>`` (no extras), kept under the
@@ -27,8 +27,8 @@ from executor.cli.extras import LOCAL, LOCAL_MODULES
 
 ROOT = Path(__file__).resolve().parents[2]
 BASE_VENV = ROOT / ".cache" / "base-install-venv"
-STAND_IN = "executor.controlplane"
-MAY_IMPORT_STAND_IN = {"executor/cli/local.py", "executor/demo/command.py"}
+STAND_IN = "executor.local"
+MAY_IMPORT_STAND_IN = {"executor/cli/local.py"}
 """The commands that run the stand-in on purpose (behind ``needs_extra``)."""
 
 
@@ -98,7 +98,7 @@ def test_the_service_commands_never_load_the_stand_in() -> None:
     modules = [
         ".".join(path.relative_to(ROOT).with_suffix("").parts)
         for path in sorted((ROOT / "executor").rglob("*.py"))
-        if not path.relative_to(ROOT).as_posix().startswith("executor/controlplane/")
+        if not path.relative_to(ROOT).as_posix().startswith("executor/local/")
         and path.name != "__main__.py"
     ]
     script = (
@@ -121,7 +121,7 @@ def test_only_the_local_commands_import_the_stand_in() -> None:
     offenders = []
     for path in sorted((ROOT / "executor").rglob("*.py")):
         relative = path.relative_to(ROOT).as_posix()
-        if relative.startswith("executor/controlplane/") or relative in MAY_IMPORT_STAND_IN:
+        if relative.startswith("executor/local/") or relative in MAY_IMPORT_STAND_IN:
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             names = [a.name for a in node.names] if isinstance(node, ast.Import) else []

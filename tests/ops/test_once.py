@@ -21,7 +21,7 @@ import psutil
 import pytest
 import yaml
 
-from executor.controlplane.aws import REGION
+from executor.local.controlplane.aws import REGION
 from tests.fixtures.controlplane import graphql
 from tests.service.processes import ROOT, ExecutorProcess
 

@@ -19,7 +19,7 @@ import psutil
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.server import ControlPlane
 from tests.ops.http import Answer, get
 from tests.ops.test_once import bundled_venv_root, executor_yaml, file_recipe, request_run, wait_terminal
 from tests.service.processes import ExecutorProcess, closed_port

@@ -23,7 +23,7 @@ from tests.fixtures.executor import RESULT_ASPECT, ExecutorHarness, running_exec
 from tests.security.hostile_cli import PLUGIN, install
 
 if TYPE_CHECKING:
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
 HOST_KEYS = {
     "AWS_ACCESS_KEY_ID": "AKIAHOSTILETEST" + secrets.token_hex(4).upper(),
@@ -93,7 +93,7 @@ def leaks(text: str, values: Iterable[str]) -> list[str]:
 @pytest.fixture(scope="module")
 def hostile_world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[HostileWorld]:
     """The control plane, made-up host AWS keys, and a running executor with the hostile CLI."""
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
 
     tmp = tmp_path_factory.mktemp("hostile")
     venv_root = install(tmp / "venvs")

@@ -33,7 +33,7 @@ import psutil
 import pytest
 import yaml
 
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.server import ControlPlane
 from tests.fixtures.controlplane import graphql
 
 HERE = Path(__file__).resolve().parent

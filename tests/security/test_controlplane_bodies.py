@@ -13,8 +13,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.controlplane.http_base import MAX_BODY_BYTES
-from executor.controlplane.server import ControlPlane
+from executor.local.controlplane.http_base import MAX_BODY_BYTES
+from executor.local.controlplane.server import ControlPlane
 
 ANNOUNCED = 60 * 1024 * 1024
 WAIT_S = 20.0

@@ -15,9 +15,9 @@ from typing import Any
 
 import pytest
 
-from executor.controlplane.server import ControlPlane
 from executor.datahub.aspects import ExecutionRequest, parse_memory
 from executor.errors import BadInputError
+from executor.local.controlplane.server import ControlPlane
 from executor.sandbox.limits import SandboxLimits, parse_size
 from executor.sizes import MAX_BYTES
 from tests.faults.harness import moto_client

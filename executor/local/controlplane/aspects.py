@@ -14,9 +14,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from executor.controlplane.storage import AspectWrite, Storage, StoredAspect
-from executor.controlplane.validation import validate_aspect
 from executor.errors import BadInputError, ImmutableError
+from executor.local.controlplane.storage import AspectWrite, Storage, StoredAspect
+from executor.local.controlplane.validation import validate_aspect
 
 RESULT_ASPECT = "dataHubExecutionRequestResult"
 IMMUTABLE_STATUSES = frozenset({"SUCCESS", "CANCELLED", "ABORTED", "DUPLICATE"})

@@ -14,10 +14,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from loguru import logger
 
-from executor.controlplane.graphql_api import run_graphql
-from executor.controlplane.graphql_resolvers import ApiContext
-from executor.controlplane.http_base import JsonHandler, LoopbackServer
-from executor.controlplane.rest_api import RestApi, restli_error, server_config
+from executor.local.controlplane.graphql_api import run_graphql
+from executor.local.controlplane.graphql_resolvers import ApiContext
+from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
+from executor.local.controlplane.rest_api import RestApi, restli_error, server_config
 
 BATCH_PREFIX = "/openapi/v2/entity/batch/"
 ENTITY_PREFIX = "/openapi/v2/entity/"

@@ -15,9 +15,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from executor.controlplane.aspects import Aspects, entity_type_of, parse_proposal
-from executor.controlplane.validation import record_fullname
 from executor.errors import BadInputError, ImmutableError
+from executor.local.controlplane.aspects import Aspects, entity_type_of, parse_proposal
+from executor.local.controlplane.validation import record_fullname
 
 Answer = tuple[int, Any]
 MAX_SCROLL = 1000

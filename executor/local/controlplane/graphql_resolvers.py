@@ -14,9 +14,9 @@ from typing import Any
 
 from graphql import GraphQLResolveInfo
 
-from executor.controlplane.ingestion import Ingestion
-from executor.controlplane.secrets import Secrets
 from executor.datahub.envelope import EXECUTION_REQUEST_PREFIX
+from executor.local.controlplane.ingestion import Ingestion
+from executor.local.controlplane.secrets import Secrets
 
 Info = GraphQLResolveInfo[Any]
 DEFAULT_PAGE = 20

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 
 from loguru import logger
 
-from executor.controlplane.crypto import PLAIN, SecretBox
-from executor.controlplane.storage import SealedSecret, Storage
 from executor.errors import BadInputError
+from executor.local.controlplane.crypto import PLAIN, SecretBox
+from executor.local.controlplane.storage import SealedSecret, Storage
 
 SECRET_URN_PREFIX = "urn:li:dataHubSecret:"  # noqa: S105 (a URN prefix, not a password)
 NAME_PATTERN = re.compile(r"^\w{1,200}$")

@@ -8,7 +8,6 @@ resolves the secret, runs the real ``datahub`` CLI in its sandbox, and reports b
 from __future__ import annotations
 
 import argparse
-import os
 import shutil
 import sys
 import tempfile
@@ -23,27 +22,12 @@ SECRET_NAME = "DEMO_SINK_TOKEN"  # noqa: S105 (a secret's name, not a value)
 HERE = Path(__file__).resolve().parent
 
 
-def register(subparsers: Any) -> None:
-    """Add ``demo``."""
-    demo = subparsers.add_parser("demo", help="run a real recipe through a local control plane and executor")
-    demo.add_argument(
-        "--venv-root",
-        type=Path,
-        default=Path(os.environ.get("DATAHUB_BUNDLED_VENV_PATH", ".cache/venvs")),
-        help="where the bundled venv with the datahub CLI is built or reused (default: .cache/venvs)",
-    )
-    demo.add_argument("--timeout", type=float, default=600.0, help="seconds to wait for the run")
-    demo.add_argument("--keep", action="store_true",
-                      help="keep the run's state dir (logs, control plane state) instead of removing it")
-    demo.set_defaults(func=cmd_demo)
-
-
 @needs_extra(LOCAL, LOCAL_MODULES)
 def cmd_demo(args: argparse.Namespace) -> int:
     """Build or reuse the venv, start everything, run the recipe, print the outcome."""
     from loguru import logger
 
-    from executor.controlplane.server import ControlPlane
+    from executor.local.controlplane.server import ControlPlane
     from executor.logs import setup_logging
     from executor.sandbox.venv_build import ensure_bundled_venv
 

@@ -31,8 +31,8 @@ from urllib.parse import parse_qs, urlsplit
 
 from loguru import logger
 
-from executor.controlplane.http_base import JsonHandler, LoopbackServer
-from executor.controlplane.leases import LeaseBook, LeaseState
+from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
+from executor.local.controlplane.leases import LeaseBook, LeaseState
 
 _CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
 _HOP_HEADERS = frozenset(

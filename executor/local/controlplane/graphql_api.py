@@ -15,9 +15,9 @@ from typing import Any
 from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
 from loguru import logger
 
-from executor.controlplane.graphql_resolvers import ROOT, ApiContext
-from executor.controlplane.graphql_schema import SDL
 from executor.errors import BadInputError, ConfigError, FinalError, ImmutableError, NotAllowedError
+from executor.local.controlplane.graphql_resolvers import ROOT, ApiContext
+from executor.local.controlplane.graphql_schema import SDL
 
 
 @cache

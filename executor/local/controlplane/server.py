@@ -26,18 +26,18 @@ from typing import Any, TypeVar, cast
 
 from loguru import logger
 
-from executor.controlplane.aspects import Aspects
-from executor.controlplane.aws import ACCOUNT_ID, REGION, MotoBackend, PoolQueues
-from executor.controlplane.gateway import GatewayServer
-from executor.controlplane.gms_http import GmsServer
-from executor.controlplane.graphql_resolvers import ApiContext
-from executor.controlplane.ingestion import Ingestion
-from executor.controlplane.leases import LeaseBook
-from executor.controlplane.rest_api import RestApi
-from executor.controlplane.secrets import Secrets
-from executor.controlplane.storage import AspectWrite, Storage
 from executor.datahub.envelope import encode_envelope
 from executor.errors import BadInputError
+from executor.local.controlplane.aspects import Aspects
+from executor.local.controlplane.aws import ACCOUNT_ID, REGION, MotoBackend, PoolQueues
+from executor.local.controlplane.gateway import GatewayServer
+from executor.local.controlplane.gms_http import GmsServer
+from executor.local.controlplane.graphql_resolvers import ApiContext
+from executor.local.controlplane.ingestion import Ingestion
+from executor.local.controlplane.leases import LeaseBook
+from executor.local.controlplane.rest_api import RestApi
+from executor.local.controlplane.secrets import Secrets
+from executor.local.controlplane.storage import AspectWrite, Storage
 
 _Part = TypeVar("_Part")
 POOL_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")

@@ -15,10 +15,10 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from executor.controlplane.aspects import Aspects
-from executor.controlplane.storage import StoredAspect, now_ms
 from executor.datahub.envelope import EXECUTION_REQUEST_PREFIX
 from executor.errors import BadInputError
+from executor.local.controlplane.aspects import Aspects
+from executor.local.controlplane.storage import StoredAspect, now_ms
 
 SOURCE_URN_PREFIX = "urn:li:dataHubIngestionSource:"
 SOURCE_ASPECT = "dataHubIngestionSourceInfo"
