@@ -14,7 +14,7 @@ from bench.stats import Figures
 from bench.world import ROOT, World
 from executor.sandbox.venv_build import ensure_bundled_venv
 
-DEMO_DATA = ROOT / "executor" / "demo" / "shop_metadata.json"
+DEMO_DATA = ROOT / "executor" / "local" / "demo" / "shop_metadata.json"
 ROW = "real datahub CLI, file -> file: {} -> SUCCESS delivered"
 CREATE_SOURCE = "mutation($input: UpdateIngestionSourceInput!) { createIngestionSource(input: $input) }"
 

@@ -18,7 +18,7 @@ from tests.faults.harness import EXTEND, ROOT, FaultWorld, wait_until
 from tests.faults.slowgms import SlowGms
 from tests.fixtures.controlplane import graphql
 
-DEMO_METADATA = ROOT / "executor" / "demo" / "shop_metadata.json"
+DEMO_METADATA = ROOT / "executor" / "local" / "demo" / "shop_metadata.json"
 CREATE_SECRET = "mutation($input: CreateSecretInput!) { createSecret(input: $input) }"
 VISIBILITY_S = 10
 LEASES_HELD = 2

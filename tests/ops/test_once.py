@@ -25,7 +25,7 @@ from executor.local.controlplane.aws import REGION
 from tests.fixtures.controlplane import graphql
 from tests.service.processes import ROOT, ExecutorProcess
 
-DEMO_METADATA = ROOT / "executor" / "demo" / "shop_metadata.json"
+DEMO_METADATA = ROOT / "executor" / "local" / "demo" / "shop_metadata.json"
 TERMINAL = {"SUCCESS", "FAILURE", "CANCELLED", "TIMEOUT", "ABORTED", "DUPLICATE"}
 CREATE_SOURCE = "mutation($i: UpdateIngestionSourceInput!) { createIngestionSource(input: $i) }"
 RUN_SOURCE = "mutation($u: String!) { createIngestionExecutionRequest(input: {ingestionSourceUrn: $u}) }"
