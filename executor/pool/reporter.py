@@ -76,6 +76,8 @@ class Reporter(PoolActor):
         self.terminal: OrderedDict[str, str] = OrderedDict()
         self.progress: OrderedDict[str, dict[str, Any]] = OrderedDict()
         """The latest unsent progress per request (at most one entry per running request)."""
+        self.claimed: set[str] = set()
+        """Requests whose first RUNNING was handed on (until their terminal result)."""
         self._flush_pending = False
         self._flush_timer: int | None = None
         self._progress_pending = False
@@ -120,7 +122,12 @@ class Reporter(PoolActor):
             return  # never RUNNING after a terminal result
         self.progress[message.urn] = message.aspect
         self.progress.move_to_end(message.urn)
-        if not self._progress_pending:
+        if message.urn not in self.claimed:
+            # The first RUNNING goes out at once: it is what tells another executor that
+            # receives a duplicate message that the request runs here. Later ones coalesce.
+            self.claimed.add(message.urn)
+            self.actor_ref.tell(_SendProgress())
+        elif not self._progress_pending:
             self._progress_pending = True
             self.tell_self_after(min(1.0, self.pool.pool.progress_interval_s), _SendProgress())
 
@@ -146,6 +153,7 @@ class Reporter(PoolActor):
         # The sender has already made the result durable (``persist_result``).
         self._remember(message.urn, message.status)
         self.progress.pop(message.urn, None)
+        self.claimed.discard(message.urn)
         if not self._flush_pending:  # else a flush (maybe a backed-off retry) is coming
             self._flush_pending = True
             self.actor_ref.tell(FlushOutbox())

@@ -77,8 +77,12 @@ def test_the_same_request_delivered_again_and_again_runs_once(world: FaultWorld)
     )
     world.open_gate(request)
     assert world.wait_status(request, {"SUCCESS"})["status"] == "SUCCESS"
+    turned_away = a.count("duplicate message for a running request")
     world.send_raw([duplicate])  # after it finished
     wait_until(lambda: world.queue_counts() == (0, 0), 60, "every duplicate to be deleted")
-    assert a.count("not running it again") + b.count("not running it again") >= 1
+    # Deleted unrun: by a Task that finds the result terminal, or, if it arrives before the
+    # poller has settled the finished request's own message, as a duplicate of a held one.
+    late = a.count("duplicate message for a running request") - turned_away
+    assert a.count("not running it again") + b.count("not running it again") + late >= 1
     assert len(world.ledger.events(request.run_id, "start")) == 1
     assert world.ledger.duplicates(request.run_id) == 0

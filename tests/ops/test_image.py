@@ -32,6 +32,10 @@ pytestmark = [pytest.mark.image, pytest.mark.slow, pytest.mark.timeout(3600)]  #
 RUNTIME_TAG = "localhost/remote-executor:test"
 LOCKED_TAG = "localhost/remote-executor:test-locked"
 METADATA_IN_IMAGE = "/data/sample-metadata.json"
+IMAGE_USER = {"enabled": False}
+"""These tests run the chart's variant that keeps the image's own user (UID 1000, PodSecurity
+"restricted"). The default variant (root with five capabilities, recipes as ``recipe``) is
+rendered and checked by ``test_helm_chart.py`` but not yet run in a container here."""
 
 
 @pytest.fixture(scope="module")
@@ -203,7 +207,7 @@ def chart_container(images: dict[str, str], control_plane: Any, tmp_path: Path) 
     """The locked image started as the chart's Deployment says (host network for loopback)."""
     port = free_port()
     repository, tag = images["locked"].rsplit(":", 1)
-    vals = values(datahub={"gmsUrl": control_plane.gms_url, "token": control_plane.token,
+    vals = values(recipeUser=IMAGE_USER, datahub={"gmsUrl": control_plane.gms_url, "token": control_plane.token,
                            "tokenSecret": {"name": "", "key": "token"}},
                   image={"repository": repository, "tag": tag}, observability={"port": port})
     objects = render(vals)
@@ -267,7 +271,7 @@ def test_the_charts_deployment_matches_the_image(images: dict[str, str]) -> None
     """User, port, state and tmp paths, and env of the rendered Deployment against the image."""
     config = image_config(images["locked"])
     env = image_env(images["locked"])
-    objects = render(values())
+    objects = render(values(recipeUser=IMAGE_USER))
     spec = container(objects)
     pod = objects["Deployment"]["spec"]["template"]["spec"]
     uid, gid = config["User"].split(":")
@@ -301,7 +305,7 @@ def run_chart_notes(port: int) -> None:
     """Every command the chart's NOTES print: the curl lines run against the pod's port (the
     container shares the host's network, as ``kubectl port-forward`` would give it); the kubectl
     lines, with no cluster here, name objects the chart really renders."""
-    vals = values(observability={"port": port})
+    vals = values(recipeUser=IMAGE_USER, observability={"port": port})
     notes = rendered_notes(vals)
     objects = render(vals)
     deployment = objects["Deployment"]

@@ -22,9 +22,8 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +33,7 @@ import pytest
 import yaml
 
 from executor.local.controlplane.server import ControlPlane
+from tests.faults.ledger import wait_until
 from tests.fixtures.controlplane import graphql
 
 HERE = Path(__file__).resolve().parent
@@ -57,18 +57,6 @@ class Account:
 class Users:
     executor: Account
     recipe: Account
-
-
-def wait_until(condition: Callable[[], Any], timeout_s: float, what: str) -> Any:
-    """Poll ``condition`` until it returns something truthy, or fail after ``timeout_s``."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s:g}s waiting for {what}")
-        time.sleep(0.1)
 
 
 @pytest.fixture(scope="session")
