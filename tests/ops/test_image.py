@@ -207,9 +207,10 @@ def chart_container(images: dict[str, str], control_plane: Any, tmp_path: Path) 
     """The locked image started as the chart's Deployment says (host network for loopback)."""
     port = free_port()
     repository, tag = images["locked"].rsplit(":", 1)
-    vals = values(recipeUser=IMAGE_USER, datahub={"gmsUrl": control_plane.gms_url, "token": control_plane.token,
+    vals = values(datahub={"gmsUrl": control_plane.gms_url, "token": control_plane.token,
                            "tokenSecret": {"name": "", "key": "token"}},
-                  image={"repository": repository, "tag": tag}, observability={"port": port})
+                  image={"repository": repository, "tag": tag}, observability={"port": port},
+                  recipeUser=IMAGE_USER)
     objects = render(vals)
     env = pod_env(objects, control_plane.token)
     assert env["REMOTE_EXECUTOR_STATE_DIR"] == image_env(images["locked"])["REMOTE_EXECUTOR_STATE_DIR"]
