@@ -171,6 +171,7 @@ class SandboxLauncher:
             work_root=work_root,
             limits=limits,
             secrets=(*secrets.values(), *self.pool.credentials.values()),
+            live_secrets=self.pool.credentials,  # a lease renewed mid-run is masked too
             log_file=self._new_log_file(),
             task_id=self.task_id,
             report_file=REPORT_FILE,
