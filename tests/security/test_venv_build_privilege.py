@@ -182,3 +182,28 @@ def test_without_run_as_the_build_has_the_executors_privileges(area: Path) -> No
     assert "build" in found, outcome
     assert found["build"]["uid"] == os.geteuid() and found["build"]["env_token"] is False
     assert str(found["build"]["state_file"]).startswith("read")
+
+
+def test_taking_a_venv_back_and_writing_into_it_never_follow_planted_links(tmp_path: Path) -> None:
+    """What the recipe user left in the venv cannot make the executor touch a file elsewhere."""
+    from executor.sandbox.venv_owner import take_back, write_new_file
+
+    foreign = tmp_path / "foreign"
+    foreign.write_text("foreign content")
+    foreign.chmod(0o600)
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "tool").write_text("#!/bin/sh\n")
+    (venv / "bin" / "tool").chmod(0o777)
+    (venv / "lib.txt").write_text("data")
+    (venv / "lib.txt").chmod(0o666)
+    (venv / "link").symlink_to(foreign)
+    (venv / "datahub-constraints.txt").symlink_to(foreign)
+    take_back(venv)
+    assert stat.S_IMODE(foreign.stat().st_mode) == 0o600
+    assert stat.S_IMODE((venv / "bin" / "tool").stat().st_mode) == 0o755
+    assert stat.S_IMODE((venv / "lib.txt").stat().st_mode) == 0o644
+    write_new_file(venv / "datahub-constraints.txt", "pins\n")
+    assert foreign.read_text() == "foreign content"
+    assert not (venv / "datahub-constraints.txt").is_symlink()
+    assert (venv / "datahub-constraints.txt").read_text() == "pins\n"
