@@ -207,3 +207,37 @@ def test_taking_a_venv_back_and_writing_into_it_never_follow_planted_links(tmp_p
     assert foreign.read_text() == "foreign content"
     assert not (venv / "datahub-constraints.txt").is_symlink()
     assert (venv / "datahub-constraints.txt").read_text() == "pins\n"
+
+
+def test_a_run_as_pool_builds_its_dynamic_venvs_as_the_recipe_user_outside_the_state_dir(
+        tmp_path: Path, throwaway_users: Users) -> None:
+    """The launcher's wiring: the policy names the recipe user and a cache it can pass through."""
+    from executor.config import ExecutorConfig, GmsSettings, PoolSettings, RunAsSettings
+    from executor.pool.context import PoolContext
+    from executor.pool.sandboxing import SandboxLauncher
+    from executor.sandbox.venvs import resolve_venv
+
+    recipe = throwaway_users.recipe
+    config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path / "state",
+                            pools=(PoolSettings(id="default", run_as=RunAsSettings(user=recipe.name)),))
+    pool = PoolContext(config=config, pool=config.pools[0], token="made-up-token-1", instance_id="t")
+    launcher = SandboxLauncher(pool, "urn:li:dataHubExecutionRequest:wiring")
+    policy = launcher._policy(launcher._run_as())
+    assert policy.run_as is not None and policy.run_as.uid == recipe.uid
+    assert policy.cache_dir is not None and tmp_path / "state" not in policy.cache_dir.parents
+
+    class Builder:
+        def build(self, target: Path, request: VenvRequest, progress: object) -> None:
+            (target / "bin").mkdir(parents=True)
+            (target / "bin" / "datahub").write_text("#!/bin/sh\n")
+
+    venv = resolve_venv(VenvRequest("hostile", "0.0.1"), policy, builder=Builder())
+    try:
+        assert venv.kind == "dynamic" and policy.cache_dir in venv.path.parents
+        for directory in (policy.cache_dir.parent.parent, policy.cache_dir.parent, policy.cache_dir,
+                          policy.cache_dir / "store"):
+            assert stat.S_IMODE(directory.stat().st_mode) == 0o711, directory  # passable, not listable
+        assert stat.S_IMODE((policy.cache_dir / "locks").stat().st_mode) == 0o700
+        assert launcher._identity() == (policy.run_as, policy.cache_dir.parent)
+    finally:
+        venv.release()
