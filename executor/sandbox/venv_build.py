@@ -31,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,12 +90,10 @@ class PipVenvBuilder:
         self._install_constrained(target, requirement, say, progress)
         if request.extra_requirements:
             say(f"install the extra requirements: {', '.join(request.extra_requirements)}")
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=target, delete=False) as reqs:
-                reqs.write("\n".join(request.extra_requirements) + "\n")
-            if self.run_as is not None:
-                os.chown(reqs.name, self.run_as.uid, self.run_as.gid)
-            self._pip(target, ["-r", reqs.name], progress, "pip install the extra requirements")
-            os.unlink(reqs.name)
+            reqs = target / "extra-requirements.txt"  # 0644: pip reads it as run_as too
+            write_new_file(reqs, "\n".join(request.extra_requirements) + "\n")
+            self._pip(target, ["-r", str(reqs)], progress, "pip install the extra requirements")
+            os.unlink(reqs)
         if self.run_as is not None:
             take_back(target)
         if not (target / "bin" / "datahub").exists():

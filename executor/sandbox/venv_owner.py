@@ -34,21 +34,26 @@ def hand_over(target: Path, run_as: RunAs) -> None:
 
 def take_back(target: Path) -> None:
     """Make a venv built as a recipe user the executor's: owned by it, writable only by it, readable
-    (and where it was executable, executable) by all. Links are re-owned, never followed."""
+    (and where it was executable, executable) by all.
+
+    Walks with directory descriptors (``os.fwalk``) and changes each entry relative to its
+    directory's descriptor, never following a link: a process of the build that is still
+    running cannot redirect the walk by swapping a directory for a link meanwhile.
+    """
     uid, gid = os.geteuid(), os.getegid()
-    for top, dirs, files in os.walk(target):
+    for _top, dirs, files, dir_fd in os.fwalk(target, follow_symlinks=False):
         for name in [*dirs, *files]:
-            _own(os.path.join(top, name), uid, gid)
-    _own(str(target), uid, gid)
+            _own(name, dir_fd, uid, gid)
+    _own(str(target), None, uid, gid)
 
 
-def _own(path: str, uid: int, gid: int) -> None:
-    info = os.lstat(path)
-    os.chown(path, uid, gid, follow_symlinks=False)
+def _own(name: str, dir_fd: int | None, uid: int, gid: int) -> None:
+    info = os.lstat(name, dir_fd=dir_fd)
+    os.chown(name, uid, gid, dir_fd=dir_fd, follow_symlinks=False)
     if stat.S_ISLNK(info.st_mode):
         return
     executable = stat.S_ISDIR(info.st_mode) or info.st_mode & 0o111
-    os.chmod(path, 0o755 if executable else 0o644, follow_symlinks=False)
+    os.chmod(name, 0o755 if executable else 0o644, dir_fd=dir_fd, follow_symlinks=False)
 
 
 def write_new_file(path: Path, text: str) -> None:

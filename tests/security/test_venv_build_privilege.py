@@ -148,7 +148,8 @@ def build(area: Path, run_as: RunAs | None) -> tuple[Path, str]:
                              pip_args=["--no-index", "--find-links", str(area / "links")])
     target = area / "store" / "venv"
     try:
-        builder.build(target, VenvRequest("hostile", "0.0.1"), lambda _line: None)
+        request = VenvRequest("hostile", "0.0.1", extra_requirements=("acryl-datahub==0.0.1",))
+        builder.build(target, request, lambda _line: None)
     except BadInputError as exc:
         return target, str(exc)
     return target, "built"
@@ -168,6 +169,7 @@ def test_a_run_as_build_runs_the_packages_code_as_the_recipe_user(area: Path, th
         assert seen["env_token"] is False, (stage, seen)
         assert seen["state_file"] == "Permission denied", (stage, seen)
     assert outcome == "built", outcome
+    assert not (target / "extra-requirements.txt").exists()  # read by pip as the recipe user, then gone
     for path in [target, *target.rglob("*")]:  # taken back: the executor's, writable only by it
         info = path.lstat()
         assert info.st_uid == os.geteuid(), path
