@@ -1,8 +1,9 @@
 """``doctor``'s lines on the trust boundary: can a recipe reach the executor's secrets here?
 
-One line for the executor's non-dumpability, then one per pool: who its recipes run as, and,
+One line for the executor's non-dumpability, then two per pool: who its recipes run as, and,
 when that is the executor's own uid without bwrap, exactly what a hostile recipe could reach
-and what the operator can do (docs/security.md, "What the operator must do").
+and what the operator can do (docs/security.md, "What the operator must do"); and who runs
+pip when it builds a dynamic venv (a requested package's build code runs as that user).
 """
 
 from __future__ import annotations
@@ -30,6 +31,22 @@ def privilege_checks(config: ExecutorConfig) -> Iterator[Check]:
     yield _dumpable_check()
     for pool in config.pools:
         yield _pool_check(pool)
+        yield _venv_build_check(pool)
+
+
+def _venv_build_check(pool: PoolSettings) -> Check:
+    name = f"venv builds [{pool.id}]"
+    if not pool.venvs.dependency_resolution:
+        return passed(name, "locked: only bundled venvs run, pip never runs for a request")
+    if pool.run_as is not None:
+        return passed(name, f"dynamic venvs are built by pip as {pool.run_as.user}, with the recipe's "
+                            "environment, then made read-only")
+    return warned(name, f"dynamic venvs are built by pip as the executor (uid {os.geteuid()}): a requested "
+                        "package's build code runs with the executor's privileges and can read what it can "
+                        "(its state dir, config, token file; not its environment: pip gets none of its "
+                        "credentials)",
+                  "set the pool's run_as (builds then run as the recipe user), or "
+                  "venvs.dependency_resolution: false (bundled venvs only)")
 
 
 def _dumpable_check() -> Check:

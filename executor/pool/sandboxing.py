@@ -131,7 +131,7 @@ class SandboxLauncher:
         stopped = self._stopped()
         if stopped is not None:
             return stopped
-        self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
+        self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
         run = SandboxRun(self._spec(request, self.venv, secrets))
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
@@ -147,14 +147,28 @@ class SandboxLauncher:
         with self._lock:
             return LaunchStopped(*self._stop) if self._stop is not None else None
 
-    def _policy(self) -> VenvPolicy:
+    def _policy(self, run_as: RunAs | None) -> VenvPolicy:
+        """Dynamic venvs of a ``run_as`` pool are built as its recipe user, in a cache it can reach
+        (``<work root>/.venvs``: no task's work dir starts with a dot)."""
         venvs = self.pool.pool.venvs
+        cache = self.pool.state_dir / "venvs" if run_as is None else self._work_root() / ".venvs"
         return VenvPolicy(
             bundled_root=venvs.bundled_root,
             dependency_resolution=venvs.dependency_resolution,
-            cache_dir=self.pool.state_dir / "venvs",
+            cache_dir=cache,
             cache_max_bytes=venvs.cache_mb * MiB,
+            run_as=run_as,
         )
+
+    def _run_as(self) -> RunAs | None:
+        settings = self.pool.pool.run_as
+        if settings is None:
+            return None
+        return resolve_run_as(settings.user, settings.group, f"pools[{self.pool.pool_id}].run_as")
+
+    def _work_root(self) -> Path:
+        return prepare_work_root(work_base(self.pool.config.state_dir, self.pool.config.work_dir),
+                                 self.pool.pool_id)
 
     def _spec(self, request: ExecutionRequest, venv: ResolvedVenv, secrets: dict[str, str]) -> SandboxSpec:
         limits = limits_from_settings(self.pool.pool.limits)
@@ -163,7 +177,7 @@ class SandboxLauncher:
         if request.task == TEST_CONNECTION:
             argv.append("--test-source-connection")
         env = build_env(os.environ, self.pool.pool.env, request.extra_env_vars, home=Path("/nonexistent"))
-        run_as, work_root = self._identity(venv)
+        run_as, work_root = self._identity()
         return SandboxSpec(
             argv=argv,
             stdin=stdin_envelope(request.recipe_text, secrets),
@@ -171,6 +185,7 @@ class SandboxLauncher:
             work_root=work_root,
             limits=limits,
             secrets=(*secrets.values(), *self.pool.credentials.values()),
+            live_secrets=self.pool.credentials,  # a lease renewed mid-run is masked too
             log_file=self._new_log_file(),
             task_id=self.task_id,
             report_file=REPORT_FILE,
@@ -179,18 +194,16 @@ class SandboxLauncher:
             run_as=run_as,
         )
 
-    def _identity(self, venv: ResolvedVenv) -> tuple[RunAs | None, Path]:
-        """The pool's ``run_as`` (None: the executor's own uid) and where its work dirs go."""
-        settings = self.pool.pool.run_as
-        if settings is None:
+    def _identity(self) -> tuple[RunAs | None, Path]:
+        """The pool's ``run_as`` (None: the executor's own uid) and where its work dirs go.
+
+        A dynamic venv of a ``run_as`` pool was built as the recipe user and then made the
+        executor's and read-only (``sandbox.venv_owner``), in a cache outside the state dir.
+        """
+        run_as = self._run_as()
+        if run_as is None:
             return None, self.pool.state_dir / "work"
-        if venv.kind == "dynamic":
-            raise ExecutorError(f"pool {self.pool.pool_id} runs recipes as {settings.user!r}, which cannot "
-                                "use a venv the executor built; use a bundled venv (venvs.dependency_"
-                                "resolution: false, or the request's version 'bundled')")
-        run_as = resolve_run_as(settings.user, settings.group, f"pools[{self.pool.pool_id}].run_as")
-        base = work_base(self.pool.config.state_dir, self.pool.config.work_dir)
-        return run_as, prepare_work_root(base, self.pool.pool_id)
+        return run_as, self._work_root()
 
     def _hidden_paths(self) -> tuple[Path, ...]:
         """What a bwrap'd recipe must not see even where a system tree holds it (``sandbox.isolation``

@@ -4,8 +4,11 @@ A recipe may get hold of the GMS token or an AWS key (a link to ``/proc/<pid>/en
 forged store lookup) and print it. So each pool keeps one ``SensitiveValues``: the GMS token
 and the host's AWS keys are pinned for the life of the process; the leaser adds each lease's
 AWS credentials, of which the latest ``keep_recent`` values are kept (a recipe that started
-under an older lease may still hold it). ``pool/sandboxing.py`` reads ``values()`` when it
-builds a run's spec. Thread-safe: the leaser writes while launch threads read.
+under an older lease may still hold it). ``pool/sandboxing.py`` hands the registry itself to
+each run (``SandboxSpec.live_secrets``): a lease renewed while a task runs must be masked in
+that task too, so ``version`` grows with every change and a run's masker rebuilds itself when
+it differs from the version it was built at (one integer compare per masked piece, no lock).
+Thread-safe: the leaser writes while launch and output threads read.
 """
 
 from __future__ import annotations
@@ -31,12 +34,21 @@ class SensitiveValues:
         self._pinned: dict[str, None] = {}
         self._recent: OrderedDict[str, None] = OrderedDict()
         self._lock = threading.Lock()
+        self._version = 0
+
+    @property
+    def version(self) -> int:
+        """Grows whenever ``values()`` changes; read without a lock (an int is read atomically)."""
+        return self._version
 
     def pin(self, values: Iterable[str | None]) -> None:
         """Values kept for the life of the process (the GMS token, the host's keys)."""
         with self._lock:
+            before = len(self._pinned)
             for value in _usable(values):
                 self._pinned[value] = None
+            if len(self._pinned) != before:
+                self._version += 1
 
     def pin_host_credentials(self, environ: Mapping[str, str] | None = None) -> None:
         """The host's AWS keys: from the environment, and those ``executor.hardening`` took out
@@ -50,16 +62,23 @@ class SensitiveValues:
         """Rotating values (a lease's key id, secret key and session token); oldest drop out."""
         hardening.register(values)  # the env store refuses them under any name
         with self._lock:
+            before = tuple(self._recent)
             for value in _usable(values):
                 self._recent[value] = None
                 self._recent.move_to_end(value)
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)
+            if set(self._recent) != set(before):
+                self._version += 1
 
     def values(self) -> tuple[str, ...]:
         """Every value to mask now."""
+        return self.snapshot()[1]
+
+    def snapshot(self) -> tuple[int, tuple[str, ...]]:
+        """``version`` and ``values()`` read together (a masker built from these is current at it)."""
         with self._lock:
-            return (*self._pinned, *(v for v in self._recent if v not in self._pinned))
+            return self._version, (*self._pinned, *(v for v in self._recent if v not in self._pinned))
 
     def __repr__(self) -> str:
         with self._lock:

@@ -28,7 +28,8 @@ from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
 from executor.sandbox.identity import RunAs, grant_work_dir
 from executor.sandbox.isolation import ISOLATION_MODES, bwrap_prefix
 from executor.sandbox.limits import MiB, SandboxLimits
-from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
+from executor.sandbox.live_masking import LiveMasker, SecretSource
+from executor.sandbox.masking import MIN_SECRET_LENGTH
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
@@ -54,6 +55,8 @@ class SandboxSpec:
     ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
     ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
     ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
+    ``live_secrets`` are values masked too that may grow while the run goes on (the executor's
+    own credentials: a lease renewed mid-run; ``sandbox.live_masking``).
     """
 
     argv: Sequence[str]
@@ -72,6 +75,7 @@ class SandboxSpec:
     isolation: str = "process"
     hide_paths: Sequence[Path] = ()
     run_as: RunAs | None = None
+    live_secrets: SecretSource | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -99,7 +103,7 @@ class SandboxRun:
         self._on_line = on_line
         self._on_exit = on_exit
         self._cgroups = cgroups
-        self._masker = Masker(spec.secrets)
+        self._masker = LiveMasker(spec.secrets, spec.live_secrets)
         self._log = BoundedLog()
         self._log_file: TaskLogFile | None = None
         self._emit_lock = threading.Lock()

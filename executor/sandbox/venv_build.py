@@ -6,6 +6,15 @@ constraints, then the extra requirements without them. pip runs from the executo
 environment (``--python`` points it at the new venv, so the venv needs no pip of its own),
 with the executor's credentials removed from its environment.
 
+A build runs the requested packages' own code (an sdist's build backend, a ``.pth`` file at
+the venv's next interpreter start), and the request comes from whoever may edit a recipe. So
+with ``run_as`` (a pool's recipe user) every step runs as that user, through the exec wrapper
+(``launch.py``: no capabilities, ``no_new_privs``) and with the recipe's allowlisted
+environment (``build_env``): in a venv dir the executor made and handed to it. After the last
+step the executor takes the tree back (its own, nothing writable but by it, readable by all)
+so that a later recipe cannot alter the venv that other runs of the pool use. Without
+``run_as`` the build runs as the executor (``doctor`` says so; docs/security.md).
+
 ``progress`` gets one line per step; pip's own output is kept (its last lines are in the error
 of a failed step) and goes to ``progress`` only with ``verbose``. The plugin is checked against
 the installed CLI: it must be one of its source types (venvs are looked up by a recipe's
@@ -22,7 +31,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tempfile
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,9 +38,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from executor.errors import BadInputError
-from executor.sandbox.environment import CREDENTIAL_NAMES
+from executor.sandbox.environment import CREDENTIAL_NAMES, build_env
+from executor.sandbox.identity import RunAs
 from executor.sandbox.stoppable import run_lines
 from executor.sandbox.venv_cache import FileLock
+from executor.sandbox.venv_owner import as_user_prefix, hand_over, take_back, write_new_file
 from executor.sandbox.venvs import LATEST, Progress, VenvBuilder, VenvRequest, bundled_venv_path
 
 METADATA = "metadata.json"
@@ -53,8 +63,10 @@ class PipVenvBuilder:
 
     def __init__(self, python: str = sys.executable, pip_args: Sequence[str] = (),
                  stop: threading.Event | None = None, step_timeout_s: float = STEP_TIMEOUT_S,
-                 verbose: bool = False) -> None:
+                 verbose: bool = False, run_as: RunAs | None = None) -> None:
         self.python = python
+        self.run_as = run_as
+        """Run every step as this user (a ``run_as`` pool's recipe user); None: as the executor."""
         self.pip_args = tuple(pip_args)
         self.stop = stop
         """Set by the task when it stops: the step running is killed, the build raises ``Stopped``."""
@@ -65,22 +77,53 @@ class PipVenvBuilder:
         """Create ``target`` and install the request into it; raise with pip's last lines on failure."""
         steps = 4 if request.extra_requirements else 3
         say = _Steps(steps, progress)
-        say("create the venv")
-        self._run([self.python, "-m", "venv", "--without-pip", str(target)], progress, "create the venv")
+        say("create the venv" + (f" (building as {self.run_as.name})" if self.run_as else ""))
+        if self.run_as is not None:
+            hand_over(target, self.run_as)
+        create = [self.python, "-m", "venv", "--without-pip", str(target)]
+        self._run(create, progress, "create the venv", target)
         bare = "acryl-datahub" if request.version == LATEST else f"acryl-datahub=={request.version}"
         say(f"install {bare} alone, to read its plugins and constraints")
         self._pip(target, ["--no-deps", bare], progress, f"pip install {bare}")
-        cli = read_cli_info(target)
+        cli = read_cli_info(target, self._prefix())
         requirement = cli_requirement(request, cli, progress)
         self._install_constrained(target, requirement, say, progress)
         if request.extra_requirements:
             say(f"install the extra requirements: {', '.join(request.extra_requirements)}")
-            with tempfile.NamedTemporaryFile("w", suffix=".txt", dir=target, delete=False) as reqs:
-                reqs.write("\n".join(request.extra_requirements) + "\n")
-            self._pip(target, ["-r", reqs.name], progress, "pip install the extra requirements")
-            os.unlink(reqs.name)
+            reqs = target / "extra-requirements.txt"  # 0644: pip reads it as run_as too
+            write_new_file(reqs, "\n".join(request.extra_requirements) + "\n")
+            self._pip(target, ["-r", str(reqs)], progress, "pip install the extra requirements")
+            os.unlink(reqs)
+        if self.run_as is not None:
+            take_back(target)
         if not (target / "bin" / "datahub").exists():
             raise BadInputError(f"the build of {target} produced no bin/datahub")
+
+    def _read(self, path: Path) -> str:
+        """A text file of the venv: as ``run_as`` when it built it (a planted link then leads only
+        where that user could read anyway)."""
+        if self.run_as is None:
+            return path.read_text()
+        done = subprocess.run([*self._prefix(), "/bin/cat", "--", str(path)], capture_output=True,
+                              timeout=60, check=False, env={"PATH": os.defpath})
+        if done.returncode != 0:
+            raise BadInputError(f"cannot read {path} as {self.run_as.name}: {done.stderr.decode()[-300:]}")
+        return done.stdout[:MAX_CONSTRAINTS_BYTES].decode("utf-8", "replace")
+
+    def _prefix(self) -> list[str]:
+        """The exec wrapper's command that runs a step as ``run_as`` (empty: as the executor)."""
+        return [] if self.run_as is None else as_user_prefix(self.run_as)
+
+    def _env(self, target: Path) -> dict[str, str]:
+        """The executor's environment without its credentials; as ``run_as``, the recipe's allowlist
+        (plus pip's own settings, an index and its certificates) with HOME in the venv being built."""
+        if self.run_as is None:
+            return {k: v for k, v in os.environ.items() if k not in CREDENTIAL_NAMES}
+        pip_settings = {k: v for k, v in os.environ.items() if k.startswith("PIP_")}
+        env = build_env(os.environ, {}, pip_settings, home=target)
+        env["PIP_NO_CACHE_DIR"] = "1"  # HOME is the venv: no cache left in it
+        env.pop("TMPDIR")  # the system's (pip's build dirs are its own, 0700)
+        return env
 
     def _install_constrained(self, target: Path, requirement: str, say: Progress, progress: Progress) -> None:
         """Install under the constraints the CLI ships, without pins this index cannot serve.
@@ -96,10 +139,10 @@ class PipVenvBuilder:
             self._pip(target, [requirement], progress, f"pip install {requirement}")
             return
         constraints = target / "datahub-constraints.txt"
-        text = runtime_constraints(shipped.read_text())
+        text = runtime_constraints(self._read(shipped))
         say(f"install {requirement} under the CLI's constraints")
         for _ in range(MAX_UNSERVED_PINS):
-            constraints.write_text(text)
+            write_new_file(constraints, text)
             try:
                 self._pip(target, [requirement, "--constraint", str(constraints)], progress,
                           f"pip install {requirement} under the shipped constraints")
@@ -117,13 +160,14 @@ class PipVenvBuilder:
     def _pip(self, target: Path, args: list[str], progress: Progress, step: str) -> None:
         command = [self.python, "-m", "pip", "--disable-pip-version-check", "--python",
                    str(target / "bin" / "python"), "install", *self.pip_args, *args]
-        self._run(command, progress, step)
+        self._run(command, progress, step, target)
 
-    def _run(self, command: list[str], progress: Progress, step: str) -> None:
-        env = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_NAMES}
+    def _run(self, command: list[str], progress: Progress, step: str, target: Path | None = None) -> None:
+        env = self._env(target if target is not None else Path(command[-1]))
         env["PIP_PROGRESS_BAR"] = "off"
         if self.verbose:
             progress("$ " + " ".join(command[2:] if command[1] == "-m" else command))
+        command = [*self._prefix(), *command]
         tail: list[str] = []
 
         def on_line(line: str) -> None:
@@ -178,10 +222,16 @@ class CliInfo:
     sources: frozenset[str]
 
 
-def read_cli_info(target: Path) -> CliInfo:
-    """The acryl-datahub in the venv at ``target``, read from its metadata (nothing is imported)."""
-    done = subprocess.run([str(target / "bin" / "python"), "-c", _CLI_INFO], capture_output=True, text=True,
-                          timeout=60, check=False)
+def read_cli_info(target: Path, prefix: Sequence[str] = ()) -> CliInfo:
+    """The acryl-datahub in the venv at ``target``, read from its metadata (nothing is imported).
+
+    The venv's interpreter starts (and runs any ``.pth`` file a package installed): a venv
+    built as a recipe user is read through ``prefix`` (the exec wrapper switching to it), with
+    an empty environment.
+    """
+    env = {"PATH": os.defpath} if prefix else None
+    done = subprocess.run([*prefix, str(target / "bin" / "python"), "-c", _CLI_INFO], capture_output=True,
+                          text=True, timeout=60, check=False, env=env)
     if done.returncode != 0:
         raise BadInputError(f"acryl-datahub is not installed in {target}")
     data = json.loads(done.stdout)
@@ -210,6 +260,7 @@ def cli_requirement(request: VenvRequest, cli: CliInfo, progress: Progress) -> s
 
 
 INSTALLER_PACKAGES = frozenset({"pip", "setuptools", "wheel", "uv"})
+MAX_CONSTRAINTS_BYTES = 4 * 1024 * 1024
 MAX_UNSERVED_PINS = 10
 """Rounds of dropping unservable pins before the build gives up."""
 TAIL_LINES = 40
@@ -336,3 +387,4 @@ def _remove(path: Path) -> None:
         path.unlink()
     else:
         shutil.rmtree(path)
+

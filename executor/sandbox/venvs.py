@@ -8,6 +8,10 @@
 
 Locked mode (``INGESTION_DEPENDENCY_RESOLUTION_ENABLED=false``, ``dependency_resolution:
 false`` in a pool) refuses every version but ``bundled`` and never runs pip.
+
+With ``VenvPolicy.run_as`` (a ``run_as`` pool) a dynamic venv is built as the recipe user
+(``venv_build``, ``venv_owner``), never with the executor's privileges, in a cache the recipe
+user can reach (outside the 0700 state dir; ``pool/sandboxing.py`` picks it).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ from pathlib import Path
 from typing import Literal, Protocol
 
 from executor.errors import BadInputError, NotAllowedError
+from executor.sandbox.identity import RunAs
 
 BUNDLED = "bundled"
 NATIVE = "native"
@@ -92,6 +97,8 @@ class VenvPolicy:
     dependency_resolution: bool = True
     cache_dir: Path | None = None
     cache_max_bytes: int = 10 * 1024**3
+    run_as: RunAs | None = None
+    """Build dynamic venvs as this user (a ``run_as`` pool's recipe user); None: as the executor."""
 
 
 @dataclass(frozen=True)
@@ -150,6 +157,10 @@ def resolve_venv(request: VenvRequest, policy: VenvPolicy, builder: VenvBuilder 
     from executor.sandbox.venv_build import PipVenvBuilder
     from executor.sandbox.venv_cache import VenvCache
 
-    chosen = builder if builder is not None else PipVenvBuilder(stop=stop)
-    lease = VenvCache(policy.cache_dir, policy.cache_max_bytes, stop=stop).acquire(request, chosen, progress)
+    chosen = builder if builder is not None else PipVenvBuilder(stop=stop, run_as=policy.run_as)
+    cache = VenvCache(policy.cache_dir, policy.cache_max_bytes, stop=stop)
+    if policy.run_as is not None:  # the recipe user passes through to its venvs; locks stay private
+        for directory in (cache.root, cache.root / "store"):
+            os.chmod(directory, 0o711)  # noqa: S103 (traverse only)
+    lease = cache.acquire(request, chosen, progress)
     return ResolvedVenv("dynamic", lease.path, lease.path / "bin" / "datahub", lease.release)

@@ -85,13 +85,14 @@ def test_everything_passes_against_the_control_plane(
         "config", "token", "proxy (gms)", "dns (gms)", "gms health", "gms token", "state dir",
         "sandbox limits", "sandbox rlimits", "parent-death signal", "bwrap", "executor not dumpable",
         "recipe identity [default]", "recipe identity [other]",
+        "venv builds [default]", "venv builds [other]",
         *(f"pool {p}: {c}" for p in ("default", "other")
           for c in ("lease", "proxy (sqs)", "dns (sqs)", "sqs", "venvs", "secrets file", "sources",
                     "venv file")),
     }
     assert set(lines) == expected
     assert all(status in ("PASS", "WARN") for status in statuses(lines).values()), output
-    local = ("sandbox", "parent", "bwrap", "executor not", "recipe")
+    local = ("sandbox", "parent", "bwrap", "executor not", "recipe", "venv builds")
     outbound = {n for n in expected if not n.startswith(local)}
     assert {statuses(lines)[n] for n in outbound} == {"PASS"}
     assert "credentials expire in 3" in lines["pool default: lease"]

@@ -9,7 +9,9 @@ add one by writing a function ``(report_path, config) -> exit code`` and decorat
 ``target``       a file the attack points the report at (symlink, hard link);
 ``secret_file``  a file with one stolen value per line (how the values were obtained does not
                  matter here: issue 10 lists several ways), printed in every encoding;
-``marker``       a file the CLI creates when it starts, so a test can tell it never ran.
+``marker``       a file the CLI creates when it starts, so a test can tell it never ran;
+``port``         a loopback port that serves the stolen values (the one channel into every
+                 isolation mode: under bwrap the recipe sees no file of the test's).
 """
 
 from __future__ import annotations
@@ -17,7 +19,9 @@ from __future__ import annotations
 import base64
 import json
 import os
+import socket
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -76,7 +80,27 @@ def report_directory(report: str, _config: dict[str, Any]) -> int:
 @attack
 def print_credentials(report: str, config: dict[str, Any]) -> int:
     """Print each stolen value raw, base64, hex (lower, upper), and write them into the report."""
-    values = [v for v in Path(config["secret_file"]).read_text().splitlines() if v]
+    return _print_all(report, [v for v in Path(config["secret_file"]).read_text().splitlines() if v])
+
+
+@attack
+def print_served_credentials(report: str, config: dict[str, Any]) -> int:
+    """Connect to ``port``, wait for the values it serves (one a line, then EOF), print them all."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", int(config["port"])), timeout=120) as conn:
+                print("hostile: connected, waiting for the values", flush=True)
+                data = b"".join(iter(lambda: conn.recv(65536), b""))
+            break
+        except ConnectionRefusedError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+    return _print_all(report, [v for v in data.decode().splitlines() if v])
+
+
+def _print_all(report: str, values: list[str]) -> int:
     lines = []
     for value in values:
         raw = value.encode()

@@ -91,13 +91,13 @@ def kill_processes_of(uid: int) -> list[int]:
     return found
 
 
-def make_hostile_venv(root: Path) -> None:
-    """``<root>/hostile-bundled/bin/datahub`` = ``hostile_probe.py``, readable by every user."""
+def make_hostile_venv(root: Path, script_name: str = "hostile_probe.py") -> None:
+    """``<root>/hostile-bundled/bin/datahub`` = ``script_name`` of this folder, readable by every user."""
     bin_dir = root / f"{PLUGIN}-bundled" / "bin"
     bin_dir.mkdir(parents=True)
     (bin_dir / "python").symlink_to(sys.executable)
     script = bin_dir / "datahub"
-    script.write_text(f"#!{sys.executable}\n" + (HERE / "hostile_probe.py").read_text())
+    script.write_text(f"#!{sys.executable}\n" + (HERE / script_name).read_text())
     for path in (root, root / f"{PLUGIN}-bundled", bin_dir, script):
         path.chmod(0o755)
 
@@ -115,14 +115,27 @@ class SecurityWorld:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     gates: list[socket.socket] = field(default_factory=list)
+    cli: str = "hostile_probe.py"
+    lease_seconds: float = 3600.0
+    issued: list[dict[str, Any]] = field(default_factory=list, repr=False)
+    """Every lease the control plane handed out (to the executor or to the test itself)."""
 
     def __post_init__(self) -> None:
         self.base.chmod(0o711)
-        make_hostile_venv(self.base / "venvs")
+        make_hostile_venv(self.base / "venvs", self.cli)
         self.state = self.base / "state"
         self.config_file = self.base / "config.yaml"
-        self.cp = ControlPlane(token=self.token, pools=("default", "other", "third"),
-                               state_dir=str(self.base / "cp")).start()
+        cp = ControlPlane(token=self.token, pools=("default", "other", "third"),
+                          state_dir=str(self.base / "cp"), lease_seconds=self.lease_seconds)
+        hand_out = cp.executor_configs
+
+        def recording(executor_ids: list[str] | None = None) -> list[dict[str, Any]]:
+            configs = hand_out(executor_ids)
+            self.issued.extend(configs)
+            return configs
+
+        cp.executor_configs = recording  # type: ignore[method-assign]
+        self.cp = cp.start()
 
     # -- the executor ----------------------------------------------------------------------
     def pool_settings(self, pool: str, **extra: Any) -> dict[str, Any]:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import sys
 import textwrap
 import uuid
@@ -21,9 +20,10 @@ import pytest
 
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec, build_env
 from executor.sandbox.isolation import SYSTEM_TREES, program_roots
+from tests.security.bubblewrap import bubblewrap
 
-pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None,
-                                reason="bubblewrap is not installed (apt-get install bubblewrap)")
+pytestmark = pytest.mark.usefixtures("bubblewrap")  # installed here if the machine allows, else a skip
+__all__ = ["bubblewrap"]
 
 PROBE = textwrap.dedent("""
     import json, os, sys

@@ -59,4 +59,17 @@ def test_every_pool_gets_a_line() -> None:
     config = ExecutorConfig.model_validate({"gms": {"url": "http://127.0.0.1:1"},
                                             "pools": [{"id": "a"}, {"id": "b", "isolation": "bwrap"}]})
     names = [c.name for c in privilege_checks(config)]
-    assert names == ["executor not dumpable", "recipe identity [a]", "recipe identity [b]"]
+    assert names == ["executor not dumpable", "recipe identity [a]", "venv builds [a]", "recipe identity [b]",
+                     "venv builds [b]"]
+
+
+def test_doctor_says_who_runs_pip_for_a_dynamic_venv() -> None:
+    from executor.config import VenvSettings
+    from executor.observability.doctor_privilege import _venv_build_check
+
+    plain = _venv_build_check(PoolSettings(id="p"))
+    assert plain.status is Status.WARN and "as the executor" in plain.detail and "run_as" in plain.fix
+    built_as = _venv_build_check(PoolSettings(id="p", run_as=RunAsSettings(user="someone")))
+    assert built_as.status is Status.PASS and "as someone" in built_as.detail
+    locked = _venv_build_check(PoolSettings(id="p", venvs=VenvSettings(dependency_resolution=False)))
+    assert locked.status is Status.PASS and "pip never runs" in locked.detail

@@ -18,6 +18,7 @@ import pytest
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
 from executor.pool.sensitive import HOST_CREDENTIAL_VARS, SensitiveValues
+from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.masking import MASK, Masker
 from tests.faults.ledger import wait_until
 from tests.security.hostile_world import HostileWorld, encodings, hostile_world, leaks  # noqa: F401
@@ -71,6 +72,45 @@ def test_readers_and_a_writer_at_once() -> None:
     for thread in threads:
         thread.join(60)
     assert not errors and not any(t.is_alive() for t in threads)
+
+
+def test_the_version_grows_exactly_when_the_values_change() -> None:
+    values = SensitiveValues(keep_recent=3)
+    start = values.version
+    values.pin(["gms-token-value"])
+    assert values.version == start + 1
+    values.pin(["gms-token-value", "ab"])  # nothing new (and too short): same values
+    values.remember("lease-key-1", "lease-key-2")
+    after_lease = values.version
+    assert after_lease > start + 1
+    values.remember("lease-key-1")  # seen again: only its order changes
+    assert values.version == after_lease
+    values.remember("lease-key-3", "lease-key-4")  # lease-key-2 drops out: a change
+    version, seen = values.snapshot()
+    assert version > after_lease and "lease-key-2" not in seen and seen == values.values()
+
+
+def test_a_running_masker_masks_values_registered_after_it_was_built() -> None:
+    """A lease renewed while a task runs: the task's masker picks the new keys up by itself."""
+    values = SensitiveValues()
+    values.pin(["gms-token-made-up"])
+    masker = LiveMasker(["recipe-secret-1"], values)
+    assert masker.mask("recipe-secret-1 gms-token-made-up") == f"{MASK} {MASK}"
+    renewed = "renewed/secret+key=" + "x" * 12
+    assert masker.mask(renewed) == renewed  # not known yet: nothing to mask
+    built_at = masker.version
+    values.remember(renewed)
+    assert masker.mask(f"a {renewed} b") == f"a {MASK} b"
+    assert masker.mask(encodings(renewed)["HEX"]) == MASK and masker.version > built_at
+    assert masker.mask("recipe-secret-1") == MASK  # the task's own secrets stay
+    assert not masker.refresh()  # unchanged since: no rebuild
+
+
+def test_a_masker_without_a_source_is_a_plain_masker() -> None:
+    masker = LiveMasker(["tok+en/with=signs", "ab"])
+    assert masker.mask("x tok+en/with=signs") == f"x {MASK}" and not masker.refresh()
+    assert masker.short_secrets_note is not None and "1 secret value" in masker.short_secrets_note
+    assert not LiveMasker([]) and LiveMasker([], SensitiveValues()).mask("text") == "text"
 
 
 def test_a_pool_context_pins_the_token_and_the_hosts_keys(tmp_path: Path,

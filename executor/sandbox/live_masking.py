@@ -1,0 +1,79 @@
+"""A task's masker that also hides values registered after the task started (a renewed lease).
+
+A run's own secrets (those its recipe references) are fixed when it starts, but the executor's
+credentials are not: the leaser renews the pool's AWS keys every 45 minutes, and a recipe that
+runs for hours must have the new keys masked as soon as the executor holds them. So a run may
+be given a shared, versioned ``SecretSource`` (``executor.pool.sensitive.SensitiveValues``):
+``LiveMasker`` is a ``Masker`` that, before each use, compares the source's version with the
+one it was built at (one integer compare, no lock) and, when it changed, rebuilds itself from
+its own secrets plus the source's current values.
+
+It is a ``Masker`` subclass so that whatever takes a ``Masker`` (the output reader, the report
+read-back) gets the refresh without knowing about it. The rebuild builds a fresh ``Masker`` and
+takes over its instance state, so it stays right whatever ``Masker`` keeps internally. A
+caller that holds per-stream state derived from a masker (a chunk overlap sized by
+``max_form_length``) should call ``refresh()`` at a chunk boundary and read it afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable
+from typing import Protocol
+
+from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
+
+_OWN_FIELDS = frozenset({"_own", "_source", "_version", "_refresh_lock", "short_count"})
+"""Instance fields of ``LiveMasker`` that a rebuild keeps (the short-secret note is the start's)."""
+
+
+class SecretSource(Protocol):
+    """Values that may grow while a run goes on, with a version that changes whenever they do."""
+
+    @property
+    def version(self) -> int: ...
+
+    def snapshot(self) -> tuple[int, tuple[str, ...]]:
+        """The version and the values at that version, read together."""
+        ...
+
+
+class LiveMasker(Masker):
+    """``Masker`` over ``own`` secrets plus ``source``'s values, rebuilt when ``source`` changes."""
+
+    def __init__(self, own: Iterable[str], source: SecretSource | None = None) -> None:
+        self._own = tuple(own)
+        self._source = source
+        self._refresh_lock = threading.Lock()
+        version, values = source.snapshot() if source is not None else (0, ())
+        super().__init__([*self._own, *values])
+        self._version = version
+
+    @property
+    def version(self) -> int:
+        """The source's version this masker was last built at."""
+        return self._version
+
+    def refresh(self) -> bool:
+        """Rebuild when the source changed since the last build; True when it did."""
+        source = self._source
+        if source is None or source.version == self._version:
+            return False
+        with self._refresh_lock:
+            version, values = source.snapshot()
+            if version == self._version:
+                return False
+            long_enough = (s for s in self._own if len(s) >= MIN_SECRET_LENGTH)  # warned about once
+            fresh = Masker([*long_enough, *values])
+            vars(self).update({k: v for k, v in vars(fresh).items() if k not in _OWN_FIELDS})
+            self._version = version
+            return True
+
+    def mask(self, text: str) -> str:
+        """``Masker.mask`` with the values current now."""
+        self.refresh()
+        return super().mask(text)
+
+    def __bool__(self) -> bool:
+        self.refresh()
+        return super().__bool__()
