@@ -75,17 +75,9 @@ def test_readers_and_a_writer_at_once() -> None:
     assert not errors and not any(t.is_alive() for t in threads)
 
 
-@pytest.fixture
-def fresh_process_credentials(monkeypatch: pytest.MonkeyPatch) -> hardening.ProcessCredentials:
-    """An empty ``hardening.PROCESS`` for one test: what other tests took or registered is gone."""
-    state = hardening.ProcessCredentials()
-    monkeypatch.setattr(hardening, "PROCESS", state)
-    return state
-
-
-def test_a_pool_context_pins_the_token_and_the_hosts_keys(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        fresh_process_credentials: hardening.ProcessCredentials) -> None:
+def test_a_pool_context_pins_the_token_and_the_hosts_keys(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardening, "PROCESS", hardening.ProcessCredentials())  # no other test's keys
     host = {name: f"host-{name.lower()}-made-up" for name in HOST_CREDENTIAL_VARS}
     for name, value in host.items():
         monkeypatch.setenv(name, value)
@@ -95,9 +87,11 @@ def test_a_pool_context_pins_the_token_and_the_hosts_keys(
     assert set(pool.credentials.values()) == {"gms-token-made-up", *host.values()}
 
 
-def test_keys_taken_out_of_the_environment_at_start_up_stay_masked(
-        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-        fresh_process_credentials: hardening.ProcessCredentials) -> None:
+def test_keys_taken_out_of_the_environment_at_start_up_stay_masked(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardening, "PROCESS", hardening.ProcessCredentials())  # no other test's keys
+    for name in hardening.CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-taken-at-start-up-made-up")
     assert hardening.take_credentials() == {"AWS_SECRET_ACCESS_KEY": "host-secret-taken-at-start-up-made-up"}
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ  # as ``run`` leaves it: no child inherits it
