@@ -16,6 +16,12 @@ Three things, done by ``remote-executor run`` at start-up (``executor.cli.servic
 - ``own_credentials()``: the values taken above plus any registered later (the GMS token, a
   lease's AWS keys), for the stores and maskers that must refuse or hide them whatever name
   they come under.
+
+What was taken and registered lives in one ``ProcessCredentials`` object, ``PROCESS``: only the
+process's real environment fills it (``take_credentials`` on any other mapping just takes the
+values out and returns them), so nothing but ``run`` and the leases it registers puts values
+there. A test that needs exact sets swaps in a fresh one (``monkeypatch.setattr(hardening,
+"PROCESS", ProcessCredentials())``).
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ import os
 import sys
 import threading
 from collections.abc import Iterable, MutableMapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from loguru import logger
@@ -38,10 +45,30 @@ CREDENTIAL_VARIABLES = (
 MIN_CREDENTIAL_LENGTH = 8
 """Shorter values are not treated as credentials (refusing ``"1"`` everywhere helps nobody)."""
 
-_lock = threading.Lock()
-_own: set[str] = set()
-_host_aws: dict[str, str] = {}
-_paths: set[Path] = set()
+
+@dataclass
+class ProcessCredentials:
+    """The executor's own credential values, the host's AWS keys and the paths only it may read."""
+
+    own: set[str] = field(default_factory=set)
+    host_aws: dict[str, str] = field(default_factory=dict)
+    paths: set[Path] = field(default_factory=set)
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_taken(self, taken: dict[str, str]) -> None:
+        """Values ``take_credentials`` took out of the real environment."""
+        with self.lock:
+            self.host_aws.update({k: v for k, v in taken.items() if k.startswith("AWS_")})
+        self.register(taken.values())
+
+    def register(self, values: Iterable[str | None]) -> None:
+        """Values long enough to count as credentials join ``own``."""
+        with self.lock:
+            self.own.update(v for v in values if v and len(v) >= MIN_CREDENTIAL_LENGTH)
+
+
+PROCESS = ProcessCredentials()
+"""This process's: filled by ``run`` (``take_credentials()``) and the leases it registers."""
 
 
 def make_undumpable() -> bool:
@@ -62,8 +89,9 @@ def make_undumpable() -> bool:
 def take_credentials(environ: MutableMapping[str, str] | None = None) -> dict[str, str]:
     """Remove the credential variables from ``environ`` (default ``os.environ``); return them.
 
-    With the real ``os.environ``, the bytes of each value in the C environment (the initial
-    block ``/proc/<pid>/environ`` reads included) are overwritten first.
+    Only with the real ``os.environ`` are the values recorded in ``PROCESS`` (another mapping is
+    nobody's environment), and the bytes of each value in the C environment (the initial block
+    ``/proc/<pid>/environ`` reads included) overwritten first.
     """
     env = os.environ if environ is None else environ
     taken = {name: env[name] for name in CREDENTIAL_VARIABLES if env.get(name)}
@@ -71,22 +99,21 @@ def take_credentials(environ: MutableMapping[str, str] | None = None) -> dict[st
         _wipe_c_environment(taken)
     for name in taken:
         del env[name]
-    with _lock:
-        _host_aws.update({k: v for k, v in taken.items() if k.startswith("AWS_")})
-    register(taken.values())
+    if env is os.environ:
+        PROCESS.record_taken(taken)
     return taken
 
 
 def register(values: Iterable[str | None]) -> None:
     """Add values (the GMS token, leased keys) to the executor's own credentials."""
-    with _lock:
-        _own.update(v for v in values if v and len(v) >= MIN_CREDENTIAL_LENGTH)
+    PROCESS.register(values)
 
 
 def own_credentials() -> frozenset[str]:
     """Every credential of the executor known so far (values; never log them)."""
-    with _lock:
-        return frozenset(_own)
+    state = PROCESS
+    with state.lock:
+        return frozenset(state.own)
 
 
 def secure_state_dir(state_dir: Path) -> None:
@@ -106,15 +133,17 @@ def secure_state_dir(state_dir: Path) -> None:
 
 def protect_paths(paths: Iterable[str | os.PathLike[str] | None]) -> None:
     """Files only the executor may read (its config file): bwrap'd recipes never see them."""
-    with _lock:
-        _paths.update(Path(p).absolute() for p in paths if p)
+    state = PROCESS
+    with state.lock:
+        state.paths.update(Path(p).absolute() for p in paths if p)
 
 
 def protected_paths() -> tuple[Path, ...]:
     """What ``protect_paths`` collected, plus systemd's credentials directory if there is one."""
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    with _lock:
-        found = set(_paths)
+    state = PROCESS
+    with state.lock:
+        found = set(state.paths)
     if credentials:
         found.add(Path(credentials))
     return tuple(sorted(found))
@@ -122,8 +151,9 @@ def protected_paths() -> tuple[Path, ...]:
 
 def host_aws_credentials() -> dict[str, str]:
     """The host's AWS keys as they were in the environment at start-up (for the AWS store)."""
-    with _lock:
-        return dict(_host_aws)
+    state = PROCESS
+    with state.lock:
+        return dict(state.host_aws)
 
 
 def _wipe_c_environment(names: Iterable[str]) -> None:

@@ -90,10 +90,13 @@ def prepare_work_root(base: Path, pool_id: str) -> Path:
 
 
 def grant_work_dir(work_dir: Path, run_as: RunAs) -> None:
-    """Hand a fresh (still empty but for ``tmp``) work dir to the recipe's uid, mode 0700."""
+    """Hand a fresh (still empty but for ``tmp``) work dir to the recipe's uid, mode 0700.
+
+    The mode is set while the executor still owns the directory: after the chown only CAP_FOWNER
+    could change it, which the executor does not hold (the chart grants five capabilities)."""
     for path in (work_dir, work_dir / "tmp"):
-        os.chown(path, run_as.uid, run_as.gid, follow_symlinks=False)
         os.chmod(path, 0o700, follow_symlinks=False)
+        os.chown(path, run_as.uid, run_as.gid, follow_symlinks=False)
 
 
 def switch_support() -> tuple[bool, str]:

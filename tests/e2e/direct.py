@@ -8,8 +8,6 @@ exactly as the control plane's own dispatch does.
 
 from __future__ import annotations
 
-import socket
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -95,41 +93,3 @@ def queue_depth(cp: ControlPlane, pool: str = "default") -> int:
         return total
     finally:
         client.close()
-
-
-class SilentServer:
-    """A loopback server that accepts connections and never answers: a sink there waits a long time.
-
-    ``connections`` counts accepted connections, so a test knows the CLI is inside its run.
-    """
-
-    def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(64)
-        self._sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}"
-        self.connections = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="e2e-silent-server", daemon=True)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:  # timeout: look at the stop flag again
-                continue
-            self._held.append(conn)
-            self.connections += 1
-
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()

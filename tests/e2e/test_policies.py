@@ -8,8 +8,9 @@ from pathlib import Path
 import pytest
 
 from tests.fixtures.executor import ExecutorHarness, sink_recipe
+from tests.fixtures.silent import SilentServer
 
-from .direct import SilentServer, queue_depth, send_envelope
+from .direct import queue_depth, send_envelope
 from .sampling import ProcessSampler
 
 pytestmark = pytest.mark.cli

@@ -23,6 +23,16 @@ def paths(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "worker_liveness_heartbeat", tmp_path / "worker_readiness_heartbeat"
 
 
+def ready_after_one_beat(paths: tuple[Path, Path],
+                         clock: FakeClock | None = None) -> tuple[HealthState, FileHeartbeats]:
+    """A ready pool's health and its heartbeat files, beaten once (both files exist)."""
+    health = HealthState(clock) if clock is not None else HealthState()
+    health.set_ready("default", True)
+    files = FileHeartbeats(*paths)
+    files.beat(health)
+    return health, files
+
+
 def test_live_but_not_ready_touches_only_liveness(paths: tuple[Path, Path]) -> None:
     live, ready = paths
     files = FileHeartbeats(live, ready)
@@ -33,10 +43,7 @@ def test_live_but_not_ready_touches_only_liveness(paths: tuple[Path, Path]) -> N
 
 def test_live_and_ready_touches_both_and_refreshes_mtime(paths: tuple[Path, Path]) -> None:
     live, ready = paths
-    health = HealthState()
-    health.set_ready("default", True)
-    files = FileHeartbeats(live, ready)
-    files.beat(health)
+    health, files = ready_after_one_beat(paths)
     os.utime(live, (1, 1))
     os.utime(ready, (1, 1))
     assert files.beat(health) == (True, True)
@@ -46,10 +53,7 @@ def test_live_and_ready_touches_both_and_refreshes_mtime(paths: tuple[Path, Path
 
 def test_probe_deleting_the_file_sees_it_again_after_the_next_beat(paths: tuple[Path, Path]) -> None:
     live, ready = paths
-    health = HealthState()
-    health.set_ready("default", True)
-    files = FileHeartbeats(live, ready)
-    files.beat(health)
+    health, files = ready_after_one_beat(paths)
     live.unlink()
     ready.unlink()
     files.beat(health)
@@ -59,11 +63,8 @@ def test_probe_deleting_the_file_sees_it_again_after_the_next_beat(paths: tuple[
 def test_stale_component_removes_both_files(paths: tuple[Path, Path]) -> None:
     live, ready = paths
     clock = FakeClock()
-    health = HealthState(clock)
-    health.set_ready("default", True)
+    health, files = ready_after_one_beat(paths, clock)
     health.heartbeat("root/pool:default/poller", 1.0)
-    files = FileHeartbeats(live, ready)
-    files.beat(health)
     clock.now += 3
     assert files.beat(health) == (False, True)
     assert not live.exists()
@@ -72,10 +73,7 @@ def test_stale_component_removes_both_files(paths: tuple[Path, Path]) -> None:
 
 def test_not_ready_removes_the_readiness_file(paths: tuple[Path, Path]) -> None:
     live, ready = paths
-    health = HealthState()
-    health.set_ready("default", True)
-    files = FileHeartbeats(live, ready)
-    files.beat(health)
+    health, files = ready_after_one_beat(paths)
     health.set_ready("default", False, "lease expired")
     files.beat(health)
     assert live.exists()
@@ -84,10 +82,7 @@ def test_not_ready_removes_the_readiness_file(paths: tuple[Path, Path]) -> None:
 
 def test_clear_removes_both(paths: tuple[Path, Path]) -> None:
     live, ready = paths
-    health = HealthState()
-    health.set_ready("default", True)
-    files = FileHeartbeats(live, ready)
-    files.beat(health)
+    _, files = ready_after_one_beat(paths)
     files.clear()
     assert not live.exists() and not ready.exists()
 

@@ -2,29 +2,43 @@
 
 Built from the repository's Dockerfile on a Debian base image made with debootstrap (cached
 under ``.cache/image/``; see ``podman_image.py``). The ``locked`` target runs exactly as the
-Helm chart's rendered Deployment says (user, read-only root, dropped capabilities, its env, an
-empty dir at each volume mount, its args) until a real recipe succeeds and a SIGTERM stops it;
-the ``runtime`` target runs ``run --once`` with the flags the ops guide shows. Marked ``image``:
+Helm chart's rendered Deployment says (``chart_pod.py``: user, capabilities, read-only root,
+its env, its emptyDirs, its args), in both of the chart's variants:
+
+- the default: the executor starts as root with five capabilities and runs every recipe as the
+  image's ``recipe`` user. One container serves several checks: it is ready, the chart's NOTES
+  work, a real recipe succeeds, a hostile recipe (``tests/security/hostile_probe.py``) runs as
+  the recipe's uid and can read nothing of the executor's, and a SIGTERM drains it to exit 0;
+- ``recipeUser.enabled: false``: the image's own UID 1000, PodSecurity "restricted".
+
+The ``runtime`` target runs ``run --once`` with the flags the ops guide shows. Marked ``image``:
 ``-m "not image"`` deselects it; it skips, saying why, where podman cannot run.
 """
 
 from __future__ import annotations
 
-import base64
-import contextlib
+import hashlib
 import json
-import secrets
-import socket
 import subprocess
-import time
-import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.ops import podman_image
+from tests.ops.chart_pod import (
+    env_file,
+    free_port,
+    image_config,
+    image_env,
+    logs,
+    named_volume,
+    running_pod,
+    stop,
+    wait_ready,
+)
 from tests.ops.test_helm_chart import container, render, values
 from tests.ops.test_once import DEMO_METADATA, request_run, wait_terminal
 
@@ -33,9 +47,12 @@ RUNTIME_TAG = "localhost/remote-executor:test"
 LOCKED_TAG = "localhost/remote-executor:test-locked"
 METADATA_IN_IMAGE = "/data/sample-metadata.json"
 IMAGE_USER = {"enabled": False}
-"""These tests run the chart's variant that keeps the image's own user (UID 1000, PodSecurity
-"restricted"). The default variant (root with five capabilities, recipes as ``recipe``) is
-rendered and checked by ``test_helm_chart.py`` but not yet run in a container here."""
+"""The chart's variant that keeps the image's own user (UID 1000, PodSecurity "restricted")."""
+PROBE_PLUGIN = "hostile"
+PROBE_VENV = f"/opt/datahub/venvs/{PROBE_PLUGIN}-bundled"
+STATE_DIR = "/var/lib/remote-executor"
+EXECUTOR_CAPABILITIES = 0b11100011
+"""CAP_CHOWN, CAP_DAC_OVERRIDE, CAP_KILL, CAP_SETGID, CAP_SETUID (bits 0, 1, 5, 6, 7)."""
 
 
 @pytest.fixture(scope="module")
@@ -51,26 +68,10 @@ def images() -> dict[str, str]:
             "locked": podman_image.build_image("locked", LOCKED_TAG)}
 
 
-def image_config(tag: str) -> dict[str, Any]:
-    """``Config`` of ``podman image inspect``: User, Env, ExposedPorts, Entrypoint, Cmd."""
-    done = podman_image.podman("image", "inspect", tag)
-    return dict(json.loads(done.stdout)[0]["Config"])
-
-
-def image_env(tag: str) -> dict[str, str]:
-    return dict(item.split("=", 1) for item in image_config(tag).get("Env") or [])
-
-
 def run_python(tag: str, code: str, *flags: str) -> subprocess.CompletedProcess[str]:
     """``python -c CODE`` in a throwaway container of ``tag``."""
     return podman_image.podman("run", "--rm", *flags, "--entrypoint", "python", tag, "-c", code,
                                check=False, timeout=300)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def file_to_rest_recipe(gms_url: str) -> dict[str, Any]:
@@ -84,14 +85,6 @@ def create_secret(cp: Any, name: str, value: str) -> None:
 
     graphql(cp, "mutation($i: CreateSecretInput!) { createSecret(input: $i) }",
             {"i": {"name": name, "value": value}})
-
-
-def env_file(tmp_path: Path, env: dict[str, str]) -> Path:
-    """The container's env in a 0600 file: the token never goes on a command line."""
-    path = tmp_path / "container.env"
-    path.touch(mode=0o600)
-    path.write_text("".join(f"{k}={v}\n" for k, v in env.items()))
-    return path
 
 
 # -- what the image is -------------------------------------------------------------------------
@@ -142,7 +135,7 @@ def test_runtime_image_runs_once_against_the_control_plane(
                               "DATAHUB_GMS_TOKEN": control_plane.token,
                               "DATAHUB_EXECUTOR_POOL_ID": "default",
                               "REMOTE_EXECUTOR_OBSERVABILITY_PORT": str(free_port())})
-    with state_volume() as volume:  # as the ops guide runs it: --mount type=volume,...
+    with named_volume() as volume:  # as the ops guide runs it: --mount type=volume,...
         done = podman_image.podman(
             "run", "--rm", "--network=host", "--env-file", str(env), "--read-only", "--tmpfs", "/tmp",
             "--mount", f"type=volume,src={volume},dst=/var/lib/remote-executor",
@@ -155,118 +148,162 @@ def test_runtime_image_runs_once_against_the_control_plane(
     assert len(control_plane.list_aspects(entity_type="dataset")) == 12
 
 
-@contextlib.contextmanager
-def state_volume() -> Iterator[str]:
-    """A fresh named volume; like an emptyDir it starts as the image's directory (owned by 1000)."""
-    name = f"rx-test-{secrets.token_hex(4)}"
-    podman_image.podman("volume", "create", name)
+@dataclass
+class Pod:
+    """A running container of the chart's rendered pod and the control plane it serves."""
+
+    name: str
+    port: int
+    cp: Any
+    vals: dict[str, Any]
+    objects: dict[str, Any]
+
+    @property
+    def grace_s(self) -> int:
+        return int(self.objects["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+
+
+def chart_values(cp: Any, tag: str, port: int, **overrides: Any) -> dict[str, Any]:
+    """The chart's values for ``tag`` on ``cp``, the token inline (the chart renders its Secret)."""
+    repository, version = tag.rsplit(":", 1)
+    datahub = {"gmsUrl": cp.gms_url, "token": cp.token, "tokenSecret": {"name": "", "key": "token"}}
+    return values(datahub=datahub, image={"repository": repository, "tag": version},
+                  observability={"port": port}, **overrides)
+
+
+def probe_venv(directory: Path) -> Path:
+    """``hostile-bundled`` for the image: ``bin/datahub`` is ``hostile_probe.py`` run by the image's
+    Python, readable by every user; it is mounted where the image keeps its bundled venvs."""
+    venv = directory / f"{PROBE_PLUGIN}-bundled"
+    (venv / "bin").mkdir(parents=True)
+    script = venv / "bin" / "datahub"
+    probe = podman_image.ROOT / "tests" / "security" / "hostile_probe.py"
+    script.write_text("#!/usr/bin/python3\n" + probe.read_text())
+    (venv / "bin" / "python").symlink_to("/usr/bin/python3")
+    for path in (directory, venv, venv / "bin", script):
+        path.chmod(0o755)
+    return venv
+
+
+def exec_python(name: str, code: str, *flags: str) -> str:
+    """``python -c CODE`` in the running container (as its user, or ``--user`` in ``flags``)."""
+    done = podman_image.podman("exec", *flags, name, "python", "-c", code, timeout=120)
+    return done.stdout
+
+
+def executor_status(name: str) -> dict[str, str]:
+    """``/proc/1/status`` of the container (PID 1 is the executor) as ``field -> value``."""
+    cmdline = exec_python(name, "print(open('/proc/1/cmdline').read().replace(chr(0), ' '))")
+    assert "remote-executor" in cmdline, cmdline
+    text = exec_python(name, "print(open('/proc/1/status').read())")
+    fields = (line.split(":", 1) for line in text.splitlines() if ":" in line)
+    return {key: value.strip() for key, value in fields}
+
+
+def run_file_to_rest(cp: Any) -> dict[str, Any]:
+    """The sample metadata into the control plane by the real CLI; its terminal result."""
+    create_secret(cp, "IMAGE_SINK_TOKEN", cp.token)
+    urn = request_run(cp, file_to_rest_recipe(cp.gms_url))
+    return wait_terminal(cp, urn, timeout_s=300)
+
+
+@pytest.fixture(scope="module")
+def default_pod(images: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[Pod]:
+    """One container of the chart's default values (root, five capabilities, recipes as the
+    image's ``recipe`` user) on a control plane of its own, shared by the checks below."""
+    from executor.local.controlplane.server import ControlPlane
+
+    base = tmp_path_factory.mktemp("default-pod")
+    cp = ControlPlane(pools=("default",), state_dir=str(base / "cp"))
+    cp.start()
     try:
-        yield name
+        port = free_port()
+        vals = chart_values(cp, images["locked"], port)
+        objects = render(vals)
+        mounts = ("-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro",
+                  "-v", f"{probe_venv(base / 'venvs')}:{PROBE_VENV}:ro")
+        with running_pod(objects, cp.token, images["locked"], base, mounts) as name:
+            wait_ready(port, name)
+            yield Pod(name, port, cp, vals, objects)
     finally:
-        podman_image.podman("volume", "rm", "-f", name, check=False)
+        cp.stop()
 
 
-def pod_run_args(objects: dict[str, Any], env_path: Path, tag: str, volume: str) -> list[str]:
-    """``podman run`` flags that do what the rendered Deployment asks of the container runtime."""
-    pod = objects["Deployment"]["spec"]["template"]["spec"]
-    spec = container(objects)
-    security = {**pod.get("securityContext", {}), **spec.get("securityContext", {})}
-    args = ["--user", f"{security['runAsUser']}:{security['runAsGroup']}", "--env-file", str(env_path)]
-    if security.get("readOnlyRootFilesystem"):
-        args.append("--read-only")
-    args += [f"--cap-drop={c}" for c in security.get("capabilities", {}).get("drop", [])]
-    if security.get("allowPrivilegeEscalation") is False:
-        args += ["--security-opt", "no-new-privileges"]
-    empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
-    for mount in spec["volumeMounts"]:
-        assert mount["name"] in empty, f"unexpected volume {mount['name']}"
-        if mount["mountPath"] == "/tmp":
-            args += ["--tmpfs", "/tmp"]
-        else:  # one emptyDir besides /tmp: the state dir
-            args += ["--mount", f"type=volume,src={volume},dst={mount['mountPath']}"]
-    return [*args, tag, *spec.get("args", [])]
+def test_the_charts_default_is_root_with_five_capabilities_and_its_notes_work(default_pod: Pod) -> None:
+    """podman grants exactly the rendered capabilities; the executor is ready with them."""
+    status = executor_status(default_pod.name)
+    assert status["Uid"].split()[0] == "0", status
+    assert int(status["CapEff"], 16) == EXECUTOR_CAPABILITIES, status
+    assert int(status["CapBnd"], 16) == EXECUTOR_CAPABILITIES and status["NoNewPrivs"] == "1", status
+    assert wait_ready(default_pod.port, default_pod.name)["status"] == "ready"
+    run_chart_notes(default_pod.vals, default_pod.port)
 
 
-def pod_env(objects: dict[str, Any], token: str) -> dict[str, str]:
-    """The container's env as the kubelet builds it (the token from the rendered Secret)."""
-    env = {}
-    for item in container(objects)["env"]:
-        if "valueFrom" in item:
-            ref = item["valueFrom"]["secretKeyRef"]
-            secret = objects["Secret"]
-            assert secret["metadata"]["name"] == ref["name"]
-            env[item["name"]] = base64.b64decode(secret["data"][ref["key"]]).decode()
-        else:
-            env[item["name"]] = item["value"]
-    assert env["DATAHUB_GMS_TOKEN"] == token
-    return env
+def test_the_charts_default_runs_a_real_recipe(default_pod: Pod) -> None:
+    result = run_file_to_rest(default_pod.cp)
+    assert result["status"] == "SUCCESS", f"{result.get('report', '')[-2000:]}\n{logs(default_pod.name)}"
+    assert len(default_pod.cp.list_aspects(entity_type="dataset")) == 12
 
 
-@pytest.fixture
-def chart_container(images: dict[str, str], control_plane: Any, tmp_path: Path) -> Iterator[tuple[str, int]]:
-    """The locked image started as the chart's Deployment says (host network for loopback)."""
+def probe_findings(pod: Pod) -> dict[str, Any]:
+    """Run the hostile stand-in on ``pod`` against its own pool's state; what it found."""
+    state = f"{STATE_DIR}/pools/default"
+    config = {"token_sha256": hashlib.sha256(pod.cp.token.encode()).hexdigest(), "executor_pid": 1,
+              "key_file": f"{state}/outbox.key", "outbox": f"{state}/outbox", "other_logs": STATE_DIR,
+              "victim_urn": "urn:li:dataHubExecutionRequest:nobody-runs-this", "victim_pool": "default"}
+    recipe = {"source": {"type": PROBE_PLUGIN, "config": config}, "sink": {"type": "console"}}
+    report = str(wait_terminal(pod.cp, request_run(pod.cp, recipe), timeout_s=120).get("report", ""))
+    line = next((x for x in report.splitlines() if "HOSTILE-FINDINGS " in x), None)
+    assert line is not None, f"the probe printed no findings:\n{report[-2000:]}\n{logs(pod.name)}"
+    return dict(json.loads(line.split("HOSTILE-FINDINGS ", 1)[1]))
+
+
+def test_the_charts_default_runs_recipes_as_the_recipe_user_who_reads_nothing_of_the_executors(
+    default_pod: Pod,
+) -> None:
+    """The hostile stand-in runs as the recipe's uid (not 0, not the executor's) in its work dir
+    under the work volume, and cannot read the state dir, the outbox or its key, the executor's
+    /proc files, nor forge a result."""
+    pod = default_pod
+    env = {e["name"]: e.get("value") for e in container(pod.objects)["env"]}
+    user = env["REMOTE_EXECUTOR_RUN_AS"]
+    recipe_uid = int(exec_python(pod.name, f"import pwd; print(pwd.getpwnam({user!r}).pw_uid)"))
+    assert recipe_uid not in (0, int(executor_status(pod.name)["Uid"].split()[0]))
+    listing = f"import os\ntry:\n    os.listdir({STATE_DIR!r})\nexcept OSError as e:\n    print(e.strerror)"
+    assert exec_python(pod.name, listing, "--user", str(recipe_uid)).strip() == "Permission denied"
+    found = probe_findings(pod)
+    assert found["uid"] == recipe_uid and found["pid_is_executor"], found
+    assert found["cwd"].startswith(f"{env['REMOTE_EXECUTOR_WORK_DIR']}/default/"), found
+    for attack in ("proc_environ", "proc_mem", "proc_fd", "key_file", "outbox_list", "other_pool_logs",
+                   "forged_record"):
+        assert not found[attack]["ok"], (attack, found)
+    assert not any(isinstance(v, dict) and v.get("token") for v in found.values()), found
+
+
+def test_the_charts_default_drains_on_sigterm_and_exits_0(default_pod: Pod) -> None:
+    state, output = stop(default_pod.name, default_pod.grace_s)
+    assert state == "0", output[-3000:]
+    assert default_pod.cp.token not in output
+
+
+def test_the_charts_uid_1000_variant_runs_the_locked_image(
+    images: dict[str, str], control_plane: Any, tmp_path: Path
+) -> None:
+    """The pod's user, read-only root, no capability, env and mounts are enough to lease the
+    queue, be ready, run a real recipe and drain on SIGTERM."""
     port = free_port()
-    repository, tag = images["locked"].rsplit(":", 1)
-    vals = values(datahub={"gmsUrl": control_plane.gms_url, "token": control_plane.token,
-                           "tokenSecret": {"name": "", "key": "token"}},
-                  image={"repository": repository, "tag": tag}, observability={"port": port},
-                  recipeUser=IMAGE_USER)
-    objects = render(vals)
-    env = pod_env(objects, control_plane.token)
-    assert env["REMOTE_EXECUTOR_STATE_DIR"] == image_env(images["locked"])["REMOTE_EXECUTOR_STATE_DIR"]
-    name = f"rx-chart-{secrets.token_hex(4)}"
-    with state_volume() as volume:
-        podman_image.podman("run", "-d", "--name", name, "--network=host",
-                            "-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro",
-                            *pod_run_args(objects, env_file(tmp_path, env), images["locked"], volume))
-        try:
-            yield name, port
-        finally:
-            podman_image.podman("rm", "-f", "-t", "0", name, check=False)
-
-
-def test_the_charts_deployment_runs_the_locked_image(
-    images: dict[str, str], chart_container: tuple[str, int], control_plane: Any
-) -> None:
-    name, port = chart_container
-    assert wait_ready(port, name)["status"] == "ready"
-    create_secret(control_plane, "IMAGE_SINK_TOKEN", control_plane.token)
-    urn = request_run(control_plane, file_to_rest_recipe(control_plane.gms_url))
-    result = wait_terminal(control_plane, urn, timeout_s=300)
-    assert result["status"] == "SUCCESS", result.get("report", "")[-2000:]
-    podman_image.podman("stop", "-t", "150", name, timeout=200)
-    state = podman_image.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-    logs = podman_image.podman("logs", name, check=False).stdout
-    assert state == "0", logs[-3000:]
-    assert control_plane.token not in logs
-
-
-def test_the_locked_image_run_as_the_chart_says_is_ready_and_its_notes_work(
-    chart_container: tuple[str, int],
-) -> None:
-    """The pod's user, read-only root, dropped capabilities, env and mounts are enough for the
-    executor to lease its queue and be ready; then every command the chart's NOTES print."""
-    name, port = chart_container
-    readyz = wait_ready(port, name)
-    assert readyz["status"] == "ready", readyz
-    run_chart_notes(port)
-    podman_image.podman("stop", "-t", "150", name, timeout=200)
-    state = podman_image.podman("inspect", "--format", "{{.State.ExitCode}}", name).stdout.strip()
-    assert state == "0", podman_image.podman("logs", name, check=False).stdout[-3000:]
-
-
-def wait_ready(port: int, name: str, timeout_s: float = 180.0) -> dict[str, Any]:
-    """``/readyz`` of the container once it answers 200; fails with the container's log otherwise."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=2) as answer:
-                return dict(json.loads(answer.read()))
-        except OSError:
-            time.sleep(0.5)
-    logs = podman_image.podman("logs", name, check=False)
-    raise AssertionError(f"not ready in {timeout_s:g}s:\n{logs.stdout[-3000:]}{logs.stderr[-3000:]}")
-
+    objects = render(chart_values(control_plane, images["locked"], port, recipeUser=IMAGE_USER))
+    mount = ("-v", f"{DEMO_METADATA}:{METADATA_IN_IMAGE}:ro")
+    with running_pod(objects, control_plane.token, images["locked"], tmp_path, mount) as name:
+        assert wait_ready(port, name)["status"] == "ready"
+        status = executor_status(name)
+        assert status["Uid"].split()[0] == "1000" and int(status["CapEff"], 16) == 0, status
+        result = run_file_to_rest(control_plane)
+        assert result["status"] == "SUCCESS", f"{result.get('report', '')[-2000:]}\n{logs(name)}"
+        grace = int(objects["Deployment"]["spec"]["template"]["spec"]["terminationGracePeriodSeconds"])
+        state, output = stop(name, grace)
+    assert state == "0", output[-3000:]
+    assert control_plane.token not in output
 
 def test_the_charts_deployment_matches_the_image(images: dict[str, str]) -> None:
     """User, port, state and tmp paths, and env of the rendered Deployment against the image."""
@@ -290,6 +327,10 @@ def test_the_charts_deployment_matches_the_image(images: dict[str, str]) -> None
     assert chart_env.get(venvs, env[venvs]) == env[venvs] == "/opt/datahub/venvs"
     locked = "INGESTION_DEPENDENCY_RESOLUTION_ENABLED"
     assert chart_env[locked] == env[locked], "the chart's default pairs with the locked image"
+    default_env = {e["name"]: e.get("value") for e in container(render(values()))["env"]}
+    user = default_env["REMOTE_EXECUTOR_RUN_AS"]
+    recipe = run_python(images["locked"], f"import pwd; print(pwd.getpwnam({user!r}).pw_uid)")
+    assert recipe.stdout.strip() not in ("", "0", uid), f"the chart's recipe user {user!r}: {recipe.stderr}"
 
 
 def rendered_notes(vals: dict[str, Any]) -> str:
@@ -302,11 +343,10 @@ def rendered_notes(vals: dict[str, Any]) -> str:
     return str(notes)
 
 
-def run_chart_notes(port: int) -> None:
+def run_chart_notes(vals: dict[str, Any], port: int) -> None:
     """Every command the chart's NOTES print: the curl lines run against the pod's port (the
     container shares the host's network, as ``kubectl port-forward`` would give it); the kubectl
     lines, with no cluster here, name objects the chart really renders."""
-    vals = values(recipeUser=IMAGE_USER, observability={"port": port})
     notes = rendered_notes(vals)
     objects = render(vals)
     deployment = objects["Deployment"]

@@ -9,7 +9,6 @@ connections and never answers, so a pip build against it hangs until it is stopp
 from __future__ import annotations
 
 import json
-import socket
 import sys
 import threading
 from pathlib import Path
@@ -18,6 +17,7 @@ from typing import Any
 from executor.config import ExecutorConfig, GmsSettings, LimitSettings, PoolSettings, VenvSettings
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
+from tests.fixtures.silent import SilentServer
 
 PREFIX = "urn:li:dataHubExecutionRequest:"
 STUBBORN = "stubborn"
@@ -76,36 +76,8 @@ class Outcome:
         return self.value
 
 
-class SilentIndex:
+class SilentIndex(SilentServer):
     """A loopback "package index" that accepts connections and never answers."""
 
     def __init__(self) -> None:
-        self._sock = socket.socket()
-        self._sock.bind(("127.0.0.1", 0))
-        self._sock.listen(16)
-        self._sock.settimeout(0.1)
-        self.url = f"http://127.0.0.1:{self._sock.getsockname()[1]}/simple"
-        self.connections = 0
-        self._held: list[socket.socket] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._accept, name="silent-index", daemon=True)
-
-    def _accept(self) -> None:
-        while not self._stop.is_set():
-            try:
-                conn, _ = self._sock.accept()
-            except OSError:
-                continue
-            self._held.append(conn)
-            self.connections += 1
-
-    def __enter__(self) -> SilentIndex:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *_exc: object) -> None:
-        self._stop.set()
-        self._thread.join(10)
-        for conn in self._held:
-            conn.close()
-        self._sock.close()
+        super().__init__("/simple", name="silent-index", backlog=16)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
+from executor import hardening
 from executor.config import EnvStoreSettings, SecretSettings
 from executor.errors import NotAllowedError
 from executor.hardening import take_credentials
@@ -58,10 +59,15 @@ def test_an_alias_of_a_credential_still_in_the_environment_is_refused() -> None:
 
 def test_credentials_taken_at_start_up_are_refused_under_any_name(monkeypatch: pytest.MonkeyPatch) -> None:
     """What ``run`` does: the host key leaves the environment, yet an alias of it is still refused."""
+    monkeypatch.setattr(hardening, "PROCESS", hardening.ProcessCredentials())  # this test's alone
+    for name in hardening.CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", HOST_KEY)
     monkeypatch.setenv("SECURITY_TEST_ALIAS", HOST_KEY)
     taken = take_credentials()
-    assert taken["AWS_SECRET_ACCESS_KEY"] == HOST_KEY
+    assert taken == {"AWS_SECRET_ACCESS_KEY": HOST_KEY}
+    assert hardening.own_credentials() == {HOST_KEY}
+    assert hardening.host_aws_credentials() == taken
     import os
 
     assert "AWS_SECRET_ACCESS_KEY" not in os.environ

@@ -10,11 +10,13 @@ in GMS, any file under the state dir, or the executor's own log records.
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
 import pytest
 
+from executor import hardening
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
 from executor.pool.sensitive import HOST_CREDENTIAL_VARS, SensitiveValues
@@ -115,25 +117,28 @@ def test_a_masker_without_a_source_is_a_plain_masker() -> None:
 
 def test_a_pool_context_pins_the_token_and_the_hosts_keys(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardening, "PROCESS", hardening.ProcessCredentials())  # no other test's keys
     host = {name: f"host-{name.lower()}-made-up" for name in HOST_CREDENTIAL_VARS}
     for name, value in host.items():
         monkeypatch.setenv(name, value)
     config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path,
                             pools=(PoolSettings(id="default"),))
     pool = PoolContext(config=config, pool=config.pools[0], token="gms-token-made-up", instance_id="t")
-    # A superset: keys that ``executor.hardening`` took out of the environment are pinned too.
-    assert set(pool.credentials.values()) >= {"gms-token-made-up", *host.values()}
+    assert set(pool.credentials.values()) == {"gms-token-made-up", *host.values()}
 
 
-def test_keys_taken_out_of_the_environment_at_start_up_stay_masked(tmp_path: Path) -> None:
-    from executor import hardening
-
-    taken = {"AWS_SECRET_ACCESS_KEY": "host-secret-taken-at-start-up-made-up"}
-    hardening.take_credentials(dict(taken))  # as ``run`` does with os.environ
+def test_keys_taken_out_of_the_environment_at_start_up_stay_masked(tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(hardening, "PROCESS", hardening.ProcessCredentials())  # no other test's keys
+    for name in hardening.CREDENTIAL_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "host-secret-taken-at-start-up-made-up")
+    assert hardening.take_credentials() == {"AWS_SECRET_ACCESS_KEY": "host-secret-taken-at-start-up-made-up"}
+    assert "AWS_SECRET_ACCESS_KEY" not in os.environ  # as ``run`` leaves it: no child inherits it
     config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp_path,
                             pools=(PoolSettings(id="default"),))
     pool = PoolContext(config=config, pool=config.pools[0], token="gms-token-made-up", instance_id="t")
-    assert "host-secret-taken-at-start-up-made-up" in pool.credentials.values()
+    assert set(pool.credentials.values()) == {"gms-token-made-up", "host-secret-taken-at-start-up-made-up"}
 
 
 # -- for real ---------------------------------------------------------------------------------
