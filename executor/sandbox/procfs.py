@@ -126,20 +126,22 @@ def children(files: KeptFiles, pid: int, threads: int) -> set[int]:
     return found
 
 
-def pss_bytes(pid: int) -> int | None:
-    """The proportional set size of ``pid`` (``Pss`` in ``smaps_rollup``); None if unreadable.
-
-    The kernel walks the whole address space for it (about 0.1 s per GiB on a loaded VM), so
-    the tree reads it only where a sum of RSS would mislead (see ``tree``).
-    """
+def private_rss(files: KeptFiles, pid: int) -> int | None:
+    """Resident anonymous and shared-memory (tmpfs, ``shm``) bytes of ``pid``: the part of its
+    RSS that grows when it allocates. File-backed pages (its libraries, mapped files) are left
+    out: a forked child faults in the libraries it shares with its parent, which adds to its
+    RSS but hardly to the tree's PSS. None when unreadable."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
-            for line in rollup:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
+        raw = files.read(f"/proc/{pid}/status")
+    except OSError:
         return None
-    return None
+    total = 0
+    for key in (b"\nRssAnon:", b"\nRssShmem:"):
+        at = raw.find(key)
+        if at < 0:
+            return None
+        total += int(raw[at + len(key):raw.index(b"kB", at)]) * 1024
+    return total
 
 
 def session_members(sid: int) -> set[int]:
