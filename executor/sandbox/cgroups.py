@@ -10,7 +10,7 @@ member list finds every process of the run, even one that left the session. Supp
   ``pids``. If the executor is alone in its cgroup it moves itself into a ``executor`` leaf
   and creates ``tasks/`` beside it (the layout systemd's ``Delegate=yes`` expects).
 
-When neither works the psutil monitor enforces limits alone; ``describe()`` says which.
+When neither works the monitor enforces limits alone; ``describe()`` says which.
 """
 
 from __future__ import annotations
@@ -191,7 +191,7 @@ class TaskCgroup:
             group._set_limits(memory_bytes, max_processes)
             return group
         except OSError as exc:
-            logger.warning("cannot create a cgroup for {} ({}); the psutil monitor alone enforces limits",
+            logger.warning("cannot create a cgroup for {} ({}); the monitor alone enforces limits",
                            name, exc.strerror)
             for directory in reversed(made):
                 with contextlib.suppress(OSError):
