@@ -7,6 +7,7 @@ file reads, to show what a sample reads (and what it does not: all of ``/proc``)
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import subprocess
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.sandbox import procfs, pss
+from executor.sandbox import procfs, pss, waiter
 from executor.sandbox.cgroups import TaskCgroup, detect_cgroups
 from executor.sandbox.limits import GiB, MiB, SandboxLimits
 from executor.sandbox.pacing import FAR_INTERVAL_S, MIN_INTERVAL_S, Pacer
@@ -220,3 +221,18 @@ def test_with_a_cgroup_its_own_list_names_the_members(children: list[subprocess.
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(LONG_S)
         assert group.remove()
+
+
+def test_without_pidfds_the_exit_is_noticed_by_sampling(run_sandbox: RunFactory,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A kernel before 5.3 has no pidfd_open: the run still ends with the right status."""
+
+    def no_pidfds(pid: int, flags: int = 0) -> int:
+        raise OSError(errno.ENOSYS, "pidfd_open is not implemented")
+
+    monkeypatch.setattr(waiter.os, "pidfd_open", no_pidfds)
+    old_kernel = ExitWaiter(os.getpid())
+    assert not old_kernel.exit_watched
+    old_kernel.close()
+    _, result = run_sandbox(py("import sys; print('done', flush=True); sys.exit(3)"))
+    assert result.outcome == "exited" and result.exit_code == 3 and "done" in result.log_text
