@@ -34,8 +34,8 @@ def sandbox_capabilities(support: CgroupSupport | None = None) -> dict[str, str]
     """One line per mechanism: cgroup, memory/process enforcement, rlimits, pdeathsig, bwrap."""
     support = support if support is not None else detect_cgroups()
     cgroup = support.describe()
-    memory = "monitor (tree PSS, sampled)"
-    processes = "monitor (tree count, sampled)"
+    memory = "psutil monitor (tree PSS, sampled)"
+    processes = "psutil monitor (tree count, sampled)"
     if support.memory_parent is not None:
         memory = f"cgroup {support.version} memory limit (no overshoot) + {memory}"
     if support.pids_parent is not None:
@@ -46,7 +46,7 @@ def sandbox_capabilities(support: CgroupSupport | None = None) -> dict[str, str]
         "cgroup": cgroup,
         "memory": memory,
         "processes": processes,
-        "cpu_wall_output_disk": "monitor + RLIMIT_CPU/RLIMIT_FSIZE backstops",
+        "cpu_wall_output_disk": "psutil monitor + RLIMIT_CPU/RLIMIT_FSIZE backstops",
         "rlimits": "RLIMIT_NOFILE, RLIMIT_CORE=0, optional RLIMIT_AS, RLIMIT_CPU, RLIMIT_FSIZE",
         "pdeathsig": _pdeathsig(),
         "isolation": "new session and process group, private 0700 work dir, allowlisted environment",
