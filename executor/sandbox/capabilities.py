@@ -34,7 +34,7 @@ def sandbox_capabilities(support: CgroupSupport | None = None) -> dict[str, str]
     """One line per mechanism: cgroup, memory/process enforcement, rlimits, pdeathsig, bwrap."""
     support = support if support is not None else detect_cgroups()
     cgroup = support.describe()
-    memory = "psutil monitor (tree RSS, sampled)"
+    memory = "psutil monitor (tree PSS, sampled)"
     processes = "psutil monitor (tree count, sampled)"
     if support.memory_parent is not None:
         memory = f"cgroup {support.version} memory limit (no overshoot) + {memory}"

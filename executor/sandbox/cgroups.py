@@ -10,7 +10,7 @@ member list finds every process of the run, even one that left the session. Supp
   ``pids``. If the executor is alone in its cgroup it moves itself into a ``executor`` leaf
   and creates ``tasks/`` beside it (the layout systemd's ``Delegate=yes`` expects).
 
-When neither works the psutil monitor enforces limits alone; ``describe()`` says which.
+When neither works the monitor enforces limits alone; ``describe()`` says which.
 """
 
 from __future__ import annotations
@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Literal
 
 from loguru import logger
+
+from executor.sandbox.procfs import KeptFiles
 
 PARENT_NAME = "remote-executor"
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
@@ -157,18 +159,6 @@ def _words(path: Path) -> set[str]:
         return set()
 
 
-def _counter(path: Path, key: str) -> int:
-    """The value after ``key`` in a flat-keyed file such as ``memory.events``."""
-    try:
-        for line in path.read_text().splitlines():
-            name, _, value = line.partition(" ")
-            if name == key:
-                return int(value)
-    except (OSError, ValueError):
-        pass
-    return 0
-
-
 def _int_file(path: Path) -> int | None:
     try:
         return int(path.read_text().split()[0])
@@ -184,6 +174,7 @@ class TaskCgroup:
         self.memory_dir = memory_dir
         self.pids_dir = pids_dir
         self.dirs: tuple[Path, ...] = tuple(dict.fromkeys(d for d in (memory_dir, pids_dir) if d))
+        self._files = KeptFiles(limit=8)  # the monitor re-reads the same few files all run long
 
     @classmethod
     def create(cls, support: CgroupSupport, name: str, memory_bytes: int | None,
@@ -200,7 +191,7 @@ class TaskCgroup:
             group._set_limits(memory_bytes, max_processes)
             return group
         except OSError as exc:
-            logger.warning("cannot create a cgroup for {} ({}); the psutil monitor alone enforces limits",
+            logger.warning("cannot create a cgroup for {} ({}); the monitor alone enforces limits",
                            name, exc.strerror)
             for directory in reversed(made):
                 with contextlib.suppress(OSError):
@@ -222,22 +213,47 @@ class TaskCgroup:
             (self.pids_dir / "pids.max").write_text(str(max_processes))
 
     def pids(self) -> set[int]:
-        """Every process in the cgroup now."""
+        """Every process in the cgroup now (in any of its hierarchies)."""
         found: set[int] = set()
         for directory in self.dirs:
             found.update(int(w) for w in _words(directory / "cgroup.procs") if w.isdigit())
         return found
+
+    def procs(self) -> set[int]:
+        """The processes of the run, for the monitor: one hierarchy's list is enough, as the
+        exec wrapper joins every hierarchy before anything else runs (and fails if it cannot).
+
+        Opened afresh each time: v1 builds the list when the file is opened and a kept
+        descriptor would go on showing that stale list.
+        """
+        if not self.dirs:
+            return set()
+        return {int(w) for w in _words(self.dirs[0] / "cgroup.procs") if w.isdigit()}
+
+    def _read(self, path: Path) -> bytes | None:
+        try:
+            return self._files.read(str(path))
+        except OSError:
+            return None
+
+    def _kept_counter(self, path: Path, key: bytes) -> int:
+        raw = self._read(path) or b""
+        for line in raw.splitlines():
+            name, _, value = line.partition(b" ")
+            if name == key and value.strip().isdigit():
+                return int(value)
+        return 0
 
     def oom_kills(self) -> int:
         """How many processes the kernel killed for reaching the memory limit."""
         if self.memory_dir is None:
             return 0
         name = "memory.events" if self.version == "v2" else "memory.oom_control"
-        return _counter(self.memory_dir / name, "oom_kill")
+        return self._kept_counter(self.memory_dir / name, b"oom_kill")
 
     def fork_refusals(self) -> int:
         """How many forks ``pids.max`` refused."""
-        return 0 if self.pids_dir is None else _counter(self.pids_dir / "pids.events", "max")
+        return 0 if self.pids_dir is None else self._kept_counter(self.pids_dir / "pids.events", b"max")
 
     def memory_usage(self) -> int | None:
         """The memory the kernel charges to the cgroup now (each page once), when it keeps a count.
@@ -248,7 +264,16 @@ class TaskCgroup:
         if self.memory_dir is None:
             return None
         name = "memory.current" if self.version == "v2" else "memory.usage_in_bytes"
-        return _int_file(self.memory_dir / name)
+        raw = self._read(self.memory_dir / name)
+        return int(raw) if raw is not None and raw.strip().isdigit() else None
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time of everything the cgroup ever ran, gone processes included (v2's ``cpu.stat``
+        exists whether or not the cpu controller is enabled; v1 has no such count here)."""
+        if self.version != "v2" or self.memory_dir is None:
+            return None
+        usec = self._kept_counter(self.memory_dir / "cpu.stat", b"usage_usec")
+        return usec / 1e6 if usec else None
 
     def peak_memory(self) -> int | None:
         """The kernel's peak memory usage of the cgroup, when it keeps one."""
@@ -269,6 +294,7 @@ class TaskCgroup:
 
     def remove(self, timeout_s: float = 2.0) -> bool:
         """Remove the cgroup once empty (a dying process may still be listed for a moment)."""
+        self._files.close()
         deadline = time.monotonic() + timeout_s
         remaining = list(self.dirs)
         while remaining:

@@ -31,8 +31,9 @@ class SandboxLimits:
 
     ``memory_bytes`` is the RSS of the whole tree; ``cpu_seconds`` the user+system time of
     the whole tree; ``output_bytes`` what the run writes to stdout/stderr; ``disk_bytes``
-    the size of its private work dir. ``sample_interval_s`` bounds the monitor's overshoot
-    (about interval x growth rate) and ``kill_grace_s`` is the SIGTERM -> SIGKILL delay.
+    the size of its private work dir. ``sample_interval_s`` is the monitor's interval where it
+    cannot foresee a limit (without a cgroup, and while a run ends); elsewhere it paces itself
+    by the nearest limit (``pacing``). ``kill_grace_s`` is the SIGTERM -> SIGKILL delay.
     """
 
     memory_bytes: int | None = None

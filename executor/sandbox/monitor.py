@@ -1,14 +1,18 @@
 """The watch loop of one run: sample the tree, enforce the limits, stop it, say how it ended.
 
-Every ``sample_interval_s`` (at most 250 ms) the loop samples the tree (about 2 ms) and checks
-wall time, memory, processes, CPU, output and disk. Memory is the tree's real footprint (the
-cgroup's usage, else proportional set sizes: see ``tree``), and the reported peak is the
-cgroup's own maximum where there is one, so a kernel kill reports what the kernel saw. On a
-breach or a ``stop`` it sends SIGTERM to the process group and every member, and SIGKILL after
+The loop sleeps between samples for as long as ``pacing`` allows (up to 1 s while every limit
+is far, down to 5 ms as memory nears a limit the monitor enforces itself), and the main
+process's exit or a ``stop`` wakes it at once (``waiter``: a pidfd and an eventfd), so a
+finished recipe is noticed within milliseconds, not at the next sample. Each sample reads
+only the run's own processes (``tree``). Memory is the tree's real footprint (the cgroup's
+usage, else proportional set sizes), and the reported peak is the cgroup's own maximum where
+there is one, so a kernel kill reports what the kernel saw.
+
+A memory breach is already over the limit, so the tree gets SIGKILL at once. Any other
+breach, and a ``stop``, sends SIGTERM to the process group and every member, and SIGKILL after
 the grace, or at once if during the grace the tree passes a hard ceiling (memory 1.25 x,
-processes 2 x the limit).
-When the main process exits, leftover members are stopped the same way, so no process of
-a run outlives it.
+processes 2 x the limit). When the main process exits, leftover members are stopped the same
+way, so no process of a run outlives it.
 """
 
 from __future__ import annotations
@@ -16,16 +20,17 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
-import threading
 import time
 from pathlib import Path
 from typing import Protocol
 
 from executor.sandbox.cgroups import TaskCgroup
 from executor.sandbox.limits import SandboxLimits, format_seconds
+from executor.sandbox.pacing import Pacer
 from executor.sandbox.result import LimitBreach, Outcome, SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.tree import ProcessTree, TreeSample
+from executor.sandbox.waiter import ExitWaiter
 from executor.sandbox.workdir import dir_usage
 
 DISK_CHECK_S = 1.0
@@ -55,8 +60,12 @@ class Monitor:
         self._cgroup = cgroup
         self._work_dir = work_dir
         self._limits = limits
-        self._tree = ProcessTree(proc.pid, cgroup)
-        self._wake = threading.Event()
+        self._tree = ProcessTree(proc.pid, cgroup, limits.memory_bytes)
+        self._waiter = ExitWaiter(proc.pid)
+        kernel_memory = cgroup is not None and cgroup.memory_dir is not None
+        kernel_processes = cgroup is not None and cgroup.pids_dir is not None
+        self._pacer = Pacer(limits, kernel_memory, kernel_processes, self._waiter.exit_watched,
+                            cgroup_lists_tree=cgroup is not None and bool(cgroup.dirs))
         self._deadline: float | None = None
         self._killed = False
         self._breach: LimitBreach | None = None
@@ -68,30 +77,49 @@ class Monitor:
 
     def wake(self) -> None:
         """Look again now (a stop was requested)."""
-        self._wake.set()
+        self._waiter.wake()
 
     def run(self) -> None:
         """Loop until the main process has exited and no member is left."""
         started = time.monotonic()
-        while True:
-            returncode = self._proc.poll()
-            sample = self._tree.sample(full=returncode is not None)
-            self._record(sample)
-            if returncode is not None and sample.processes == 0:
-                # Done. A limit the loop did not see can only be one the kernel enforced.
-                self._settle_late_breach(returncode)
-                return
-            now = time.monotonic()
-            if self._deadline is None:
-                self._check(sample, now - started, returncode)
-            else:
-                self._escalate(sample, now)
-            if self._deadline is not None and now > self._deadline + GIVE_UP_S:
-                self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
-                self.kill_now()
-                return
-            self._wake.wait(self._limits.sample_interval_s)
-            self._wake.clear()
+        try:
+            while True:
+                returncode = self._poll_exit()
+                sample = self._tree.sample(exited=returncode is not None)
+                self._record(sample)
+                if returncode is not None and sample.processes == 0:
+                    # Done. A limit the loop did not see can only be one the kernel enforced.
+                    self._settle_late_breach(returncode)
+                    return
+                now = time.monotonic()
+                if self._deadline is None:
+                    self._check(sample, now - started, returncode)
+                else:
+                    self._escalate(sample, now)
+                if self._deadline is not None and now > self._deadline + GIVE_UP_S:
+                    self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
+                    self.kill_now()
+                    return
+                self._waiter.wait(self._interval(sample, now, now - started, returncode))
+        finally:
+            self._waiter.close()
+            self._tree.close()
+
+    def _poll_exit(self) -> int | None:
+        """The main process's exit status once it has exited (reaping it); None while it runs.
+
+        With a pidfd the waiter says when it exited, so a running process costs no syscall.
+        """
+        if self._waiter.exit_watched and not self._waiter.exited:
+            return None
+        return self._proc.poll()
+
+    def _interval(self, sample: TreeSample, now: float, elapsed: float, returncode: int | None) -> float:
+        """How long to sleep: paced while the run goes on, the configured interval while it ends."""
+        if self._deadline is not None or returncode is not None:
+            return self._limits.sample_interval_s
+        disk_due = self._next_disk_check - now if self._limits.disk_bytes is not None else None
+        return self._pacer.next_interval(now, elapsed, sample, self.reader.bytes_read, disk_due)
 
     def _record(self, sample: TreeSample) -> None:
         self.peak_memory = max(self.peak_memory, sample.memory_bytes)
@@ -104,7 +132,8 @@ class Monitor:
         stop = self._run.take_stop_request()
         if breach is not None:
             self._breach = breach
-            self._terminate(breach.message, grace)
+            # Memory over the limit only grows during a grace period: no grace for it.
+            self._terminate(breach.message, 0 if breach.limit == "memory" else grace)
         elif stop is not None:
             reason, stop_grace, status = stop
             self._stop = (reason, status)
@@ -149,12 +178,13 @@ class Monitor:
         return LimitBreach.of("disk", used, limit) if used > limit else None
 
     def _terminate(self, why: str, grace: float) -> None:
-        self._run.note(f"{why}: SIGTERM to the process tree, SIGKILL after {format_seconds(grace)}")
         self._deadline = time.monotonic() + grace
         if grace <= 0:
             self._kill()
+            self._run.note(f"{why}: SIGKILL to the process tree now")
         else:
             self._tree.signal(signal.SIGTERM)
+            self._run.note(f"{why}: SIGTERM to the process tree, SIGKILL after {format_seconds(grace)}")
 
     def _escalate(self, sample: TreeSample, now: float) -> None:
         assert self._deadline is not None

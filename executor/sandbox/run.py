@@ -2,16 +2,19 @@
 
 A run owns one thread (the supervisor) plus its two pipe threads. The supervisor spawns the
 process through the exec wrapper (``launch.py``), so the parent-death signal is tied to a
-thread that lives exactly as long as the process; then it samples the tree every
-``sample_interval_s``, enforces the limits, honours ``stop``, and at the end collects the
-report file, removes the work dir and the cgroup, and hands a ``SandboxResult`` to ``wait``
-and ``on_exit``. No actors here: the Task actor drives a run through these few methods.
+thread that lives exactly as long as the process; then it watches the tree (``monitor``:
+samples paced by the nearest limit, woken at once by the main process's exit or a ``stop``),
+enforces the limits, and at the end collects the report file, removes the work dir and the
+cgroup, and hands a ``SandboxResult`` to ``wait`` and ``on_exit``. No actors here: the Task
+actor drives a run through these few methods.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -260,11 +263,21 @@ class SandboxRun:
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir, env=env,
             start_new_session=True, close_fds=True, bufsize=0,
         )
-        assert self._proc.stdin is not None and self._proc.stdout is not None
-        reader = OutputReader(self._proc.stdout, self._masker, self.emit, spec.limits.output_bytes,
-                              spec.task_id)
-        writer = StdinWriter(self._proc.stdin, spec.stdin, spec.task_id)
-        self._monitor = Monitor(self, self._proc, reader, writer, self._cgroup, work_dir, spec.limits)
+        try:
+            self._watch(self._proc)
+        except BaseException:  # never leave a process nobody watches (no descriptor left, ...)
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(self._proc.pid, signal.SIGKILL)
+            self._proc.wait()
+            raise
+
+    def _watch(self, proc: subprocess.Popen[bytes]) -> None:
+        """The pipe threads and the monitor of a process just spawned."""
+        spec = self.spec
+        assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
+        reader = OutputReader(proc.stdout, self._masker, self.emit, spec.limits.output_bytes, spec.task_id)
+        writer = StdinWriter(proc.stdin, spec.stdin, spec.task_id)
+        self._monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         reader.start()
         writer.start()
 

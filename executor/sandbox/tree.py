@@ -1,15 +1,17 @@
-"""The process tree of one run, as psutil sees it: who is in it, what it uses, how to signal it.
+"""The process tree of one run: who is in it, what it uses, how to signal it.
 
-Members are the union of the task cgroup's list (when there is one), the descendants of the
-root process, and, every few samples, every process of the run's session (which catches
-processes that were reparented after their parent died). CPU time of processes that have
-gone is kept, so the total only grows.
+Only the run's own processes are ever read, so a sample costs the same however many
+processes the host runs. Members are found from the task cgroup's ``cgroup.procs`` where the
+run has a cgroup (it holds every process of the run, whatever it did), else by walking down
+from the root through the kernel's per-thread ``children`` lists (the main process is a child
+subreaper, so what its descendants orphan stays below it). Members already known stay
+members while they live. When the main process has exited without a cgroup, its leftovers
+have been handed to init: the tree then also looks once for the processes of the run's
+session. CPU time of processes that have gone is kept, so the total only grows.
 
 Memory is what the tree really holds: the cgroup's own usage where the run has a memory
-cgroup (the figure the kernel enforces), else the sum of the members' proportional set sizes
-(``Pss`` in ``/proc/<pid>/smaps_rollup``: a page shared by n processes counts 1/n in each).
-A sum of RSS would count a forked tree's shared pages once per process: 25 forked sleepers
-holding 27 MiB read as 256 MiB. RSS is the fallback only where ``smaps_rollup`` is unreadable.
+cgroup (the figure the kernel enforces), else the sum of proportional set sizes, estimated
+cheaply (``pss``).
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ import signal as _signal
 from dataclasses import dataclass
 from typing import Literal
 
-import psutil
-
 from executor.sandbox.cgroups import TaskCgroup
+from executor.sandbox.procfs import KeptFiles, ProcStat, children, parse_stat, private_rss, session_members
+from executor.sandbox.pss import PssEstimate, Usage
 
 MemorySource = Literal["cgroup", "pss", "rss"]
 
@@ -37,74 +39,105 @@ class TreeSample:
     memory_source: MemorySource = "pss"
 
 
+@dataclass
+class _Member:
+    """One live process of the tree, as its last stat line showed it."""
+
+    start: int
+    comm: bytes
+    cpu: float
+    rss: int
+
+
 class ProcessTree:
-    """Samples and signals the processes of one run; used by a single thread."""
+    """Samples and signals the processes of one run; used by a single thread.
 
-    def __init__(self, root_pid: int, cgroup: TaskCgroup | None = None, session_scan_every: int = 5) -> None:
+    ``memory_limit`` is where a multi-process tree's PSS estimate is checked against fresh
+    measurements before it is reported over the limit.
+    """
+
+    def __init__(self, root_pid: int, cgroup: TaskCgroup | None = None,
+                 memory_limit: int | None = None) -> None:
         self.root_pid = root_pid
-        self._cgroup = cgroup
-        self._scan_every = session_scan_every
-        self._samples = 0
-        self._procs: dict[int, psutil.Process] = {}
-        self._cpu_last: dict[int, float] = {}
+        self._cgroup = cgroup if cgroup is not None and cgroup.dirs else None
+        self._files = KeptFiles()
+        self._members: dict[int, _Member] = {}
         self._cpu_gone = 0.0
+        self._session_scanned = False
+        self._pss = PssEstimate(memory_limit)
 
-    def members(self, full: bool = False) -> dict[int, psutil.Process]:
-        """Live (non-zombie) processes of the run, refreshed now; ``full`` forces a session scan."""
-        pids: set[int] = set(self._procs)
+    def members(self, exited: bool = False) -> set[int]:
+        """The live (not zombie) processes of the run now; ``exited``: the main process is gone."""
+        return set(self._refresh(exited))
+
+    def _refresh(self, exited: bool) -> dict[int, _Member]:
+        """Find the members and read their stat lines."""
+        candidates = {self.root_pid, *self._members}
         if self._cgroup is not None:
-            pids |= self._cgroup.pids()
-        with contextlib.suppress(psutil.Error):
-            root = psutil.Process(self.root_pid)
-            pids.add(self.root_pid)
-            pids.update(child.pid for child in root.children(recursive=True))
-        if full or self._samples % self._scan_every == 0:
-            pids |= self._session_members()
-        self._samples += 1
-        current: dict[int, psutil.Process] = {}
-        for pid in pids:
-            proc = self._procs.get(pid)
-            try:
-                if proc is None or not proc.is_running():
-                    proc = psutil.Process(pid)
-                if proc.status() != psutil.STATUS_ZOMBIE:
-                    current[pid] = proc
-            except psutil.Error:
+            candidates |= self._cgroup.procs()
+        elif exited and not self._session_scanned:
+            self._session_scanned = True
+            candidates |= session_members(self.root_pid)
+        current: dict[int, _Member] = {}
+        queue = list(candidates)
+        while queue:
+            pid = queue.pop()
+            if pid in current:
                 continue
-        for pid in set(self._cpu_last) - set(current):
-            self._cpu_gone += self._cpu_last.pop(pid)
-        self._procs = current
+            stat = self._stat(pid)
+            if stat is None:
+                continue
+            current[pid] = self._update(pid, stat)
+            if self._cgroup is None:
+                queue.extend(children(self._files, pid, stat.threads) - current.keys())
+        for pid in self._members.keys() - current.keys():
+            self._gone(pid)
+        self._members = current
         return current
 
-    def _session_members(self) -> set[int]:
-        found = set()
-        for pid in psutil.pids():
-            with contextlib.suppress(OSError):
-                if os.getsid(pid) == self.root_pid:
-                    found.add(pid)
-        return found
+    def _stat(self, pid: int) -> ProcStat | None:
+        """The stat line of a live member; None when it has gone (or is a zombie)."""
+        try:
+            stat = parse_stat(self._files.read(f"/proc/{pid}/stat"))
+        except (OSError, ValueError, IndexError):
+            return None
+        known = self._members.get(pid)
+        if known is not None and known.start != stat.start_ticks:  # the pid was reused
+            self._gone(pid)
+            del self._members[pid]
+        return None if stat.gone else stat
 
-    def sample(self, full: bool = False) -> TreeSample:
+    def _gone(self, pid: int) -> None:
+        self._cpu_gone += self._members[pid].cpu
+        self._pss.forget(pid)
+        self._files.forget_under(f"/proc/{pid}/")
+
+    def _update(self, pid: int, stat: ProcStat) -> _Member:
+        member = self._members.get(pid)
+        if member is None:
+            return _Member(stat.start_ticks, stat.comm, stat.cpu_seconds, stat.rss_bytes)
+        if stat.comm != member.comm:  # another program now: its memory baseline says nothing
+            member.comm = stat.comm
+            self._pss.forget(pid, program_changed=True)
+        member.cpu = max(member.cpu, stat.cpu_seconds)
+        member.rss = stat.rss_bytes
+        return member
+
+    def sample(self, exited: bool = False) -> TreeSample:
         """Memory, CPU and process count of the tree now."""
-        members = self.members(full)
-        charged = self._cgroup.memory_usage() if self._cgroup is not None else None
-        proportional, source = 0, "pss"
-        for pid, proc in members.items():
-            try:
-                with proc.oneshot():
-                    times = proc.cpu_times()
-                    if charged is None:
-                        pss = _pss(pid)
-                        if pss is None:
-                            pss, source = proc.memory_info().rss, "rss"
-                        proportional += pss
-                self._cpu_last[pid] = times.user + times.system
-            except psutil.Error:
-                continue
-        cpu = self._cpu_gone + sum(self._cpu_last.values())
-        if charged is not None:
-            return TreeSample(charged, cpu, len(members), "cgroup")
-        return TreeSample(proportional, cpu, len(members), "pss" if source == "pss" else "rss")
+        members = self._refresh(exited)
+        cpu = self._cpu_gone + sum(m.cpu for m in members.values())
+        if self._cgroup is not None:
+            cpu = max(cpu, self._cgroup.cpu_seconds() or 0.0)
+            charged = self._cgroup.memory_usage()
+            if charged is not None:
+                return TreeSample(charged, cpu, len(members), "cgroup")
+        usage = {}
+        for pid, member in members.items():
+            private = private_rss(self._files, pid)
+            usage[pid] = Usage(member.rss, member.rss if private is None else private)
+        memory = self._pss.total(usage)
+        return TreeSample(memory, cpu, len(members), "rss" if self._pss.unreadable else "pss")
 
     def signal(self, sig: int) -> int:
         """Send ``sig`` to the run's process group and to every member; how many got it."""
@@ -113,20 +146,12 @@ class ProcessTree:
         if sig == _signal.SIGKILL and self._cgroup is not None:
             self._cgroup.kill_all()
         sent = 0
-        for proc in self.members().values():
-            with contextlib.suppress(psutil.Error):
-                proc.send_signal(sig)
+        for pid in self._refresh(False):
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, sig)
                 sent += 1
         return sent
 
-
-def _pss(pid: int) -> int | None:
-    """The proportional set size of ``pid`` in bytes, from ``smaps_rollup``; None if unreadable."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as rollup:
-            for line in rollup:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
+    def close(self) -> None:
+        """Close the descriptors kept open for sampling."""
+        self._files.close()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 
+import psutil
 import pytest
 
 from executor.sandbox.cgroups import detect_cgroups
@@ -85,7 +86,7 @@ def test_tree_memory_is_proportional_without_a_cgroup() -> None:
         tree = ProcessTree(os.getpid())  # this process and the forked copy
         sample = tree.sample()
         assert pid in tree.members() and sample.memory_source == "pss"
-        rss = sum(proc.memory_info().rss for proc in tree.members().values())
+        rss = sum(psutil.Process(member).memory_info().rss for member in tree.members())
         assert sample.memory_bytes < rss - 48 * MiB, "the shared ballast counted about once, not twice"
     finally:
         os.close(write)
