@@ -31,7 +31,7 @@ from executor.sandbox.limits import MiB, SandboxLimits
 from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
-from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
+from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
@@ -176,7 +176,23 @@ class SandboxRun:
             self._log.append(line)
             if self._log_file is not None:
                 self._log_file.write_line(line)
+        self._call_on_line([line])
+
+    def emit_output(self, lines: bytes) -> None:
+        """Masked whole lines of the recipe's output, as the reader hands them over (bytes, a
+        pipe's worth at a time): into the memory buffer and the task log file as they are;
+        split into lines only for an ``on_line`` callback."""
+        with self._emit_lock:
+            self._log.add(lines)
+            if self._log_file is not None:
+                self._log_file.write(lines)
         if self._on_line is not None:
+            self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
+
+    def _call_on_line(self, lines: list[str]) -> None:
+        if self._on_line is None:
+            return
+        for line in lines:
             try:
                 self._on_line(line)
             except Exception:
@@ -257,7 +273,7 @@ class SandboxRun:
             start_new_session=True, close_fds=True, bufsize=0,
         )
         assert self._proc.stdin is not None and self._proc.stdout is not None
-        reader = OutputReader(self._proc.stdout, self._masker, self.emit, spec.limits.output_bytes,
+        reader = OutputReader(self._proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes,
                               spec.task_id)
         writer = StdinWriter(self._proc.stdin, spec.stdin, spec.task_id)
         self._monitor = Monitor(self, self._proc, reader, writer, self._cgroup, work_dir, spec.limits)
