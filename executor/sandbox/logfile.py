@@ -39,6 +39,11 @@ class TaskLogFile:
         self._dropped = 0
         self._full = False
 
+    @property
+    def lines_left_out(self) -> int:
+        """Lines not written because the file was full (the closing tail shows the last ones)."""
+        return self._dropped
+
     def write(self, lines: bytes) -> None:
         """Append whole lines (each ending with a newline), or count them once the cap is reached."""
         if self._full:

@@ -84,7 +84,7 @@ class Masker:
         spans = self.spans(data)
         return _apply(data, spans, len(data)) if spans else data
 
-    def spans(self, data: bytes) -> list[tuple[int, int]]:
+    def spans(self, data: bytes | memoryview) -> list[tuple[int, int]]:
         """Where forms occur in ``data``, as sorted ``(start, end)`` pairs that do not overlap.
 
         Each automaton gives the leftmost-longest matches of its own forms; where matches of
@@ -125,19 +125,42 @@ class StreamMasker:
         self._keep = max(masker.max_form_length - 1, 0)
         self._carry = b""
 
-    def feed(self, chunk: bytes | memoryview) -> bytes:
-        """The masked bytes that are final now; the rest waits for the next chunk.
+    @property
+    def keep(self) -> int:
+        """At most this many bytes are held back between chunks."""
+        return self._keep
 
-        ``chunk`` may be a view of a read buffer that is reused: nothing keeps a reference to it.
-        """
+    def feed(self, chunk: bytes) -> bytes:
+        """The masked bytes that are final now; the rest waits for the next chunk."""
         if not self._masker:
-            return bytes(chunk)
-        data = self._carry + chunk if self._carry else bytes(chunk)
-        hold = max(len(data) - self._keep, data.rfind(b"\n") + 1)
-        spans = self._masker.spans(data)
-        out = _apply(data, spans, hold)
-        done = max(hold, max((e for s, e in spans if s < hold), default=0))
-        self._carry = data[done:]
+            return chunk
+        data = self._carry + chunk if self._carry else chunk
+        return self._take(data, len(data))
+
+    def prefill(self, buffer: bytearray) -> int:
+        """Put the held-back bytes at the start of a read buffer; the next read goes after them.
+
+        With ``feed_buffer`` this masks a stream read into one reused buffer without copying
+        each read into a new object first (a copy of a whole read per read, and the memory it
+        leaves fragmented).
+        """
+        size = len(self._carry)
+        buffer[:size] = self._carry
+        return size
+
+    def feed_buffer(self, buffer: bytearray, end: int) -> bytes:
+        """``feed`` for ``buffer[:end]``, whose start is what ``prefill`` put there."""
+        if not self._masker:
+            return bytes(memoryview(buffer)[:end])
+        return self._take(buffer, end)
+
+    def _take(self, data: bytes | bytearray, end: int) -> bytes:
+        with memoryview(data) as whole, whole[:end] as view:
+            hold = max(end - self._keep, data.rfind(b"\n", 0, end) + 1)
+            spans = self._masker.spans(view)
+            out = _apply(view, spans, hold)
+            done = max(hold, max((e for s, e in spans if s < hold), default=0))
+            self._carry = bytes(view[done:])
         return out
 
     def finish(self) -> bytes:
@@ -146,10 +169,10 @@ class StreamMasker:
         return self._masker.mask_bytes(data) if data else b""
 
 
-def _apply(data: bytes, spans: list[tuple[int, int]], limit: int) -> bytes:
+def _apply(data: bytes | memoryview, spans: list[tuple[int, int]], limit: int) -> bytes:
     """``data`` up to ``limit`` (further when a span starting before it ends later), with every
     span that starts before ``limit`` replaced by the mask."""
-    pieces: list[bytes] = []
+    pieces: list[bytes | memoryview] = []
     pos = 0
     for start, end in spans:
         if start >= limit:
@@ -157,7 +180,7 @@ def _apply(data: bytes, spans: list[tuple[int, int]], limit: int) -> bytes:
         pieces += (data[pos:start], MASK_BYTES)
         pos = end
     if not pieces:
-        return data if limit >= len(data) else data[:limit]
+        return bytes(data[:limit])
     if pos < limit:
         pieces.append(data[pos:limit])
     return b"".join(pieces)

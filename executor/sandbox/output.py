@@ -129,6 +129,14 @@ def _cut_at(line: bytes, max_bytes: int) -> bytes:
     return line[:end] + _TRUNCATED + b"\n"
 
 
+def _start_of_last_lines(chunk: bytes, count: int) -> int:
+    """Where the last ``count`` lines of ``chunk`` (whole lines) begin."""
+    pos = len(chunk) - 1
+    for _ in range(count):
+        pos = chunk.rfind(b"\n", 0, pos)
+    return pos + 1
+
+
 class BoundedLog:
     """The first ``head_lines`` and the last ``tail_lines`` lines of a run; thread-safe.
 
@@ -173,10 +181,13 @@ class BoundedLog:
 
     def tail_lines(self, max_lines: int = TAIL_LINES) -> list[str]:
         """The last ``max_lines`` lines (from the tail, then the head if the tail is short)."""
+        if max_lines <= 0:
+            return []
         with self._lock:
-            head = self._head if self._dropped() == 0 else []
-            raw = [*head, *self._raw_tail()]
-        return decode_lines(raw[-max_lines:]) if max_lines > 0 else []
+            lines = self._decoded_tail(max_lines)
+            if len(lines) < max_lines and self._dropped() == 0:
+                lines = [*decode_lines(self._head), *lines]
+        return lines[-max_lines:]
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` lines as text, after a marker when earlier lines are left out."""
@@ -190,7 +201,7 @@ class BoundedLog:
         """Head, a marker when lines were dropped, and tail."""
         with self._lock:
             dropped = self._dropped()
-            head, tail = decode_lines(self._head), decode_lines(self._raw_tail())
+            head, tail = decode_lines(self._head), self._decoded_tail(self._tail_max)
         return "\n".join([*head, *([truncation_marker(dropped)] if dropped else []), *tail])
 
     def _fill_head(self, lines: bytes, count: int) -> tuple[bytes, int]:
@@ -202,12 +213,25 @@ class BoundedLog:
             pos, count = end + 1, count - 1
         return lines[pos:], count
 
-    def _raw_tail(self) -> list[bytes]:
-        """The last ``tail_lines`` lines of the tail chunks, undecoded (the lock is held)."""
-        if not self._tail:
-            return []
-        joined = self._tail[0][0] if len(self._tail) == 1 else b"".join(chunk for chunk, _ in self._tail)
-        return joined.split(b"\n")[:-1][-self._tail_max:] if self._tail_max > 0 else []
+    def _decoded_tail(self, want: int) -> list[str]:
+        """The last ``want`` lines of the tail chunks, decoded and capped (the lock is held).
+
+        Only the chunks, and the part of the oldest of them, that hold those lines are decoded,
+        each in one piece: reading the tail costs little more memory than the text it returns.
+        """
+        want = min(want, self._tail_max)
+        parts: list[list[str]] = []
+        got = 0
+        for chunk, count in reversed(self._tail):
+            if got >= want:
+                break
+            start = _start_of_last_lines(chunk, want - got) if count > want - got else 0
+            with memoryview(chunk) as view:
+                text = str(view[start:], "utf-8", "replace")
+            part = [cap_line(line.removesuffix("\r"), False) for line in text.split("\n")[:-1]]
+            parts.append(part)
+            got += len(part)
+        return [line for part in reversed(parts) for line in part][-want:] if want > 0 else []
 
     def _dropped(self) -> int:
         return self._total - len(self._head) - min(self._tail_count, self._tail_max)

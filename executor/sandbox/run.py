@@ -292,7 +292,7 @@ class SandboxRun:
         self.note(result.summary())
         with self._emit_lock:
             if self._log_file is not None:
-                self._log_file.close(self._log.tail_lines())
+                self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
         if self._work_dir is not None:
             remove_work_dir(self._work_dir)

@@ -109,33 +109,38 @@ class OutputReader(_PipeThread):
             grow_pipe(self._fd)
             poller = select.poll()
             poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-            buffer = bytearray(READ_CHUNK)  # reused: a fresh 1 MiB bytes per read costs an mmap
+            # One buffer for the whole run (a fresh 1 MiB object per read costs an mmap), with
+            # room in front for the bytes the masker holds back from the previous read.
+            buffer = bytearray(READ_CHUNK + self._masker.keep)
             view = memoryview(buffer)
             while not self._stop.is_set():
+                start = self._masker.prefill(buffer)
                 try:
-                    size = os.readv(self._fd, [buffer])
+                    size = os.readv(self._fd, [view[start : start + READ_CHUNK]])
                 except BlockingIOError:
                     poller.poll(POLL_S * 1000)  # empty: wait for more (or for a stop)
                     continue
                 if not size:
                     break
-                self._take(view[:size])
+                self._take(buffer, start + size, size)
+            view.release()
             self._finish()
         except Exception:  # never let a reader death go unnoticed: the run would hang on a full pipe
             logger.exception("sandbox output reader failed")
         finally:
             self._stream.close()
 
-    def _take(self, chunk: memoryview) -> None:
-        """One read: masked first (on the raw bytes, which the masker copies out of the read
-        buffer), then made valid UTF-8 where it is not pure ASCII, then cut into lines."""
-        self.bytes_read += len(chunk)
+    def _take(self, buffer: bytearray, end: int, size: int) -> None:
+        """One read of ``size`` bytes, ending at ``end`` in the buffer: masked first (on the raw
+        bytes, which the masker copies out of the buffer), then made valid UTF-8 where it is not
+        pure ASCII, then cut into lines."""
+        self.bytes_read += size
         if self.over_limit:
             return
         if self._limit is not None and self.bytes_read > self._limit:
             self.over_limit = True  # the monitor notices and stops the tree; keep nothing more
             return
-        masked = self._masker.feed(chunk)
+        masked = self._masker.feed_buffer(buffer, end)
         if self._utf8_pending or not masked.isascii():
             masked = self._valid_utf8(masked)
         lines = self._cutter.feed(masked)
