@@ -1,31 +1,42 @@
 """Replacing secret values, and the encodings they travel in, with ``********``.
 
 A recipe may print a secret as is, base64-encode it (basic auth headers), URL-encode it
-(connection strings) or JSON-escape it (reports). ``Masker`` matches all of these forms in
-one regex pass. Base64 of a value inside a longer base64 stream depends on where the value
-starts modulo 3: each of the three alignments gives a different run of characters, so all
-three are matched (minus the one or two edge characters that mix with neighbouring bytes).
+(connection strings), JSON-escape it (reports) or hex-dump it. ``Masker`` matches all of these
+forms, as UTF-8 bytes, with Aho-Corasick automata (``ahocorasick_rs``: one pass over the bytes
+at memory speed, where a regex alternation tries every form at every position). Base64 of a
+value inside a longer base64 stream depends on where the value starts modulo 3: each of the
+three alignments gives a different run of characters, so all three are matched (minus the one
+or two edge characters that mix with neighbouring bytes).
+
+The output of a run is masked in chunks as it is read (``StreamMasker``), not line by line.
 """
 
 from __future__ import annotations
 
 import base64
 import json
-import re
 from collections.abc import Iterable
 from urllib.parse import quote, quote_plus
 
+import ahocorasick_rs
 from loguru import logger
 
 MASK = "********"
+MASK_BYTES = MASK.encode()
 MIN_SECRET_LENGTH = 4
 """Shorter values are left alone: masking "abc" everywhere would mangle the log."""
+GROUP_SIZE = 48
+"""Forms per automaton: up to about 64 patterns the library scans with a SIMD prefilter at
+GB/s; one automaton of hundreds of forms falls back to a plain DFA walk, 5-10x slower, so many
+secrets are split into several automata whose matches are merged. Each is a contiguous NFA:
+about 1 ms to build for a few secrets, where the default (a DFA for few patterns) takes 5-7 ms
+per run, and with the prefilter it scans as fast."""
 
 _URLSAFE = str.maketrans("+/", "-_")
 
 
 class Masker:
-    """Masks every given secret value in any text; immutable and thread-safe once built."""
+    """Masks every given secret value in text or bytes; immutable and thread-safe once built."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         values: set[str] = set()
@@ -42,12 +53,18 @@ class Masker:
         if self.short_count:
             logger.warning("{} secret value(s) shorter than {} characters will not be masked in logs",
                            self.short_count, MIN_SECRET_LENGTH)
-        forms: set[str] = set()
+        forms: set[bytes] = set()
         for value in values:
-            forms.update(f for f in _forms(value) if len(f) >= MIN_SECRET_LENGTH)
+            forms.update(f.encode("utf-8") for f in _forms(value) if len(f) >= MIN_SECRET_LENGTH)
         self.max_form_length = max((len(f) for f in forms), default=0)
+        """The longest form in bytes: a stream keeps this much minus one between chunks."""
         ordered = sorted(forms, key=lambda f: (-len(f), f))
-        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+        self._automata = [
+            ahocorasick_rs.BytesAhoCorasick(ordered[i:i + GROUP_SIZE],
+                                            matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
+                                            implementation=ahocorasick_rs.Implementation.ContiguousNFA)
+            for i in range(0, len(ordered), GROUP_SIZE)
+        ]
 
     @property
     def short_secrets_note(self) -> str | None:
@@ -59,12 +76,120 @@ class Masker:
 
     def mask(self, text: str) -> str:
         """``text`` with every form of every secret replaced by ``********``."""
-        if self._pattern is None or not text:
+        if not self._automata or not text:
             return text
-        return self._pattern.sub(MASK, text)
+        raw = text.encode("utf-8", "surrogatepass")
+        spans = self.spans(raw)
+        return _apply(raw, spans, len(raw)).decode("utf-8", "surrogatepass") if spans else text
+
+    def mask_bytes(self, data: bytes) -> bytes:
+        """``data`` with every form of every secret replaced by ``********``."""
+        spans = self.spans(data)
+        return _apply(data, spans, len(data)) if spans else data
+
+    def spans(self, data: bytes | memoryview) -> list[tuple[int, int]]:
+        """Where forms occur in ``data``, as sorted ``(start, end)`` pairs that do not overlap.
+
+        Each automaton gives the leftmost-longest matches of its own forms; where matches of
+        different automata overlap, their union is one span (more is masked, never less).
+        """
+        if not self._automata:
+            return []
+        if len(self._automata) == 1:
+            return [(s, e) for _, s, e in self._automata[0].find_matches_as_indexes(data)]
+        found = sorted((s, e) for ac in self._automata for _, s, e in ac.find_matches_as_indexes(data))
+        merged: list[tuple[int, int]] = []
+        for start, end in found:
+            if merged and start < merged[-1][1]:
+                merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+            else:
+                merged.append((start, end))
+        return merged
+
+    def stream(self) -> StreamMasker:
+        """A masker for one byte stream read in chunks."""
+        return StreamMasker(self)
 
     def __bool__(self) -> bool:
-        return self._pattern is not None
+        return bool(self._automata)
+
+
+class StreamMasker:
+    """Masks a byte stream chunk by chunk, so that a secret split across two reads is masked.
+
+    What could still be the start of a form cut off by the end of the chunk stays behind: the
+    last ``max_form_length - 1`` bytes, but never bytes before the chunk's last newline (no
+    form but a multi-line value holds a newline, and each line of those is a value of its own),
+    so complete lines are never held back waiting for more output.
+    """
+
+    def __init__(self, masker: Masker) -> None:
+        self._masker = masker
+        self._carry = b""
+
+    @property
+    def keep(self) -> int:
+        """At most this many bytes are held back between chunks.
+
+        Read at every chunk, not once: a live masker (``live_masking``) may have grown longer
+        forms since the stream began (a renewed lease's session token).
+        """
+        return max(self._masker.max_form_length - 1, 0)
+
+    def feed(self, chunk: bytes) -> bytes:
+        """The masked bytes that are final now; the rest waits for the next chunk."""
+        if not self._masker:
+            return chunk
+        data = self._carry + chunk if self._carry else chunk
+        return self._take(data, len(data))
+
+    def prefill(self, buffer: bytearray) -> int:
+        """Put the held-back bytes at the start of a read buffer; the next read goes after them.
+
+        With ``feed_buffer`` this masks a stream read into one reused buffer without copying
+        each read into a new object first (a copy of a whole read per read, and the memory it
+        leaves fragmented).
+        """
+        size = len(self._carry)
+        buffer[:size] = self._carry
+        return size
+
+    def feed_buffer(self, buffer: bytearray, end: int) -> bytes:
+        """``feed`` for ``buffer[:end]``, whose start is what ``prefill`` put there."""
+        if not self._masker:
+            return bytes(memoryview(buffer)[:end])
+        return self._take(buffer, end)
+
+    def _take(self, data: bytes | bytearray, end: int) -> bytes:
+        with memoryview(data) as whole, whole[:end] as view:
+            hold = max(end - self.keep, data.rfind(b"\n", 0, end) + 1)
+            spans = self._masker.spans(view)
+            out = _apply(view, spans, hold)
+            done = max(hold, max((e for s, e in spans if s < hold), default=0))
+            self._carry = bytes(view[done:])
+        return out
+
+    def finish(self) -> bytes:
+        """Whatever was held back, masked (the stream has ended)."""
+        data, self._carry = self._carry, b""
+        return self._masker.mask_bytes(data) if data else b""
+
+
+def _apply(data: bytes | memoryview, spans: list[tuple[int, int]], limit: int) -> bytes:
+    """``data`` up to ``limit`` (further when a span starting before it ends later), with every
+    span that starts before ``limit`` replaced by the mask."""
+    pieces: list[bytes | memoryview] = []
+    pos = 0
+    for start, end in spans:
+        if start >= limit:
+            break
+        pieces += (data[pos:start], MASK_BYTES)
+        pos = end
+    if not pieces:
+        return bytes(data[:limit])
+    if pos < limit:
+        pieces.append(data[pos:limit])
+    return b"".join(pieces)
 
 
 def _forms(value: str) -> set[str]:

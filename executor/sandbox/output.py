@@ -1,81 +1,39 @@
-"""A run's output: split into capped lines, kept as head + tail in memory, copied to a log file.
+"""A run's output: cut into bounded lines, kept as head + tail in memory, copied to a log file.
 
-Everything here is bounded whatever the recipe prints: a line keeps at most
-``max_line_chars`` characters, memory keeps ``head_lines`` + ``tail_lines`` lines, and the
-per-task file keeps its first ``max_bytes`` and then the tail. Lines arrive masked: the
-reader masks before calling ``append``.
+The output reader hands over masked bytes a pipe's worth at a time; nothing here works line
+by line on that path. ``LineCutter`` passes on only whole lines and cuts the rare line longer
+than ``MAX_LINE_BYTES`` (found with a few ``rfind`` calls per chunk, not a split), so memory
+holds at most that much of any one line. ``BoundedLog`` keeps the first ``head_lines`` lines
+and, for the tail, the most recent chunks that hold the last ``tail_lines`` lines; only when
+the tail is read are those chunks decoded, split and each line capped at ``MAX_LINE_CHARS``
+characters.
 """
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import os
-import stat
 import threading
-import time
 from collections import deque
-from collections.abc import Iterator, Sequence
-from pathlib import Path
-from typing import TextIO
 
-from loguru import logger
+from executor.sandbox.logfile import TaskLogFile, open_fresh_file, prune_task_logs
 
-from executor.safe_names import is_safe_name
+__all__ = ["MAX_LINE_BYTES", "MAX_LINE_CHARS", "TAIL_LINES", "TRUNCATED_LINE", "BoundedLog", "LineCutter",
+           "TaskLogFile", "cap_line", "decode_lines", "open_fresh_file", "prune_task_logs",
+           "truncation_marker"]
 
 MAX_LINE_CHARS = 4096
 """DataHub caps a reported log line at 4 KiB."""
+MAX_LINE_BYTES = 4 * MAX_LINE_CHARS + 4
+"""Bytes kept of one line: more than ``MAX_LINE_CHARS`` characters of any UTF-8, so a line cut
+here is always shown with the truncation marker."""
 TAIL_LINES = 2000
 """DataHub reports at most the last 2,000 lines."""
 TRUNCATED_LINE = " [...truncated]"
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+_TRUNCATED = TRUNCATED_LINE.encode()
 
 
 def truncation_marker(dropped: int) -> str:
     """The line standing where ``dropped`` lines were left out."""
     return f"[... {dropped} line(s) truncated ...]"
-
-
-class LineSplitter:
-    """Turns a byte stream into lines, holding at most ``keep_bytes`` of any one line.
-
-    The caller gives ``keep_bytes`` a margin over the display cap so a secret that starts
-    before the cap is still whole when it is masked.
-    """
-
-    def __init__(self, keep_bytes: int) -> None:
-        self._keep = keep_bytes
-        self._partial = bytearray()
-        self._overflow = False
-
-    def feed(self, chunk: bytes) -> Iterator[tuple[bytes, bool]]:
-        """Complete lines in ``chunk`` as ``(kept bytes, was cut)``; the rest waits for more."""
-        start = 0
-        while True:
-            end = chunk.find(b"\n", start)
-            if end < 0:
-                self._take(chunk[start:])
-                return
-            self._take(chunk[start:end])
-            yield bytes(self._partial), self._overflow
-            self._partial.clear()
-            self._overflow = False
-            start = end + 1
-
-    def finish(self) -> Iterator[tuple[bytes, bool]]:
-        """The last line when the stream did not end with a newline."""
-        if self._partial or self._overflow:
-            yield bytes(self._partial), self._overflow
-        self._partial.clear()
-        self._overflow = False
-
-    def _take(self, piece: bytes) -> None:
-        room = self._keep - len(self._partial)
-        if len(piece) > room:
-            self._overflow = True
-            piece = piece[: max(room, 0)]
-        self._partial += piece
 
 
 def cap_line(line: str, was_cut: bool, max_chars: int = MAX_LINE_CHARS) -> str:
@@ -85,13 +43,113 @@ def cap_line(line: str, was_cut: bool, max_chars: int = MAX_LINE_CHARS) -> str:
     return line + TRUNCATED_LINE if was_cut else line
 
 
+def decode_lines(lines: list[bytes]) -> list[str]:
+    """Raw lines as shown in a report: decoded, without a trailing CR, capped."""
+    return [cap_line(line.decode("utf-8", "replace").removesuffix("\r"), False) for line in lines]
+
+
+class LineCutter:
+    """Turns a byte stream into whole lines, holding at most ``max_bytes`` of any one line.
+
+    A longer line keeps its first ``max_bytes`` (never half a UTF-8 character) followed by
+    `` [...truncated]``; the rest of it is dropped as it arrives.
+    """
+
+    def __init__(self, max_bytes: int = MAX_LINE_BYTES) -> None:
+        self._max = max_bytes
+        self._partial = bytearray()
+        self._cut = False
+
+    def feed(self, data: bytes) -> bytes:
+        """The lines ``data`` completes, each ending with a newline; the rest waits for more."""
+        last = data.rfind(b"\n")
+        if last < 0:
+            self._extend(data)
+            return b""
+        start = 0
+        pieces = []
+        if self._partial or self._cut:
+            start = data.find(b"\n") + 1
+            self._extend(data[: start - 1])
+            pieces.append(self._take_line())
+        body = data[start : last + 1] if start or last + 1 < len(data) else data
+        pieces.append(_cut_long_lines(body, self._max) if _has_long_line(body, self._max) else body)
+        self._extend(data[last + 1 :])
+        return pieces[0] if len(pieces) == 1 else b"".join(pieces)
+
+    def finish(self) -> bytes:
+        """The last line when the stream did not end with a newline (with one added)."""
+        return self._take_line() if self._partial or self._cut else b""
+
+    def _extend(self, piece: bytes) -> None:
+        room = self._max - len(self._partial)
+        if len(piece) > room:
+            self._cut = True
+            piece = piece[: max(room, 0)]
+        self._partial += piece
+
+    def _take_line(self) -> bytes:
+        line = _cut_at(bytes(self._partial), self._max) if self._cut else bytes(self._partial) + b"\n"
+        self._partial.clear()
+        self._cut = False
+        return line
+
+
+def _has_long_line(body: bytes, max_bytes: int) -> bool:
+    """Whether a line of ``body`` (whole lines) is longer than ``max_bytes``, in about
+    ``len(body) / max_bytes`` reverse searches: each window of ``max_bytes + 1`` bytes from a
+    line start must hold a newline."""
+    pos, size = 0, len(body)
+    while size - pos > max_bytes + 1:
+        found = body.rfind(b"\n", pos, pos + max_bytes + 1)
+        if found < 0:
+            return True
+        pos = found + 1
+    return False
+
+
+def _cut_long_lines(body: bytes, max_bytes: int) -> bytes:
+    """``body`` with each line longer than ``max_bytes`` cut (the rare path: few, long lines)."""
+    lines = body.split(b"\n")[:-1]
+    return b"".join(_cut_at(line, max_bytes) if len(line) > max_bytes else line + b"\n" for line in lines)
+
+
+def _cut_at(line: bytes, max_bytes: int) -> bytes:
+    """The first ``max_bytes`` of ``line`` without a split UTF-8 character, marker, newline."""
+    end = min(max_bytes, len(line))
+    for back in range(1, min(4, end) + 1):
+        byte = line[end - back]
+        if byte < 0x80:
+            break
+        if byte >= 0xC0:  # the last character's lead byte: does the whole character fit?
+            size = 2 if byte < 0xE0 else 3 if byte < 0xF0 else 4
+            if back < size:
+                end -= back
+            break
+    return line[:end] + _TRUNCATED + b"\n"
+
+
+def _start_of_last_lines(chunk: bytes, count: int) -> int:
+    """Where the last ``count`` lines of ``chunk`` (whole lines) begin."""
+    pos = len(chunk) - 1
+    for _ in range(count):
+        pos = chunk.rfind(b"\n", 0, pos)
+    return pos + 1
+
+
 class BoundedLog:
-    """The first ``head_lines`` and the last ``tail_lines`` lines of a run; thread-safe."""
+    """The first ``head_lines`` and the last ``tail_lines`` lines of a run; thread-safe.
+
+    ``add`` takes whole lines as bytes; the tail is kept as the chunks they came in, dropped
+    from the front once the newer ones hold ``tail_lines`` lines.
+    """
 
     def __init__(self, head_lines: int = 200, tail_lines: int = TAIL_LINES) -> None:
         self._head_max = head_lines
-        self._head: list[str] = []
-        self._tail: deque[str] = deque(maxlen=tail_lines)
+        self._tail_max = tail_lines
+        self._head: list[bytes] = []
+        self._tail: deque[tuple[bytes, int]] = deque()
+        self._tail_count = 0
         self._total = 0
         self._lock = threading.Lock()
 
@@ -102,19 +160,34 @@ class BoundedLog:
             return self._total
 
     def append(self, line: str) -> None:
-        """Keep ``line`` in the head while it has room, else in the tail."""
+        """One line of text (the sandbox's own notes)."""
+        self.add(line.encode("utf-8", "replace") + b"\n")
+
+    def add(self, lines: bytes) -> None:
+        """Whole lines, each ending with a newline."""
+        if not lines:
+            return
         with self._lock:
-            self._total += 1
+            count = lines.count(b"\n")
+            self._total += count
             if len(self._head) < self._head_max:
-                self._head.append(line)
-            else:
-                self._tail.append(line)
+                lines, count = self._fill_head(lines, count)
+            if not count:
+                return
+            self._tail.append((lines, count))
+            self._tail_count += count
+            while len(self._tail) > 1 and self._tail_count - self._tail[0][1] >= self._tail_max:
+                self._tail_count -= self._tail.popleft()[1]
 
     def tail_lines(self, max_lines: int = TAIL_LINES) -> list[str]:
         """The last ``max_lines`` lines (from the tail, then the head if the tail is short)."""
+        if max_lines <= 0:
+            return []
         with self._lock:
-            lines = [*self._head, *self._tail] if self._dropped() == 0 else list(self._tail)
-        return lines[-max_lines:] if max_lines > 0 else []
+            lines = self._decoded_tail(max_lines)
+            if len(lines) < max_lines and self._dropped() == 0:
+                lines = [*decode_lines(self._head), *lines]
+        return lines[-max_lines:]
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` lines as text, after a marker when earlier lines are left out."""
@@ -128,117 +201,37 @@ class BoundedLog:
         """Head, a marker when lines were dropped, and tail."""
         with self._lock:
             dropped = self._dropped()
-            parts = [*self._head, *([truncation_marker(dropped)] if dropped else []), *self._tail]
-        return "\n".join(parts)
+            head, tail = decode_lines(self._head), self._decoded_tail(self._tail_max)
+        return "\n".join([*head, *([truncation_marker(dropped)] if dropped else []), *tail])
+
+    def _fill_head(self, lines: bytes, count: int) -> tuple[bytes, int]:
+        """Move lines into the head while it has room; what is left and its line count."""
+        pos = 0
+        while count and len(self._head) < self._head_max:
+            end = lines.index(b"\n", pos)
+            self._head.append(lines[pos:end])
+            pos, count = end + 1, count - 1
+        return lines[pos:], count
+
+    def _decoded_tail(self, want: int) -> list[str]:
+        """The last ``want`` lines of the tail chunks, decoded and capped (the lock is held).
+
+        Only the chunks, and the part of the oldest of them, that hold those lines are decoded,
+        each in one piece: reading the tail costs little more memory than the text it returns.
+        """
+        want = min(want, self._tail_max)
+        parts: list[list[str]] = []
+        got = 0
+        for chunk, count in reversed(self._tail):
+            if got >= want:
+                break
+            start = _start_of_last_lines(chunk, want - got) if count > want - got else 0
+            with memoryview(chunk) as view:
+                text = str(view[start:], "utf-8", "replace")
+            part = [cap_line(line.removesuffix("\r"), False) for line in text.split("\n")[:-1]]
+            parts.append(part)
+            got += len(part)
+        return [line for part in reversed(parts) for line in part][-want:] if want > 0 else []
 
     def _dropped(self) -> int:
-        return self._total - len(self._head) - len(self._tail)
-
-
-class TaskLogFile:
-    """The full masked log of one task, capped at ``max_bytes`` (then the tail is appended at close)."""
-
-    def __init__(self, path: Path, max_bytes: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = open_fresh_file(path)
-        self.path = path
-        self._file: TextIO = os.fdopen(fd, "w", encoding="utf-8", errors="replace", buffering=65536)
-        self._max = max_bytes
-        self._written = 0
-        self._dropped = 0
-        self._last_flush = time.monotonic()
-
-    def write_line(self, line: str) -> None:
-        """Append one line, or count it as dropped once the cap is reached."""
-        size = len(line.encode("utf-8", "replace")) + 1
-        if self._dropped or self._written + size > self._max:
-            self._dropped += 1  # once full, every later line goes to the closing tail instead
-            return
-        self._file.write(line + "\n")
-        self._written += size
-        now = time.monotonic()
-        if now - self._last_flush > 1.0:
-            self._file.flush()
-            self._last_flush = now
-
-    def close(self, tail: Sequence[str]) -> None:
-        """Finish the file: when lines were dropped, a marker and the last lines ``tail``."""
-        try:
-            if self._dropped:
-                shown = list(tail)[-self._dropped:]
-                skipped = self._dropped - len(shown)
-                note = f"[... log file capped at {self._max} bytes; {skipped} line(s) left out ...]"
-                self._file.write(note + "\n")
-                for line in shown:
-                    self._file.write(line + "\n")
-        finally:
-            self._file.close()
-
-
-def open_fresh_file(path: Path, attempts: int = 3) -> int:
-    """A new 0600 file at ``path``, opened for writing, never through a link.
-
-    A recipe running as our user may have planted a symlink or a hard link under the name:
-    whatever is there is unlinked first (the link, never its target), then the file is made
-    with ``O_EXCL | O_NOFOLLOW`` relative to the directory, itself opened without following.
-    """
-    dir_fd = os.open(path.parent, _DIR_FLAGS)
-    try:
-        for _ in range(attempts):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path.name, dir_fd=dir_fd)
-            try:
-                return os.open(path.name, _NEW_FILE_FLAGS, 0o600, dir_fd=dir_fd)
-            except FileExistsError:
-                continue  # put back between the unlink and the open: once more
-        raise FileExistsError(errno.EEXIST, "something keeps re-creating the file", path.name)
-    finally:
-        os.close(dir_fd)
-
-
-def prune_task_logs(directory: Path, keep_files: int | None, keep_days: float | None,
-                    suffix: str = ".log") -> int:
-    """Delete per-task log files beyond the newest ``keep_files`` or older than ``keep_days``.
-
-    Only our own files are touched: regular files (never a link) named ``<safe name><suffix>``
-    directly in ``directory``, which must be a real directory (not a link to a foreign one).
-    """
-    try:
-        dir_fd = os.open(directory, _DIR_FLAGS)
-    except FileNotFoundError:
-        return 0
-    except OSError as exc:
-        logger.warning("not pruning task logs: {} is not a plain directory ({})", directory.name,
-                       exc.strerror)
-        return 0
-    try:
-        entries = sorted(_own_logs(dir_fd, suffix), reverse=True)
-        cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
-        removed = 0
-        for index, (mtime, name) in enumerate(entries):
-            if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
-                try:
-                    os.unlink(name, dir_fd=dir_fd)
-                    removed += 1
-                except OSError as exc:
-                    logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
-        return removed
-    finally:
-        os.close(dir_fd)
-
-
-def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:
-    """``(mtime, name)`` of the regular files in the directory named like our task logs."""
-    found = []
-    with os.scandir(dir_fd) as listing:
-        for entry in listing:
-            name = entry.name
-            if not name.endswith(suffix) or not is_safe_name(name[: -len(suffix)]):
-                continue
-            try:
-                info = entry.stat(follow_symlinks=False)
-            except OSError:
-                continue
-            if stat.S_ISREG(info.st_mode):
-                found.append((info.st_mtime, name))
-    return found
+        return self._total - len(self._head) - min(self._tail_count, self._tail_max)

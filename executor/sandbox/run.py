@@ -35,7 +35,7 @@ from executor.sandbox.live_masking import LiveMasker, SecretSource
 from executor.sandbox.masking import MIN_SECRET_LENGTH
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
-from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
+from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
@@ -183,7 +183,23 @@ class SandboxRun:
             self._log.append(line)
             if self._log_file is not None:
                 self._log_file.write_line(line)
+        self._call_on_line([line])
+
+    def emit_output(self, lines: bytes) -> None:
+        """Masked whole lines of the recipe's output, as the reader hands them over (bytes, a
+        pipe's worth at a time): into the memory buffer and the task log file as they are;
+        split into lines only for an ``on_line`` callback."""
+        with self._emit_lock:
+            self._log.add(lines)
+            if self._log_file is not None:
+                self._log_file.write(lines)
         if self._on_line is not None:
+            self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
+
+    def _call_on_line(self, lines: list[str]) -> None:
+        if self._on_line is None:
+            return
+        for line in lines:
             try:
                 self._on_line(line)
             except Exception:
@@ -275,7 +291,7 @@ class SandboxRun:
         """The pipe threads and the monitor of a process just spawned."""
         spec = self.spec
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
-        reader = OutputReader(proc.stdout, self._masker, self.emit, spec.limits.output_bytes, spec.task_id)
+        reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes, spec.task_id)
         writer = StdinWriter(proc.stdin, spec.stdin, spec.task_id)
         self._monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         reader.start()
@@ -293,7 +309,7 @@ class SandboxRun:
         self.note(result.summary())
         with self._emit_lock:
             if self._log_file is not None:
-                self._log_file.close(self._log.tail_lines())
+                self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
         if self._work_dir is not None:
             remove_work_dir(self._work_dir)

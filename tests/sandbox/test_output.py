@@ -7,15 +7,16 @@ import time
 from pathlib import Path
 
 from executor.sandbox import prune_task_logs
-from executor.sandbox.output import BoundedLog, LineSplitter, TaskLogFile, cap_line
+from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile, cap_line
 
 
-def test_splitter_keeps_at_most_its_cap_of_a_huge_line() -> None:
-    splitter = LineSplitter(keep_bytes=10)
-    lines = list(splitter.feed(b"short\n" + b"x" * 1000))
-    lines += list(splitter.feed(b"y" * 1000 + b"\nlast"))
-    lines += list(splitter.finish())
-    assert lines == [(b"short", False), (b"x" * 10, True), (b"last", False)]
+def test_cutter_keeps_at_most_its_cap_of_a_huge_line() -> None:
+    cutter = LineCutter(max_bytes=10)
+    out = cutter.feed(b"short\n" + b"x" * 1000)
+    out += cutter.feed(b"y" * 1000 + b"\nmiddle\n" + b"z" * 30 + b"\nlast")
+    out += cutter.finish()
+    assert out.split(b"\n") == [b"short", b"x" * 10 + b" [...truncated]", b"middle",
+                                 b"z" * 10 + b" [...truncated]", b"last", b""]
 
 
 def test_cap_line_marks_truncation() -> None:
