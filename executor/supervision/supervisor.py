@@ -229,13 +229,20 @@ class Supervisor(SupervisedActor):
             parent=self.actor_ref,
             directory=self.children_directory,
             lifeline=child.lifeline,
+            subtree=self.ctx.lifeline,
         )
         ref = child.spec.start(ctx)
         child.ref = ref
         self.children_directory.put(child.spec.name, ref)
 
     def _stop_child(self, child: _Child) -> None:
-        """Stop ``child`` and wait, within its timeout, for its threads (a subtree's) to end."""
+        """Stop ``child`` for good (what its incarnations share first, ``stop_shared``) and wait,
+        within its timeout, for its threads (a subtree's) to end."""
+        if child.spec.stop_shared is not None:
+            try:
+                child.spec.stop_shared()
+            except Exception as exc:
+                self.log.error("stopping what {} shares failed: {}", child.spec.name, exc)
         timeout = child.spec.stop_timeout_s
         deadline = time.monotonic() + timeout
         ref, child.ref = child.ref, None
