@@ -8,8 +8,9 @@ the runner and the poller, and the reporter flushes its outbox before any new wo
 Siblings reach each other through the pool supervisor's directory, by name.
 
 The Tasks are the pool's, not the runner's (``executor.pool.taskbook``): a runner restart
-adopts them, and only the pool's stop stops them (the runner's ``stop_shared``, before the
-runner and while the reporter still takes their interruptions). Their threads are linked to
+adopts them, and only the pool's stop stops them (the runner's ``stop_shared``, once the
+runner has stopped, so none is started meanwhile, and while the reporter still takes their
+interruptions). Their threads are linked to
 the pool supervisor's lifeline, so the pool is restarted only once they have ended.
 """
 
@@ -57,6 +58,6 @@ def pool_children(pool: PoolContext) -> list[ChildSpec]:
 def pool_spec(pool: PoolContext, on_restart: Callable[[str], None] | None = None) -> ChildSpec:
     """The child spec of the pool's supervisor, for the root."""
     children = pool_children(pool)
-    tasks = pool.pool.limits.kill_grace_s + 5.0  # stop_tasks, before the runner's own stop
+    tasks = pool.pool.limits.kill_grace_s + 5.0  # stop_tasks, after the runner's own stop
     timeout = sum(c.stop_timeout_s for c in children) + tasks + 5.0
     return supervisor_spec(f"pool:{pool.pool_id}", children, POOL_POLICY, on_restart, timeout, parks=True)

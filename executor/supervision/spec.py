@@ -111,7 +111,7 @@ class ChildSpec:
     stop_shared: Callable[[], None] | None = None
     """Stops what outlives each incarnation of the child but not its supervisor (a runner's
     Tasks, which a new runner adopts): called when the supervisor stops the child for good,
-    before the child itself, whether or not an incarnation runs then."""
+    once the child has stopped (so no incarnation can start more), whether or not one ran."""
 
 
 @dataclass(frozen=True)

@@ -236,13 +236,9 @@ class Supervisor(SupervisedActor):
         self.children_directory.put(child.spec.name, ref)
 
     def _stop_child(self, child: _Child) -> None:
-        """Stop ``child`` for good (what its incarnations share first, ``stop_shared``) and wait,
-        within its timeout, for its threads (a subtree's) to end."""
-        if child.spec.stop_shared is not None:
-            try:
-                child.spec.stop_shared()
-            except Exception as exc:
-                self.log.error("stopping what {} shares failed: {}", child.spec.name, exc)
+        """Stop ``child`` for good and wait, within its timeout, for its threads (a subtree's) to
+        end; then stop what its incarnations shared (``stop_shared``): once the child has
+        stopped, none of its incarnations can start more of it."""
         timeout = child.spec.stop_timeout_s
         deadline = time.monotonic() + timeout
         ref, child.ref = child.ref, None
@@ -253,6 +249,11 @@ class Supervisor(SupervisedActor):
                 ref.stop(block=True, timeout=timeout)
         if child.lifeline is not None and not child.lifeline.join(deadline - time.monotonic()):
             self.log.error("{} did not stop within {:g}s", child.spec.name, timeout)
+        if child.spec.stop_shared is not None:
+            try:
+                child.spec.stop_shared()
+            except Exception as exc:
+                self.log.error("stopping what {} shared failed: {}", child.spec.name, exc)
 
     def _current(self, name: str, incarnation: int) -> _Child | None:
         """The child ``name`` if ``incarnation`` is its running one and we are not stopping."""

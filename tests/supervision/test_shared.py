@@ -54,10 +54,12 @@ def test_a_child_restart_leaves_what_it_linked_to_its_supervisor_running(probe: 
     assert spawned[0].is_alive()  # ... which runs on
     assert ("held", 1, "teardown-begin") not in probe.events
     root.stop(timeout=10)
-    # The subtree's stop stopped both held workers, through stop_shared, before the spawner.
-    assert not any(ref.is_alive() for ref in spawned)
+    # The subtree's stop stopped both held workers through stop_shared, once the spawner had
+    # stopped (so that it could not start another meanwhile).
+    assert len(spawned) == 2 and not any(ref.is_alive() for ref in spawned)
+    assert probe.index("spawner", 2, "teardown-end") < probe.index("spawner", 0, "stop-shared")
     assert probe.index("spawner", 0, "stop-shared") < probe.index("held", 1, "teardown-end")
-    assert probe.index("held", 2, "teardown-end") < probe.index("spawner", 2, "teardown-begin")
+    assert probe.index("spawner", 0, "stop-shared") < probe.index("held", 2, "teardown-end")
 
 
 def test_a_subtree_is_not_restarted_while_a_linked_thread_still_runs(probe: Probe) -> None:
