@@ -69,8 +69,8 @@ def test_adopted_tasks_still_end_by_a_kill_and_by_the_shutdown(world: FaultWorld
     """The runner crashes while two recipes run; after the adoption a KILL ends one of them
     (CANCELLED) and a SIGTERM interrupts the other, whose message is released, exit code 0."""
     world.start_cp()
+    killed, interrupted = world.submit(), world.submit()  # both received long before the first round
     a = world.executor("a", max_workers=2, drain_s=1, env={FAULTS: "pool:default/runner@TasksWanted*1"})
-    killed, interrupted = world.submit(), world.submit()
     for request in (killed, interrupted):
         world.ledger.wait(request.run_id, "start")
     a.wait_log("injected fault at root/pool:default/runner on handling TasksWanted")
