@@ -28,7 +28,7 @@ from executor.datahub.aspects import instance_id
 from executor.exitcodes import ExitCode
 from executor.observer import observer_spec
 from executor.pool.context import PoolContext
-from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence, RunningCount
+from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence
 from executor.pool.reporter import outbox_of
 from executor.pool.supervisor import pool_spec
 from executor.sandbox import reap_orphans
@@ -176,27 +176,20 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
 
-    def _pool_refs(self, child: str, unanswered: list[str] | None = None) -> list[pykka.ActorRef[Any]]:
-        """The live ``child`` of every pool; the ids of pools whose supervisor did not answer
-        in time are appended to ``unanswered`` (their child may well be alive)."""
+    def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:
+        """The live ``child`` of every pool that has one now."""
         if self.root is None or not self.root.is_alive():
             return []
         refs = []
         try:
             root_dir = self.root.proxy().children_directory.get(timeout=5)
-        except (pykka.Timeout, pykka.ActorDeadError) as exc:
-            if unanswered is not None and isinstance(exc, pykka.Timeout):
-                unanswered.extend(p.pool_id for p in self.pools)
+        except (pykka.Timeout, pykka.ActorDeadError):
             return []
         for pool in self.pools:
             sup = root_dir.get(f"pool:{pool.pool_id}")
             try:
                 ref = sup.proxy().children_directory.get(timeout=5).get(child) if sup else None
-            except pykka.Timeout:
-                if unanswered is not None:
-                    unanswered.append(pool.pool_id)
-                continue
-            except pykka.ActorDeadError:
+            except (pykka.Timeout, pykka.ActorDeadError):
                 continue
             if ref is not None:
                 refs.append(ref)
@@ -215,19 +208,7 @@ class Service:
             time.sleep(POLL_S)
 
     def _running(self) -> int:
-        """Tasks still running in all pools. A runner that does not answer in time counts as
-        full (``max_workers``), never as idle: its tasks may well run on. A pool without a
-        runner (restarting) counts 0: a runner's teardown stops its tasks before it ends."""
-        busy = max((p.pool.max_workers for p in self.pools), default=1)
-        unanswered: list[str] = []
-        refs = self._pool_refs(RUNNER, unanswered)
-        total = busy * len(unanswered)
-        for ref in refs:
-            try:
-                total += int(ref.ask(RunningCount(), timeout=5))  # type: ignore[arg-type]
-            except pykka.Timeout:
-                logger.warning("a task runner did not say in time how many tasks run; assuming busy")
-                total += busy
-            except pykka.ActorDeadError:
-                continue
-        return total
+        """Tasks still running in all pools, read from the pools' task books rather than asked
+        of the runners: a runner that is slow to answer or restarting (its Tasks run on, to be
+        adopted) must not make a drain end early."""
+        return sum(pool.tasks.live() for pool in self.pools)

@@ -14,6 +14,7 @@ from executor.config import ExecutorConfig, PoolSettings, ProxySettings
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
+from executor.pool.taskbook import TaskBook
 from executor.safe_names import safe_name
 
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
@@ -41,6 +42,8 @@ class PoolContext:
     """Called with (urn, status) once GMS has accepted a terminal result."""
     in_flight: InFlightBook = field(default_factory=InFlightBook, repr=False, compare=False)
     """The messages the pool holds; outlives a poller's restart (``executor.pool.inflight``)."""
+    tasks: TaskBook = field(default_factory=TaskBook, repr=False, compare=False)
+    """The pool's live Tasks; outlive a runner's restart, which adopts them (``executor.pool.taskbook``)."""
     credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
     """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
 

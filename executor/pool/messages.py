@@ -185,11 +185,6 @@ class TaskSettled:
 
 
 @dataclass(frozen=True)
-class RunningCount:
-    """Ask (from the main thread only): how many tasks still run."""
-
-
-@dataclass(frozen=True)
 class InterruptAll:
     """Stop every running task now (drain over, or a second signal)."""
 

@@ -5,7 +5,9 @@ to a restarting sibling may be gone. The poller, which owns every message's fate
 rebuilds that fate from scratch every round, whatever restarted:
 
 1. it asks the runner which requests have a live Task (``TasksWanted`` -> ``LiveTasks``);
-   a held message whose request has one is kept (extended);
+   a held message whose request has one is kept (extended). The runner answers from the
+   pool's task book (``executor.pool.taskbook``), which outlives the runner: a restarted
+   runner has adopted the Tasks of its predecessor, so their messages stay held;
 2. a result waiting in the pool's outbox: the Reporter is asked to flush; it settles the
    message once GMS has the result (deliver, then delete);
 3. otherwise GMS decides (``decide``): a terminal result there means it was delivered and

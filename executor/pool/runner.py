@@ -1,4 +1,4 @@
-"""TaskRunner: slots and weights; starts one temporary Task actor per request it accepts.
+"""TaskRunner: slots and weights; starts one Task actor per request it accepts.
 
 Capacity follows DataHub: ``max_workers`` slots of weight ``1/max_workers`` each, and a
 request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. A
@@ -7,10 +7,16 @@ before it starts the recipe, given oldest first while the admitted weights fit. 
 polls GMS for KILL signals of running requests, and drives the drain at shutdown. A Task
 that crashes is reported as FAILURE here; its teardown has already killed its processes.
 
+The Tasks belong to the pool, not to this instance: they are kept in the pool's
+``TaskBook`` and run on when the runner crashes. A new runner *adopts* them at start (their
+weights count against capacity, a waiting one is admitted, an exit told while no runner was
+up is handled), so a runner crash interrupts nothing. They are stopped only with the pool
+(``stop_tasks``, the runner's ``ChildSpec.stop_shared``).
+
 Capacity (``messages.Capacity``) is published with this instance's epoch and the count of
 RunRequests accepted from the current poller epoch, so either side's restart re-synchronises
-it. Mailbox: a restart drops it, and this instance's Tasks are stopped with it (their
-teardown reports or releases); a RunRequest lost that way is found by the poller's
+it; free slots come from the book, adopted Tasks included. Mailbox: a restart drops it; what
+the Tasks told is in the book, and a RunRequest lost that way is found by the poller's
 reconciliation, which asks ``TasksWanted`` here.
 """
 
@@ -19,10 +25,10 @@ from __future__ import annotations
 import math
 import time
 import uuid
-from dataclasses import dataclass
 from typing import Any
 
 import pykka
+from loguru import logger
 
 from executor.datahub import aspects
 from executor.errors import ExecutorError
@@ -41,7 +47,6 @@ from executor.pool.messages import (
     LiveTasks,
     PollSignals,
     Release,
-    RunningCount,
     RunRequest,
     StopReceiving,
     TaskSettled,
@@ -51,69 +56,45 @@ from executor.pool.messages import (
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
 from executor.pool.task import Task
+from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited
 
 EPSILON = 1e-9
 
 
-@dataclass
-class _Running:
-    name: str
-    ref: pykka.ActorRef[Any]
-    weight: float
-    settled: bool = False
-    weighed: bool = False
-    admitted: bool = False
-
-
 class TaskRunner(PoolActor):
-    """Accepts requests within capacity and supervises their Task actors."""
+    """Accepts requests within capacity and looks after the pool's Task actors."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
         super().__init__(ctx, pool)
         self.default_weight = 1.0 / pool.pool.max_workers
-        self.running: dict[str, _Running] = {}
+        self.tasks = pool.tasks
         self.draining = False
         self._drain_deadline: float | None = None
         self.epoch = uuid.uuid4().hex[:12]
         self.poller_epoch: str | None = None
         self.accepted = 0
         """RunRequests stamped with this epoch by ``poller_epoch``."""
-        self._task_serial = 0
-        self.produced_result = False
 
     def setup(self) -> None:
+        self._adopt()
         self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
         self._publish_capacity()
 
     def release(self) -> None:
-        """Stop every Task at once, then wait for all within one grace (not one each)."""
-        deadline = time.monotonic() + self.pool.pool.limits.kill_grace_s + 5
-        stopping = []
-        for urn, item in list(self.running.items()):
-            try:
-                stopping.append((urn, item.ref.stop(block=False)))
-            except pykka.ActorDeadError:
-                continue
-        for urn, future in stopping:
-            try:
-                future.get(timeout=max(0.1, deadline - time.monotonic()))
-            except (pykka.Timeout, pykka.ActorDeadError):
-                self.log.bind(request=urn).error("task actor did not stop in time")
+        if len(self.tasks):
+            # Not stopped with us: the next runner adopts them, the pool's stop stops them.
+            self.log.info("leaving {} task(s) to the pool", len(self.tasks))
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, RunRequest):
             self._run(message)
         elif isinstance(message, WeightKnown):
-            if message.urn in self.running:
-                self.running[message.urn].weight = message.weight
-                self.running[message.urn].weighed = True
-                self._admit()
-                self._publish_capacity()
+            self.tasks.record(message)  # the Task wrote it already; a repeat changes nothing
+            self._admit()
+            self._publish_capacity()
         elif isinstance(message, TaskSettled):
-            if message.urn in self.running:
-                self.running[message.urn].settled = True
-            self.produced_result = self.produced_result or message.status is not None
+            self.tasks.record(message)
         elif isinstance(message, ChildExited):
             self._task_exited(message)
         elif isinstance(message, CapacityWanted):
@@ -121,7 +102,8 @@ class TaskRunner(PoolActor):
                 self.poller_epoch, self.accepted = message.poller_epoch, 0
             self._publish_capacity()
         elif isinstance(message, TasksWanted):
-            self.ctx.directory.tell(POLLER, LiveTasks(message.round, frozenset(self.running)))
+            live = frozenset(entry.urn for entry in self.tasks.entries())
+            self.ctx.directory.tell(POLLER, LiveTasks(message.round, live))
         elif isinstance(message, PollSignals):
             self._poll_signals()
             self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
@@ -129,18 +111,36 @@ class TaskRunner(PoolActor):
             self._drain(message)
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
-        elif isinstance(message, RunningCount):
-            return len(self.running)
         return None
+
+    def on_beat(self) -> None:
+        self._sweep()
 
     def free_slots(self) -> int:
         """Default-weight slots still free (``--once``: one until a task has begun, then none,
         so that the poller never receives a second message it would only have to give back)."""
-        if self.pool.once and (self.running or self.produced_result):
+        if self.pool.once and (len(self.tasks) or self.tasks.produced_result):
             return 0
-        used = sum(item.weight for item in self.running.values())
+        used = sum(entry.weight for entry in self.tasks.entries())
         free = max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
         return min(free, 1) if self.pool.once else free
+
+    def _adopt(self) -> None:
+        """Take over the Tasks a crashed predecessor started: they hold capacity, one that
+        waits for admission may start now, and an exit told while no runner was up is handled."""
+        entries = self.tasks.entries()
+        if not entries:
+            return
+        self.log.info(
+            "adopting {} task(s) of the previous runner ({} ended meanwhile)",
+            len(entries),
+            sum(1 for entry in entries if entry.exited is not None),
+        )
+        for entry in entries:
+            if entry.exited is not None:
+                self._task_exited(entry.exited)
+        self._sweep()
+        self._admit()
 
     def _run(self, request: RunRequest) -> None:
         if request.poller_epoch != self.poller_epoch:
@@ -148,7 +148,7 @@ class TaskRunner(PoolActor):
         if request.runner_epoch == self.epoch:
             self.accepted += 1  # one the poller counts against this epoch's capacity
         log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
-        if request.urn in self.running:
+        if request.urn in self.tasks:
             self._publish_capacity()  # nothing to start; the poller counted a slot for it
             return
         if self.draining or self.free_slots() < 1:
@@ -156,36 +156,58 @@ class TaskRunner(PoolActor):
             self.ctx.directory.tell(POLLER, Release(request.urn))
             self._publish_capacity()
             return
-        self._task_serial += 1
-        ctx = ChildContext(
-            name=f"task-{self._task_serial}",
-            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
-            incarnation=1,
-            parent=self.actor_ref,
-            directory=self.ctx.directory,
-            listed=False,
-        )
-        ref = Task.start(ctx, self.pool, request)
-        self.running[request.urn] = _Running(ctx.name, ref, self.default_weight)
+        self._start_task(request)
         if self.pool.metrics is not None and request.sent_timestamp_s is not None:
             self.pool.metrics.observe_pickup(
                 self.pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s)
             )
         self._publish_capacity()
 
+    def _start_task(self, request: RunRequest) -> None:
+        """Start a Task for ``request``; it is the pool's (in the book, its threads linked to
+        the pool's lifeline), so it outlives this runner and the pool waits for it to end."""
+        name = self.tasks.new_name()
+        ctx = ChildContext(
+            name=name,
+            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
+            incarnation=1,
+            parent=RunnerLink(self.tasks, self.ctx.directory),
+            directory=self.ctx.directory,
+            listed=False,
+        )
+        entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
+        self.tasks.add(entry)  # before it runs: whatever it records finds its entry
+        try:
+            entry.ref = Task.start(ctx, self.pool, request)
+        except Exception:
+            self.tasks.pop(request.urn)
+            raise
+        if self.ctx.subtree is not None:
+            self.ctx.subtree.link(ctx.lifeline)
+
     def _task_exited(self, message: ChildExited) -> None:
-        urn = next((u for u, r in self.running.items() if r.name == message.name), None)
-        if urn is None:
-            return
-        item = self.running.pop(urn)
-        if message.failed and not item.settled:
-            self.log.bind(request=urn.rsplit(":", 1)[-1]).error("task actor crashed: {}", message.error)
+        entry = self.tasks.named(message.name)
+        if entry is None:
+            return  # handled already (at adoption, or a repeated notice)
+        if message.failed and not entry.settled:
+            self.log.bind(request=entry.urn.rsplit(":", 1)[-1]).error(
+                "task actor crashed: {}", message.error
+            )
             aspect = task_failure_aspect(f"The executor's task actor crashed: {message.error}")
-            finish = Finish(urn, aspect, aspects.FAILURE)
+            finish = Finish(entry.urn, aspect, aspects.FAILURE)
             persist_result(self.pool, finish)
             self.ctx.directory.tell(REPORTER, finish)
+        self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
         self._publish_capacity()
+
+    def _sweep(self) -> None:
+        """The safety net for a Task that ended without a notice (none should): once its
+        thread has ended, it counts as crashed."""
+        for entry in self.tasks.entries():
+            ended = entry.lifeline is not None and entry.lifeline.ended()
+            if entry.exited is None and entry.ref is not None and not entry.ref.is_alive() and ended:
+                self._task_exited(ChildExited(entry.name, 1, True, "ended without notice"))
 
     def _admit(self) -> None:
         """Let weighed Tasks start, oldest first, while the admitted weights stay within 1.
@@ -194,26 +216,27 @@ class TaskRunner(PoolActor):
         out heavier waits here (its message kept invisible) until the running ones leave room,
         and the ones behind it wait too, so it is not starved.
         """
-        used = sum(item.weight for item in self.running.values() if item.admitted)
-        for urn, item in self.running.items():
-            if item.admitted or item.settled or not item.weighed:
+        entries = self.tasks.entries()
+        used = sum(entry.weight for entry in entries if entry.admitted)
+        for entry in entries:
+            if entry.admitted or entry.settled or not entry.weighed or entry.ref is None:
                 continue
-            if used > EPSILON and used + item.weight > 1.0 + EPSILON:
-                self.log.bind(request=urn.rsplit(":", 1)[-1]).info(
-                    "waiting for capacity: weight {:.2f}, {:.2f} in use", item.weight, used
+            if used > EPSILON and used + entry.weight > 1.0 + EPSILON:
+                self.log.bind(request=entry.urn.rsplit(":", 1)[-1]).info(
+                    "waiting for capacity: weight {:.2f}, {:.2f} in use", entry.weight, used
                 )
                 return
-            item.admitted = True
-            used += item.weight
+            self.tasks.admit(entry.urn)
+            used += entry.weight
             try:
-                item.ref.tell(Admitted())
+                entry.ref.tell(Admitted())
             except pykka.ActorDeadError:
                 continue
 
     def _poll_signals(self) -> None:
-        if not self.running:
+        urns = [entry.urn for entry in self.tasks.entries()]
+        if not urns:
             return
-        urns = list(self.running)
         try:
             found = self.gms.batch_get_aspects(
                 aspects.EXECUTION_REQUEST_ENTITY, urns, [aspects.SIGNAL_ASPECT]
@@ -222,18 +245,22 @@ class TaskRunner(PoolActor):
             self.log.warning("could not read cancellation signals: {}", exc)
             return
         for urn, values in found.items():
-            signal = aspects.signal_from_aspect(values.get(aspects.SIGNAL_ASPECT))
-            if signal == "KILL" and urn in self.running:
-                self.running[urn].ref.tell(Cancel("cancelled by a KILL signal from DataHub"))
+            if aspects.signal_from_aspect(values.get(aspects.SIGNAL_ASPECT)) == "KILL":
+                self._tell_task(urn, Cancel("cancelled by a KILL signal from DataHub"))
 
     def _interrupt_all(self, reason: str) -> None:
         """Interrupt every running Task at once; each one's kill does not block (h1)."""
         cancel = Cancel(reason, status=aspects.FAILURE, interrupted=True)
-        for item in self.running.values():
+        for entry in self.tasks.entries():
+            self._tell_task(entry.urn, cancel)
+
+    def _tell_task(self, urn: str, message: Any) -> None:
+        entry = self.tasks.get(urn)
+        if entry is not None and entry.ref is not None:
             try:
-                item.ref.tell(cancel)
+                entry.ref.tell(message)
             except pykka.ActorDeadError:
-                continue
+                return
 
     def _drain(self, message: Drain) -> None:
         """Idempotent: the service repeats ``Drain`` in case a restart lost it."""
@@ -243,7 +270,7 @@ class TaskRunner(PoolActor):
         self.draining = True
         self.ctx.directory.tell(POLLER, StopReceiving())
         delay = max(0.0, message.deadline_monotonic - time.monotonic())
-        self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.running), delay)
+        self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.tasks), delay)
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
 
     def _publish_capacity(self) -> None:
@@ -251,5 +278,14 @@ class TaskRunner(PoolActor):
         capacity = Capacity(free, self.epoch, self.poller_epoch, self.accepted, self.draining)
         self.ctx.directory.tell(POLLER, capacity)
         if self.pool.metrics is not None:
-            used = sum(item.weight for item in self.running.values())
+            used = sum(entry.weight for entry in self.tasks.entries())
             self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))
+
+
+def stop_tasks(pool: PoolContext) -> None:
+    """Stop every Task of the pool at once, within one grace (the pool stops: its runner's
+    ``stop_shared``). Each one's teardown reports an interruption and gives its message back."""
+    late = pool.tasks.stop_all(pool.pool.limits.kill_grace_s + 5)
+    for urn in late:
+        log = logger.bind(pool=pool.pool_id, request=urn.rsplit(":", 1)[-1])
+        log.error("task actor did not stop in time")

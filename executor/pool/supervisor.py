@@ -1,4 +1,4 @@
-"""The pool's subtree: five children under one one_for_one supervisor.
+"""The pool's subtree: five children under one one_for_one supervisor, and the pool's Tasks.
 
 The root parks a pool whose subtree keeps failing (``ChildSpec.parks``): the other pools run
 on, and the process gives up only when every pool is parked (``executor.service``).
@@ -6,6 +6,12 @@ on, and the process gives up only when every pool is parked (``executor.service`
 Start order matters only for the first messages: the leaser and resolver come up before
 the runner and the poller, and the reporter flushes its outbox before any new work arrives.
 Siblings reach each other through the pool supervisor's directory, by name.
+
+The Tasks are the pool's, not the runner's (``executor.pool.taskbook``): a runner restart
+adopts them, and only the pool's stop stops them (the runner's ``stop_shared``, once the
+runner has stopped, so none is started meanwhile, and while the reporter still takes their
+interruptions). Their threads are linked to
+the pool supervisor's lifeline, so the pool is restarted only once they have ended.
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
 from executor.pool.poller import QueuePoller
 from executor.pool.reporter import Reporter
 from executor.pool.resolver import SecretResolver
-from executor.pool.runner import TaskRunner
+from executor.pool.runner import TaskRunner, stop_tasks
 from executor.supervision import ChildSpec, SupervisorPolicy, supervisor_spec
 
 POOL_POLICY = SupervisorPolicy(
@@ -39,7 +45,12 @@ def pool_children(pool: PoolContext) -> list[ChildSpec]:
         ChildSpec(LEASER, lambda ctx: CredentialLeaser.start(ctx, pool), 10.0),
         ChildSpec(RESOLVER, lambda ctx: SecretResolver.start(ctx, pool), 10.0),
         ChildSpec(REPORTER, lambda ctx: Reporter.start(ctx, pool), 15.0),
-        ChildSpec(RUNNER, lambda ctx: TaskRunner.start(ctx, pool), grace + 20.0),
+        ChildSpec(
+            RUNNER,
+            lambda ctx: TaskRunner.start(ctx, pool),
+            grace + 20.0,
+            stop_shared=lambda: stop_tasks(pool),
+        ),
         ChildSpec(POLLER, lambda ctx: QueuePoller.start(ctx, pool), wait + 10.0),
     ]
 
@@ -47,5 +58,6 @@ def pool_children(pool: PoolContext) -> list[ChildSpec]:
 def pool_spec(pool: PoolContext, on_restart: Callable[[str], None] | None = None) -> ChildSpec:
     """The child spec of the pool's supervisor, for the root."""
     children = pool_children(pool)
-    timeout = sum(c.stop_timeout_s for c in children) + 5.0
+    tasks = pool.pool.limits.kill_grace_s + 5.0  # stop_tasks, after the runner's own stop
+    timeout = sum(c.stop_timeout_s for c in children) + tasks + 5.0
     return supervisor_spec(f"pool:{pool.pool_id}", children, POOL_POLICY, on_restart, timeout, parks=True)

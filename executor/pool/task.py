@@ -5,6 +5,11 @@ run the sandbox (progress every few seconds) -> finish (terminal result to the R
 poller keeps the message invisible meanwhile. If this actor crashes, its teardown kills the
 process group and the runner reports FAILURE for the request.
 
+A Task is the pool's, not its runner's: its parent (``taskbook.RunnerLink``) writes what it
+tells the runner into the pool's task book before telling whichever runner is up, so a runner
+crash neither stops it nor loses its notices; the next runner adopts it. It is stopped from
+outside only when its pool stops (``release`` then reports an interruption).
+
 Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS`` times, an
 unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
 ``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
@@ -34,7 +39,6 @@ from executor.pool.messages import (
     POLLER,
     REPORTER,
     RESOLVER,
-    RUNNER,
     Acknowledge,
     Admitted,
     Cancel,
@@ -83,7 +87,7 @@ def resolve_deadline_s(pool: PoolContext) -> float:
 
 
 class Task(PoolActor):
-    """Runs one request; reports to its runner (parent) and the pool's siblings by name."""
+    """Runs one request; reports to the pool's runner (parent) and its siblings by name."""
 
     beats = False
 
@@ -111,8 +115,8 @@ class Task(PoolActor):
         run = self.launcher.run
         ended = None
         if run is not None and not self._settled and not self._crashed:
-            # Stopped from outside (its runner crashed or stopped): a recipe whose exit is on its
-            # way gets a moment to be collected, so its result is reported, not run again.
+            # Stopped from outside (its pool stops): a recipe whose exit is on its way gets a
+            # moment to be collected, so its result is reported, not run again.
             ended = run.wait(ABANDON_WAIT_S)
         self.launcher.kill()
         if not self._settled and not self._crashed:
@@ -128,7 +132,7 @@ class Task(PoolActor):
         super().on_failure(exception_type, exception_value, tb)
 
     def _abandoned(self, ended: SandboxResult | None) -> None:
-        """Stopped from outside before an outcome (the runner stopped or crashed): never leave
+        """Stopped from outside before an outcome (its pool stopped): never leave
         the request held. If the recipe had already exited on its own, report its real result;
         if it may have been cut short, report an interruption (FAILURE that a later run may
         overwrite) and release the message; if it never started, just release it."""
@@ -218,9 +222,7 @@ class Task(PoolActor):
             return
         # Accepted at the default weight; the runner answers Admitted once this one's fits.
         self._awaiting_admission = True
-        self.ctx.directory.tell(
-            RUNNER, WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers))
-        )
+        self._to_runner(WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
 
     def _admitted(self) -> None:
         """The runner found room for this request's weight: report RUNNING and go on."""
@@ -368,8 +370,14 @@ class Task(PoolActor):
             self.ctx.directory.tell(REPORTER, finish)
         elif to_poller is not None:
             self.ctx.directory.tell(POLLER, to_poller)
-        self.ctx.directory.tell(RUNNER, TaskSettled(self.urn, finish.status if finish else None))
+        self._to_runner(TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)
+
+    def _to_runner(self, message: WeightKnown | TaskSettled) -> None:
+        """Through the parent (``taskbook.RunnerLink``): recorded in the pool's task book, then
+        told to the current runner, so a runner that restarts meanwhile adopts it."""
+        if self.ctx.parent is not None:
+            self.ctx.parent.tell(message)
 
 
 def _completed(result: SandboxResult | None) -> SandboxResult | None:

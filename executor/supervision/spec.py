@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from executor.backoff import Backoff
 
@@ -14,6 +14,14 @@ if TYPE_CHECKING:
     import pykka
 
     from executor.supervision.directory import Directory
+
+
+class Parent(Protocol):
+    """Whom a child tells how it ended: its supervisor's ref, or a stand-in that routes the
+    notice to whichever incarnation of an actor currently looks after the child."""
+
+    def tell(self, message: Any) -> None:
+        """Deliver ``message`` (``ChildExited`` and the child's own reports)."""
 
 
 class Lifeline:
@@ -72,13 +80,16 @@ class ChildContext:
     path: str
     """Slash-separated position in the tree, e.g. ``root/pool:default/poller``."""
     incarnation: int
-    parent: pykka.ActorRef[Any] | None
+    parent: Parent | None
     directory: Directory
     """Name -> current ref of this child's siblings (and itself)."""
     listed: bool = True
     """Whether the child appears in ``directory`` under ``name`` (not so for dynamic tasks)."""
     lifeline: Lifeline = field(default_factory=Lifeline, compare=False)
     """Where the child's thread is recorded, so that its supervisor can tell when it has ended."""
+    subtree: Lifeline | None = field(default=None, compare=False)
+    """The supervisor's own lifeline: a thread the child starts that must outlive the child's
+    restart but not its supervisor's (a pool's Tasks, started by its runner) is linked here."""
 
 
 @dataclass(frozen=True)
@@ -97,6 +108,10 @@ class ChildSpec:
     """Counted against its own restart intensity; when it exceeds it, the child is *parked*
     (left stopped, restarted after the policy's ``park_backoff``) instead of failing the
     supervisor, which escalates only once every such child is parked at the same time."""
+    stop_shared: Callable[[], None] | None = None
+    """Stops what outlives each incarnation of the child but not its supervisor (a runner's
+    Tasks, which a new runner adopts): called when the supervisor stops the child for good,
+    once the child has stopped (so no incarnation can start more), whether or not one ran."""
 
 
 @dataclass(frozen=True)

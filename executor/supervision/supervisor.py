@@ -229,13 +229,16 @@ class Supervisor(SupervisedActor):
             parent=self.actor_ref,
             directory=self.children_directory,
             lifeline=child.lifeline,
+            subtree=self.ctx.lifeline,
         )
         ref = child.spec.start(ctx)
         child.ref = ref
         self.children_directory.put(child.spec.name, ref)
 
     def _stop_child(self, child: _Child) -> None:
-        """Stop ``child`` and wait, within its timeout, for its threads (a subtree's) to end."""
+        """Stop ``child`` for good and wait, within its timeout, for its threads (a subtree's) to
+        end; then stop what its incarnations shared (``stop_shared``): once the child has
+        stopped, none of its incarnations can start more of it."""
         timeout = child.spec.stop_timeout_s
         deadline = time.monotonic() + timeout
         ref, child.ref = child.ref, None
@@ -246,6 +249,11 @@ class Supervisor(SupervisedActor):
                 ref.stop(block=True, timeout=timeout)
         if child.lifeline is not None and not child.lifeline.join(deadline - time.monotonic()):
             self.log.error("{} did not stop within {:g}s", child.spec.name, timeout)
+        if child.spec.stop_shared is not None:
+            try:
+                child.spec.stop_shared()
+            except Exception as exc:
+                self.log.error("stopping what {} shared failed: {}", child.spec.name, exc)
 
     def _current(self, name: str, incarnation: int) -> _Child | None:
         """The child ``name`` if ``incarnation`` is its running one and we are not stopping."""

@@ -1,0 +1,160 @@
+"""The pool's live Tasks, kept outside any actor so that a runner's crash loses none of them.
+
+A Task belongs to its pool, not to the runner incarnation that started it: when the runner
+crashes, its Tasks run on, and the next runner *adopts* them from this book (request, weight,
+admission, whether it settled, how it ended) instead of stopping them, so a runner crash
+interrupts nothing and reruns nothing. The Tasks write what they tell the runner here first
+(``RunnerLink``), so a notice told while no runner is up is not lost with a dead mailbox;
+the runner reads capacity, admission and exits from the book. Only the pool's own stop (or
+the executor's shutdown) stops the Tasks: ``TaskBook.stop_all``, called by the pool
+supervisor when it stops the runner for good.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import pykka
+
+from executor.pool.messages import RUNNER, TaskSettled, WeightKnown
+from executor.supervision import ChildExited, Directory
+from executor.supervision.spec import Lifeline
+
+
+@dataclass
+class TaskEntry:
+    """One live Task: its request, its capacity, its phase as far as the runner cares."""
+
+    urn: str
+    name: str
+    weight: float
+    ref: pykka.ActorRef[Any] | None = None
+    lifeline: Lifeline | None = field(default=None, repr=False)
+    weighed: bool = False
+    """The Task has read its request and knows its real weight."""
+    admitted: bool = False
+    """The runner let it start its recipe (the weights fit)."""
+    settled: bool = False
+    """It handed its outcome on (a result to the Reporter, or the message's fate)."""
+    exited: ChildExited | None = None
+    """How its actor ended; set by the Task itself, handled (and the entry dropped) by a runner."""
+
+
+class TaskBook:
+    """Live Tasks by request URN, in start order (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._entries: dict[str, TaskEntry] = {}
+        self._serial = 0
+        self.produced_result = False
+        """``--once``: some Task has reported a terminal result."""
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+    def __contains__(self, urn: object) -> bool:
+        with self._lock:
+            return urn in self._entries
+
+    def __repr__(self) -> str:
+        return f"TaskBook({len(self)} task(s))"
+
+    def new_name(self) -> str:
+        """A Task name unique in the pool across runner incarnations (its exit notice names it)."""
+        with self._lock:
+            self._serial += 1
+            return f"task-{self._serial}"
+
+    def add(self, entry: TaskEntry) -> None:
+        """Record a Task about to start."""
+        with self._lock:
+            self._entries[entry.urn] = entry
+
+    def pop(self, urn: str) -> TaskEntry | None:
+        """Forget ``urn``'s Task (its exit has been handled)."""
+        with self._lock:
+            return self._entries.pop(urn, None)
+
+    def entries(self) -> list[TaskEntry]:
+        """A snapshot of every entry, oldest first."""
+        with self._lock:
+            return list(self._entries.values())
+
+    def get(self, urn: str) -> TaskEntry | None:
+        """The entry of ``urn``'s Task, if it is live."""
+        with self._lock:
+            return self._entries.get(urn)
+
+    def named(self, name: str) -> TaskEntry | None:
+        """The entry of the Task called ``name``."""
+        with self._lock:
+            return next((e for e in self._entries.values() if e.name == name), None)
+
+    def live(self) -> int:
+        """Tasks whose actor has not ended yet (what a drain waits for)."""
+        with self._lock:
+            return sum(1 for e in self._entries.values() if e.exited is None)
+
+    def admit(self, urn: str) -> None:
+        """The runner admitted ``urn``'s Task."""
+        with self._lock:
+            if urn in self._entries:
+                self._entries[urn].admitted = True
+
+    def record(self, message: Any) -> None:
+        """Write what a Task tells its runner into its entry (before the tell)."""
+        with self._lock:
+            if isinstance(message, WeightKnown) and message.urn in self._entries:
+                self._entries[message.urn].weight = message.weight
+                self._entries[message.urn].weighed = True
+            elif isinstance(message, TaskSettled) and message.urn in self._entries:
+                self._entries[message.urn].settled = True
+                self.produced_result = self.produced_result or message.status is not None
+            elif isinstance(message, ChildExited):
+                entry = next((e for e in self._entries.values() if e.name == message.name), None)
+                if entry is not None:
+                    entry.exited = message
+
+    def stop_all(self, timeout_s: float) -> list[str]:
+        """Stop every live Task at once and wait for all within ``timeout_s`` (not one each);
+        the URNs of those that did not stop in time."""
+        deadline = time.monotonic() + timeout_s
+        stopping = []
+        for entry in self.entries():
+            if entry.ref is None or entry.exited is not None:
+                continue
+            try:
+                stopping.append((entry.urn, entry.ref.stop(block=False)))
+            except pykka.ActorDeadError:
+                continue
+        late = []
+        for urn, future in stopping:
+            try:
+                future.get(timeout=max(0.1, deadline - time.monotonic()))
+            except pykka.Timeout:
+                late.append(urn)
+            except pykka.ActorDeadError:
+                continue
+        return late
+
+
+class RunnerLink:
+    """A Task's parent: the pool's current runner, whichever incarnation that is.
+
+    Each notice is written to the book first, then told to the runner by name: a runner that
+    is down (crashed, not yet restarted) finds it in the book when it adopts the Task.
+    """
+
+    def __init__(self, book: TaskBook, directory: Directory) -> None:
+        self.book = book
+        self.directory = directory
+
+    def tell(self, message: Any) -> None:
+        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell it."""
+        self.book.record(message)
+        self.directory.tell(RUNNER, message)
