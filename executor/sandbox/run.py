@@ -291,7 +291,8 @@ class SandboxRun:
         """The pipe threads and the monitor of a process just spawned."""
         spec = self.spec
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
-        reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes, spec.task_id)
+        reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes,
+                              spec.task_id)
         writer = StdinWriter(proc.stdin, spec.stdin, spec.task_id)
         self._monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         reader.start()
