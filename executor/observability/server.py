@@ -19,6 +19,7 @@ from loguru import logger
 from executor.errors import ConfigError
 from executor.observability.health import HealthState
 from executor.observability.metrics import Metrics
+from executor.supervision.threadnames import name_this_thread
 
 DEFAULT_PORT = 9087
 """The port DataHub's executor image uses for Prometheus metrics."""
@@ -26,6 +27,7 @@ DEFAULT_PORT = 9087
 REQUEST_TIMEOUT_S = 5.0
 """A client that sends nothing for this long is dropped, so it cannot hold a thread."""
 
+THREAD_NAME = "observability-http"
 JSON_TYPE = "application/json"
 ENDPOINTS = ["/healthz", "/readyz", "/metrics"]
 
@@ -86,6 +88,11 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("observability {} - " + format, self.address_string(), *args)
 
 
+def _serve(httpd: _Server, poll_interval_s: float) -> None:
+    name_this_thread(THREAD_NAME, "observability")
+    httpd.serve_forever(poll_interval=poll_interval_s)
+
+
 def _json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True) + "\n").encode()
 
@@ -133,8 +140,7 @@ class ObservabilityServer:
             where = f"{self.host}:{self._requested_port}"
             raise ConfigError("observability", [f"cannot listen on {where}: {reason}"]) from None
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": self._poll_interval_s},
-            name="observability-http", daemon=True,
+            target=_serve, args=(self._httpd, self._poll_interval_s), name=THREAD_NAME, daemon=True
         )
         self._thread.start()
 

@@ -21,6 +21,8 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from executor.supervision.threadnames import name_this_thread
+
 THREAD_NAME = "timers"
 
 
@@ -85,6 +87,7 @@ class Scheduler:
                 self._cond.wait(wait)
 
     def _run(self) -> None:
+        name_this_thread(self._name)
         while (entry := self._next()) is not None:
             try:
                 entry.fn()
