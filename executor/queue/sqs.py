@@ -14,15 +14,13 @@ a few seconds longer, with no retry (the poller backs off itself); the short cal
 release, delete, depth) have their own client with a read timeout of a few seconds and one
 retry. A stalled connection therefore costs at most ``max_wait_s + 5`` s or about 10 s.
 
-Memory: every client comes from one botocore session for the whole process (``_SESSION``), with
-the lease's credentials given to the client itself. A session holds the parsed service models
-(about 8-9 MB for SQS); clients made from one session share them, so a lease refresh or another
-pool costs a client (about 0.2 MB), not a session.
+Memory: every client comes from the process's one botocore session (``executor.queue.aws_session``)
+with the lease's credentials given to the client itself, so a lease refresh or another pool costs
+a client (about 0.2 MB), not a session (8-9 MB).
 """
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -30,7 +28,6 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-import botocore.session
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -42,6 +39,7 @@ from executor.errors import (
     ThrottledError,
     TransportError,
 )
+from executor.queue.aws_session import SESSION
 
 MAX_WAIT_S = 20
 SHORT_CALL_TIMEOUT_S = 5.0
@@ -78,36 +76,6 @@ class ReceivedMessage:
         if self.sent_timestamp_s is None:
             return None
         return datetime.fromtimestamp(self.sent_timestamp_s, timezone.utc)
-
-
-class _SharedSession:
-    """The process's one botocore session, made on first use; ``client`` is thread-safe.
-
-    botocore sessions are not thread-safe while they create clients (the clients themselves
-    are), and pollers of several pools make clients from their own threads: one lock.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._session: botocore.session.Session | None = None
-
-    def client(self, lease: Lease, endpoint: str | None, config: Config) -> Any:
-        """An SQS client signing with ``lease``'s credentials (never the host's)."""
-        with self._lock:
-            if self._session is None:
-                self._session = botocore.session.Session()
-            return self._session.create_client(
-                "sqs",
-                region_name=lease.region,
-                endpoint_url=endpoint,
-                aws_access_key_id=lease.access_key_id,
-                aws_secret_access_key=lease.secret_access_key,
-                aws_session_token=lease.session_token,
-                config=config,
-            )
-
-
-_SESSION = _SharedSession()
 
 
 def endpoint_for(queue_url: str) -> str | None:
@@ -158,7 +126,7 @@ class SqsQueue:
                 retries={"mode": "standard", "max_attempts": attempts},
                 proxies=dict(proxies) if proxies else None,
             )
-            return _SESSION.client(lease, endpoint, config)
+            return SESSION.client("sqs", lease, endpoint, config)
 
         self._receiver: Any = client(max_wait_s + extra_read_timeout_s, 1)
         self._client: Any = client(SHORT_CALL_TIMEOUT_S, 2)
