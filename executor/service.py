@@ -48,6 +48,8 @@ minutes (up to 30 while it keeps failing), while the other pools run on. When ev
 parked, or the observability child fails that often, the process exits with code 3 for systemd
 / Kubernetes."""
 POLL_S = 0.2
+MAIN_WAIT_S = 60.0
+"""The main thread's sleep between looks at its events; every setter also wakes it at once."""
 OUTBOX_WAIT_S = 10.0
 
 
@@ -65,6 +67,8 @@ class Service:
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.escalated = threading.Event()
+        self._wake = threading.Event()
+        """Set with either of the two above: the main thread sleeps on it, not on a 1 s tick."""
         self.escalation_reason: str | None = None
         self._signals = 0
         started = time.time()
@@ -105,7 +109,7 @@ class Service:
     def run_until_stopped(self) -> ExitCode:
         """Block until a signal (or escalation), then shut down; return the exit code."""
         while not (self.stop_requested.is_set() or self.escalated.is_set()):
-            self.stop_requested.wait(1.0)
+            self._wake.wait(MAIN_WAIT_S)
         if self.escalated.is_set():
             logger.error("the root supervisor gave up: {}", self.escalation_reason)
             self._stop_tree()
@@ -152,6 +156,7 @@ class Service:
             logger.warning("received {} again; stopping now", signal.Signals(signum).name)
             self.force_requested.set()
             self.stop_requested.set()
+        self._wake.set()
 
     def _delivered(self, urn: str, status: str) -> None:
         """``--once``: the first delivered terminal result ends the run."""
@@ -159,6 +164,7 @@ class Service:
             logger.info("--once: {} finished with {}", urn, status)
             self.once_status = status
             self.stop_requested.set()
+            self._wake.set()
 
     def _on_park(self, child: str, why: str, delay_s: float) -> None:
         """The root parked a pool that keeps failing: it is a readiness matter, with the reason."""
@@ -169,6 +175,7 @@ class Service:
     def _on_escalate(self, reason: str | None) -> None:
         self.escalation_reason = reason
         self.escalated.set()
+        self._wake.set()
 
     def _stop_tree(self) -> None:
         if self.root is not None:

@@ -8,9 +8,11 @@ kubelet's probes (``REMOTE_EXECUTOR_OBSERVABILITY_HOST``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -93,6 +95,14 @@ def _serve(httpd: _Server, poll_interval_s: float) -> None:
     httpd.serve_forever(poll_interval=poll_interval_s)
 
 
+def _poke(httpd: _Server) -> None:
+    """Connect to the server and hang up at once, so that its waiting ``select`` returns."""
+    host, port = httpd.server_address[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(str(host), str(host))
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.5):
+        pass
+
+
 def _json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True) + "\n").encode()
 
@@ -101,7 +111,8 @@ class ObservabilityServer:
     """Serves the health and metrics endpoints from a background thread.
 
     ``port=0`` picks a free port (tests); ``.port`` tells which one after ``start()``.
-    ``poll_interval_s`` bounds how long ``stop()`` waits for the serving loop to notice.
+    ``poll_interval_s`` is how often the serving loop wakes when no probe comes; it is long
+    (idle CPU), because ``stop()`` does not wait for it: a connection of its own wakes the loop.
     """
 
     def __init__(
@@ -110,7 +121,7 @@ class ObservabilityServer:
         port: int = DEFAULT_PORT,
         health: HealthState | None = None,
         metrics: Metrics | None = None,
-        poll_interval_s: float = 0.5,
+        poll_interval_s: float = 30.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError("observability.port", [f"must be between 0 and 65535, got {port}"])
@@ -150,7 +161,12 @@ class ObservabilityServer:
         self._httpd, self._thread = None, None
         if httpd is None:
             return
-        httpd.shutdown()
+        deadline = time.monotonic() + timeout_s
+        stopper = threading.Thread(target=httpd.shutdown, name="observability-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive() and time.monotonic() < deadline:
+            _poke(httpd)  # the loop sees the shutdown request when its select returns
+            stopper.join(0.05)
         httpd.server_close()
         if thread is not None:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
