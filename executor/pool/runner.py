@@ -26,6 +26,7 @@ import pykka
 
 from executor.datahub import aspects
 from executor.errors import ExecutorError
+from executor.footprint import trim_heap
 from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
@@ -186,6 +187,8 @@ class TaskRunner(PoolActor):
             self.ctx.directory.tell(REPORTER, finish)
         self._admit()
         self._publish_capacity()
+        if not self.running:
+            trim_heap()  # at rest again: give the run's freed C heap back (executor.footprint)
 
     def _admit(self) -> None:
         """Let weighed Tasks start, oldest first, while the admitted weights stay within 1.
