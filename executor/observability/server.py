@@ -91,7 +91,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 def _serve(httpd: _Server, poll_interval_s: float) -> None:
-    name_this_thread(THREAD_NAME, "observability")
+    name_this_thread(THREAD_NAME, "health-http")
     httpd.serve_forever(poll_interval=poll_interval_s)
 
 

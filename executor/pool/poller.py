@@ -104,7 +104,7 @@ class QueuePoller(PoolActor):
         self.runner_free = 0
         """The runner's own count of free slots, as last heard."""
         self.last_receive = time.monotonic()
-        self._empty_at: float | None = None
+        self.last_empty_receive: float | None = None
         """When the latest receive came back empty (None: it brought messages, or none yet)."""
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
 
@@ -196,7 +196,7 @@ class QueuePoller(PoolActor):
         """
         if self.queue is None or self.pool.metrics is None:
             return
-        if self._empty_at is not None and time.monotonic() - self._empty_at < DEPTH_EVERY_S:
+        if self.last_empty_receive is not None and time.monotonic() - self.last_empty_receive < DEPTH_EVERY_S:
             # A receive came back empty since the last reading: nothing was waiting then, and
             # asking SQS again costs a call per pool every 15 s at rest (idle CPU).
             self.pool.metrics.set_queue_depth(self.pool.pool_id, 0)
@@ -243,7 +243,7 @@ class QueuePoller(PoolActor):
             return
         self.retry.succeeded()
         self.last_receive = time.monotonic()
-        self._empty_at = None if messages else self.last_receive
+        self.last_empty_receive = None if messages else self.last_receive
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
         for msg in messages:
