@@ -30,7 +30,7 @@ from executor.observer import observer_spec
 from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence
 from executor.pool.reporter import outbox_of
-from executor.pool.supervisor import pool_spec
+from executor.pool.supervisor import LIVENESS_S, pool_spec
 from executor.sandbox import reap_orphans
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
@@ -41,6 +41,7 @@ ROOT_POLICY = SupervisorPolicy(
     period_s=120.0,
     backoff=Backoff(min_s=1.0, max_s=30.0, reset_after_s=120.0),
     park_backoff=Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0),
+    liveness_interval_s=LIVENESS_S,
 )
 """A pool that fails 4 times within 2 minutes (a child crash loop takes ~10 s to escalate, plus
 1, 2, 4 s of backoff here) is parked: stopped, not ready with the reason, started again after 5
@@ -48,6 +49,8 @@ minutes (up to 30 while it keeps failing), while the other pools run on. When ev
 parked, or the observability child fails that often, the process exits with code 3 for systemd
 / Kubernetes."""
 POLL_S = 0.2
+MAIN_WAIT_S = 60.0
+"""The main thread's sleep between looks at its events; every setter also wakes it at once."""
 OUTBOX_WAIT_S = 10.0
 
 
@@ -65,6 +68,8 @@ class Service:
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.escalated = threading.Event()
+        self._wake = threading.Event()
+        """Set with either of the two above: the main thread sleeps on it, not on a 1 s tick."""
         self.escalation_reason: str | None = None
         self._signals = 0
         started = time.time()
@@ -105,7 +110,7 @@ class Service:
     def run_until_stopped(self) -> ExitCode:
         """Block until a signal (or escalation), then shut down; return the exit code."""
         while not (self.stop_requested.is_set() or self.escalated.is_set()):
-            self.stop_requested.wait(1.0)
+            self._wake.wait(MAIN_WAIT_S)
         if self.escalated.is_set():
             logger.error("the root supervisor gave up: {}", self.escalation_reason)
             self._stop_tree()
@@ -152,6 +157,7 @@ class Service:
             logger.warning("received {} again; stopping now", signal.Signals(signum).name)
             self.force_requested.set()
             self.stop_requested.set()
+        self._wake.set()
 
     def _delivered(self, urn: str, status: str) -> None:
         """``--once``: the first delivered terminal result ends the run."""
@@ -159,6 +165,7 @@ class Service:
             logger.info("--once: {} finished with {}", urn, status)
             self.once_status = status
             self.stop_requested.set()
+            self._wake.set()
 
     def _on_park(self, child: str, why: str, delay_s: float) -> None:
         """The root parked a pool that keeps failing: it is a readiness matter, with the reason."""
@@ -169,6 +176,7 @@ class Service:
     def _on_escalate(self, reason: str | None) -> None:
         self.escalation_reason = reason
         self.escalated.set()
+        self._wake.set()
 
     def _stop_tree(self) -> None:
         if self.root is not None:

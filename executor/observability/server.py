@@ -8,9 +8,11 @@ kubelet's probes (``REMOTE_EXECUTOR_OBSERVABILITY_HOST``).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -19,6 +21,7 @@ from loguru import logger
 from executor.errors import ConfigError
 from executor.observability.health import HealthState
 from executor.observability.metrics import Metrics
+from executor.supervision.threadnames import name_this_thread
 
 DEFAULT_PORT = 9087
 """The port DataHub's executor image uses for Prometheus metrics."""
@@ -26,6 +29,7 @@ DEFAULT_PORT = 9087
 REQUEST_TIMEOUT_S = 5.0
 """A client that sends nothing for this long is dropped, so it cannot hold a thread."""
 
+THREAD_NAME = "observability-http"
 JSON_TYPE = "application/json"
 ENDPOINTS = ["/healthz", "/readyz", "/metrics"]
 
@@ -86,6 +90,19 @@ class _Handler(BaseHTTPRequestHandler):
         logger.debug("observability {} - " + format, self.address_string(), *args)
 
 
+def _serve(httpd: _Server, poll_interval_s: float) -> None:
+    name_this_thread(THREAD_NAME, "health-http")
+    httpd.serve_forever(poll_interval=poll_interval_s)
+
+
+def _poke(httpd: _Server) -> None:
+    """Connect to the server and hang up at once, so that its waiting ``select`` returns."""
+    host, port = httpd.server_address[:2]
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(str(host), str(host))
+    with contextlib.suppress(OSError), socket.create_connection((host, int(port)), timeout=0.5):
+        pass
+
+
 def _json(data: Any) -> bytes:
     return (json.dumps(data, sort_keys=True) + "\n").encode()
 
@@ -94,7 +111,8 @@ class ObservabilityServer:
     """Serves the health and metrics endpoints from a background thread.
 
     ``port=0`` picks a free port (tests); ``.port`` tells which one after ``start()``.
-    ``poll_interval_s`` bounds how long ``stop()`` waits for the serving loop to notice.
+    ``poll_interval_s`` is how often the serving loop wakes when no probe comes; it is long
+    (idle CPU), because ``stop()`` does not wait for it: a connection of its own wakes the loop.
     """
 
     def __init__(
@@ -103,7 +121,7 @@ class ObservabilityServer:
         port: int = DEFAULT_PORT,
         health: HealthState | None = None,
         metrics: Metrics | None = None,
-        poll_interval_s: float = 0.5,
+        poll_interval_s: float = 30.0,
     ) -> None:
         if not 0 <= port <= 65535:
             raise ConfigError("observability.port", [f"must be between 0 and 65535, got {port}"])
@@ -133,8 +151,7 @@ class ObservabilityServer:
             where = f"{self.host}:{self._requested_port}"
             raise ConfigError("observability", [f"cannot listen on {where}: {reason}"]) from None
         self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": self._poll_interval_s},
-            name="observability-http", daemon=True,
+            target=_serve, args=(self._httpd, self._poll_interval_s), name=THREAD_NAME, daemon=True
         )
         self._thread.start()
 
@@ -144,7 +161,12 @@ class ObservabilityServer:
         self._httpd, self._thread = None, None
         if httpd is None:
             return
-        httpd.shutdown()
+        deadline = time.monotonic() + timeout_s
+        stopper = threading.Thread(target=httpd.shutdown, name="observability-stop", daemon=True)
+        stopper.start()
+        while stopper.is_alive() and time.monotonic() < deadline:
+            _poke(httpd)  # the loop sees the shutdown request when its select returns
+            stopper.join(0.05)
         httpd.server_close()
         if thread is not None:
-            thread.join(timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))

@@ -104,6 +104,8 @@ class QueuePoller(PoolActor):
         self.runner_free = 0
         """The runner's own count of free slots, as last heard."""
         self.last_receive = time.monotonic()
+        self.last_empty_receive: float | None = None
+        """When the latest receive came back empty (None: it brought messages, or none yet)."""
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
 
     def setup(self) -> None:
@@ -189,9 +191,15 @@ class QueuePoller(PoolActor):
         """Publish ``ApproximateNumberOfMessages`` (read with the leased credentials) as a gauge.
 
         On its own timer rather than after receives: when every slot is busy the poller stops
-        receiving, and that is exactly when an autoscaler needs the depth.
+        receiving, and that is exactly when an autoscaler needs the depth. While it receives
+        and a receive came back empty within the interval, the depth is 0 without a call.
         """
         if self.queue is None or self.pool.metrics is None:
+            return
+        if self.last_empty_receive is not None and time.monotonic() - self.last_empty_receive < DEPTH_EVERY_S:
+            # A receive came back empty since the last reading: nothing was waiting then, and
+            # asking SQS again costs a call per pool every 15 s at rest (idle CPU).
+            self.pool.metrics.set_queue_depth(self.pool.pool_id, 0)
             return
         try:
             depth = self.queue.approximate_depth()
@@ -235,6 +243,7 @@ class QueuePoller(PoolActor):
             return
         self.retry.succeeded()
         self.last_receive = time.monotonic()
+        self.last_empty_receive = None if messages else self.last_receive
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
         for msg in messages:

@@ -32,6 +32,7 @@ from loguru import logger
 
 from executor.datahub import aspects
 from executor.errors import ExecutorError
+from executor.footprint import trim_heap
 from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
@@ -200,6 +201,8 @@ class TaskRunner(PoolActor):
         self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
         self._publish_capacity()
+        if not self.running:
+            trim_heap()  # at rest again: give the run's freed C heap back (executor.footprint)
 
     def _sweep(self) -> None:
         """The safety net for a Task that ended without a notice (none should): once its

@@ -18,6 +18,7 @@ from loguru import logger
 
 from executor.supervision import faults
 from executor.supervision.spec import ChildContext, ChildExited
+from executor.supervision.threadnames import comm_of, name_this_thread
 from executor.supervision.timers import Timers
 
 FAULTS: faults.FaultSwitch | None = faults.switch()
@@ -57,6 +58,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- pykka hooks -----------------------------------------------------------------------
     def on_start(self) -> None:
+        name_this_thread(self.ctx.path, comm_of(self.ctx.path))
         self.ctx.lifeline.attach()
         if self.ctx.listed:
             # Listed before setup: a sibling answering a message sent from setup must find us,

@@ -21,6 +21,8 @@ from typing import Any
 import pykka
 from loguru import logger
 
+from executor.supervision.threadnames import name_this_thread
+
 THREAD_NAME = "timers"
 
 
@@ -52,7 +54,10 @@ class Scheduler:
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
                 self._thread.start()
-            self._cond.notify()
+            elif self._heap[0] is entry:
+                # Only an entry due before every other one changes how long the thread sleeps:
+                # an actor re-arming its periodic timer does not wake it (idle CPU).
+                self._cond.notify()
         return entry
 
     def cancel(self, entries: list[_Entry]) -> None:
@@ -85,6 +90,7 @@ class Scheduler:
                 self._cond.wait(wait)
 
     def _run(self) -> None:
+        name_this_thread(self._name)
         while (entry := self._next()) is not None:
             try:
                 entry.fn()

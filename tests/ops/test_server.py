@@ -193,3 +193,13 @@ def test_ipv6_loopback_when_available(health: HealthState) -> None:
         assert get(f"http://[::1]:{srv.port}/healthz").status == 200
     finally:
         srv.stop()
+
+
+def test_stop_does_not_wait_for_the_long_poll_interval(health: HealthState, metrics: Metrics) -> None:
+    """The serving loop sleeps 30 s between looks when no probe comes (idle CPU); ``stop()``
+    wakes it with a connection of its own, so it ends well within a timeout shorter than that."""
+    srv = ObservabilityServer("127.0.0.1", 0, health, metrics)
+    srv.start()
+    assert get(url(srv, "/healthz")).status == 200
+    srv.stop(timeout_s=10.0)
+    assert not any(t.name == "observability-http" for t in threading.enumerate())

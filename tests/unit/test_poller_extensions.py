@@ -10,6 +10,7 @@ leaser is asked for a new lease.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Iterator
@@ -24,7 +25,7 @@ from executor.errors import NotAllowedError, ThrottledError
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
 from executor.pool.messages import LEASER, Beat, ExtendLeases, LeaseRejected
-from executor.pool.poller import QueuePoller
+from executor.pool.poller import QueuePoller, _ReadDepth
 from executor.supervision import ChildContext, Directory
 from tests.faults.ledger import wait_until
 
@@ -132,3 +133,43 @@ def test_free_capacity_without_receiving_is_not_ready(poller: Any, health: Healt
     verdict = wait_until(lambda: health.ready if health.ready and not health.ready[0] else None, 10,
                          "the pool to be reported not ready")
     assert "free but no receive" in verdict[1]
+
+
+class DepthQueue(ScriptedQueue):
+    """A stand-in queue that counts the depth calls it answers."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.depth_calls = 0
+
+    def approximate_depth(self) -> int:
+        self.depth_calls += 1
+        return 7
+
+
+class Gauges:
+    """Stands in for ``Metrics``: keeps the last queue depth published."""
+
+    def __init__(self) -> None:
+        self.depth: int | None = None
+
+    def set_queue_depth(self, pool_id: str, depth: int) -> None:
+        self.depth = depth
+
+
+def test_a_recent_empty_receive_stands_in_for_the_depth_call(poller: Any) -> None:
+    """At rest the poller's receives come back empty: the depth is then 0 without asking SQS
+    (a call per pool every 15 s); without such a receive, SQS is asked."""
+    ref, _ = poller
+    proxy = ref.proxy()
+    queue, gauges = DepthQueue(), Gauges()
+    proxy.pool = dataclasses.replace(proxy.pool.get(timeout=5), metrics=gauges)
+    proxy.queue = queue
+    ref.ask(_ReadDepth(), timeout=5)
+    assert (queue.depth_calls, gauges.depth) == (1, 7)  # no empty receive yet: asked
+    proxy.last_empty_receive = time.monotonic()
+    ref.ask(_ReadDepth(), timeout=5)
+    assert (queue.depth_calls, gauges.depth) == (1, 0)
+    proxy.last_empty_receive = time.monotonic() - 60  # that receive is older than the interval
+    ref.ask(_ReadDepth(), timeout=5)
+    assert (queue.depth_calls, gauges.depth) == (2, 7)
