@@ -201,7 +201,7 @@ class TaskRunner(PoolActor):
         self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
         self._publish_capacity()
-        if not self.running:
+        if not len(self.tasks):
             trim_heap()  # at rest again: give the run's freed C heap back (executor.footprint)
 
     def _sweep(self) -> None:
