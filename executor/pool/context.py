@@ -43,6 +43,9 @@ class PoolContext:
     """The messages the pool holds; outlives a poller's restart (``executor.pool.inflight``)."""
     credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
     """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
+    spawner: Any = field(default=None, repr=False, compare=False)
+    """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
+    pools; None: each recipe starts through the exec wrapper."""
 
     def __post_init__(self) -> None:
         self.credentials.pin([self.token])

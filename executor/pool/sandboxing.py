@@ -132,7 +132,7 @@ class SandboxLauncher:
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv, secrets))
+        run = SandboxRun(self._spec(request, self.venv, secrets), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:

@@ -20,6 +20,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -34,10 +35,10 @@ from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
+from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUnavailable
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
 
-LAUNCHER = Path(__file__).with_name("launch.py")
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
 
@@ -94,11 +95,14 @@ class SandboxRun:
 
     def __init__(self, spec: SandboxSpec, on_line: Callable[[str], None] | None = None,
                  on_exit: Callable[[SandboxResult], None] | None = None,
-                 cgroups: CgroupSupport | None = None) -> None:
+                 cgroups: CgroupSupport | None = None, spawner: SpawnServer | None = None) -> None:
         self.spec = spec
         self._on_line = on_line
         self._on_exit = on_exit
         self._cgroups = cgroups
+        self._spawner = spawner
+        """Forks the recipe when given (``sandbox.spawner``); else the exec wrapper starts it."""
+        self._spawned_by_server = False
         self._masker = Masker(spec.secrets)
         self._log = BoundedLog()
         self._log_file: TaskLogFile | None = None
@@ -250,12 +254,9 @@ class SandboxRun:
             argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0], spec.run_as is not None), *argv]
         env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
                    **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_options(spec.limits, self._cgroup),
-             *(spec.run_as.launcher_options() if spec.run_as is not None else ()), "--", *argv],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir, env=env,
-            start_new_session=True, close_fds=True, bufsize=0,
-        )
+        options = [*launcher_options(spec.limits, self._cgroup),
+                   *(spec.run_as.launcher_options() if spec.run_as is not None else ())]
+        self._proc = self._start_process(options, argv, env, work_dir)
         assert self._proc.stdin is not None and self._proc.stdout is not None
         reader = OutputReader(self._proc.stdout, self._masker, self.emit, spec.limits.output_bytes,
                               spec.task_id)
@@ -263,6 +264,22 @@ class SandboxRun:
         self._monitor = Monitor(self, self._proc, reader, writer, self._cgroup, work_dir, spec.limits)
         reader.start()
         writer.start()
+
+    def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
+                       work_dir: Path) -> subprocess.Popen[bytes]:
+        """Through the spawn server when there is one that works, else through the exec wrapper:
+        the same set-up (``launch.py``) either way, in a new session, stdio on pipes."""
+        pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
+                                 "stderr": subprocess.STDOUT, "cwd": work_dir, "env": env, "bufsize": 0}
+        if self._spawner is not None:
+            try:
+                proc = ServerPopen(self._spawner, options, argv, **pipes)
+                self._spawned_by_server = True
+                return proc
+            except SpawnUnavailable as exc:
+                logger.debug("spawn of {} through the exec wrapper: {}", self.spec.task_id, exc)
+        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), *options, "--", *argv],
+                                start_new_session=True, close_fds=True, **pipes)
 
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
@@ -282,6 +299,8 @@ class SandboxRun:
             remove_work_dir(self._work_dir)
         if self._cgroup is not None:
             self._cgroup.remove()
+        if self._spawned_by_server and self._spawner is not None:
+            self._spawner.reaped()
         self._result = result
         self._done.set()
         if self._on_exit is not None:
