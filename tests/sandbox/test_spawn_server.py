@@ -61,8 +61,9 @@ def server() -> Iterator[SpawnServer]:
 
 def _run(server: SpawnServer, work_root: Path, argv: list[str], stdin: bytes = b"",
          use_cgroup: bool = False) -> tuple[SandboxRun, dict[str, object]]:
-    spec = SandboxSpec(argv=argv, stdin=stdin, work_root=work_root, env=build_env(os.environ, {}, {}, work_root),
-                       limits=SandboxLimits(kill_grace_s=2.0, sample_interval_s=0.05), use_cgroup=use_cgroup,
+    spec = SandboxSpec(argv=argv, stdin=stdin, work_root=work_root,
+                       env=build_env(os.environ, {}, {}, work_root), use_cgroup=use_cgroup,
+                       limits=SandboxLimits(kill_grace_s=2.0, sample_interval_s=0.05),
                        task_id="spawn-test")
     run = SandboxRun(spec, spawner=server)
     run.start()
@@ -72,7 +73,8 @@ def _run(server: SpawnServer, work_root: Path, argv: list[str], stdin: bytes = b
     return run, {"result": result, **(json.loads(probe[len("PROBE "):]) if probe else {})}
 
 
-def test_a_recipe_is_this_process_child_with_the_wrappers_set_up(server: SpawnServer, work_root: Path) -> None:
+def test_a_recipe_is_this_process_child_with_the_wrappers_set_up(server: SpawnServer,
+                                                                  work_root: Path) -> None:
     _, first = _run(server, work_root, py(PROBE), stdin=b"the recipe on stdin")
     server_pid = server.pid
     _, second = _run(server, work_root, py(PROBE), stdin=b"again")
@@ -86,7 +88,7 @@ def test_a_recipe_is_this_process_child_with_the_wrappers_set_up(server: SpawnSe
     assert server_pid is not None and server.pid == server_pid, "one server for both spawns"
     _, shell = _run(server, work_root, ["sh", "-c", "grep SigIgn /proc/self/status"])
     ignored = int(shell["result"].log_text.split()[1], 16)  # type: ignore[attr-defined]
-    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), "Python's ignores are undone"
+    assert not ignored & (1 << (signal.SIGPIPE - 1) | 1 << (signal.SIGXFSZ - 1)), "Python's ignores undone"
 
 
 @pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")
@@ -108,7 +110,8 @@ def _popen(server: SpawnServer, options: list[str], argv: list[str], cwd: Path) 
                        stderr=subprocess.STDOUT, cwd=cwd, env={"PATH": os.environ["PATH"]}, bufsize=0)
 
 
-def test_a_failed_set_up_step_is_told_on_the_output_and_exits_126(server: SpawnServer, tmp_path: Path) -> None:
+def test_a_failed_set_up_step_is_told_on_the_output_and_exits_126(server: SpawnServer,
+                                                                   tmp_path: Path) -> None:
     proc = _popen(server, ["--cgroup", str(tmp_path / "no-such-cgroup")], ["true"], tmp_path)
     out, _ = proc.communicate(timeout=30)
     server.reaped()
@@ -164,8 +167,9 @@ FAKE_EXECUTOR = textwrap.dedent("""
     from executor.sandbox import SandboxRun, SandboxSpec
     from executor.sandbox.spawner import SpawnServer
     server = SpawnServer()
-    run = SandboxRun(SandboxSpec(argv=[sys.executable, "-c", "import time; print('ready', flush=True); time.sleep(30)"],
-                                 work_root=Path(sys.argv[1]), env={"PATH": os.environ["PATH"]}, use_cgroup=False),
+    recipe = "import time; print('ready', flush=True); time.sleep(30)"
+    run = SandboxRun(SandboxSpec(argv=[sys.executable, "-c", recipe], work_root=Path(sys.argv[1]),
+                                 env={"PATH": os.environ["PATH"]}, use_cgroup=False),
                      on_line=lambda line: print(line, flush=True), spawner=server)
     run.start()
     print("child", run.pid, server.pid, run.work_dir.name, flush=True)
