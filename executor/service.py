@@ -180,6 +180,8 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         self.spawner.close()  # after the tree: no recipe of this executor is left to spawn or wait for
+        for pool in self.pools:
+            pool.close_http()
 
     def _pool_refs(self, child: str, unanswered: list[str] | None = None) -> list[pykka.ActorRef[Any]]:
         """The live ``child`` of every pool; the ids of pools whose supervisor did not answer
