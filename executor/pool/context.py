@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
 import requests
@@ -18,8 +18,10 @@ from executor.datahub.bounded_http import bounded_session
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
+from executor.reporting.outbox import Outbox
 from executor.safe_names import safe_name
 
+T = TypeVar("T")
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
 
@@ -51,6 +53,21 @@ class SharedSession:
             session.close()
 
 
+class Memo(Generic[T]):
+    """One value made on first use, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        """The value, made by ``make`` the first time."""
+        with self._lock:
+            if self._value is None:
+                self._value = make()
+            return self._value
+
+
 @dataclass(frozen=True)
 class PoolContext:
     """Shared per-pool facts. Each actor makes its own GMS client; all share one HTTP session."""
@@ -76,6 +93,8 @@ class PoolContext:
     """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
     http: SharedSession = field(default_factory=SharedSession, repr=False, compare=False)
     """The one HTTP session of the pool's GMS clients: its tasks reuse its connections."""
+    outbox: Memo[Outbox] = field(default_factory=lambda: Memo[Outbox](), repr=False, compare=False)
+    """The pool's ``Outbox`` once opened (``executor.pool.reporter.outbox_of``)."""
     spawner: Any = field(default=None, repr=False, compare=False)
     """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
     pools; None: each recipe starts through the exec wrapper."""
