@@ -10,6 +10,7 @@ recipes; ``close`` leaves no process or thread behind.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import signal
@@ -23,11 +24,13 @@ from pathlib import Path
 import psutil
 import pytest
 
+from executor.pool.sandboxing import SandboxLauncher
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec, build_env
 from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.spawner import ServerPopen, SpawnServer, SpawnUnavailable
 
 from .helpers import gone, marked_processes, py, wait_until
+from .launching import Outcome, pool_context, request, stubborn_cli_root
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -194,3 +197,21 @@ def test_recipe_and_server_die_with_their_executor(tmp_path: Path) -> None:
         proc.wait(10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_a_task_launch_forks_through_its_pools_server(server: SpawnServer, tmp_path: Path) -> None:
+    """The Task's bridge (``SandboxLauncher``) hands each spawn to the pool's server: the recipe
+    is listed under the server's keeper thread, where a wrapper's would be under the run's own."""
+    pool = dataclasses.replace(pool_context(tmp_path, stubborn_cli_root(tmp_path / "venvs")), spawner=server)
+    launcher = SandboxLauncher(pool, "urn:li:dataHubExecutionRequest:through-the-server")
+    outcome = Outcome()
+    marker = tmp_path / "spawned"
+    launcher.start(request("through-the-server", marker), {}, on_exit=outcome)
+    try:
+        wait_until(lambda: "ready" in launcher.log_tail(), 30, "the recipe to start")
+        keeper = next(t for t in threading.enumerate() if t.name == "spawn-server")
+        children = Path(f"/proc/{os.getpid()}/task/{keeper.native_id}/children").read_text().split()
+        assert launcher.run is not None and str(launcher.run.pid) in children
+    finally:
+        launcher.kill()
+    assert outcome.wait(30) is not None
