@@ -1,8 +1,10 @@
 """One sandboxed run: ``SandboxSpec`` says what to run, ``SandboxRun`` runs and watches it.
 
-A run owns one thread (the supervisor) plus its two pipe threads. The supervisor spawns the
-process through the exec wrapper (``launch.py``), so the parent-death signal is tied to a
-thread that lives exactly as long as the process; then it samples the tree every
+A run owns one thread (the supervisor) plus its two pipe threads. The supervisor has the
+process forked by the executor's spawn server (``sandbox.spawner``; the parent-death signal
+then follows the server's keeper thread) or, without one, spawns it through the exec wrapper
+(``launch.py``) itself, so the parent-death signal is tied to a thread that lives exactly as
+long as the process; then it samples the tree every
 ``sample_interval_s``, enforces the limits, honours ``stop``, and at the end collects the
 report file, removes the work dir and the cgroup, and hands a ``SandboxResult`` to ``wait``
 and ``on_exit``. No actors here: the Task actor drives a run through these few methods.
