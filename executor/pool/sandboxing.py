@@ -96,6 +96,8 @@ class SandboxLauncher:
             extra_plugins=tuple(request.extra_pip_plugins),
             extra_requirements=tuple(request.extra_pip_requirements),
         )
+        if self.pool.spawner is not None:
+            self.pool.spawner.start()  # one that stopped while idle starts while the run is prepared
         self._thread = threading.Thread(
             target=self._main,
             args=(request, venv_request, secrets, on_exit),

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -51,6 +52,10 @@ REQUEST_TIMEOUT_S = 5.0
 """How long one spawn may take to be answered (a fork: about a millisecond)."""
 RESTARTS_PER_MINUTE = 5
 """A server that dies more often than this is given up on: spawns use the exec wrapper."""
+IDLE_S = 120.0
+"""A server without a spawn or a child of its own for this long stops, and its keeper thread
+ends: an idle executor holds neither (the next launch starts it again, about one interpreter
+start, overlapping the launch's own preparation)."""
 
 
 class SpawnUnavailable(Exception):
@@ -86,8 +91,10 @@ class ServerPopen(subprocess.Popen[bytes]):
 class SpawnServer:
     """One server process, kept by a thread; ``spawn`` is safe to call from any thread."""
 
-    def __init__(self, python: str = sys.executable) -> None:
+    def __init__(self, python: str = sys.executable, idle_s: float = IDLE_S) -> None:
         self._python = python
+        self._idle_s = idle_s
+        self._last_used = time.monotonic()
         self._state = threading.Condition()
         self._request_lock = threading.Lock()
         self._channel: socket.socket | None = None
@@ -114,6 +121,7 @@ class SpawnServer:
                 self._thread = threading.Thread(target=self._keep, name="spawn-server", daemon=True)
                 self._thread.start()
             self._wanted = True
+            self._last_used = time.monotonic()
             self._state.notify_all()
 
     def spawn(self, args: Sequence[str], env: Mapping[str, str], cwd: str, stdin_fd: int,
@@ -138,6 +146,7 @@ class SpawnServer:
         if "pid" in reply:
             with self._state:
                 self._children += 1
+                self._last_used = time.monotonic()
             return int(reply["pid"])
         if reply.get("unsupported"):
             self._give_up(str(reply.get("error")))
@@ -147,6 +156,7 @@ class SpawnServer:
         """A child it forked has been waited for (the keeper thread may end once none is left)."""
         with self._state:
             self._children = max(0, self._children - 1)
+            self._last_used = time.monotonic()
             self._state.notify_all()
 
     def close(self, timeout_s: float = 10.0) -> None:
@@ -176,7 +186,8 @@ class SpawnServer:
             return self._channel
 
     def _keep(self) -> None:
-        """Start the server when wanted, wait for it, start a new one after its death."""
+        """Start the server when wanted, wait for it, start a new one after its death; end when
+        it was stopped for idleness and nothing wants it again."""
         while True:
             with self._state:
                 self._state.wait_for(lambda: self._wanted or self._closing)
@@ -190,15 +201,51 @@ class SpawnServer:
             with self._state:
                 self._proc, self._channel = proc, channel
                 self._state.notify_all()
+            idled = self._wait_while_used(proc, channel)
             code = proc.wait()
             with self._state:
-                self._proc, self._channel, self._wanted = None, None, False
+                self._proc, self._channel = None, None
+                self._wanted = self._wanted and idled  # a start() during the idle stop wants a new one
                 closing = self._closing
+                if idled and not self._wanted and not closing and self._children == 0:
+                    self._thread = None  # a later start() makes a new keeper
+                    channel.close()
+                    return
             channel.close()
-            if not closing:
+            if not closing and not idled:
                 self._died(code)
         with self._state:  # the parent-death signal of these children follows this thread
             self._state.wait_for(lambda: self._children == 0)
+
+    def _wait_while_used(self, proc: subprocess.Popen[bytes], channel: socket.socket) -> bool:
+        """Block until the server exits (False) or has been idle long enough and was told to stop
+        (True). Waits on a pidfd: no polling, no CPU while idle."""
+        try:
+            pidfd = os.pidfd_open(proc.pid)
+        except OSError:  # a kernel before 5.3: keep it for good
+            proc.wait()
+            return False
+        try:
+            while True:
+                with self._state:
+                    left = self._last_used + self._idle_s - time.monotonic()
+                if select.select([pidfd], [], [], max(left, 0.0))[0]:
+                    return False
+                with self._state:
+                    idle = self._children == 0 and time.monotonic() - self._last_used >= self._idle_s
+                if idle and self._request_lock.acquire(blocking=False):  # never mid-request
+                    try:
+                        with self._state:
+                            if self._children or time.monotonic() - self._last_used < self._idle_s:
+                                continue
+                            self._channel, self._wanted = None, False
+                        channel.shutdown(socket.SHUT_RDWR)  # the server reads EOF and exits
+                    finally:
+                        self._request_lock.release()
+                    logger.debug("spawn server {} idle for {:.0f}s; stopped", proc.pid, self._idle_s)
+                    return True
+        finally:
+            os.close(pidfd)
 
     def _launch(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

@@ -215,3 +215,21 @@ def test_a_task_launch_forks_through_its_pools_server(server: SpawnServer, tmp_p
     finally:
         launcher.kill()
     assert outcome.wait(30) is not None
+
+
+def test_an_idle_server_stops_and_the_next_spawn_starts_a_new_one(work_root: Path) -> None:
+    """No spawn and no child for ``idle_s``: the server exits and its keeper thread ends (an idle
+    executor holds neither); a later spawn starts both again."""
+    server = SpawnServer(idle_s=0.5)
+    try:
+        _, first = _run(server, work_root, py(PROBE))
+        assert first["ppid"] == os.getpid()
+        wait_until(lambda: server.pid is None and not psutil.Process().children(), 30, "the server to stop")
+        wait_until(lambda: not [t for t in threading.enumerate() if t.name == "spawn-server"], 30,
+                   "the keeper thread to end")
+        _, second = _run(server, work_root, py(PROBE), stdin=b"after the idle stop")
+        assert second["ppid"] == os.getpid() and second["stdin"] == "after the idle stop"
+        assert server.pid is not None, "a new server forked it"
+    finally:
+        server.close()
+    assert not psutil.Process().children(recursive=True)
