@@ -200,6 +200,7 @@ class SpawnServer:
                 break
             with self._state:
                 self._proc, self._channel = proc, channel
+                self._last_used = time.monotonic()  # idle from now on, not from the start() call
                 self._state.notify_all()
             idled = self._wait_while_used(proc, channel)
             code = proc.wait()
@@ -227,23 +228,27 @@ class SpawnServer:
             return False
         try:
             while True:
-                with self._state:
-                    left = self._last_used + self._idle_s - time.monotonic()
-                if select.select([pidfd], [], [], max(left, 0.0))[0]:
-                    return False
-                with self._state:
-                    idle = self._children == 0 and time.monotonic() - self._last_used >= self._idle_s
-                if idle and self._request_lock.acquire(blocking=False):  # never mid-request
-                    try:
-                        with self._state:
-                            if self._children or time.monotonic() - self._last_used < self._idle_s:
-                                continue
-                            self._channel, self._wanted = None, False
-                        channel.shutdown(socket.SHUT_RDWR)  # the server reads EOF and exits
-                    finally:
-                        self._request_lock.release()
-                    logger.debug("spawn server {} idle for {:.0f}s; stopped", proc.pid, self._idle_s)
-                    return True
+                with self._state:  # with children: look again after a while (a reap restarts the clock)
+                    busy = self._children > 0
+                    left = self._idle_s if busy else self._last_used + self._idle_s - time.monotonic()
+                if left > 0:
+                    if select.select([pidfd], [], [], left)[0]:
+                        return False
+                    continue
+                if not self._request_lock.acquire(blocking=False):  # never stop it mid-request
+                    if select.select([pidfd], [], [], 0.05)[0]:
+                        return False
+                    continue
+                try:
+                    with self._state:
+                        if self._children or time.monotonic() - self._last_used < self._idle_s:
+                            continue
+                        self._channel, self._wanted = None, False
+                    channel.shutdown(socket.SHUT_RDWR)  # the server reads EOF and exits
+                finally:
+                    self._request_lock.release()
+                logger.debug("spawn server {} idle for {:.0f}s; stopped", proc.pid, self._idle_s)
+                return True
         finally:
             os.close(pidfd)
 

@@ -233,3 +233,34 @@ def test_an_idle_server_stops_and_the_next_spawn_starts_a_new_one(work_root: Pat
     finally:
         server.close()
     assert not psutil.Process().children(recursive=True)
+
+
+def _thread_cpu_s(thread: threading.Thread) -> float:
+    stat = Path(f"/proc/{os.getpid()}/task/{thread.native_id}/schedstat").read_text()
+    return int(stat.split()[0]) / 1e9
+
+
+def test_a_recipe_that_outlives_the_idle_time_keeps_the_server_without_a_busy_keeper(
+        work_root: Path) -> None:
+    """Idleness counts only without children: the server stays while a long recipe runs, its
+    keeper thread sleeps meanwhile (a spin would use the whole run's time in CPU), and it stops
+    once the recipe was reaped and the idle time passed."""
+    server = SpawnServer(idle_s=1.0)
+    try:
+        recipe = ("import time; print('up', flush=True); time.sleep(1.5); print('late', flush=True); "
+                  "time.sleep(1)")
+        spec = SandboxSpec(argv=py(recipe), work_root=work_root, env=build_env(os.environ, {}, {}, work_root),
+                           use_cgroup=False, task_id="spawn-test")
+        run = SandboxRun(spec, spawner=server)
+        run.start()
+        wait_until(lambda: "up" in run.log_tail(), 30, "the recipe to start")
+        keeper = next(t for t in threading.enumerate() if t.name == "spawn-server")
+        during, pid = _thread_cpu_s(keeper), server.pid
+        wait_until(lambda: "late" in run.log_tail(), 30, "the recipe to outlive the idle time")
+        assert pid is not None and server.pid == pid, "kept while its child runs"
+        result = run.wait(60)
+        assert result is not None and result.exit_code == 0, result
+        assert _thread_cpu_s(keeper) - during < 0.5, "the keeper slept while the recipe ran"
+        wait_until(lambda: server.pid is None, 30, "the idle server to stop after the run")
+    finally:
+        server.close()
