@@ -8,7 +8,8 @@ trivial stand-in tasks one after the other under ``py-spy record --threads`` (wa
 samples of every thread while it is on the CPU), and prints the functions
 of the executor's own code with the most samples: self time (on top of the stack) and total
 (anywhere in the stack). Then it times the spawn alone, in this process: from the call to the
-stand-in's first line for a bare ``Popen``, a ``SandboxRun`` without and with a task cgroup.
+stand-in's first line for a bare ``Popen``, a ``SandboxRun`` through the exec wrapper and through the
+spawn server, each without and with a task cgroup.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from loguru import logger
 from bench.world import SECRET_VALUE, World, make_venv_root, read_stamp, wait_for
 from executor.sandbox import SandboxRun, SandboxSpec, build_env
 from executor.sandbox.cgroups import detect_cgroups
+from executor.sandbox.spawner import SpawnServer
 
 
 def _top(collapsed: Path, limit: int) -> list[str]:
@@ -67,20 +69,24 @@ def spawn_phases(tmp: Path, count: int) -> list[str]:
     stamps = tmp / "spawn-stamps"
     stamps.mkdir()
     work = tmp / "spawn-work"
-    samples: dict[str, list[float]] = {"bare Popen": [], "SandboxRun": [], "SandboxRun + cgroup": []}
+    samples: dict[str, list[float]] = {"bare Popen": [], "SandboxRun": [], "SandboxRun + cgroup": [],
+                                       "spawn server": [], "spawn server + cgroup": []}
+    server = SpawnServer()
     for index in range(count):
         for kind, values in samples.items():
             tag = f"{kind.replace(' ', '-').replace('+', 'c')}-{index}"
             recipe = {"source": {"config": {"stamps": str(stamps), "tag": tag}}}
             stdin = json.dumps({"__recipe_yaml__": json.dumps(recipe), "__secrets__": {}}).encode()
             argv = [str(standin), "ingest", "run", "-c", "-"]
-            values.append(_first_line_ms(_starter(kind, argv, stdin, work), stamps, tag))
+            values.append(_first_line_ms(_starter(kind, argv, stdin, work, server), stamps, tag))
+    server.close()
     if not detect_cgroups().active:
         samples.pop("SandboxRun + cgroup")
+        samples.pop("spawn server + cgroup")
     return [f"  {statistics.median(v):6.1f} ms  {k}" for k, v in samples.items()]
 
 
-def _starter(kind: str, argv: list[str], stdin: bytes, work: Path) -> object:
+def _starter(kind: str, argv: list[str], stdin: bytes, work: Path, server: SpawnServer) -> object:
     def start() -> object:
         if kind == "bare Popen":
             proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
@@ -94,7 +100,7 @@ def _starter(kind: str, argv: list[str], stdin: bytes, work: Path) -> object:
             task_id="profile",
             use_cgroup=kind.endswith("cgroup"),
         )
-        run = SandboxRun(spec)
+        run = SandboxRun(spec, spawner=server if kind.startswith("spawn server") else None)
         run.start()
         return lambda: run.wait(60)
 

@@ -32,6 +32,7 @@ from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, Report
 from executor.pool.reporter import outbox_of
 from executor.pool.supervisor import LIVENESS_S, pool_spec
 from executor.sandbox import reap_orphans
+from executor.sandbox.spawner import SpawnServer
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.supervisor import Supervisor
 
@@ -74,6 +75,7 @@ class Service:
         self._signals = 0
         started = time.time()
         suffix = uuid.uuid4().hex[:8]
+        self.spawner = SpawnServer()
         gms_host = config.gms.url.split("://", 1)[-1].split("/", 1)[0]
         self.pools = [
             PoolContext(
@@ -86,6 +88,7 @@ class Service:
                 started_at=started,
                 once=once,
                 on_delivered=self._delivered if once else None,
+                spawner=self.spawner,
             )
             for p in config.pools
         ]
@@ -99,6 +102,7 @@ class Service:
             if self.metrics is not None:
                 self.metrics.init_pool(pool.pool_id, pool.pool.max_workers)
         reap_orphans()  # recipe trees (and cgroups) of an earlier executor that was SIGKILLed
+        self.spawner.start()  # in the background: the first recipe need not wait for it
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]
@@ -183,6 +187,9 @@ class Service:
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
+        self.spawner.close()  # after the tree: no recipe of this executor is left to spawn or wait for
+        for pool in self.pools:
+            pool.close_http()
 
     def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:
         """The live ``child`` of every pool that has one now."""

@@ -185,10 +185,11 @@ def _use_deadline_pools(manager: PoolManager) -> None:
         manager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
 
 
-def bounded_session() -> requests.Session:
-    """A ``requests.Session`` whose calls honour ``deadline()``."""
+def bounded_session(connections: int = 10) -> requests.Session:
+    """A ``requests.Session`` whose calls honour ``deadline()``, keeping up to ``connections``
+    idle connections per host (one per thread that may call at the same time)."""
     session = requests.Session()
-    adapter = _DeadlineAdapter()
+    adapter = _DeadlineAdapter(pool_connections=10, pool_maxsize=connections)
     session.mount("http://", adapter)
     session.mount("https://", adapter)
     return session

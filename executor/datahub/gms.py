@@ -1,6 +1,9 @@
 """The GMS client: the few DataHub calls the executor makes, with errors mapped to ``errors.py``.
 
-One ``requests.Session`` per client (clients are not shared between actors) and a bearer token.
+A bearer token, and a ``requests.Session``: the client's own, or one shared by many clients
+(a pool's actors and tasks share one: its connections are kept alive across tasks, and a task
+builds no session of its own). The session is never changed after it is made: token, headers,
+TLS and proxies go with each request, so one session serves clients on several threads.
 Every call is bounded (``bounded_http``): a total deadline of ``timeout_s`` covers connect,
 send, headers and body, however slowly the peer drips, and an answer above ``max_bytes`` is
 abandoned as it streams in. After a call runs into its deadline the client fails fast for one
@@ -85,6 +88,7 @@ class GmsClient:
         verify: bool | str = True,
         proxies: Mapping[str, str | None] | None = None,
         max_bytes: int = MAX_RESPONSE_BYTES,
+        session: requests.Session | None = None,
     ) -> None:
         if not url.startswith(("http://", "https://")):
             raise ConfigError("GMS url", ["must start with http:// or https://"])
@@ -96,18 +100,18 @@ class GmsClient:
         self.limits = CallLimits(timeout_s, min(timeout_s, CONNECT_TIMEOUT_S), max_bytes)
         self._quiet_until = 0.0
         self._token = token or ""
-        self._session = bounded_session()
-        # Passed with each request too: requests lets REQUESTS_CA_BUNDLE from the environment
+        self._owns_session = session is None
+        self._session = session if session is not None else bounded_session()
+        # Passed with each request: requests lets REQUESTS_CA_BUNDLE from the environment
         # override a session's own ``verify``, and the configured TLS setting must win.
         self._verify = verify
-        self._session.verify = verify
         # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
         # a session's own proxies, and a configured proxy must win. A None value means "direct"
         # for that scheme (requests then skips the environment's proxy too).
         self._proxies: Any = dict(proxies) if proxies else None
-        self._session.headers["X-RestLi-Protocol-Version"] = "2.0.0"
+        self._headers = {"X-RestLi-Protocol-Version": "2.0.0"}
         if token:
-            self._session.headers["Authorization"] = f"Bearer {token}"
+            self._headers["Authorization"] = f"Bearer {token}"
 
     def __repr__(self) -> str:
         return f"GmsClient({self.url!r})"
@@ -125,8 +129,9 @@ class GmsClient:
         self.close()
 
     def close(self) -> None:
-        """Release the session's connections."""
-        self._session.close()
+        """Release the session's connections (a shared session stays with its owner)."""
+        if self._owns_session:
+            self._session.close()
 
     # -- generic calls ---------------------------------------------------------------------
     def graphql(
@@ -230,7 +235,7 @@ class GmsClient:
             try:
                 with self._session.request(
                     method, self.url + path, json=body, stream=True, proxies=self._proxies,
-                    verify=self._verify, timeout=(limits.connect_s, limits.total_s),
+                    verify=self._verify, headers=self._headers, timeout=(limits.connect_s, limits.total_s),
                 ) as response:
                     status = response.status_code
                     content = read_capped(response, limits.max_bytes)

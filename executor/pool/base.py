@@ -1,6 +1,6 @@
 """``PoolActor``: what every long-lived child of a pool shares.
 
-It knows its pool, logs with the pool id, owns one GMS client (its own HTTP session, calls
+It knows its pool, logs with the pool id, owns one GMS client (on the pool's shared session, calls
 bounded to a few seconds), and records a heartbeat for ``/healthz`` from its own thread, so a
 stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead of
 ``on_receive``, and ``release`` for their own cleanup.

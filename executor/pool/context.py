@@ -3,27 +3,75 @@
 from __future__ import annotations
 
 import ipaddress
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import urlsplit
 
+import requests
+
 from executor.config import ExecutorConfig, PoolSettings, ProxySettings
+from executor.datahub.bounded_http import bounded_session
 from executor.datahub.gms import GmsClient
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
 from executor.pool.taskbook import TaskBook
+from executor.reporting.outbox import Outbox
 from executor.safe_names import safe_name
 
+T = TypeVar("T")
 ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
 
 
+POOL_CALLERS = ("leaser", "resolver", "reporter", "runner", "poller")
+"""The pool's long-lived actors that call GMS, beside one Task per running request."""
+
+
+class SharedSession:
+    """A ``bounded_session`` made on first use and shared: ``requests`` sessions serve several
+    threads at once as long as nobody changes them, and ``GmsClient`` never does."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._session: requests.Session | None = None
+
+    def session(self, connections: int) -> requests.Session:
+        """The session, made with room for ``connections`` idle connections on first use."""
+        with self._lock:
+            if self._session is None:
+                self._session = bounded_session(max(10, connections))
+            return self._session
+
+    def close(self) -> None:
+        """Close its connections; a later call makes a new session."""
+        with self._lock:
+            session, self._session = self._session, None
+        if session is not None:
+            session.close()
+
+
+class Memo(Generic[T]):
+    """One value made on first use, from any thread."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._value: T | None = None
+
+    def get(self, make: Callable[[], T]) -> T:
+        """The value, made by ``make`` the first time."""
+        with self._lock:
+            if self._value is None:
+                self._value = make()
+            return self._value
+
+
 @dataclass(frozen=True)
 class PoolContext:
-    """Shared, immutable per-pool facts. Each actor makes its own GMS client (own session)."""
+    """Shared per-pool facts. Each actor makes its own GMS client; all share one HTTP session."""
 
     config: ExecutorConfig
     pool: PoolSettings
@@ -46,6 +94,13 @@ class PoolContext:
     """The pool's live Tasks; outlive a runner's restart, which adopts them (``executor.pool.taskbook``)."""
     credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
     """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
+    http: SharedSession = field(default_factory=SharedSession, repr=False, compare=False)
+    """The one HTTP session of the pool's GMS clients: its tasks reuse its connections."""
+    outbox: Memo[Outbox] = field(default_factory=lambda: Memo[Outbox](), repr=False, compare=False)
+    """The pool's ``Outbox`` once opened (``executor.pool.reporter.outbox_of``)."""
+    spawner: Any = field(default=None, repr=False, compare=False)
+    """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
+    pools; None: each recipe starts through the exec wrapper."""
 
     def __post_init__(self) -> None:
         self.credentials.pin([self.token])
@@ -67,7 +122,7 @@ class PoolContext:
         return min(self.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S)
 
     def new_gms(self) -> GmsClient:
-        """A GMS client whose calls block at most a few seconds."""
+        """A GMS client whose calls block at most a few seconds, on the pool's shared session."""
         if self.gms_factory is not None:
             return self.gms_factory(self)
         gms = self.config.gms
@@ -78,7 +133,12 @@ class PoolContext:
             timeout_s=self.gms_call_s,
             verify=verify,
             proxies=self.proxies_for(gms.url),
+            session=self.http.session(self.pool.max_workers + len(POOL_CALLERS)),
         )
+
+    def close_http(self) -> None:
+        """Close the pool's shared HTTP session (once its actors are gone)."""
+        self.http.close()
 
     def proxies_for(self, url: str) -> dict[str, str | None] | None:
         """The proxies for a call to ``url`` (see ``proxies_for``)."""

@@ -96,6 +96,8 @@ class SandboxLauncher:
             extra_plugins=tuple(request.extra_pip_plugins),
             extra_requirements=tuple(request.extra_pip_requirements),
         )
+        if self.pool.spawner is not None:
+            self.pool.spawner.start()  # one that stopped while idle starts while the run is prepared
         self._thread = threading.Thread(
             target=self._main,
             args=(request, venv_request, secrets, on_exit),
@@ -132,7 +134,7 @@ class SandboxLauncher:
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv, secrets))
+        run = SandboxRun(self._spec(request, self.venv, secrets), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:

@@ -2,7 +2,9 @@
 
 A result is first put here (temp file, fsync, atomic rename, fsync of the directory), then
 sent; only once GMS has accepted it is it removed. So a crash, a kill -9 or a GMS outage
-never loses a finished task's result: on restart the outbox is flushed first. Files are
+never loses a finished task's result: on restart the outbox is flushed first. A removal is
+not synced: if a power loss undoes it, the result is sent once more after the restart, and
+GMS answers that the request is already terminal (delivery is at least once, never lost). Files are
 0600 in a 0700 directory (a result's report may hold masked log lines). A file that cannot
 be read back is moved aside as ``*.corrupt`` and logged, never allowed to block the rest.
 Safe to use from several threads and processes: each write is one atomic rename.
@@ -110,8 +112,7 @@ class Outbox:
         """Forget ``key`` (GMS has its result); a missing key is fine."""
         path = self._path(key)
         self._loaded.pop(path.name, None)
-        path.unlink(missing_ok=True)
-        self._sync_directory()
+        path.unlink(missing_ok=True)  # no directory fsync: see the module doc
 
     def _load_cached(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
         """``_load(path)``, or what it returned before if the file is unchanged since."""

@@ -22,17 +22,27 @@ set-up runs in a fresh single-threaded interpreter, in this order:
 A failed step prints one line starting with ``remote-executor sandbox:`` and exits 126
 (127 when the program does not exist). It must not import the ``executor`` package: it runs
 with ``-I -S`` so nothing from the recipe's environment can change what it loads.
+
+``--serve FD --parent PID`` makes it the executor's *spawn server* instead (``serve``): it
+stays up, receives spawn requests on the unix socket FD (``executor.sandbox.spawner`` sends
+them, the stdio pipes attached), and for each forks a child that does the same set-up and
+exec. A fork of this small, already started interpreter costs about a millisecond, where a
+new interpreter per recipe costs tens of milliseconds of CPU.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
 import resource
 import signal
+import socket
 import sys
-from typing import NoReturn
+from typing import Any, NoReturn
 
 PR_SET_PDEATHSIG = 1
+PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 PR_SET_NO_NEW_PRIVS = 38
 PR_CAP_AMBIENT = 47
@@ -40,6 +50,11 @@ PR_CAP_AMBIENT_CLEAR_ALL = 4
 CAPABILITY_VERSION_3 = 0x20080522
 SETUP_FAILED = 126
 NOT_FOUND = 127
+CLONE_PARENT = 0x00008000
+SYS_CLONE = {"x86_64": 56, "aarch64": 220}
+"""clone(2)'s number where its first argument is the flags (the others stay zero here)."""
+MAX_REQUEST = 256 * 1024
+UNSUPPORTED = "unsupported"
 
 
 def fail(message: str, code: int = SETUP_FAILED) -> NoReturn:
@@ -49,7 +64,7 @@ def fail(message: str, code: int = SETUP_FAILED) -> NoReturn:
     os._exit(code)
 
 
-def set_parent_death_signal(parent: int) -> None:
+def set_parent_death_signal(parent: int, subreaper: bool = True) -> None:
     """Die with SIGKILL when the thread that spawned us dies; exit if it already has."""
     import ctypes
 
@@ -58,7 +73,7 @@ def set_parent_death_signal(parent: int) -> None:
         fail(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
         os._exit(SETUP_FAILED)  # the executor died before the prctl took effect
-    if libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+    if subreaper and libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
         fail(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
 
 
@@ -130,6 +145,10 @@ def set_limit(which: int, soft: int, hard: int) -> None:
         fail(f"cannot set rlimit {name} to {soft}: {exc}")
 
 
+class BadRequest(ValueError):
+    """A command line or spawn request this wrapper cannot follow."""
+
+
 def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     """Options before ``--``, the program after it."""
     options: dict[str, str] = {}
@@ -139,23 +158,23 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     while index < len(argv) and argv[index] != "--":
         flag = argv[index]
         if index + 1 >= len(argv):
-            fail(f"option {flag} needs a value")
+            raise BadRequest(f"option {flag} needs a value")
         value = argv[index + 1]
         if flag == "--cgroup":
             cgroups.append(value)
         elif flag in single:
             options[flag[2:]] = value
         else:
-            fail(f"unknown option {flag}")
+            raise BadRequest(f"unknown option {flag}")
         index += 2
     program = argv[index + 1:]
     if not program:
-        fail("no program to run")
+        raise BadRequest("no program to run")
     return options, cgroups, program
 
 
-def main(argv: list[str]) -> None:
-    options, cgroups, program = parse(argv)
+def set_up(options: dict[str, str], cgroups: list[str]) -> None:
+    """Everything between the fork and the exec, in the order the module doc gives."""
     for directory in cgroups:
         join_cgroup(directory)
     for flag, which in (("nofile", resource.RLIMIT_NOFILE), ("core", resource.RLIMIT_CORE),
@@ -173,12 +192,139 @@ def main(argv: list[str]) -> None:
     os.umask(0o077)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
+
+
+def run_program(program: list[str], env: dict[str, str] | None = None) -> NoReturn:
+    """Become the program (``env``: its environment, default ours); never returns."""
     try:
-        os.execvp(program[0], program)  # noqa: S606 (argv, never a shell)
+        if env is None:
+            os.execvp(program[0], program)  # noqa: S606 (argv, never a shell)
+        else:
+            os.execvpe(program[0], program, env)  # noqa: S606
     except FileNotFoundError:
         fail(f"program not found: {program[0]}", NOT_FOUND)
     except OSError as exc:
         fail(f"cannot execute {program[0]}: {exc.strerror}")
+    raise AssertionError("unreachable")  # exec either replaced this process or failed
+
+
+def main(argv: list[str]) -> None:
+    if argv[:1] == ["--serve"]:
+        serve(argv[1:])
+        return
+    try:
+        options, cgroups, program = parse(argv)
+    except BadRequest as exc:
+        fail(str(exc))
+    set_up(options, cgroups)
+    run_program(program)
+
+
+# -- the spawn server ---------------------------------------------------------------------------
+def serve(argv: list[str]) -> None:
+    """Answer spawn requests on the socket until the executor closes it (or dies: then the
+    parent-death signal ends this process too).
+
+    A request is one datagram: JSON ``{"args": [options..., "--", program...], "env": {...},
+    "cwd": "..."}`` with the recipe's stdin and stdout pipes attached (SCM_RIGHTS). The answer
+    is ``{"pid": N}`` or ``{"error": "...", "unsupported": bool}``. The child is made with
+    ``CLONE_PARENT``: it is the *executor's* child, not this server's, so the executor waits
+    for it, gets its exit status and its parent-death signal, exactly as after a ``Popen``.
+    """
+    if len(argv) != 3 or argv[1] != "--parent" or not argv[0].isdigit() or not argv[2].isdigit():
+        fail("usage: launch.py --serve FD --parent PID")
+    import ctypes
+
+    channel = socket.socket(fileno=int(argv[0]))
+    channel.set_inheritable(False)  # no recipe may ever hold it
+    libc = ctypes.PyDLL(None, use_errno=True)
+    libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no same-uid process may ptrace or read this one
+    set_parent_death_signal(int(argv[2]), subreaper=False)
+    clone = SYS_CLONE.get(os.uname().machine)
+    channel.send(json.dumps({"ready": True, "clone": clone is not None}).encode())
+    while True:
+        try:
+            data, ancillary, flags, _ = channel.recvmsg(MAX_REQUEST, socket.CMSG_SPACE(4 * 4),
+                                                        socket.MSG_CMSG_CLOEXEC)
+        except OSError:
+            return
+        if not data:
+            return  # the executor closed its end
+        fds = _received_fds(ancillary)
+        if flags & (socket.MSG_TRUNC | socket.MSG_CTRUNC):
+            _close_all(fds)
+            reply: dict[str, object] = {"error": "request too large"}
+        else:
+            reply = _spawn(data, fds, libc, clone)
+        channel.send(json.dumps(reply).encode())
+
+
+def _received_fds(ancillary: list[tuple[int, int, bytes]]) -> list[int]:
+    fds: list[int] = []
+    for level, kind, payload in ancillary:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(payload) - len(payload) % 4
+            fds += [int.from_bytes(payload[i:i + 4], sys.byteorder, signed=True) for i in range(0, usable, 4)]
+    return fds
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def _spawn(data: bytes, fds: list[int], libc: Any, clone: int | None) -> dict[str, object]:
+    """Fork one child for the request (the child never comes back here)."""
+    try:
+        request = json.loads(data)
+        args, env, cwd = request["args"], request["env"], request["cwd"]
+        if (len(fds) != 2 or not isinstance(cwd, str) or not isinstance(args, list)
+                or not all(isinstance(a, str) for a in args) or not isinstance(env, dict)
+                or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
+            raise BadRequest("a request needs args, env, cwd and two descriptors")
+        options, cgroups, program = parse(args)
+    except (ValueError, KeyError, TypeError) as exc:
+        _close_all(fds)
+        return {"error": f"bad request: {exc}"}
+    if clone is None:
+        _close_all(fds)
+        return {"error": f"no clone(2) number known for {os.uname().machine}", UNSUPPORTED: True}
+    import ctypes
+
+    syscall = libc.syscall
+    syscall.restype = ctypes.c_long
+    pid = syscall(ctypes.c_long(clone), ctypes.c_ulong(CLONE_PARENT | signal.SIGCHLD), ctypes.c_ulong(0),
+                  ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
+    if pid == 0:
+        try:
+            _child(fds, cwd, options, cgroups, program, env)
+        except BaseException as exc:  # the child must never return into the server loop
+            fail(f"set-up failed: {type(exc).__name__}: {exc}")
+        finally:
+            os._exit(SETUP_FAILED)
+    error = ctypes.get_errno()
+    _close_all(fds)
+    if pid < 0:
+        return {"error": f"clone(CLONE_PARENT) failed: {os.strerror(error)}", UNSUPPORTED: True}
+    return {"pid": pid}
+
+
+def _child(fds: list[int], cwd: str, options: dict[str, str], cgroups: list[str], program: list[str],
+           env: dict[str, str]) -> NoReturn:
+    """In the new process: its own session, the pipes as stdio, the work dir, then ``set_up``."""
+    os.setsid()
+    stdin, stdout = fds
+    os.dup2(stdin, 0)
+    os.dup2(stdout, 1)
+    os.dup2(stdout, 2)
+    _close_all(fds)  # every other descriptor of the server is close-on-exec
+    try:
+        os.chdir(cwd)
+    except OSError as exc:
+        fail(f"cannot enter the work dir: {exc.strerror}")
+    set_up(options, cgroups)
+    run_program(program, env)
 
 
 if __name__ == "__main__":

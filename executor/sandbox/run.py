@@ -1,12 +1,14 @@
 """One sandboxed run: ``SandboxSpec`` says what to run, ``SandboxRun`` runs and watches it.
 
-A run owns one thread (the supervisor) plus its two pipe threads. The supervisor spawns the
-process through the exec wrapper (``launch.py``), so the parent-death signal is tied to a
-thread that lives exactly as long as the process; then it watches the tree (``monitor``:
-samples paced by the nearest limit, woken at once by the main process's exit or a ``stop``),
-enforces the limits, and at the end collects the report file, removes the work dir and the
-cgroup, and hands a ``SandboxResult`` to ``wait`` and ``on_exit``. No actors here: the Task
-actor drives a run through these few methods.
+A run owns one thread (the supervisor) plus its two pipe threads. The supervisor has the
+process forked by the executor's spawn server (``sandbox.spawner``; the parent-death signal
+then follows the server's keeper thread) or, without one, spawns it through the exec wrapper
+(``launch.py``) itself, so the parent-death signal is tied to a thread that lives exactly as
+long as the process; then it watches the tree (``monitor``: samples paced by the nearest
+limit, woken at once by the main process's exit or a ``stop``), enforces the limits, and at
+the end collects the report file, removes the work dir and the cgroup, and hands a
+``SandboxResult`` to ``wait`` and ``on_exit``. No actors here: the Task actor drives a run
+through these few methods.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
 from loguru import logger
 
@@ -38,10 +41,10 @@ from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
+from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUnavailable
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
 
-LAUNCHER = Path(__file__).with_name("launch.py")
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
 
@@ -101,11 +104,14 @@ class SandboxRun:
 
     def __init__(self, spec: SandboxSpec, on_line: Callable[[str], None] | None = None,
                  on_exit: Callable[[SandboxResult], None] | None = None,
-                 cgroups: CgroupSupport | None = None) -> None:
+                 cgroups: CgroupSupport | None = None, spawner: SpawnServer | None = None) -> None:
         self.spec = spec
         self._on_line = on_line
         self._on_exit = on_exit
         self._cgroups = cgroups
+        self._spawner = spawner
+        """Forks the recipe when given (``sandbox.spawner``); else the exec wrapper starts it."""
+        self._spawned_by_server = False
         self._masker = LiveMasker(spec.secrets, spec.live_secrets)
         self._log = BoundedLog()
         self._log_file: TaskLogFile | None = None
@@ -273,12 +279,9 @@ class SandboxRun:
             argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0], spec.run_as is not None), *argv]
         env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
                    **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
-        self._proc = subprocess.Popen(
-            [sys.executable, "-I", "-S", str(LAUNCHER), *launcher_options(spec.limits, self._cgroup),
-             *(spec.run_as.launcher_options() if spec.run_as is not None else ()), "--", *argv],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, cwd=work_dir, env=env,
-            start_new_session=True, close_fds=True, bufsize=0,
-        )
+        options = [*launcher_options(spec.limits, self._cgroup),
+                   *(spec.run_as.launcher_options() if spec.run_as is not None else ())]
+        self._proc = self._start_process(options, argv, env, work_dir)
         try:
             self._watch(self._proc)
         except BaseException:  # never leave a process nobody watches (no descriptor left, ...)
@@ -298,6 +301,22 @@ class SandboxRun:
         reader.start()
         writer.start()
 
+    def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
+                       work_dir: Path) -> subprocess.Popen[bytes]:
+        """Through the spawn server when there is one that works, else through the exec wrapper:
+        the same set-up (``launch.py``) either way, in a new session, stdio on pipes."""
+        pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
+                                 "stderr": subprocess.STDOUT, "cwd": work_dir, "env": env, "bufsize": 0}
+        if self._spawner is not None:
+            try:
+                proc = ServerPopen(self._spawner, options, argv, **pipes)
+                self._spawned_by_server = True
+                return proc
+            except SpawnUnavailable as exc:
+                logger.debug("spawn of {} through the exec wrapper: {}", self.spec.task_id, exc)
+        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), *options, "--", *argv],
+                                start_new_session=True, close_fds=True, **pipes)
+
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
         if result is None:
@@ -316,6 +335,8 @@ class SandboxRun:
             remove_work_dir(self._work_dir)
         if self._cgroup is not None:
             self._cgroup.remove()
+        if self._spawned_by_server and self._spawner is not None:
+            self._spawner.reaped()
         self._result = result
         self._done.set()
         if self._on_exit is not None:

@@ -3,8 +3,9 @@
 ``ProcessSampler`` runs a thread that samples every descendant of this process every few
 milliseconds and keeps, per process, each command line and environment it was seen with (to
 look for secrets), and the most ``datahub ingest`` runs seen alive at once (to check capacity).
-A sandboxed run starts as ``python -I -S launch.py ... -- <venv>/bin/datahub ingest run ...``
-and execs into the CLI in the same process, so one run is one process whose command line holds
+A sandboxed run is forked by the executor's spawn server (``launch.py --serve``, a child of
+this process that outlives runs) or starts as ``python -I -S launch.py ... -- <venv>/bin/datahub
+ingest run ...``; either way it execs into the CLI, so one run is one process whose command line holds
 ``ingest run`` and whose parent is this process (the executor runs in-process): the CLI's
 own children (it forks, and runs ``ps``) are part of that run's tree, not runs of their own.
 """
@@ -46,6 +47,11 @@ class SeenProcess:
 def is_ingest_run(cmdline: list[str] | tuple[str, ...]) -> bool:
     """True for a sandboxed ``datahub ingest run`` (the wrapper before exec, or the CLI after)."""
     return " ingest run " in f" {' '.join(cmdline)} "
+
+
+def is_spawn_server(cmdline: list[str] | tuple[str, ...]) -> bool:
+    """True for the executor's spawn server (``launch.py --serve``, ``executor.sandbox.spawner``)."""
+    return len(cmdline) > 4 and cmdline[3].endswith("launch.py") and cmdline[4] == "--serve"
 
 
 def run_id(cmdline: list[str] | tuple[str, ...]) -> str | None:
@@ -108,7 +114,12 @@ class ProcessSampler:
                 self.together.add(frozenset(runs))
 
     def processes(self) -> list[SeenProcess]:
-        """Every process seen so far."""
+        """Every process of a recipe's tree seen so far: not the executor's spawn server, which
+        forks runs and outlives them (``texts`` still searches it); a run it forked may have been
+        seen with the server's command line before its exec."""
+        return [p for p in self._everything() if not all(is_spawn_server(c) for c in p.cmdlines)]
+
+    def _everything(self) -> list[SeenProcess]:
         with self._lock:
             return list(self.seen.values())
 
@@ -124,7 +135,7 @@ class ProcessSampler:
     def texts(self) -> list[str]:
         """Every command line and environment entry seen, as text to search."""
         out: list[str] = []
-        for proc in self.processes():
+        for proc in self._everything():
             out += [" ".join(c) for c in proc.cmdlines]
             out += [f"{k}={v}" for env in proc.environs for k, v in env.items()]
         return out

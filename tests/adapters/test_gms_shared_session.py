@@ -1,0 +1,82 @@
+"""A pool's GMS clients share one HTTP session: a task's calls reuse the pool's open connections.
+
+A small HTTP/1.1 server on loopback counts the connections it accepts and records the headers
+of each call. Clients made by one ``PoolContext`` (as every actor and every Task makes its own)
+must reach it over one kept-alive connection, each with the token; closing one client (a Task
+ending) must leave the session to the others; ``close_http`` closes it for good.
+"""
+
+from __future__ import annotations
+
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from executor.config import ExecutorConfig, GmsSettings, PoolSettings
+from executor.pool.context import PoolContext
+
+
+class _Counting(http.server.ThreadingHTTPServer):
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Handler)
+        self.connections = 0
+        self.authorizations: list[str | None] = []
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: _Counting
+
+    def setup(self) -> None:
+        super().setup()
+        self.server.connections += 1
+
+    def do_GET(self) -> None:
+        self.server.authorizations.append(self.headers.get("Authorization"))
+        body = b"ok"
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def counting_server() -> Iterator[_Counting]:
+    server = _Counting()
+    thread = threading.Thread(target=server.serve_forever, name="counting-http", daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+    thread.join(10)
+
+
+def test_clients_of_one_pool_share_one_kept_alive_connection(counting_server: _Counting,
+                                                             tmp_path: Path) -> None:
+    host, port = counting_server.server_address[:2]
+    pool = PoolSettings(id="default")
+    config = ExecutorConfig(gms=GmsSettings(url=f"http://{host!s}:{port}"), state_dir=tmp_path, pools=(pool,))
+    context = PoolContext(config=config, pool=pool, token="made-up-shared-token", instance_id="test")
+    try:
+        for _ in range(5):  # five Tasks, one after the other, each with its own client
+            client = context.new_gms()
+            client.health()
+            client.close()
+        reporter, task = context.new_gms(), context.new_gms()
+        reporter.health()
+        task.health()
+        assert counting_server.connections == 1, "every call went over the one pooled connection"
+        assert counting_server.authorizations == ["Bearer made-up-shared-token"] * 7
+    finally:
+        context.close_http()
+    context.new_gms().health()  # a new session after close_http: a new connection
+    assert counting_server.connections == 2
+    context.close_http()
