@@ -22,6 +22,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -78,6 +79,17 @@ def throwaway_users() -> Iterator[Users]:
         for account in accounts:
             kill_processes_of(account.pw_uid)
             subprocess.run(["userdel", account.pw_name], check=False, capture_output=True)
+
+
+def processes_of(uid: int) -> list[int]:
+    """The pids of ``uid``'s processes that have not exited (zombies are gone but not reaped)."""
+    found = []
+    for proc in psutil.process_iter(["uids", "status"]):
+        with contextlib.suppress(psutil.Error):
+            alive = proc.info["status"] != psutil.STATUS_ZOMBIE
+            if alive and proc.info["uids"] and proc.info["uids"].real == uid:
+                found.append(proc.pid)
+    return found
 
 
 def kill_processes_of(uid: int) -> list[int]:
@@ -272,9 +284,12 @@ class SecurityWorld:
         if self.cp is not None:
             self.cp.stop()
             self.cp = None
-        left = []
-        for account in (self.executor_user, self.recipe_user):
-            if account is not None:
-                left += kill_processes_of(account.uid)
+        uids = [account.uid for account in (self.executor_user, self.recipe_user) if account is not None]
+        # what the executor's exit kills by its parent-death signal may take a moment to be gone
+        # on a loaded machine; a process still there after that has outlived the test.
+        deadline = time.monotonic() + 10.0
+        while time.monotonic() < deadline and any(processes_of(uid) for uid in uids):
+            time.sleep(0.05)
+        left = [pid for uid in uids for pid in kill_processes_of(uid)]
         shutil.rmtree(self.base, ignore_errors=True)
         assert not left, f"processes of the test users outlived the test: {left}"
