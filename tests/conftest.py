@@ -1,4 +1,4 @@
-"""Shared pytest setup: fixture modules of each subsystem, and a leak check for threads."""
+"""Shared pytest setup: fixture modules of each subsystem, and parallel runs (longest first)."""
 
 from __future__ import annotations
 
@@ -6,4 +6,6 @@ pytest_plugins = [
     "tests.fixtures.common",
     "tests.fixtures.controlplane",
     "tests.fixtures.executor",
+    "tests.fixtures.parallel",
+    "tests.faults.figures",
 ]

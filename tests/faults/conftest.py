@@ -2,18 +2,20 @@
 
 ``world`` gives a test a ``FaultWorld`` (control plane not yet started, so a test can choose
 its lease length, ports and redrive count) and closes it after the test, whatever happened.
-At the end of the session the figures of every fault test are printed as a table and written
-to ``.cache/fault-figures.json`` (docs/reliability.md quotes them).
+Each test's figures go into its report (``tests/faults/figures.py`` prints them as a table at
+the end of the session and writes them to ``.cache/fault-figures.json``; docs/reliability.md
+quotes them).
 """
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.faults.figures import ROW
 from tests.faults.harness import FIGURES, FaultWorld
 from tests.faults.ledger import make_venv_root
 
@@ -44,7 +46,11 @@ def world(request: pytest.FixtureRequest, tmp_path: Path, fault_venv_root: Path)
     fault_world = FaultWorld(tmp_path, fault_venv_root, request.node.name)
     yield fault_world
     report = getattr(request.node, "rep_call", None)
-    fault_world.close(failed=report is None or report.failed)
+    before = len(FIGURES)
+    try:
+        fault_world.close(failed=report is None or report.failed)
+    finally:
+        request.node.user_properties.extend((ROW, dataclasses.asdict(row)) for row in FIGURES[before:])
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)
@@ -53,20 +59,3 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     if call.when == "call":
         item.rep_call = report  # type: ignore[attr-defined]
     return report
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if not FIGURES:
-        return
-    columns = ("runs", "completed", "duplicates", "lost", "orphans")
-    width = max(len(r.test) for r in FIGURES)
-    rows = [(r.test, *(getattr(r, c) for c in columns)) for r in FIGURES]
-    rows.append(("total", *(sum(getattr(r, c) for r in FIGURES) for c in columns)))
-    terminalreporter.section("fault suite figures")
-    terminalreporter.line(f"{'test':<{width}}  " + "  ".join(columns))
-    for name, *values in rows:
-        cells = "  ".join(f"{v:>{len(c)}}" for v, c in zip(values, columns, strict=True))
-        terminalreporter.line(f"{name:<{width}}  {cells}")
-    out = ROOT / ".cache" / "fault-figures.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps([r.__dict__ for r in FIGURES], indent=1))

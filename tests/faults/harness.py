@@ -57,7 +57,7 @@ class FigureRow:
 
 
 FIGURES: list[FigureRow] = []
-"""Rows of this session, printed by ``conftest.pytest_terminal_summary``."""
+"""Rows of this session (of this process); ``figures.py`` gathers them from the reports."""
 
 
 @dataclass

@@ -10,6 +10,7 @@ next executor on the same state dir, and the redelivered message is then deleted
 from __future__ import annotations
 
 import psutil
+import pytest
 
 from tests.faults.harness import FaultWorld, wait_until
 from tests.faults.tcpproxy import Mode
@@ -22,6 +23,7 @@ def alive(pid: int) -> bool:
         return False
 
 
+@pytest.mark.alone  # b must be the executor that reaps the grandchild: none may start meanwhile
 def test_sigkill_mid_task_hands_the_request_to_another_executor(world: FaultWorld) -> None:
     world.start_cp()
     a = world.executor("a")

@@ -5,6 +5,10 @@ host's apt uses) and cached as a tarball under ``.cache/image/`` (gitignored), s
 first run pays for it. podman runs with runc and capped ulimits (``containers.conf`` below):
 crun refuses hybrid cgroup hosts, and podman's default ``nofile`` is refused in some sandboxes.
 Run as a script (``python -m tests.ops.podman_image``) it prepares the base image alone.
+
+podman's image store is the host's, shared by every checkout and every xdist worker: the base
+image and each build happen under a lock (one per checkout), and the tags of built images name
+the checkout, so two checkouts tested at once on one host never run each other's image.
 """
 
 from __future__ import annotations
@@ -15,7 +19,10 @@ import shutil
 import subprocess
 import sys
 import tempfile
+from hashlib import sha256
 from pathlib import Path
+
+from tests.fixtures.parallel import built_once
 
 ROOT = Path(__file__).resolve().parents[2]
 CACHE = ROOT / ".cache" / "image"
@@ -24,6 +31,8 @@ BASE_TARBALL = CACHE / "debian-py-bookworm.tar"
 TOOLS = ("podman", "buildah", "debootstrap", "runc")
 PACKAGES = "python3,python3-venv,python-is-python3,ca-certificates"
 HOST_CA = Path("/etc/ssl/certs/ca-certificates.crt")
+CHECKOUT = sha256(str(ROOT).encode()).hexdigest()[:8]
+"""Names this checkout in the tags it builds."""
 CONTAINERS_CONF = """\
 [containers]
 default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]
@@ -93,13 +102,14 @@ def apt_mirror() -> str:
 
 def ensure_base_image() -> str:
     """A Debian bookworm image with python3 and venv: from podman's store, the cached tarball, or built."""
-    if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
+    with built_once("podman-base-image"):
+        if podman("image", "exists", BASE_IMAGE, check=False).returncode == 0:
+            return BASE_IMAGE
+        if not BASE_TARBALL.exists():
+            _debootstrap_tarball()
+        with BASE_TARBALL.open("rb") as tarball:
+            podman("import", "-", BASE_IMAGE, stdin=tarball, timeout=300)
         return BASE_IMAGE
-    if not BASE_TARBALL.exists():
-        _debootstrap_tarball()
-    with BASE_TARBALL.open("rb") as tarball:
-        podman("import", "-", BASE_IMAGE, stdin=tarball, timeout=300)
-    return BASE_IMAGE
 
 
 def _debootstrap_tarball() -> None:
@@ -118,8 +128,18 @@ def _debootstrap_tarball() -> None:
 
 
 def build_image(target: str, tag: str, plugins: str = "file") -> str:
-    """``podman build --target TARGET`` of the repository's Dockerfile on the cached base image."""
+    """``podman build --target TARGET`` of the repository's Dockerfile on the cached base image.
+
+    Returns the tag built: ``tag`` with this checkout's id appended (``...:test-1a2b3c4d``). A
+    worker that waited for another's build of the same target rebuilds from podman's layer cache.
+    """
     base = ensure_base_image()
+    tag = f"{tag}-{CHECKOUT}"
+    with built_once(f"podman-build-{target}"):
+        return _build(target, tag, base, plugins)
+
+
+def _build(target: str, tag: str, base: str, plugins: str) -> str:
     args = ["build", "--format", "docker", "--target", target, "-t", tag,
             "--build-arg", f"PYTHON_IMAGE={base}", "--build-arg", f"BUNDLED_VENV_PLUGINS={plugins}"]
     if HOST_CA.exists():  # an intercepting proxy's CA lives in the host's bundle

@@ -65,6 +65,7 @@ def read_until(proc: subprocess.Popen[str], prefix: str) -> str:
     raise AssertionError(f"fake executor ended before printing {prefix!r}")
 
 
+@pytest.mark.alone  # the reap_orphans here must find the orphan: no executor may start meanwhile
 @pytest.mark.parametrize("fake_executor", [
     pytest.param("1", id="cgroup",
                  marks=pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")),
