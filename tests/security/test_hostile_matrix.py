@@ -24,6 +24,8 @@ import secrets
 import uuid
 from pathlib import Path
 
+import pytest
+
 from executor.safe_names import safe_name
 from executor.sandbox.masking import MASK
 from tests.e2e.direct import send_envelope, write_request
@@ -38,6 +40,9 @@ from tests.security.matrix_world import (
     wait_until,
 )
 from tests.security.privilege_world import throwaway_users
+
+pytestmark = pytest.mark.xdist_group("hostile-matrix")
+"""One worker runs the module: its four executors (one per mode) start once, not once per worker."""
 
 __all__ = ["bubblewrap", "matrix_world", "throwaway_users"]
 PREFIX = "urn:li:dataHubExecutionRequest:"
