@@ -202,6 +202,8 @@ class SpawnServer:
                 self._proc, self._channel = proc, channel
                 self._last_used = time.monotonic()  # idle from now on, not from the start() call
                 self._state.notify_all()
+                if self._closing:  # close() came while it started: it found nothing to shut down
+                    channel.shutdown(socket.SHUT_RDWR)
             idled = self._wait_while_used(proc, channel)
             code = proc.wait()
             with self._state:

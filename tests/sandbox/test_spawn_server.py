@@ -264,3 +264,29 @@ def test_a_recipe_that_outlives_the_idle_time_keeps_the_server_without_a_busy_ke
         wait_until(lambda: server.pid is None, 30, "the idle server to stop after the run")
     finally:
         server.close()
+
+
+
+def test_a_close_while_the_server_starts_ends_it_and_its_keeper(tmp_path: Path) -> None:
+    """The executor's shutdown may come while its server is still starting (start() returns at
+    once): the server must not then wait out its idle time with nobody left to stop it."""
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    os.mkfifo(gate)
+    slow_python = tmp_path / "slow-python"  # holds the start-up until the test has called close()
+    slow_python.write_text(f'#!/bin/sh\n: > "{started}"\nread _ < "{gate}"\nexec "{sys.executable}" "$@"\n')
+    slow_python.chmod(0o755)
+    server = SpawnServer(python=str(slow_python), idle_s=120.0)
+    before = {t.ident for t in threading.enumerate()}
+    server.start()
+    wait_until(started.exists, timeout=30, what="the server's start-up to begin")
+    closing = threading.Thread(target=server.close, kwargs={"timeout_s": 30.0})
+    closing.start()
+    wait_until(lambda: server._closing, timeout=30, what="close() to begin")
+    with open(gate, "w") as release:  # the start-up goes on once close() has begun
+        release.write("go\n")
+    closing.join(60)
+    assert not closing.is_alive()
+    left = {t.ident for t in threading.enumerate() if t.is_alive()} - before
+    assert not left, "the keeper thread outlived close()"
+    servers = [p for p in psutil.Process().children() if "--serve" in p.cmdline()]
+    assert servers == [], f"a spawn server outlived its close: {servers}"
