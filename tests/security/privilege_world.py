@@ -92,13 +92,16 @@ def processes_of(uid: int) -> list[int]:
     return found
 
 
-def kill_processes_of(uid: int) -> list[int]:
-    """SIGKILL every process of ``uid``; returns their pids."""
+def kill_processes_of(uid: int) -> list[str]:
+    """SIGKILL every process of ``uid``; returns what they were (pid, state, parent, command)."""
     found = []
-    for proc in psutil.process_iter(["uids"]):
+    for proc in psutil.process_iter(["uids", "status", "ppid", "cmdline"]):
         with contextlib.suppress(psutil.Error):
+            if proc.info["status"] == psutil.STATUS_ZOMBIE:
+                continue  # it has exited; only its reaping is left, to whichever parent it has now
             if proc.info["uids"] and proc.info["uids"].real == uid:
-                found.append(proc.pid)
+                found.append(f"{proc.pid} {proc.info['status']} ppid={proc.info['ppid']} "
+                             f"{' '.join(proc.info['cmdline'] or [])[:200]}")
                 proc.kill()
     return found
 
@@ -290,6 +293,6 @@ class SecurityWorld:
         deadline = time.monotonic() + 10.0
         while time.monotonic() < deadline and any(processes_of(uid) for uid in uids):
             time.sleep(0.05)
-        left = [pid for uid in uids for pid in kill_processes_of(uid)]
+        left = [what for uid in uids for what in kill_processes_of(uid)]
         shutil.rmtree(self.base, ignore_errors=True)
         assert not left, f"processes of the test users outlived the test: {left}"
