@@ -1,12 +1,13 @@
 """Every command the operator docs show is run by a test, or has a named stand-in.
 
-``COVERAGE`` maps each shell command of README.md, docs/operations.md and systemd/README.md to
-what runs it. A command added to a doc without an entry, or an entry whose command left the
-docs, fails ``test_every_documented_command_is_covered``. The VM install (wheel, venv, config,
-token, ``check`` as the service user with the token handed over as systemd's LoadCredential
-would) runs as written, as root, in a Debian container (podman; the base image of
-``tests/ops/podman_image.py``); only what needs a second host, an editor or systemd as PID 1
-is replaced, each by the stand-in ``STAND_INS`` names.
+``COVERAGE`` maps each shell command of README.md, docs/operations.md, systemd/README.md,
+docs/reliability.md and docs/testing.md to what runs it. A command added to a doc without an
+entry, or an entry whose command left the docs, fails
+``test_every_documented_command_is_covered``. The VM install (wheel, venv, config, token,
+``check`` as the service user with the token handed over as systemd's LoadCredential would) runs
+as written, as root, in a Debian container (podman; the base image of
+``tests/ops/podman_image.py``); only what needs a second host, an editor or systemd as PID 1 is
+replaced, each by the stand-in ``STAND_INS`` names.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 
 from tests.docs.doccmds import ROOT, Block, blocks
 
-DOCS = ("README.md", "docs/operations.md", "systemd/README.md", "docs/reliability.md")
+DOCS = ("README.md", "docs/operations.md", "systemd/README.md", "docs/reliability.md", "docs/testing.md")
 WALKTHROUGH = "tests/docs/test_readme_walkthrough.py (the whole block, as written)"
 VM = "tests/docs/test_ops_commands.py::test_vm_install_as_written (in a Debian container)"
 IMAGE = "tests/ops/test_image.py (podman builds and runs the image; docker is not installed here)"
@@ -28,6 +29,8 @@ SYSTEMD = "tests/ops/test_systemd_unit.py: systemd-analyze verify/security (no s
 COVERAGE: dict[str, str] = {
     r"python3 scripts/demo\.py": "tests/service/test_demo.py (the demo command it runs)",
     r"python3 scripts/test\.py( tests/faults)?": "CI runs it (.ci/run)",
+    r"python3 scripts/test\.py (tests/sandbox|tests/unit/test_config\.py|-n 2 tests/faults/test_kill\.py"
+    r'|-m "not image")|\.venv/bin/python -m pytest tests/unit -q -x': "tests/docs/test_testing_commands.py",
     r"\. \.venv/bin/activate|mkdir -p \.cache/walkthrough.*|export .*|[A-Z]+=\$!|until \[ -s .*": WALKTHROUGH,
     r"remote-executor (venv build --plugin file|controlplane .*|run > .*|submit examples/.*)": WALKTHROUGH,
     r"echo -n .* \| remote-executor secret set \w+|kill \$\w+ && wait \$\w+": WALKTHROUGH,
