@@ -301,25 +301,8 @@ class QueuePoller(PoolActor):
         self.sent += 1
 
     def _poisoned(self, message_id: str, receipt_handle: str, receive_count: int, reason: str) -> None:
-        """Log once (never the body), then hide it briefly: the redrive policy takes it from there."""
-        verdict = self.poison.judge(message_id, receive_count)
-        if verdict.delete:
-            self.log.error("deleting message {} after {} receives: {}", message_id, receive_count, reason)
-        elif verdict.log_it:
-            self.log.warning(
-                "message {} (receive #{}) not run: {}; left to the redrive policy",
-                message_id,
-                receive_count,
-                reason,
-            )
         assert self.queue is not None
-        try:
-            if verdict.delete:
-                self.queue.delete(receipt_handle)
-            else:
-                self.queue.extend(receipt_handle, verdict.visibility_s)
-        except ExecutorError as exc:
-            self.log.debug("could not settle message {}: {}", message_id, exc)
+        self.poison.settle(self.queue, self.log, message_id, receipt_handle, receive_count, reason)
 
     # -- settling --------------------------------------------------------------------------
     def _extend_all(self, only: set[str] | None = None) -> None:
