@@ -45,6 +45,9 @@ from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUn
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
 
+INPUT_WAIT_S = 600.0
+"""How long a held run that ended before its input came waits for the input or a stop (the
+Task always sends one of them; this only bounds a lost one)."""
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
 
@@ -63,6 +66,9 @@ class SandboxSpec:
     ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
     ``live_secrets`` are values masked too that may grow while the run goes on (the executor's
     own credentials: a lease renewed mid-run; ``sandbox.live_masking``).
+    ``hold_input=True`` spawns the process at once but gives it no stdin (``stdin`` is ignored)
+    until ``SandboxRun.give_input`` brings it with the secrets it holds; until then none of its
+    output is read (``docs/sandbox.md``, "Spawned before the secrets").
     """
 
     argv: Sequence[str]
@@ -82,6 +88,7 @@ class SandboxSpec:
     hide_paths: Sequence[Path] = ()
     run_as: RunAs | None = None
     live_secrets: SecretSource | None = field(default=None, repr=False, compare=False)
+    hold_input: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "argv", tuple(self.argv))
@@ -89,9 +96,8 @@ class SandboxSpec:
         argv_ok = all(isinstance(a, str) and "\0" not in a for a in self.argv)
         if not self.argv or not self.argv[0] or not argv_ok:
             raise BadInputError("sandbox argv must be strings without NUL, starting with a program")
-        for secret in self.secrets:
-            if len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in self.argv):
-                raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
+        if secret_in_argv(self.secrets, self.argv):
+            raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
         if self.report_file is not None and (not self.report_file or "/" in self.report_file):
             raise BadInputError("report_file must be a plain file name inside the work dir")
         if self.isolation not in ISOLATION_MODES:
@@ -125,6 +131,14 @@ class SandboxRun:
         self._monitor: Monitor | None = None
         self._pending_stop: tuple[str, float | None, str] | None = None
         self._lock = threading.Lock()
+        self._writer: StdinWriter | None = None
+        self._input: bytes | None = None if spec.hold_input else spec.stdin
+        """The stdin to write; None while a held input has not been given."""
+        self._input_error: str | None = None
+        self._decided = threading.Event()
+        """Set once the input was given or the run was stopped: a held run waits for it at its end."""
+        self._pipes_started = False
+        self._mask_lock = threading.Lock()
         self._thread = threading.Thread(target=self._main, name=f"sandbox-{spec.task_id}", daemon=True)
 
     @property
@@ -165,8 +179,47 @@ class SandboxRun:
             else:
                 self._pending_stop = (earlier[0], shorter_grace(earlier[1], grace_s), earlier[2])
             monitor = self._monitor
+            self._decided.set()  # under the lock: a ``give_input`` after this one gives nothing
         if monitor is not None:
             monitor.wake()
+
+    def give_input(self, stdin: bytes, secrets: Sequence[str]) -> None:
+        """A held run's stdin and the secrets it carries (``hold_input``); the first call counts.
+
+        The masker holds ``secrets`` before a single byte of output is read: the pipe threads
+        start only now (or once the process is spawned, if later). A run already stopped never
+        gets its input. A secret that appears in the command line is refused: the tree is killed
+        and the run ends with that error, the recipe never having seen a secret.
+        """
+        if not self.spec.hold_input:
+            raise RuntimeError("give_input is for a run spawned with hold_input")
+        with self._lock:
+            if self._decided.is_set():
+                return
+            if secret_in_argv(secrets, self.spec.argv):
+                self._input_error = "a secret value appears in the command line; pass secrets on stdin"
+            else:
+                with self._mask_lock:
+                    self._masker.add(secrets)
+                self._input = stdin
+            self._decided.set()
+        if self._input_error is not None:
+            self.stop(self._input_error, grace_s=0, status="FAILURE")
+            return
+        self._start_pipes()
+
+    def _start_pipes(self) -> None:
+        """Start feeding stdin and reading the output, once both the process and its input exist."""
+        with self._lock:
+            monitor, writer, data = self._monitor, self._writer, self._input
+            if self._pipes_started or monitor is None or writer is None or data is None:
+                return
+            self._pipes_started = True
+        if self._masker.short_count and self.spec.hold_input:
+            self.note(self._masker.short_secrets_note or "")
+        writer.set_data(data)
+        monitor.reader.start()
+        writer.start()
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
@@ -213,7 +266,9 @@ class SandboxRun:
 
     def note(self, text: str) -> None:
         """A line from the sandbox itself (masked like the rest)."""
-        self.emit(self._masker.mask(f"[sandbox] {text}"))
+        with self._mask_lock:  # never while ``give_input`` adds the run's secrets
+            line = self._masker.mask(f"[sandbox] {text}")
+        self.emit(line)
 
     # -- the supervisor thread ----------------------------------------------------------------
     def _main(self) -> None:
@@ -249,6 +304,8 @@ class SandboxRun:
         self.note(f"stop requested before the start ({request[0]}); nothing was run")
         result = replace(_failed("", time.monotonic() - start, self._log.text()), outcome="stopped",
                          error=None, stop_reason=request[0], stop_status=request[2])
+        if self._input_error is not None:  # its input was refused: an error, not a stop
+            result = _failed(self._input_error, time.monotonic() - start, self._log.text())
         self._finish(start, error=None, result=result)
         return True
 
@@ -296,10 +353,11 @@ class SandboxRun:
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
         reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes,
                               spec.task_id)
-        writer = StdinWriter(proc.stdin, spec.stdin, spec.task_id)
-        self._monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
-        reader.start()
-        writer.start()
+        writer = StdinWriter(proc.stdin, b"", spec.task_id)
+        monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
+        with self._lock:
+            self._monitor, self._writer = monitor, writer
+        self._start_pipes()  # a held input not given yet: the pipes wait for ``give_input``
 
     def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
                        work_dir: Path) -> subprocess.Popen[bytes]:
@@ -320,9 +378,13 @@ class SandboxRun:
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
         if result is None:
-            report = self._read_report() if error is None else None
-            if monitor is not None:
+            piped = self._await_input() if monitor is not None else False
+            error = error or self._input_error
+            report = self._read_report() if error is None and piped else None
+            if monitor is not None and piped:
                 monitor.close_streams()
+            elif self._proc is not None:
+                self._drop_unread(self._proc)
             duration = time.monotonic() - start
             result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
                       else _failed(error or "not started", duration, self._log.text()))
@@ -331,6 +393,8 @@ class SandboxRun:
             if self._log_file is not None:
                 self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
+        if self.spec.hold_input and not self._pipes_started and self.spec.log_file is not None:
+            self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
         if self._work_dir is not None:
             remove_work_dir(self._work_dir)
         if self._cgroup is not None:
@@ -344,6 +408,25 @@ class SandboxRun:
                 self._on_exit(result)
             except Exception:
                 logger.exception("on_exit callback failed")
+
+    def _await_input(self) -> bool:
+        """At the end of a held run that has not got its input yet (it died or was stopped
+        first): wait until the input comes (its output is then read, masked with the secrets) or
+        the run is stopped (its output is dropped unread). True when the pipes ran."""
+        if not self._pipes_started:
+            if not self._decided.wait(INPUT_WAIT_S):
+                logger.warning("sandbox for {} got neither its input nor a stop; dropping its output",
+                               self.spec.task_id)
+            self._start_pipes()
+        return self._pipes_started
+
+    @staticmethod
+    def _drop_unread(proc: subprocess.Popen[bytes]) -> None:
+        """Close the pipes of a process that never got its input (its output is never read)."""
+        for stream in (proc.stdin, proc.stdout):
+            if stream is not None:
+                with contextlib.suppress(OSError):
+                    stream.close()
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""
@@ -374,6 +457,11 @@ def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[s
     if limits.disk_bytes is not None:
         options += ["--fsize", str(limits.disk_bytes)]
     return options
+
+
+def secret_in_argv(secrets: Sequence[str], argv: Sequence[str]) -> bool:
+    """True when a secret long enough to be masked appears in a command-line argument."""
+    return any(len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in argv) for secret in secrets)
 
 
 def shorter_grace(first: float | None, second: float | None) -> float | None:
