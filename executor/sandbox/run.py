@@ -210,16 +210,17 @@ class SandboxRun:
 
     def _start_pipes(self) -> None:
         """Start feeding stdin and reading the output, once both the process and its input exist."""
-        with self._lock:
+        with self._lock:  # started under it: whoever sees ``_pipes_started`` sees them running
             monitor, writer, data = self._monitor, self._writer, self._input
             if self._pipes_started or monitor is None or writer is None or data is None:
                 return
             self._pipes_started = True
-        if self._masker.short_count and self.spec.hold_input:
-            self.note(self._masker.short_secrets_note or "")
-        writer.set_data(data)
-        monitor.reader.start()
-        writer.start()
+            writer.set_data(data)
+            monitor.reader.start()
+            writer.start()
+        note = self._masker.short_secrets_note
+        if note and self.spec.hold_input:  # counts the secrets just given too
+            self.emit(note)
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
@@ -317,7 +318,7 @@ class SandboxRun:
         if spec.log_file is not None:
             prune_task_logs(spec.log_file.parent, spec.log_keep_files, spec.log_keep_days)
             self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
-        if self._masker.short_secrets_note:
+        if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
         if spec.use_cgroup:
             support = self._cgroups if self._cgroups is not None else detect_cgroups()
