@@ -1,4 +1,6 @@
-"""One sandboxed run: ``SandboxSpec`` says what to run, ``SandboxRun`` runs and watches it.
+"""One sandboxed run: ``SandboxSpec`` (``sandbox.spec``) says what to run, ``SandboxRun`` runs
+and watches it. A spec with ``hold_input`` is spawned before its input exists (the recipe waits
+for its stdin while its secrets resolve; ``sandbox.held_input`` starts the pipes once given).
 
 A run owns one thread (the supervisor) plus its two pipe threads. The supervisor has the
 process forked by the executor's spawn server (``sandbox.spawner``; the parent-death signal
@@ -19,11 +21,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,78 +32,23 @@ from loguru import logger
 
 from executor.errors import BadInputError
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
-from executor.sandbox.identity import RunAs, grant_work_dir
-from executor.sandbox.isolation import ISOLATION_MODES, bwrap_prefix
+from executor.sandbox.held_input import InputGate
+from executor.sandbox.identity import grant_work_dir
+from executor.sandbox.isolation import bwrap_prefix
 from executor.sandbox.limits import MiB, SandboxLimits
-from executor.sandbox.live_masking import LiveMasker, SecretSource
-from executor.sandbox.masking import MIN_SECRET_LENGTH
+from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUnavailable
+from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
 
-INPUT_WAIT_S = 600.0
-"""How long a held run that ended before its input came waits for the input or a stop (the
-Task always sends one of them; this only bounds a lost one)."""
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
-
-
-@dataclass(frozen=True)
-class SandboxSpec:
-    """What to run and under which limits.
-
-    ``argv`` may contain ``{work_dir}`` and ``{report_file}``, replaced by the run's real
-    paths; ``report_file`` names a file in the work dir whose (masked) content becomes
-    ``SandboxResult.report_json``. ``env`` should come from ``build_env``; HOME and TMPDIR
-    are set to the work dir whatever it says. Secrets travel in ``stdin`` only. The full
-    masked log goes to ``log_file`` (capped at ``log_max_bytes``); before it is opened, older
-    ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
-    ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
-    ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
-    ``live_secrets`` are values masked too that may grow while the run goes on (the executor's
-    own credentials: a lease renewed mid-run; ``sandbox.live_masking``).
-    ``hold_input=True`` spawns the process at once but gives it no stdin (``stdin`` is ignored)
-    until ``SandboxRun.give_input`` brings it with the secrets it holds; until then none of its
-    output is read (``docs/sandbox.md``, "Spawned before the secrets").
-    """
-
-    argv: Sequence[str]
-    stdin: bytes = field(default=b"", repr=False)
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    work_root: Path = Path(tempfile.gettempdir()) / "remote-executor-work"
-    limits: SandboxLimits = field(default_factory=SandboxLimits)
-    secrets: Sequence[str] = field(default=(), repr=False)
-    log_file: Path | None = None
-    task_id: str = "task"
-    report_file: str | None = None
-    log_max_bytes: int = 256 * MiB
-    log_keep_files: int | None = 500
-    log_keep_days: float | None = 30.0
-    use_cgroup: bool = True
-    isolation: str = "process"
-    hide_paths: Sequence[Path] = ()
-    run_as: RunAs | None = None
-    live_secrets: SecretSource | None = field(default=None, repr=False, compare=False)
-    hold_input: bool = False
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "argv", tuple(self.argv))
-        object.__setattr__(self, "secrets", tuple(self.secrets))
-        argv_ok = all(isinstance(a, str) and "\0" not in a for a in self.argv)
-        if not self.argv or not self.argv[0] or not argv_ok:
-            raise BadInputError("sandbox argv must be strings without NUL, starting with a program")
-        if secret_in_argv(self.secrets, self.argv):
-            raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
-        if self.report_file is not None and (not self.report_file or "/" in self.report_file):
-            raise BadInputError("report_file must be a plain file name inside the work dir")
-        if self.isolation not in ISOLATION_MODES:
-            raise BadInputError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
-        object.__setattr__(self, "hide_paths", tuple(Path(p) for p in self.hide_paths))
 
 
 class SandboxRun:
@@ -131,14 +77,8 @@ class SandboxRun:
         self._monitor: Monitor | None = None
         self._pending_stop: tuple[str, float | None, str] | None = None
         self._lock = threading.Lock()
-        self._writer: StdinWriter | None = None
-        self._input: bytes | None = None if spec.hold_input else spec.stdin
-        """The stdin to write; None while a held input has not been given."""
-        self._input_error: str | None = None
-        self._decided = threading.Event()
-        """Set once the input was given or the run was stopped: a held run waits for it at its end."""
-        self._pipes_started = False
         self._mask_lock = threading.Lock()
+        self._gate = InputGate(spec.hold_input, spec.stdin, spec.argv, self._masker, self._mask_lock)
         self._thread = threading.Thread(target=self._main, name=f"sandbox-{spec.task_id}", daemon=True)
 
     @property
@@ -179,48 +119,19 @@ class SandboxRun:
             else:
                 self._pending_stop = (earlier[0], shorter_grace(earlier[1], grace_s), earlier[2])
             monitor = self._monitor
-            self._decided.set()  # under the lock: a ``give_input`` after this one gives nothing
+        self._gate.stopped()  # a ``give_input`` after this one gives nothing
         if monitor is not None:
             monitor.wake()
 
     def give_input(self, stdin: bytes, secrets: Sequence[str]) -> None:
         """A held run's stdin and the secrets it carries (``hold_input``); the first call counts.
 
-        The masker holds ``secrets`` before a single byte of output is read: the pipe threads
-        start only now (or once the process is spawned, if later). A run already stopped never
-        gets its input. A secret that appears in the command line is refused: the tree is killed
-        and the run ends with that error, the recipe never having seen a secret.
+        The masker holds ``secrets`` before a single byte of output is read; a run already
+        stopped never gets its input; a secret that appears in the command line is refused (the
+        tree is killed, the run ends with that error, the recipe never saw a secret).
         """
-        if not self.spec.hold_input:
-            raise RuntimeError("give_input is for a run spawned with hold_input")
-        with self._lock:
-            if self._decided.is_set():
-                return
-            if secret_in_argv(secrets, self.spec.argv):
-                self._input_error = "a secret value appears in the command line; pass secrets on stdin"
-            else:
-                with self._mask_lock:
-                    self._masker.add(secrets)
-                self._input = stdin
-            self._decided.set()
-        if self._input_error is not None:
-            self.stop(self._input_error, grace_s=0, status="FAILURE")
-            return
-        self._start_pipes()
-
-    def _start_pipes(self) -> None:
-        """Start feeding stdin and reading the output, once both the process and its input exist."""
-        with self._lock:  # started under it: whoever sees ``_pipes_started`` sees them running
-            monitor, writer, data = self._monitor, self._writer, self._input
-            if self._pipes_started or monitor is None or writer is None or data is None:
-                return
-            self._pipes_started = True
-            writer.set_data(data)
-            monitor.reader.start()
-            writer.start()
-        note = self._masker.short_secrets_note
-        if note and self.spec.hold_input:  # counts the secrets just given too
-            self.emit(note)
+        if not self._gate.give(stdin, secrets):
+            self.stop(self._gate.refused or "input refused", grace_s=0, status="FAILURE")
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
@@ -305,8 +216,8 @@ class SandboxRun:
         self.note(f"stop requested before the start ({request[0]}); nothing was run")
         result = replace(_failed("", time.monotonic() - start, self._log.text()), outcome="stopped",
                          error=None, stop_reason=request[0], stop_status=request[2])
-        if self._input_error is not None:  # its input was refused: an error, not a stop
-            result = _failed(self._input_error, time.monotonic() - start, self._log.text())
+        if self._gate.refused is not None:  # its input was refused: an error, not a stop
+            result = _failed(self._gate.refused, time.monotonic() - start, self._log.text())
         self._finish(start, error=None, result=result)
         return True
 
@@ -357,8 +268,18 @@ class SandboxRun:
         writer = StdinWriter(proc.stdin, b"", spec.task_id)
         monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         with self._lock:
-            self._monitor, self._writer = monitor, writer
-        self._start_pipes()  # a held input not given yet: the pipes wait for ``give_input``
+            self._monitor = monitor
+        self._gate.attach(lambda data: self._start_pipes(reader, writer, data))
+
+    def _start_pipes(self, reader: OutputReader, writer: StdinWriter, data: bytes) -> None:
+        """Feed stdin, read the output (``InputGate``: once the input exists, with the masker
+        holding its secrets)."""
+        writer.set_data(data)
+        reader.start()
+        writer.start()
+        note = self._masker.short_secrets_note
+        if note and self.spec.hold_input:  # counts the secrets given late too
+            self.emit(note)
 
     def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
                        work_dir: Path) -> subprocess.Popen[bytes]:
@@ -379,13 +300,13 @@ class SandboxRun:
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
         if result is None:
-            piped = self._await_input() if monitor is not None else False
-            error = error or self._input_error
+            piped = self._gate.await_decision() if monitor is not None else False
+            error = error or self._gate.refused
             report = self._read_report() if error is None and piped else None
             if monitor is not None and piped:
                 monitor.close_streams()
             elif self._proc is not None:
-                self._drop_unread(self._proc)
+                InputGate.drop_unread(self._proc)
             duration = time.monotonic() - start
             result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
                       else _failed(error or "not started", duration, self._log.text()))
@@ -394,7 +315,7 @@ class SandboxRun:
             if self._log_file is not None:
                 self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
-        if self.spec.hold_input and not self._pipes_started and self.spec.log_file is not None:
+        if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
             self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
         if self._work_dir is not None:
             remove_work_dir(self._work_dir)
@@ -409,25 +330,6 @@ class SandboxRun:
                 self._on_exit(result)
             except Exception:
                 logger.exception("on_exit callback failed")
-
-    def _await_input(self) -> bool:
-        """At the end of a held run that has not got its input yet (it died or was stopped
-        first): wait until the input comes (its output is then read, masked with the secrets) or
-        the run is stopped (its output is dropped unread). True when the pipes ran."""
-        if not self._pipes_started:
-            if not self._decided.wait(INPUT_WAIT_S):
-                logger.warning("sandbox for {} got neither its input nor a stop; dropping its output",
-                               self.spec.task_id)
-            self._start_pipes()
-        return self._pipes_started
-
-    @staticmethod
-    def _drop_unread(proc: subprocess.Popen[bytes]) -> None:
-        """Close the pipes of a process that never got its input (its output is never read)."""
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""
@@ -458,11 +360,6 @@ def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[s
     if limits.disk_bytes is not None:
         options += ["--fsize", str(limits.disk_bytes)]
     return options
-
-
-def secret_in_argv(secrets: Sequence[str], argv: Sequence[str]) -> bool:
-    """True when a secret long enough to be masked appears in a command-line argument."""
-    return any(len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in argv) for secret in secrets)
 
 
 def shorter_grace(first: float | None, second: float | None) -> float | None:
