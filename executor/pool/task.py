@@ -232,11 +232,13 @@ class Task(PoolActor):
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False
-        self.ctx.directory.tell(
-            REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
-        )
-        if self._prestart():
-            self._request_secrets()
+        if not self._prestart():
+            return
+        self._request_secrets()  # may give the recipe its input at once (no secrets)
+        if not self._settled:
+            self.ctx.directory.tell(
+                REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
+            )
 
     def _prestart(self) -> bool:
         """Everything before the recipe's input, on the launcher's thread, while the secrets are

@@ -196,6 +196,7 @@ class SandboxRun:
             self._finish(start, error=f"{type(exc).__name__}: {exc}")
             return
         self._started.set()
+        self._prune_logs()
         assert self._monitor is not None
         error = None
         try:
@@ -227,7 +228,6 @@ class SandboxRun:
         if spec.run_as is not None:
             grant_work_dir(self._work_dir, spec.run_as)
         if spec.log_file is not None:
-            prune_task_logs(spec.log_file.parent, spec.log_keep_files, spec.log_keep_days)
             self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
         if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
@@ -235,6 +235,15 @@ class SandboxRun:
             support = self._cgroups if self._cgroups is not None else detect_cgroups()
             limits = spec.limits
             self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
+
+    def _prune_logs(self) -> None:
+        """Log retention, once the recipe is spawned (stat-ing hundreds of old logs takes
+        milliseconds the recipe's start need not wait for): this run's log, the newest, is kept
+        beyond ``log_keep_files`` as if retention had run before it was opened."""
+        spec = self.spec
+        if spec.log_file is not None:
+            keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
+            prune_task_logs(spec.log_file.parent, keep, spec.log_keep_days)
 
     def _spawn(self) -> None:
         spec, work_dir = self.spec, self._work_dir

@@ -23,8 +23,8 @@ class SandboxSpec:
     paths; ``report_file`` names a file in the work dir whose (masked) content becomes
     ``SandboxResult.report_json``. ``env`` should come from ``build_env``; HOME and TMPDIR
     are set to the work dir whatever it says. Secrets travel in ``stdin`` only. The full
-    masked log goes to ``log_file`` (capped at ``log_max_bytes``); before it is opened, older
-    ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
+    masked log goes to ``log_file`` (capped at ``log_max_bytes``); once the process is spawned,
+    older ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
     ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
     ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
     ``live_secrets`` are values masked too that may grow while the run goes on (the executor's
