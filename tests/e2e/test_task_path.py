@@ -16,6 +16,7 @@ from urllib.parse import quote
 import psutil
 import pytest
 
+from executor.sandbox.cgroups import detect_cgroups
 from tests.faults.ledger import wait_until
 from tests.fixtures.executor import ExecutorHarness, sink_recipe
 
@@ -107,6 +108,9 @@ def test_a_missing_secret_fails_before_anything_runs(e2e: ExecutorHarness) -> No
     wait_until(lambda: not _ingest_runs() and not list(e2e.pool_dir().rglob(f"{task}-*")), 30,
                "the pre-started CLI and its work dir to be gone")
     assert not e2e.task_log(urn).exists()
+    cgroups = detect_cgroups()
+    for parent in {cgroups.memory_parent, cgroups.pids_parent} - {None}:
+        assert parent is not None and not list(parent.glob(f"{task}-*")), "its task cgroup was left"
 
 
 def _ingest_runs() -> list[psutil.Process]:
