@@ -31,6 +31,7 @@ from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
+from executor.sandbox.cgroups import CgroupSupport, detect_cgroups
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.result import format_measurements
 from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
@@ -39,6 +40,10 @@ REPORT_FILE = "report.json"
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
 """How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
+CGROUP_DETECT_S = 60.0
+"""How long one look at where task cgroups go serves the launches (a look reads /proc/self's
+mount table: about a millisecond each launch would spend before its spawn)."""
+_detected: tuple[float, CgroupSupport] | None = None
 
 
 @dataclass(frozen=True)
@@ -176,7 +181,7 @@ class SandboxLauncher:
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv), spawner=self.pool.spawner)
+        run = SandboxRun(self._spec(request, self.venv), cgroups=cgroup_support(), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:
@@ -318,6 +323,16 @@ class SandboxLauncher:
         """``log: <path>``, or why there is none (for the task's closing log line)."""
         path = self.log_path()
         return f"log: {path}" if path is not None else "no task log: the recipe never started"
+
+
+def cgroup_support() -> CgroupSupport:
+    """Where task cgroups go, looked up at most every ``CGROUP_DETECT_S``."""
+    global _detected
+    found = _detected
+    now = time.monotonic()
+    if found is None or now - found[0] > CGROUP_DETECT_S:
+        found = _detected = (now, detect_cgroups())
+    return found[1]
 
 
 def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:
