@@ -15,9 +15,8 @@ Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS
 unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
 ``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
 ``Cancel`` ends it in every phase: before the recipe got its input it settles at once (its
-teardown kills a pre-started recipe and removes what it had made); after, the sandbox is
-stopped and its exit settles. A secret that fails to resolve ends it the same way. Once
-settled, it ignores whatever is still queued.
+teardown kills a pre-started recipe); after, the sandbox is stopped and its exit settles.
+Once settled, it ignores whatever is still queued.
 """
 
 from __future__ import annotations
@@ -228,28 +227,21 @@ class Task(PoolActor):
         self._to_runner(WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
 
     def _admitted(self) -> None:
-        """The runner found room for this request's weight: report RUNNING and go on."""
+        """The runner found room for this request's weight: pre-start the recipe (it waits for
+        its stdin) while the secrets are fetched, and report RUNNING."""
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False
-        if not self._prestart():
-            return
-        self._request_secrets()  # may give the recipe its input at once (no secrets)
-        if not self._settled:
-            self.ctx.directory.tell(
-                REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
-            )
-
-    def _prestart(self) -> bool:
-        """Everything before the recipe's input, on the launcher's thread, while the secrets are
-        fetched: the recipe itself is spawned and waits for its stdin (it holds nothing secret)."""
         assert self.request is not None
         try:
             self.launcher.prestart(self.request, on_exit=self._on_exit)
         except ExecutorError as exc:
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
-            return False
-        return True
+            return
+        self._request_secrets()  # may give the recipe its input at once (no secrets)
+        if not self._settled:
+            running = outcome.running_aspect(self.start_ms, "Starting.")
+            self.ctx.directory.tell(REPORTER, Progress(self.urn, running))
 
     def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
         """False (and the message settled) when GMS says the request must not run here now."""
@@ -306,7 +298,6 @@ class Task(PoolActor):
 
     # -- run -------------------------------------------------------------------------------
     def _launch(self, secrets: dict[str, str]) -> None:
-        """The secrets resolved: the pre-started recipe gets its input and runs its work."""
         assert self.request is not None
         if self.cancel is not None:
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
@@ -334,9 +325,8 @@ class Task(PoolActor):
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
         if not self.launcher.started:
-            # Preparing, awaiting admission or resolving: nothing ran (a pre-started recipe is
-            # still waiting for its input; the teardown kills it), so settle now rather than
-            # after a wait whose answer may never come.
+            # Preparing, awaiting admission or resolving: nothing ran (a pre-started recipe
+            # waits for its input; the teardown kills it), so settle now, not after a wait.
             self._awaiting_admission = False
             self._resolving = 0
             if message.interrupted:
