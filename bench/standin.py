@@ -43,9 +43,11 @@ def _flood(total: int, line: int, secret: str) -> None:
 
 
 def main() -> int:
+    envelope = json.loads(sys.stdin.read())
+    # Stamped once the input is here: a recipe spawned before its stdin (the executor pre-starts
+    # it while the secrets resolve) has not started its work before that.
     start = time.time()
     usage = resource.getrusage(resource.RUSAGE_SELF)
-    envelope = json.loads(sys.stdin.read())
     recipe = json.loads(envelope["__recipe_yaml__"])
     config = recipe["source"]["config"]
     tag = str(recipe.get("run_id") or config["tag"]).rsplit(":", 1)[-1]

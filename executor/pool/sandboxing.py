@@ -2,6 +2,13 @@
 
 Venv resolution (which may build a cached venv with pip) and the run itself happen on the
 launcher's own thread, so the Task actor never blocks on them and stays free to cancel.
+
+The start is in two steps so that the work before the spawn overlaps the secret fetch:
+``prestart`` resolves the venv, makes the work dir and the task cgroup and spawns the recipe,
+which joins its cgroup, starts its interpreter and then waits for its stdin; ``give_secrets``
+brings that stdin (the recipe and its secrets) once they resolved. Until then the recipe has
+nothing secret and none of its output is read (``docs/sandbox.md``, "Spawned before the
+secrets"); a run stopped before it is killed and leaves nothing behind.
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
+from executor.sandbox.cgroups import CgroupSupport, detect_cgroups
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.result import format_measurements
 from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
@@ -32,6 +40,10 @@ REPORT_FILE = "report.json"
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
 """How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
+CGROUP_DETECT_S = 60.0
+"""How long one look at where task cgroups go serves the launches (a look reads /proc/self's
+mount table: about a millisecond each launch would spend before its spawn)."""
+_detected: tuple[float, CgroupSupport] | None = None
 
 
 @dataclass(frozen=True)
@@ -69,15 +81,23 @@ class SandboxLauncher:
         """Set by any stop: a venv build in progress ends, a lock wait gives up."""
         self._thread: threading.Thread | None = None
         self._log_file: Path | None = None
+        self._request: ExecutionRequest | None = None
+        self._secrets: dict[str, str] | None = None
+        """The recipe's secrets once given (``give_secrets``); None before."""
 
     @property
     def started(self) -> bool:
-        """True once ``start`` was called: the recipe may have run (part of) its work."""
+        """True once the recipe was given its input: it may have run (part of) its work."""
+        return self._secrets is not None
+
+    @property
+    def prestarted(self) -> bool:
+        """True once ``prestart`` was called: a recipe process may exist, waiting for its input."""
         return self._thread is not None
 
     @property
     def running(self) -> bool:
-        """True from ``start`` until the run has ended."""
+        """True from ``prestart`` until the run has ended."""
         return self._thread is not None and self._thread.is_alive()
 
     def start(
@@ -86,7 +106,17 @@ class SandboxLauncher:
         secrets: dict[str, str],
         on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
     ) -> None:
-        """Resolve the venv and run the recipe on a thread; ``on_exit`` gets the outcome."""
+        """``prestart`` and ``give_secrets`` at once (the secrets are already known)."""
+        self.prestart(request, on_exit)
+        self.give_secrets(secrets)
+
+    def prestart(
+        self,
+        request: ExecutionRequest,
+        on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
+    ) -> None:
+        """Resolve the venv, prepare the run and spawn the recipe on a thread, without its input;
+        ``on_exit`` gets the outcome. Raises ``ExecutorError`` for a request it cannot start."""
         plugin = request.source_plugin
         if plugin is None:
             raise ExecutorError("the recipe names no source type (source.type)")
@@ -98,23 +128,40 @@ class SandboxLauncher:
         )
         if self.pool.spawner is not None:
             self.pool.spawner.start()  # one that stopped while idle starts while the run is prepared
+        self._request = request
         self._thread = threading.Thread(
             target=self._main,
-            args=(request, venv_request, secrets, on_exit),
+            args=(request, venv_request, on_exit),
             name=f"launch-{self.task_id}",
             daemon=True,
         )
         self._thread.start()
 
+    def give_secrets(self, secrets: dict[str, str]) -> None:
+        """The recipe's input (the recipe and ``secrets`` on stdin): from now on it runs its work.
+        Once only, after ``prestart``; a launch already stopped never gets it."""
+        with self._lock:
+            if self._request is None or self._secrets is not None:
+                raise RuntimeError("give_secrets comes once, after prestart")
+            if self._stop is not None:
+                return  # stopped first: the run ends without its input (``LaunchStopped`` or stopped)
+            self._secrets = dict(secrets)
+            run = self.run
+        if run is not None:  # else the launch thread gives it as soon as its run exists
+            self._give(run, self._secrets)
+
+    def _give(self, run: SandboxRun, secrets: dict[str, str]) -> None:
+        assert self._request is not None
+        run.give_input(stdin_envelope(self._request.recipe_text, secrets), tuple(secrets.values()))
+
     def _main(
         self,
         request: ExecutionRequest,
         venv_request: VenvRequest,
-        secrets: dict[str, str],
         on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
     ) -> None:
         try:
-            outcome = self._resolve_and_run(request, venv_request, secrets)
+            outcome = self._resolve_and_run(request, venv_request)
         except Exception as exc:  # whatever went wrong, the Task must hear an outcome
             if not isinstance(exc, (ExecutorError, OSError)):
                 logger.opt(exception=True).error("launching {} failed unexpectedly", self.task_id)
@@ -128,19 +175,22 @@ class SandboxLauncher:
             logger.debug("the Task of {} did not take its outcome: {}", self.task_id, type(exc).__name__)
 
     def _resolve_and_run(
-        self, request: ExecutionRequest, venv_request: VenvRequest, secrets: dict[str, str]
+        self, request: ExecutionRequest, venv_request: VenvRequest
     ) -> SandboxResult | LaunchFailed | LaunchStopped:
         stopped = self._stopped()
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv, secrets), spawner=self.pool.spawner)
+        run = SandboxRun(self._spec(request, self.venv), cgroups=cgroup_support(), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:
                 self.run = run  # from now on ``stop`` reaches the run, which then never spawns
+            secrets = self._secrets
         if stopped is not None:
             return stopped
+        if secrets is not None:  # given while the venv was resolved: the run has it from its start
+            self._give(run, secrets)
         run.start()
         result = run.wait()
         return result if result is not None else LaunchFailed("the sandbox ended without a result")
@@ -172,7 +222,7 @@ class SandboxLauncher:
         return prepare_work_root(work_base(self.pool.config.state_dir, self.pool.config.work_dir),
                                  self.pool.pool_id)
 
-    def _spec(self, request: ExecutionRequest, venv: ResolvedVenv, secrets: dict[str, str]) -> SandboxSpec:
+    def _spec(self, request: ExecutionRequest, venv: ResolvedVenv) -> SandboxSpec:
         limits = limits_from_settings(self.pool.pool.limits)
         limits = limits.with_task_overrides(request.extra_env_vars)
         argv = venv.ingest_argv(request.debug_mode)
@@ -182,11 +232,11 @@ class SandboxLauncher:
         run_as, work_root = self._identity()
         return SandboxSpec(
             argv=argv,
-            stdin=stdin_envelope(request.recipe_text, secrets),
+            hold_input=True,  # the recipe and its secrets come with ``give_secrets``
             env=env,
             work_root=work_root,
             limits=limits,
-            secrets=(*secrets.values(), *self.pool.credentials.values()),
+            secrets=tuple(self.pool.credentials.values()),
             live_secrets=self.pool.credentials,  # a lease renewed mid-run is masked too
             log_file=self._new_log_file(),
             task_id=self.task_id,
@@ -273,6 +323,16 @@ class SandboxLauncher:
         """``log: <path>``, or why there is none (for the task's closing log line)."""
         path = self.log_path()
         return f"log: {path}" if path is not None else "no task log: the recipe never started"
+
+
+def cgroup_support() -> CgroupSupport:
+    """Where task cgroups go, looked up at most every ``CGROUP_DETECT_S``."""
+    global _detected
+    found = _detected
+    now = time.monotonic()
+    if found is None or now - found[0] > CGROUP_DETECT_S:
+        found = _detected = (now, detect_cgroups())
+    return found[1]
 
 
 def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:

@@ -1,9 +1,10 @@
 """Task: one execution request, from its input to a terminal result. Temporary, never restarted.
 
-prepare (read the request; skip it if terminal or cancelled; validate) -> resolve secrets ->
-run the sandbox (progress every few seconds) -> finish (terminal result to the Reporter). The
-poller keeps the message invisible meanwhile. If this actor crashes, its teardown kills the
-process group and the runner reports FAILURE for the request.
+prepare (read the request; skip it if terminal or cancelled; validate) -> admitted: pre-start
+the sandbox (venv, work dir, cgroup, the recipe spawned and waiting for its stdin) while the
+secrets resolve -> give the recipe its input (progress every few seconds) -> finish (terminal
+result to the Reporter). The poller keeps the message invisible meanwhile. If this actor
+crashes, its teardown kills the process group and the runner reports FAILURE for the request.
 
 A Task is the pool's, not its runner's: its parent (``taskbook.RunnerLink``) writes what it
 tells the runner into the pool's task book before telling whichever runner is up, so a runner
@@ -13,8 +14,9 @@ outside only when its pool stops (``release`` then reports an interruption).
 Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS`` times, an
 unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
 ``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
-``Cancel`` ends it in every phase: before the recipe started it settles at once; after, the
-sandbox is stopped and its exit settles. Once settled, it ignores whatever is still queued.
+``Cancel`` ends it in every phase: before the recipe got its input it settles at once (its
+teardown kills a pre-started recipe); after, the sandbox is stopped and its exit settles.
+Once settled, it ignores whatever is still queued.
 """
 
 from __future__ import annotations
@@ -114,7 +116,7 @@ class Task(PoolActor):
     def release(self) -> None:
         run = self.launcher.run
         ended = None
-        if run is not None and not self._settled and not self._crashed:
+        if run is not None and self.launcher.started and not self._settled and not self._crashed:
             # Stopped from outside (its pool stops): a recipe whose exit is on its way gets a
             # moment to be collected, so its result is reported, not run again.
             ended = run.wait(ABANDON_WAIT_S)
@@ -225,14 +227,21 @@ class Task(PoolActor):
         self._to_runner(WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
 
     def _admitted(self) -> None:
-        """The runner found room for this request's weight: report RUNNING and go on."""
+        """The runner found room for this request's weight: pre-start the recipe (it waits for
+        its stdin) while the secrets are fetched, and report RUNNING."""
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False
-        self.ctx.directory.tell(
-            REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
-        )
-        self._request_secrets()
+        assert self.request is not None
+        try:
+            self.launcher.prestart(self.request, on_exit=self._on_exit)
+        except ExecutorError as exc:
+            self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
+            return
+        self._request_secrets()  # may give the recipe its input at once (no secrets)
+        if not self._settled:
+            running = outcome.running_aspect(self.start_ms, "Starting.")
+            self.ctx.directory.tell(REPORTER, Progress(self.urn, running))
 
     def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
         """False (and the message settled) when GMS says the request must not run here now."""
@@ -293,11 +302,7 @@ class Task(PoolActor):
         if self.cancel is not None:
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
             return
-        try:
-            self.launcher.start(self.request, secrets, on_exit=self._on_exit)
-        except ExecutorError as exc:
-            self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
-            return
+        self.launcher.give_secrets(secrets)
         self.log.info("starting {}", self.request.task)
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
 
@@ -320,8 +325,8 @@ class Task(PoolActor):
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
         if not self.launcher.started:
-            # Preparing, awaiting admission or resolving: nothing runs, so settle now rather
-            # than after a wait whose answer may never come.
+            # Preparing, awaiting admission or resolving: nothing ran (a pre-started recipe
+            # waits for its input; the teardown kills it), so settle now, not after a wait.
             self._awaiting_admission = False
             self._resolving = 0
             if message.interrupted:

@@ -23,7 +23,8 @@ from executor.sandbox.masking import Masker
 from executor.sandbox.orphans import reap_orphans
 from executor.sandbox.output import prune_task_logs
 from executor.sandbox.result import LimitBreach, SandboxResult, describe_exit
-from executor.sandbox.run import SandboxRun, SandboxSpec
+from executor.sandbox.run import SandboxRun
+from executor.sandbox.spec import SandboxSpec
 
 __all__ = [
     "LimitBreach",

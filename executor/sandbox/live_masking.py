@@ -69,6 +69,18 @@ class LiveMasker(Masker):
             self._version = version
             return True
 
+    def add(self, values: Iterable[str]) -> None:
+        """More secrets of the run's own, known only after it was built (a run whose recipe was
+        spawned before its secrets resolved): masked from now on. Call it before any output they
+        may appear in is read; the short-secret note then counts them too."""
+        with self._refresh_lock:
+            self._own = (*self._own, *values)
+            version, current = self._source.snapshot() if self._source is not None else (0, ())
+            fresh = Masker([*self._own, *current])
+            kept = _OWN_FIELDS - {"short_count"}
+            vars(self).update({k: v for k, v in vars(fresh).items() if k not in kept})
+            self._version = version
+
     def mask(self, text: str) -> str:
         """``Masker.mask`` with the values current now."""
         self.refresh()

@@ -1,4 +1,6 @@
-"""One sandboxed run: ``SandboxSpec`` says what to run, ``SandboxRun`` runs and watches it.
+"""One sandboxed run: ``SandboxSpec`` (``sandbox.spec``) says what to run, ``SandboxRun`` runs
+and watches it. A spec with ``hold_input`` is spawned before its input exists (the recipe waits
+for its stdin while its secrets resolve; ``sandbox.held_input`` starts the pipes once given).
 
 A run owns one thread (the supervisor) plus its two pipe threads. The supervisor has the
 process forked by the executor's spawn server (``sandbox.spawner``; the parent-death signal
@@ -19,11 +21,10 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -31,72 +32,23 @@ from loguru import logger
 
 from executor.errors import BadInputError
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
-from executor.sandbox.identity import RunAs, grant_work_dir
-from executor.sandbox.isolation import ISOLATION_MODES, bwrap_prefix
+from executor.sandbox.held_input import InputGate
+from executor.sandbox.identity import grant_work_dir
+from executor.sandbox.isolation import bwrap_prefix
 from executor.sandbox.limits import MiB, SandboxLimits
-from executor.sandbox.live_masking import LiveMasker, SecretSource
-from executor.sandbox.masking import MIN_SECRET_LENGTH
+from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUnavailable
+from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
 
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
-
-
-@dataclass(frozen=True)
-class SandboxSpec:
-    """What to run and under which limits.
-
-    ``argv`` may contain ``{work_dir}`` and ``{report_file}``, replaced by the run's real
-    paths; ``report_file`` names a file in the work dir whose (masked) content becomes
-    ``SandboxResult.report_json``. ``env`` should come from ``build_env``; HOME and TMPDIR
-    are set to the work dir whatever it says. Secrets travel in ``stdin`` only. The full
-    masked log goes to ``log_file`` (capped at ``log_max_bytes``); before it is opened, older
-    ``*.log`` files beside it beyond ``log_keep_files`` or ``log_keep_days`` are deleted.
-    ``isolation="bwrap"`` adds bubblewrap's read-only view with ``hide_paths`` emptied.
-    ``run_as`` runs the recipe as that uid/gid and hands it the work dir (``sandbox.identity``).
-    ``live_secrets`` are values masked too that may grow while the run goes on (the executor's
-    own credentials: a lease renewed mid-run; ``sandbox.live_masking``).
-    """
-
-    argv: Sequence[str]
-    stdin: bytes = field(default=b"", repr=False)
-    env: Mapping[str, str] = field(default_factory=dict, repr=False)
-    work_root: Path = Path(tempfile.gettempdir()) / "remote-executor-work"
-    limits: SandboxLimits = field(default_factory=SandboxLimits)
-    secrets: Sequence[str] = field(default=(), repr=False)
-    log_file: Path | None = None
-    task_id: str = "task"
-    report_file: str | None = None
-    log_max_bytes: int = 256 * MiB
-    log_keep_files: int | None = 500
-    log_keep_days: float | None = 30.0
-    use_cgroup: bool = True
-    isolation: str = "process"
-    hide_paths: Sequence[Path] = ()
-    run_as: RunAs | None = None
-    live_secrets: SecretSource | None = field(default=None, repr=False, compare=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "argv", tuple(self.argv))
-        object.__setattr__(self, "secrets", tuple(self.secrets))
-        argv_ok = all(isinstance(a, str) and "\0" not in a for a in self.argv)
-        if not self.argv or not self.argv[0] or not argv_ok:
-            raise BadInputError("sandbox argv must be strings without NUL, starting with a program")
-        for secret in self.secrets:
-            if len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in self.argv):
-                raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
-        if self.report_file is not None and (not self.report_file or "/" in self.report_file):
-            raise BadInputError("report_file must be a plain file name inside the work dir")
-        if self.isolation not in ISOLATION_MODES:
-            raise BadInputError(f"isolation must be one of {ISOLATION_MODES}, got {self.isolation!r}")
-        object.__setattr__(self, "hide_paths", tuple(Path(p) for p in self.hide_paths))
 
 
 class SandboxRun:
@@ -125,6 +77,8 @@ class SandboxRun:
         self._monitor: Monitor | None = None
         self._pending_stop: tuple[str, float | None, str] | None = None
         self._lock = threading.Lock()
+        self._mask_lock = threading.Lock()
+        self._gate = InputGate(spec.hold_input, spec.stdin, spec.argv, self._masker, self._mask_lock)
         self._thread = threading.Thread(target=self._main, name=f"sandbox-{spec.task_id}", daemon=True)
 
     @property
@@ -165,8 +119,19 @@ class SandboxRun:
             else:
                 self._pending_stop = (earlier[0], shorter_grace(earlier[1], grace_s), earlier[2])
             monitor = self._monitor
+        self._gate.stopped()  # a ``give_input`` after this one gives nothing
         if monitor is not None:
             monitor.wake()
+
+    def give_input(self, stdin: bytes, secrets: Sequence[str]) -> None:
+        """A held run's stdin and the secrets it carries (``hold_input``); the first call counts.
+
+        The masker holds ``secrets`` before a single byte of output is read; a run already
+        stopped never gets its input; a secret that appears in the command line is refused (the
+        tree is killed, the run ends with that error, the recipe never saw a secret).
+        """
+        if not self._gate.give(stdin, secrets):
+            self.stop(self._gate.refused or "input refused", grace_s=0, status="FAILURE")
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
@@ -213,7 +178,9 @@ class SandboxRun:
 
     def note(self, text: str) -> None:
         """A line from the sandbox itself (masked like the rest)."""
-        self.emit(self._masker.mask(f"[sandbox] {text}"))
+        with self._mask_lock:  # never while ``give_input`` adds the run's secrets
+            line = self._masker.mask(f"[sandbox] {text}")
+        self.emit(line)
 
     # -- the supervisor thread ----------------------------------------------------------------
     def _main(self) -> None:
@@ -229,6 +196,7 @@ class SandboxRun:
             self._finish(start, error=f"{type(exc).__name__}: {exc}")
             return
         self._started.set()
+        self._prune_logs()
         assert self._monitor is not None
         error = None
         try:
@@ -249,6 +217,8 @@ class SandboxRun:
         self.note(f"stop requested before the start ({request[0]}); nothing was run")
         result = replace(_failed("", time.monotonic() - start, self._log.text()), outcome="stopped",
                          error=None, stop_reason=request[0], stop_status=request[2])
+        if self._gate.refused is not None:  # its input was refused: an error, not a stop
+            result = _failed(self._gate.refused, time.monotonic() - start, self._log.text())
         self._finish(start, error=None, result=result)
         return True
 
@@ -258,14 +228,22 @@ class SandboxRun:
         if spec.run_as is not None:
             grant_work_dir(self._work_dir, spec.run_as)
         if spec.log_file is not None:
-            prune_task_logs(spec.log_file.parent, spec.log_keep_files, spec.log_keep_days)
             self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
-        if self._masker.short_secrets_note:
+        if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
         if spec.use_cgroup:
             support = self._cgroups if self._cgroups is not None else detect_cgroups()
             limits = spec.limits
             self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
+
+    def _prune_logs(self) -> None:
+        """Log retention, once the recipe is spawned (stat-ing hundreds of old logs takes
+        milliseconds the recipe's start need not wait for): this run's log, the newest, is kept
+        beyond ``log_keep_files`` as if retention had run before it was opened."""
+        spec = self.spec
+        if spec.log_file is not None:
+            keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
+            prune_task_logs(spec.log_file.parent, keep, spec.log_keep_days)
 
     def _spawn(self) -> None:
         spec, work_dir = self.spec, self._work_dir
@@ -296,10 +274,21 @@ class SandboxRun:
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
         reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes,
                               spec.task_id)
-        writer = StdinWriter(proc.stdin, spec.stdin, spec.task_id)
-        self._monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
+        writer = StdinWriter(proc.stdin, b"", spec.task_id)
+        monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
+        with self._lock:
+            self._monitor = monitor
+        self._gate.attach(lambda data: self._start_pipes(reader, writer, data))
+
+    def _start_pipes(self, reader: OutputReader, writer: StdinWriter, data: bytes) -> None:
+        """Feed stdin, read the output (``InputGate``: once the input exists, with the masker
+        holding its secrets)."""
+        writer.set_data(data)
         reader.start()
         writer.start()
+        note = self._masker.short_secrets_note
+        if note and self.spec.hold_input:  # counts the secrets given late too
+            self.emit(note)
 
     def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
                        work_dir: Path) -> subprocess.Popen[bytes]:
@@ -320,9 +309,13 @@ class SandboxRun:
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
         if result is None:
-            report = self._read_report() if error is None else None
-            if monitor is not None:
+            piped = self._gate.await_decision() if monitor is not None else False
+            error = error or self._gate.refused
+            report = self._read_report() if error is None and piped else None
+            if monitor is not None and piped:
                 monitor.close_streams()
+            elif self._proc is not None:
+                InputGate.drop_unread(self._proc)
             duration = time.monotonic() - start
             result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
                       else _failed(error or "not started", duration, self._log.text()))
@@ -331,6 +324,8 @@ class SandboxRun:
             if self._log_file is not None:
                 self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
+        if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
+            self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
         if self._work_dir is not None:
             remove_work_dir(self._work_dir)
         if self._cgroup is not None:

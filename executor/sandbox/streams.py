@@ -172,6 +172,10 @@ class StdinWriter(_PipeThread):
         self._data = data
         super().__init__(f"sandbox-in-{name}")
 
+    def set_data(self, data: bytes) -> None:
+        """What to write, when it was not known at construction (a held input); before ``start``."""
+        self._data = data
+
     def _run(self) -> None:
         fd = self._stream.fileno()
         os.set_blocking(fd, False)

@@ -7,17 +7,21 @@ the executor has delivered its terminal result; none asserts anything about spee
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
 import os
 from pathlib import Path
 from urllib.parse import quote
 
+import psutil
 import pytest
 
+from executor.sandbox.cgroups import detect_cgroups
+from tests.faults.ledger import wait_until
 from tests.fixtures.executor import ExecutorHarness, sink_recipe
 
 from .direct import new_request_urn, queue_depth, send_envelope, write_request
-from .sampling import ProcessSampler
+from .sampling import ProcessSampler, is_ingest_run
 
 pytestmark = pytest.mark.cli
 
@@ -93,14 +97,30 @@ def test_a_failing_recipe_reports_the_cli_error(e2e: ExecutorHarness, tmp_path: 
 
 def test_a_missing_secret_fails_before_anything_runs(e2e: ExecutorHarness) -> None:
     recipe = sink_recipe(e2e.cp, token="${E2E_NO_SUCH_SECRET}")
-    with ProcessSampler() as sampler:
-        _, urn = e2e.submit(recipe)
-        result = e2e.wait_terminal(urn)
+    _, urn = e2e.submit(recipe)
+    result = e2e.wait_terminal(urn)
     assert result["status"] == "FAILURE"
     assert "E2E_NO_SUCH_SECRET" in result["report"]
     assert "nothing was run" in result["report"]
-    assert sampler.ingest_runs_seen() == 0
+    # The CLI may have been spawned while the secrets resolved (it waits for its stdin, the
+    # recipe): once the request failed it is killed, with its work dir, and it left no task log.
+    task = urn.rsplit(":", 1)[-1]
+    wait_until(lambda: not _ingest_runs() and not list(e2e.pool_dir().rglob(f"{task}-*")), 30,
+               "the pre-started CLI and its work dir to be gone")
     assert not e2e.task_log(urn).exists()
+    cgroups = detect_cgroups()
+    for parent in {cgroups.memory_parent, cgroups.pids_parent} - {None}:
+        assert parent is not None and not list(parent.glob(f"{task}-*")), "its task cgroup was left"
+
+
+def _ingest_runs() -> list[psutil.Process]:
+    """This process's children that are (or are becoming) a recipe's ``ingest run``."""
+    found = []
+    for proc in psutil.Process().children(recursive=True):
+        with contextlib.suppress(psutil.Error):
+            if is_ingest_run(proc.cmdline()) and proc.status() != psutil.STATUS_ZOMBIE:
+                found.append(proc)
+    return found
 
 
 def test_an_unknown_task_fails_clearly(e2e: ExecutorHarness) -> None:

@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from executor.pool.sandboxing import LaunchFailed, LaunchStopped, SandboxLauncher
+from executor.pool.sandboxing import LaunchStopped, SandboxLauncher
+from executor.sandbox import SandboxResult
 from executor.sandbox.stoppable import StepTimedOut, Stopped, run_lines
 from executor.sandbox.venv_build import PipVenvBuilder
 from executor.sandbox.venv_cache import META, VenvCache, cache_key
@@ -138,10 +139,12 @@ def test_the_venv_lock_is_released_when_building_the_spec_fails(tmp_path: Path) 
     assert cache.published(key) is not None
     launcher = SandboxLauncher(pool, f"urn:li:dataHubExecutionRequest:{uuid.uuid4()}")
     outcome = Outcome()
-    # a secret that is also a word of the command line: SandboxSpec refuses to build
+    # a secret that is also a word of the command line: the run refuses the input (nothing runs)
     launcher.start(request("bad", tmp_path / "spawned", version="0.0.1"), {"S": "ingest"}, on_exit=outcome)
     failed = outcome.wait(DEADLINE_S)
-    assert isinstance(failed, LaunchFailed) and "command line" in failed.error
+    assert isinstance(failed, SandboxResult) and failed.outcome == "error"
+    assert failed.error is not None and "command line" in failed.error
+    assert not (tmp_path / "spawned").exists()
     use = os.open(cache.root / "locks" / f"{key}.use", os.O_RDWR)
     try:
         fcntl.flock(use, fcntl.LOCK_EX | fcntl.LOCK_NB)  # raises if a use lock leaked

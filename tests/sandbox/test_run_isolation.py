@@ -89,7 +89,7 @@ def test_secret_forms_are_masked_in_log_text_log_file_and_report(run_sandbox: Ru
         (log_file.parent / f"old-{i}.log").write_text("an older task")
     _, result = run_sandbox(py(child, "{report_file}"), stdin=SECRET.encode(), secrets=[SECRET],
                             report_file="report.json", log_file=log_file, log_keep_files=1)
-    assert len(list(log_file.parent.glob("*.log"))) == 2, "retention ran before this task's log was opened"
+    assert len(list(log_file.parent.glob("*.log"))) == 2, "this task's log is kept beyond log_keep_files"
     assert result.outcome == "exited" and result.exit_code == 0
     file_text = log_file.read_text()
     assert result.report_json is not None
