@@ -6,10 +6,11 @@ Actors must not sleep in a handler (a stop would wait); instead they ask their `
 hundreds of actors has one timer thread, and one with no actor left has none. A callback only
 puts a message into a mailbox, so one thread serves them all without delaying any.
 
-Delays of a second or more (heartbeats, presence, liveness looks, retries) end on a common grid
-of ``GRID_S``: never early, at most that much late, and the periodic timers of every actor fall
-due together, so an idle executor's timer thread wakes once per grid tick that has work instead
-of once per timer (idle CPU). Shorter delays keep their precision.
+Delays of ``COARSE_FROM_S`` or more (heartbeats, presence, liveness looks, KILL polls,
+retries) end on a common grid of ``GRID_S``: never early, at most that much late, and the
+periodic timers of every actor fall due together, so an idle executor's timer thread wakes once
+per grid tick that has work instead of once per timer (idle CPU). Shorter delays keep their
+precision (a 1 s progress report in a test races a 1 s recipe).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from executor.supervision.threadnames import name_this_thread
 THREAD_NAME = "timers"
 GRID_S = 0.25
 """The grid that delays of ``COARSE_FROM_S`` or more are rounded up to."""
-COARSE_FROM_S = 1.0
+COARSE_FROM_S = 2.0
 
 
 @dataclass(order=True)
