@@ -26,6 +26,7 @@ WRAPPER = "CPU of the exec wrapper + CLI start-up"
 EXIT_NOTICED = "recipe exit -> result noticed"
 CPU_SLEEP = "CPU while 4 recipes sleep"
 IDLE_RSS = "idle RSS, {} pool(s)"
+IDLE_PSS = "idle PSS, {} pool(s)"
 IDLE_THREADS = "idle threads, {} pool(s)"
 IDLE_CPU = "idle CPU, {} pool(s)"
 OUTPUT = "output throughput, {} B lines (masking on)"
@@ -173,9 +174,51 @@ def thread_cpu(pid: int) -> float:
     return total / 1e9
 
 
+def pss_bytes(pid: int) -> int:
+    """The proportional set size of ``pid`` (``smaps_rollup``): a page shared by n processes
+    counts 1/n, so a group's sum counts a shared page (libpython, libc) once."""
+    with open(f"/proc/{pid}/smaps_rollup") as rollup:
+        for line in rollup:
+            if line.startswith("Pss:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+def _members(proc: psutil.Process) -> list[psutil.Process]:
+    """The process and its children now (the spawn server comes and goes with the executor's use)."""
+    try:
+        return [proc, *proc.children()]
+    except psutil.NoSuchProcess:
+        return [proc]
+
+
+def _group_memory(group: list[psutil.Process]) -> tuple[float, float, float]:
+    """Summed RSS, PSS and threads of the members still alive."""
+    rss = pss = threads = 0.0
+    for member in group:
+        try:
+            rss, pss = rss + member.memory_info().rss, pss + pss_bytes(member.pid)
+            threads += member.num_threads()
+        except (psutil.NoSuchProcess, OSError):
+            continue
+    return rss, pss, threads
+
+
+def at_rest(procs: dict[tuple[str, int], psutil.Process], timeout_s: float) -> None:
+    """Wait (up to ``timeout_s``) until no process has a child left from its last task (the
+    executor's spawn server stops after ``IDLE_S`` without a spawn): idle means at rest."""
+    deadline = time.monotonic() + timeout_s
+    while any(len(_members(p)) > 1 for (side, _), p in procs.items() if side == "executor"):
+        if time.monotonic() > deadline:
+            return
+        time.sleep(0.5)
+
+
 def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_s: float) -> None:
-    """RSS, threads and CPU of processes at rest (after their warm-up), in one common window."""
-    members = {key: [proc, *proc.children()] for key, proc in procs.items()}
+    """RSS (and PSS), threads and CPU of processes at rest (after their warm-up), in one common
+    window. RSS sums each member's resident pages, so a page a second process shares (libpython,
+    libc) counts twice; PSS counts it once: both rows are kept."""
+    members = {key: _members(proc) for key, proc in procs.items()}
     pids = {key: [m.pid for m in group] for key, group in members.items()}
     before, began = (
         {key: sum(thread_cpu(pid) for pid in group) for key, group in pids.items()},
@@ -183,11 +226,20 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
     )
     time.sleep(window_s)
     elapsed = time.monotonic() - began
-    for (side, pools), group in members.items():
-        used = sum(thread_cpu(pid) for pid in pids[(side, pools)]) - before[(side, pools)]
+    for (side, pools), proc in procs.items():
+        used = sum(_cpu_or_zero(pid) for pid in pids[(side, pools)]) - before[(side, pools)]
+        rss, pss, threads = _group_memory(_members(proc))
         figures.add(IDLE_CPU.format(pools), side, used / elapsed * 100, "%")
-        figures.add(IDLE_RSS.format(pools), side, sum(m.memory_info().rss for m in group) / MB, "MB")
-        figures.add(IDLE_THREADS.format(pools), side, float(sum(m.num_threads() for m in group)), "threads")
+        figures.add(IDLE_RSS.format(pools), side, rss / MB, "MB")
+        figures.add(IDLE_PSS.format(pools), side, pss / MB, "MB")
+        figures.add(IDLE_THREADS.format(pools), side, threads, "threads")
+
+
+def _cpu_or_zero(pid: int) -> float:
+    try:
+        return thread_cpu(pid)
+    except OSError:  # a member that ended in the window: its CPU until then is lost, not counted
+        return 0.0
 
 
 class RssWatch:

@@ -29,6 +29,7 @@ from bench.stats import Figures, target_table
 from bench.targets import TARGETS
 from bench.world import ROOT, World
 from executor.sandbox.cgroups import detect_cgroups
+from executor.sandbox.spawner import IDLE_S
 
 POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4")
 SOLO, FOUR = "bench-solo", "bench-four"
@@ -46,10 +47,14 @@ class Sizes:
     idle_s: float
     flood: int
     real_cli: int
+    rest_s: float
+    """How long the idle rows wait for the executors to be at rest (their spawn servers gone)."""
 
 
-FULL = Sizes(repeats=3, sqs=10, pickups=8, batch=20, window_s=3.0, idle_s=10.0, flood=256 << 20, real_cli=2)
-QUICK = Sizes(repeats=1, sqs=3, pickups=2, batch=4, window_s=1.0, idle_s=2.0, flood=16 << 20, real_cli=0)
+FULL = Sizes(repeats=3, sqs=10, pickups=8, batch=20, window_s=3.0, idle_s=10.0, flood=256 << 20, real_cli=2,
+             rest_s=IDLE_S + 10)
+QUICK = Sizes(repeats=1, sqs=3, pickups=2, batch=4, window_s=1.0, idle_s=2.0, flood=16 << 20, real_cli=0,
+              rest_s=0.0)
 
 
 def machine() -> dict[str, str]:
@@ -111,6 +116,7 @@ class Bench:
         f, s, w = self.figures, self.sizes, self.world
         if self.wanted("idle"):
             procs = {("executor", 1): self.one.ps, ("executor", 4): self.pools4.ps, ("celery", 1): self.solo}
+            rows.at_rest(procs, s.rest_s)
             rows.idle(procs, f, s.idle_s)
         if self.wanted("sqs"):
             for side in self.sqs.clients:

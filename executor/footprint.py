@@ -1,4 +1,10 @@
-"""Giving the C heap's free memory back to the OS once the executor is at rest.
+"""Keeping the C heap small: few malloc arenas, and free memory given back once at rest.
+
+glibc gives each thread that allocates while another holds the main arena an arena of its own
+(up to 8 per core, each a 64 MB reservation whose touched pages stay), and the executor has a
+thread per actor, per running task and per output stream, all allocating under the GIL: extra
+arenas buy no parallelism, only pages that freed memory leaves spread over them.
+``limit_malloc_arenas`` caps them at start-up (``M_ARENA_MAX``), before the threads exist.
 
 A task's run allocates from the C heap (pipe reads, log buffers, HTTP bodies, JSON); when it
 is over, glibc keeps the freed pages for reuse, so an executor that ran one task stays about
@@ -14,6 +20,21 @@ from typing import Any
 
 _trim: Any = None
 _looked_up = False
+M_ARENA_MAX = -8
+"""glibc's ``mallopt`` parameter number (malloc.h)."""
+ARENAS = 2
+"""The main arena and one that every other thread shares."""
+
+
+def limit_malloc_arenas(arenas: int = ARENAS) -> bool:
+    """Cap glibc's malloc arenas (call before threads start); False where the C library has no
+    ``mallopt`` (musl, macOS) or refused, where nothing changes."""
+    with contextlib.suppress(OSError, AttributeError):
+        mallopt = ctypes.CDLL(None).mallopt
+        mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+        mallopt.restype = ctypes.c_int
+        return bool(mallopt(M_ARENA_MAX, arenas))
+    return False
 
 
 def trim_heap() -> bool:

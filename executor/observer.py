@@ -14,7 +14,17 @@ from executor.observability import FileHeartbeats, ObservabilityServer, SystemdN
 from executor.pool.messages import Beat
 from executor.supervision import ChildContext, ChildSpec, SupervisedActor
 
-BEAT_S = 2.0
+BEAT_S = 5.0
+"""The beat when nothing outside asks for a faster one: as often as the pools' actors beat."""
+FILE_BEAT_S = 2.0
+"""With heartbeat files: DataHub's chart expects them touched every 2 s."""
+
+
+def beat_interval_s(files: bool, watchdog_s: float | None) -> float:
+    """How often the observer beats: every 2 s for the chart's files, at least twice per systemd
+    watchdog interval, else ``BEAT_S`` (each beat wakes two threads: idle CPU)."""
+    interval = FILE_BEAT_S if files else BEAT_S
+    return min(interval, watchdog_s / 2) if watchdog_s else interval
 
 
 class Observer(SupervisedActor):
@@ -29,6 +39,8 @@ class Observer(SupervisedActor):
         self.files: FileHeartbeats | None = None
         self.notifier = SystemdNotifier()
         self._ready_sent = False
+        self._status: str | None = None
+        self.beat_s = beat_interval_s(self.settings.heartbeat_files, self.notifier.watchdog_interval_s())
 
     def setup(self) -> None:
         if self.settings.enabled and self.health is not None:
@@ -51,13 +63,13 @@ class Observer(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Beat):
             self._beat()
-            self.tell_self_after(BEAT_S, Beat())
+            self.tell_self_after(self.beat_s, Beat())
         return None
 
     def _beat(self) -> None:
         if self.health is None:
             return
-        self.health.heartbeat(self.ctx.path, BEAT_S)
+        self.health.heartbeat(self.ctx.path, self.beat_s)
         live, _ = self.health.liveness()
         ready, details = self.health.readiness()
         if self.files is not None:
@@ -67,7 +79,10 @@ class Observer(SupervisedActor):
             self._ready_sent = True
         if live:
             self.notifier.watchdog()
-        self.notifier.status(f"{'ready' if ready else 'not ready'}: {details}")
+        status = f"{'ready' if ready else 'not ready'}: {details}"
+        if status != self._status:  # systemd keeps the last one: a repeat tells it nothing
+            self._status = status
+            self.notifier.status(status)
 
 
 def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:

@@ -102,7 +102,9 @@ class Service:
             if self.metrics is not None:
                 self.metrics.init_pool(pool.pool_id, pool.pool.max_workers)
         reap_orphans()  # recipe trees (and cgroups) of an earlier executor that was SIGKILLed
-        self.spawner.start()  # in the background: the first recipe need not wait for it
+        # The spawn server is not started here: the first launch starts it while that run is
+        # prepared, so an executor that has not run a task (or not for ``IDLE_S``) holds no
+        # second process (docs/sandbox.md).
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         specs = [observer_spec(self.config, self.health, self.metrics)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]

@@ -106,6 +106,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     from executor import hardening
 
     hardening.make_undumpable()  # first: before any thread or child exists
+    from executor.footprint import limit_malloc_arenas
+
+    limit_malloc_arenas()  # before the actors' threads allocate (executor.footprint)
     from executor.logs import setup_logging
     from executor.observability import HealthState, Metrics
     from executor.service import Service

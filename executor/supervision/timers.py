@@ -5,6 +5,12 @@ Actors must not sleep in a handler (a stop would wait); instead they ask their `
 ``Scheduler``, whose single thread runs only while something is scheduled, so a process with
 hundreds of actors has one timer thread, and one with no actor left has none. A callback only
 puts a message into a mailbox, so one thread serves them all without delaying any.
+
+Delays of ``COARSE_FROM_S`` or more (heartbeats, presence, liveness looks, KILL polls,
+retries) end on a common grid of ``GRID_S``: never early, at most that much late, and the
+periodic timers of every actor fall due together, so an idle executor's timer thread wakes once
+per grid tick that has work instead of once per timer (idle CPU). Shorter delays keep their
+precision (a 1 s progress report in a test races a 1 s recipe).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import heapq
 import itertools
+import math
 import threading
 import time
 from collections.abc import Callable
@@ -24,6 +31,9 @@ from loguru import logger
 from executor.supervision.threadnames import name_this_thread
 
 THREAD_NAME = "timers"
+GRID_S = 0.25
+"""The grid that delays of ``COARSE_FROM_S`` or more are rounded up to."""
+COARSE_FROM_S = 2.0
 
 
 @dataclass(order=True)
@@ -32,6 +42,14 @@ class _Entry:
     seq: int
     fn: Callable[[], None] = field(compare=False)
     cancelled: bool = field(default=False, compare=False)
+
+
+def due_after(delay_s: float) -> float:
+    """The monotonic time ``delay_s`` from now; for a delay of ``COARSE_FROM_S`` or more, rounded
+    up to the next multiple of ``GRID_S`` (see the module doc)."""
+    delay_s = max(0.0, delay_s)
+    due = time.monotonic() + delay_s
+    return math.ceil(due / GRID_S) * GRID_S if delay_s >= COARSE_FROM_S else due
 
 
 class Scheduler:
@@ -47,7 +65,7 @@ class Scheduler:
 
     def call_after(self, delay_s: float, fn: Callable[[], None]) -> _Entry:
         """Run ``fn`` on the scheduler's thread in ``delay_s`` seconds; ``cancel`` forgets it."""
-        entry = _Entry(time.monotonic() + max(0.0, delay_s), next(self._seq), fn)
+        entry = _Entry(due_after(delay_s), next(self._seq), fn)
         with self._cond:
             heapq.heappush(self._heap, entry)
             self._live += 1

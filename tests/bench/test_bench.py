@@ -63,6 +63,8 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "CPU while 4 recipes sleep": {"executor", "celery"},
         "idle RSS, 1 pool(s)": {"executor", "celery"},
         "idle RSS, 4 pool(s)": {"executor"},
+        "idle PSS, 1 pool(s)": {"executor", "celery"},
+        "idle PSS, 4 pool(s)": {"executor"},
         "output throughput, 1024 B lines (masking on)": {"executor", "floor (a pipe)"},
         "output throughput, 128 B lines (masking on)": {"executor", "floor (a pipe)"},
         "memory limit crossed -> process dead": {"psutil only", "psutil only, SIGTERM ignored"},

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
 from executor.supervision import start_root
-from executor.supervision.timers import THREAD_NAME, Scheduler
+from executor.supervision.timers import COARSE_FROM_S, GRID_S, THREAD_NAME, Scheduler, due_after
 
 from .probe import Probe, Worker, child_ref, policy, wait_for, worker_spec
 
@@ -81,4 +82,28 @@ def test_the_scheduler_runs_callbacks_in_due_order_and_survives_a_failing_one() 
     assert done.wait(10)
     assert ran == ["first", "failing", "last"]
     wait_for(lambda: not any(t.name == "timers-under-test" for t in threading.enumerate()),
+             what="the idle scheduler's thread to end")
+
+
+def test_delays_of_two_seconds_or_more_end_on_the_common_grid_never_early() -> None:
+    for delay in (COARSE_FROM_S, 2.3, 5.0, 30.0):
+        before = time.monotonic()
+        due = due_after(delay)
+        after = time.monotonic()
+        assert before + delay <= due < after + delay + GRID_S
+        assert due % GRID_S == 0  # timers of different actors fall due together
+    before = time.monotonic()
+    due = due_after(1.0)
+    assert before + 1.0 <= due <= time.monotonic() + 1.0  # a short delay keeps its precision
+
+
+def test_a_coarse_timer_never_runs_before_its_delay() -> None:
+    scheduler = Scheduler(name="timers-coarse")
+    ran = threading.Event()
+    asked = time.monotonic()
+    at: list[float] = []
+    scheduler.call_after(COARSE_FROM_S, lambda: (at.append(time.monotonic()), ran.set()))
+    assert ran.wait(10)
+    assert at[0] >= asked + COARSE_FROM_S
+    wait_for(lambda: not any(t.name == "timers-coarse" for t in threading.enumerate()),
              what="the idle scheduler's thread to end")

@@ -1,4 +1,5 @@
-"""``trim_heap`` gives freed C-heap memory back to the OS (glibc), and is harmless anywhere."""
+"""``trim_heap`` gives freed C-heap memory back to the OS and ``limit_malloc_arenas`` caps glibc's
+arenas (both glibc), and both are harmless anywhere."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import textwrap
 
 import pytest
 
-from executor.footprint import trim_heap
+from executor.footprint import limit_malloc_arenas, trim_heap
 
 SCENARIO = textwrap.dedent("""
     import ctypes
@@ -47,3 +48,44 @@ def test_freed_heap_goes_back_to_the_os() -> None:
 
 def test_trimming_twice_is_harmless() -> None:
     assert trim_heap() == trim_heap()
+
+
+ARENAS = textwrap.dedent("""
+    import ctypes, sys, threading
+    from executor.footprint import limit_malloc_arenas
+
+    if sys.argv[1] == "capped":
+        assert limit_malloc_arenas(2)
+    libc = ctypes.CDLL(None)
+    libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+    libc.free.argtypes = [ctypes.c_void_p]
+    start = threading.Barrier(8)
+
+    def work():  # ctypes calls run without the GIL: the threads contend for the heap at once
+        start.wait()
+        for _ in range(3000):
+            libc.free(libc.malloc(1024))
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    libc.malloc_stats()  # one "Arena N:" block per arena, on stderr
+""")
+
+
+def _arenas(mode: str) -> int:
+    done = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True, text=True, timeout=60,
+                          check=True)
+    return sum(line.startswith("Arena ") for line in done.stderr.splitlines())
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="M_ARENA_MAX is glibc's")
+def test_threads_that_contend_share_the_capped_arenas() -> None:
+    assert _arenas("free") > 2  # the scenario does make glibc add arenas
+    assert _arenas("capped") == 2
+
+
+def test_limiting_arenas_is_harmless_anywhere() -> None:
+    assert limit_malloc_arenas() == limit_malloc_arenas()
