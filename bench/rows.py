@@ -69,13 +69,21 @@ def celery_pickups(celery: CeleryAnchor, queue: str, figures: Figures, count: in
 
 
 def floor_pickups(floor: Floor, figures: Figures, count: int) -> None:
-    samples, wrapper = [], []
+    """The floor's pickups, its bare start-up CPU, and from the stand-in's exit stamp to a bare
+    parent's ``wait()`` returning: the stand-in's own interpreter teardown, which the executor's
+    "exit -> noticed" includes too (the stamp is taken before it)."""
+    samples, wrapper, reaped = [], [], []
     for index in range(count):
         tag = f"floor-{time.time_ns()}-{index}"
         samples.append(floor.pickup(tag))
         wrapper.append(float(read_stamp(floor.stamps, f"{tag}.start")["cpu"]) * 1000)  # type: ignore[index]
+        done = wait_for(lambda t=tag: floor.reaped.get(t), 60, f"floor run {tag} reaped")
+        exited = read_stamp(floor.stamps, f"{tag}.exit")
+        if exited is not None:
+            reaped.append((done - exited["t"]) * 1000)
     figures.add(PICKUP_SQS, "floor", samples, "ms", "moto")
     figures.add(WRAPPER, "floor", wrapper, "ms")
+    figures.add(EXIT_NOTICED, "floor", reaped, "ms")
 
 
 def executor_throughput(

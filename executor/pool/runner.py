@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -61,6 +62,16 @@ from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited
 
 EPSILON = 1e-9
+TRIM_AFTER_S = 2.0
+"""How long the pool stays without tasks before the freed C heap is given back: not after every
+task (tasks back to back would trim, then fault the same pages in again)."""
+
+
+@dataclass(frozen=True)
+class _TrimHeap:
+    """Timer: the pool had no task since ``generation`` was current; trim if that still holds."""
+
+    generation: int
 
 
 class TaskRunner(PoolActor):
@@ -76,6 +87,8 @@ class TaskRunner(PoolActor):
         self.poller_epoch: str | None = None
         self.accepted = 0
         """RunRequests stamped with this epoch by ``poller_epoch``."""
+        self._trim_generation = 0
+        """Counts tasks started, so a trim timer set before the latest start does nothing."""
 
     def setup(self) -> None:
         self._adopt()
@@ -112,7 +125,14 @@ class TaskRunner(PoolActor):
             self._drain(message)
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
+        elif isinstance(message, _TrimHeap):
+            self._trim(message)
         return None
+
+    def _trim(self, message: _TrimHeap) -> None:
+        """At rest since the timer was set: give the runs' freed C heap back (executor.footprint)."""
+        if message.generation == self._trim_generation and not len(self.tasks):
+            trim_heap()
 
     def on_beat(self) -> None:
         self._sweep()
@@ -177,6 +197,7 @@ class TaskRunner(PoolActor):
             listed=False,
         )
         entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
+        self._trim_generation += 1
         self.tasks.add(entry)  # before it runs: whatever it records finds its entry
         try:
             entry.ref = Task.start(ctx, self.pool, request)
@@ -202,7 +223,7 @@ class TaskRunner(PoolActor):
         self._admit()
         self._publish_capacity()
         if not len(self.tasks):
-            trim_heap()  # at rest again: give the run's freed C heap back (executor.footprint)
+            self.tell_self_after(TRIM_AFTER_S, _TrimHeap(self._trim_generation))
 
     def _sweep(self) -> None:
         """The safety net for a Task that ended without a notice (none should): once its
