@@ -142,7 +142,7 @@ class SandboxLauncher:
         if stopped is not None:
             return stopped
         run.start()
-        result = run.wait()
+        result = run.wait_result()  # reported before the clean-up; ``kill`` waits for that
         return result if result is not None else LaunchFailed("the sandbox ended without a result")
 
     def _stopped(self) -> LaunchStopped | None:
