@@ -150,6 +150,8 @@ class Floor:
         self.standin = standin
         self._stop = threading.Event()
         self.cpu_at_start: list[float] = []
+        self.reaped: dict[str, float] = {}
+        """Tag -> wall clock just after the bare parent reaped that run's stand-in."""
         self._thread = threading.Thread(target=self._loop, name="bench-floor", daemon=True)
         self._thread.start()
 
@@ -174,6 +176,7 @@ class Floor:
         while proc.stdout.read(1 << 20):
             pass
         proc.wait()
+        self.reaped[_tag_of(envelope)] = time.time()
 
     def envelope(self, tag: str, config: dict[str, Any] | None = None) -> str:
         recipe = {
@@ -197,3 +200,9 @@ class Floor:
         self._stop.set()
         self._thread.join(5)
         self.sqs.close()
+
+
+def _tag_of(envelope: str) -> str:
+    """The tag a floor envelope's recipe carries (``Floor.envelope``)."""
+    recipe = json.loads(json.loads(envelope)["__recipe_yaml__"])
+    return str(recipe["source"]["config"].get("tag", ""))

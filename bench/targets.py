@@ -57,6 +57,15 @@ def _above(measure: str, limit: float, unit: str) -> Target:
     return Target(f"{measure} >= {limit:g} {unit}", check)
 
 
+def _noticed(f: Figures) -> tuple[bool | None, str]:
+    """The stand-in stamps its exit before its interpreter's teardown; the floor (a bare parent's
+    ``wait()``) measures that teardown, so the executor's own share is what lies above it."""
+    mine, floor = _p(f, EXIT_NOTICED), _p(f, EXIT_NOTICED, "floor")
+    if mine is None or floor is None:
+        return None, "-"
+    return mine - floor < 5, f"+{mine - floor:.1f} ms over the bare parent's reap ({floor:.1f} ms)"
+
+
 def _wrapper(f: Figures) -> tuple[bool | None, str]:
     mine, floor = _p(f, WRAPPER), _p(f, WRAPPER, "floor")
     if mine is None or floor is None:
@@ -81,7 +90,7 @@ def _threads(pools: int) -> Target:
 
 TARGETS = [
     Target("pickup p50 <= floor + 10 ms and below Celery's", _pickup),
-    _below(EXIT_NOTICED, 5, "ms"),
+    Target("recipe exit -> result noticed < 5 ms over a bare parent's reap", _noticed),
     _throughput(1),
     _throughput(4),
     _below(CPU_TASK, 5, "ms"),

@@ -25,6 +25,8 @@ from __future__ import annotations
 import math
 import time
 import uuid
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pykka
@@ -58,9 +60,21 @@ from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
 from executor.pool.task import Task
 from executor.pool.taskbook import RunnerLink, TaskEntry
+from executor.sandbox.identity import work_base
+from executor.sandbox.workdir import sweep_work_dirs
 from executor.supervision import ChildContext, ChildExited
 
 EPSILON = 1e-9
+TRIM_AFTER_S = 2.0
+"""How long the pool stays without tasks before the freed C heap is given back: not after every
+task (tasks back to back would trim, then fault the same pages in again)."""
+
+
+@dataclass(frozen=True)
+class _TrimHeap:
+    """Timer: the pool had no task since ``generation`` was current; trim if that still holds."""
+
+    generation: int
 
 
 class TaskRunner(PoolActor):
@@ -76,9 +90,14 @@ class TaskRunner(PoolActor):
         self.poller_epoch: str | None = None
         self.accepted = 0
         """RunRequests stamped with this epoch by ``poller_epoch``."""
+        self._trim_generation = 0
+        """Counts tasks started, so a trim timer set before the latest start does nothing."""
 
     def setup(self) -> None:
         self._adopt()
+        if not len(self.tasks):
+            for root in work_roots(self.pool):
+                sweep_work_dirs(root)  # no run of this pool is live: whatever is there is left over
         self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
         self._publish_capacity()
 
@@ -112,7 +131,14 @@ class TaskRunner(PoolActor):
             self._drain(message)
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
+        elif isinstance(message, _TrimHeap):
+            self._trim(message)
         return None
+
+    def _trim(self, message: _TrimHeap) -> None:
+        """At rest since the timer was set: give the runs' freed C heap back (executor.footprint)."""
+        if message.generation == self._trim_generation and not len(self.tasks):
+            trim_heap()
 
     def on_beat(self) -> None:
         self._sweep()
@@ -177,6 +203,7 @@ class TaskRunner(PoolActor):
             listed=False,
         )
         entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
+        self._trim_generation += 1
         self.tasks.add(entry)  # before it runs: whatever it records finds its entry
         try:
             entry.ref = Task.start(ctx, self.pool, request)
@@ -202,7 +229,7 @@ class TaskRunner(PoolActor):
         self._admit()
         self._publish_capacity()
         if not len(self.tasks):
-            trim_heap()  # at rest again: give the run's freed C heap back (executor.footprint)
+            self.tell_self_after(TRIM_AFTER_S, _TrimHeap(self._trim_generation))
 
     def _sweep(self) -> None:
         """The safety net for a Task that ended without a notice (none should): once its
@@ -283,6 +310,16 @@ class TaskRunner(PoolActor):
         if self.pool.metrics is not None:
             used = sum(entry.weight for entry in self.tasks.entries())
             self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))
+
+
+def work_roots(pool: PoolContext) -> list[Path]:
+    """Where the pool's runs keep their work dirs and no other executor's do (``sandboxing``):
+    its state dir's ``work``, and a ``run_as`` pool's root under the default work base (a
+    configured ``work_dir`` may be shared, so it is not swept)."""
+    roots = [pool.state_dir / "work"]
+    if pool.pool.run_as is not None and pool.config.work_dir is None:
+        roots.append(work_base(pool.config.state_dir, None) / pool.pool_id)
+    return roots
 
 
 def stop_tasks(pool: PoolContext) -> None:

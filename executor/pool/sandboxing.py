@@ -192,7 +192,7 @@ class SandboxLauncher:
         if secrets is not None:  # given while the venv was resolved: the run has it from its start
             self._give(run, secrets)
         run.start()
-        result = run.wait()
+        result = run.wait_result()  # reported before the clean-up; ``kill`` waits for that
         return result if result is not None else LaunchFailed("the sandbox ended without a result")
 
     def _stopped(self) -> LaunchStopped | None:

@@ -69,6 +69,9 @@ ABANDON_WAIT_S = 0.5
 """How long a Task stopped from outside waits for a recipe that may be ending anyway."""
 LIVE_PROGRESS_PERIODS = 3
 """A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
+QUIET_PROGRESS_PERIODS = 2
+"""While the log tail stays the same, RUNNING goes out only every this many intervals: enough
+to stay live (under ``LIVE_PROGRESS_PERIODS``), and a quiet recipe costs GMS half the calls."""
 
 
 @dataclass(frozen=True)
@@ -109,6 +112,9 @@ class Task(PoolActor):
         self._resolving = 0
         """The attempt number of the ``Resolve`` awaiting its answer; 0 when none is."""
         self._resolve_attempts = 0
+        self._last_tail: str | None = None
+        self._quiet_periods = 0
+        """Progress intervals since the last RUNNING sent with an unchanged tail."""
 
     def setup(self) -> None:
         self.actor_ref.tell(Prepare())
@@ -315,9 +321,14 @@ class Task(PoolActor):
     def _progress(self) -> None:
         if not self.launcher.running:
             return
-        tail = self.launcher.log_tail()
-        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+        tail = self.launcher.log_tail()
+        if tail == self._last_tail:
+            self._quiet_periods += 1
+            if self._quiet_periods < QUIET_PROGRESS_PERIODS:
+                return  # nothing new to show; the next interval reports it to stay live
+        self._last_tail, self._quiet_periods = tail, 0
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
 
     def _cancel(self, message: Cancel) -> None:
         if self.cancel is not None:

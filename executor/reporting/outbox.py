@@ -9,9 +9,9 @@ GMS answers that the request is already terminal (delivery is at least once, nev
 be read back is moved aside as ``*.corrupt`` and logged, never allowed to block the rest.
 Safe to use from several threads and processes: each write is one atomic rename.
 
-An instance remembers what it has read (by file name, with the file's inode, size and mtime),
-so ``pending()`` re-reads only files that changed since: the Reporter flushes often, and a
-record may be megabytes of report.
+An instance remembers what it has read or written itself (by file name, with the file's inode,
+size and mtime), so ``pending()`` re-reads only files that changed since: the Reporter flushes
+right after every result and often besides, and a record may be megabytes of report.
 
 Records are authenticated (``executor.reporting.outbox_auth``): each carries an HMAC bound to
 the pool and the key it is stored under. A record whose MAC is missing or wrong, whose pool is
@@ -93,6 +93,19 @@ class Outbox:
             temp.unlink(missing_ok=True)
             raise
         self._sync_directory()
+        self._remember_written(target, stored_at, key, record)
+
+    def _remember_written(self, target: Path, stored_at: int, key: str, record: dict[str, Any]) -> None:
+        """Cache what was just written, so the next ``pending()`` (the Reporter flushes right
+        after a put) does not read, parse and verify it back; a later change of the file (its
+        inode, size or mtime) still makes it be read again."""
+        if not _urn_matches(key, record):
+            return  # not cached: ``pending`` reads it and sets it aside as it would any such file
+        try:
+            info = target.stat()
+        except FileNotFoundError:
+            return  # delivered and removed by another thread meanwhile
+        self._loaded[target.name] = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, record))
 
     def pending(self) -> list[tuple[str, dict[str, Any]]]:
         """Every waiting ``(key, record)``, oldest first; corrupt files are moved aside."""
@@ -171,8 +184,7 @@ class Outbox:
             return "written for another pool"
         if not key or path.name != file_stem(key) + SUFFIX:
             return "its key does not match its file name"
-        urn = record.get("urn")
-        if urn is not None and (not isinstance(urn, str) or urn.rsplit(":", 1)[-1] != key):
+        if not _urn_matches(key, record):
             return "its URN names another request"
         return None
 
@@ -193,6 +205,12 @@ class Outbox:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def _urn_matches(key: str, record: dict[str, Any]) -> bool:
+    """A record's ``urn``, where it has one, names the request its key is."""
+    urn = record.get("urn")
+    return urn is None or (isinstance(urn, str) and urn.rsplit(":", 1)[-1] == key)
 
 
 def _read_record_file(path: Path) -> dict[str, Any]:

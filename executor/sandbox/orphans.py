@@ -24,9 +24,17 @@ MARKER_VAR = "REMOTE_EXECUTOR_SANDBOX"
 _CGROUP_OWNER = re.compile(r"-p(\d+)-[0-9a-f]{6}$")
 
 
+_owner: tuple[int, str] | None = None
+"""This process's pid and token, so a run does not ask psutil again (a forked child asks anew)."""
+
+
 def owner_token() -> str:
     """``<pid>:<start time in ms>`` of this executor process: the first part of every marker."""
-    return f"{os.getpid()}:{int(psutil.Process().create_time() * 1000)}"
+    global _owner
+    pid = os.getpid()
+    if _owner is None or _owner[0] != pid:
+        _owner = (pid, f"{pid}:{int(psutil.Process(pid).create_time() * 1000)}")
+    return _owner[1]
 
 
 def _owner_alive(pid: int, start_ms: int | None) -> bool:

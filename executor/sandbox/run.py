@@ -8,9 +8,11 @@ then follows the server's keeper thread) or, without one, spawns it through the 
 (``launch.py``) itself, so the parent-death signal is tied to a thread that lives exactly as
 long as the process; then it watches the tree (``monitor``: samples paced by the nearest
 limit, woken at once by the main process's exit or a ``stop``), enforces the limits, and at
-the end collects the report file, removes the work dir and the cgroup, and hands a
-``SandboxResult`` to ``wait`` and ``on_exit``. No actors here: the Task actor drives a run
-through these few methods.
+the end collects the report file and builds the ``SandboxResult``, hands it to
+``wait_result`` at once, then removes the work dir and the cgroup and only then hands it to
+``wait`` and ``on_exit``: whoever reports the result need not wait for the clean-up, whoever
+frees the run's slot does. No actors here: the Task actor drives a run through these few
+methods.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class SandboxRun:
         self._log_file: TaskLogFile | None = None
         self._emit_lock = threading.Lock()
         self._started = threading.Event()
+        self._known = threading.Event()
+        """The result is known (set before the clean-up, ``_done`` after it)."""
         self._done = threading.Event()
         self._result: SandboxResult | None = None
         self._work_dir: Path | None = None
@@ -136,6 +140,12 @@ class SandboxRun:
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
         self._done.wait(timeout)
+        return self._result if self._done.is_set() else None
+
+    def wait_result(self, timeout: float | None = None) -> SandboxResult | None:
+        """The result as soon as it is known: the tree is gone and the report read, while the
+        work dir and the cgroup may still be being removed (``wait`` waits for that too)."""
+        self._known.wait(timeout)
         return self._result
 
     def log_tail(self, max_lines: int = TAIL_LINES) -> str:
@@ -324,6 +334,20 @@ class SandboxRun:
             if self._log_file is not None:
                 self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
                 self._log_file = None
+        # Reported from here on. A crash before the clean-up leaves what a crash during the run
+        # leaves: the start-up sweeps remove it (``orphans``, ``workdir.sweep_work_dirs``).
+        self._result = result
+        self._known.set()
+        self._clean_up()
+        self._done.set()
+        if self._on_exit is not None:
+            try:
+                self._on_exit(result)
+            except Exception:
+                logger.exception("on_exit callback failed")
+
+    def _clean_up(self) -> None:
+        """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped."""
         if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
             self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
         if self._work_dir is not None:
@@ -332,13 +356,6 @@ class SandboxRun:
             self._cgroup.remove()
         if self._spawned_by_server and self._spawner is not None:
             self._spawner.reaped()
-        self._result = result
-        self._done.set()
-        if self._on_exit is not None:
-            try:
-                self._on_exit(result)
-            except Exception:
-                logger.exception("on_exit callback failed")
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""

@@ -28,6 +28,21 @@ def create_work_dir(work_root: Path, task_id: str) -> Path:
     return path
 
 
+def sweep_work_dirs(work_root: Path) -> int:
+    """Remove the work dirs left under ``work_root`` by runs that are over (an executor killed
+    during a run or its clean-up); how many. Only while none of the root's runs is live: the
+    caller knows. Names starting with a dot are not work dirs (a venv cache) and stay."""
+    try:
+        leftovers = [p for p in work_root.iterdir() if not p.name.startswith(".") and p.is_dir()
+                     and not p.is_symlink()]
+    except OSError:
+        return 0
+    removed = sum(1 for path in leftovers if remove_work_dir(path))
+    if removed:
+        logger.info("removed {} work dir(s) left by earlier runs under {}", removed, work_root)
+    return removed
+
+
 def dir_usage(path: Path) -> int:
     """Bytes the tree under ``path`` occupies on disk (allocated blocks, symlinks not followed)."""
     total = 0

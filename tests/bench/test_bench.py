@@ -58,7 +58,7 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "trivial tasks/s, 1 worker(s)": {"executor", "celery"},
         "trivial tasks/s, 4 worker(s)": {"executor", "celery"},
         "executor CPU per task": {"executor", "celery"},
-        "recipe exit -> result noticed": {"executor"},
+        "recipe exit -> result noticed": {"executor", "floor"},
         "CPU of the exec wrapper + CLI start-up": {"executor", "celery", "floor"},
         "CPU while 4 recipes sleep": {"executor", "celery"},
         "idle RSS, 1 pool(s)": {"executor", "celery"},

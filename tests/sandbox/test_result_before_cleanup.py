@@ -1,0 +1,63 @@
+"""The result is handed over before the clean-up, and the clean-up is still guaranteed.
+
+``wait_result`` answers as soon as the tree is gone and the report read; ``wait`` (what frees a
+Task's slot) only once the work dir and the cgroup are gone. A crash between the two leaves a
+work dir that the pool's start-up sweep removes.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from executor.sandbox import SandboxRun, SandboxSpec
+from executor.sandbox import run as run_module
+from executor.sandbox.workdir import create_work_dir, sweep_work_dirs
+
+from .helpers import py
+
+
+def test_the_result_is_known_before_the_work_dir_is_removed(
+    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    removing, release = threading.Event(), threading.Event()
+    remove = run_module.remove_work_dir
+
+    def held_remove(path: Path) -> bool:
+        removing.set()
+        assert release.wait(30), "the test never released the clean-up"
+        return remove(path)
+
+    monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
+    run = SandboxRun(make_spec(py("print('done')"), report_file="report.json"))
+    run.start()
+    try:
+        result = run.wait_result(60)
+        assert result is not None and result.outcome == "exited" and "done" in result.log_text
+        assert removing.wait(30)
+        assert run.work_dir is not None and run.work_dir.exists()  # not cleaned up yet...
+        assert run.wait(0.05) is None  # ...so the run is not over for whoever frees its slot
+    finally:
+        release.set()
+    assert run.wait(60) is result
+    assert run.work_dir is not None and not run.work_dir.exists()
+
+
+def test_the_sweep_removes_leftover_work_dirs_but_not_dot_entries(tmp_path: Path) -> None:
+    root = tmp_path / "work"
+    left = [create_work_dir(root, f"task-{i}") for i in range(2)]
+    (left[0] / "tmp" / "deep").mkdir()
+    (left[0] / "tmp" / "deep" / "file").write_text("x")
+    left[1].chmod(0o500)  # a recipe may take its own write permission away
+    cache = root / ".venvs"
+    cache.mkdir()
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (root / "link").symlink_to(outside, target_is_directory=True)
+    assert sweep_work_dirs(root) == 2
+    assert sorted(p.name for p in root.iterdir()) == [".venvs", "link"]
+    assert outside.exists()
+    assert sweep_work_dirs(tmp_path / "never-made") == 0
