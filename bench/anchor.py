@@ -4,7 +4,8 @@
 server (moto directly, or fauxqs for the throughput rows that moto's deep-queue slowness would
 cap) and a long-lived client that sends tasks on command. ``Fauxqs`` runs that server. ``Floor``
 is the least any executor can do: one SQS long poll on moto, then a bare ``Popen`` of the same
-stand-in with the envelope on stdin, output read and the child reaped.
+stand-in with the envelope on stdin, output read (for the output rows also written to a file
+beside the executor's task logs) and the child reaped.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import boto3
 import psutil
 
 from bench.world import ROOT, SECRET_VALUE, read_stamp, wait_for
+from executor.sandbox.streams import grow_pipe
 
 REGION = "us-east-1"
 
@@ -160,8 +162,8 @@ class Floor:
                 self.run(message["Body"])
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
-    def run(self, envelope: str) -> None:
-        """Spawn the stand-in, feed it, drain its output, reap it."""
+    def run(self, envelope: str, log: Path | None = None) -> None:
+        """Spawn the stand-in, feed it, drain its output (into ``log`` when given), reap it."""
         proc = subprocess.Popen(
             [str(self.standin), "ingest", "run", "-c", "-"],
             stdin=subprocess.PIPE,
@@ -171,8 +173,11 @@ class Floor:
         assert proc.stdin is not None and proc.stdout is not None
         proc.stdin.write(envelope.encode())
         proc.stdin.close()
-        while proc.stdout.read(1 << 20):
-            pass
+        if log is None:
+            while proc.stdout.read(1 << 20):
+                pass
+        else:
+            drain_into_file(proc.stdout.fileno(), log)
         proc.wait()
 
     def envelope(self, tag: str, config: dict[str, Any] | None = None) -> str:
@@ -197,3 +202,22 @@ class Floor:
         self._stop.set()
         self._thread.join(5)
         self.sqs.close()
+
+
+def drain_into_file(fd: int, path: Path) -> None:
+    """What the executor's output path must do at least: read a pipe (grown to 1 MiB, as the
+    executor grows its own) into one reused 1 MiB buffer and write each read to a fresh file on
+    the disk that holds the executor's task logs; the file is removed afterwards."""
+    grow_pipe(fd)
+    buffer = bytearray(1 << 20)
+    view = memoryview(buffer)
+    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        while size := os.readv(fd, [view]):
+            done = 0
+            while done < size:
+                done += os.write(out, view[done:size])
+    finally:
+        os.close(out)
+        view.release()
+        path.unlink()
