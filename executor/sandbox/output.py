@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from executor.sandbox.logfile import TaskLogFile, open_fresh_file, prune_task_logs
+from executor.sandbox.logfile import TaskLogFile, count_lines, open_fresh_file, prune_task_logs
 
 __all__ = ["MAX_LINE_BYTES", "MAX_LINE_CHARS", "TAIL_LINES", "TRUNCATED_LINE", "BoundedLog", "LineCutter",
-           "TaskLogFile", "cap_line", "decode_lines", "open_fresh_file", "prune_task_logs",
+           "TaskLogFile", "cap_line", "count_lines", "decode_lines", "open_fresh_file", "prune_task_logs",
            "truncation_marker"]
 
 MAX_LINE_CHARS = 4096
@@ -168,7 +168,7 @@ class BoundedLog:
         if not lines:
             return
         with self._lock:
-            count = lines.count(b"\n")
+            count = count_lines(lines)
             self._total += count
             if len(self._head) < self._head_max:
                 lines, count = self._fill_head(lines, count)

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 
 from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.masking import MASK, MASK_BYTES, Masker, _forms
-from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile
+from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile, count_lines
 
 from .helpers import py, wait_until
 
@@ -120,6 +120,21 @@ def test_tail_of_chunks_equals_the_tail_of_lines() -> None:
     assert log.total_lines == 57
     assert log.text().splitlines() == [*lines[:3], "[... 49 line(s) truncated ...]", *lines[-5:]]
     assert log.tail(4).splitlines() == ["[... 53 line(s) truncated ...]", *lines[-4:]]
+
+
+@given(st.lists(st.integers(min_value=0, max_value=3000), max_size=300), st.integers(0, 40))
+@settings(max_examples=60, deadline=None)
+def test_count_lines_counts_every_newline_whichever_way_it_counts(lengths: list[int], start: int) -> None:
+    data = b"".join(b"y" * n + b"\n" for n in lengths) + b"tail"
+    assert count_lines(data, min(start, len(data))) == data.count(b"\n", min(start, len(data)))
+
+
+def test_count_lines_on_long_lines_then_short_ones() -> None:
+    # long lines first (the probe picks the find loop), then a run of short lines and empty ones
+    data = (b"L" * 2000 + b"\n") * 20 + b"s\n" * 50_000 + b"\n" * 1000 + b"x" * 70_000
+    assert count_lines(data) == 20 + 50_000 + 1000
+    assert count_lines(data, 2001) == 19 + 50_000 + 1000
+    assert count_lines(b"") == 0 and count_lines(b"no newline") == 0
 
 
 def test_log_file_caps_on_whole_lines_and_ends_with_the_tail(tmp_path: Path) -> None:
