@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -23,7 +24,6 @@ import boto3
 import psutil
 
 from bench.world import ROOT, SECRET_VALUE, read_stamp, wait_for
-from executor.sandbox.streams import grow_pipe
 
 REGION = "us-east-1"
 
@@ -163,7 +163,9 @@ class Floor:
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
     def run(self, envelope: str, log: Path | None = None) -> None:
-        """Spawn the stand-in, feed it, drain its output (into ``log`` when given), reap it."""
+        """Spawn the stand-in, feed it, drain its output, reap it; with ``log``, its output goes
+        to a drain process (``DRAIN_INTO_FILE``) instead."""
+        drain = None if log is None else subprocess.PIPE
         proc = subprocess.Popen(
             [str(self.standin), "ingest", "run", "-c", "-"],
             stdin=subprocess.PIPE,
@@ -171,13 +173,17 @@ class Floor:
             stderr=subprocess.STDOUT,
         )
         assert proc.stdin is not None and proc.stdout is not None
+        drainer = None
+        if drain is not None:
+            drainer = subprocess.Popen([sys.executable, "-c", DRAIN_INTO_FILE, str(log)], stdin=proc.stdout)
+            proc.stdout.close()
         proc.stdin.write(envelope.encode())
         proc.stdin.close()
-        if log is None:
+        if drainer is None:
             while proc.stdout.read(1 << 20):
                 pass
-        else:
-            drain_into_file(proc.stdout.fileno(), log)
+        elif drainer.wait() != 0:
+            raise RuntimeError("the floor's drain into a file failed")
         proc.wait()
 
     def envelope(self, tag: str, config: dict[str, Any] | None = None) -> str:
@@ -204,20 +210,19 @@ class Floor:
         self.sqs.close()
 
 
-def drain_into_file(fd: int, path: Path) -> None:
-    """What the executor's output path must do at least: read a pipe (grown to 1 MiB, as the
-    executor grows its own) into one reused 1 MiB buffer and write each read to a fresh file on
-    the disk that holds the executor's task logs; the file is removed afterwards."""
-    grow_pipe(fd)
-    buffer = bytearray(1 << 20)
-    view = memoryview(buffer)
-    out = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        while size := os.readv(fd, [view]):
-            done = 0
-            while done < size:
-                done += os.write(out, view[done:size])
-    finally:
-        os.close(out)
-        view.release()
-        path.unlink()
+DRAIN_INTO_FILE = """
+import fcntl, os, sys
+fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ: the 1 MiB pipe the executor asks for too
+buffer = bytearray(1 << 20)
+view = memoryview(buffer)
+out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+while size := os.readv(0, [view]):
+    done = 0
+    while done < size:
+        done += os.write(out, view[done:size])
+os.close(out)
+os.unlink(sys.argv[1])
+"""
+"""The least the executor's output path must do, in a process of its own (in the bench's
+process its thread would queue for the GIL behind the control plane's): read the pipe into one
+reused 1 MiB buffer and write each read to a fresh file on the disk of the task logs."""
