@@ -337,6 +337,8 @@ class SandboxRun:
             self._cgroup.remove()
         if self._spawned_by_server and self._spawner is not None:
             self._spawner.reaped()
+        self._monitor = None  # it refers back to this run: without the cycle, refcounting frees
+        # the run's output buffers (megabytes after a flood) now, not at a rare full collection
         self._result = result
         self._done.set()
         if self._on_exit is not None:

@@ -10,7 +10,9 @@ after the executor has read the first, and mix in invalid UTF-8.
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -22,6 +24,7 @@ from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.masking import MASK, MASK_BYTES, Masker, _forms
 from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile, count_lines
 
+from .conftest import RUN_DEADLINE_S
 from .helpers import py, wait_until
 
 SECRET = "s3cr3t/Pa$$w0rd+é-token"
@@ -209,3 +212,23 @@ def test_a_real_recipe_writing_each_form_in_two_reads_with_invalid_utf8(
         lines = [line for line in text.splitlines() if line.startswith("form ")]
         assert lines == [f"form {i}: {MASK} \ufffd\ufffdé end" for i in range(6)], text
     assert SECRET.encode() not in file_bytes
+
+
+def test_a_finished_run_is_freed_by_refcounting_not_the_cycle_collector(
+        make_spec: Callable[..., SandboxSpec], tmp_path: Path) -> None:
+    """A run's output buffers (megabytes after a flood: the tail's chunks, the log text) go
+    with its last reference, not at the next full collection, which may come much later."""
+    spec = make_spec(py("import sys; sys.stdout.write(('x' * 1023 + '\\n') * 4096)"), secrets=[SECRET],
+                     log_file=tmp_path / "logs" / "freed.log")
+    freed: list[str] = []
+    gc.disable()
+    try:
+        sandbox = SandboxRun(spec)
+        weakref.finalize(sandbox, freed.append, "run")
+        sandbox.start()
+        result = sandbox.wait(RUN_DEADLINE_S)
+        assert result is not None and result.output_bytes == 4096 * 1024
+        del sandbox, result
+        wait_until(lambda: bool(freed), 30, "the finished run to be freed without gc.collect()")
+    finally:
+        gc.enable()
