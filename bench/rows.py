@@ -31,6 +31,7 @@ IDLE_THREADS = "idle threads, {} pool(s)"
 IDLE_CPU = "idle CPU, {} pool(s)"
 OUTPUT = "output throughput, {} B lines (masking on)"
 OUTPUT_RSS = "executor RSS growth during {} B-line output"
+OUTPUT_RSS_READ = "executor RSS growth while the {} B-line flood is read"
 OUTPUT_LEFT = "executor RSS left after {} B-line output"
 MB = 1e6
 
@@ -258,12 +259,20 @@ class RssWatch:
     def __init__(self, proc: psutil.Process) -> None:
         self.proc = proc
         self.peak = 0
+        self.samples: list[tuple[float, int]] = []
+        """``(wall clock, RSS)`` of every sample, for the peak within a part of the window."""
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="bench-rss", daemon=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
+            rss = self.proc.memory_info().rss
+            self.samples.append((time.time(), rss))
+            self.peak = max(self.peak, rss)
+
+    def peak_between(self, start: float, end: float) -> int:
+        """The highest sample taken from ``start`` to ``end`` (wall clock); 0 if none was."""
+        return max((rss for at, rss in self.samples if start <= at <= end), default=0)
 
     def __enter__(self) -> RssWatch:
         self._thread.start()
@@ -286,13 +295,20 @@ def executor_output(
     end = wait_for(lambda: read_stamp(world.stamps, f"{urn.rsplit(':', 1)[-1]}.end"), 10, "flood end stamp")
     figures.add(OUTPUT.format(line), "executor", size / (end["t"] - end["began"]) / MB, "MB/s")
     figures.add(OUTPUT_RSS.format(line), "executor", (watch.peak - before) / MB, "MB")
+    flood_peak = watch.peak_between(end["began"], end["t"])
+    if flood_peak:  # the window above also holds the finish: the result's report sent as JSON
+        figures.add(OUTPUT_RSS_READ.format(line), "executor", (flood_peak - before) / MB, "MB")
     figures.add(OUTPUT_LEFT.format(line), "executor", (child.ps.memory_info().rss - before) / MB, "MB")
 
 
 def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
-    """The same flood into a plain pipe drained in 1 MiB reads."""
-    tag = f"floor-flood-{time.time_ns()}"
-    floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}))
-    end = read_stamp(floor.stamps, f"{tag}.end")
-    assert end is not None
-    figures.add(OUTPUT.format(line), "floor (a pipe)", size / (end["t"] - end["began"]) / MB, "MB/s")
+    """The same flood into a plain pipe drained in 1 MiB reads, then into a pipe whose reads
+    are written to a file on the disk of the executor's task logs (no masking, no lines): the
+    least any executor that keeps a full log can do on this machine."""
+    into_file = floor.stamps.parent / "floor-flood.log"
+    for side, log in (("floor (a pipe)", None), ("floor (a pipe into a file)", into_file)):
+        tag = f"floor-flood-{time.time_ns()}"
+        floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}), log)
+        end = read_stamp(floor.stamps, f"{tag}.end")
+        assert end is not None
+        figures.add(OUTPUT.format(line), side, size / (end["t"] - end["began"]) / MB, "MB/s")

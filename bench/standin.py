@@ -9,8 +9,9 @@ the Celery task, and bare for the floor, always with the same stdin envelope
             interpreter's start-up, so the floor's value is the bare start-up);
 ``tag``     the file name stem (the run id the executor injects wins when present);
 ``mode``    ``trivial`` (print, stamp ``<tag>.exit``, exit), ``sleep`` (``seconds``), or
-            ``flood`` (``bytes`` of output in lines of ``line`` bytes, a few of which carry
-            the recipe's secret); ``<tag>.end`` then gets the flood's own start and end.
+            ``flood`` (``bytes`` of output in lines of ``line`` bytes written in 1 MiB
+            blocks, the first line of each carrying the recipe's secret); ``<tag>.end`` then
+            gets the flood's own start and end.
 """
 
 from __future__ import annotations
@@ -29,16 +30,22 @@ def _stamp(directory: str, name: str, payload: dict[str, float]) -> None:
     os.replace(path + ".tmp", path)
 
 
+FLOOD_WRITE = 1 << 20
+"""Bytes per write of a flood: a CLI's stdout into a pipe is block-buffered, and a producer
+writing in large blocks keeps the pipe full, so the reader, not the writer, sets the pace."""
+
+
 def _flood(total: int, line: int, secret: str) -> None:
+    """``total`` bytes of ``line``-byte lines in writes of about ``FLOOD_WRITE`` bytes (whole
+    lines); each write starts with one line that carries the secret."""
     plain = b"x" * (line - 1) + b"\n"
     marked = (b"secret " + secret.encode() + b" ").ljust(line - 1, b"y")[: line - 1] + b"\n"
-    block = plain * max(1, 65536 // line)
+    block = marked + plain * max(1, FLOOD_WRITE // line - 1)
     out = sys.stdout.buffer
     written = 0
     while written < total:
-        out.write(marked)
         out.write(block)
-        written += len(marked) + len(block)
+        written += len(block)
     out.flush()
 
 

@@ -104,6 +104,7 @@ TARGETS = [
     _above(OUTPUT.format(1024), 1000, "MB/s"),
     _above(OUTPUT.format(128), 300, "MB/s"),
     _below(OUTPUT_RSS.format(1024), 10, "MB"),
+    _below(OUTPUT_LEFT.format(1024), 1, "MB"),
     _below(OUTPUT_LEFT.format(128), 1, "MB"),
     _below(DEAD, 100, "ms", "psutil only"),
     _below(PEAK, 1.25, "x", "psutil only, SIGTERM ignored"),

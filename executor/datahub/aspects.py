@@ -19,6 +19,7 @@ from typing import Any
 
 from loguru import logger
 
+from executor.datahub.report_lines import body_of, has_longer_line, plain_lines, start_of_last
 from executor.errors import BadInputError
 from executor.sizes import parse_size
 
@@ -279,7 +280,14 @@ def result_aspect(
 
 
 def cap_report(report: str) -> str:
-    """The last ``MAX_REPORT_LINES`` lines, each cut to ``MAX_LINE_CHARS``, with a marker if cut."""
+    """The last ``MAX_REPORT_LINES`` lines, each cut to ``MAX_LINE_CHARS``, with a marker if cut.
+
+    A report already within both caps (the usual case: the Task cuts the log to fit) comes back
+    as it is, checked without splitting it (``report_lines``).
+    """
+    if plain_lines(report) and start_of_last(body_of(report), MAX_REPORT_LINES) == 0 \
+            and not has_longer_line(report, MAX_LINE_CHARS):
+        return report
     lines = report.splitlines()
     dropped = 0
     if len(lines) > MAX_REPORT_LINES:

@@ -19,6 +19,10 @@ from loguru import logger
 
 from executor.safe_names import is_safe_name
 
+_PROBE_BYTES = 16 << 10
+_LONG_LINES_IN_PROBE = 32
+"""At most this many newlines in the first ``_PROBE_BYTES`` (lines of 512 bytes and more):
+``count_lines`` steps from newline to newline with ``find``."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -47,12 +51,12 @@ class TaskLogFile:
     def write(self, lines: bytes) -> None:
         """Append whole lines (each ending with a newline), or count them once the cap is reached."""
         if self._full:
-            self._dropped += lines.count(b"\n")
+            self._dropped += count_lines(lines)
             return
         room = self._max - self._written
         if len(lines) > room:
             fits = lines.rfind(b"\n", 0, room) + 1
-            self._dropped += lines.count(b"\n", fits)
+            self._dropped += count_lines(lines, fits)
             self._full = True  # once full, every later line goes to the closing tail instead
             lines = lines[:fits]
         self._write_all(lines)
@@ -82,6 +86,24 @@ class TaskLogFile:
         view = memoryview(data)
         while view:
             view = view[os.write(self._fd, view):]
+
+
+def count_lines(data: bytes, start: int = 0) -> int:
+    """The newlines in ``data[start:]``, counted the cheaper of two ways for its lines' length.
+
+    ``bytes.count`` is a plain loop over every byte (about 0.6 ms per MiB); ``find`` is
+    ``memchr`` (tens of GB/s) plus about 0.2 µs of Python per line found. Lines of 1 KiB cost
+    a third as much stepping from newline to newline; short lines are counted. The first
+    16 KiB decide, so a chunk of long lines then short ones costs at most a few times more.
+    """
+    probe_end = start + _PROBE_BYTES
+    if len(data) <= probe_end or data.count(b"\n", start, probe_end) > _LONG_LINES_IN_PROBE:
+        return data.count(b"\n", start)
+    count, pos = 0, data.find(b"\n", start)
+    while pos >= 0:
+        count += 1
+        pos = data.find(b"\n", pos + 1)
+    return count
 
 
 def open_fresh_file(path: Path, attempts: int = 3) -> int:

@@ -14,10 +14,10 @@ from __future__ import annotations
 import threading
 from collections import deque
 
-from executor.sandbox.logfile import TaskLogFile, open_fresh_file, prune_task_logs
+from executor.sandbox.logfile import TaskLogFile, count_lines, open_fresh_file, prune_task_logs
 
 __all__ = ["MAX_LINE_BYTES", "MAX_LINE_CHARS", "TAIL_LINES", "TRUNCATED_LINE", "BoundedLog", "LineCutter",
-           "TaskLogFile", "cap_line", "decode_lines", "open_fresh_file", "prune_task_logs",
+           "TaskLogFile", "cap_line", "count_lines", "decode_lines", "open_fresh_file", "prune_task_logs",
            "truncation_marker"]
 
 MAX_LINE_CHARS = 4096
@@ -95,11 +95,11 @@ class LineCutter:
         return line
 
 
-def _has_long_line(body: bytes, max_bytes: int) -> bool:
-    """Whether a line of ``body`` (whole lines) is longer than ``max_bytes``, in about
+def _has_long_line(body: bytes, max_bytes: int, pos: int = 0, size: int | None = None) -> bool:
+    """Whether a line of ``body[pos:size]`` (whole lines) is longer than ``max_bytes``, in about
     ``len(body) / max_bytes`` reverse searches: each window of ``max_bytes + 1`` bytes from a
     line start must hold a newline."""
-    pos, size = 0, len(body)
+    size = len(body) if size is None else size
     while size - pos > max_bytes + 1:
         found = body.rfind(b"\n", pos, pos + max_bytes + 1)
         if found < 0:
@@ -137,6 +137,16 @@ def _start_of_last_lines(chunk: bytes, count: int) -> int:
     return pos + 1
 
 
+def _decode_piece(chunk: bytes, start: int) -> str:
+    """``chunk[start:]`` (whole lines) as text without its last newline, each line capped."""
+    end = len(chunk) - 1
+    with memoryview(chunk) as view, view[start:end] as body:
+        text = str(body, "utf-8", "replace")
+    if chunk.find(b"\r", start, end) < 0 and not _has_long_line(chunk, MAX_LINE_CHARS, start, end + 1):
+        return text  # no line to cap: the text as decoded (no bytes line is longer in characters)
+    return "\n".join(cap_line(line.removesuffix("\r"), False) for line in text.split("\n"))
+
+
 class BoundedLog:
     """The first ``head_lines`` and the last ``tail_lines`` lines of a run; thread-safe.
 
@@ -168,7 +178,7 @@ class BoundedLog:
         if not lines:
             return
         with self._lock:
-            count = lines.count(b"\n")
+            count = count_lines(lines)
             self._total += count
             if len(self._head) < self._head_max:
                 lines, count = self._fill_head(lines, count)
@@ -191,17 +201,19 @@ class BoundedLog:
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` lines as text, after a marker when earlier lines are left out."""
-        lines = self.tail_lines(max_lines)
         with self._lock:
-            left_out = self._total - len(lines)
-        prefix = [truncation_marker(left_out)] if left_out > 0 else []
-        return "\n".join([*prefix, *lines])
+            pieces, got = self._tail_text(max_lines) if max_lines > 0 else ([], 0)
+            if got < max_lines and self._dropped() == 0 and self._head:
+                head = decode_lines(self._head)[-(max_lines - got):]
+                pieces, got = ["\n".join(head), *pieces], got + len(head)
+            left_out = self._total - got
+        return "\n".join([*([truncation_marker(left_out)] if left_out > 0 else []), *pieces])
 
     def text(self) -> str:
         """Head, a marker when lines were dropped, and tail."""
         with self._lock:
             dropped = self._dropped()
-            head, tail = decode_lines(self._head), self._decoded_tail(self._tail_max)
+            head, (tail, _) = decode_lines(self._head), self._tail_text(self._tail_max)
         return "\n".join([*head, *([truncation_marker(dropped)] if dropped else []), *tail])
 
     def _fill_head(self, lines: bytes, count: int) -> tuple[bytes, int]:
@@ -214,24 +226,30 @@ class BoundedLog:
         return lines[pos:], count
 
     def _decoded_tail(self, want: int) -> list[str]:
-        """The last ``want`` lines of the tail chunks, decoded and capped (the lock is held).
+        """The last ``want`` lines of the tail chunks, decoded and capped (the lock is held)."""
+        pieces, _ = self._tail_text(want)
+        return "\n".join(pieces).split("\n") if pieces else []
+
+    def _tail_text(self, want: int) -> tuple[list[str], int]:
+        """The last ``want`` lines of the tail chunks as text pieces (lines joined by newlines,
+        one piece per chunk, oldest first) and how many lines they hold (the lock is held).
 
         Only the chunks, and the part of the oldest of them, that hold those lines are decoded,
-        each in one piece: reading the tail costs little more memory than the text it returns.
+        each in one piece; a piece is split into lines only when one of them must be capped
+        or loses a CR, so reading a tail of 2,000 long lines costs about the text it returns,
+        not a string per line on top.
         """
         want = min(want, self._tail_max)
-        parts: list[list[str]] = []
+        pieces: list[str] = []
         got = 0
         for chunk, count in reversed(self._tail):
             if got >= want:
                 break
             start = _start_of_last_lines(chunk, want - got) if count > want - got else 0
-            with memoryview(chunk) as view:
-                text = str(view[start:], "utf-8", "replace")
-            part = [cap_line(line.removesuffix("\r"), False) for line in text.split("\n")[:-1]]
-            parts.append(part)
-            got += len(part)
-        return [line for part in reversed(parts) for line in part][-want:] if want > 0 else []
+            pieces.append(_decode_piece(chunk, start))
+            got += min(count, want - got)
+        pieces.reverse()
+        return pieces, got
 
     def _dropped(self) -> int:
         return self._total - len(self._head) - min(self._tail_count, self._tail_max)

@@ -158,6 +158,7 @@ class OutputReader(_PipeThread):
         finally:
             self._stream.close()
             self._close_wake()
+            self._sink = _discard  # the run's bound method: no reference cycle back to the run
 
     def _take(self, buffer: bytearray, end: int, size: int) -> None:
         """One read of ``size`` bytes, ending at ``end`` in the buffer: masked first (on the raw
@@ -191,6 +192,10 @@ class OutputReader(_PipeThread):
         lines = self._cutter.feed(rest) + self._cutter.finish()
         if lines:
             self._sink(lines)
+
+
+def _discard(_lines: bytes) -> None:
+    """The sink of a reader whose stream has ended."""
 
 
 class StdinWriter(_PipeThread):

@@ -10,7 +10,9 @@ after the executor has read the first, and mix in invalid UTF-8.
 from __future__ import annotations
 
 import base64
+import gc
 import json
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
@@ -20,8 +22,9 @@ from hypothesis import strategies as st
 
 from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.masking import MASK, MASK_BYTES, Masker, _forms
-from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile
+from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile, count_lines
 
+from .conftest import RUN_DEADLINE_S
 from .helpers import py, wait_until
 
 SECRET = "s3cr3t/Pa$$w0rd+é-token"
@@ -122,6 +125,21 @@ def test_tail_of_chunks_equals_the_tail_of_lines() -> None:
     assert log.tail(4).splitlines() == ["[... 53 line(s) truncated ...]", *lines[-4:]]
 
 
+@given(st.lists(st.integers(min_value=0, max_value=3000), max_size=300), st.integers(0, 40))
+@settings(max_examples=60, deadline=None)
+def test_count_lines_counts_every_newline_whichever_way_it_counts(lengths: list[int], start: int) -> None:
+    data = b"".join(b"y" * n + b"\n" for n in lengths) + b"tail"
+    assert count_lines(data, min(start, len(data))) == data.count(b"\n", min(start, len(data)))
+
+
+def test_count_lines_on_long_lines_then_short_ones() -> None:
+    # long lines first (the probe picks the find loop), then a run of short lines and empty ones
+    data = (b"L" * 2000 + b"\n") * 20 + b"s\n" * 50_000 + b"\n" * 1000 + b"x" * 70_000
+    assert count_lines(data) == 20 + 50_000 + 1000
+    assert count_lines(data, 2001) == 19 + 50_000 + 1000
+    assert count_lines(b"") == 0 and count_lines(b"no newline") == 0
+
+
 def test_log_file_caps_on_whole_lines_and_ends_with_the_tail(tmp_path: Path) -> None:
     log_file = TaskLogFile(tmp_path / "task.log", max_bytes=20)
     log_file.write(b"aaaa\nbbbb\ncccc\ndddd\neeee\n")  # 25 bytes: the first four lines fit
@@ -194,3 +212,23 @@ def test_a_real_recipe_writing_each_form_in_two_reads_with_invalid_utf8(
         lines = [line for line in text.splitlines() if line.startswith("form ")]
         assert lines == [f"form {i}: {MASK} \ufffd\ufffdé end" for i in range(6)], text
     assert SECRET.encode() not in file_bytes
+
+
+def test_a_finished_run_is_freed_by_refcounting_not_the_cycle_collector(
+        make_spec: Callable[..., SandboxSpec], tmp_path: Path) -> None:
+    """A run's output buffers (megabytes after a flood: the tail's chunks, the log text) go
+    with its last reference, not at the next full collection, which may come much later."""
+    spec = make_spec(py("import sys; sys.stdout.write(('x' * 1023 + '\\n') * 4096)"), secrets=[SECRET],
+                     log_file=tmp_path / "logs" / "freed.log")
+    freed: list[str] = []
+    gc.disable()
+    try:
+        sandbox = SandboxRun(spec)
+        weakref.finalize(sandbox, freed.append, "run")
+        sandbox.start()
+        result = sandbox.wait(RUN_DEADLINE_S)
+        assert result is not None and result.output_bytes == 4096 * 1024
+        del sandbox, result
+        wait_until(lambda: bool(freed), 30, "the finished run to be freed without gc.collect()")
+    finally:
+        gc.enable()

@@ -8,6 +8,9 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from executor.cli.reports import summary
 from executor.datahub import aspects
 from executor.pool import outcome
@@ -72,3 +75,48 @@ def test_a_run_that_never_started_names_no_log(tmp_path: Path) -> None:
     never = launcher(tmp_path)
     assert never.log_path() is None
     assert never.log_note() == "no task log: the recipe never started"
+
+
+def _split_report_text(summary_text: str, log: str) -> str:
+    """``outcome.report_text`` as it was, on a list of lines (the reference for its cuts)."""
+    head = summary_text.splitlines()
+    room = max(0, aspects.MAX_REPORT_LINES - len(head) - 3)
+    lines = log.splitlines()
+    if len(lines) > room:
+        dropped = len(lines) - room
+        lines = [f"[{dropped} earlier log lines truncated...]", *lines[dropped:]]
+    return "\n".join([*head, "", outcome.LOG_HEADING, *lines])
+
+
+def _split_cap_report(report: str) -> str:
+    """``aspects.cap_report`` as it was, on a list of lines."""
+    lines, dropped = report.splitlines(), 0
+    if len(lines) > aspects.MAX_REPORT_LINES:
+        dropped = len(lines) - (aspects.MAX_REPORT_LINES - 1)
+        lines = lines[dropped:]
+    mark = " [line truncated]"
+    capped = [line if len(line) <= 4096 else line[: 4096 - len(mark)] + mark for line in lines]
+    if dropped:
+        capped.insert(0, f"[{dropped} earlier log lines truncated...]")
+    text = "\n".join(capped)
+    return text + "\n" if report.endswith("\n") and capped else text
+
+
+ODD_LINES = st.sampled_from(["", "é", "a\rb", "\x0c", "\u2028", "x" * 4096, "x" * 4097, "y" * 9000])
+
+
+@given(st.sampled_from([0, 1, 3, 1994, 1996, 1997, 1998, 2000, 2001, 2400]), st.lists(ODD_LINES, max_size=3),
+       st.sampled_from(["", "\n", "\n\n"]), st.sampled_from([0, 1, 1996, 1997, 2100]))
+@settings(max_examples=120, deadline=None)
+def test_reports_cut_without_splitting_equal_the_line_by_line_cut(
+    count: int, odd: list[str], end: str, summary_lines: int
+) -> None:
+    lines = [f"line {i}" for i in range(count)]
+    for index, line in enumerate(odd):  # a few odd lines (long, empty, other breaks) spread out
+        lines.insert(index * 977 % (len(lines) + 1), line)
+    log = "\n".join(lines) + end
+    summary_text = "\n".join(f"summary {i}" for i in range(summary_lines))
+    report = outcome.report_text(summary_text, log)
+    assert report == _split_report_text(summary_text, log)
+    assert aspects.cap_report(report) == _split_cap_report(report)
+    assert aspects.cap_report(log) == _split_cap_report(log)
