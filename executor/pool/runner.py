@@ -118,12 +118,15 @@ class TaskRunner(PoolActor):
         self._sweep()
 
     def free_slots(self) -> int:
-        """Default-weight slots still free (``--once``: one until a task has begun, then none,
-        so that the poller never receives a second message it would only have to give back)."""
+        """Default-weight slots still free, the pool's ``prefetch`` included: a prefetched Task
+        waits for admission (``_admit`` never lets the admitted weights pass 1). ``--once``: one
+        until a task has begun, then none, so that the poller never receives a second message it
+        would only have to give back."""
         if self.pool.once and (len(self.tasks) or self.tasks.produced_result):
             return 0
+        room = 1.0 + (0 if self.pool.once else self.pool.pool.prefetch * self.default_weight)
         used = sum(entry.weight for entry in self.tasks.entries())
-        free = max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
+        free = max(0, math.floor((room - used + EPSILON) / self.default_weight))
         return min(free, 1) if self.pool.once else free
 
     def _adopt(self) -> None:

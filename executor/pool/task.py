@@ -229,6 +229,7 @@ class Task(PoolActor):
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False
+        self.start_ms = outcome.now_ms()  # a request that waited for its slot (prefetched) starts now
         self.ctx.directory.tell(
             REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, "Starting."))
         )
