@@ -12,10 +12,11 @@ worker's or its pool processes'). ``cores / CPU per task`` is the most tasks/s t
 allows whatever the waits: a side whose ceiling is below another side's measured rate cannot
 reach it here.
 
-The 1-worker cycle splits the time between two trivial tasks, from the executor's log (``starting``
-and ``finished`` lines, ms) and the stand-in's stamps: slot freed -> next task starting (the
-receive, the runner and Task actors, the input read and the secret fetch), starting -> the
-recipe's first line (the spawn and the CLI start-up), and the recipe's run to its exit.
+The 1-worker cycle splits the time between two trivial tasks, from the executor's log (its
+``finished`` and ``starting`` lines, ms) and the stand-in's stamps: slot freed -> next recipe
+launched (admission, the RUNNING report and the secret fetch; without ``prefetch`` also the
+receive and the input read), launched -> the recipe's first line (venv, work dir, cgroup, the
+spawn and the CLI's own start-up). Celery's cycle is one task's end to the next one's first line.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ RECIPE_CPU = "recipe CPU per task, {} worker(s)"
 ALL_CPU = "CPU per task, every process, {} worker(s)"
 CEILING = "tasks/s the {} cores allow at that CPU, {} worker(s)"
 CYCLE = "1-worker cycle: previous result -> next recipe's first line"
-CYCLE_PREP = "1-worker cycle: slot freed -> next task starting"
-CYCLE_SPAWN = "1-worker cycle: task starting -> recipe's first line"
+CYCLE_PREP = "1-worker cycle: slot freed -> next recipe launched"
+CYCLE_SPAWN = "1-worker cycle: recipe launched -> its first line"
 
 
 @dataclass(frozen=True)

@@ -63,7 +63,7 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "CPU per task, every process, 1 worker(s)": {"executor", "celery"},
         CEILING.format(CORES, 4): {"executor", "celery"},
         "1-worker cycle: previous result -> next recipe's first line": {"executor", "celery"},
-        "1-worker cycle: slot freed -> next task starting": {"executor"},
+        "1-worker cycle: slot freed -> next recipe launched": {"executor"},
         "recipe exit -> result noticed": {"executor"},
         "CPU of the exec wrapper + CLI start-up": {"executor", "celery", "floor"},
         "CPU while 4 recipes sleep": {"executor", "celery"},
