@@ -7,7 +7,9 @@ its CPU is this process's CPU outside the bench's own threads (the main thread, 
 rows and waits on results, and the floor's poller). For the executor it holds every GMS call the
 protocol needs (the input aspect, the secret, RUNNING, the result) and the GraphQL create with
 its ``SendMessage``; for Celery, moto's share and, in ``helpers``, the producer process that
-sends the tasks. Recipes are counted when reaped (the executor's own children, the Celery
+sends the tasks. What the control plane spends at rest (the idle long polls of every executor
+and worker the bench started, measured before each repeat's batches) is taken out. Recipes are
+counted when reaped (the executor's own children, the Celery
 worker's or its pool processes'). ``cores / CPU per task`` is the most tasks/s the machine
 allows whatever the waits: a side whose ceiling is below another side's measured rate cannot
 reach it here.
@@ -57,6 +59,8 @@ class CpuSnapshot:
     """The spawn server; for Celery, the producer that sends its tasks."""
     server: float
     """The control plane's threads in this process (GMS API, gateway, moto)."""
+    at: float
+    """When it was taken (monotonic seconds)."""
 
 
 def _own(proc: psutil.Process) -> float:
@@ -94,7 +98,8 @@ def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Th
             helpers += _own(member)  # the spawn server (a live recipe is reaped before the "after")
         except psutil.Error:
             continue
-    return CpuSnapshot(child.cpu(), child.children_cpu(), helpers, server_cpu(bench_threads))
+    server = server_cpu(bench_threads)
+    return CpuSnapshot(child.cpu(), child.children_cpu(), helpers, server, time.monotonic())
 
 
 def celery_snapshot(
@@ -111,7 +116,7 @@ def celery_snapshot(
         helpers = _own(psutil.Process(producer))
     except psutil.Error:
         helpers = 0.0
-    return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads))
+    return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
 
 
 def _is_pool(member: psutil.Process) -> bool:
@@ -122,12 +127,28 @@ def _is_pool(member: psutil.Process) -> bool:
         return False
 
 
+def server_rest_rate(bench_threads: Sequence[threading.Thread | None], window_s: float) -> float:
+    """The control plane's CPU seconds per second with no task anywhere: the idle long polls of
+    every executor, Celery worker and the floor. Taken out of the per-task figures."""
+    before, began = server_cpu(bench_threads), time.monotonic()
+    time.sleep(window_s)
+    return (server_cpu(bench_threads) - before) / (time.monotonic() - began)
+
+
 def add_cost_rows(
-    figures: Figures, side: str, workers: int, before: CpuSnapshot, after: CpuSnapshot, count: int
+    figures: Figures,
+    side: str,
+    workers: int,
+    before: CpuSnapshot,
+    after: CpuSnapshot,
+    count: int,
+    server_at_rest: float,
 ) -> None:
-    """Per-task CPU of the side's parts over one throughput batch, and the ceiling it implies."""
+    """Per-task CPU of the side's parts over one throughput batch, and the ceiling it implies
+    (``server_at_rest``: the control plane's CPU per second without tasks, not theirs)."""
     per = {f.name: (getattr(after, f.name) - getattr(before, f.name)) / count * 1000
-           for f in fields(CpuSnapshot)}
+           for f in fields(CpuSnapshot) if f.name != "at"}
+    per["server"] = max(0.0, per["server"] - server_at_rest * (after.at - before.at) / count * 1000)
     total = sum(per.values())
     figures.add(CP_CPU.format(workers), side, per["server"], "ms")
     figures.add(RECIPE_CPU.format(workers), side, per["recipes"], "ms")

@@ -88,6 +88,7 @@ def executor_throughput(
     figures: Figures,
     count: int,
     bench_threads: Sequence[threading.Thread | None],
+    server_at_rest: float = 0.0,
 ) -> None:
     """``count`` trivial runs at once; tasks/s until the last result is delivered; CPU per task
     (the executor's, and every process's: ``cost_rows``); with one worker, the cycle's gaps."""
@@ -100,7 +101,7 @@ def executor_throughput(
     elapsed = time.time() - began
     after = cost_rows.executor_snapshot(child, bench_threads)
     figures.add(TPUT.format(workers), "executor", count / elapsed, "tasks/s", "moto via gateway")
-    cost_rows.add_cost_rows(figures, "executor", workers, before, after, count)
+    cost_rows.add_cost_rows(figures, "executor", workers, before, after, count, server_at_rest)
     if workers == 1:
         figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
         cost_rows.executor_cycle(world, child, urns, figures)
@@ -115,6 +116,7 @@ def celery_throughput(
     count: int,
     side: str = "celery",
     bench_threads: Sequence[threading.Thread | None] = (),
+    server_at_rest: float = 0.0,
 ) -> None:
     cpu_before = _tree_cpu(worker)
     before = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
@@ -124,7 +126,7 @@ def celery_throughput(
     after = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
     if side == "celery":
-        cost_rows.add_cost_rows(figures, side, workers, before, after, count)
+        cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
         if workers == 1:
             cost_rows.celery_cycle(celery.stamps, [tag for tag, _ in sent], figures)
     figures.add(

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
-from bench import memory_rows, rows
+from bench import cost_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor
 from bench.real_cli import real_cli_row
 from bench.sqs_rows import SqsRows
@@ -123,10 +123,13 @@ class Bench:
             rows.floor_pickups(self.floor, f, s.pickups)
         if self.wanted("throughput"):
             mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
-            rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine)
-            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine)
-            rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine)
-            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine)
+            rest = cost_rows.server_rest_rate(mine, s.window_s)
+            rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine, rest)
+            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
+                                   server_at_rest=rest)
+            rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
+            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
+                                   server_at_rest=rest)
             if self.celery_fq is not None:
                 for workers, queue in ((1, SOLO), (4, FOUR)):
                     rows.celery_throughput(
