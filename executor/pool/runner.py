@@ -222,6 +222,8 @@ class TaskRunner(PoolActor):
         out heavier waits here (its message kept invisible) until the running ones leave room,
         and the ones behind it wait too, so it is not starved.
         """
+        if self.draining:
+            return  # what waits is given back (``_drain``); nothing new starts
         entries = self.tasks.entries()
         used = sum(entry.weight for entry in entries if entry.admitted)
         for entry in entries:
@@ -275,6 +277,12 @@ class TaskRunner(PoolActor):
         self._drain_deadline = message.deadline_monotonic
         self.draining = True
         self.ctx.directory.tell(POLLER, StopReceiving())
+        # No recipe starts during a drain: a request taken but not admitted yet (prefetched, or
+        # still reading its input) goes back to the queue now, for another executor.
+        waiting = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
+        for entry in self.tasks.entries():
+            if not entry.admitted and not entry.settled:
+                self._tell_task(entry.urn, waiting)
         delay = max(0.0, message.deadline_monotonic - time.monotonic())
         self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.tasks), delay)
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
