@@ -157,6 +157,11 @@ class Floor:
         self._thread = threading.Thread(target=self._loop, name="bench-floor", daemon=True)
         self._thread.start()
 
+    @property
+    def thread(self) -> threading.Thread:
+        """The thread that long-polls the floor's queue (its CPU is the bench's, not a server's)."""
+        return self._thread
+
     def _loop(self) -> None:
         while not self._stop.is_set():
             answer = self.sqs.receive_message(QueueUrl=self.url, WaitTimeSeconds=1, MaxNumberOfMessages=1)

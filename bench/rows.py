@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
+from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
 from bench.world import ExecutorChild, World, read_stamp, wait_for
@@ -89,19 +91,30 @@ def floor_pickups(floor: Floor, figures: Figures, count: int) -> None:
 
 
 def executor_throughput(
-    world: World, child: ExecutorChild, pool: str, workers: int, figures: Figures, count: int
+    world: World,
+    child: ExecutorChild,
+    pool: str,
+    workers: int,
+    figures: Figures,
+    count: int,
+    bench_threads: Sequence[threading.Thread | None],
+    server_at_rest: float = 0.0,
 ) -> None:
-    """``count`` trivial runs at once; tasks/s until the last result is delivered; CPU per task."""
+    """``count`` trivial runs at once; tasks/s until the last result is delivered; CPU per task
+    (the executor's, and every process's: ``cost_rows``); with one worker, the cycle's gaps."""
     source = world.source(pool, {"mode": "trivial"})
-    cpu_before = child.cpu()
+    before = cost_rows.executor_snapshot(child, bench_threads)
     began = time.time()
     urns = [world.submit(source)[0] for _ in range(count)]
     for urn in urns:
         world.wait_result(urn)
     elapsed = time.time() - began
+    after = cost_rows.executor_snapshot(child, bench_threads)
     figures.add(TPUT.format(workers), "executor", count / elapsed, "tasks/s", "moto via gateway")
+    cost_rows.add_cost_rows(figures, "executor", workers, before, after, count, server_at_rest)
     if workers == 1:
-        figures.add(CPU_TASK, "executor", (child.cpu() - cpu_before) / count * 1000, "ms")
+        figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
+        cost_rows.executor_cycle(world, child, urns, figures)
 
 
 def celery_throughput(
@@ -112,12 +125,20 @@ def celery_throughput(
     figures: Figures,
     count: int,
     side: str = "celery",
+    bench_threads: Sequence[threading.Thread | None] = (),
+    server_at_rest: float = 0.0,
 ) -> None:
     cpu_before = _tree_cpu(worker)
+    before = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
     sent = celery.send(count, queue)
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 120, f"celery {tag} done", 0.01)
+    after = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
+    if side == "celery":
+        cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
+        if workers == 1:
+            cost_rows.celery_cycle(celery.stamps, [tag for tag, _ in sent], figures)
     figures.add(
         TPUT.format(workers),
         side,

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
-from bench import memory_rows, rows
+from bench import cost_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor
 from bench.real_cli import real_cli_row
 from bench.sqs_rows import SqsRows
@@ -78,7 +78,8 @@ class Bench:
         standin = self.world.venv_root / "benchsim-bundled" / "bin" / "datahub"
         self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
         self.sqs = SqsRows(self.world)
-        self.one = self.world.executor([{"id": "default", "max_workers": 1}])
+        # prefetch 1 as the Celery workers' (multiplier 1): the next request waits prepared
+        self.one = self.world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
         self.four = self.world.executor([{"id": "four", "max_workers": 4}])
         self.pools4 = self.world.executor([{"id": pool} for pool in ("p1", "p2", "p3", "p4")])
         celery_python = os.environ.get("BENCH_CELERY_PYTHON", "")
@@ -127,10 +128,14 @@ class Bench:
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
             rows.floor_pickups(self.floor, f, s.pickups)
         if self.wanted("throughput"):
-            rows.executor_throughput(w, self.one, "default", 1, f, s.batch)
-            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch)
-            rows.executor_throughput(w, self.four, "four", 4, f, s.batch)
-            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch)
+            mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
+            rest = cost_rows.server_rest_rate(mine, s.window_s)
+            rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine, rest)
+            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
+                                   server_at_rest=rest)
+            rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
+            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
+                                   server_at_rest=rest)
             if self.celery_fq is not None:
                 for workers, queue in ((1, SOLO), (4, FOUR)):
                     rows.celery_throughput(

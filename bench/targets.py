@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bench.cost_rows import ceiling_target
 from bench.memory_rows import DEAD, PEAK
 from bench.rows import (
     CPU_SLEEP,
@@ -93,6 +94,8 @@ TARGETS = [
     Target("recipe exit -> result noticed < 5 ms over a bare parent's reap", _noticed),
     _throughput(1),
     _throughput(4),
+    ceiling_target(1),
+    ceiling_target(4),
     _below(CPU_TASK, 5, "ms"),
     Target("the exec wrapper adds < 5 ms of CPU", _wrapper),
     _below(CPU_SLEEP, 0.8, "%"),

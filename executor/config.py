@@ -177,6 +177,14 @@ class PoolSettings(_Frozen):
 
     id: str = Field(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")
     max_workers: int = Field(default=4, ge=1, le=256)
+    prefetch: int = Field(default=0, ge=0, le=16)
+    """Requests taken beyond ``max_workers`` while every slot is busy (Celery's prefetch).
+
+    A prefetched request's Task reads its input and waits for a slot (its message kept invisible
+    meanwhile), so the next recipe starts without a receive and an input read in between. The cost:
+    it waits here even when another executor of the pool is idle, for as long as the run before
+    it lasts. 0 (the default) takes only what the free slots can start now.
+    """
     poll_wait_s: int = Field(default=10, ge=0, le=20)
     visibility_s: int = Field(default=300, ge=10, le=43200)
     """The SQS lease on a received message, extended every third of it while the request is ours.

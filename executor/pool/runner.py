@@ -144,12 +144,15 @@ class TaskRunner(PoolActor):
         self._sweep()
 
     def free_slots(self) -> int:
-        """Default-weight slots still free (``--once``: one until a task has begun, then none,
-        so that the poller never receives a second message it would only have to give back)."""
+        """Default-weight slots still free, the pool's ``prefetch`` included: a prefetched Task
+        waits for admission (``_admit`` never lets the admitted weights pass 1). ``--once``: one
+        until a task has begun, then none, so that the poller never receives a second message it
+        would only have to give back."""
         if self.pool.once and (len(self.tasks) or self.tasks.produced_result):
             return 0
+        room = 1.0 + (0 if self.pool.once else self.pool.pool.prefetch * self.default_weight)
         used = sum(entry.weight for entry in self.tasks.entries())
-        free = max(0, math.floor((1.0 - used + EPSILON) / self.default_weight))
+        free = max(0, math.floor((room - used + EPSILON) / self.default_weight))
         return min(free, 1) if self.pool.once else free
 
     def _adopt(self) -> None:
@@ -246,6 +249,8 @@ class TaskRunner(PoolActor):
         out heavier waits here (its message kept invisible) until the running ones leave room,
         and the ones behind it wait too, so it is not starved.
         """
+        if self.draining:
+            return  # what waits is given back (``_drain``); nothing new starts
         entries = self.tasks.entries()
         used = sum(entry.weight for entry in entries if entry.admitted)
         for entry in entries:
@@ -299,6 +304,12 @@ class TaskRunner(PoolActor):
         self._drain_deadline = message.deadline_monotonic
         self.draining = True
         self.ctx.directory.tell(POLLER, StopReceiving())
+        # No recipe starts during a drain: a request taken but not admitted yet (prefetched, or
+        # still reading its input) goes back to the queue now, for another executor.
+        waiting = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
+        for entry in self.tasks.entries():
+            if not entry.admitted and not entry.settled:
+                self._tell_task(entry.urn, waiting)
         delay = max(0.0, message.deadline_monotonic - time.monotonic())
         self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.tasks), delay)
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))

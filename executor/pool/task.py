@@ -239,6 +239,7 @@ class Task(PoolActor):
             return
         self._awaiting_admission = False
         assert self.request is not None
+        self.start_ms = outcome.now_ms()  # a request that waited for its slot (prefetched) starts now
         try:
             self.launcher.prestart(self.request, on_exit=self._on_exit)
         except ExecutorError as exc:

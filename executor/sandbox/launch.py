@@ -34,13 +34,17 @@ new interpreter per recipe costs tens of milliseconds of CPU.
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import resource
 import signal
 import socket
 import sys
-from typing import Any, NoReturn
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # typing costs the spawn server about a megabyte it would copy at every fork
+    from typing import Any, NoReturn
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -65,11 +69,14 @@ def fail(message: str, code: int = SETUP_FAILED) -> NoReturn:
     os._exit(code)
 
 
-def set_parent_death_signal(parent: int, subreaper: bool = True) -> None:
-    """Die with SIGKILL when the thread that spawned us dies; exit if it already has."""
+def set_parent_death_signal(parent: int, subreaper: bool = True, libc: Any = None) -> None:
+    """Die with SIGKILL when the thread that spawned us dies; exit if it already has.
+
+    ``libc``: one loaded already (the spawn server's), so a forked child does not load it again.
+    """
     import ctypes
 
-    libc = ctypes.CDLL(None, use_errno=True)
+    libc = libc or ctypes.CDLL(None, use_errno=True)
     if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
         fail(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
     if os.getppid() != parent:
@@ -124,27 +131,35 @@ def drop_capabilities() -> None:
         fail(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
 
 
-def join_cgroup(directory: str) -> None:
-    """Move this process into ``directory``. On cgroup v1 a single-threaded process writes "0"
-    (itself) to ``tasks``: the kernel then skips the global threadgroup lock that a
-    ``cgroup.procs`` write takes, whose RCU grace period cost 13-16 ms of wall time per join."""
+def join_file(directory: str, alone: bool) -> str:
+    """Where a process joins the cgroup ``directory``. On cgroup v1 a single-threaded
+    (``alone``) process writes "0" (itself) to ``tasks``: the kernel then skips the global
+    threadgroup lock that a ``cgroup.procs`` write takes, whose RCU grace period cost 13-16 ms
+    of wall time per join. A process with more threads must move whole: ``cgroup.procs``."""
     tasks = os.path.join(directory, "tasks")
-    alone = len(os.listdir("/proc/self/task")) == 1
+    return tasks if alone and os.path.exists(tasks) else os.path.join(directory, "cgroup.procs")
+
+
+def join_cgroup(directory: str, procs: int | None = None) -> None:
+    """Move this process into the cgroup ``directory`` (``procs``: its join file, opened already
+    by the spawn server for its single-threaded child, which leaves the child only the write)."""
     try:
-        if alone and os.path.exists(tasks):
-            with open(tasks, "w") as own:
-                own.write("0")
-        else:
-            with open(os.path.join(directory, "cgroup.procs"), "w") as procs:
-                procs.write(str(os.getpid()))
+        fd = procs if procs is not None else os.open(
+            join_file(directory, len(os.listdir("/proc/self/task")) == 1), os.O_WRONLY | os.O_CLOEXEC)
+        os.write(fd, b"0")  # "0": the writing process itself, in either file
     except OSError as exc:
         fail(f"cannot join cgroup {directory}: {exc.strerror}")
+    if procs is None:
+        os.close(fd)
+
+
+LIMIT_NAMES = {resource.RLIMIT_NOFILE: "open files", resource.RLIMIT_CORE: "core size",
+               resource.RLIMIT_AS: "address space", resource.RLIMIT_CPU: "cpu time",
+               resource.RLIMIT_FSIZE: "file size"}
 
 
 def set_limit(which: int, soft: int, hard: int) -> None:
-    name = {resource.RLIMIT_NOFILE: "open files", resource.RLIMIT_CORE: "core size",
-            resource.RLIMIT_AS: "address space", resource.RLIMIT_CPU: "cpu time",
-            resource.RLIMIT_FSIZE: "file size"}[which]
+    name = LIMIT_NAMES[which]
     _, current_hard = resource.getrlimit(which)
     if current_hard != resource.RLIM_INFINITY:
         hard = min(hard, current_hard)
@@ -183,10 +198,18 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     return options, cgroups, program
 
 
-def set_up(options: dict[str, str], cgroups: list[str]) -> None:
-    """Everything between the fork and the exec, in the order the module doc gives."""
+def set_up(options: dict[str, str], cgroups: list[str], procs: dict[str, int | str] | None = None,
+           libc: Any = None) -> None:
+    """Everything between the fork and the exec, in the order the module doc gives.
+
+    ``procs`` and ``libc`` come from the spawn server: each cgroup's ``cgroup.procs`` opened
+    before the fork (or why it could not be), and libc loaded once.
+    """
     for directory in cgroups:
-        join_cgroup(directory)
+        opened = (procs or {}).get(directory)
+        if isinstance(opened, str):
+            fail(f"cannot join cgroup {directory}: {opened}")
+        join_cgroup(directory, opened)
     for flag, which in (("nofile", resource.RLIMIT_NOFILE), ("core", resource.RLIMIT_CORE),
                         ("as", resource.RLIMIT_AS), ("fsize", resource.RLIMIT_FSIZE)):
         if flag in options:
@@ -198,7 +221,7 @@ def set_up(options: dict[str, str], cgroups: list[str]) -> None:
     if "user" in options:
         switch_user(int(options["user"]), int(options.get("group", options["user"])))
     if "parent" in options:
-        set_parent_death_signal(int(options["parent"]))
+        set_parent_death_signal(int(options["parent"]), libc=libc)
     os.umask(0o077)
     signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
@@ -251,6 +274,7 @@ def serve(argv: list[str]) -> None:
     libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)  # no same-uid process may ptrace or read this one
     set_parent_death_signal(int(argv[2]), subreaper=False)
     clone = SYS_CLONE.get(os.uname().machine)
+    gc.freeze()  # what start-up made is never collected: a child's collection does not touch it
     channel.send(json.dumps({"ready": True, "clone": clone is not None}).encode())
     while True:
         try:
@@ -302,26 +326,41 @@ def _spawn(data: bytes, fds: list[int], libc: Any, clone: int | None) -> dict[st
         return {"error": f"no clone(2) number known for {os.uname().machine}", UNSUPPORTED: True}
     import ctypes
 
+    procs = _open_procs(cgroups)
     syscall = libc.syscall
     syscall.restype = ctypes.c_long
     pid = syscall(ctypes.c_long(clone), ctypes.c_ulong(CLONE_PARENT | signal.SIGCHLD), ctypes.c_ulong(0),
                   ctypes.c_ulong(0), ctypes.c_ulong(0), ctypes.c_ulong(0))
     if pid == 0:
+        gc.disable()  # nothing to collect before the exec; a collection would only copy pages
         try:
-            _child(fds, cwd, options, cgroups, program, env)
+            _child(fds, cwd, options, cgroups, program, env, procs, libc)
         except BaseException as exc:  # the child must never return into the server loop
             fail(f"set-up failed: {type(exc).__name__}: {exc}")
         finally:
             os._exit(SETUP_FAILED)
     error = ctypes.get_errno()
-    _close_all(fds)
+    _close_all(fds + [fd for fd in procs.values() if isinstance(fd, int)])
     if pid < 0:
         return {"error": f"clone(CLONE_PARENT) failed: {os.strerror(error)}", UNSUPPORTED: True}
     return {"pid": pid}
 
 
+def _open_procs(cgroups: list[str]) -> dict[str, int | str]:
+    """Each cgroup's join file opened for the child (close-on-exec; the forked child is
+    single-threaded, so ``join_file`` picks v1's ``tasks``), or why it could not be: the child
+    then only writes, the least work between fork and exec (every page it touches is copied)."""
+    procs: dict[str, int | str] = {}
+    for directory in cgroups:
+        try:
+            procs[directory] = os.open(join_file(directory, alone=True), os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            procs[directory] = exc.strerror or str(exc)
+    return procs
+
+
 def _child(fds: list[int], cwd: str, options: dict[str, str], cgroups: list[str], program: list[str],
-           env: dict[str, str]) -> NoReturn:
+           env: dict[str, str], procs: dict[str, int | str], libc: Any) -> NoReturn:
     """In the new process: its own session, the pipes as stdio, the work dir, then ``set_up``."""
     os.setsid()
     stdin, stdout = fds
@@ -333,7 +372,7 @@ def _child(fds: list[int], cwd: str, options: dict[str, str], cgroups: list[str]
         os.chdir(cwd)
     except OSError as exc:
         fail(f"cannot enter the work dir: {exc.strerror}")
-    set_up(options, cgroups)
+    set_up(options, cgroups, procs, libc)
     run_program(program, env)
 
 

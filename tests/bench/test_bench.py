@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.cost_rows import CEILING, CORES
 from bench.stats import Figures, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -59,6 +60,11 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "trivial tasks/s, 1 worker(s)": {"executor", "celery"},
         "trivial tasks/s, 4 worker(s)": {"executor", "celery"},
         "executor CPU per task": {"executor", "celery"},
+        "control plane CPU per task, 4 worker(s)": {"executor", "celery"},
+        "CPU per task, every process, 1 worker(s)": {"executor", "celery"},
+        CEILING.format(CORES, 4): {"executor", "celery"},
+        "1-worker cycle: previous result -> next recipe's first line": {"executor", "celery"},
+        "1-worker cycle: slot freed -> next recipe launched": {"executor"},
         "recipe exit -> result noticed": {"executor", "floor"},
         "CPU of the exec wrapper + CLI start-up": {"executor", "celery", "floor"},
         "CPU while 4 recipes sleep": {"executor", "celery"},

@@ -1,0 +1,212 @@
+"""What caps the throughput rows: the CPU every process spends per task, and the 1-worker cycle.
+
+On a machine with few cores the rate of trivial tasks can be capped by CPU, not by waiting: the
+executor (or the Celery worker), the recipes, and the servers they talk to all share the cores.
+The control plane runs in the bench's own process (its GMS API, the SQS gateway and moto), so
+its CPU is this process's CPU outside the bench's own threads (the main thread, which runs the
+rows and waits on results, and the floor's poller). For the executor it holds every GMS call the
+protocol needs (the input aspect, the secret, RUNNING, the result) and the GraphQL create with
+its ``SendMessage``; for Celery, moto's share and, in ``helpers``, the producer process that
+sends the tasks. What the control plane spends at rest (the idle long polls of every executor
+and worker the bench started, measured before each repeat's batches) is taken out. Recipes are
+counted when reaped (the executor's own children, the Celery
+worker's or its pool processes'). ``cores / CPU per task`` is the most tasks/s the machine
+allows whatever the waits: a side whose ceiling is below another side's measured rate cannot
+reach it here.
+
+The 1-worker cycle splits the time between two trivial tasks, from the executor's log (its
+``finished`` and ``starting`` lines, ms) and the stand-in's stamps: slot freed -> next recipe
+launched (admission, the RUNNING report and the secret fetch; without ``prefetch`` also the
+receive and the input read), launched -> the recipe's first line (venv, work dir, cgroup, the
+spawn and the CLI's own start-up). Celery's cycle is one task's end to the next one's first line.
+"""
+
+from __future__ import annotations
+
+import datetime
+import itertools
+import os
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import psutil
+
+from bench.stats import Figures, Target
+from bench.world import ExecutorChild, World, read_stamp
+
+CORES = os.cpu_count() or 1
+CP_CPU = "control plane CPU per task, {} worker(s)"
+RECIPE_CPU = "recipe CPU per task, {} worker(s)"
+ALL_CPU = "CPU per task, every process, {} worker(s)"
+CEILING = "tasks/s the {} cores allow at that CPU, {} worker(s)"
+CYCLE = "1-worker cycle: previous result -> next recipe's first line"
+CYCLE_PREP = "1-worker cycle: slot freed -> next recipe launched"
+CYCLE_SPAWN = "1-worker cycle: recipe launched -> its first line"
+
+
+@dataclass(frozen=True)
+class CpuSnapshot:
+    """Cumulative CPU seconds of one side's processes at one moment."""
+
+    runner: float
+    """The executor process, or the Celery worker and its pool processes."""
+    recipes: float
+    """Children reaped so far: the stand-in recipes (and, for the executor, a replaced server)."""
+    helpers: float
+    """The spawn server; for Celery, the producer that sends its tasks."""
+    server: float
+    """The control plane's threads in this process (GMS API, gateway, moto)."""
+    at: float
+    """When it was taken (monotonic seconds)."""
+
+
+def _own(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.user + times.system)
+
+
+def _reaped(proc: psutil.Process) -> float:
+    times = proc.cpu_times()
+    return float(times.children_user + times.children_system)
+
+
+def _thread_cpu(thread: threading.Thread | None) -> float:
+    """CPU seconds of one of this process's threads (0 once it has ended)."""
+    if thread is None or thread.native_id is None:
+        return 0.0
+    try:
+        with open(f"/proc/self/task/{thread.native_id}/schedstat") as stat:
+            return int(stat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+def server_cpu(bench_threads: Sequence[threading.Thread | None]) -> float:
+    """This process's CPU outside the caller's thread and ``bench_threads``: the control plane.
+
+    Call it from the thread that runs the rows (its own CPU is taken out with ``thread_time``)."""
+    return time.process_time() - time.thread_time() - sum(_thread_cpu(t) for t in bench_threads)
+
+
+def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
+    helpers = 0.0
+    for member in child.ps.children():
+        try:
+            helpers += _own(member)  # the spawn server (a live recipe is reaped before the "after")
+        except psutil.Error:
+            continue
+    server = server_cpu(bench_threads)
+    return CpuSnapshot(child.cpu(), child.children_cpu(), helpers, server, time.monotonic())
+
+
+def celery_snapshot(
+    worker: psutil.Process, producer: int, bench_threads: Sequence[threading.Thread | None]
+) -> CpuSnapshot:
+    runner = recipes = 0.0
+    for member in [worker, *worker.children()]:
+        try:
+            runner += _own(member) if member.pid == worker.pid or _is_pool(member) else 0.0
+            recipes += _reaped(member)
+        except psutil.Error:
+            continue
+    try:
+        helpers = _own(psutil.Process(producer))
+    except psutil.Error:
+        helpers = 0.0
+    return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
+
+
+def _is_pool(member: psutil.Process) -> bool:
+    """A prefork pool process (a Python running Celery), not a recipe still running."""
+    try:
+        return "celery" in " ".join(member.cmdline())
+    except psutil.Error:
+        return False
+
+
+def server_rest_rate(bench_threads: Sequence[threading.Thread | None], window_s: float) -> float:
+    """The control plane's CPU seconds per second with no task anywhere: the idle long polls of
+    every executor, Celery worker and the floor. Taken out of the per-task figures."""
+    before, began = server_cpu(bench_threads), time.monotonic()
+    time.sleep(window_s)
+    return (server_cpu(bench_threads) - before) / (time.monotonic() - began)
+
+
+def add_cost_rows(
+    figures: Figures,
+    side: str,
+    workers: int,
+    before: CpuSnapshot,
+    after: CpuSnapshot,
+    count: int,
+    server_at_rest: float,
+) -> None:
+    """Per-task CPU of the side's parts over one throughput batch, and the ceiling it implies
+    (``server_at_rest``: the control plane's CPU per second without tasks, not theirs)."""
+    per = {f.name: (getattr(after, f.name) - getattr(before, f.name)) / count * 1000
+           for f in fields(CpuSnapshot) if f.name != "at"}
+    per["server"] = max(0.0, per["server"] - server_at_rest * (after.at - before.at) / count * 1000)
+    total = sum(per.values())
+    figures.add(CP_CPU.format(workers), side, per["server"], "ms")
+    figures.add(RECIPE_CPU.format(workers), side, per["recipes"], "ms")
+    figures.add(ALL_CPU.format(workers), side, total, "ms")
+    if total > 0:
+        figures.add(CEILING.format(CORES, workers), side, CORES / total * 1000, "tasks/s")
+
+
+def _log_times(child: ExecutorChild, marker: str) -> dict[str, float]:
+    """Request id -> when the executor logged ``marker`` for it (its log's ms timestamps)."""
+    found: dict[str, float] = {}
+    with open(child.log_path, errors="replace") as log:
+        for line in log:
+            if marker not in line or "/task:" not in line:
+                continue
+            key = line.split("/task:", 1)[1].split(":", 1)[0]
+            found[key] = datetime.datetime.strptime(line[:23], "%Y-%m-%d %H:%M:%S.%f").timestamp()
+    return found
+
+
+def executor_cycle(world: World, child: ExecutorChild, urns: list[str], figures: Figures) -> None:
+    """The gaps between consecutive tasks of a 1-worker batch (in the order they started)."""
+    keys = [urn.rsplit(":", 1)[-1] for urn in urns]
+    starting, finished = _log_times(child, ": starting "), _log_times(child, ": finished: ")
+    first = {k: stamp["t"] for k in keys if (stamp := read_stamp(world.stamps, f"{k}.start")) is not None}
+    known = [k for k in keys if k in starting and k in finished and k in first]
+    ordered = sorted(known, key=starting.__getitem__)
+    cycle, prep, spawn = [], [], []
+    for previous, key in itertools.pairwise(ordered):
+        cycle.append((first[key] - finished[previous]) * 1000)
+        prep.append((starting[key] - finished[previous]) * 1000)
+        spawn.append((first[key] - starting[key]) * 1000)
+    figures.add(CYCLE, "executor", cycle, "ms")
+    figures.add(CYCLE_PREP, "executor", prep, "ms")
+    figures.add(CYCLE_SPAWN, "executor", spawn, "ms")
+
+
+def celery_cycle(stamps: Path, tags: list[str], figures: Figures) -> None:
+    """The same gap for Celery: one task's ``done`` stamp to the next one's first line."""
+    done = {t: read_stamp(stamps, f"{t}.done") for t in tags}
+    start = {t: read_stamp(stamps, f"{t}.start") for t in tags}
+    times = sorted((s["t"], d["t"]) for t in tags if (s := start[t]) and (d := done[t]))
+    gaps = [(later - done_at) * 1000 for (_, done_at), (later, _) in itertools.pairwise(times)]
+    figures.add(CYCLE, "celery", [g for g in gaps if g > 0], "ms")
+
+
+def ceiling_target(workers: int) -> Target:
+    """Whether the executor's CPU per task lets these cores reach Celery's measured rate at all."""
+
+    def check(f: Figures) -> tuple[bool | None, str]:
+        cpu = f.p50(ALL_CPU.format(workers))
+        celery = f.p50(f"trivial tasks/s, {workers} worker(s)", "celery")
+        if cpu is None or celery is None:
+            return None, "-"
+        needed = cpu / 1000 * celery
+        return needed <= CORES, (
+            f"{cpu:.0f} ms of CPU per task x Celery's {celery:.1f} tasks/s = {needed:.2f} cores of {CORES}"
+        )
+
+    return Target(f"the executor's CPU per task allows Celery's {workers}-worker rate on this machine", check)
+
