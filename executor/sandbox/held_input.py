@@ -85,6 +85,12 @@ class InputGate:
                 return
             self.started = True
             self._starter(self._input)
+            self._starter = None  # it refers back to the run: no cycle once it has done its job
+
+    def detach(self) -> None:
+        """The run is over: drop its starter (a reference back to the run) if it never ran."""
+        with self._lock:
+            self._starter = None
 
     def await_decision(self) -> bool:
         """At the run's end: wait (bounded) until the input came or a stop; True when the pipes

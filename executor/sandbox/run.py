@@ -336,8 +336,8 @@ class SandboxRun:
                 self._log_file = None
         # Reported from here on. A crash before the clean-up leaves what a crash during the run
         # leaves: the start-up sweeps remove it (``orphans``, ``workdir.sweep_work_dirs``).
-        self._monitor = None  # it refers back to this run: without the cycle, refcounting frees
-        # the run's output buffers (megabytes after a flood) now, not at a rare full collection
+        self._monitor = None  # it and the gate's starter refer back to this run: without the
+        self._gate.detach()   # cycles, refcounting frees its output buffers (megabytes after a flood) now
         self._result = result
         self._known.set()
         self._clean_up()

@@ -105,12 +105,21 @@ def test_a_missing_secret_fails_before_anything_runs(e2e: ExecutorHarness) -> No
     # The CLI may have been spawned while the secrets resolved (it waits for its stdin, the
     # recipe): once the request failed it is killed, with its work dir, and it left no task log.
     task = urn.rsplit(":", 1)[-1]
-    wait_until(lambda: not _ingest_runs() and not list(e2e.pool_dir().rglob(f"{task}-*")), 30,
+    wait_until(lambda: not _ingest_runs() and not _left_under(e2e.pool_dir(), task), 30,
                "the pre-started CLI and its work dir to be gone")
     assert not e2e.task_log(urn).exists()
     cgroups = detect_cgroups()
     for parent in {cgroups.memory_parent, cgroups.pids_parent} - {None}:
         assert parent is not None and not list(parent.glob(f"{task}-*")), "its task cgroup was left"
+
+
+def _left_under(root: Path, task: str) -> bool:
+    """True while anything of ``task`` is under ``root``, or while a directory vanishes as it is
+    walked (a removal in progress: look again)."""
+    try:
+        return bool(list(root.rglob(f"{task}-*")))
+    except FileNotFoundError:
+        return True
 
 
 def _ingest_runs() -> list[psutil.Process]:
