@@ -13,6 +13,7 @@ from executor.config import ExecutorConfig
 from executor.observability import FileHeartbeats, ObservabilityServer, SystemdNotifier
 from executor.pool.messages import Beat
 from executor.supervision import ChildContext, ChildSpec, SupervisedActor
+from executor.supervision.strand import Strand
 
 BEAT_S = 2.0
 
@@ -70,8 +71,13 @@ class Observer(SupervisedActor):
         self.notifier.status(f"{'ready' if ready else 'not ready'}: {details}")
 
 
-def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:
-    """The root's first child."""
+def observer_spec(
+    config: ExecutorConfig, health: Any, metrics: Any, strand: Strand | None = None
+) -> ChildSpec:
+    """The root's first child, on ``strand`` if given (the root's: neither handler blocks)."""
     return ChildSpec(
-        "observability", lambda ctx: Observer.start(ctx, config, health, metrics), stop_timeout_s=10.0
+        "observability",
+        lambda ctx: Observer.start(ctx, config, health, metrics),
+        stop_timeout_s=10.0,
+        strand=strand,
     )

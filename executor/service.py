@@ -34,6 +34,7 @@ from executor.pool.supervisor import LIVENESS_S, pool_spec
 from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
 from executor.supervision import SupervisorPolicy, start_root
+from executor.supervision.strand import Strand
 from executor.supervision.supervisor import Supervisor
 
 ONCE_EXIT = {"SUCCESS": ExitCode.OK, "TIMEOUT": ExitCode.TIMEOUT, "CANCELLED": ExitCode.CANCELLED}
@@ -104,9 +105,12 @@ class Service:
         reap_orphans()  # recipe trees (and cgroups) of an earlier executor that was SIGKILLed
         self.spawner.start()  # in the background: the first recipe need not wait for it
         on_restart = self.metrics.count_restart if self.metrics is not None else None
-        specs = [observer_spec(self.config, self.health, self.metrics)]
+        control = Strand("control")  # the root and the Observer share a thread (docs/design.md)
+        specs = [observer_spec(self.config, self.health, self.metrics, control)]
         specs += [pool_spec(pool, on_restart) for pool in self.pools]
-        self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park)
+        self.root = start_root(
+            "root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park, strand=control
+        )
         logger.info(
             "executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools)
         )
