@@ -107,7 +107,8 @@ class Service:
         on_restart = self.metrics.count_restart if self.metrics is not None else None
         control = Strand("control")  # the root and the Observer share a thread (docs/design.md)
         specs = [observer_spec(self.config, self.health, self.metrics, control)]
-        specs += [pool_spec(pool, on_restart) for pool in self.pools]
+        reporters = Strand("reporters")  # every pool's reporter: off the pools' task-start path
+        specs += [pool_spec(pool, on_restart, reporters) for pool in self.pools]
         self.root = start_root(
             "root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park, strand=control
         )

@@ -49,12 +49,12 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
 
 def assert_threads_shared(before: set[int | None]) -> None:
     """The quiet actors share threads (docs/design.md): the root and the Observer the control
-    strand, each pool's supervisor and four quiet children the pool's strand; the poller has
-    its own. No thread is left for any one of the quiet actors."""
+    strand, the pools' reporters one strand, each pool's supervisor, leaser, resolver and runner
+    the pool's strand; the poller has its own. No thread is left for any one quiet actor."""
     new = {t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()}
-    assert {"control", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
+    assert {"control", "reporters", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
             "root/pool:b/poller"} <= new
     quiet = ("root", "root/observability", "root/pool:a", "root/pool:b")
     quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, RESOLVER, REPORTER, RUNNER))
     assert not new & set(quiet)
-    assert len(new) <= 4 + 2 * 2, new  # control, health-http, timers, spawn-server; 2 per pool
+    assert len(new) <= 5 + 2 * 2, new  # control, reporters, health-http, timers, spawn-server
