@@ -47,7 +47,7 @@ class SupervisedActor(StrandActor):
 
     # -- hooks for subclasses --------------------------------------------------------------
     def setup(self) -> None:
-        """Start work; runs in the actor's thread. Raise to fail the start."""
+        """Start work; runs on the actor's strand. Raise to fail the start."""
 
     def teardown(self) -> None:
         """Release resources; runs once whatever the ending."""

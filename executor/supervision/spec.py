@@ -141,7 +141,7 @@ class SupervisorPolicy:
 
 @dataclass(frozen=True)
 class ChildExited:
-    """A child tells its parent it ended (sent from its own thread as it dies)."""
+    """A child tells its parent it ended (sent from its own strand as it dies)."""
 
     name: str
     incarnation: int

@@ -206,3 +206,14 @@ def test_a_supervisor_waiting_for_a_child_keeps_its_strand_live(probe: Probe) ->
     probe.hold_teardown["slow"].set()
     assert stopping.get(timeout=TIMEOUT_S) is True
     assert probe.stops == ["slow", "neighbour"]
+
+
+def test_a_failed_start_on_a_shared_strand_is_noticed_and_retried(probe: Probe) -> None:
+    strand = Strand("test/control")
+    probe.fail_starts["a"] = 2
+    specs = [worker_spec("a", probe, strand=strand), worker_spec("b", probe, strand=strand)]
+    root = start_root("root", specs, policy(), strand=strand)
+    probe.wait_starts("a", 3)
+    wait_for(lambda: child_ref(root, "a") is not None, what="a up after two failed starts")
+    assert probe.starts["b"] == 1 and strand.threads_started == 1
+    assert root.stop(timeout=TIMEOUT_S)
