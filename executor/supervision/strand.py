@@ -63,14 +63,16 @@ class Strand:
         """The thread's kernel name (``top -H``, ``ps -L``), at most 15 bytes."""
         self.lock = threading.Condition()
         self._ready: deque[Member] = deque()
-        self._members = 0
+        self._members: dict[int, Member] = {}
+        """The live members by id: the strand keeps them alive, as a thread keeps its actor
+        (inboxes and refs hold an actor weakly, so an ended one and its sockets are freed)."""
         self._thread: threading.Thread | None = None
         self._stack: list[Member] = []
         """Members in a turn on this thread, outermost first (touched only by the thread)."""
         self.threads_started = 0
 
     def __repr__(self) -> str:
-        return f"Strand({self.name!r}, {self._members} member(s))"
+        return f"Strand({self.name!r}, {len(self._members)} member(s))"
 
     def __bool__(self) -> bool:
         """A strand is true even with no members (``len`` would make an empty one false)."""
@@ -79,12 +81,12 @@ class Strand:
     def __len__(self) -> int:
         """How many actors run on this strand now."""
         with self.lock:
-            return self._members
+            return len(self._members)
 
     def join(self, member: Member) -> None:
         """Add ``member`` (its first turn is its start); starts the thread if it is not running."""
         with self.lock:
-            self._members += 1
+            self._members[id(member)] = member
             self.schedule(member)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name=self.name)
@@ -133,7 +135,7 @@ class Strand:
                     member = self._first_ready()
                 return member
             while member is None:
-                if self._members == 0:
+                if not self._members:
                     self._thread = None
                     return None
                 self.lock.wait()
@@ -156,7 +158,7 @@ class Strand:
             self._stack.pop()
         with self.lock:
             if ended:
-                self._members -= 1
+                self._members.pop(id(member), None)
                 if member.queued:
                     self._ready.remove(member)
                     member.queued = False

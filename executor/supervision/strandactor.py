@@ -20,6 +20,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
+import weakref
 from collections import deque
 from typing import Any, TypeVar
 
@@ -51,21 +52,27 @@ class StrandFuture(pykka.ThreadingFuture[T]):
 
 
 class StrandInbox:
-    """An actor's inbox on a strand: a message put here puts the actor in the strand's line."""
+    """An actor's inbox on a strand: a message put here puts the actor in the strand's line.
+
+    It holds its actor weakly, as pykka's ``ActorRef`` does: a ref kept anywhere (a directory,
+    a timer entry) must not keep an ended actor, and the clients and sockets it held, alive.
+    """
 
     def __init__(self, strand: Strand, actor: StrandActor) -> None:
         self._strand = strand
-        self._actor = actor
+        self._actor = weakref.ref(actor)
+        self._name = str(actor)
         self._items: deque[Envelope[Any]] = deque()
         self._closed = False
 
     def put(self, envelope: Envelope[Any], /) -> None:
         with self._strand.lock:
-            if not self._closed:
+            actor = self._actor()
+            if not self._closed and actor is not None:
                 self._items.append(envelope)
-                self._strand.schedule(self._actor)
+                self._strand.schedule(actor)
                 return
-        _answer_dead(envelope, self._actor)
+        _answer_dead(envelope, self._name)
 
     def get(self) -> Envelope[Any]:
         with self._strand.lock:
@@ -154,12 +161,12 @@ class StrandActor(pykka.Actor):
         self.loop_ended.set()
 
 
-def _answer_dead(envelope: Envelope[Any], actor: StrandActor) -> None:
+def _answer_dead(envelope: Envelope[Any], actor: str) -> None:
     """Answer a message that came after the actor's end, as pykka's teardown would have."""
     if envelope.reply_to is None:
         return
     if isinstance(envelope.message, messages._ActorStop):
         envelope.reply_to.set(None)
         return
-    error = pykka.ActorDeadError(f"{actor.actor_ref} stopped before handling the message")
+    error = pykka.ActorDeadError(f"{actor} stopped before handling the message")
     envelope.reply_to.set_exception(exc_info=(pykka.ActorDeadError, error, None))
