@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import threading
 from types import TracebackType
 from typing import Any
@@ -217,3 +218,14 @@ def test_a_failed_start_on_a_shared_strand_is_noticed_and_retried(probe: Probe) 
     wait_for(lambda: child_ref(root, "a") is not None, what="a up after two failed starts")
     assert probe.starts["b"] == 1 and strand.threads_started == 1
     assert root.stop(timeout=TIMEOUT_S)
+
+
+def test_a_strand_keeps_its_live_actors_and_a_kept_ref_does_not_keep_an_ended_one() -> None:
+    strand = Strand("test/strand")
+    ref = Recorder.start(strand, "a", [])
+    gc.collect()  # only the ref is held here: the strand keeps the idle actor, as a thread would
+    assert ref.ask("still", timeout=TIMEOUT_S) == ("a", "still")
+    assert ref.stop(timeout=TIMEOUT_S)
+    wait_for(lambda: not strand_threads("test/strand"), what="the strand's thread to end")
+    gc.collect()
+    assert ref._actor_weakref() is None  # freed, with whatever sockets it held
