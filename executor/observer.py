@@ -13,6 +13,7 @@ from executor.config import ExecutorConfig
 from executor.observability import FileHeartbeats, ObservabilityServer, SystemdNotifier
 from executor.pool.messages import Beat
 from executor.supervision import ChildContext, ChildSpec, SupervisedActor
+from executor.supervision.strand import Strand
 
 BEAT_S = 5.0
 """The beat when nothing outside asks for a faster one: as often as the pools' actors beat."""
@@ -85,8 +86,13 @@ class Observer(SupervisedActor):
             self.notifier.status(status)
 
 
-def observer_spec(config: ExecutorConfig, health: Any, metrics: Any) -> ChildSpec:
-    """The root's first child."""
+def observer_spec(
+    config: ExecutorConfig, health: Any, metrics: Any, strand: Strand | None = None
+) -> ChildSpec:
+    """The root's first child, on ``strand`` if given (the root's: neither handler blocks)."""
     return ChildSpec(
-        "observability", lambda ctx: Observer.start(ctx, config, health, metrics), stop_timeout_s=10.0
+        "observability",
+        lambda ctx: Observer.start(ctx, config, health, metrics),
+        stop_timeout_s=10.0,
+        strand=strand,
     )

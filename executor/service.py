@@ -34,6 +34,7 @@ from executor.pool.supervisor import LIVENESS_S, pool_spec
 from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
 from executor.supervision import SupervisorPolicy, start_root
+from executor.supervision.strand import Strand
 from executor.supervision.supervisor import Supervisor
 
 ONCE_EXIT = {"SUCCESS": ExitCode.OK, "TIMEOUT": ExitCode.TIMEOUT, "CANCELLED": ExitCode.CANCELLED}
@@ -106,9 +107,13 @@ class Service:
         # prepared, so an executor that has not run a task (or not for ``IDLE_S``) holds no
         # second process (docs/sandbox.md).
         on_restart = self.metrics.count_restart if self.metrics is not None else None
-        specs = [observer_spec(self.config, self.health, self.metrics)]
-        specs += [pool_spec(pool, on_restart) for pool in self.pools]
-        self.root = start_root("root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park)
+        control = Strand("control")  # the root and the Observer share a thread (docs/design.md)
+        specs = [observer_spec(self.config, self.health, self.metrics, control)]
+        reporters = Strand("reporters")  # every pool's reporter: off the pools' task-start path
+        specs += [pool_spec(pool, on_restart, reporters) for pool in self.pools]
+        self.root = start_root(
+            "root", specs, ROOT_POLICY, self._on_escalate, on_restart, self._on_park, strand=control
+        )
         logger.info(
             "executor started with {} pool(s): {}", len(self.pools), ", ".join(p.pool_id for p in self.pools)
         )

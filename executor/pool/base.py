@@ -1,8 +1,8 @@
 """``PoolActor``: what every long-lived child of a pool shares.
 
 It knows its pool, logs with the pool id, owns one GMS client (on the pool's shared session, calls
-bounded to a few seconds), and records a heartbeat for ``/healthz`` from its own thread, so a
-stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead of
+bounded to a few seconds), and records a heartbeat for ``/healthz`` from its own strand (a
+thread it may share), so a stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead of
 ``on_receive``, and ``release`` for their own cleanup.
 """
 
@@ -74,6 +74,8 @@ class PoolActor(SupervisedActor):
 
     def beat_allowance_s(self) -> float:
         """The interval ``/healthz`` expects between beats (twice this is stale): a beat may
-        wait behind one GMS call, which is bounded by its total deadline (and the client fails
-        fast after a timed-out call), so a slow GMS never makes an actor look dead."""
-        return BEAT_S + self.pool.gms_call_s
+        wait behind one GMS call of each actor on this actor's strand (the pool's quiet actors
+        share one thread, one turn each in turn), each bounded by its total deadline (and the
+        client fails fast after a timed-out call), so a slow GMS never makes an actor look
+        dead. A strand that stays blocked makes every actor on it stale."""
+        return BEAT_S + self.pool.gms_call_s * max(1, len(self.strand))

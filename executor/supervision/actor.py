@@ -18,7 +18,9 @@ from loguru import logger
 
 from executor.supervision import faults
 from executor.supervision.spec import ChildContext, ChildExited
-from executor.supervision.threadnames import comm_of, name_this_thread
+from executor.supervision.strand import Strand
+from executor.supervision.strandactor import StrandActor
+from executor.supervision.threadnames import comm_of
 from executor.supervision.timers import Timers
 
 FAULTS: faults.FaultSwitch | None = faults.switch()
@@ -26,16 +28,18 @@ FAULTS: faults.FaultSwitch | None = faults.switch()
 production, where starting or running an actor pays nothing for it."""
 
 
-class SupervisedActor(pykka.ThreadingActor):
+class SupervisedActor(StrandActor):
     """Base of every long-lived actor in the tree.
 
-    Subclasses override ``setup`` (runs in the actor's thread before any message) and
-    ``teardown`` (runs once, after a stop or a crash, also in the actor's thread). A failure
-    in either is reported to the parent like any crash.
+    It runs on the strand its context names (``ChildContext.strand``: a thread shared with the
+    strand's other actors), or on a strand of its own, named for its place in the tree.
+    Subclasses override ``setup`` (runs on the actor's strand before any message) and
+    ``teardown`` (runs once, after a stop or a crash, also there). A failure in either is
+    reported to the parent like any crash.
     """
 
     def __init__(self, ctx: ChildContext) -> None:
-        super().__init__()
+        super().__init__(ctx.strand if ctx.strand is not None else Strand(ctx.path, comm_of(ctx.path)))
         self.ctx = ctx
         self.timers = Timers()
         self.log = logger.bind(component=ctx.path)
@@ -43,7 +47,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- hooks for subclasses --------------------------------------------------------------
     def setup(self) -> None:
-        """Start work; runs in the actor's thread. Raise to fail the start."""
+        """Start work; runs on the actor's strand. Raise to fail the start."""
 
     def teardown(self) -> None:
         """Release resources; runs once whatever the ending."""
@@ -58,8 +62,7 @@ class SupervisedActor(pykka.ThreadingActor):
 
     # -- pykka hooks -----------------------------------------------------------------------
     def on_start(self) -> None:
-        name_this_thread(self.ctx.path, comm_of(self.ctx.path))
-        self.ctx.lifeline.attach()
+        self.ctx.lifeline.attach(self.loop_ended)
         if self.ctx.listed:
             # Listed before setup: a sibling answering a message sent from setup must find us,
             # even if our supervisor has not yet recorded the ref that start() returned.

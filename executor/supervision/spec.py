@@ -9,11 +9,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from executor.backoff import Backoff
+from executor.supervision.strand import wait_until
 
 if TYPE_CHECKING:
     import pykka
 
     from executor.supervision.directory import Directory
+    from executor.supervision.strand import Strand
 
 
 class Parent(Protocol):
@@ -25,46 +27,49 @@ class Parent(Protocol):
 
 
 class Lifeline:
-    """The threads of one incarnation of a child, as its supervisor sees it.
+    """The loops of one incarnation of a child, as its supervisor sees it.
 
     pykka marks an actor dead *before* its ``on_failure``/``on_stop`` run, so ``is_alive()`` is
-    no proof that the old instance has let go of what it held. Its thread ending is, and for a
-    supervisor, the threads of its own children too: they are linked to its lifeline, so a
-    subtree counts as ended only when every thread in it has.
+    no proof that the old instance has let go of what it held. Its loop ending is (the last turn
+    of a ``StrandActor``, after its teardown: ``loop_ended``), and for a supervisor, the loops
+    of its own children too: they are linked to its lifeline, so a subtree counts as ended only
+    when every loop in it has. Waits made on a strand's thread run the strand's other actors
+    meanwhile (``executor.supervision.strand``), so a supervisor may wait for a child that
+    shares its strand.
     """
 
     def __init__(self) -> None:
         self._known = threading.Event()
-        self._thread: threading.Thread | None = None
+        self._end: threading.Event | None = None
         self._lock = threading.Lock()
         self._links: list[Lifeline] = []
 
-    def attach(self) -> None:
-        """Record the calling thread as the child's (first thing in ``on_start``)."""
-        self._thread = threading.current_thread()
+    def attach(self, end: threading.Event) -> None:
+        """Record the event set when the child's loop has ended (first thing in ``on_start``)."""
+        self._end = end
         self._known.set()
 
     def link(self, child: Lifeline) -> None:
-        """Count ``child``'s threads as part of this incarnation (its own children's)."""
+        """Count ``child``'s loops as part of this incarnation (its own children's)."""
         with self._lock:
             self._links = [*(line for line in self._links if not line.ended()), child]
 
     def ended(self) -> bool:
-        """True once the child's thread, and every linked one, has run to its end."""
-        thread = self._thread
-        if not self._known.is_set() or thread is None or thread.is_alive():
+        """True once the child's loop, and every linked one, has run to its end."""
+        end = self._end
+        if not self._known.is_set() or end is None or not end.is_set():
             return False
         with self._lock:
             links = list(self._links)
         return all(line.ended() for line in links)
 
     def join(self, timeout_s: float) -> bool:
-        """Wait up to ``timeout_s`` for the thread and every linked one to end; True when they have."""
+        """Wait up to ``timeout_s`` for the loop and every linked one to end; True when they have."""
         deadline = time.monotonic() + timeout_s
-        if not self._known.wait(max(0.0, timeout_s)) or self._thread is None:
+        if not wait_until(self._known.is_set, max(0.0, timeout_s), self._known.wait) or self._end is None:
             return False
-        if self._thread is not threading.current_thread():
-            self._thread.join(max(0.0, deadline - time.monotonic()))
+        end = self._end
+        wait_until(end.is_set, max(0.0, deadline - time.monotonic()), end.wait)
         with self._lock:
             links = list(self._links)
         for line in links:
@@ -88,8 +93,10 @@ class ChildContext:
     lifeline: Lifeline = field(default_factory=Lifeline, compare=False)
     """Where the child's thread is recorded, so that its supervisor can tell when it has ended."""
     subtree: Lifeline | None = field(default=None, compare=False)
-    """The supervisor's own lifeline: a thread the child starts that must outlive the child's
+    """The supervisor's own lifeline: an actor the child starts that must outlive the child's
     restart but not its supervisor's (a pool's Tasks, started by its runner) is linked here."""
+    strand: Strand | None = field(default=None, compare=False)
+    """The thread the child shares with others (``ChildSpec.strand``); None: one of its own."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,9 @@ class ChildSpec:
     """Stops what outlives each incarnation of the child but not its supervisor (a runner's
     Tasks, which a new runner adopts): called when the supervisor stops the child for good,
     once the child has stopped (so no incarnation can start more), whether or not one ran."""
+    strand: Strand | None = None
+    """The strand every incarnation runs on (``executor.supervision.strand``), shared with other
+    actors whose handlers never block long; None: a thread of its own."""
 
 
 @dataclass(frozen=True)
@@ -131,7 +141,7 @@ class SupervisorPolicy:
 
 @dataclass(frozen=True)
 class ChildExited:
-    """A child tells its parent it ended (sent from its own thread as it dies)."""
+    """A child tells its parent it ended (sent from its own strand as it dies)."""
 
     name: str
     incarnation: int

@@ -8,7 +8,7 @@ into a non-zero exit.
 
 A new incarnation starts only after the old one has fully stopped, as OTP waits for the EXIT:
 after the old one's ``ChildExited`` (sent at the end of its teardown) or, for one that died
-without a word, once it is dead, and in both cases once its threads (a subtree's: all of them)
+without a word, once it is dead, and in both cases once its loops (a subtree's: all of them)
 have ended. A child that stays half-dead longer than its ``stop_timeout_s`` is parked if it may
 be, else the supervisor escalates: never two instances side by side.
 
@@ -40,9 +40,10 @@ from executor.supervision.spec import (
     RestartChild,
     SupervisorPolicy,
 )
+from executor.supervision.strand import Strand
 
 WAIT_POLL_S = 0.05
-"""How often a due restart looks again whether the old incarnation's thread has ended."""
+"""How often a due restart looks again whether the old incarnation's loop has ended."""
 
 ParkHook = Callable[[str, str, float], None]
 """Called with (child name, why, seconds until its next start) when a child is parked."""
@@ -57,7 +58,7 @@ class _Child:
         self.spec = spec
         self.ref: pykka.ActorRef[Any] | None = None
         self.lifeline: Lifeline | None = None
-        """The thread of the current incarnation, or of the last one until it has ended."""
+        """The loop of the current incarnation, or of the last one until it has ended."""
         self.incarnation = 0
         self.generation = 0
         self.retry = RetryState(policy.backoff)
@@ -65,7 +66,7 @@ class _Child:
         self.park_retry = RetryState(policy.park_backoff)
         self.parked = False
         self.waiting_since: float | None = None
-        """Since when the supervisor has waited for a dead incarnation's thread to end."""
+        """Since when the supervisor has waited for a dead incarnation's loop to end."""
 
 
 class Supervisor(SupervisedActor):
@@ -128,7 +129,7 @@ class Supervisor(SupervisedActor):
         self._handle_end(child, msg.failed, msg.error)
 
     def _check_children(self) -> None:
-        """The safety net for a child that died without a notice: once its thread has ended it
+        """The safety net for a child that died without a notice: once its loop has ended it
         counts as failed; until then it is still tearing down, for at most its stop timeout."""
         now = time.monotonic()
         for child in self._children:
@@ -197,7 +198,7 @@ class Supervisor(SupervisedActor):
 
     # -- helpers ---------------------------------------------------------------------------
     def _overdue(self, child: _Child, now: float) -> bool:
-        """Whether a dead incarnation's threads have taken longer to end than its stop timeout."""
+        """Whether a dead incarnation's loops have taken longer to end than its stop timeout."""
         if child.waiting_since is None:
             child.waiting_since = now
         return now - child.waiting_since > child.spec.stop_timeout_s
@@ -230,13 +231,14 @@ class Supervisor(SupervisedActor):
             directory=self.children_directory,
             lifeline=child.lifeline,
             subtree=self.ctx.lifeline,
+            strand=child.spec.strand,
         )
         ref = child.spec.start(ctx)
         child.ref = ref
         self.children_directory.put(child.spec.name, ref)
 
     def _stop_child(self, child: _Child) -> None:
-        """Stop ``child`` for good and wait, within its timeout, for its threads (a subtree's) to
+        """Stop ``child`` for good and wait, within its timeout, for its loops (a subtree's) to
         end; then stop what its incarnations shared (``stop_shared``): once the child has
         stopped, none of its incarnations can start more of it."""
         timeout = child.spec.stop_timeout_s
@@ -244,7 +246,7 @@ class Supervisor(SupervisedActor):
         ref, child.ref = child.ref, None
         if ref is not None:
             self.children_directory.remove(child.spec.name, ref)
-            # Too slow, or it had failed and may still be tearing down: its thread tells (below).
+            # Too slow, or it had failed and may still be tearing down: its lifeline tells (below).
             with contextlib.suppress(pykka.Timeout, pykka.ActorDeadError):
                 ref.stop(block=True, timeout=timeout)
         if child.lifeline is not None and not child.lifeline.join(deadline - time.monotonic()):
@@ -273,9 +275,11 @@ def start_root(
     on_escalate: Callable[[str | None], None] | None = None,
     on_restart: Callable[[str], None] | None = None,
     on_park: ParkHook | None = None,
+    strand: Strand | None = None,
 ) -> pykka.ActorRef[Supervisor]:
-    """Start a root supervisor (no parent); ``on_escalate`` is called if it gives up."""
-    ctx = ChildContext(name=name, path=name, incarnation=1, parent=None, directory=Directory())
+    """Start a root supervisor (no parent) on ``strand`` (None: a thread of its own);
+    ``on_escalate`` is called if it gives up."""
+    ctx = ChildContext(name=name, path=name, incarnation=1, parent=None, directory=Directory(), strand=strand)
     return Supervisor.start(ctx, specs, policy, on_escalate, on_restart, on_park)
 
 
@@ -286,11 +290,13 @@ def supervisor_spec(
     on_restart: Callable[[str], None] | None = None,
     stop_timeout_s: float = 30.0,
     parks: bool = False,
+    strand: Strand | None = None,
 ) -> ChildSpec:
-    """A child spec for a nested supervisor (a subtree)."""
+    """A child spec for a nested supervisor (a subtree), on ``strand`` if given."""
     return ChildSpec(
         name=name,
         start=lambda ctx: Supervisor.start(ctx, specs, policy, None, on_restart),
         stop_timeout_s=stop_timeout_s,
         parks=parks,
+        strand=strand,
     )

@@ -5,6 +5,8 @@ kernel knows every thread as ``python``, so ``top -H``, ``ps -L`` or ``py-spy du
 the poller of one pool from the reporter of another. Each long-lived thread names itself on
 start: the Python name is its place in the tree (``root/pool:default/poller``), the kernel's
 (``/proc/<pid>/task/<tid>/comm``, at most 15 bytes) a short form of it (``poller@default``).
+A strand (``executor.supervision.strand``) names its thread: an actor's own strand after the
+actor, a shared one after what it hosts (``control``, ``reporters``, ``pool@default``).
 """
 
 from __future__ import annotations

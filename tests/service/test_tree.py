@@ -39,8 +39,22 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
             children = directory.get(pool).proxy().children_directory.get(timeout=5)
             assert children.names() == [LEASER, RESOLVER, REPORTER, RUNNER, POLLER]
             assert all(children.get(name) is not None for name in children.names())
+        assert_threads_shared(before)
     finally:
         service.shutdown()
     assert pykka.ActorRegistry.get_all() == []
     wait_for(lambda: {t.ident for t in threading.enumerate() if t.is_alive()} <= before,
              timeout=30, what="every thread of the tree to end")
+
+
+def assert_threads_shared(before: set[int | None]) -> None:
+    """The quiet actors share threads (docs/design.md): the root and the Observer the control
+    strand, the pools' reporters one strand, each pool's supervisor, leaser, resolver and runner
+    the pool's strand; the poller has its own. No thread is left for any one quiet actor."""
+    new = {t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()}
+    assert {"control", "reporters", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
+            "root/pool:b/poller"} <= new
+    quiet = ("root", "root/observability", "root/pool:a", "root/pool:b")
+    quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, RESOLVER, REPORTER, RUNNER))
+    assert not new & set(quiet)
+    assert len(new) <= 5 + 2 * 2, new  # control, reporters, health-http, timers, spawn-server

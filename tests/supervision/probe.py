@@ -11,6 +11,7 @@ import pykka
 
 from executor.backoff import Backoff
 from executor.supervision import ChildContext, ChildSpec, SupervisedActor, SupervisorPolicy
+from executor.supervision.strand import Strand
 
 
 @dataclass
@@ -118,8 +119,10 @@ class SilentWorker(Worker):
         self.teardown()
 
 
-def worker_spec(name: str, probe: Probe, cls: type = Worker, stop_timeout_s: float = 5.0) -> ChildSpec:
-    return ChildSpec(name=name, start=lambda ctx: cls.start(ctx, probe), stop_timeout_s=stop_timeout_s)
+def worker_spec(name: str, probe: Probe, cls: type = Worker, stop_timeout_s: float = 5.0,
+                strand: Strand | None = None) -> ChildSpec:
+    return ChildSpec(name=name, start=lambda ctx: cls.start(ctx, probe), stop_timeout_s=stop_timeout_s,
+                     strand=strand)
 
 
 def wait_for(predicate: Any, timeout: float = 10.0, what: str = "condition") -> None:
