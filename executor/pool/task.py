@@ -22,7 +22,6 @@ Once settled, it ignores whatever is still queued.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import time
 from dataclasses import dataclass
 from types import TracebackType
@@ -148,8 +147,8 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
         run = self.launcher.run
-        result = _completed(ended or (run.wait(0) if run is not None else None))
-        if _ended_by_itself(result) and self.request is not None:
+        result = outcome.completed_run(ended or (run.wait(0) if run is not None else None))
+        if outcome.ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.
             finish = self._finish_of(result)
@@ -357,7 +356,7 @@ class Task(PoolActor):
         assert self.request is not None
         status, summary = describe_result(result, self.cancel)
         # An interruption only if our stop ended it: a recipe that exited on its own is done.
-        interrupted = bool(self.cancel and self.cancel.interrupted and not _ended_by_itself(result))
+        interrupted = bool(self.cancel and self.cancel.interrupted and not outcome.ended_by_itself(result))
         report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if interrupted else summary
         text = outcome.report_text(report, final_log(result))
         aspect = outcome.terminal_aspect(
@@ -395,17 +394,3 @@ class Task(PoolActor):
         told to the current runner, so a runner that restarts meanwhile adopts it."""
         if self.ctx.parent is not None:
             self.ctx.parent.tell(message)
-
-
-def _completed(result: SandboxResult | None) -> SandboxResult | None:
-    """A run our teardown stopped but whose recipe exited 0 without a signal finished its work
-    in the race with the stop (a SIGTERM ends the CLI by the signal or a non-zero code):
-    count it as having exited on its own."""
-    if result is not None and result.outcome == "stopped" and result.exit_code == 0 and result.signal is None:
-        return dataclasses.replace(result, outcome="exited", stop_reason=None, stop_status=None)
-    return result
-
-
-def _ended_by_itself(result: Any) -> bool:
-    """True when the run ended on its own (not by our stop, nor by a limit)."""
-    return isinstance(result, SandboxResult) and result.outcome == "exited"

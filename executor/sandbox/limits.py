@@ -7,14 +7,18 @@ breach message reads the same everywhere ("memory 2.1 GiB > limit 2 GiB").
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
 from executor import sizes
 from executor.errors import BadInputError
+
+if TYPE_CHECKING:
+    from executor.sandbox.cgroups import TaskCgroup
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -121,3 +125,19 @@ def _decimals(value: float, decimals: int) -> str:
     if "." in text:
         text = text.rstrip("0").rstrip(".")
     return text
+
+
+def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[str]:
+    """The launcher's options: parent check, cgroups, rlimits (the second line of defence)."""
+    options = ["--parent", str(os.getpid()), "--nofile", str(limits.open_files), "--core", "0"]
+    for directory in cgroup.dirs if cgroup is not None else ():
+        options += ["--cgroup", str(directory)]
+    if limits.address_space_bytes is not None:
+        options += ["--as", str(limits.address_space_bytes)]
+    if limits.cpu_seconds is not None:
+        # Backstop per process only: the monitor, which sums the tree, should act first.
+        soft = int(limits.cpu_seconds) + 2
+        options += ["--cpu", f"{soft}:{soft + int(limits.kill_grace_s) + 1}"]
+    if limits.disk_bytes is not None:
+        options += ["--fsize", str(limits.disk_bytes)]
+    return options

@@ -37,7 +37,7 @@ from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
 from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.isolation import bwrap_prefix
-from executor.sandbox.limits import MiB, SandboxLimits
+from executor.sandbox.limits import MiB, launcher_options
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.orphans import MARKER_VAR, owner_token
@@ -372,22 +372,6 @@ class SandboxRun:
             self.note(f"cannot read the report file: {exc.strerror}")
             return None
         return self._masker.mask(data.decode("utf-8", errors="replace")) if data is not None else None
-
-
-def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[str]:
-    """The exec wrapper's options: parent check, cgroups, rlimits (the second line of defence)."""
-    options = ["--parent", str(os.getpid()), "--nofile", str(limits.open_files), "--core", "0"]
-    for directory in cgroup.dirs if cgroup is not None else ():
-        options += ["--cgroup", str(directory)]
-    if limits.address_space_bytes is not None:
-        options += ["--as", str(limits.address_space_bytes)]
-    if limits.cpu_seconds is not None:
-        # Backstop per process only: the monitor, which sums the tree, should act first.
-        soft = int(limits.cpu_seconds) + 2
-        options += ["--cpu", f"{soft}:{soft + int(limits.kill_grace_s) + 1}"]
-    if limits.disk_bytes is not None:
-        options += ["--fsize", str(limits.disk_bytes)]
-    return options
 
 
 def shorter_grace(first: float | None, second: float | None) -> float | None:
