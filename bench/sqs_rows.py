@@ -27,6 +27,7 @@ class _NagleHandler(GatewayHandler):
     """The handler as it was: unbuffered writes (headers, then body) and Nagle on."""
 
     wbufsize = 0
+    disable_nagle_algorithm = False  # the base handlers turn Nagle off now
 
     def setup(self) -> None:
         super(GatewayHandler, self).setup()

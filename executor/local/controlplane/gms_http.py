@@ -14,7 +14,6 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from loguru import logger
 
-from executor.local.controlplane.gateway import no_delay
 from executor.local.controlplane.graphql_api import run_graphql
 from executor.local.controlplane.graphql_resolvers import ApiContext
 from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
@@ -46,13 +45,9 @@ class GmsHandler(JsonHandler):
 
     server: GmsServer
     wbufsize = 64 * 1024
-    """Buffered, Nagle off (as the SQS gateway): headers and body leave in one write when the
+    """Buffered (and Nagle off, ``JsonHandler``): headers and body leave in one write when the
     handler flushes after each request. Unbuffered, the body waited behind the headers for the
     client's delayed ACK: about 40 ms on every GMS answer."""
-
-    def setup(self) -> None:
-        no_delay(self.request)
-        super().setup()
 
     def do_GET(self) -> None:
         self._route("GET")
