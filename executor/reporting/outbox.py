@@ -28,6 +28,7 @@ import os
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +39,7 @@ from executor.reporting.outbox_auth import (
     KEY_FILE,
     derive_key,
     load_or_create_key,
-    sign_bytes,
+    sign_chunks,
     verify,
     verify_bytes,
 )
@@ -47,6 +48,8 @@ from executor.safe_names import safe_name
 SUFFIX = ".json"
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 STALE_TEMP_S = 60.0
+WRITE_SLICE = 256 * 1024
+_ENCODER = json.JSONEncoder()
 MAX_STEM = 128
 RECORD_FORMAT = 2
 """A record file: one line of JSON header (key, pool, stored_at_ns, MAC), then the record's JSON
@@ -84,29 +87,33 @@ class Outbox:
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` under ``key`` durably, replacing any earlier one.
 
-        The record is encoded once: the MAC covers exactly the bytes written, so neither a
-        canonical re-dump nor a parse back is needed (a report may be megabytes)."""
+        The record is dumped once: the MAC covers exactly the bytes written, so neither a
+        canonical re-dump nor a parse back is needed. The dump's pieces are never joined and
+        are turned into bytes a slice at a time, for the MAC and then for the file: the one
+        full copy of a report (megabytes) alive is its escaped piece."""
         stored_at = time.time_ns()
         try:
-            body = json.dumps(record).encode()
+            pieces = list(_ENCODER.iterencode(record))
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"outbox record for {key!r} is not JSON: {exc}") from None
+        mac = sign_chunks(self._secret, self.pool_id, key, stored_at, _ascii_slices(pieces))
         header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
-                  "mac": sign_bytes(self._secret, self.pool_id, key, stored_at, body)}
+                  "mac": mac}
         target = self._path(key)
-        self._write(target, json.dumps(header).encode() + b"\n", body)
-        del body  # the megabytes go now, not after the directory's fsync
+        self._write(target, json.dumps(header).encode() + b"\n", pieces)
+        del pieces  # the megabytes go now, not after the directory's fsync
         self._sync_directory()
         self._remember_written(target, stored_at, key, record)
 
-    def _write(self, target: Path, header: bytes, body: bytes) -> None:
+    def _write(self, target: Path, header: bytes, pieces: list[str]) -> None:
         """Write a record file atomically and durably: temp file, fsync, rename."""
         temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(header)
-                handle.write(body)
+                for chunk in _ascii_slices(pieces):
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, target)
@@ -269,6 +276,14 @@ def _read_record_file(path: Path) -> tuple[dict[str, Any], bytes | None]:
     if not isinstance(content, dict):
         raise ValueError("unexpected layout")
     return content, None
+
+
+def _ascii_slices(pieces: list[str]) -> Iterator[bytes]:
+    """A dump's pieces (ASCII: the encoder escapes the rest) as bytes, ``WRITE_SLICE`` at most
+    at a time."""
+    for piece in pieces:
+        for start in range(0, len(piece), WRITE_SLICE):
+            yield piece[start : start + WRITE_SLICE].encode("ascii")
 
 
 def file_stem(key: str) -> str:

@@ -26,6 +26,7 @@ import os
 import secrets
 import stat
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -99,9 +100,15 @@ def sign_bytes(secret: bytes, pool: str, key: str, stored_at_ns: int, record_jso
     """The hex MAC of one record's exact JSON bytes as the pool ``pool`` stores it under ``key``
     (the current record format: the bytes written are the bytes signed, so nothing is re-encoded
     to sign or to check; a distinct prefix keeps it apart from the older form's message)."""
+    return sign_chunks(secret, pool, key, stored_at_ns, (record_json,))
+
+
+def sign_chunks(secret: bytes, pool: str, key: str, stored_at_ns: int, record_json: Iterable[bytes]) -> str:
+    """``sign_bytes`` over the record's bytes given in pieces (the writer never joins them)."""
     header = json.dumps([pool, key, stored_at_ns], separators=(",", ":"), ensure_ascii=True).encode()
     mac = hmac.new(secret, _V2_PREFIX + header + b"\0", hashlib.sha256)
-    mac.update(record_json)
+    for chunk in record_json:
+        mac.update(chunk)
     return mac.hexdigest()
 
 

@@ -22,8 +22,9 @@ HEADER_EDITS: dict[str, object] = {"key": "req-2", "pool": "other", "stored_at_n
 
 
 def big_record() -> dict[str, object]:
-    """A result whose report needs escaping (quotes, backslashes, newlines, non-ASCII)."""
-    report = "".join(f'{i} line "quoted" \\ back \u00e9\n' for i in range(500))
+    """A result whose report needs escaping (quotes, backslashes, newlines, non-ASCII) and is
+    written in several slices."""
+    report = "".join(f'{i} line "quoted" \\ back \u00e9\n' for i in range(20000))
     return {"urn": URN, "aspect": {"status": "SUCCESS", "report": report}, "status": "SUCCESS",
             "release": False}
 
