@@ -39,7 +39,7 @@ from executor.datahub.bounded_http import (
     read_capped,
 )
 from executor.datahub.lease import Lease, utcnow
-from executor.datahub.proposal import proposal_body
+from executor.datahub.proposal import ProposalBody
 from executor.errors import (
     BadInputError,
     ConfigError,
@@ -212,19 +212,20 @@ class GmsClient:
         self, entity_type: str, entity_urn: str, aspect_name: str, aspect_value: Mapping[str, Any]
     ) -> None:
         """Write one aspect (an UPSERT MetadataChangeProposal), synchronously; its body is
-        encoded once (``proposal``), not dumped as a string and then dumped again."""
-        body = proposal_body(entity_type, entity_urn, aspect_name, aspect_value, int(time.time() * 1000))
+        encoded once and sent in slices (``proposal``), not dumped as a string, dumped again and
+        encoded whole."""
+        body = ProposalBody(entity_type, entity_urn, aspect_name, aspect_value, int(time.time() * 1000))
         self._call("POST", "/aspects?action=ingestProposal", f"write of {aspect_name}", raw=body,
                    expect_json=False)
 
     # -- plumbing --------------------------------------------------------------------------
     def _call(
-        self, method: str, path: str, what: str, *, body: Any = None, raw: bytes | None = None,
+        self, method: str, path: str, what: str, *, body: Any = None, raw: ProposalBody | None = None,
         expect_json: bool = True,
     ) -> Any:
         """One bounded call: its answer as JSON (or None), or a mapped error; never longer than
         ``limits.total_s`` and never more than ``limits.max_bytes`` read. ``body`` is sent as
-        JSON; ``raw`` is a JSON body already encoded."""
+        JSON; ``raw`` is a JSON body already encoded, sent as it is iterated."""
         self._check_quiet(what)
         limits = self.limits
         headers = self._headers if raw is None else {**self._headers, "Content-Type": "application/json"}
