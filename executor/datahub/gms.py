@@ -39,6 +39,7 @@ from executor.datahub.bounded_http import (
     read_capped,
 )
 from executor.datahub.lease import Lease, utcnow
+from executor.datahub.proposal import ProposalBody
 from executor.errors import (
     BadInputError,
     ConfigError,
@@ -210,32 +211,29 @@ class GmsClient:
     def ingest_proposal(
         self, entity_type: str, entity_urn: str, aspect_name: str, aspect_value: Mapping[str, Any]
     ) -> None:
-        """Write one aspect (an UPSERT MetadataChangeProposal), synchronously."""
-        proposal = {
-            "entityType": entity_type,
-            "entityUrn": entity_urn,
-            "changeType": "UPSERT",
-            "aspectName": aspect_name,
-            "aspect": {"value": json.dumps(_drop_nulls(aspect_value)), "contentType": "application/json"},
-            "systemMetadata": {"lastObserved": int(time.time() * 1000), "runId": "no-run-id-provided"},
-        }
-        body = {"proposal": proposal, "async": "false"}
-        self._call("POST", "/aspects?action=ingestProposal", f"write of {aspect_name}", body=body,
+        """Write one aspect (an UPSERT MetadataChangeProposal), synchronously; its body is
+        encoded once and sent in slices (``proposal``), not dumped as a string, dumped again and
+        encoded whole."""
+        body = ProposalBody(entity_type, entity_urn, aspect_name, aspect_value, int(time.time() * 1000))
+        self._call("POST", "/aspects?action=ingestProposal", f"write of {aspect_name}", raw=body,
                    expect_json=False)
 
     # -- plumbing --------------------------------------------------------------------------
     def _call(
-        self, method: str, path: str, what: str, *, body: Any = None, expect_json: bool = True
+        self, method: str, path: str, what: str, *, body: Any = None, raw: ProposalBody | None = None,
+        expect_json: bool = True,
     ) -> Any:
         """One bounded call: its answer as JSON (or None), or a mapped error; never longer than
-        ``limits.total_s`` and never more than ``limits.max_bytes`` read."""
+        ``limits.total_s`` and never more than ``limits.max_bytes`` read. ``body`` is sent as
+        JSON; ``raw`` is a JSON body already encoded, sent as it is iterated."""
         self._check_quiet(what)
         limits = self.limits
+        headers = self._headers if raw is None else {**self._headers, "Content-Type": "application/json"}
         with deadline(limits.total_s) as at:
             try:
                 with self._session.request(
-                    method, self.url + path, json=body, stream=True, proxies=self._proxies,
-                    verify=self._verify, headers=self._headers, timeout=(limits.connect_s, limits.total_s),
+                    method, self.url + path, json=body, data=raw, stream=True, proxies=self._proxies,
+                    verify=self._verify, headers=headers, timeout=(limits.connect_s, limits.total_s),
                 ) as response:
                     status = response.status_code
                     content = read_capped(response, limits.max_bytes)
@@ -359,12 +357,3 @@ def _parse_batch(answer: object, aspect_names: Sequence[str]) -> dict[str, dict[
                 values[name] = value
         found[entity["urn"]] = values
     return found
-
-
-def _drop_nulls(value: Any) -> Any:
-    """DataHub's models omit absent optional fields rather than sending null."""
-    if isinstance(value, Mapping):
-        return {str(k): _drop_nulls(v) for k, v in value.items() if v is not None}
-    if isinstance(value, list | tuple):
-        return [_drop_nulls(v) for v in value]
-    return value

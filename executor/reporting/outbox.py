@@ -28,19 +28,33 @@ import os
 import stat
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from executor.errors import BadInputError
-from executor.reporting.outbox_auth import KEY_FILE, derive_key, load_or_create_key, sign, verify
+from executor.reporting.outbox_auth import (
+    KEY_FILE,
+    derive_key,
+    load_or_create_key,
+    sign_chunks,
+    verify,
+    verify_bytes,
+)
 from executor.safe_names import safe_name
 
 SUFFIX = ".json"
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 STALE_TEMP_S = 60.0
+WRITE_SLICE = 256 * 1024
+_ENCODER = json.JSONEncoder()
 MAX_STEM = 128
+RECORD_FORMAT = 2
+"""A record file: one line of JSON header (key, pool, stored_at_ns, MAC), then the record's JSON
+bytes, which the MAC covers as they are. Format 1 (earlier versions, still read): one JSON object
+holding the record, its MAC over a canonical dump of the parsed record."""
 
 
 class Outbox:
@@ -71,34 +85,47 @@ class Outbox:
         return path.exists() and self._load(path) is not None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
-        """Store ``record`` under ``key`` durably, replacing any earlier one."""
+        """Store ``record`` under ``key`` durably, replacing any earlier one.
+
+        The record is dumped once: the MAC covers exactly the bytes written, so neither a
+        canonical re-dump nor a parse back is needed. The dump's pieces are never joined and
+        are turned into bytes a slice at a time, for the MAC and then for the file: the one
+        full copy of a report (megabytes) alive is its escaped piece."""
         stored_at = time.time_ns()
         try:
-            record = json.loads(json.dumps(record))  # the MAC covers what a reader will parse
-            mac = sign(self._secret, self.pool_id, key, stored_at, record)
-            data = json.dumps({"key": key, "pool": self.pool_id, "stored_at_ns": stored_at, "record": record,
-                               "mac": mac})
+            pieces = list(_ENCODER.iterencode(record))
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"outbox record for {key!r} is not JSON: {exc}") from None
+        mac = sign_chunks(self._secret, self.pool_id, key, stored_at, _ascii_slices(pieces))
+        header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
+                  "mac": mac}
         target = self._path(key)
+        self._write(target, json.dumps(header).encode() + b"\n", pieces)
+        del pieces  # the megabytes go now, not after the directory's fsync
+        self._sync_directory()
+        self._remember_written(target, stored_at, key, record)
+
+    def _write(self, target: Path, header: bytes, pieces: list[str]) -> None:
+        """Write a record file atomically and durably: temp file, fsync, rename."""
         temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(data)
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(header)
+                for chunk in _ascii_slices(pieces):
+                    handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
-        self._sync_directory()
-        self._remember_written(target, stored_at, key, record)
 
     def _remember_written(self, target: Path, stored_at: int, key: str, record: dict[str, Any]) -> None:
         """Cache what was just written, so the next ``pending()`` (the Reporter flushes right
         after a put) does not read, parse and verify it back; a later change of the file (its
-        inode, size or mtime) still makes it be read again."""
+        inode, size or mtime) still makes it be read again. The caller's own record is kept, not
+        a parsed copy: callers hand over a record and do not change it afterwards."""
         if not _urn_matches(key, record):
             return  # not cached: ``pending`` reads it and sets it aside as it would any such file
         try:
@@ -160,25 +187,40 @@ class Outbox:
 
     def _load(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
         try:
-            content = _read_record_file(path)
-            stored_at, key, record = content["stored_at_ns"], content["key"], content["record"]
-            if not isinstance(stored_at, int) or not isinstance(key, str) or not isinstance(record, dict):
+            content, body = _read_record_file(path)
+            stored_at, key = content["stored_at_ns"], content["key"]
+            if not isinstance(stored_at, int) or not isinstance(key, str):
+                raise ValueError("unexpected layout")
+            authentic = self._authentic(content, body, key, stored_at)
+            record = content["record"] if body is None else json.loads(body) if authentic else {}
+            del body
+            if not isinstance(record, dict):
                 raise ValueError("unexpected layout")
         except FileNotFoundError:
             return None  # removed by another thread meanwhile
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._quarantine(path, ".corrupt", f"unreadable ({type(exc).__name__})")
             return None
-        problem = self._forgery(path, content, key, stored_at, record)
+        problem = self._forgery(path, content, key, record, authentic)
         if problem is not None:
             self._quarantine(path, ".quarantined", f"not authentic: {problem}; it will not be delivered")
             return None
         return stored_at, key, record
 
-    def _forgery(self, path: Path, content: dict[str, Any], key: str, stored_at: int,
-                 record: dict[str, Any]) -> str | None:
+    def _authentic(self, content: dict[str, Any], body: bytes | None, key: str, stored_at: int) -> bool:
+        """The MAC checks out: over the record's bytes as read (the current format), or over a
+        canonical dump of the parsed record (the format of earlier versions, ``body`` None)."""
+        mac = content.get("mac")
+        if body is None:
+            record = content.get("record")
+            secret, pool = self._secret, self.pool_id
+            return isinstance(record, dict) and verify(secret, pool, key, stored_at, record, mac)
+        return verify_bytes(self._secret, self.pool_id, key, stored_at, body, mac)
+
+    def _forgery(self, path: Path, content: dict[str, Any], key: str, record: dict[str, Any],
+                 authentic: bool) -> str | None:
         """Why the record is not one this executor wrote for this pool and key; None if it is."""
-        if not verify(self._secret, self.pool_id, key, stored_at, record, content.get("mac")):
+        if not authentic:
             return "missing or wrong MAC"
         if content.get("pool") != self.pool_id:
             return "written for another pool"
@@ -213,16 +255,35 @@ def _urn_matches(key: str, record: dict[str, Any]) -> bool:
     return urn is None or (isinstance(urn, str) and urn.rsplit(":", 1)[-1] == key)
 
 
-def _read_record_file(path: Path) -> dict[str, Any]:
-    """A record file's JSON, opened without following a link or blocking on a FIFO."""
+def _read_record_file(path: Path) -> tuple[dict[str, Any], bytes | None]:
+    """A record file's header and its record's bytes; in the format of earlier versions (one
+    JSON object holding the record) that object and None. Opened without following a link or
+    blocking on a FIFO, and read in buffers of the file's size, never of the cap."""
     fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     with os.fdopen(fd, "rb") as handle:
-        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
             raise ValueError("not a regular file")
-        content = json.loads(handle.read(MAX_RECORD_BYTES + 1).decode("utf-8"))
+        if info.st_size > MAX_RECORD_BYTES:
+            raise ValueError("larger than an outbox record may be")
+        first = handle.readline(MAX_RECORD_BYTES + 1)
+        rest = handle.read(max(0, info.st_size - len(first)) + 1)
+    if first.endswith(b"\n") and rest:
+        header = json.loads(first)
+        if isinstance(header, dict) and header.get("format") == RECORD_FORMAT:
+            return header, rest
+    content = json.loads(first + rest if rest else first)
     if not isinstance(content, dict):
         raise ValueError("unexpected layout")
-    return content
+    return content, None
+
+
+def _ascii_slices(pieces: list[str]) -> Iterator[bytes]:
+    """A dump's pieces (ASCII: the encoder escapes the rest) as bytes, ``WRITE_SLICE`` at most
+    at a time."""
+    for piece in pieces:
+        for start in range(0, len(piece), WRITE_SLICE):
+            yield piece[start : start + WRITE_SLICE].encode("ascii")
 
 
 def file_stem(key: str) -> str:

@@ -2,10 +2,11 @@
 
 A recipe that can write into the outbox directory (same uid, no ``run_as``, no bwrap) could
 otherwise forge a SUCCESS for any request, and the Reporter would deliver it with the
-executor's token. Every record therefore carries ``HMAC(key, canonical(pool, key, stored_at,
-record))``; the key is 32 random bytes in a 0600 file created on first use beside the outbox
-(``<state>/pools/<id>/outbox.key``), in the 0700 state dir that ``run_as`` and bwrap put out of
-a recipe's reach. The MAC binds the record to
+executor's token. Every record therefore carries ``HMAC(key, pool, key, stored_at, record
+bytes)`` over the record's JSON bytes exactly as written (``sign_bytes``; records left by earlier
+versions: over a canonical dump of the parsed record, ``sign``); the key is 32 random bytes in a
+0600 file created on first use beside the outbox (``<state>/pools/<id>/outbox.key``), in the
+0700 state dir that ``run_as`` and bwrap put out of a recipe's reach. The MAC binds the record to
 the pool and the request key it claims, so a record copied to another name or pool fails too.
 
 The key file alone does not stop a recipe that runs as the executor's own uid without bwrap:
@@ -25,6 +26,7 @@ import os
 import secrets
 import stat
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +36,7 @@ from executor.errors import ConfigError
 
 KEY_FILE = "outbox.key"
 KEY_BYTES = 32
+_V2_PREFIX = b"remote-executor outbox record v2\0"
 
 
 def load_or_create_key(path: Path) -> bytes:
@@ -93,8 +96,35 @@ def derive_key(file_key: bytes, binding: str | None) -> bytes:
     return hmac.new(file_key, b"remote-executor outbox\0" + binding.encode(), hashlib.sha256).digest()
 
 
+def sign_bytes(secret: bytes, pool: str, key: str, stored_at_ns: int, record_json: bytes) -> str:
+    """The hex MAC of one record's exact JSON bytes as the pool ``pool`` stores it under ``key``
+    (the current record format: the bytes written are the bytes signed, so nothing is re-encoded
+    to sign or to check; a distinct prefix keeps it apart from the older form's message)."""
+    return sign_chunks(secret, pool, key, stored_at_ns, (record_json,))
+
+
+def sign_chunks(secret: bytes, pool: str, key: str, stored_at_ns: int, record_json: Iterable[bytes]) -> str:
+    """``sign_bytes`` over the record's bytes given in pieces (the writer never joins them)."""
+    header = json.dumps([pool, key, stored_at_ns], separators=(",", ":"), ensure_ascii=True).encode()
+    mac = hmac.new(secret, _V2_PREFIX + header + b"\0", hashlib.sha256)
+    for chunk in record_json:
+        mac.update(chunk)
+    return mac.hexdigest()
+
+
+def verify_bytes(
+    secret: bytes, pool: str, key: str, stored_at_ns: int, record_json: bytes, mac: object
+) -> bool:
+    """True if ``mac`` is the MAC of exactly these record bytes, pool and key."""
+    if not isinstance(mac, str):
+        return False
+    return hmac.compare_digest(sign_bytes(secret, pool, key, stored_at_ns, record_json), mac)
+
+
 def sign(secret: bytes, pool: str, key: str, stored_at_ns: int, record: dict[str, Any]) -> str:
-    """The hex MAC of one record as the pool ``pool`` stores it under ``key``."""
+    """The hex MAC of one record as the pool ``pool`` stores it under ``key``, in the older
+    record format (a canonical dump of the parsed record); still checked so that records an
+    earlier version left in the outbox are delivered after an upgrade."""
     return hmac.new(secret, _canonical(pool, key, stored_at_ns, record), hashlib.sha256).hexdigest()
 
 

@@ -17,12 +17,14 @@ intervals.
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 from pathlib import Path
 
 import pytest
 
+from executor.reporting.outbox_auth import KEY_FILE, derive_key, sign
 from tests.faults.harness import FaultWorld, Request, wait_until
 from tests.faults.observed import Observed, observed
 from tests.faults.tcpproxy import Mode
@@ -89,6 +91,33 @@ def test_a_refused_token_result_is_delivered_after_a_restart_on_the_same_state(w
     assert world.wait_status(request, {"SUCCESS", "FAILURE"}, timeout_s=90)["status"] == "SUCCESS"
     wait_until(lambda: world.queue_counts() == (0, 0), 90, "the message to be deleted after delivery")
     assert not outbox_files(world)
+    assert len(world.ledger.events(request.run_id, "start")) == 1
+
+
+def as_previous_version_wrote_it(record_file: Path, token: str) -> None:
+    """Rewrite an outbox record in the format of the version before records were signed as
+    written bytes: one JSON object, its MAC over a canonical dump of the parsed record."""
+    head, body = record_file.read_bytes().split(b"\n", 1)
+    header, record = json.loads(head), json.loads(body)
+    secret = derive_key(bytes.fromhex((record_file.parent.parent / KEY_FILE).read_text()), token)
+    mac = sign(secret, header["pool"], header["key"], header["stored_at_ns"], record)
+    record_file.write_text(json.dumps({"key": header["key"], "pool": header["pool"],
+                                       "stored_at_ns": header["stored_at_ns"], "record": record, "mac": mac}))
+
+
+def test_a_result_left_by_the_previous_version_is_delivered_after_an_upgrade(world: FaultWorld) -> None:
+    world.start_cp()
+    first = observed(world, "a")
+    request = finish_while_refused(world, first, 401)
+    first.executor.signal(signal.SIGTERM)
+    first.executor.wait(60)
+    [record_file] = outbox_files(world)
+    as_previous_version_wrote_it(record_file, world.token)
+    world.live_cp.refuse_token(None)
+    observed(world, "b", state="a")  # the upgraded executor on the same state dir
+    assert world.wait_status(request, {"SUCCESS", "FAILURE"}, timeout_s=90)["status"] == "SUCCESS"
+    wait_until(lambda: world.queue_counts() == (0, 0), 90, "the message to be deleted after delivery")
+    assert not outbox_files(world) and not list(record_file.parent.glob("*.quarantined"))
     assert len(world.ledger.events(request.run_id, "start")) == 1
 
 
