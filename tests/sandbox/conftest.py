@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from executor.sandbox import SandboxLimits, SandboxResult, SandboxRun, SandboxSpec, build_env
+from executor.sandbox.spawner import SpawnServer
 
 from .helpers import marked_processes, wait_until
 
@@ -64,3 +65,14 @@ def run_sandbox(make_spec: Callable[..., SandboxSpec]) -> Iterator[RunFactory]:
     for sandbox in runs:
         sandbox.stop("test teardown", grace_s=0)
         assert sandbox.wait(15) is not None
+
+
+@pytest.fixture(params=["exec wrapper", "spawn server"])
+def spawner(request: pytest.FixtureRequest) -> Iterator[SpawnServer | None]:
+    """Each way a recipe is started: the exec wrapper (None) and a spawn server of the test's own."""
+    if request.param == "exec wrapper":
+        yield None
+        return
+    server = SpawnServer()
+    yield server
+    server.close()

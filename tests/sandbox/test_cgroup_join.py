@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,16 +30,6 @@ SHOW_CGROUPS = """
     sys.stdin.read()
     print(open("/proc/self/cgroup").read(), flush=True)
 """
-
-
-@pytest.fixture(params=["exec wrapper", "spawn server"])
-def spawner(request: pytest.FixtureRequest) -> Iterator[SpawnServer | None]:
-    if request.param == "exec wrapper":
-        yield None
-        return
-    server = SpawnServer()
-    yield server
-    server.close()
 
 
 def test_the_recipe_runs_in_its_task_cgroup(make_spec: Callable[..., SandboxSpec],

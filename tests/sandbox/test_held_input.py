@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -36,16 +36,6 @@ EARLY_THEN_ECHO = """
     print("plain", secret, flush=True)
     print("b64", base64.b64encode(secret.encode()).decode(), flush=True)
 """
-
-
-@pytest.fixture(params=["exec wrapper", "spawn server"])
-def spawner(request: pytest.FixtureRequest) -> Iterator[SpawnServer | None]:
-    if request.param == "exec wrapper":
-        yield None
-        return
-    server = SpawnServer()
-    yield server
-    server.close()
 
 
 @pytest.fixture
