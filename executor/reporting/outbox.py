@@ -23,9 +23,11 @@ the name of the directory's parent, and the key is ``outbox.key`` in that parent
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import stat
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -71,7 +73,9 @@ class Outbox:
         self._secret = derive_key(load_or_create_key(self.directory.parent / KEY_FILE), binding)
         self._remove_stale_temps()
         self._loaded: dict[str, tuple[tuple[int, int, int], tuple[int, str, dict[str, Any]]]] = {}
-        """File name -> ((inode, size, mtime_ns), what ``_load`` read from it)."""
+        """File name -> ((inode, size, mtime_ns), what ``_load`` read from it). One outbox serves
+        a pool's Tasks (put) and its Reporter (pending, remove): changed under ``_cache_lock``."""
+        self._cache_lock = threading.Lock()
 
     def __len__(self) -> int:
         return sum(1 for _ in self.directory.glob("*" + SUFFIX))
@@ -82,7 +86,7 @@ class Outbox:
     def has(self, key: str) -> bool:
         """True if an authentic record for ``key`` is waiting (a forged one is quarantined)."""
         path = self._path(key)
-        return path.exists() and self._load(path) is not None
+        return self._load_cached(path) is not None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` under ``key`` durably, replacing any earlier one.
@@ -124,15 +128,18 @@ class Outbox:
     def _remember_written(self, target: Path, stored_at: int, key: str, record: dict[str, Any]) -> None:
         """Cache what was just written, so the next ``pending()`` (the Reporter flushes right
         after a put) does not read, parse and verify it back; a later change of the file (its
-        inode, size or mtime) still makes it be read again. The caller's own record is kept, not
-        a parsed copy: callers hand over a record and do not change it afterwards."""
+        inode, size or mtime) still makes it be read again. A copy of the record is kept (its
+        strings, the report among them, are shared, not copied): what is delivered is what was
+        signed, whatever the caller does with its own dict afterwards."""
         if not _urn_matches(key, record):
             return  # not cached: ``pending`` reads it and sets it aside as it would any such file
         try:
             info = target.stat()
         except FileNotFoundError:
             return  # delivered and removed by another thread meanwhile
-        self._loaded[target.name] = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, record))
+        entry = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, copy.deepcopy(record)))
+        with self._cache_lock:
+            self._loaded[target.name] = entry
 
     def pending(self) -> list[tuple[str, dict[str, Any]]]:
         """Every waiting ``(key, record)``, oldest first; corrupt files are moved aside."""
@@ -143,15 +150,17 @@ class Outbox:
             loaded = self._load_cached(path)
             if loaded is not None:
                 entries.append((loaded[0], path.name, loaded[1], loaded[2]))
-        for gone in set(self._loaded) - present:
-            del self._loaded[gone]
+        with self._cache_lock:
+            for gone in set(self._loaded) - present:
+                del self._loaded[gone]
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(key, record) for _, _, key, record in entries]
 
     def remove(self, key: str) -> None:
         """Forget ``key`` (GMS has its result); a missing key is fine."""
         path = self._path(key)
-        self._loaded.pop(path.name, None)
+        with self._cache_lock:
+            self._loaded.pop(path.name, None)
         path.unlink(missing_ok=True)  # no directory fsync: see the module doc
 
     def _load_cached(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
@@ -165,10 +174,11 @@ class Outbox:
         if cached is not None and cached[0] == stamp:
             return cached[1]
         loaded = self._load(path)
-        if loaded is None:
-            self._loaded.pop(path.name, None)
-        else:
-            self._loaded[path.name] = (stamp, loaded)
+        with self._cache_lock:
+            if loaded is None:
+                self._loaded.pop(path.name, None)
+            else:
+                self._loaded[path.name] = (stamp, loaded)
         return loaded
 
     def _remove_stale_temps(self) -> None:

@@ -79,18 +79,24 @@ def test_a_refused_token_keeps_the_result_until_the_token_works(world: FaultWorl
     assert len(world.ledger.events(request.run_id, "start")) == 1
 
 
-def test_a_refused_token_result_is_delivered_after_a_restart_on_the_same_state(world: FaultWorld) -> None:
+@pytest.mark.parametrize("left_by", ["this version", "the previous version"])
+def test_a_refused_token_result_is_delivered_after_a_restart_on_the_same_state(
+        world: FaultWorld, left_by: str) -> None:
+    """Also after an upgrade: a record the previous version wrote (its older format) is
+    delivered by the new executor on the same state dir, once, and nothing is quarantined."""
     world.start_cp()
     first = observed(world, "a")
     request = finish_while_refused(world, first, 401)
     first.executor.signal(signal.SIGTERM)
     first.executor.wait(60)
-    assert len(outbox_files(world)) == 1  # the result survived the stop
+    [record_file] = outbox_files(world)  # the result survived the stop
+    if left_by == "the previous version":
+        as_previous_version_wrote_it(record_file, world.token)
     world.live_cp.refuse_token(None)
     observed(world, "b", state="a")  # same state dir: the outbox is flushed first
     assert world.wait_status(request, {"SUCCESS", "FAILURE"}, timeout_s=90)["status"] == "SUCCESS"
     wait_until(lambda: world.queue_counts() == (0, 0), 90, "the message to be deleted after delivery")
-    assert not outbox_files(world)
+    assert not outbox_files(world) and not list(record_file.parent.glob("*.quarantined"))
     assert len(world.ledger.events(request.run_id, "start")) == 1
 
 
@@ -103,22 +109,6 @@ def as_previous_version_wrote_it(record_file: Path, token: str) -> None:
     mac = sign(secret, header["pool"], header["key"], header["stored_at_ns"], record)
     record_file.write_text(json.dumps({"key": header["key"], "pool": header["pool"],
                                        "stored_at_ns": header["stored_at_ns"], "record": record, "mac": mac}))
-
-
-def test_a_result_left_by_the_previous_version_is_delivered_after_an_upgrade(world: FaultWorld) -> None:
-    world.start_cp()
-    first = observed(world, "a")
-    request = finish_while_refused(world, first, 401)
-    first.executor.signal(signal.SIGTERM)
-    first.executor.wait(60)
-    [record_file] = outbox_files(world)
-    as_previous_version_wrote_it(record_file, world.token)
-    world.live_cp.refuse_token(None)
-    observed(world, "b", state="a")  # the upgraded executor on the same state dir
-    assert world.wait_status(request, {"SUCCESS", "FAILURE"}, timeout_s=90)["status"] == "SUCCESS"
-    wait_until(lambda: world.queue_counts() == (0, 0), 90, "the message to be deleted after delivery")
-    assert not outbox_files(world) and not list(record_file.parent.glob("*.quarantined"))
-    assert len(world.ledger.events(request.run_id, "start")) == 1
 
 
 @pytest.mark.slow
