@@ -316,8 +316,10 @@ class SandboxLauncher:
         return path
 
     def log_path(self) -> Path | None:
-        """Where this attempt's full masked log is kept; None when the recipe never started."""
-        return self._log_file if self.run is not None else None
+        """Where this attempt's full masked log is kept; None when the recipe never started (a
+        recipe spawned early but never given its input leaves no log: ``SandboxRun._clean_up``)."""
+        path = self._log_file if self.run is not None else None
+        return path if path is not None and path.exists() else None
 
     def log_note(self) -> str:
         """``log: <path>``, or why there is none (for the task's closing log line)."""

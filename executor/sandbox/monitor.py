@@ -233,6 +233,11 @@ class Monitor:
             self._breach = LimitBreach.of("output", self.reader.bytes_read, limit)
             self._run.note(f"{self._breach.message}: the run ended at the limit")
 
+    @property
+    def breached(self) -> bool:
+        """A limit ended the run (``result`` says which)."""
+        return self._breach is not None
+
     def result(self, duration: float, log_text: str, report: str | None, error: str | None) -> SandboxResult:
         """How the run ended, from what the loop saw and the main process's exit status."""
         code = self._proc.returncode

@@ -319,6 +319,8 @@ class SandboxRun:
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
         if result is None:
+            if monitor is not None and monitor.breached:
+                self._gate.stopped()  # a limit ended a held run: its input will never be given
             piped = self._gate.await_decision() if monitor is not None else False
             error = error or self._gate.refused
             report = self._read_report() if error is None and piped else None
@@ -349,15 +351,20 @@ class SandboxRun:
                 logger.exception("on_exit callback failed")
 
     def _clean_up(self) -> None:
-        """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped."""
-        if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
-            self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
-        if self._work_dir is not None:
-            remove_work_dir(self._work_dir)
-        if self._cgroup is not None:
-            self._cgroup.remove()
-        if self._spawned_by_server and self._spawner is not None:
-            self._spawner.reaped()
+        """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped (in any
+        case: a server that counts a child forever never idles out)."""
+        try:
+            if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
+                self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
+            if self._work_dir is not None:
+                remove_work_dir(self._work_dir)
+            if self._cgroup is not None:
+                self._cgroup.remove()
+        except Exception:  # left for the start-up sweeps; the run's end must still be told
+            logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
+        finally:
+            if self._spawned_by_server and self._spawner is not None:
+                self._spawner.reaped()
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""

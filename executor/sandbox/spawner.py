@@ -65,6 +65,12 @@ class SpawnUnavailable(Exception):
     """The server cannot take this spawn and nothing was started: use the exec wrapper."""
 
 
+class SpawnLost(Exception):
+    """The server took the request but gave no answer: it may have forked the recipe already, so
+    starting it again would run it twice. The run fails instead; its cgroup and the marker sweep
+    end a child that was forked before the server was ended."""
+
+
 class ServerPopen(subprocess.Popen[bytes]):
     """A ``Popen`` whose child the spawn server forked: ``wait``, ``poll``, signals, pipes as usual.
 
@@ -142,9 +148,9 @@ class SpawnServer:
             except OSError as exc:
                 # Dead or stuck with the request: a late answer must not meet the next request, so
                 # it is ended (a child it may have forked finds no stdin: no recipe, no secret).
-                logger.warning("the spawn server did not answer a spawn ({}); using the exec wrapper", exc)
+                logger.warning("the spawn server did not answer a spawn ({}); the run fails", exc)
                 self._abandon()
-                raise SpawnUnavailable("the spawn server did not answer") from None
+                raise SpawnLost("the spawn server took the request and did not answer") from None
         reply = json.loads(answer) if answer else {"error": "the spawn server closed its end"}
         if "pid" in reply:
             with self._state:

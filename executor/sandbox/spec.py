@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from executor.errors import BadInputError
-from executor.sandbox.held_input import secret_in_argv
+from executor.sandbox.held_input import REFUSED, secret_in_argv
 from executor.sandbox.identity import RunAs
 from executor.sandbox.isolation import ISOLATION_MODES
 from executor.sandbox.limits import MiB, SandboxLimits
@@ -59,7 +59,7 @@ class SandboxSpec:
         if not self.argv or not self.argv[0] or not argv_ok:
             raise BadInputError("sandbox argv must be strings without NUL, starting with a program")
         if secret_in_argv(self.secrets, self.argv):
-            raise BadInputError("a secret value appears in the command line; pass secrets on stdin")
+            raise BadInputError(REFUSED)
         if self.report_file is not None and (not self.report_file or "/" in self.report_file):
             raise BadInputError("report_file must be a plain file name inside the work dir")
         if self.isolation not in ISOLATION_MODES:

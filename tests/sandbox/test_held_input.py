@@ -14,6 +14,7 @@ import json
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 from executor.sandbox import SandboxRun, SandboxSpec
@@ -101,7 +102,8 @@ def test_a_recipe_that_died_before_its_input_is_reported_once_the_input_came(
              " sys.exit(3)")
     run = SandboxRun(held(py(dying)), spawner=spawner)
     run.start()
-    assert run.wait(0.5) is None  # it exited, but the run waits for the input (or a stop)
+    wait_until(lambda: _has_exited(run.pid), 30, "the recipe to exit before its input")
+    assert run.wait_result(0) is None  # it exited, but the run waits for the input (or a stop)
     run.give_input(_envelope(), [SECRET, "abc"])
     result = run.wait(DEADLINE_S)
     assert result is not None and result.outcome == "exited" and result.exit_code == 3
@@ -120,3 +122,13 @@ def test_a_secret_in_the_command_line_is_refused_with_the_input(
     assert result is not None and result.outcome == "error"
     assert result.error is not None and "command line" in result.error
     assert not arrived.exists()
+
+
+def _has_exited(pid: int | None) -> bool:
+    """The process is gone or a zombie (its end seen, not yet reaped)."""
+    if pid is None:
+        return False
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
