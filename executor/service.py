@@ -30,9 +30,11 @@ from executor.observer import observer_spec
 from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence
 from executor.pool.reporter import outbox_of
+from executor.pool.sandboxing import work_roots
 from executor.pool.supervisor import LIVENESS_S, pool_spec
 from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
+from executor.sandbox.workdir import sweep_work_dirs
 from executor.supervision import SupervisorPolicy, start_root
 from executor.supervision.strand import Strand
 from executor.supervision.supervisor import Supervisor
@@ -103,6 +105,9 @@ class Service:
             if self.metrics is not None:
                 self.metrics.init_pool(pool.pool_id, pool.pool.max_workers)
         reap_orphans()  # recipe trees (and cgroups) of an earlier executor that was SIGKILLed
+        for pool in self.pools:  # and their work dirs: no run of ours is live yet
+            for root in work_roots(pool):
+                sweep_work_dirs(root)
         # The spawn server is not started here: the first launch starts it while that run is
         # prepared, so an executor that has not run a task (or not for ``IDLE_S``) holds no
         # second process (docs/sandbox.md).

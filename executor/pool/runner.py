@@ -26,7 +26,6 @@ import math
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import pykka
@@ -60,8 +59,6 @@ from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
 from executor.pool.task import Task
 from executor.pool.taskbook import RunnerLink, TaskEntry
-from executor.sandbox.identity import work_base
-from executor.sandbox.workdir import sweep_work_dirs
 from executor.supervision import ChildContext, ChildExited
 
 EPSILON = 1e-9
@@ -95,9 +92,6 @@ class TaskRunner(PoolActor):
 
     def setup(self) -> None:
         self._adopt()
-        if not len(self.tasks):
-            for root in work_roots(self.pool):
-                sweep_work_dirs(root)  # no run of this pool is live: whatever is there is left over
         self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
         self._publish_capacity()
 
@@ -321,16 +315,6 @@ class TaskRunner(PoolActor):
         if self.pool.metrics is not None:
             used = sum(entry.weight for entry in self.tasks.entries())
             self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))
-
-
-def work_roots(pool: PoolContext) -> list[Path]:
-    """Where the pool's runs keep their work dirs and no other executor's do (``sandboxing``):
-    its state dir's ``work``, and a ``run_as`` pool's root under the default work base (a
-    configured ``work_dir`` may be shared, so it is not swept)."""
-    roots = [pool.state_dir / "work"]
-    if pool.pool.run_as is not None and pool.config.work_dir is None:
-        roots.append(work_base(pool.config.state_dir, None) / pool.pool_id)
-    return roots
 
 
 def stop_tasks(pool: PoolContext) -> None:

@@ -359,3 +359,13 @@ def final_log(result: Any) -> str:
 def structured_report(result: Any) -> str | None:
     """The masked ``--report-to`` file, when the CLI wrote one."""
     return result.report_json if isinstance(result, SandboxResult) else None
+
+
+def work_roots(pool: PoolContext) -> list[Path]:
+    """Where the pool's runs keep their work dirs and no other executor's do (``sandboxing``):
+    its state dir's ``work``, and a ``run_as`` pool's root under the default work base (a
+    configured ``work_dir`` may be shared, so it is not swept)."""
+    roots = [pool.state_dir / "work"]
+    if pool.pool.run_as is not None and pool.config.work_dir is None:
+        roots.append(work_base(pool.config.state_dir, None) / pool.pool_id)
+    return roots

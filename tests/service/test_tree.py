@@ -58,3 +58,28 @@ def assert_threads_shared(before: set[int | None]) -> None:
     quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, RESOLVER, REPORTER, RUNNER))
     assert not new & set(quiet)
     assert len(new) <= 5 + 2 * 2, new  # control, reporters, health-http, timers, spawn-server
+
+
+def test_start_removes_the_work_dirs_an_earlier_executor_left(tmp_path: Path) -> None:
+    """An executor killed during a run leaves its work dir: the next start removes it before
+    any pool runs (names starting with a dot, such as a venv cache, are not work dirs)."""
+    before = {t.ident for t in threading.enumerate()}
+    env = {
+        "DATAHUB_GMS_URL": f"http://127.0.0.1:{closed_port()}",
+        "DATAHUB_GMS_TOKEN": "t0ken-value",
+        "REMOTE_EXECUTOR_STATE_DIR": str(tmp_path),
+        "REMOTE_EXECUTOR_OBSERVABILITY_PORT": "0",
+    }
+    service = Service(load_config(None, env), "t0ken-value", HealthState(), Metrics())
+    work = service.pools[0].state_dir / "work"
+    left, cache = work / "left-by-a-killed-run", work / ".cache"
+    (left / "tmp").mkdir(parents=True)
+    (left / "recipe-output").write_text("x")
+    cache.mkdir()
+    service.start()
+    try:
+        assert not left.exists() and cache.is_dir()
+    finally:
+        service.shutdown()
+    wait_for(lambda: {t.ident for t in threading.enumerate() if t.is_alive()} <= before,
+             timeout=30, what="every thread of the tree to end")
