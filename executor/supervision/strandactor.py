@@ -118,7 +118,10 @@ class StrandActor(pykka.Actor):
         """The start, or one message; True once the actor has ended and its inbox is answered."""
         if not self._began:
             self._began = True
-            self._actor_loop_setup()
+            try:
+                self._actor_loop_setup()  # pykka catches Exception there, not BaseException
+            except BaseException:
+                self._fatal()
         elif not self.actor_stopped.is_set():
             self._handle(self.actor_inbox.get())
         if not self.actor_stopped.is_set():
@@ -148,9 +151,15 @@ class StrandActor(pykka.Actor):
                 except Exception:
                     self._handle_failure(*sys.exc_info())
         except BaseException:
-            logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
-            self._stop()
-            pykka.ActorRegistry.stop_all()
+            self._fatal()
+
+    def _fatal(self) -> None:
+        """A BaseException in a turn: pykka's answer (this actor stops, then every actor), but
+        never raised into the strand (its thread runs other actors' turns) and without waiting
+        for the stops here (an actor lower on this thread's stack could never take its own)."""
+        logger.debug(f"{sys.exc_info()[1]!r} in {self}. Stopping all actors.")
+        self._stop()
+        pykka.ActorRegistry.stop_all(block=False)
 
     def _end_loop(self) -> None:
         """pykka's ``_actor_loop_teardown``, after closing the inbox to new messages."""

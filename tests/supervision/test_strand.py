@@ -65,6 +65,11 @@ class FailingStart(Recorder):
         raise RuntimeError("no start")
 
 
+class ExitingStart(Recorder):
+    def on_start(self) -> None:
+        raise SystemExit("a library gave up")
+
+
 def hold(ref: pykka.ActorRef[Any]) -> Gate:
     """Block the strand of ``ref`` inside one of its turns."""
     gate = Gate()
@@ -153,6 +158,17 @@ def test_a_failing_start_stops_only_that_actor() -> None:
         bad.ask("x", timeout=TIMEOUT_S)
     assert b.ask("x", timeout=TIMEOUT_S) == ("b", "x")
     assert len(strand) == 1
+
+
+def test_a_base_exception_in_a_start_stops_every_actor_as_pykka_does_and_ends_cleanly() -> None:
+    """Not raised into the strand's thread: the actor ends (its loop too), every actor is
+    stopped as pykka stops them, and the strand lets go of all of them."""
+    strand = Strand("test/strand")
+    log: list[tuple[str, Any]] = []
+    b = Recorder.start(strand, "b", log)
+    bad = ExitingStart.start(strand, "bad", log)
+    wait_for(lambda: not bad.is_alive() and not b.is_alive(), what="every actor to be stopped")
+    wait_for(lambda: len(strand) == 0, what="the strand to let go of both actors")
 
 
 def test_a_stop_answers_the_asks_behind_it_with_actor_dead_error() -> None:
