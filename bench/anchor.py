@@ -226,7 +226,7 @@ def _tag_of(envelope: str) -> str:
 
 DRAIN_INTO_FILE = """
 import fcntl, os, sys
-fcntl.fcntl(0, 1031, 1 << 20)  # F_SETPIPE_SZ: the 1 MiB pipe the executor asks for too
+fcntl.fcntl(0, fcntl.F_SETPIPE_SZ, 1 << 20)  # the 1 MiB pipe the executor asks for too
 buffer = bytearray(1 << 20)
 view = memoryview(buffer)
 out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

@@ -10,7 +10,7 @@ import textwrap
 
 import pytest
 
-from executor.footprint import limit_malloc_arenas, trim_heap
+from executor.footprint import trim_heap
 
 SCENARIO = textwrap.dedent("""
     import ctypes
@@ -85,7 +85,3 @@ def _arenas(mode: str) -> int:
 def test_threads_that_contend_share_the_capped_arenas() -> None:
     assert _arenas("free") > 2  # the scenario does make glibc add arenas
     assert _arenas("capped") == 2
-
-
-def test_limiting_arenas_is_harmless_anywhere() -> None:
-    assert limit_malloc_arenas() == limit_malloc_arenas()
