@@ -41,7 +41,7 @@ class Masker:
     def __init__(self, secrets: Iterable[str]) -> None:
         values: set[str] = set()
         self.short_count = 0
-        for secret in secrets:
+        for secret in dict.fromkeys(secrets):  # a value given twice is one value, counted once
             if not secret:
                 continue
             parts = [secret, *(line for line in secret.splitlines() if line != secret)]

@@ -12,7 +12,8 @@ long may share one. Waits inside the actor machinery itself (a ``StrandFuture``'
 lifeline's ``join``) made on a strand's thread run the turns of the strand's other actors
 meanwhile (``Strand.wait_until``; never the turn of an actor already in a turn lower on the
 stack): a supervisor stopping a child on its own strand cannot deadlock, and the strand's other
-actors stay live while it waits.
+actors stay live while it waits. An ask of an actor that *is* lower on the stack could never be
+answered; it fails at once (``StrandDeadlock``, a ``pykka.Timeout``) instead of hanging.
 
 The thread starts with the strand's first actor and ends after its last one has ended.
 """
@@ -100,6 +101,10 @@ class Strand:
             self._ready.append(member)
             self.lock.notify()
 
+    def in_turn(self, member: object) -> bool:
+        """Whether ``member`` is in a turn on this thread (call on the strand's thread)."""
+        return any(member is active for active in self._stack)
+
     def wait_until(self, done: Callable[[], bool], timeout_s: float | None) -> bool:
         """On this strand's thread: run other members' turns until ``done()`` or the timeout.
 
@@ -144,7 +149,7 @@ class Strand:
 
     def _first_ready(self) -> Member | None:
         for member in self._ready:
-            if not any(member is active for active in self._stack):
+            if not self.in_turn(member):
                 self._ready.remove(member)
                 member.queued = False
                 return member

@@ -34,14 +34,29 @@ T = TypeVar("T")
 logger = logging.getLogger("pykka")
 
 
+class StrandDeadlock(pykka.Timeout):
+    """An ask on a strand's thread whose answer can never come: the asked actor is in a turn
+    lower on this same thread's stack, so its next turn starts only after this wait has ended.
+
+    A ``pykka.Timeout``, so an asker with a deadline recovers as from any timeout, at once
+    instead of at the deadline, and an asker without one gets this error instead of a hang."""
+
+
 class StrandFuture(pykka.ThreadingFuture[T]):
     """A ``ThreadingFuture`` whose ``get`` on a strand's thread runs the strand's other turns
     while it waits: an actor that asks an actor of its own strand gets its answer instead of a
-    deadlock."""
+    deadlock. Only an actor lower on the stack cannot be given a turn: that wait fails at once
+    (``StrandDeadlock``)."""
+
+    asked: weakref.ref[StrandActor] | None = None
+    """The actor that holds the ask, when it runs on a strand (set as the ask is put)."""
 
     def get(self, *, timeout: float | None = None) -> Any:
         strand = current_strand()
         if strand is not None and not self._settled():
+            asked = self.asked() if self.asked is not None else None
+            if asked is not None and strand.in_turn(asked):
+                raise StrandDeadlock(f"{asked} is in a turn lower on {strand.name}'s stack")
             strand.wait_until(self._settled, timeout)
             if timeout is not None:
                 timeout = 0.0 if not self._settled() else timeout
@@ -69,6 +84,8 @@ class StrandInbox:
         with self._strand.lock:
             actor = self._actor()
             if not self._closed and actor is not None:
+                if isinstance(envelope.reply_to, StrandFuture):
+                    envelope.reply_to.asked = self._actor
                 self._items.append(envelope)
                 self._strand.schedule(actor)
                 return

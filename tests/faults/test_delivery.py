@@ -24,10 +24,10 @@ from pathlib import Path
 
 import pytest
 
-from executor.reporting.outbox_auth import KEY_FILE, derive_key, sign
 from tests.faults.harness import FaultWorld, Request, wait_until
 from tests.faults.observed import Observed, observed
 from tests.faults.tcpproxy import Mode
+from tests.fixtures.outbox_previous import write_previous_format
 
 STALL_S = 300.0
 SAMPLE_S = 1.0
@@ -102,13 +102,11 @@ def test_a_refused_token_result_is_delivered_after_a_restart_on_the_same_state(
 
 def as_previous_version_wrote_it(record_file: Path, token: str) -> None:
     """Rewrite an outbox record in the format of the version before records were signed as
-    written bytes: one JSON object, its MAC over a canonical dump of the parsed record."""
+    written bytes."""
     head, body = record_file.read_bytes().split(b"\n", 1)
-    header, record = json.loads(head), json.loads(body)
-    secret = derive_key(bytes.fromhex((record_file.parent.parent / KEY_FILE).read_text()), token)
-    mac = sign(secret, header["pool"], header["key"], header["stored_at_ns"], record)
-    record_file.write_text(json.dumps({"key": header["key"], "pool": header["pool"],
-                                       "stored_at_ns": header["stored_at_ns"], "record": record, "mac": mac}))
+    header = json.loads(head)
+    write_previous_format(record_file, token, header["pool"], header["key"], header["stored_at_ns"],
+                          json.loads(body))
 
 
 @pytest.mark.slow

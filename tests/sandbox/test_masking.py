@@ -47,7 +47,7 @@ def test_base64_inside_a_longer_stream_is_masked_at_every_alignment(prefix: byte
 
 
 def test_values_shorter_than_four_characters_are_not_masked_and_counted() -> None:
-    masker = Masker(["abc", "longer-secret"])
+    masker = Masker(["abc", "longer-secret", "abc"])  # the same value twice (e.g. also a live one)
     assert masker.mask("abc and longer-secret") == f"abc and {MASK}"
     assert masker.short_count == 1
     assert masker.short_secrets_note is not None and "1 secret value" in masker.short_secrets_note

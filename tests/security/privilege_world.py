@@ -81,28 +81,31 @@ def throwaway_users() -> Iterator[Users]:
             subprocess.run(["userdel", account.pw_name], check=False, capture_output=True)
 
 
-def processes_of(uid: int) -> list[int]:
-    """The pids of ``uid``'s processes that have not exited (zombies are gone but not reaped)."""
+def live_processes_of(uid: int) -> list[psutil.Process]:
+    """``uid``'s processes that have not exited (a zombie has: only its reaping is left, to
+    whichever parent it has now), with their ``status``, ``ppid`` and ``cmdline`` read."""
     found = []
-    for proc in psutil.process_iter(["uids", "status"]):
+    for proc in psutil.process_iter(["uids", "status", "ppid", "cmdline"]):
         with contextlib.suppress(psutil.Error):
             alive = proc.info["status"] != psutil.STATUS_ZOMBIE
             if alive and proc.info["uids"] and proc.info["uids"].real == uid:
-                found.append(proc.pid)
+                found.append(proc)
     return found
+
+
+def processes_of(uid: int) -> list[int]:
+    """The pids of ``uid``'s processes that have not exited."""
+    return [proc.pid for proc in live_processes_of(uid)]
 
 
 def kill_processes_of(uid: int) -> list[str]:
     """SIGKILL every process of ``uid``; returns what they were (pid, state, parent, command)."""
     found = []
-    for proc in psutil.process_iter(["uids", "status", "ppid", "cmdline"]):
+    for proc in live_processes_of(uid):
+        found.append(f"{proc.pid} {proc.info['status']} ppid={proc.info['ppid']} "
+                     f"{' '.join(proc.info['cmdline'] or [])[:200]}")
         with contextlib.suppress(psutil.Error):
-            if proc.info["status"] == psutil.STATUS_ZOMBIE:
-                continue  # it has exited; only its reaping is left, to whichever parent it has now
-            if proc.info["uids"] and proc.info["uids"].real == uid:
-                found.append(f"{proc.pid} {proc.info['status']} ppid={proc.info['ppid']} "
-                             f"{' '.join(proc.info['cmdline'] or [])[:200]}")
-                proc.kill()
+            proc.kill()
     return found
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from executor.reporting.outbox import MAX_RECORD_BYTES, Outbox
-from executor.reporting.outbox_auth import KEY_FILE, derive_key, sign
+from tests.fixtures.outbox_previous import write_previous_format
 
 TOKEN = "made-up-gms-token-0001"
 URN = "urn:li:dataHubExecutionRequest:req-1"
@@ -33,15 +33,9 @@ def pool_outbox(state: Path, token: str = TOKEN) -> Outbox:
     return Outbox(state / "pools" / "default" / "outbox", binding=token)
 
 
-def write_previous_format(box: Outbox, key: str, record: dict[str, object], token: str = TOKEN) -> Path:
+def previous_format(box: Outbox, key: str, record: dict[str, object], token: str = TOKEN) -> Path:
     """A record file exactly as the previous version's ``Outbox.put`` wrote it."""
-    secret = derive_key(bytes.fromhex((box.directory.parent / KEY_FILE).read_text()), token)
-    record = json.loads(json.dumps(record))
-    mac = sign(secret, box.pool_id, key, 7, record)
-    path = box.directory / f"{key}.json"
-    path.write_text(json.dumps({"key": key, "pool": box.pool_id, "stored_at_ns": 7, "record": record,
-                                "mac": mac}))
-    return path
+    return write_previous_format(box.directory / f"{key}.json", token, box.pool_id, key, 7, record)
 
 
 def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
@@ -51,7 +45,7 @@ def test_a_record_reads_back_as_written(tmp_path: Path) -> None:
 
 def test_a_record_of_the_previous_format_is_still_read(tmp_path: Path) -> None:
     box = pool_outbox(tmp_path)
-    write_previous_format(box, "req-1", big_record())
+    previous_format(box, "req-1", big_record())
     fresh = pool_outbox(tmp_path)
     assert fresh.has("req-1") and fresh.pending() == [("req-1", big_record())]
     assert not pool_outbox(tmp_path, token="another-made-up-token").has("req-1")  # still token-bound

@@ -12,7 +12,7 @@ import pytest
 
 from executor.supervision import start_root
 from executor.supervision.strand import Strand
-from executor.supervision.strandactor import StrandActor
+from executor.supervision.strandactor import StrandActor, StrandDeadlock
 
 from .probe import Crash, Inspect, Probe, child_ref, policy, wait_for, worker_spec
 
@@ -45,7 +45,9 @@ class Recorder(StrandActor):
         if message == "thread":
             return threading.current_thread().name
         if isinstance(message, tuple) and message[0] == "ask":
-            return message[1].ask("ping", timeout=TIMEOUT_S)
+            return message[1].ask("ping" if len(message) == 2 else message[2], timeout=TIMEOUT_S)
+        if isinstance(message, tuple) and message[0] == "ask without a deadline":
+            return message[1].ask("ping")
         self.log.append((self.name, message))
         return (self.name, message)
 
@@ -134,6 +136,19 @@ def test_a_handler_may_ask_an_actor_on_its_own_strand() -> None:
     a, b = Recorder.start(strand, "a", log), Recorder.start(strand, "b", log)
     assert a.ask(("ask", b), timeout=TIMEOUT_S) == ("b", "ping")  # no deadlock: b got a nested turn
     assert strand.threads_started == 1
+
+
+def test_an_ask_of_an_actor_lower_on_the_stack_fails_at_once_instead_of_hanging() -> None:
+    strand = Strand("test/strand")
+    log: list[tuple[str, Any]] = []
+    a, b = Recorder.start(strand, "a", log), Recorder.start(strand, "b", log)
+    # a asks b; b's nested turn asks a back, without a deadline: a is in its turn below b's, so
+    # that answer could never come (before the check, this wait hung the strand for ever).
+    with pytest.raises(StrandDeadlock, match="lower on test/strand's stack"):
+        a.ask(("ask", b, ("ask without a deadline", a)), timeout=TIMEOUT_S)
+    assert a.ask(("ask", b), timeout=TIMEOUT_S) == ("b", "ping")  # the strand lives on
+    for ref in (a, b):
+        ref.stop(timeout=TIMEOUT_S)
 
 
 def test_a_crash_calls_on_failure_and_the_other_actors_run_on() -> None:
