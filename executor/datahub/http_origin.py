@@ -25,6 +25,7 @@ from urllib.parse import unquote, urlsplit
 import certifi
 from urllib3 import PoolManager, ProxyManager
 from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import LocationValueError
 from urllib3.util import Timeout, make_headers, parse_url
 from urllib3.util.ssl_ import create_urllib3_context
 
@@ -54,7 +55,9 @@ class Origin:
     ``CURL_CA_BUNDLE`` when set, else certifi's bundle (what ``requests`` did); a path (file or
     directory) trusts only that, whatever the environment says; False checks nothing.
     ``proxies``: ``executor.datahub.proxies.proxy_for_url`` (configured entries win, None means
-    direct, else ``HTTP(S)_PROXY`` / ``NO_PROXY``). ``connections``: idle connections kept (one
+    direct, else ``HTTP(S)_PROXY`` / ``NO_PROXY``); only http:// and https:// proxies (a
+    SOCKS proxy fails every call with a ``TransportError`` saying so, as it did through
+    requests without PySocks). ``connections``: idle connections kept (one
     per thread that may call at the same time; more are made when needed, and dropped after).
     """
 
@@ -70,8 +73,14 @@ class Origin:
                                       "retries": False}
         if parts.scheme == "https":
             pool_kw.update(tls_settings(verify))
-        self._manager = _manager(self.proxy, pool_kw)
-        self._pool: HTTPConnectionPool = self._manager.connection_from_url(self.url)
+        self._manager: PoolManager | None = None
+        self._pool: HTTPConnectionPool | None = None
+        self._refusal: LocationValueError | None = None
+        try:
+            self._manager = _manager(self.proxy, pool_kw)
+            self._pool = self._manager.connection_from_url(self.url)
+        except LocationValueError as exc:  # a proxy of another scheme (socks5://): every call fails
+            self._refusal = exc
 
     def __repr__(self) -> str:
         return f"Origin({self.url!r})"
@@ -81,10 +90,11 @@ class Origin:
         """One call, bounded by ``limits`` (``bounded_http``); urllib3's errors and
         ``DeadlineExceeded`` / ``TooLarge`` pass through. An iterable ``body`` needs its
         ``Content-Length`` in ``headers`` (it is sent as it is iterated, not chunked)."""
+        pool = self._pool if self._pool is not None else self._reopen()
         if body is not None and not isinstance(body, bytes):
             body = coalesced(body)
         with deadline(limits.total_s):
-            response = self._pool.urlopen(
+            response = pool.urlopen(
                 method, self._prefix + path, body=body, headers=headers, retries=False,
                 redirect=False, assert_same_host=False, preload_content=False,
                 timeout=Timeout(connect=limits.connect_s, read=limits.total_s),
@@ -100,7 +110,16 @@ class Origin:
 
     def close(self) -> None:
         """Close the idle connections (calls in flight finish; a later call connects again)."""
-        self._manager.clear()
+        self._pool = None
+        if self._manager is not None:
+            self._manager.clear()
+
+    def _reopen(self) -> HTTPConnectionPool:
+        """A new connection pool after ``close``; the refusal of a proxy that cannot be used."""
+        if self._manager is None:
+            raise self._refusal or LocationValueError("no connection pool")
+        self._pool = pool = self._manager.connection_from_url(self.url)
+        return pool
 
 
 def coalesced(pieces: Iterable[bytes], size: int = SEND_BYTES) -> Iterator[bytes]:

@@ -190,3 +190,19 @@ def test_body_pieces_are_joined_into_bounded_writes() -> None:
     runs = list(coalesced(pieces, size=30))
     assert b"".join(runs) == b"".join(pieces)
     assert [len(run) for run in runs] == [30, 30, 10, 50, 1]
+
+
+def test_a_socks_proxy_fails_each_call_with_a_transport_error() -> None:
+    with GmsClient("http://gms.example.invalid:8080", TOKEN, timeout_s=5.0,
+                   proxies={"http": "socks5://127.0.0.1:1080"}) as gms:
+        for _ in range(2):
+            with pytest.raises(TransportError, match="unsupported scheme socks5"):
+                gms.health()
+
+
+def test_a_closed_origin_connects_again(recording: _Recording) -> None:
+    with GmsClient(recording.url, TOKEN, timeout_s=5.0) as gms:
+        gms.health()
+        gms.close()
+        gms.health()
+    assert len(recording.seen) == 2
