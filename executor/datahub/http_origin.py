@@ -66,11 +66,11 @@ class Origin:
         parts = urlsplit(url)
         self.url = url.rstrip("/")
         self.proxy = proxy_for_url(self.url, proxies)
-        """The proxy URL its calls go through, None for direct (doctor shows it)."""
-        self._prefix = self.url if self.proxy and parts.scheme == "http" else ""
-        """A call through an HTTP proxy that is not tunnelled names the whole URL."""
-        pool_kw: dict[str, Any] = {"maxsize": max(1, connections), "block": False,
-                                      "retries": False}
+        """The proxy URL its calls go through, None for direct."""
+        self._prefix = self.url if self.proxy and parts.scheme == "http" else parts.path.rstrip("/")
+        """Before each call's path: the URL's own path (``https://x.acryl.io/gms``), or the
+        whole URL for a call through an HTTP proxy that is not tunnelled."""
+        pool_kw: dict[str, Any] = {"maxsize": max(1, connections), "block": False, "retries": False}
         if parts.scheme == "https":
             pool_kw.update(tls_settings(verify))
         self._manager: PoolManager | None = None

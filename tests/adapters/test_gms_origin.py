@@ -206,3 +206,12 @@ def test_a_closed_origin_connects_again(recording: _Recording) -> None:
         gms.close()
         gms.health()
     assert len(recording.seen) == 2
+
+
+def test_the_path_of_the_gms_url_goes_before_every_call(recording: _Recording) -> None:
+    with GmsClient(recording.url + "/gms/", TOKEN, timeout_s=5.0) as gms:
+        gms.health()
+    proxied = GmsClient("http://gms.example.invalid/gms", TOKEN, proxies={"http": recording.url})
+    with proxied:
+        proxied.health()
+    assert [path for path, _, _ in recording.seen] == ["/gms/health", "http://gms.example.invalid/gms/health"]
