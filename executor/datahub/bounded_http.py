@@ -1,15 +1,15 @@
-"""HTTP calls with a total deadline and a response size cap, on top of ``requests``.
+"""HTTP calls with a total deadline and a response size cap, on top of ``urllib3``.
 
-``requests`` only knows a connect timeout and a timeout *per socket read*: a peer that drips
-one byte a second never trips the latter and holds a call for as long as it likes, status line
-and headers included. Here every call has phases, as httpx splits them::
+``urllib3`` (and ``requests`` on it) only knows a connect timeout and a timeout *per socket
+read*: a peer that drips one byte a second never trips the latter and holds a call for as long
+as it likes, status line and headers included. Here every call has phases, as httpx splits them::
 
     connect_s   one TCP/TLS connect attempt
     total_s     the whole call: connect, sending the body, status line, headers, body
     max_bytes   the (decoded) response body; a bigger answer is abandoned, not buffered
 
-The deadline reaches the socket itself: ``BoundedSession`` builds its connections with a
-response class whose reads (and a request whose writes) set the socket's timeout to what is
+The deadline reaches the socket itself: the pools here (``POOLS``) build their connections with
+a response class whose reads (and a request whose writes) set the socket's timeout to what is
 left of the call before every ``recv``/``sendall``, so no thread is needed to cut a call off.
 """
 
@@ -25,12 +25,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-import requests
-from requests.adapters import HTTPAdapter
-from urllib3 import poolmanager
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.poolmanager import PoolManager
+from urllib3.response import BaseHTTPResponse
 
 CHUNK_BYTES = 64 * 1024
 _local = threading.local()
@@ -162,40 +159,13 @@ class _TlsPool(HTTPSConnectionPool):
     ConnectionCls = _TlsConnection
 
 
-_POOLS = {"http": _Pool, "https": _TlsPool}
+POOLS = {"http": _Pool, "https": _TlsPool}
+"""urllib3's ``pool_classes_by_scheme`` for a ``PoolManager``/``ProxyManager`` whose calls
+honour ``deadline()``: direct, forwarded through an HTTP proxy, or tunnelled (the CONNECT's
+answer is read by the same response class)."""
 
 
-class _DeadlineAdapter(HTTPAdapter):
-    """Every pool it makes, direct or through an HTTP(S) proxy, uses the deadline-aware
-    connections. A SOCKS proxy keeps its own connection classes (and only the per-read
-    timeout and the size cap apply through it)."""
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        super().init_poolmanager(*args, **kwargs)
-        _use_deadline_pools(self.poolmanager)
-
-    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
-        manager: PoolManager = super().proxy_manager_for(proxy, **proxy_kwargs)
-        _use_deadline_pools(manager)
-        return manager
-
-
-def _use_deadline_pools(manager: PoolManager) -> None:
-    if manager.pool_classes_by_scheme == poolmanager.pool_classes_by_scheme:
-        manager.pool_classes_by_scheme = _POOLS  # type: ignore[assignment]
-
-
-def bounded_session(connections: int = 10) -> requests.Session:
-    """A ``requests.Session`` whose calls honour ``deadline()``, keeping up to ``connections``
-    idle connections per host (one per thread that may call at the same time)."""
-    session = requests.Session()
-    adapter = _DeadlineAdapter(pool_connections=10, pool_maxsize=connections)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def read_capped(response: requests.Response, max_bytes: int) -> bytes:
+def read_capped(response: BaseHTTPResponse, max_bytes: int) -> bytes:
     """The decoded body, streamed and counted; ``TooLarge`` as soon as it exceeds ``max_bytes``.
 
     A declared ``Content-Length`` above the cap is refused before a byte is read.
@@ -204,7 +174,7 @@ def read_capped(response: requests.Response, max_bytes: int) -> bytes:
     if declared.isdigit() and int(declared) > max_bytes:
         raise TooLarge(max_bytes)
     body = bytearray()
-    for chunk in response.iter_content(CHUNK_BYTES):
+    while chunk := response.read(CHUNK_BYTES, decode_content=True):
         body += chunk
         if len(body) > max_bytes:
             raise TooLarge(max_bytes)

@@ -1,9 +1,10 @@
 """The GMS client: the few DataHub calls the executor makes, with errors mapped to ``errors.py``.
 
-A bearer token, and a ``requests.Session``: the client's own, or one shared by many clients
-(a pool's actors and tasks share one: its connections are kept alive across tasks, and a task
-builds no session of its own). The session is never changed after it is made: token, headers,
-TLS and proxies go with each request, so one session serves clients on several threads.
+A bearer token, and an ``http_origin.Origin``: the client's own, or one shared by many clients
+(a pool's actors and Tasks share one: its connections are kept alive across tasks, and a task
+makes no connection pool of its own). An ``Origin`` fixes its TLS settings and proxy when it is
+made and keeps no cookies, so clients on several threads share it without seeing each other's
+calls; token and headers are the client's own, sent with each call.
 Every call is bounded (``bounded_http``): a total deadline of ``timeout_s`` covers connect,
 send, headers and body, however slowly the peer drips, and an answer above ``max_bytes`` is
 abandoned as it streams in. After a call runs into its deadline the client fails fast for one
@@ -22,22 +23,19 @@ token or a request body (a body may carry secrets or a recipe).
 
 from __future__ import annotations
 
+import http.client
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-import requests
+from urllib3.exceptions import HTTPError, NewConnectionError
+from urllib3.exceptions import TimeoutError as Urllib3Timeout
 
-from executor.datahub.bounded_http import (
-    CallLimits,
-    DeadlineExceeded,
-    TooLarge,
-    bounded_session,
-    deadline,
-    read_capped,
-)
+from executor import __version__
+from executor.datahub.bounded_http import CallLimits, DeadlineExceeded, TooLarge
+from executor.datahub.http_origin import Origin
 from executor.datahub.lease import Lease, utcnow
 from executor.datahub.proposal import ProposalBody
 from executor.errors import (
@@ -89,8 +87,10 @@ class GmsClient:
         verify: bool | str = True,
         proxies: Mapping[str, str | None] | None = None,
         max_bytes: int = MAX_RESPONSE_BYTES,
-        session: requests.Session | None = None,
+        origin: Origin | None = None,
     ) -> None:
+        """``verify`` and ``proxies`` make the client's own ``Origin``; a given ``origin`` (for
+        this same ``url``) comes with its own and is left open by ``close``."""
         if not url.startswith(("http://", "https://")):
             raise ConfigError("GMS url", ["must start with http:// or https://"])
         if timeout_s <= 0:
@@ -101,18 +101,15 @@ class GmsClient:
         self.limits = CallLimits(timeout_s, min(timeout_s, CONNECT_TIMEOUT_S), max_bytes)
         self._quiet_until = 0.0
         self._token = token or ""
-        self._owns_session = session is None
-        self._session = session if session is not None else bounded_session()
-        # Passed with each request: requests lets REQUESTS_CA_BUNDLE from the environment
-        # override a session's own ``verify``, and the configured TLS setting must win.
-        self._verify = verify
-        # Passed with each request: requests lets HTTP(S)_PROXY from the environment override
-        # a session's own proxies, and a configured proxy must win. A None value means "direct"
-        # for that scheme (requests then skips the environment's proxy too).
-        self._proxies: Any = dict(proxies) if proxies else None
-        self._headers = {"X-RestLi-Protocol-Version": "2.0.0"}
+        self._owns_origin = origin is None
+        self._origin = origin if origin is not None else Origin(self.url, verify=verify, proxies=proxies)
+        if self._origin.url != self.url:
+            raise ConfigError("GMS client", [f"its connections go to {self._origin.url}, not {self.url}"])
+        self._headers = {"X-RestLi-Protocol-Version": "2.0.0", "Accept": "*/*",
+                         "Accept-Encoding": "gzip, deflate", "User-Agent": f"remote-executor/{__version__}"}
         if token:
             self._headers["Authorization"] = f"Bearer {token}"
+        self._json_headers = {**self._headers, "Content-Type": "application/json"}
 
     def __repr__(self) -> str:
         return f"GmsClient({self.url!r})"
@@ -130,9 +127,9 @@ class GmsClient:
         self.close()
 
     def close(self) -> None:
-        """Release the session's connections (a shared session stays with its owner)."""
-        if self._owns_session:
-            self._session.close()
+        """Close the client's own connections (a shared ``Origin`` stays with its owner)."""
+        if self._owns_origin:
+            self._origin.close()
 
     # -- generic calls ---------------------------------------------------------------------
     def graphql(
@@ -228,21 +225,22 @@ class GmsClient:
         JSON; ``raw`` is a JSON body already encoded, sent as it is iterated."""
         self._check_quiet(what)
         limits = self.limits
-        headers = self._headers if raw is None else {**self._headers, "Content-Type": "application/json"}
-        with deadline(limits.total_s) as at:
-            try:
-                with self._session.request(
-                    method, self.url + path, json=body, data=raw, stream=True, proxies=self._proxies,
-                    verify=self._verify, headers=headers, timeout=(limits.connect_s, limits.total_s),
-                ) as response:
-                    status = response.status_code
-                    content = read_capped(response, limits.max_bytes)
-            except TooLarge:
-                raise TransportError(
-                    f"{what}: GMS answered with more than {limits.max_bytes} bytes; abandoned"
-                ) from None
-            except (requests.RequestException, DeadlineExceeded) as exc:
-                raise self._unreachable(what, exc, at) from None
+        payload: bytes | ProposalBody | None = raw
+        headers = self._headers
+        if raw is not None:
+            headers = {**self._json_headers, "Content-Length": str(len(raw))}
+        elif body is not None:
+            payload, headers = json.dumps(body, allow_nan=False).encode(), self._json_headers
+        began = time.monotonic()
+        try:
+            answer = self._origin.call(method, path, limits, headers=headers, body=payload)
+        except TooLarge:
+            raise TransportError(
+                f"{what}: GMS answered with more than {limits.max_bytes} bytes; abandoned"
+            ) from None
+        except (HTTPError, DeadlineExceeded, OSError, http.client.HTTPException) as exc:
+            raise self._unreachable(what, exc, began + limits.total_s) from None
+        status, content = answer.status, answer.content
         _raise_for_status(status, content, what, self._token)
         if not expect_json:
             return None
@@ -253,7 +251,8 @@ class GmsClient:
 
     def _unreachable(self, what: str, exc: Exception, at: float) -> TransportError:
         """The error for a call that got no (whole) answer; a timed-out call quiets the client."""
-        if time.monotonic() >= at or isinstance(exc, requests.Timeout | DeadlineExceeded):
+        timed_out = isinstance(exc, Urllib3Timeout | DeadlineExceeded | TimeoutError)
+        if time.monotonic() >= at or (timed_out and not isinstance(exc, NewConnectionError)):
             self._quiet_until = time.monotonic() + self.limits.total_s
             return TransportError(f"{what}: GMS did not answer within {self.limits.total_s:g}s")
         reason = _scrub(f"{type(exc).__name__}: {exc}", self._token)

@@ -1,8 +1,8 @@
 """``doctor``'s outbound checks: proxy, DNS, GMS health and the token (with the pools' listing).
 
 The proxy is the one the service itself would use (``executor.pool.context.proxies_for``):
-the config's ``proxy:`` section when set, else ``HTTP(S)_PROXY`` / ``NO_PROXY`` as requests
-and botocore read them. DNS runs on a thread with a deadline, since a resolver that does not
+the config's ``proxy:`` section when set, else ``HTTP(S)_PROXY`` / ``NO_PROXY`` as the GMS
+client and botocore read them. DNS runs on a thread with a deadline, since a resolver that does not
 answer would otherwise hold ``doctor`` for the resolver's own (long) timeouts.
 """
 
@@ -16,13 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from requests.utils import get_environ_proxies
-
 from executor.config import ExecutorConfig, ProxySettings
 from executor.datahub.gms import LIST_EXECUTOR_CONFIGS, GmsClient
+from executor.datahub.proxies import environment_proxy, proxies_for
 from executor.errors import BadInputError, ExecutorError, NotAllowedError, TransportError
 from executor.observability.doctor import Check, DoctorOptions, failed, passed, skipped, warned
-from executor.pool.context import proxies_for
 
 KEY_FIX = (
     'use a DataHub "Remote Executor" access token (Settings > Access Tokens) in gms.token, '
@@ -59,7 +57,7 @@ class ProxyChoice:
 
 
 def proxy_choice(settings: ProxySettings, url: str) -> ProxyChoice:
-    """The proxy the executor's requests/botocore calls to ``url`` use."""
+    """The proxy the executor's GMS and botocore calls to ``url`` use."""
     scheme = urlsplit(url).scheme
     explicit = proxies_for(settings, url)
     if explicit is not None:
@@ -72,7 +70,7 @@ def proxy_choice(settings: ProxySettings, url: str) -> ProxyChoice:
     names = [n for n in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if os.environ.get(n)]
     if not names:
         return ProxyChoice(None, f"no proxy configured: no proxy section, no {scheme.upper()}_PROXY")
-    chosen = get_environ_proxies(url).get(scheme)
+    chosen = environment_proxy(url)
     if not chosen:
         return ProxyChoice(None, f"{names[0]} is set, but NO_PROXY matches the host")
     return ProxyChoice(chosen, names[0])

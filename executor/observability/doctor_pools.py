@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 from executor.config import ExecutorConfig, PoolSettings
 from executor.datahub.lease import Lease, utcnow
+from executor.datahub.proxies import proxies_for
 from executor.errors import (
     BadInputError,
     ExecutorError,
@@ -23,7 +24,6 @@ from executor.errors import (
 )
 from executor.observability.doctor import Check, DoctorOptions, failed, passed, skipped, warned
 from executor.observability.doctor_network import GmsState, dns_check, proxy_check, proxy_choice
-from executor.pool.context import proxies_for
 from executor.queue.sqs import SqsQueue, endpoint_for
 
 LEASE_WARN_S = 300.0

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
-from urllib.parse import urlsplit
 
-import requests
-
-from executor.config import ExecutorConfig, PoolSettings, ProxySettings
-from executor.datahub.bounded_http import bounded_session
+from executor.config import ExecutorConfig, PoolSettings
 from executor.datahub.gms import GmsClient
+from executor.datahub.http_origin import Origin
+from executor.datahub.proxies import proxies_for
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
 from executor.pool.taskbook import TaskBook
@@ -31,31 +28,9 @@ POOL_CALLERS = ("leaser", "resolver", "reporter", "runner", "poller")
 """The pool's long-lived actors that call GMS, beside one Task per running request."""
 
 
-class SharedSession:
-    """A ``bounded_session`` made on first use and shared: ``requests`` sessions serve several
-    threads at once as long as nobody changes them, and ``GmsClient`` never does."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._session: requests.Session | None = None
-
-    def session(self, connections: int) -> requests.Session:
-        """The session, made with room for ``connections`` idle connections on first use."""
-        with self._lock:
-            if self._session is None:
-                self._session = bounded_session(max(10, connections))
-            return self._session
-
-    def close(self) -> None:
-        """Close its connections; a later call makes a new session."""
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None:
-            session.close()
-
-
 class Memo(Generic[T]):
-    """One value made on first use, from any thread."""
+    """One value made on first use, from any thread; ``take`` hands it back for closing (a
+    later ``get`` makes a new one)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -68,10 +43,16 @@ class Memo(Generic[T]):
                 self._value = make()
             return self._value
 
+    def take(self) -> T | None:
+        """The value made so far, or None; the memo is empty after."""
+        with self._lock:
+            value, self._value = self._value, None
+        return value
+
 
 @dataclass(frozen=True)
 class PoolContext:
-    """Shared per-pool facts. Each actor makes its own GMS client; all share one HTTP session."""
+    """Shared per-pool facts. Each actor makes its own GMS client; all share one ``Origin``."""
 
     config: ExecutorConfig
     pool: PoolSettings
@@ -94,8 +75,8 @@ class PoolContext:
     """The pool's live Tasks; outlive a runner's restart, which adopts them (``executor.pool.taskbook``)."""
     credentials: SensitiveValues = field(default_factory=SensitiveValues, repr=False, compare=False)
     """The executor's own credentials, masked in every task (``executor.pool.sensitive``)."""
-    http: SharedSession = field(default_factory=SharedSession, repr=False, compare=False)
-    """The one HTTP session of the pool's GMS clients: its tasks reuse its connections."""
+    http: Memo[Origin] = field(default_factory=lambda: Memo[Origin](), repr=False, compare=False)
+    """The GMS connections of the pool's clients (TLS and proxy fixed once): its tasks reuse them."""
     outbox: Memo[Outbox] = field(default_factory=lambda: Memo[Outbox](), repr=False, compare=False)
     """The pool's ``Outbox`` once opened (``executor.pool.reporter.outbox_of``)."""
     spawner: Any = field(default=None, repr=False, compare=False)
@@ -122,23 +103,24 @@ class PoolContext:
         return min(self.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S)
 
     def new_gms(self) -> GmsClient:
-        """A GMS client whose calls block at most a few seconds, on the pool's shared session."""
+        """A GMS client whose calls block at most a few seconds, on the pool's shared ``Origin``."""
         if self.gms_factory is not None:
             return self.gms_factory(self)
+        return GmsClient(self.config.gms.url, self.token, timeout_s=self.gms_call_s,
+                         origin=self.http.get(self._new_origin))
+
+    def _new_origin(self) -> Origin:
+        """Connections to GMS with the configured TLS and proxy, room for every caller at once."""
         gms = self.config.gms
         verify: bool | str = str(gms.ca_bundle) if gms.ca_bundle else gms.verify_tls
-        return GmsClient(
-            gms.url,
-            self.token,
-            timeout_s=self.gms_call_s,
-            verify=verify,
-            proxies=self.proxies_for(gms.url),
-            session=self.http.session(self.pool.max_workers + len(POOL_CALLERS)),
-        )
+        return Origin(gms.url.rstrip("/"), verify=verify, proxies=self.proxies_for(gms.url),
+                      connections=max(10, self.pool.max_workers + len(POOL_CALLERS)))
 
     def close_http(self) -> None:
-        """Close the pool's shared HTTP session (once its actors are gone)."""
-        self.http.close()
+        """Close the pool's GMS connections (once its actors are gone; a later client reconnects)."""
+        origin = self.http.take()
+        if origin is not None:
+            origin.close()
 
     def proxies_for(self, url: str) -> dict[str, str | None] | None:
         """The proxies for a call to ``url`` (see ``proxies_for``)."""
@@ -158,46 +140,3 @@ class PoolContext:
         """Keep this pool not ready for ``reason`` until cleared with None (``HealthState``)."""
         if self.health is not None:
             self.health.set_blocker(self.pool.id, source, reason)
-
-
-def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | None:
-    """The proxy mapping requests and botocore should use for ``url``.
-
-    None when the config sets no proxy: the libraries then read ``HTTP(S)_PROXY`` / ``NO_PROXY``
-    themselves (both apply those to loopback hosts too unless ``NO_PROXY`` names them). A
-    configured ``proxy:`` section replaces the environment entirely, loopback targets included;
-    its ``no_proxy`` list (same syntax as ``NO_PROXY``) sends matching hosts direct. Direct is
-    spelled ``{"http": None, "https": None}`` so that neither library falls back to the
-    environment, as an empty mapping would let them.
-    """
-    if not settings.as_requests_proxies():
-        return None
-    parts = urlsplit(url)
-    if settings.no_proxy and no_proxy_matches(settings.no_proxy, parts.hostname or "", parts.port):
-        return {"http": None, "https": None}
-    return {"http": settings.http, "https": settings.https}
-
-
-def no_proxy_matches(no_proxy: str, host: str, port: int | None = None) -> bool:
-    """``NO_PROXY`` rules: ``*``; a host or domain suffix (``.corp`` or ``corp``), optionally
-    with ``:port``; an IP address or CIDR range (``10.0.0.0/8``)."""
-    host = host.lower().strip("[]")
-    for entry in (e.strip().lower() for e in no_proxy.split(",")):
-        if not entry:
-            continue
-        if entry == "*":
-            return True
-        name, _, entry_port = entry.rpartition(":") if entry.count(":") == 1 else (entry, "", "")
-        if entry_port and (not entry_port.isdigit() or int(entry_port) != port):
-            continue
-        name = name.lstrip(".")
-        if host == name or host.endswith("." + name) or _in_network(host, name):
-            return True
-    return False
-
-
-def _in_network(host: str, entry: str) -> bool:
-    try:
-        return ipaddress.ip_address(host) in ipaddress.ip_network(entry, strict=False)
-    except ValueError:
-        return False

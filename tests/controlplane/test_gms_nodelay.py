@@ -11,21 +11,20 @@ from __future__ import annotations
 import socket
 from typing import Any
 
-import requests
-
 from executor.datahub.gms import GmsClient
+from executor.datahub.http_origin import Origin
 
 
 def test_accepted_gms_connections_have_nagle_off(control_plane: Any) -> None:
-    session = requests.Session()
-    client = GmsClient(control_plane.gms_url, control_plane.token, session=session)
+    origin = Origin(control_plane.gms_url)
+    client = GmsClient(control_plane.gms_url, control_plane.token, origin=origin)
     try:
         client.batch_get_aspects("dataHubExecutionRequest", ["urn:li:dataHubExecutionRequest:x"],
                                  ["dataHubExecutionRequestInput"])
         server = control_plane._gms
         with server._lock:
             connections = list(server._connections)
-        assert connections, "the session keeps its connection to GMS open"
+        assert connections, "the origin keeps its connection to GMS open"
         assert all(conn.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) for conn in connections)
     finally:
-        session.close()
+        origin.close()

@@ -20,7 +20,7 @@ import requests
 
 from executor.config import ProxySettings
 from executor.datahub.gms import GmsClient
-from executor.pool.context import no_proxy_matches, proxies_for
+from executor.datahub.proxies import no_proxy_matches, proxies_for
 from executor.queue.sqs import SqsQueue
 from tests.ops.connect_proxy import ConnectProxy
 from tests.ops.test_once import (

@@ -1,0 +1,176 @@
+"""Bounded HTTP calls to one origin (GMS) over kept-alive connections, on ``urllib3`` directly.
+
+Why not ``requests``: for every call a ``requests.Session`` merges settings with the
+environment (it scans ``os.environ`` for proxies twice and looks up ``.netrc``), keeps cookies
+and builds a prepared request, about 1-1.5 ms of CPU on top of urllib3's own work per GMS call
+(``bench/gms_call_cpu.py``); the executor makes five GMS calls a task. An ``Origin`` decides its
+TLS settings and its proxy once, when it is made, for its one URL, and each call then goes
+straight to its urllib3 connection pool, which is safe for concurrent callers (a pool's actors
+and Tasks share one ``Origin``).
+
+No cookie is kept: urllib3 has no cookie jar, so a ``Set-Cookie`` from GMS never reaches
+another call or another client. Redirects are not followed (GMS's API does not redirect, and a
+redirect would carry the token to wherever it points).
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+import certifi
+from urllib3 import PoolManager, ProxyManager
+from urllib3.connectionpool import HTTPConnectionPool
+from urllib3.exceptions import LocationValueError
+from urllib3.util import Timeout, make_headers, parse_url
+from urllib3.util.ssl_ import create_urllib3_context
+
+from executor.datahub.bounded_http import POOLS, CallLimits, deadline, read_capped
+from executor.datahub.proxies import proxy_for_url
+
+SEND_BYTES = 64 * 1024
+"""An iterable body's pieces are joined into writes of up to about this size: ``ingestProposal``
+bodies come as the JSON encoder's many small pieces, and a write each cost a syscall and a
+wake-up of the peer (20 writes for a RUNNING report)."""
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+"""Read when ``verify`` is True, as ``requests`` read them (an operator's corporate CA)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A call's status and its (capped, decoded) body."""
+
+    status: int
+    content: bytes
+
+
+class Origin:
+    """Connections to the scheme, host and port of ``url``, with TLS and proxy fixed at birth.
+
+    ``verify``: True checks the certificate and host name against ``REQUESTS_CA_BUNDLE`` /
+    ``CURL_CA_BUNDLE`` when set, else certifi's bundle (what ``requests`` did); a path (file or
+    directory) trusts only that, whatever the environment says; False checks nothing.
+    ``proxies``: ``executor.datahub.proxies.proxy_for_url`` (configured entries win, None means
+    direct, else ``HTTP(S)_PROXY`` / ``NO_PROXY``); only http:// and https:// proxies (a
+    SOCKS proxy fails every call with a ``TransportError`` saying so, as it did through
+    requests without PySocks). ``connections``: idle connections kept (one
+    per thread that may call at the same time; more are made when needed, and dropped after).
+    """
+
+    def __init__(self, url: str, *, verify: bool | str = True,
+                 proxies: Mapping[str, str | None] | None = None, connections: int = 2) -> None:
+        parts = urlsplit(url)
+        self.url = url.rstrip("/")
+        self.proxy = proxy_for_url(self.url, proxies)
+        """The proxy URL its calls go through, None for direct."""
+        self._prefix = self.url if self.proxy and parts.scheme == "http" else parts.path.rstrip("/")
+        """Before each call's path: the URL's own path (``https://x.acryl.io/gms``), or the
+        whole URL for a call through an HTTP proxy that is not tunnelled."""
+        pool_kw: dict[str, Any] = {"maxsize": max(1, connections), "block": False, "retries": False}
+        if parts.scheme == "https":
+            pool_kw.update(tls_settings(verify))
+        self._manager: PoolManager | None = None
+        self._pool: HTTPConnectionPool | None = None
+        self._refusal: LocationValueError | None = None
+        try:
+            self._manager = _manager(self.proxy, pool_kw)
+            self._pool = self._manager.connection_from_url(self.url)
+        except LocationValueError as exc:  # a proxy of another scheme (socks5://): every call fails
+            self._refusal = exc
+
+    def __repr__(self) -> str:
+        return f"Origin({self.url!r})"
+
+    def call(self, method: str, path: str, limits: CallLimits, *, headers: Mapping[str, str],
+             body: bytes | Iterable[bytes] | None = None) -> Answer:
+        """One call, bounded by ``limits`` (``bounded_http``); urllib3's errors and
+        ``DeadlineExceeded`` / ``TooLarge`` pass through. An iterable ``body`` needs its
+        ``Content-Length`` in ``headers`` (it is sent as it is iterated, not chunked)."""
+        pool = self._pool if self._pool is not None else self._reopen()
+        if body is not None and not isinstance(body, bytes):
+            body = coalesced(body)
+        with deadline(limits.total_s):
+            response = pool.urlopen(
+                method, self._prefix + path, body=body, headers=headers, retries=False,
+                redirect=False, assert_same_host=False, preload_content=False,
+                timeout=Timeout(connect=limits.connect_s, read=limits.total_s),
+            )
+            try:
+                content = read_capped(response, limits.max_bytes)
+            except BaseException:
+                response.close()  # the rest of the answer is unread: the connection goes
+                response.release_conn()
+                raise
+            response.release_conn()
+            return Answer(response.status, content)
+
+    def close(self) -> None:
+        """Close the idle connections (calls in flight finish; a later call connects again)."""
+        self._pool = None
+        if self._manager is not None:
+            self._manager.clear()
+
+    def _reopen(self) -> HTTPConnectionPool:
+        """A new connection pool after ``close``; the refusal of a proxy that cannot be used."""
+        if self._manager is None:
+            raise self._refusal or LocationValueError("no connection pool")
+        self._pool = pool = self._manager.connection_from_url(self.url)
+        return pool
+
+
+def coalesced(pieces: Iterable[bytes], size: int = SEND_BYTES) -> Iterator[bytes]:
+    """``pieces`` joined into runs of at most ``size`` bytes (a bigger piece goes alone)."""
+    run: list[bytes] = []
+    held = 0
+    for piece in pieces:
+        if run and held + len(piece) > size:
+            yield b"".join(run)
+            run, held = [], 0
+        run.append(piece)
+        held += len(piece)
+    if run:
+        yield b"".join(run)
+
+
+def tls_settings(verify: bool | str) -> dict[str, Any]:
+    """urllib3 pool settings for ``verify``, its CA set loaded once into one ``SSLContext``."""
+    if verify is False:
+        return {"ssl_context": create_urllib3_context(cert_reqs=ssl.CERT_NONE),
+                "cert_reqs": "CERT_NONE", "assert_hostname": False}
+    where = verify if isinstance(verify, str) else _environment_bundle() or certifi.where()
+    context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
+    if os.path.isdir(where):
+        context.load_verify_locations(capath=where)
+    else:
+        context.load_verify_locations(cafile=where)
+    return {"ssl_context": context, "cert_reqs": "CERT_REQUIRED"}
+
+
+def _environment_bundle() -> str | None:
+    for name in CA_BUNDLE_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
+
+
+def _manager(proxy: str | None, pool_kw: dict[str, Any]) -> PoolManager:
+    """A manager whose pools honour ``deadline()``; through ``proxy`` when there is one, with
+    the proxy URL's user and password sent as ``Proxy-Authorization`` (as ``requests`` did)."""
+    manager: PoolManager
+    if proxy is None:
+        manager = PoolManager(num_pools=2, **pool_kw)
+    else:
+        auth = parse_url(proxy).auth
+        headers = make_headers(proxy_basic_auth=_unquote(auth)) if auth else None
+        manager = ProxyManager(proxy, num_pools=2, proxy_headers=headers, **pool_kw)
+    manager.pool_classes_by_scheme = POOLS  # type: ignore[assignment]
+    return manager
+
+
+def _unquote(auth: str) -> str:
+    user, _, password = auth.partition(":")
+    return f"{unquote(user)}:{unquote(password)}"
