@@ -64,7 +64,7 @@ class Observer(SupervisedActor):
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Beat):
             self._beat()
-            self.tell_self_after(self.beat_s, Beat())
+            self.tell_self_on_tick(self.beat_s, Beat())  # on the pools' beat ticks
         return None
 
     def _beat(self) -> None:

@@ -60,7 +60,7 @@ class PoolActor(SupervisedActor):
         if isinstance(message, Beat):
             self.on_beat()
             self.pool.heartbeat(self.ctx.path, self.beat_allowance_s())
-            self.tell_self_after(BEAT_S, Beat())
+            self.tell_self_on_tick(BEAT_S, Beat())  # with every actor's beat: one wake-up at rest
             return None
         return self.handle(message)
 

@@ -4,7 +4,8 @@ Capacity follows DataHub: ``max_workers`` slots of weight ``1/max_workers`` each
 request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. A
 weight is known only after the Task has read its request, so a Task waits for ``Admitted``
 before it starts the recipe, given oldest first while the admitted weights fit. It
-polls GMS for KILL signals of running requests, and drives the drain at shutdown. A Task
+polls GMS for KILL signals of its requests while it has any (no poll timer while the pool has
+no task: idle CPU), and drives the drain at shutdown. A Task
 that crashes is reported as FAILURE here; its teardown has already killed its processes.
 
 The Tasks belong to the pool, not to this instance: they are kept in the pool's
@@ -89,10 +90,12 @@ class TaskRunner(PoolActor):
         """RunRequests stamped with this epoch by ``poller_epoch``."""
         self._trim_generation = 0
         """Counts tasks started, so a trim timer set before the latest start does nothing."""
+        self._polling_signals = False
+        """A ``PollSignals`` is scheduled: only while the book holds a task (``_poll_signals_soon``)."""
 
     def setup(self) -> None:
         self._adopt()
-        self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
+        self._poll_signals_soon()
         self._publish_capacity()
 
     def release(self) -> None:
@@ -119,8 +122,9 @@ class TaskRunner(PoolActor):
             live = frozenset(entry.urn for entry in self.tasks.entries())
             self.ctx.directory.tell(POLLER, LiveTasks(message.round, live))
         elif isinstance(message, PollSignals):
+            self._polling_signals = False
             self._poll_signals()
-            self.tell_self_after(self.pool.pool.signal_poll_interval_s, PollSignals())
+            self._poll_signals_soon()
         elif isinstance(message, Drain):
             self._drain(message)
         elif isinstance(message, InterruptAll):
@@ -209,6 +213,15 @@ class TaskRunner(PoolActor):
             raise
         if self.ctx.subtree is not None:
             self.ctx.subtree.link(ctx.lifeline)
+        self._poll_signals_soon()
+
+    def _poll_signals_soon(self) -> None:
+        """Schedule the next KILL poll if the book holds a task and none is scheduled: the first
+        task starts the polling, and a poll that finds the book empty does not re-arm it."""
+        if self._polling_signals or not len(self.tasks):
+            return
+        self._polling_signals = True
+        self.tell_self_on_tick(self.pool.pool.signal_poll_interval_s, PollSignals())
 
     def _task_exited(self, message: ChildExited) -> None:
         entry = self.tasks.named(message.name)

@@ -60,6 +60,11 @@ class SupervisedActor(StrandActor):
         """Deliver ``message`` to this actor in ``delay_s`` seconds (cancelled at stop)."""
         return self.timers.tell_after(delay_s, self.actor_ref, message)
 
+    def tell_self_on_tick(self, period_s: float, message: Any) -> int:
+        """Deliver ``message`` to this actor on the next tick of period ``period_s``, together
+        with every other actor's periodic message of that period (``Timers.tell_on_tick``)."""
+        return self.timers.tell_on_tick(period_s, self.actor_ref, message)
+
     # -- pykka hooks -----------------------------------------------------------------------
     def on_start(self) -> None:
         self.ctx.lifeline.attach(self.loop_ended)

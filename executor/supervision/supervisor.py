@@ -95,7 +95,7 @@ class Supervisor(SupervisedActor):
     def setup(self) -> None:
         for child in self._children:
             self._start(child)
-        self.tell_self_after(self.policy.liveness_interval_s, CheckChildren())
+        self.tell_self_on_tick(self.policy.liveness_interval_s, CheckChildren())
 
     def teardown(self) -> None:
         self._stopping = True
@@ -140,7 +140,7 @@ class Supervisor(SupervisedActor):
                 self.actor_ref.tell(ChildVanished(child.spec.name, child.incarnation))
             elif self._overdue(child, now):
                 self._give_up_waiting(child, now, "is dead but its teardown has not ended")
-        self.tell_self_after(self.policy.liveness_interval_s, CheckChildren())
+        self.tell_self_on_tick(self.policy.liveness_interval_s, CheckChildren())
 
     def _handle_end(self, child: _Child, failed: bool, error: str | None) -> None:
         self._forget(child)

@@ -11,6 +11,12 @@ retries) end on a common grid of ``GRID_S``: never early, at most that much late
 periodic timers of every actor fall due together, so an idle executor's timer thread wakes once
 per grid tick that has work instead of once per timer (idle CPU). Shorter delays keep their
 precision (a 1 s progress report in a test races a 1 s recipe).
+
+Periodic work (heartbeats, liveness looks, presence, KILL polls) goes further with
+``tell_on_tick``: it falls due on the next tick of a process-wide clock of its period (the
+multiples of the period on the monotonic clock), so every actor's beat of one period is due at
+the same moment, whenever each actor started: at rest the timer thread and each strand wake
+once per period, not once per actor. A grid alone keeps each timer's own phase.
 """
 
 from __future__ import annotations
@@ -34,6 +40,10 @@ THREAD_NAME = "timers"
 GRID_S = 0.25
 """The grid that delays of ``COARSE_FROM_S`` or more are rounded up to."""
 COARSE_FROM_S = 2.0
+TICK_GAP = 0.25
+"""A tick is due at least this share of its period from now: a timer armed just after a tick
+(a beat re-arming itself) falls due on the next one, one period later; one armed at any other
+moment (an actor's first beat) waits 0.25 to 1.25 periods."""
 
 
 @dataclass(order=True)
@@ -52,6 +62,14 @@ def due_after(delay_s: float) -> float:
     return math.ceil(due / GRID_S) * GRID_S if delay_s >= COARSE_FROM_S else due
 
 
+def due_on_tick(period_s: float) -> float:
+    """The monotonic time of the next multiple of ``period_s`` that is at least
+    ``TICK_GAP * period_s`` from now (see the module doc)."""
+    period_s = max(period_s, 1e-3)
+    earliest = time.monotonic() + TICK_GAP * period_s
+    return math.ceil(earliest / period_s) * period_s
+
+
 class Scheduler:
     """Runs callbacks after a delay on one thread, started on demand and ended when idle."""
 
@@ -65,7 +83,11 @@ class Scheduler:
 
     def call_after(self, delay_s: float, fn: Callable[[], None]) -> _Entry:
         """Run ``fn`` on the scheduler's thread in ``delay_s`` seconds; ``cancel`` forgets it."""
-        entry = _Entry(due_after(delay_s), next(self._seq), fn)
+        return self.call_at(due_after(delay_s), fn)
+
+    def call_at(self, due: float, fn: Callable[[], None]) -> _Entry:
+        """Run ``fn`` on the scheduler's thread at monotonic time ``due``."""
+        entry = _Entry(due, next(self._seq), fn)
         with self._cond:
             heapq.heappush(self._heap, entry)
             self._live += 1
@@ -132,7 +154,14 @@ class Timers:
     def tell_after(self, delay_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
         """Tell ``message`` to ``ref`` in ``delay_s`` seconds (dropped if ``ref`` died); returns a
         handle for ``cancel``, or -1 once ``cancel_all`` has run."""
+        return self._tell_at(due_after(delay_s), ref, message)
 
+    def tell_on_tick(self, period_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
+        """Tell ``message`` to ``ref`` on the next tick of period ``period_s`` (``due_on_tick``):
+        for periodic work, which then falls due together with every other actor's."""
+        return self._tell_at(due_on_tick(period_s), ref, message)
+
+    def _tell_at(self, due: float, ref: pykka.ActorRef[Any], message: Any) -> int:
         def send() -> None:
             # Runs on the scheduler's thread, after this method released the lock, so
             # ``handle`` is bound even for a delay of zero.
@@ -144,7 +173,7 @@ class Timers:
         with self._lock:
             if self._closed:
                 return -1
-            entry = self._scheduler.call_after(delay_s, send)
+            entry = self._scheduler.call_at(due, send)
             handle = entry.seq
             self._entries[handle] = entry
         return handle

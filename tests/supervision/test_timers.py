@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from dataclasses import dataclass
 from typing import Any
 
 from executor.supervision import start_root
-from executor.supervision.timers import COARSE_FROM_S, GRID_S, THREAD_NAME, Scheduler, due_after
+from executor.supervision.timers import (
+    COARSE_FROM_S,
+    GRID_S,
+    THREAD_NAME,
+    TICK_GAP,
+    Scheduler,
+    due_after,
+    due_on_tick,
+)
 
 from .probe import Probe, Worker, child_ref, policy, wait_for, worker_spec
 
@@ -106,4 +115,37 @@ def test_a_coarse_timer_never_runs_before_its_delay() -> None:
     assert ran.wait(10)
     assert at[0] >= asked + COARSE_FROM_S
     wait_for(lambda: not any(t.name == "timers-coarse" for t in threading.enumerate()),
+             what="the idle scheduler's thread to end")
+
+
+def test_periodic_timers_armed_at_different_moments_fall_due_on_one_tick() -> None:
+    period = 0.4
+    first = due_on_tick(period)
+    time.sleep(0.05)  # another actor arms its beat a little later, in the same period
+    second = due_on_tick(period)
+    assert abs(first - second) < 1e-9 or abs(abs(first - second) - period) < 1e-9
+    now = time.monotonic()
+    due = due_on_tick(5.0)
+    assert now + TICK_GAP * 5.0 <= due <= time.monotonic() + (1 + TICK_GAP) * 5.0
+    assert abs(due / 5.0 - round(due / 5.0)) < 1e-9  # a multiple of the period: a common tick
+
+
+def test_a_beat_that_rearms_just_after_its_tick_is_due_one_period_later() -> None:
+    scheduler = Scheduler(name="timers-ticks")
+    period = 0.5
+    at: list[float] = []
+    done = threading.Event()
+
+    def beat() -> None:
+        at.append(time.monotonic())
+        if len(at) < 4:
+            scheduler.call_at(due_on_tick(period), beat)
+        else:
+            done.set()
+
+    scheduler.call_at(due_on_tick(period), beat)
+    assert done.wait(10)
+    ticks = [math.floor(t / period + 1e-9) for t in at]  # each fired on its tick, never early
+    assert ticks == list(range(ticks[0], ticks[0] + 4))  # one beat per tick: no tick skipped or doubled
+    wait_for(lambda: not any(t.name == "timers-ticks" for t in threading.enumerate()),
              what="the idle scheduler's thread to end")
