@@ -1,15 +1,17 @@
 """The Task's bridge to the sandbox: picks the venv, builds the run's spec, and starts it.
 
-Venv resolution (which may build a cached venv with pip) and the run itself happen on the
+A venv build (pip, for a dynamic version) and the wait for the run's result happen on the
 launcher's own thread, so the Task actor never blocks on them and stays free to cancel.
 
-The start is in two steps so that the work before the spawn overlaps the secret fetch:
-``prestart`` resolves the venv, makes the work dir and the task cgroup and spawns the recipe,
-which joins its cgroup, starts its interpreter and then waits for its stdin; ``give_secrets``
-brings that stdin (the recipe and its secrets) once they resolved. Until then the recipe has
-nothing secret and none of its output is read (``docs/sandbox.md``, "Spawned before the
-secrets"); a run stopped before it is killed and leaves nothing behind.
-"""
+The start is in steps so that little is left between admission and the spawn, and the
+recipe's start-up overlaps the secret fetch: ``prepare`` (while the request waits for
+admission) picks a venv that needs no build and makes the run's spec, creating nothing;
+``prestart`` (admitted) makes the work dir, the task cgroup and the log file and has the spawn
+server fork the recipe, on the Task's thread, which joins its cgroup, starts its interpreter
+and then waits for its stdin; ``give_secrets`` brings that stdin (the recipe and its secrets)
+once they resolved. Until then the recipe has nothing secret and none of its output is read
+(``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
+leaves nothing behind."""
 
 from __future__ import annotations
 
@@ -31,19 +33,15 @@ from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
-from executor.sandbox.cgroups import CgroupSupport, detect_cgroups
+from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.result import format_measurements
-from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
+from executor.sandbox.venvs import BUNDLED, NATIVE, ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
 REPORT_FILE = "report.json"
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
 """How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
-CGROUP_DETECT_S = 60.0
-"""How long one look at where task cgroups go serves the launches (a look reads /proc/self's
-mount table: about a millisecond each launch would spend before its spawn)."""
-_detected: tuple[float, CgroupSupport] | None = None
 
 
 @dataclass(frozen=True)
@@ -84,6 +82,8 @@ class SandboxLauncher:
         self._request: ExecutionRequest | None = None
         self._secrets: dict[str, str] | None = None
         """The recipe's secrets once given (``give_secrets``); None before."""
+        self._prepared: tuple[ExecutionRequest, ResolvedVenv, SandboxRun] | None = None
+        """What ``prepare`` made for a request: its venv and its run, not started."""
 
     @property
     def started(self) -> bool:
@@ -110,25 +110,49 @@ class SandboxLauncher:
         self.prestart(request, on_exit)
         self.give_secrets(secrets)
 
+    def prepare(self, request: ExecutionRequest) -> None:
+        """While the request waits for admission: pick a venv that needs no build (bundled,
+        native) and make the run (its spec, nothing created or spawned: that waits for
+        ``prestart``). A failure here is left to the launch thread, which meets and reports it."""
+        if self._prepared is not None and self._prepared[0] is request:
+            return
+        self._prepared = None
+        try:
+            venv_request = self._venv_request(request)
+            if venv_request.version not in (BUNDLED, NATIVE):
+                return  # a dynamic venv is built (or waited for) on the launch thread, once admitted
+            venv = resolve_venv(venv_request, self._policy(self._run_as()))
+            run = SandboxRun(self._spec(request, venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
+        except Exception as exc:  # the launch thread resolves again and reports the failure
+            logger.debug("run of {} not prepared before admission: {}", self.task_id, exc)
+            return
+        self._prepared = (request, venv, run)
+
     def prestart(
         self,
         request: ExecutionRequest,
         on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
     ) -> None:
-        """Resolve the venv, prepare the run and spawn the recipe on a thread, without its input;
-        ``on_exit`` gets the outcome. Raises ``ExecutorError`` for a request it cannot start."""
-        plugin = request.source_plugin
-        if plugin is None:
-            raise ExecutorError("the recipe names no source type (source.type)")
-        venv_request = VenvRequest(
-            plugin=plugin,
-            version=request.version or self.pool.pool.venvs.default_version,
-            extra_plugins=tuple(request.extra_pip_plugins),
-            extra_requirements=tuple(request.extra_pip_requirements),
-        )
+        """Spawn the recipe without its input; ``on_exit`` gets the outcome. Raises
+        ``ExecutorError`` for a request it cannot start.
+
+        A run ``prepare`` made is spawned here, on the caller's thread, through the spawn server
+        (no thread hop before the fork, none of the secret fetch's or RUNNING's CPU beside it:
+        the caller asks for those next); anything else (a venv to build, no spawn server) is
+        resolved, prepared and spawned on the launch thread, which then waits for the result.
+        """
+        venv_request = self._venv_request(request)
         if self.pool.spawner is not None:
             self.pool.spawner.start()  # one that stopped while idle starts while the run is prepared
         self._request = request
+        self.prepare(request)
+        prepared, self._prepared = self._prepared, None
+        if prepared is not None and self.pool.spawner is not None:
+            with self._lock:
+                if self._stop is None:
+                    self.venv, self.run = prepared[1], prepared[2]
+            if self.run is prepared[2]:
+                self.run.start(here=True)
         self._thread = threading.Thread(
             target=self._main,
             args=(request, venv_request, on_exit),
@@ -136,6 +160,17 @@ class SandboxLauncher:
             daemon=True,
         )
         self._thread.start()
+
+    def _venv_request(self, request: ExecutionRequest) -> VenvRequest:
+        plugin = request.source_plugin
+        if plugin is None:
+            raise ExecutorError("the recipe names no source type (source.type)")
+        return VenvRequest(
+            plugin=plugin,
+            version=request.version or self.pool.pool.venvs.default_version,
+            extra_plugins=tuple(request.extra_pip_plugins),
+            extra_requirements=tuple(request.extra_pip_requirements),
+        )
 
     def give_secrets(self, secrets: dict[str, str]) -> None:
         """The recipe's input (the recipe and ``secrets`` on stdin): from now on it runs its work.
@@ -177,11 +212,15 @@ class SandboxLauncher:
     def _resolve_and_run(
         self, request: ExecutionRequest, venv_request: VenvRequest
     ) -> SandboxResult | LaunchFailed | LaunchStopped:
+        with self._lock:
+            run = self.run
+        if run is not None:  # spawned by ``prestart``
+            return self._result_of(run)
         stopped = self._stopped()
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv), cgroups=cgroup_support(), spawner=self.pool.spawner)
+        run = SandboxRun(self._spec(request, self.venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:
@@ -192,6 +231,10 @@ class SandboxLauncher:
         if secrets is not None:  # given while the venv was resolved: the run has it from its start
             self._give(run, secrets)
         run.start()
+        return self._result_of(run)
+
+    @staticmethod
+    def _result_of(run: SandboxRun) -> SandboxResult | LaunchFailed:
         result = run.wait_result()  # reported before the clean-up; ``kill`` waits for that
         return result if result is not None else LaunchFailed("the sandbox ended without a result")
 
@@ -325,16 +368,6 @@ class SandboxLauncher:
         """``log: <path>``, or why there is none (for the task's closing log line)."""
         path = self.log_path()
         return f"log: {path}" if path is not None else "no task log: the recipe never started"
-
-
-def cgroup_support() -> CgroupSupport:
-    """Where task cgroups go, looked up at most every ``CGROUP_DETECT_S``."""
-    global _detected
-    found = _detected
-    now = time.monotonic()
-    if found is None or now - found[0] > CGROUP_DETECT_S:
-        found = _detected = (now, detect_cgroups())
-    return found[1]
 
 
 def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:

@@ -230,10 +230,12 @@ class Task(PoolActor):
         # Accepted at the default weight; the runner answers Admitted once this one's fits.
         self._awaiting_admission = True
         self._to_runner(WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
+        self.launcher.prepare(self.request)  # during the admission hop; nothing is spawned before it
 
     def _admitted(self) -> None:
         """The runner found room for this request's weight: pre-start the recipe (it waits for
-        its stdin) while the secrets are fetched, and report RUNNING."""
+        its stdin), then ask for the secrets and report RUNNING (after the spawn: their calls'
+        CPU does not delay it, and they overlap the recipe's start-up)."""
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False

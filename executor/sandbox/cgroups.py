@@ -118,6 +118,23 @@ def detect_cgroups(proc_self: Path = Path("/proc/self"), prepare_v2: bool = Fals
     return _detect_v2(_join(unified, own[""]), prepare_v2)
 
 
+DETECT_CACHE_S = 60.0
+"""How long one look at where task cgroups go serves the launches (a look reads /proc/self's
+mount table: about a millisecond each launch would spend before its spawn)."""
+_detected: tuple[float, CgroupSupport] | None = None
+
+
+def cached_cgroups(max_age_s: float = DETECT_CACHE_S) -> CgroupSupport:
+    """``detect_cgroups()`` looked up at most every ``max_age_s`` (a change of the host's
+    cgroups, a remount or a delegation, is seen within that)."""
+    global _detected
+    found = _detected
+    now = time.monotonic()
+    if found is None or now - found[0] > max_age_s:
+        found = _detected = (now, detect_cgroups())
+    return found[1]
+
+
 def _detect_v2(own_dir: Path, prepare: bool) -> CgroupSupport:
     wanted = {"memory", "pids"}
     tasks = own_dir.parent / "tasks" if own_dir.name == "executor" else own_dir / "tasks"

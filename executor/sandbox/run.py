@@ -19,32 +19,27 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
-from executor.errors import BadInputError
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
 from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
-from executor.sandbox.isolation import bwrap_prefix
-from executor.sandbox.limits import MiB, launcher_options
+from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
-from executor.sandbox.orphans import MARKER_VAR, owner_token
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
+from executor.sandbox.process_start import command, start_process
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.result import SandboxResult
-from executor.sandbox.spawner import LAUNCHER, ServerPopen, SpawnServer, SpawnUnavailable
+from executor.sandbox.spawner import SpawnServer, SpawnUnavailable
 from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
@@ -80,6 +75,9 @@ class SandboxRun:
         self._cgroup: TaskCgroup | None = None
         self._monitor: Monitor | None = None
         self._pending_stop: tuple[str, float | None, str] | None = None
+        self._began: float | None = None
+        self._stage = _Stage()
+        """What ``start(here=True)`` did on the caller's thread, for the supervisor to go on from."""
         self._lock = threading.Lock()
         self._mask_lock = threading.Lock()
         self._gate = InputGate(spec.hold_input, spec.stdin, spec.argv, self._masker, self._mask_lock)
@@ -100,12 +98,27 @@ class SandboxRun:
         """Bytes the run has written so far."""
         return self._monitor.reader.bytes_read if self._monitor is not None else 0
 
-    def start(self, timeout_s: float = 30.0) -> None:
-        """Spawn the process; returns once it runs (or failed to: then the result says why)."""
-        if self._thread.is_alive() or self._done.is_set():
+    def start(self, timeout_s: float = 30.0, here: bool = False) -> None:
+        """Spawn the process; returns once it runs (or failed to: then the result says why).
+
+        ``here``: prepare and spawn on the calling thread when the spawn server takes it (no
+        thread hop before the fork), then return without waiting; whatever it cannot do here (a
+        stop came first, an error, no server: the exec wrapper must be started from the
+        supervisor thread, whose life its parent-death signal follows) the supervisor does.
+        """
+        if self._thread.is_alive() or self._done.is_set() or self._began is not None:
             raise RuntimeError("a SandboxRun starts once")
-        self._thread.start()
-        self._started.wait(timeout_s)
+        self._began = time.monotonic()
+        if here and self._spawner is not None:
+            self._spawn_here()
+        try:
+            self._thread.start()
+        except BaseException:  # no supervisor: nothing it would watch may be left
+            self._kill_spawned()
+            self._clean_up()
+            raise
+        if not here:
+            self._started.wait(timeout_s)
 
     def stop(self, reason: str, grace_s: float | None = None, status: str = "CANCELLED") -> None:
         """SIGTERM the tree, SIGKILL after ``grace_s`` (default: the limits' grace); non-blocking.
@@ -193,13 +206,35 @@ class SandboxRun:
         self.emit(line)
 
     # -- the supervisor thread ----------------------------------------------------------------
-    def _main(self) -> None:
-        start = time.monotonic()
+    def _spawn_here(self) -> None:
+        """``start(here=True)``: the set-up and the spawn server's fork on the caller's thread.
+        An error is kept for the supervisor to report; a stop or a spawn the server cannot take
+        leaves the rest to it (nothing was started)."""
         try:
             self._prepare()
-            if self._stopped_before_spawn(start):
-                return
-            self._spawn()
+            self._stage.prepared = True
+            with self._lock:
+                if self._pending_stop is not None:
+                    return
+            self._spawn(server_only=True)
+            self._stage.spawned = True
+            self._started.set()
+        except SpawnUnavailable as exc:
+            logger.debug("spawn of {} left to its supervisor: {}", self.spec.task_id, exc)
+        except Exception as exc:  # reported by the supervisor, as one raised there
+            self._stage.error = exc
+
+    def _main(self) -> None:
+        start = self._began if self._began is not None else time.monotonic()
+        try:
+            if self._stage.error is not None:
+                raise self._stage.error
+            if not self._stage.prepared:
+                self._prepare()
+            if not self._stage.spawned:
+                if self._stopped_before_spawn(start):
+                    return
+                self._spawn()
         except Exception as exc:
             logger.warning("sandbox for {} could not start: {}", self.spec.task_id, exc)
             self._started.set()
@@ -255,28 +290,22 @@ class SandboxRun:
             keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
             prune_task_logs(spec.log_file.parent, keep, spec.log_keep_days)
 
-    def _spawn(self) -> None:
-        spec, work_dir = self.spec, self._work_dir
-        assert work_dir is not None
-        report = str(work_dir / spec.report_file) if spec.report_file else ""
-        argv = [a.replace("{work_dir}", str(work_dir)).replace("{report_file}", report) for a in spec.argv]
-        env = dict(spec.env)
-        if shutil.which(argv[0], path=env.get("PATH", os.defpath)) is None:
-            raise BadInputError(f"program not found or not executable: {argv[0]}")
-        if spec.isolation == "bwrap":
-            argv = [*bwrap_prefix(work_dir, spec.hide_paths, argv[0], spec.run_as is not None), *argv]
-        env.update(HOME=str(work_dir), TMPDIR=str(work_dir / "tmp"),
-                   **{MARKER_VAR: f"{owner_token()}:{work_dir.name}"})
-        options = [*launcher_options(spec.limits, self._cgroup),
-                   *(spec.run_as.launcher_options() if spec.run_as is not None else ())]
-        self._proc = self._start_process(options, argv, env, work_dir)
+    def _spawn(self, server_only: bool = False) -> None:
+        assert self._work_dir is not None
+        argv, env, options = command(self.spec, self._work_dir, self._cgroup)
+        self._proc, self._spawned_by_server = start_process(
+            self._spawner, options, argv, env, self._work_dir, self.spec.task_id, server_only)
         try:
             self._watch(self._proc)
         except BaseException:  # never leave a process nobody watches (no descriptor left, ...)
+            self._kill_spawned()
+            raise
+
+    def _kill_spawned(self) -> None:
+        if self._proc is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(self._proc.pid, signal.SIGKILL)
             self._proc.wait()
-            raise
 
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         """The pipe threads and the monitor of a process just spawned."""
@@ -299,22 +328,6 @@ class SandboxRun:
         note = self._masker.short_secrets_note
         if note and self.spec.hold_input:  # counts the secrets given late too
             self.emit(note)
-
-    def _start_process(self, options: list[str], argv: list[str], env: dict[str, str],
-                       work_dir: Path) -> subprocess.Popen[bytes]:
-        """Through the spawn server when there is one that works, else through the exec wrapper:
-        the same set-up (``launch.py``) either way, in a new session, stdio on pipes."""
-        pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
-                                 "stderr": subprocess.STDOUT, "cwd": work_dir, "env": env, "bufsize": 0}
-        if self._spawner is not None:
-            try:
-                proc = ServerPopen(self._spawner, options, argv, **pipes)
-                self._spawned_by_server = True
-                return proc
-            except SpawnUnavailable as exc:
-                logger.debug("spawn of {} through the exec wrapper: {}", self.spec.task_id, exc)
-        return subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), *options, "--", *argv],
-                                start_new_session=True, close_fds=True, **pipes)
 
     def _finish(self, start: float, error: str | None, result: SandboxResult | None = None) -> None:
         monitor = self._monitor
@@ -379,6 +392,15 @@ class SandboxRun:
             self.note(f"cannot read the report file: {exc.strerror}")
             return None
         return self._masker.mask(data.decode("utf-8", errors="replace")) if data is not None else None
+
+
+@dataclass
+class _Stage:
+    """How far ``start(here=True)`` went on the caller's thread."""
+
+    prepared: bool = False
+    spawned: bool = False
+    error: Exception | None = None
 
 
 def shorter_grace(first: float | None, second: float | None) -> float | None:

@@ -135,7 +135,7 @@ def test_an_executor_with_ambient_capabilities_hands_none_on(throwaway_users: Us
     The exec wrapper, started by that user, must switch to the recipe user and leave it with no
     capability at all (a uid change between non-root users keeps them unless dropped).
     """
-    from executor.sandbox.run import LAUNCHER
+    from executor.sandbox.spawner import LAUNCHER
 
     executor, recipe = throwaway_users.executor, throwaway_users.recipe
     caps = "+setuid,+setgid,+kill,+chown,+dac_override"
