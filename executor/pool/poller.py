@@ -23,9 +23,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-import pykka
-from pykka._envelope import Envelope
-
 from executor.backoff import Backoff, RetryState
 from executor.datahub.envelope import decode_message
 from executor.errors import (
@@ -59,10 +56,10 @@ from executor.pool.messages import (
     Unrunnable,
 )
 from executor.pool.poison import PoisonPolicy
+from executor.pool.poller_inbox import StopCutsTheLongPoll
 from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
-from executor.supervision.strand import Strand
 from executor.supervision.strandactor import StrandInbox
 
 MAX_BATCH = 10
@@ -82,20 +79,6 @@ class _ExtendAgain:
     """Timer: extend these (throttled) messages again."""
 
     urns: tuple[str, ...]
-
-
-class _StopCutsTheLongPoll(StrandInbox):
-    """The poller's inbox: a stop put here also cuts the long poll in progress (from the
-    stopper's thread), so the stop is handled now instead of after up to 20 s of waiting."""
-
-    def __init__(self, strand: Strand, poller: QueuePoller) -> None:
-        super().__init__(strand, poller)
-        self._poller = poller
-
-    def put(self, envelope: Envelope[Any], /) -> None:
-        if isinstance(envelope.message, pykka.messages._ActorStop):
-            self._poller.stop_requested()
-        super().put(envelope)
 
 
 def reconcile_interval_s(visibility_s: int) -> float:
@@ -130,7 +113,7 @@ class QueuePoller(PoolActor):
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
 
     def _create_actor_inbox(self) -> StrandInbox:  # type: ignore[override]
-        return _StopCutsTheLongPoll(self.strand, self)
+        return StopCutsTheLongPoll(self.strand, self)
 
     def stop_requested(self) -> None:
         """A stop is on its way (any thread): end the receive in progress, make no more.
@@ -342,8 +325,22 @@ class QueuePoller(PoolActor):
         self.sent += 1
 
     def _poisoned(self, message_id: str, receipt_handle: str, receive_count: int, reason: str) -> None:
+        """Log a message that will not run once (never its body), then hide it briefly, or
+        delete it after many receives, as ``executor.pool.poison`` decides."""
         assert self.queue is not None
-        self.poison.settle(self.queue, self.log, message_id, receipt_handle, receive_count, reason)
+        verdict = self.poison.judge(message_id, receive_count)
+        if verdict.delete:
+            self.log.error("deleting message {} after {} receives: {}", message_id, receive_count, reason)
+        elif verdict.log_it:
+            self.log.warning("message {} (receive #{}) not run: {}; left to the redrive policy",
+                             message_id, receive_count, reason)
+        try:
+            if verdict.delete:
+                self.queue.delete(receipt_handle)
+            else:
+                self.queue.extend(receipt_handle, verdict.visibility_s)
+        except ExecutorError as exc:
+            self.log.debug("could not settle message {}: {}", message_id, exc)
 
     # -- settling --------------------------------------------------------------------------
     def _extend_all(self, only: set[str] | None = None) -> None:
