@@ -5,16 +5,15 @@ put back with a short, growing invisibility, so that the queue's redrive policy 
 the dead-letter queue after ``maxReceiveCount`` receives within seconds, without a hot
 receive loop. A queue without a redrive policy would hand it out forever: after
 ``DELETE_AFTER_RECEIVES`` receives it is deleted (and that is logged as an error).
+
+This module only decides (``PoisonPolicy.judge``); the poller, which owns the queue, logs and
+makes the call the verdict names.
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
-
-from executor.errors import ExecutorError
-from executor.queue.sqs import SqsQueue
 
 DELETE_AFTER_RECEIVES = 25
 """Receives after which a poison message is deleted (no redrive policy caught it before)."""
@@ -53,20 +52,3 @@ class PoisonPolicy:
         delete = receive_count >= DELETE_AFTER_RECEIVES
         delay = min(self.max_visibility_s, max(1, receive_count) * DELAY_PER_RECEIVE_S)
         return PoisonVerdict(log_it=first or delete, delete=delete, visibility_s=delay)
-
-    def settle(self, queue: SqsQueue, log: Any, message_id: str, receipt_handle: str,
-               receive_count: int, reason: str) -> None:
-        """Log once (never the body), then hide it briefly: the redrive policy takes it from there."""
-        verdict = self.judge(message_id, receive_count)
-        if verdict.delete:
-            log.error("deleting message {} after {} receives: {}", message_id, receive_count, reason)
-        elif verdict.log_it:
-            log.warning("message {} (receive #{}) not run: {}; left to the redrive policy",
-                        message_id, receive_count, reason)
-        try:
-            if verdict.delete:
-                queue.delete(receipt_handle)
-            else:
-                queue.extend(receipt_handle, verdict.visibility_s)
-        except ExecutorError as exc:
-            log.debug("could not settle message {}: {}", message_id, exc)

@@ -56,9 +56,11 @@ from executor.pool.messages import (
     Unrunnable,
 )
 from executor.pool.poison import PoisonPolicy
+from executor.pool.poller_inbox import StopCutsTheLongPoll
 from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
+from executor.supervision.strandactor import StrandInbox
 
 MAX_BATCH = 10
 DEPTH_EVERY_S = 15.0
@@ -97,6 +99,8 @@ class QueuePoller(PoolActor):
         self.poison = PoisonPolicy(pool.pool.visibility_s)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=120))
         self._poll_scheduled = False
+        self._stopping = False
+        """Set by ``stop_requested`` from the stopper's thread."""
         self.epoch = uuid.uuid4().hex[:12]
         self.runner_epoch: str | None = None
         self.sent = 0
@@ -107,6 +111,21 @@ class QueuePoller(PoolActor):
         self.last_empty_receive: float | None = None
         """When the latest receive came back empty (None: it brought messages, or none yet)."""
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
+
+    def _create_actor_inbox(self) -> StrandInbox:  # type: ignore[override]
+        return StopCutsTheLongPoll(self.strand, self)
+
+    def stop_requested(self) -> None:
+        """A stop is on its way (any thread): end the receive in progress, make no more.
+
+        A message SQS had put in the cut answer comes back after its visibility timeout, as
+        one that a receive brought in just before the stop did (its release would come too
+        late for a stopped poller); ``executor.queue.interrupt`` says why the window is small.
+        """
+        self._stopping = True
+        queue = self.queue
+        if queue is not None:
+            queue.interrupt()
 
     def setup(self) -> None:
         self.ctx.directory.tell(LEASER, LeaseWanted())
@@ -123,6 +142,8 @@ class QueuePoller(PoolActor):
         # shutdown they reappear once their visibility lapses. Nothing is deleted here.
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
+        if self.queue is not None:
+            self.queue.close()
 
     def beat_allowance_s(self) -> float:
         return max(BEAT_S, self.pool.pool.poll_wait_s + 5.0)  # a long poll delays the beat
@@ -149,6 +170,8 @@ class QueuePoller(PoolActor):
                 proxies=self.pool.proxies_for(message.lease.queue_url),
                 max_wait_s=self.pool.pool.poll_wait_s,
             )
+            if self._stopping:  # the stop may have read the queue before this one was set
+                self.queue.interrupt()
             self._update_readiness()
             if self.in_flight:
                 self._extend_all()
@@ -232,14 +255,15 @@ class QueuePoller(PoolActor):
             self.tell_self_after(delay_s, Poll())
 
     def _poll(self) -> None:
-        if self.queue is None or not self.receiving or self.free_slots <= 0:
+        if self.queue is None or not self.receiving or self.free_slots <= 0 or self._stopping:
             return  # a LeaseGranted or a Capacity message will start polling again
         wanted = min(self.free_slots, MAX_BATCH)
         self.log.trace("receiving up to {} message(s)", wanted)
         try:
             messages = self.queue.receive(wanted, self._wait_s(), self.pool.pool.visibility_s)
         except ExecutorError as exc:
-            self._receive_failed(exc)
+            if not self._stopping:  # a cut long poll is the stop's doing, not a failure
+                self._receive_failed(exc)
             return
         self.retry.succeeded()
         self.last_receive = time.monotonic()
@@ -301,8 +325,22 @@ class QueuePoller(PoolActor):
         self.sent += 1
 
     def _poisoned(self, message_id: str, receipt_handle: str, receive_count: int, reason: str) -> None:
+        """Log a message that will not run once (never its body), then hide it briefly, or
+        delete it after many receives, as ``executor.pool.poison`` decides."""
         assert self.queue is not None
-        self.poison.settle(self.queue, self.log, message_id, receipt_handle, receive_count, reason)
+        verdict = self.poison.judge(message_id, receive_count)
+        if verdict.delete:
+            self.log.error("deleting message {} after {} receives: {}", message_id, receive_count, reason)
+        elif verdict.log_it:
+            self.log.warning("message {} (receive #{}) not run: {}; left to the redrive policy",
+                             message_id, receive_count, reason)
+        try:
+            if verdict.delete:
+                self.queue.delete(receipt_handle)
+            else:
+                self.queue.extend(receipt_handle, verdict.visibility_s)
+        except ExecutorError as exc:
+            self.log.debug("could not settle message {}: {}", message_id, exc)
 
     # -- settling --------------------------------------------------------------------------
     def _extend_all(self, only: set[str] | None = None) -> None:

@@ -12,7 +12,9 @@ Every call is bounded, so the poller that owns the queue can always stop promptl
 its leases alive: a receive waits at most ``max_wait_s`` (<= 20) and its read timeout is only
 a few seconds longer, with no retry (the poller backs off itself); the short calls (extend,
 release, delete, depth) have their own client with a read timeout of a few seconds and one
-retry. A stalled connection therefore costs at most ``max_wait_s + 5`` s or about 10 s.
+retry. A stalled connection therefore costs at most ``max_wait_s + 5`` s or about 10 s. A stop
+need not wait for the long poll: ``interrupt()`` (from any thread) cuts the receive short
+(``executor.queue.interrupt``), so a pool can poll the full 20 s at rest.
 
 Memory: every client comes from the process's one botocore session (``executor.queue.aws_session``)
 with the lease's credentials given to the client itself, so a lease refresh or another pool costs
@@ -40,6 +42,7 @@ from executor.errors import (
     TransportError,
 )
 from executor.queue.aws_session import SESSION
+from executor.queue.interrupt import interruptible
 
 MAX_WAIT_S = 20
 SHORT_CALL_TIMEOUT_S = 5.0
@@ -129,6 +132,7 @@ class SqsQueue:
             return SESSION.client("sqs", lease, endpoint, config)
 
         self._receiver: Any = client(max_wait_s + extra_read_timeout_s, 1)
+        self._interrupter = interruptible(self._receiver)
         self._client: Any = client(SHORT_CALL_TIMEOUT_S, 2)
 
     def __repr__(self) -> str:
@@ -139,6 +143,19 @@ class SqsQueue:
         self._receiver.close()
         self._client.close()
 
+    def interrupt(self) -> None:
+        """End a receive in progress now, and refuse every later one (any thread; one-shot).
+
+        The cut receive raises ``TransportError``; a later one raises it before it waits.
+        The short calls (extend, release, delete) are left alone: they are bounded anyway.
+        """
+        self._interrupter.interrupt()
+
+    @property
+    def interrupted(self) -> bool:
+        """Whether ``interrupt()`` was called."""
+        return self._interrupter.interrupted
+
     def receive(self, max_messages: int, wait_s: int, visibility_s: int) -> list[ReceivedMessage]:
         """Long-poll up to ``wait_s`` (<= ``max_wait_s``) for at most ``max_messages`` (<= 10),
         hiding them from other consumers for ``visibility_s``."""
@@ -147,6 +164,8 @@ class SqsQueue:
         if not 0 <= wait_s <= self.max_wait_s:
             raise ValueError(f"wait_s must be in 0..{self.max_wait_s}")
         _check_visibility(visibility_s)
+        if self._interrupter.interrupted:
+            raise TransportError("SQS receive not made: the queue was interrupted (stopping)")
         with _mapped("receive"):
             answer = self._receiver.receive_message(
                 QueueUrl=self.queue_url,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from executor.errors import (
 )
 from executor.queue.sqs import SqsQueue, _client_error, endpoint_for
 from tests.adapters.conftest import make_lease
+from tests.faults.ledger import wait_until
 
 
 @pytest.fixture
@@ -171,5 +173,55 @@ def test_a_configured_proxy_is_used(queue_url: str, closed_port: int) -> None:
     try:
         with pytest.raises(TransportError, match=r"(?i)proxy"):
             q.approximate_depth()
+    finally:
+        q.close()
+
+
+def _receive_in_thread(queue: SqsQueue, wait_s: int) -> tuple[threading.Thread, list[Any]]:
+    """A receive of up to ``wait_s`` on its own thread; its outcome (a list or an error) lands
+    in the returned list."""
+    outcome: list[Any] = []
+
+    def receive() -> None:
+        try:
+            outcome.append(queue.receive(1, wait_s, 30))
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=receive, daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def _waiting_on_a_socket(queue: SqsQueue) -> bool:
+    conn = queue._interrupter._current
+    return conn is not None and getattr(conn, "sock", None) is not None
+
+
+def test_interrupt_cuts_a_long_poll_short_and_leaves_the_short_calls(
+    queue: SqsQueue, admin: Any, queue_url: str
+) -> None:
+    admin.send_message(QueueUrl=queue_url, MessageBody="held")
+    [held] = queue.receive(1, 5, 60)
+    thread, outcome = _receive_in_thread(queue, 20)  # the queue is empty now: a 20 s wait
+    wait_until(lambda: _waiting_on_a_socket(queue), 10, "the long poll to be on the wire")
+    queue.interrupt()
+    thread.join(15)
+    assert not thread.is_alive()
+    # An empty queue answers a finished long poll with []: only the cut raises.
+    assert len(outcome) == 1 and isinstance(outcome[0], TransportError)
+    with pytest.raises(TransportError):
+        queue.receive(1, 20, 30)  # refused before it waits
+    queue.release(held.receipt_handle)  # a stopping poller can still give messages back ...
+    queue.delete(held.receipt_handle)  # ... and settle them
+
+
+def test_interrupt_before_a_receive_connects(queue_url: str) -> None:
+    q = SqsQueue(make_lease(queue_url))
+    try:
+        q.interrupt()
+        assert q.interrupted
+        with pytest.raises(TransportError):
+            q.receive(1, 20, 30)
     finally:
         q.close()

@@ -48,6 +48,9 @@ class ScriptedQueue:
     def close(self) -> None:
         """Nothing to close."""
 
+    def interrupt(self) -> None:
+        """Nothing waits here (the poller's stop calls it)."""
+
 
 class Health:
     """Stands in for ``HealthState``: keeps the last readiness verdict."""

@@ -1,0 +1,100 @@
+"""A botocore client whose call in progress another thread can cut short: the poller's stop.
+
+SQS's long poll waits up to 20 s for a message, and the poller's thread waits inside botocore
+meanwhile; its stop would wait for the receive to end. ``Interrupter`` gives such a client a way
+out: ``interrupt()`` (from any thread) shuts down the socket of the call in progress, so its read
+ends at once with a connection error, and makes every later call of the client fail the same way
+before it waits. It is one-shot: the client is not used again (the poller is stopping).
+
+How it sees the socket: botocore's HTTP session makes its urllib3 connection pools from one
+class table; the client's table gets subclasses that report each connection they hand out and
+each socket they connect. Nothing else changes: the same pools, TLS, proxies and timeouts.
+
+What a cut costs: a message SQS had already put in the cut answer stays invisible for its
+visibility timeout, then comes back (the same as a process killed during a receive); it is never
+lost, and a long poll answers as soon as a message is there, so the window is the few
+milliseconds of one answer in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+import threading
+from typing import Any
+
+from loguru import logger
+
+
+class Interrupter:
+    """Cuts the calls of one botocore client short; see the module doc."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._current: Any = None
+        self.interrupted = False
+
+    def interrupt(self) -> None:
+        """Cut the call in progress, if any, and every later one. Thread-safe, idempotent."""
+        with self._lock:
+            self.interrupted = True
+            conn = self._current
+        _cut(conn)
+
+    def taken(self, conn: Any) -> None:
+        """A pool handed ``conn`` to a call (it may have no socket yet)."""
+        with self._lock:
+            self._current = conn
+            cut = self.interrupted
+        if cut:
+            _cut(conn)
+
+    def connected(self, conn: Any) -> None:
+        """``conn`` has just connected its socket."""
+        with self._lock:
+            cut = self.interrupted
+        if cut:
+            _cut(conn)
+
+
+def _cut(conn: Any) -> None:
+    sock = getattr(conn, "sock", None) if conn is not None else None
+    if sock is None:
+        return
+    with contextlib.suppress(OSError):  # already closed: nothing waits on it
+        sock.shutdown(socket.SHUT_RDWR)
+
+
+def interruptible(client: Any) -> Interrupter:
+    """Give ``client`` (a botocore client, before its first call) an ``Interrupter``.
+
+    Should botocore ever lay out its HTTP session differently, the client stays as it is and
+    the interrupter only marks itself: the stop then waits for the call, as before.
+    """
+    interrupter = Interrupter()
+    try:
+        classes: dict[str, Any] = client._endpoint.http_session._pool_classes_by_scheme
+        for scheme, pool_class in list(classes.items()):
+            classes[scheme] = _tracked_pool(pool_class, interrupter)
+    except (AttributeError, TypeError) as exc:
+        logger.debug("an SQS client without an interruptible long poll: {}", exc)
+    return interrupter
+
+
+def _tracked_pool(pool_class: Any, interrupter: Interrupter) -> Any:
+    """A subclass of the urllib3 pool ``pool_class`` whose connections report to ``interrupter``."""
+
+    class TrackedConnection(pool_class.ConnectionCls):  # type: ignore[misc,name-defined]
+        def connect(self) -> None:
+            super().connect()
+            interrupter.connected(self)
+
+    class TrackedPool(pool_class):  # type: ignore[misc,valid-type]
+        ConnectionCls = TrackedConnection
+
+        def _get_conn(self, timeout: float | None = None) -> Any:
+            conn = super()._get_conn(timeout)
+            interrupter.taken(conn)
+            return conn
+
+    return TrackedPool
