@@ -158,7 +158,7 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
         run = self.launcher.run
-        result = outcome.completed_run(ended or (run.wait(0) if run is not None else None))
+        result = ended or (run.wait(0) if run is not None else None)
         if outcome.ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.
