@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Mapping
-from json.encoder import encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
+from executor.json_slices import ascii_slices, dump_pieces, escaped_length
+
 SEND_SLICE = 64 * 1024
-_ENCODER = json.JSONEncoder()  # ensure_ascii: the pieces are ASCII without control characters
 
 
 class ProposalBody:
@@ -35,21 +35,23 @@ class ProposalBody:
         }
         self._head = ('{"proposal": ' + json.dumps(proposal)[:-1]
                       + ', "aspect": {"contentType": "application/json", "value": "').encode("ascii")
-        self._pieces = list(_ENCODER.iterencode(drop_nulls(aspect_value)))
+        self._pieces = dump_pieces(drop_nulls(aspect_value))
         self._tail = b'"}}, "async": "false"}'
-        # Escaping an ASCII dump as a JSON string only adds a backslash before " and \.
-        escaped = sum(len(p) + p.count("\\") + p.count('"') for p in self._pieces)
-        self._length = len(self._head) + escaped + len(self._tail)
+        self._length = len(self._head) + escaped_length(self._pieces) + len(self._tail)
 
     def __len__(self) -> int:
         return self._length
 
     def __iter__(self) -> Iterator[bytes]:
-        yield self._head
-        for piece in self._pieces:
-            for start in range(0, len(piece), SEND_SLICE):
-                yield encode_basestring_ascii(piece[start : start + SEND_SLICE])[1:-1].encode("ascii")
-        yield self._tail
+        """Slices of about ``SEND_SLICE``, each one ``send``: a small result is a single one."""
+        pending = self._head
+        for chunk in ascii_slices(self._pieces, SEND_SLICE, escaped=True):
+            if len(pending) + len(chunk) > SEND_SLICE:
+                yield pending
+                pending = chunk
+            else:
+                pending += chunk
+        yield pending + self._tail
 
 
 def drop_nulls(value: Any) -> Any:

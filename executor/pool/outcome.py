@@ -5,7 +5,6 @@ Kept apart from the actor so they can be read and unit-tested without threads.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from typing import Any
@@ -112,15 +111,7 @@ def _elapsed_ms(start_ms: int) -> int:
     return max(0, now_ms() - start_ms)
 
 
-def completed_run(result: SandboxResult | None) -> SandboxResult | None:
-    """A run our teardown stopped but whose recipe exited 0 without a signal finished its work
-    in the race with the stop (a SIGTERM ends the CLI by the signal or a non-zero code):
-    count it as having exited on its own."""
-    if result is not None and result.outcome == "stopped" and result.exit_code == 0 and result.signal is None:
-        return dataclasses.replace(result, outcome="exited", stop_reason=None, stop_status=None)
-    return result
-
-
 def ended_by_itself(result: Any) -> bool:
-    """True when the run ended on its own (not by our stop, nor by a limit)."""
+    """True when the run ended on its own (not by our stop, nor by a limit). A recipe that had
+    exited when a stop came ended on its own: the monitor says so (``Monitor._stop_requested``)."""
     return isinstance(result, SandboxResult) and result.outcome == "exited"

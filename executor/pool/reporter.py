@@ -123,8 +123,9 @@ class Reporter(PoolActor):
         self.progress[message.urn] = message.aspect
         self.progress.move_to_end(message.urn)
         if message.urn not in self.claimed:
-            # The first RUNNING goes out at once: it is what tells another executor that
-            # receives a duplicate message that the request runs here. Later ones coalesce.
+            # The first RUNNING goes out at once (the Task sends it once the run has lasted
+            # ``running_after_s``): it is what tells another executor that receives a
+            # duplicate message that the request runs here. Later ones coalesce.
             self.claimed.add(message.urn)
             self.actor_ref.tell(_SendProgress())
         elif not self._progress_pending:

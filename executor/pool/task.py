@@ -79,10 +79,21 @@ class _ResolveAgain:
 
 
 @dataclass(frozen=True)
+class _FirstRunning:
+    """Timer: the run has lasted ``running_after_s`` since its admission; report RUNNING."""
+
+
+@dataclass(frozen=True)
 class _ResolveTimeout:
     """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
 
     attempt: int
+
+
+def first_running_s(pool: PoolContext) -> float:
+    """When a run's first RUNNING goes out, after its admission: ``running_after_s``, at most one
+    progress interval (a run must look live to a duplicate's check within three)."""
+    return min(pool.pool.running_after_s, pool.pool.progress_interval_s)
 
 
 def resolve_deadline_s(pool: PoolContext) -> float:
@@ -147,7 +158,7 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
         run = self.launcher.run
-        result = outcome.completed_run(ended or (run.wait(0) if run is not None else None))
+        result = ended or (run.wait(0) if run is not None else None)
         if outcome.ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.
@@ -182,6 +193,8 @@ class Task(PoolActor):
                 self._secrets_failed(message)
         elif isinstance(message, SendProgress):
             self._progress()
+        elif isinstance(message, _FirstRunning):
+            self._first_running()
         elif isinstance(message, Cancel):
             self._cancel(message)
         elif isinstance(message, Admitted):
@@ -234,8 +247,9 @@ class Task(PoolActor):
 
     def _admitted(self) -> None:
         """The runner found room for this request's weight: pre-start the recipe (it waits for
-        its stdin), then ask for the secrets and report RUNNING (after the spawn: their calls'
-        CPU does not delay it, and they overlap the recipe's start-up)."""
+        its stdin), then ask for the secrets (after the spawn: the call's CPU does not delay it,
+        and it overlaps the recipe's start-up), and report RUNNING once the run has lasted
+        ``first_running_s`` (a run that ends sooner reports only its result)."""
         if not self._awaiting_admission:
             return
         self._awaiting_admission = False
@@ -248,8 +262,7 @@ class Task(PoolActor):
             return
         self._request_secrets()  # may give the recipe its input at once (no secrets)
         if not self._settled:
-            running = outcome.running_aspect(self.start_ms, "Starting.")
-            self.ctx.directory.tell(REPORTER, Progress(self.urn, running))
+            self.tell_self_after(first_running_s(self.pool), _FirstRunning())
 
     def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
         """False (and the message settled) when GMS says the request must not run here now."""
@@ -331,6 +344,16 @@ class Task(PoolActor):
                 return  # nothing new to show; the next interval reports it to stay live
         self._last_tail, self._quiet_periods = tail, 0
         self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
+
+    def _first_running(self) -> None:
+        """Still running ``first_running_s`` after admission: RUNNING goes out, telling a
+        duplicate's check that the request runs here; the periodic reports follow (``_progress``).
+        A run that ended before never gets here: its actor settled and stopped, the timer with it,
+        and the Reporter sends its result alone (DataHub sees every state that lasted)."""
+        tail = self.launcher.log_tail()
+        self._last_tail, self._quiet_periods = tail, 0
+        running = outcome.running_aspect(self.start_ms, tail or "Starting.")
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, running))
 
     def _cancel(self, message: Cancel) -> None:
         if self.cancel is not None:

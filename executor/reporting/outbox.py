@@ -23,20 +23,19 @@ the name of the directory's parent, and the key is ``outbox.key`` in that parent
 
 from __future__ import annotations
 
-import copy
 import json
 import os
 import stat
 import threading
 import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from loguru import logger
 
 from executor.errors import BadInputError
+from executor.json_slices import ascii_slices, dump_pieces
 from executor.reporting.outbox_auth import (
     KEY_FILE,
     derive_key,
@@ -51,7 +50,6 @@ SUFFIX = ".json"
 MAX_RECORD_BYTES = 64 * 1024 * 1024
 STALE_TEMP_S = 60.0
 WRITE_SLICE = 256 * 1024
-_ENCODER = json.JSONEncoder()
 MAX_STEM = 128
 RECORD_FORMAT = 2
 """A record file: one line of JSON header (key, pool, stored_at_ns, MAC), then the record's JSON
@@ -97,10 +95,10 @@ class Outbox:
         full copy of a report (megabytes) alive is its escaped piece."""
         stored_at = time.time_ns()
         try:
-            pieces = list(_ENCODER.iterencode(record))
+            pieces = dump_pieces(record)
         except (TypeError, ValueError) as exc:
             raise BadInputError(f"outbox record for {key!r} is not JSON: {exc}") from None
-        mac = sign_chunks(self._secret, self.pool_id, key, stored_at, _ascii_slices(pieces))
+        mac = sign_chunks(self._secret, self.pool_id, key, stored_at, ascii_slices(pieces, WRITE_SLICE))
         header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
                   "mac": mac}
         target = self._path(key)
@@ -116,7 +114,7 @@ class Outbox:
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(header)
-                for chunk in _ascii_slices(pieces):
+                for chunk in ascii_slices(pieces, WRITE_SLICE):
                     handle.write(chunk)
                 handle.flush()
                 os.fsync(handle.fileno())
@@ -137,7 +135,7 @@ class Outbox:
             info = target.stat()
         except FileNotFoundError:
             return  # delivered and removed by another thread meanwhile
-        entry = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, copy.deepcopy(record)))
+        entry = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, _json_copy(record)))
         with self._cache_lock:
             self._loaded[target.name] = entry
 
@@ -259,6 +257,17 @@ class Outbox:
             os.close(fd)
 
 
+def _json_copy(value: Any) -> Any:
+    """A copy of a JSON value's containers (a tuple becomes the list it reads back as); its
+    strings, numbers and the like are shared. ``copy.deepcopy`` does the same at several times
+    the cost (its memo, its dispatch per object)."""
+    if isinstance(value, dict):
+        return {k: _json_copy(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_json_copy(v) for v in value]
+    return value
+
+
 def _urn_matches(key: str, record: dict[str, Any]) -> bool:
     """A record's ``urn``, where it has one, names the request its key is."""
     urn = record.get("urn")
@@ -286,14 +295,6 @@ def _read_record_file(path: Path) -> tuple[dict[str, Any], bytes | None]:
     if not isinstance(content, dict):
         raise ValueError("unexpected layout")
     return content, None
-
-
-def _ascii_slices(pieces: list[str]) -> Iterator[bytes]:
-    """A dump's pieces (ASCII: the encoder escapes the rest) as bytes, ``WRITE_SLICE`` at most
-    at a time."""
-    for piece in pieces:
-        for start in range(0, len(piece), WRITE_SLICE):
-            yield piece[start : start + WRITE_SLICE].encode("ascii")
 
 
 def file_stem(key: str) -> str:

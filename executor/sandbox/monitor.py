@@ -110,6 +110,8 @@ class Monitor:
 
         With a pidfd the waiter says when it exited, so a running process costs no syscall.
         """
+        if self._proc.returncode is not None:  # reaped already (``_stop_requested``)
+            return self._proc.returncode
         if self._waiter.exit_watched and not self._waiter.exited:
             return None
         return self._proc.poll()
@@ -136,10 +138,25 @@ class Monitor:
             self._terminate(breach.message, 0 if breach.limit == "memory" else grace)
         elif stop is not None:
             reason, stop_grace, status = stop
-            self._stop = (reason, status)
-            self._terminate(f"stop requested: {reason}", grace if stop_grace is None else stop_grace)
+            self._stop_requested(reason, status, grace if stop_grace is None else stop_grace, sample,
+                                 returncode)
         elif returncode is not None and sample.processes > 0:
             self._terminate(f"main process exited; stopping {sample.processes} leftover process(es)", grace)
+
+    def _stop_requested(self, reason: str, status: str, grace: float, sample: TreeSample,
+                        returncode: int | None) -> None:
+        """A stop ends the run only if its main process is still there when the signal goes:
+        a recipe that had exited by then ended on its own (its exit is the outcome, whatever
+        the stop), and only what it left behind is stopped. Looked at just before the signal
+        (``poll`` reaps a process that has exited), so only an exit in the microseconds between
+        that look and the signal counts as stopped."""
+        if returncode is None and self._proc.poll() is None:
+            self._stop = (reason, status)
+            self._terminate(f"stop requested: {reason}", grace)
+        elif returncode is not None and sample.processes > 0:
+            self._terminate(f"main process exited before the stop ({reason}); stopping "
+                            f"{sample.processes} leftover process(es)", grace)
+        # else it exited just now: the next look collects it (and stops what it left behind)
 
     def _breach_now(self, sample: TreeSample, elapsed: float) -> LimitBreach | None:
         limits, cgroup = self._limits, self._cgroup

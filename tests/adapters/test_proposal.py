@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 
 from executor.datahub.proposal import SEND_SLICE, ProposalBody
+from executor.json_slices import ascii_slices, dump_pieces, escaped_length
 
 ENTITY, ASPECT = "dataHubExecutionRequest", "dataHubExecutionRequestResult"
 
@@ -27,3 +28,23 @@ def test_the_body_is_the_proposal_with_its_aspect_as_a_json_string() -> None:
                         "systemMetadata": {"lastObserved": 1234, "runId": "no-run-id-provided"}}
     assert aspect["contentType"] == "application/json"
     assert json.loads(aspect["value"]) == {"status": "SUCCESS", "report": report, "nested": {"b": [1, None]}}
+
+
+def test_a_small_result_is_one_send_and_a_large_one_bounded_slices() -> None:
+    small = ProposalBody(ENTITY, "urn:li:x:1", ASPECT, {"status": "SUCCESS", "report": "ok\n" * 20}, 1)
+    assert len(list(small)) == 1  # one send, not one per token of the dump
+    large = ProposalBody(ENTITY, "urn:li:x:1", ASPECT, {"status": "SUCCESS", "report": '"\\' * SEND_SLICE}, 1)
+    chunks = list(large)
+    assert len(chunks) > 2 and sum(map(len, chunks)) == len(large)
+    assert all(len(c) <= 2 * SEND_SLICE for c in chunks)  # a slice escaped: at most twice its size
+
+
+def test_slices_of_a_dump_are_the_dump_and_escaped_slices_its_json_string() -> None:
+    value = {"report": "x\"y\\z\u00e9\n" * 50_000, "n": [1, 2.5, None, True], "s": "short"}
+    text = json.dumps(value)
+    for size in (1, 7, 4096, 1 << 20):
+        pieces = dump_pieces(value)
+        assert b"".join(ascii_slices(pieces, size)) == text.encode()
+        assert b"".join(ascii_slices(pieces, size, escaped=True)) == json.dumps(text)[1:-1].encode()
+        assert escaped_length(pieces) == len(json.dumps(text)) - 2
+        assert all(len(s) <= size for s in ascii_slices(pieces, size))

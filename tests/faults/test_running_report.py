@@ -1,0 +1,37 @@
+"""When RUNNING goes out: once a run has lasted ``running_after_s`` (at most one progress
+interval) since its admission. A run that ends sooner reports only its result (one GMS write,
+not two); one that lasts reports RUNNING before its result and never after it."""
+
+from __future__ import annotations
+
+from tests.faults.harness import FaultWorld, wait_until
+
+
+def statuses(world: FaultWorld, urn: str) -> list[str]:
+    return [str(r.get("status")) for r in world.history(urn)]
+
+
+def test_a_run_that_ends_before_running_after_s_reports_only_its_result(world: FaultWorld) -> None:
+    world.start_cp()
+    a = world.executor("a", running_after_s=60, progress_interval_s=60)
+    quick = world.submit()
+    world.open_gate(quick)  # the recipe ends as soon as it has started
+    assert world.wait_status(quick)["status"] == "SUCCESS"
+    assert statuses(world, quick.urn) == ["SUCCESS"]
+    assert len(world.ledger.events(quick.run_id, "start")) == 1
+    wait_until(lambda: world.queue_counts() == (0, 0), 30, "the message to be deleted")
+    assert a.running
+
+
+def test_a_run_that_lasts_reports_running_before_its_result(world: FaultWorld) -> None:
+    world.start_cp()
+    a = world.executor("a", running_after_s=0.5)
+    lasting = world.submit()
+    world.ledger.wait(lasting.run_id, "start")
+    world.wait_status(lasting, {"RUNNING"})  # the gate is shut: it lasts until we open it
+    world.open_gate(lasting)
+    assert world.wait_status(lasting)["status"] == "SUCCESS"
+    seen = statuses(world, lasting.urn)
+    assert seen[0] == "RUNNING" and seen[-1] == "SUCCESS"
+    assert "RUNNING" not in seen[seen.index("SUCCESS"):]
+    assert a.running
