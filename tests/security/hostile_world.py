@@ -21,6 +21,7 @@ import pytest
 
 from tests.fixtures.executor import RESULT_ASPECT, ExecutorHarness, running_executor
 from tests.security.hostile_cli import PLUGIN, install
+from tests.security.leftovers import text_left
 
 if TYPE_CHECKING:
     from executor.local.controlplane.server import ControlPlane
@@ -68,10 +69,7 @@ class HostileWorld:
 
     def everything_written(self) -> str:
         """Files under the state dir, every stored result of every request, every log record."""
-        parts = [self.harness.logs.text()]
-        for path in sorted(self.harness.state_dir.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                parts.append(path.read_bytes().decode("utf-8", "replace"))
+        parts = [self.harness.logs.text(), *text_left(self.harness.state_dir)]
         for urn in self.urns:
             parts.extend(repr(r) for r in self.cp.aspect_history(urn, RESULT_ASPECT))
         return "\n".join(parts)

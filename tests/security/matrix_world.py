@@ -31,6 +31,7 @@ import pytest
 
 from tests.faults.ledger import wait_until
 from tests.security.hostile_cli import PLUGIN
+from tests.security.leftovers import text_left
 from tests.security.privilege_world import RESULT, Account, SecurityWorld
 
 LEASE_S = 24.0
@@ -102,12 +103,9 @@ class MatrixWorld:
 
     def everything_written(self) -> str:
         """Every file the world left (but the planted ones) and every result of every request."""
-        texts = [self.world.executor_log()]
-        for path in sorted(self.world.base.rglob("*")):
-            top = path.relative_to(self.world.base).parts[0]
-            if top == "cp" or path in self.private or not path.is_file() or path.is_symlink():
-                continue
-            texts.append(path.read_bytes().decode("utf-8", "replace"))
+        in_cp = self.world.base / "cp"
+        texts = [self.world.executor_log(),
+                 *text_left(self.world.base, lambda p: p.is_relative_to(in_cp) or p in self.private)]
         for urn in self.urns:
             texts.extend(repr(r) for r in self.cp.aspect_history(urn, RESULT))
         return "\n".join(texts)

@@ -36,6 +36,7 @@ import yaml
 from executor.local.controlplane.server import ControlPlane
 from tests.faults.ledger import wait_until
 from tests.fixtures.controlplane import graphql
+from tests.security.leftovers import text_left
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
@@ -272,12 +273,8 @@ class SecurityWorld:
 
     def every_output(self) -> str:
         """All the executor and its recipes left behind: logs, task logs, results, state files."""
-        texts = [self.executor_log()]
-        for path in self.base.rglob("*"):
-            if path.is_file() and not path.is_symlink() and "cp" not in path.relative_to(self.base).parts[:1]:
-                with contextlib.suppress(OSError):
-                    texts.append(path.read_text(errors="replace"))
-        return "\n".join(texts)
+        in_cp = self.base / "cp"
+        return "\n".join([self.executor_log(), *text_left(self.base, lambda p: p.is_relative_to(in_cp))])
 
     # -- the end ---------------------------------------------------------------------------
     def close(self) -> None:
