@@ -2,7 +2,7 @@
 
 Why not ``requests``: for every call a ``requests.Session`` merges settings with the
 environment (it scans ``os.environ`` for proxies twice and looks up ``.netrc``), keeps cookies
-and builds a prepared request, about 1-1.5 ms of CPU on top of urllib3's own work per GMS call
+and builds a prepared request, about 1 ms of CPU on top of urllib3's own work per GMS call
 (``bench/gms_call_cpu.py``); the executor makes five GMS calls a task. An ``Origin`` decides its
 TLS settings and its proxy once, when it is made, for its one URL, and each call then goes
 straight to its urllib3 connection pool, which is safe for concurrent callers (a pool's actors
