@@ -2,7 +2,7 @@
 
 Why not ``requests``: for every call a ``requests.Session`` merges settings with the
 environment (it scans ``os.environ`` for proxies twice and looks up ``.netrc``), keeps cookies
-and builds a prepared request, about 1-1.5 ms of CPU on top of urllib3's own work per GMS call
+and builds a prepared request, about 1 ms of CPU on top of urllib3's own work per GMS call
 (``bench/gms_call_cpu.py``); the executor makes five GMS calls a task. An ``Origin`` decides its
 TLS settings and its proxy once, when it is made, for its one URL, and each call then goes
 straight to its urllib3 connection pool, which is safe for concurrent callers (a pool's actors
@@ -71,15 +71,17 @@ class Origin:
         """Before each call's path: the URL's own path (``https://x.acryl.io/gms``), or the
         whole URL for a call through an HTTP proxy that is not tunnelled."""
         pool_kw: dict[str, Any] = {"maxsize": max(1, connections), "block": False, "retries": False}
-        if parts.scheme == "https":
-            pool_kw.update(tls_settings(verify))
         self._manager: PoolManager | None = None
         self._pool: HTTPConnectionPool | None = None
-        self._refusal: LocationValueError | None = None
+        self._refusal: Exception | None = None
+        """Why no call can be made (a SOCKS proxy, an unreadable CA bundle): each call raises it,
+        as a call through requests did, rather than the making of the client."""
         try:
+            if parts.scheme == "https":
+                pool_kw.update(tls_settings(verify))
             self._manager = _manager(self.proxy, pool_kw)
             self._pool = self._manager.connection_from_url(self.url)
-        except LocationValueError as exc:  # a proxy of another scheme (socks5://): every call fails
+        except (LocationValueError, OSError) as exc:
             self._refusal = exc
 
     def __repr__(self) -> str:
@@ -115,7 +117,7 @@ class Origin:
             self._manager.clear()
 
     def _reopen(self) -> HTTPConnectionPool:
-        """A new connection pool after ``close``; the refusal of a proxy that cannot be used."""
+        """A new connection pool after ``close``; or the reason none can be made."""
         if self._manager is None:
             raise self._refusal or LocationValueError("no connection pool")
         self._pool = pool = self._manager.connection_from_url(self.url)

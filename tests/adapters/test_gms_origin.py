@@ -215,3 +215,10 @@ def test_the_path_of_the_gms_url_goes_before_every_call(recording: _Recording) -
     with proxied:
         proxied.health()
     assert [path for path, _, _ in recording.seen] == ["/gms/health", "http://gms.example.invalid/gms/health"]
+
+
+def test_an_unreadable_ca_bundle_fails_each_call_not_the_client(tmp_path: Path) -> None:
+    with GmsClient("https://127.0.0.1:1", TOKEN, timeout_s=5.0, verify=str(tmp_path / "missing.pem")) as gms:
+        for _ in range(2):
+            with pytest.raises(TransportError, match="FileNotFoundError"):
+                gms.health()
