@@ -102,7 +102,9 @@ def test_a_launch_is_prepared_before_admission_and_spawned_on_the_tasks_thread(
     launcher.prepare(wanted)
     assert launcher.run is None and not launcher.prestarted
     assert not (pool.state_dir / "work").exists() and not (pool.state_dir / "logs").exists(), "nothing made"
-    assert server.callers == [] and not psutil.Process().children()
+    assert server.callers == [], "no spawn asked for"
+    wait_until(lambda: server.pid is not None, 30, "the spawn server prepare started")
+    assert [child.pid for child in psutil.Process().children()] == [server.pid], "the server alone"
     outcome = Outcome()
     launcher.prestart(wanted, on_exit=outcome)
     try:
