@@ -117,6 +117,8 @@ class SandboxLauncher:
         if self._prepared is not None and self._prepared[0] is request:
             return
         self._prepared = None
+        if self.pool.spawner is not None:
+            self.pool.spawner.start()  # one that stopped while idle starts while admission is decided
         try:
             venv_request = self._venv_request(request)
             if venv_request.version not in (BUNDLED, NATIVE):
@@ -142,10 +144,8 @@ class SandboxLauncher:
         resolved, prepared and spawned on the launch thread, which then waits for the result.
         """
         venv_request = self._venv_request(request)
-        if self.pool.spawner is not None:
-            self.pool.spawner.start()  # one that stopped while idle starts while the run is prepared
         self._request = request
-        self.prepare(request)
+        self.prepare(request)  # done already when the Task called it before admission
         prepared, self._prepared = self._prepared, None
         if prepared is not None and self.pool.spawner is not None:
             with self._lock:
