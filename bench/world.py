@@ -102,7 +102,6 @@ class ExecutorChild:
     def _pool(settings: dict[str, Any], venv_root: Path) -> dict[str, Any]:
         return {
             "max_workers": 1,
-            "poll_wait_s": 5,
             "visibility_s": 60,
             "progress_interval_s": 5,
             "limits": {"kill_grace_s": 2, "output_mb": 4096},

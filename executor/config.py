@@ -185,7 +185,13 @@ class PoolSettings(_Frozen):
     it waits here even when another executor of the pool is idle, for as long as the run before
     it lasts. 0 (the default) takes only what the free slots can start now.
     """
-    poll_wait_s: int = Field(default=10, ge=0, le=20)
+    poll_wait_s: int = Field(default=20, ge=0, le=20)
+    """How long one SQS receive waits for a message (the long poll; SQS allows 20 s).
+
+    A long poll answers as soon as a message is there, so a longer wait costs no latency, only
+    fewer empty receives at rest (each a few ms of CPU); the poller's stop cuts the wait short,
+    and while it holds messages it waits at most a third of ``visibility_s``.
+    """
     visibility_s: int = Field(default=300, ge=10, le=43200)
     """The SQS lease on a received message, extended every third of it while the request is ours.
 

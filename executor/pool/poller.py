@@ -5,7 +5,8 @@ with an explicit visibility timeout. In-flight messages stay invisible (extended
 visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or the message
 is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
 restarted poller keeps extending what its predecessor held; while it holds any, its long
-poll is shortened to a third of the lease so that no extension comes late. A message that
+poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
+full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
 to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
 

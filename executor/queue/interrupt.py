@@ -62,7 +62,9 @@ def _cut(conn: Any) -> None:
     if sock is None:
         return
     with contextlib.suppress(OSError):  # already closed: nothing waits on it
-        sock.shutdown(socket.SHUT_RDWR)
+        # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` would drop the
+        # TLS state that the reading thread is using; this only ends the TCP stream under it.
+        socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
 def interruptible(client: Any) -> Interrupter:
