@@ -30,12 +30,10 @@ from executor.errors import (
     BadInputError,
     ExecutorError,
     LeaseExpiredError,
-    NotAllowedError,
-    ThrottledError,
-    TransportError,
 )
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
+from executor.pool.extensions import extend_held
 from executor.pool.inflight import InFlight
 from executor.pool.messages import (
     LEASER,
@@ -345,34 +343,16 @@ class QueuePoller(PoolActor):
 
     # -- settling --------------------------------------------------------------------------
     def _extend_all(self, only: set[str] | None = None) -> None:
-        """Extend every held message (or ``only`` these). A throttle backs off for that message
-        and goes on with the others; refused or expired credentials ask for a new lease and
-        keep the message; SQS not answering ends the round (the next one tries again)."""
+        """One round of extensions (``executor.pool.extensions``); throttled ones again shortly."""
         if self.queue is None:
             return
-        throttled: list[str] = []
-        for item in self.in_flight.items():
-            if only is not None and item.urn not in only:
-                continue
-            try:
-                self.queue.extend(item.receipt_handle, self.pool.pool.visibility_s)
-            except ThrottledError:
-                throttled.append(item.urn)
-            except (LeaseExpiredError, NotAllowedError) as exc:
-                self.log.warning("SQS refused the lease's credentials ({}); asking for a new lease", exc)
-                self.ctx.directory.tell(LEASER, LeaseRejected(str(exc)))
-                return
-            except TransportError as exc:
-                self.log.warning("could not extend the leases of {} message(s): {}", len(self.in_flight), exc)
-                return
-            except ExecutorError as exc:
-                # A final answer (an invalid receipt handle: the queue was recreated, or the
-                # lease lapsed and someone else received it): the message is no longer ours.
-                self.in_flight.pop(item.urn)
-                self.log.warning("lost the message of {} ({}); no longer extending it", item.urn, exc)
-        if throttled:
-            self.log.warning("SQS throttled {} extension(s); retrying them shortly", len(throttled))
-            self.tell_self_after(EXTEND_RETRY_S, _ExtendAgain(tuple(throttled)))
+        done = extend_held(self.queue, self.in_flight, self.pool.pool.visibility_s, self.log, only)
+        if done.refused is not None:
+            self.log.warning("SQS refused the lease's credentials ({}); asking for a new lease", done.refused)
+            self.ctx.directory.tell(LEASER, LeaseRejected(str(done.refused)))
+        elif done.throttled:
+            self.log.warning("SQS throttled {} extension(s); retrying them shortly", len(done.throttled))
+            self.tell_self_after(EXTEND_RETRY_S, _ExtendAgain(tuple(done.throttled)))
 
     def _settle(self, urn: str, delete: bool, visibility_s: int = 0) -> None:
         item = self.in_flight.pop(urn)
