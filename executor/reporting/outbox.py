@@ -76,7 +76,7 @@ class Outbox:
         self._cache_lock = threading.Lock()
 
     def __len__(self) -> int:
-        return sum(1 for _ in self.directory.glob("*" + SUFFIX))
+        return len(self._record_names())
 
     def __repr__(self) -> str:
         return f"Outbox({str(self.directory)!r})"
@@ -143,8 +143,9 @@ class Outbox:
         """Every waiting ``(key, record)``, oldest first; corrupt files are moved aside."""
         entries: list[tuple[int, str, str, dict[str, Any]]] = []
         present: set[str] = set()
-        for path in self.directory.glob("*" + SUFFIX):
-            present.add(path.name)
+        for name in self._record_names():
+            path = self.directory / name
+            present.add(name)
             loaded = self._load_cached(path)
             if loaded is not None:
                 entries.append((loaded[0], path.name, loaded[1], loaded[2]))
@@ -153,6 +154,13 @@ class Outbox:
                 del self._loaded[gone]
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(key, record) for _, _, key, record in entries]
+
+    def _record_names(self) -> list[str]:
+        """The names of the record files (``*.json``; temps and files set aside end otherwise),
+        read in one ``scandir``: ``Path.glob`` costs several times that, and the Reporter
+        looks after every result."""
+        with os.scandir(self.directory) as entries:
+            return [e.name for e in entries if e.name.endswith(SUFFIX)]
 
     def remove(self, key: str) -> None:
         """Forget ``key`` (GMS has its result); a missing key is fine."""
