@@ -32,7 +32,7 @@ from executor.pool import outcome
 from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, FlushOutbox, LiveTasks, TasksWanted
 from executor.pool.reporter import has_pending_result
-from executor.pool.task import LIVE_PROGRESS_PERIODS
+from executor.pool.task_timing import live_window_s
 from executor.supervision import Directory
 
 
@@ -45,7 +45,7 @@ class Fate(enum.Enum):
     POISON = "poison"
 
 
-def decide(values: dict[str, dict[str, Any]], live_window_s: float) -> tuple[Fate, str]:
+def decide(values: dict[str, dict[str, Any]], window_s: float) -> tuple[Fate, str]:
     """The fate of a message whose request has no Task and no outbox entry here, from GMS's
     aspects of the request (``values``), with the reason to log."""
     if aspects.INPUT_ASPECT not in values:
@@ -54,7 +54,7 @@ def decide(values: dict[str, dict[str, Any]], live_window_s: float) -> tuple[Fat
     if not outcome.is_rerunnable(result):
         status = (result or {}).get("status")
         return Fate.DELETE, f"GMS already holds its {status} result"
-    if outcome.running_elsewhere(result, live_window_s) is not None:
+    if outcome.running_elsewhere(result, window_s) is not None:
         return Fate.RELEASE_LATER, "it runs on another executor"
     return Fate.RELEASE, "no task runs it and no result waits for it"
 
@@ -104,7 +104,7 @@ class Reconciler:
         except ExecutorError as exc:
             self.log.warning("reconciliation could not read GMS ({}); trying again next round", exc)
             return []
-        window = LIVE_PROGRESS_PERIODS * self.pool.pool.progress_interval_s
+        window = live_window_s(self.pool)
         fates = []
         for urn in unknown:
             fate, reason = decide(found.get(urn, {}), window)

@@ -35,7 +35,7 @@ from executor.datahub.aspects import ExecutionRequest
 from executor.errors import BadInputError, ExecutorError, FinalError
 from executor.pool import outcome
 from executor.pool.base import PoolActor
-from executor.pool.context import ACTOR_BLOCKING_TIMEOUT_S, PoolContext
+from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
@@ -59,6 +59,12 @@ from executor.pool.messages import (
 )
 from executor.pool.reporter import has_pending_result, persist_result
 from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
+from executor.pool.task_timing import (
+    QUIET_PROGRESS_PERIODS,
+    first_running_s,
+    live_window_s,
+    resolve_deadline_s,
+)
 from executor.sandbox import SandboxResult
 from executor.secrets import secret_references
 from executor.supervision import ChildContext
@@ -66,13 +72,6 @@ from executor.supervision import ChildContext
 PREPARE_ATTEMPTS = 5
 ABANDON_WAIT_S = 0.5
 """How long a Task stopped from outside waits for a recipe that may be ending anyway."""
-LIVE_PROGRESS_PERIODS = 3
-"""A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
-QUIET_PROGRESS_PERIODS = 2
-"""While the log tail stays the same, RUNNING goes out only every this many intervals: enough
-to stay live (under ``LIVE_PROGRESS_PERIODS``), and a quiet recipe costs GMS half the calls."""
-
-
 @dataclass(frozen=True)
 class _ResolveAgain:
     """Timer: ask the resolver again after a retryable failure."""
@@ -88,17 +87,6 @@ class _ResolveTimeout:
     """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
 
     attempt: int
-
-
-def first_running_s(pool: PoolContext) -> float:
-    """When a run's first RUNNING goes out, after its admission: ``running_after_s``, at most one
-    progress interval (a run must look live to a duplicate's check within three)."""
-    return min(pool.pool.running_after_s, pool.pool.progress_interval_s)
-
-
-def resolve_deadline_s(pool: PoolContext) -> float:
-    """How long a ``Resolve`` may go unanswered: a few bounded GMS calls, then it was lost."""
-    return 2 * min(pool.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S) + 5.0
 
 
 class Task(PoolActor):
@@ -276,8 +264,7 @@ class Task(PoolActor):
             self.log.info("already {}; not running it again", result.get("status"))
             self._settle(None, Acknowledge(self.urn))
             return False
-        window = LIVE_PROGRESS_PERIODS * self.pool.pool.progress_interval_s
-        age = outcome.running_elsewhere(result, window)
+        age = outcome.running_elsewhere(result, live_window_s(self.pool))
         if age is not None:
             delay = self.pool.pool.visibility_s
             self.log.info("RUNNING elsewhere (reported {:.0f}s ago); looking again in {}s", age, delay)
