@@ -89,8 +89,12 @@ def report_text(summary: str, log: str) -> str:
         end = body_end(log)
         start = start_of_last(log, room, end)
         cut = [f"[{log.count(chr(10), 0, start)} earlier log lines truncated...]"] if start else []
-        kept = log if start == 0 and end == len(log) else log[start:end]  # the log's one copy, if any
-        return "\n".join([*head, "", LOG_HEADING, *cut, *([kept] if log else [])])
+        top = "\n".join([*head, "", LOG_HEADING, *cut])
+        if start and end == len(log):
+            # A str has no view: ``log[start:]`` and then a join would copy the kept log (megabytes)
+            # twice; replacing its short cut-off front copies it once.
+            return log.replace(log[:start], top + "\n", 1)
+        return "\n".join([top, *([log if end == len(log) else log[start:end]] if log else [])])
     lines = log.splitlines()
     if len(lines) > room:
         dropped = len(lines) - room
