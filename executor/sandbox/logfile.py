@@ -10,9 +10,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import queue
 import stat
-import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -25,14 +23,6 @@ _PROBE_BYTES = 16 << 10
 _LONG_LINES_IN_PROBE = 32
 """At most this many newlines in the first ``_PROBE_BYTES`` (lines of 512 bytes and more):
 ``count_lines`` steps from newline to newline with ``find``."""
-WRITER_AT_BYTES = 256 << 10
-"""A write this large hands the file to a writer thread of its own: from then on the kernel's
-copy into the page cache (about half of what a flood costs per MiB) runs beside the reader's
-next read and masking, on the other core, instead of after it. Runs that print little never
-start the thread."""
-WRITES_AHEAD = 2
-"""Writes queued for the writer thread at most: the reader waits beyond that (the pipe then
-fills and the recipe waits), so memory stays bounded by a couple of reads."""
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
@@ -52,8 +42,6 @@ class TaskLogFile:
         self._written = 0
         self._dropped = 0
         self._full = False
-        self._queue: queue.Queue[bytes | None] = queue.Queue(WRITES_AHEAD)
-        self._writer: threading.Thread | None = None
 
     @property
     def lines_left_out(self) -> int:
@@ -89,47 +77,15 @@ class TaskLogFile:
                 note = f"[... log file capped at {self._max} bytes; {skipped} line(s) left out ...]"
                 self._write_all("\n".join([note, *shown, ""]).encode("utf-8", "replace"))
         finally:
-            if self._writer is not None:
-                self._queue.put(None)
-                self._writer.join()
-                self._writer = None
             os.close(self._fd)
             self._fd = None
 
     def _write_all(self, data: bytes) -> None:
-        """Write ``data`` now, or queue it once the file has a writer thread (in order: after
-        the first large write, every write goes through the thread)."""
         if self._fd is None or not data:
             return
-        if self._writer is None and len(data) >= WRITER_AT_BYTES:
-            self._writer = threading.Thread(target=self._drain, args=(self._fd,), name="sandbox-log",
-                                            daemon=True)
-            self._writer.start()
-        if self._writer is not None:
-            self._queue.put(data)
-        else:
-            _write_fully(self._fd, data)
-
-    def _drain(self, fd: int) -> None:
-        """The writer thread: queued writes in order until ``close`` queues None. A write that
-        fails (a full disk) is logged once and the rest dropped: the run and its in-memory log
-        go on, and the reader is never held up by the file."""
-        failed = False
-        while (data := self._queue.get()) is not None:
-            if failed:
-                continue
-            try:
-                _write_fully(fd, data)
-            except OSError as exc:
-                failed = True
-                logger.warning("task log {} incomplete: {}", self.path.name, exc.strerror)
-
-
-def _write_fully(fd: int, data: bytes) -> None:
-    """All of ``data`` to ``fd`` (a write may take part of it)."""
-    view = memoryview(data)
-    while view:
-        view = view[os.write(fd, view):]
+        view = memoryview(data)
+        while view:
+            view = view[os.write(self._fd, view):]
 
 
 def count_lines(data: bytes, start: int = 0) -> int:
