@@ -1,5 +1,7 @@
-"""The peak of Python allocations while one result with a 2 MB report is persisted in the
-outbox, read back by a fresh outbox (a restart) and delivered to a GMS stand-in on loopback.
+"""The peak of Python allocations at a task's finish: the log text of a run that printed 1 KiB
+lines is built from the log's chunks, the report cut from it, and then that result with its
+2 MB report is persisted in the outbox, read back by a fresh outbox (a restart) and delivered to
+a GMS stand-in on loopback.
 
 Not a bench row: a unit-level measure of the finish's copies (``docs/performance.md``). Run it
 with the project's venv from the repository root: ``python bench/finish_peak.py``.
@@ -17,7 +19,9 @@ from pathlib import Path
 
 from executor.datahub import aspects
 from executor.datahub.gms import GmsClient
+from executor.pool import outcome
 from executor.reporting.outbox import Outbox
+from executor.sandbox.output import BoundedLog
 
 SERVER = r"""
 import http.server
@@ -47,8 +51,21 @@ def measure(label: str, step: Callable[[], object]) -> None:
     print(f"{label:8s} peak +{peak / 1e6:5.2f} MB  cpu {cpu * 1e3:5.1f} ms")
 
 
+def log_steps(line: str) -> None:
+    """The run's log text from its chunks (a flood read 1 MiB at a time), then the report."""
+    chunk = b"".join(f"{i:06d} {line}\n".encode() for i in range(1024))
+    log = BoundedLog()
+    for _ in range(8):
+        log.add(chunk)
+    texts: list[str] = []
+    measure("log text", lambda: texts.append(log.text()))
+    summary = "Exited with code 0 (success).\nMeasured: peak memory 20 MiB."
+    measure("report", lambda: outcome.report_text(summary, texts[0]))
+
+
 def main() -> None:
     line = "x" * 1000 + ' "q" \\ '
+    log_steps(line)
     report = "".join(f"{i:06d} {line}\n" for i in range(LINES))
     aspect = aspects.result_aspect("SUCCESS", 1, 2, report, None, "RUN_INGEST", None)
     record = {"urn": "urn:li:dataHubExecutionRequest:r1", "aspect": aspect, "status": "SUCCESS",

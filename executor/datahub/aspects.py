@@ -19,7 +19,7 @@ from typing import Any
 
 from loguru import logger
 
-from executor.datahub.report_lines import body_of, has_longer_line, plain_lines, start_of_last
+from executor.datahub.report_lines import body_end, has_longer_line, plain_lines, start_of_last
 from executor.errors import BadInputError
 from executor.sizes import parse_size
 
@@ -285,7 +285,7 @@ def cap_report(report: str) -> str:
     A report already within both caps (the usual case: the Task cuts the log to fit) comes back
     as it is, checked without splitting it (``report_lines``).
     """
-    if plain_lines(report) and start_of_last(body_of(report), MAX_REPORT_LINES) == 0 \
+    if plain_lines(report) and start_of_last(report, MAX_REPORT_LINES, body_end(report)) == 0 \
             and not has_longer_line(report, MAX_LINE_CHARS):
         return report
     lines = report.splitlines()

@@ -19,17 +19,18 @@ def plain_lines(text: str) -> bool:
     return not any(brk in text for brk in OTHER_BREAKS)
 
 
-def body_of(text: str) -> str:
-    """``text`` without the final newline that ``splitlines`` does not count as a line."""
-    return text[:-1] if text.endswith("\n") else text
+def body_end(text: str) -> int:
+    """Where ``text``'s lines end: before the final newline that ``splitlines`` does not count
+    as a line. An index, not a slice: the caller copies the text at most once, in its cut."""
+    return len(text) - 1 if text.endswith("\n") else len(text)
 
 
-def start_of_last(body: str, count: int) -> int:
-    """Where the last ``count`` (at least 1) lines of a plain ``body_of`` text begin; 0 when it
-    has no more than that."""
-    pos = len(body)
+def start_of_last(text: str, count: int, end: int | None = None) -> int:
+    """Where the last ``count`` (at least 1) lines of a plain ``text[:end]`` (``end`` from
+    ``body_end``) begin; 0 when it has no more than that."""
+    pos = len(text) if end is None else end
     for _ in range(count):
-        pos = body.rfind("\n", 0, pos)
+        pos = text.rfind("\n", 0, pos)
         if pos < 0:
             return 0
     return pos + 1

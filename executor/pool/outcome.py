@@ -10,7 +10,7 @@ import time
 from typing import Any
 
 from executor.datahub import aspects
-from executor.datahub.report_lines import body_of, plain_lines, start_of_last
+from executor.datahub.report_lines import body_end, plain_lines, start_of_last
 from executor.sandbox.result import SandboxResult
 
 RUN_INGEST = "RUN_INGEST"
@@ -85,10 +85,15 @@ def report_text(summary: str, log: str) -> str:
     head = summary.splitlines()
     room = max(0, aspects.MAX_REPORT_LINES - len(head) - 3)  # blank line, heading, truncation mark
     if room and plain_lines(log):  # cut without splitting the log into lines (report_lines)
-        body = body_of(log)
-        start = start_of_last(body, room)
-        cut = [f"[{body.count(chr(10), 0, start)} earlier log lines truncated...]"] if start else []
-        return "\n".join([*head, "", LOG_HEADING, *cut, *([body[start:] if start else body] if log else [])])
+        end = body_end(log)
+        start = start_of_last(log, room, end)
+        cut = [f"[{log.count(chr(10), 0, start)} earlier log lines truncated...]"] if start else []
+        top = "\n".join([*head, "", LOG_HEADING, *cut])
+        if start and end == len(log):
+            # A str has no view: ``log[start:]`` and then a join would copy the kept log (megabytes)
+            # twice; replacing its short cut-off front copies it once.
+            return log.replace(log[:start], top + "\n", 1)
+        return "\n".join([top, *([log if end == len(log) else log[start:end]] if log else [])])
     lines = log.splitlines()
     if len(lines) > room:
         dropped = len(lines) - room

@@ -60,13 +60,9 @@ class LiveMasker(Masker):
         if source is None or source.version == self._version:
             return False
         with self._refresh_lock:
-            version, values = source.snapshot()
-            if version == self._version:
+            if source.version == self._version:
                 return False
-            long_enough = (s for s in self._own if len(s) >= MIN_SECRET_LENGTH)  # warned about once
-            fresh = Masker([*long_enough, *values])
-            vars(self).update({k: v for k, v in vars(fresh).items() if k not in _OWN_FIELDS})
-            self._version = version
+            self._rebuild(count_short=False)
             return True
 
     def add(self, values: Iterable[str]) -> None:
@@ -75,11 +71,18 @@ class LiveMasker(Masker):
         may appear in is read; the short-secret note then counts them too."""
         with self._refresh_lock:
             self._own = (*self._own, *values)
-            version, current = self._source.snapshot() if self._source is not None else (0, ())
-            fresh = Masker([*self._own, *current])
-            kept = _OWN_FIELDS - {"short_count"}
-            vars(self).update({k: v for k, v in vars(fresh).items() if k not in kept})
-            self._version = version
+            self._rebuild(count_short=True)
+
+    def _rebuild(self, count_short: bool) -> None:
+        """Take over the state of a fresh ``Masker`` of the own secrets and the source's current
+        values (the lock is held). ``count_short``: the short-secret count is made again (new own
+        secrets); else it stays the start's and the short values are not warned about again."""
+        version, values = self._source.snapshot() if self._source is not None else (0, ())
+        own = self._own if count_short else (s for s in self._own if len(s) >= MIN_SECRET_LENGTH)
+        fresh = Masker([*own, *values])
+        kept = _OWN_FIELDS - {"short_count"} if count_short else _OWN_FIELDS
+        vars(self).update({k: v for k, v in vars(fresh).items() if k not in kept})
+        self._version = version
 
     def mask(self, text: str) -> str:
         """``Masker.mask`` with the values current now."""

@@ -191,21 +191,14 @@ class BoundedLog:
 
     def tail_lines(self, max_lines: int = TAIL_LINES) -> list[str]:
         """The last ``max_lines`` lines (from the tail, then the head if the tail is short)."""
-        if max_lines <= 0:
-            return []
         with self._lock:
-            lines = self._decoded_tail(max_lines)
-            if len(lines) < max_lines and self._dropped() == 0:
-                lines = [*decode_lines(self._head), *lines]
-        return lines[-max_lines:]
+            pieces, _ = self._last_text(max_lines)
+        return "\n".join(pieces).split("\n") if pieces else []
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` lines as text, after a marker when earlier lines are left out."""
         with self._lock:
-            pieces, got = self._tail_text(max_lines) if max_lines > 0 else ([], 0)
-            if got < max_lines and self._dropped() == 0 and self._head:
-                head = decode_lines(self._head)[-(max_lines - got):]
-                pieces, got = ["\n".join(head), *pieces], got + len(head)
+            pieces, got = self._last_text(max_lines)
             left_out = self._total - got
         return "\n".join([*([truncation_marker(left_out)] if left_out > 0 else []), *pieces])
 
@@ -225,10 +218,15 @@ class BoundedLog:
             pos, count = end + 1, count - 1
         return lines[pos:], count
 
-    def _decoded_tail(self, want: int) -> list[str]:
-        """The last ``want`` lines of the tail chunks, decoded and capped (the lock is held)."""
-        pieces, _ = self._tail_text(want)
-        return "\n".join(pieces).split("\n") if pieces else []
+    def _last_text(self, want: int) -> tuple[list[str], int]:
+        """The last ``want`` lines as text pieces and how many lines they hold: from the tail,
+        then from the head when the tail is short and no line between them was dropped (the
+        lock is held)."""
+        pieces, got = self._tail_text(want) if want > 0 else ([], 0)
+        if got < want and self._dropped() == 0 and self._head:
+            head = decode_lines(self._head)[-(want - got):]
+            pieces, got = ["\n".join(head), *pieces], got + len(head)
+        return pieces, got
 
     def _tail_text(self, want: int) -> tuple[list[str], int]:
         """The last ``want`` lines of the tail chunks as text pieces (lines joined by newlines,
