@@ -19,6 +19,7 @@ from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
 from bench.world import ExecutorChild, World, read_stamp, wait_for
+from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
 PICKUP_GQL = "send -> first line (from the GraphQL create call)"
@@ -319,6 +320,9 @@ def executor_output(
     flood_peak = watch.peak_between(end["began"], end["t"])
     if flood_peak:  # the window above also holds the finish: the result's report sent as JSON
         figures.add(OUTPUT_RSS_READ.format(line), "executor", (flood_peak - before) / MB, "MB")
+    # "Left after the run": once the pool's own clean-up after its last task is done (it gives
+    # the freed C heap back TRIM_AFTER_S after that task), not at the instant the result lands.
+    time.sleep(TRIM_AFTER_S + 1.0)
     figures.add(OUTPUT_LEFT.format(line), "executor", (child.ps.memory_info().rss - before) / MB, "MB")
 
 
