@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import os
 import ssl
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -32,10 +32,6 @@ from urllib3.util.ssl_ import create_urllib3_context
 from executor.datahub.bounded_http import POOLS, CallLimits, deadline, read_capped
 from executor.datahub.proxies import proxy_for_url
 
-SEND_BYTES = 64 * 1024
-"""An iterable body's pieces are joined into writes of up to about this size: ``ingestProposal``
-bodies come as the JSON encoder's many small pieces, and a write each cost a syscall and a
-wake-up of the peer (20 writes for a RUNNING report)."""
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 """Read when ``verify`` is True, as ``requests`` read them (an operator's corporate CA)."""
 
@@ -91,10 +87,9 @@ class Origin:
              body: bytes | Iterable[bytes] | None = None) -> Answer:
         """One call, bounded by ``limits`` (``bounded_http``); urllib3's errors and
         ``DeadlineExceeded`` / ``TooLarge`` pass through. An iterable ``body`` needs its
-        ``Content-Length`` in ``headers`` (it is sent as it is iterated, not chunked)."""
+        ``Content-Length`` in ``headers`` (each item is one write, as it is iterated: an
+        ``ingestProposal`` body comes in slices of up to 64 KiB, ``datahub.proposal``)."""
         pool = self._pool if self._pool is not None else self._reopen()
-        if body is not None and not isinstance(body, bytes):
-            body = coalesced(body)
         with deadline(limits.total_s):
             response = pool.urlopen(
                 method, self._prefix + path, body=body, headers=headers, retries=False,
@@ -122,20 +117,6 @@ class Origin:
             raise self._refusal or LocationValueError("no connection pool")
         self._pool = pool = self._manager.connection_from_url(self.url)
         return pool
-
-
-def coalesced(pieces: Iterable[bytes], size: int = SEND_BYTES) -> Iterator[bytes]:
-    """``pieces`` joined into runs of at most ``size`` bytes (a bigger piece goes alone)."""
-    run: list[bytes] = []
-    held = 0
-    for piece in pieces:
-        if run and held + len(piece) > size:
-            yield b"".join(run)
-            run, held = [], 0
-        run.append(piece)
-        held += len(piece)
-    if run:
-        yield b"".join(run)
 
 
 def tls_settings(verify: bool | str) -> dict[str, Any]:

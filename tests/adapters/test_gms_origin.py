@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import base64
 import http.server
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from executor.datahub.gms import GmsClient
-from executor.datahub.http_origin import Origin, coalesced
+from executor.datahub.http_origin import Origin
 from executor.datahub.proxies import environment_proxy, proxy_for_url
 from executor.errors import ConfigError, TransportError
+from tests.fixtures.http_thread import serving
 from tests.security.gms_peer import ANSWER, HostilePeer, tls_context
 
 TOKEN = "test-token-not-real"
@@ -118,13 +118,8 @@ class _ProxyHandler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def recording() -> Iterator[_Recording]:
-    server = _Recording()
-    thread = threading.Thread(target=server.serve_forever, name="recording-http", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+    with serving(_Recording(), "recording-http") as server:
+        yield server
 
 
 def test_a_forwarding_proxy_gets_the_whole_url_and_the_credentials_of_its_url(recording: _Recording) -> None:
@@ -183,13 +178,6 @@ def test_a_foreign_origin_is_refused() -> None:
             GmsClient("http://127.0.0.1:2", TOKEN, origin=origin)
     finally:
         origin.close()
-
-
-def test_body_pieces_are_joined_into_bounded_writes() -> None:
-    pieces = [b"a" * 10] * 7 + [b"b" * 50, b"c"]
-    runs = list(coalesced(pieces, size=30))
-    assert b"".join(runs) == b"".join(pieces)
-    assert [len(run) for run in runs] == [30, 30, 10, 50, 1]
 
 
 def test_a_socks_proxy_fails_each_call_with_a_transport_error() -> None:

@@ -18,6 +18,7 @@ import pytest
 
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
+from tests.fixtures.http_thread import serving
 
 
 class _Counting(http.server.ThreadingHTTPServer):
@@ -51,13 +52,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 @pytest.fixture
 def counting_server() -> Iterator[_Counting]:
-    server = _Counting()
-    thread = threading.Thread(target=server.serve_forever, name="counting-http", daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(10)
+    with serving(_Counting(), "counting-http") as server:
+        yield server
 
 
 def test_clients_of_one_pool_share_one_kept_alive_connection(counting_server: _Counting,
