@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -41,6 +42,14 @@ class LoopbackServer(ThreadingHTTPServer):
         self.stopping = False
         self.stop_hooks: list[Callable[[], None]] = []
         """Called during ``stop()`` after new connections stop, e.g. to cut upstream calls."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that hung up before its answer was written (an executor's stop cuts its
+        long poll) is routine: one debug line, not socketserver's traceback on stderr."""
+        if isinstance(sys.exc_info()[1], ConnectionError):  # BrokenPipe, ConnectionReset, ...
+            logger.debug("{}: the client {} went away before its answer", self.name, client_address)
+            return
+        super().handle_error(request, client_address)
 
     @property
     def port(self) -> int:
