@@ -270,10 +270,12 @@ class GmsClient:
 
 
 def _raise_for_status(status: int, content: bytes, what: str, token: str) -> None:
-    if status < 400:
+    if 200 <= status < 300:
         return
     message = _server_message(content, token)
     text = f"{what}: GMS answered HTTP {status}" + (f": {message}" if message else "")
+    if status < 400:  # 1xx, or a redirect: not followed (it would carry the token elsewhere)
+        raise TransportError(text + " (not a success, and redirects are not followed: check gms.url)")
     if status == 429:
         raise ThrottledError(text)
     if status >= 500:

@@ -69,16 +69,18 @@ class Origin:
         pool_kw: dict[str, Any] = {"maxsize": max(1, connections), "block": False, "retries": False}
         self._manager: PoolManager | None = None
         self._pool: HTTPConnectionPool | None = None
-        self._refusal: Exception | None = None
-        """Why no call can be made (a SOCKS proxy, an unreadable CA bundle): each call raises it,
-        as a call through requests did, rather than the making of the client."""
+        self._refusal: str | None = None
+        """Why no call can be made (a SOCKS proxy, an unreadable CA bundle): each call fails with
+        it, as a call through requests did, rather than the making of the client. Kept as text:
+        one exception raised again and again would collect every failed call's frames (their
+        headers and bodies) in its traceback."""
         try:
             if parts.scheme == "https":
                 pool_kw.update(tls_settings(verify))
             self._manager = _manager(self.proxy, pool_kw)
             self._pool = self._manager.connection_from_url(self.url)
         except (LocationValueError, OSError) as exc:
-            self._refusal = exc
+            self._refusal = f"{type(exc).__name__}: {exc}"
 
     def __repr__(self) -> str:
         return f"Origin({self.url!r})"
@@ -114,7 +116,7 @@ class Origin:
     def _reopen(self) -> HTTPConnectionPool:
         """A new connection pool after ``close``; or the reason none can be made."""
         if self._manager is None:
-            raise self._refusal or LocationValueError("no connection pool")
+            raise LocationValueError(self._refusal or "no connection pool")
         self._pool = pool = self._manager.connection_from_url(self.url)
         return pool
 

@@ -28,8 +28,7 @@ def proxies_for(settings: ProxySettings, url: str) -> dict[str, str | None] | No
     """
     if not settings.as_requests_proxies():
         return None
-    parts = urlsplit(url)
-    if settings.no_proxy and no_proxy_matches(settings.no_proxy, parts.hostname or "", parts.port):
+    if settings.no_proxy and bypassed(settings.no_proxy, url):
         return {"http": None, "https": None}
     return {"http": settings.http, "https": settings.https}
 
@@ -47,11 +46,17 @@ def environment_proxy(url: str) -> str | None:
     """``<scheme>_proxy`` or ``all_proxy`` (either case, lower case first) unless ``no_proxy``
     names the host, as ``requests`` reads them; None for direct."""
     found = getproxies_environment()
-    parts = urlsplit(url)
     bypass = found.get("no", "")
-    if bypass and no_proxy_matches(bypass, parts.hostname or "", parts.port or _default_port(parts.scheme)):
+    if bypass and bypassed(bypass, url):
         return None
-    return found.get(parts.scheme) or found.get("all") or None
+    scheme = urlsplit(url).scheme
+    return found.get(scheme) or found.get("all") or None
+
+
+def bypassed(no_proxy: str, url: str) -> bool:
+    """Whether ``no_proxy`` sends ``url`` direct; a URL without a port has its scheme's."""
+    parts = urlsplit(url)
+    return no_proxy_matches(no_proxy, parts.hostname or "", parts.port or _default_port(parts.scheme))
 
 
 def no_proxy_matches(no_proxy: str, host: str, port: int | None = None) -> bool:

@@ -1,6 +1,6 @@
 """``doctor``'s outbound checks: proxy, DNS, GMS health and the token (with the pools' listing).
 
-The proxy is the one the service itself would use (``executor.pool.context.proxies_for``):
+The proxy is the one the service itself would use (``executor.datahub.proxies``):
 the config's ``proxy:`` section when set, else ``HTTP(S)_PROXY`` / ``NO_PROXY`` as the GMS
 client and botocore read them. DNS runs on a thread with a deadline, since a resolver that does not
 answer would otherwise hold ``doctor`` for the resolver's own (long) timeouts.
@@ -68,6 +68,8 @@ def proxy_choice(settings: ProxySettings, url: str) -> ProxyChoice:
             return ProxyChoice(None, "config proxy.no_proxy matches the host")
         return ProxyChoice(None, f"config proxy sets no {scheme} proxy")
     names = [n for n in (f"{scheme}_proxy", f"{scheme.upper()}_PROXY") if os.environ.get(n)]
+    names += [f"{n} (GMS calls only: botocore ignores it)" for n in ("all_proxy", "ALL_PROXY")
+              if os.environ.get(n)]
     if not names:
         return ProxyChoice(None, f"no proxy configured: no proxy section, no {scheme.upper()}_PROXY")
     chosen = environment_proxy(url)

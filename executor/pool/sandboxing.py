@@ -15,6 +15,7 @@ leaves nothing behind."""
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -112,18 +113,20 @@ class SandboxLauncher:
 
     def prepare(self, request: ExecutionRequest) -> None:
         """While the request waits for admission: pick a venv that needs no build (bundled,
-        native) and make the run (its spec, nothing created or spawned: that waits for
-        ``prestart``). A failure here is left to the launch thread, which meets and reports it."""
+        native) and make the run (its spec; nothing of the run's own is created or spawned: that
+        waits for ``prestart``). Only with a spawn server: without one the launch thread does it
+        all. A failure here is left to the launch thread, which meets and reports it."""
         if self._prepared is not None and self._prepared[0] is request:
             return
         self._prepared = None
-        if self.pool.spawner is not None:
-            self.pool.spawner.start()  # one that stopped while idle starts while admission is decided
+        if self.pool.spawner is None:
+            return
+        self.pool.spawner.start()  # one that stopped while idle starts while admission is decided
         try:
             venv_request = self._venv_request(request)
             if venv_request.version not in (BUNDLED, NATIVE):
                 return  # a dynamic venv is built (or waited for) on the launch thread, once admitted
-            venv = resolve_venv(venv_request, self._policy(self._run_as()))
+            venv = resolve_venv(venv_request, self._policy())
             run = SandboxRun(self._spec(request, venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
         except Exception as exc:  # the launch thread resolves again and reports the failure
             logger.debug("run of {} not prepared before admission: {}", self.task_id, exc)
@@ -219,7 +222,7 @@ class SandboxLauncher:
         stopped = self._stopped()
         if stopped is not None:
             return stopped
-        self.venv = resolve_venv(venv_request, self._policy(self._run_as()), stop=self._stopping)
+        self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
         run = SandboxRun(self._spec(request, self.venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
@@ -242,11 +245,12 @@ class SandboxLauncher:
         with self._lock:
             return LaunchStopped(*self._stop) if self._stop is not None else None
 
-    def _policy(self, run_as: RunAs | None) -> VenvPolicy:
+    def _policy(self) -> VenvPolicy:
         """Dynamic venvs of a ``run_as`` pool are built as its recipe user, in a cache it can reach
         (``<work root>/.venvs``: no task's work dir starts with a dot)."""
         venvs = self.pool.pool.venvs
-        cache = self.pool.state_dir / "venvs" if run_as is None else self._work_root() / ".venvs"
+        run_as, work_root = self._identity
+        cache = self.pool.state_dir / "venvs" if run_as is None else work_root / ".venvs"
         return VenvPolicy(
             bundled_root=venvs.bundled_root,
             dependency_resolution=venvs.dependency_resolution,
@@ -272,7 +276,7 @@ class SandboxLauncher:
         if request.task == TEST_CONNECTION:
             argv.append("--test-source-connection")
         env = build_env(os.environ, self.pool.pool.env, request.extra_env_vars, home=Path("/nonexistent"))
-        run_as, work_root = self._identity()
+        run_as, work_root = self._identity
         return SandboxSpec(
             argv=argv,
             hold_input=True,  # the recipe and its secrets come with ``give_secrets``
@@ -289,8 +293,10 @@ class SandboxLauncher:
             run_as=run_as,
         )
 
+    @functools.cached_property
     def _identity(self) -> tuple[RunAs | None, Path]:
-        """The pool's ``run_as`` (None: the executor's own uid) and where its work dirs go.
+        """The pool's ``run_as`` (None: the executor's own uid) and where its work dirs go; looked
+        up once per task (user and group names may go to NSS, the work root is made on the way).
 
         A dynamic venv of a ``run_as`` pool was built as the recipe user and then made the
         executor's and read-only (``sandbox.venv_owner``), in a cache outside the state dir.

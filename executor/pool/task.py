@@ -335,8 +335,10 @@ class Task(PoolActor):
     def _first_running(self) -> None:
         """Still running ``first_running_s`` after admission: RUNNING goes out, telling a
         duplicate's check that the request runs here; the periodic reports follow (``_progress``).
-        A run that ended before never gets here: its actor settled and stopped, the timer with it,
-        and the Reporter sends its result alone (DataHub sees every state that lasted)."""
+        A run that ended before (its exit may still wait in the mailbox behind this timer) or
+        is being cancelled reports no RUNNING: the Reporter sends its result alone."""
+        if self._settled or self.cancel is not None or not self.launcher.running:
+            return
         tail = self.launcher.log_tail()
         self._last_tail, self._quiet_periods = tail, 0
         running = outcome.running_aspect(self.start_ms, tail or "Starting.")

@@ -7,7 +7,7 @@ window. The Task keeps its own reports inside it.
 
 from __future__ import annotations
 
-from executor.pool.context import ACTOR_BLOCKING_TIMEOUT_S, PoolContext
+from executor.pool.context import PoolContext
 
 LIVE_PROGRESS_PERIODS = 3
 """A RUNNING result reported within this many progress intervals is live: it runs elsewhere."""
@@ -29,4 +29,4 @@ def first_running_s(pool: PoolContext) -> float:
 
 def resolve_deadline_s(pool: PoolContext) -> float:
     """How long a ``Resolve`` may go unanswered: a few bounded GMS calls, then it was lost."""
-    return 2 * min(pool.config.gms.timeout_s, ACTOR_BLOCKING_TIMEOUT_S) + 5.0
+    return 2 * pool.gms_call_s + 5.0

@@ -59,6 +59,8 @@ class Interrupter:
 
 def _cut(conn: Any) -> None:
     sock = getattr(conn, "sock", None) if conn is not None else None
+    while sock is not None and not isinstance(sock, socket.socket):
+        sock = getattr(sock, "socket", None)  # TLS in TLS through an https proxy: urllib3's SSLTransport
     if sock is None:
         return
     with contextlib.suppress(OSError):  # already closed: nothing waits on it

@@ -210,3 +210,44 @@ def test_an_unreadable_ca_bundle_fails_each_call_not_the_client(tmp_path: Path) 
         for _ in range(2):
             with pytest.raises(TransportError, match="FileNotFoundError"):
                 gms.health()
+
+
+class _Redirecting(http.server.BaseHTTPRequestHandler):
+    """Answers every call with a redirect, as a load balancer sending http:// to https:// does."""
+
+    protocol_version = "HTTP/1.1"
+
+    def _redirect(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.send_response(302)
+        self.send_header("Location", "https://elsewhere.example.invalid/")
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    do_GET = do_POST = _redirect
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+def test_a_redirect_is_no_success_and_the_result_is_not_taken_as_written() -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Redirecting)
+    with serving(server, "redirecting-http"), \
+            GmsClient(f"http://127.0.0.1:{server.server_address[1]}", TOKEN, timeout_s=5.0) as gms:
+        with pytest.raises(TransportError, match=r"HTTP 302.*redirects are not followed"):
+            gms.ingest_proposal("dataHubExecutionRequest", "urn:li:dataHubExecutionRequest:r1",
+                                "dataHubExecutionRequestResult", {"status": "SUCCESS"})
+        with pytest.raises(TransportError, match="HTTP 302"):
+            gms.health()
+
+
+def test_a_refused_origin_raises_a_new_error_each_call() -> None:
+    """One error raised again and again would keep every failed call's frames (headers, bodies)."""
+    with GmsClient("http://gms.example.invalid:8080", TOKEN, timeout_s=5.0,
+                   proxies={"http": "socks5://127.0.0.1:1080"}) as gms:
+        causes = []
+        for _ in range(3):
+            with pytest.raises(TransportError) as caught:
+                gms.health()
+            causes.append(caught.value.__cause__ or caught.value.__context__)
+    assert all(c is not None for c in causes) and len({id(c) for c in causes}) == 3

@@ -20,7 +20,7 @@ import requests
 
 from executor.config import ProxySettings
 from executor.datahub.gms import GmsClient
-from executor.datahub.proxies import no_proxy_matches, proxies_for
+from executor.datahub.proxies import environment_proxy, no_proxy_matches, proxies_for
 from executor.queue.sqs import SqsQueue
 from tests.ops.connect_proxy import ConnectProxy
 from tests.ops.test_once import (
@@ -158,3 +158,14 @@ def test_a_whole_task_runs_with_gms_and_sqs_through_the_configured_proxy(
     assert not proxy.refused
     assert control_plane.token not in "".join(executor.raw)
     assert not psutil.Process().children(recursive=True)
+
+
+def test_a_no_proxy_entry_with_the_default_port_matches_a_url_without_one(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = ProxySettings(https="http://proxy.example.invalid:3128", no_proxy="gms.corp:443")
+    assert proxies_for(settings, "https://gms.corp") == {"http": None, "https": None}
+    for name in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy", "no_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example.invalid:3128")
+    monkeypatch.setenv("NO_PROXY", "gms.corp:443")
+    assert environment_proxy("https://gms.corp") is None  # the two paths agree
