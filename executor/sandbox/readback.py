@@ -14,6 +14,7 @@ from __future__ import annotations
 import errno
 import os
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from executor.errors import BadInputError
@@ -25,6 +26,21 @@ _CHUNK = 1 << 20
 
 class RefusedFile(BadInputError):
     """A work-dir file that is not a plain private regular file of an acceptable size."""
+
+
+def read_report(directory: Path, name: str, max_bytes: int, mask: Callable[[str], str],
+                note: Callable[[str], None]) -> str | None:
+    """The run's report file as masked text; None (and a ``note`` for the task's log saying
+    why) when it is absent, refused or unreadable: a run's result never fails on its report."""
+    try:
+        data = read_back(directory, name, max_bytes)
+    except RefusedFile as exc:
+        note(f"report file refused and left out: {exc}")
+        return None
+    except OSError as exc:
+        note(f"cannot read the report file: {exc.strerror}")
+        return None
+    return mask(data.decode("utf-8", errors="replace")) if data is not None else None
 
 
 def read_back(directory: Path, name: str, max_bytes: int) -> bytes | None:

@@ -75,6 +75,13 @@ class SandboxResult:
     error: str | None = None
     stop_status: str | None = None
 
+    @classmethod
+    def not_run(cls, error: str, duration_s: float, log_text: str) -> SandboxResult:
+        """A run that ended before (or without) its process: nothing was measured."""
+        return cls(outcome="error", exit_code=None, signal=None, breach=None, stop_reason=None,
+                   duration_s=duration_s, peak_rss_bytes=0, cpu_seconds=0.0, max_processes=0,
+                   output_bytes=0, log_text=log_text, error=error)
+
     @property
     def suggested_status(self) -> str:
         """DataHub's terminal status for this outcome (SUCCESS, FAILURE, TIMEOUT, CANCELLED...)."""

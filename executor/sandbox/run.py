@@ -38,7 +38,7 @@ from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
 from executor.sandbox.process_start import command, start_process
-from executor.sandbox.readback import RefusedFile, read_back
+from executor.sandbox.readback import read_report
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.spawner import SpawnServer, SpawnUnavailable
 from executor.sandbox.spec import SandboxSpec
@@ -261,10 +261,10 @@ class SandboxRun:
             return False
         self._started.set()
         self.note(f"stop requested before the start ({request[0]}); nothing was run")
-        result = replace(_failed("", time.monotonic() - start, self._log.text()), outcome="stopped",
-                         error=None, stop_reason=request[0], stop_status=request[2])
-        if self._gate.refused is not None:  # its input was refused: an error, not a stop
-            result = _failed(self._gate.refused, time.monotonic() - start, self._log.text())
+        result = SandboxResult.not_run(self._gate.refused or "", time.monotonic() - start, self._log.text())
+        if self._gate.refused is None:  # a stop, not an error (its input was not refused)
+            result = replace(result, outcome="stopped", error=None, stop_reason=request[0],
+                             stop_status=request[2])
         self._finish(start, error=None, result=result)
         return True
 
@@ -344,7 +344,7 @@ class SandboxRun:
                 InputGate.drop_unread(self._proc)
             duration = time.monotonic() - start
             result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
-                      else _failed(error or "not started", duration, self._log.text()))
+                      else SandboxResult.not_run(error or "not started", duration, self._log.text()))
         self.note(result.summary())
         with self._emit_lock:
             if self._log_file is not None:
@@ -384,15 +384,8 @@ class SandboxRun:
         """The masked report file, read without following links or blocking (``readback``)."""
         if not self.spec.report_file or self._work_dir is None:
             return None
-        try:
-            data = read_back(self._work_dir, self.spec.report_file, REPORT_MAX_BYTES)
-        except RefusedFile as exc:
-            self.note(f"report file refused and left out: {exc}")
-            return None
-        except OSError as exc:
-            self.note(f"cannot read the report file: {exc.strerror}")
-            return None
-        return self._masker.mask(data.decode("utf-8", errors="replace")) if data is not None else None
+        return read_report(self._work_dir, self.spec.report_file, REPORT_MAX_BYTES, self._masker.mask,
+                           self.note)
 
 
 @dataclass
@@ -410,8 +403,3 @@ def shorter_grace(first: float | None, second: float | None) -> float | None:
         return second if first is None else first
     return min(first, second)
 
-
-def _failed(error: str, duration: float, log_text: str) -> SandboxResult:
-    return SandboxResult(outcome="error", exit_code=None, signal=None, breach=None, stop_reason=None,
-                         duration_s=duration, peak_rss_bytes=0, cpu_seconds=0.0, max_processes=0,
-                         output_bytes=0, log_text=log_text, error=error)
