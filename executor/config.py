@@ -202,12 +202,14 @@ class PoolSettings(_Frozen):
     """
     signal_poll_interval_s: float = Field(default=2.0, gt=0, le=60)
     progress_interval_s: float = Field(default=5.0, gt=0, le=300)
-    running_after_s: float = Field(default=1.0, ge=0, le=300)
-    """How long a recipe runs before its first RUNNING goes out (at most one progress interval).
+    running_after_s: float = Field(default=0.0, ge=0, le=300)
+    """How long a recipe runs before its first RUNNING goes out (at most one progress interval);
+    0, the default: at admission.
 
-    A run that ends sooner reports only its result: one GMS write instead of two, and DataHub
-    still sees every state that lasted. The price: for this long a duplicate of the message at
-    another executor is not yet turned away as RUNNING elsewhere. 0: RUNNING at admission.
+    With more, a run that ends sooner reports only its result: one GMS write instead of two.
+    The price: for that long a duplicate of the message received by another executor is not
+    turned away as RUNNING elsewhere and runs a second time (the fault suite's duplicate test
+    caught it at 1 s), so raise it only where one executor serves the pool.
     """
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()

@@ -1,6 +1,7 @@
-"""When RUNNING goes out: once a run has lasted ``running_after_s`` (at most one progress
-interval) since its admission. A run that ends sooner reports only its result (one GMS write,
-not two); one that lasts reports RUNNING before its result and never after it."""
+"""When RUNNING goes out with ``running_after_s`` set (0, the default, sends it at admission):
+once a run has lasted that long (at most one progress interval). A run that ends sooner reports
+only its result (one GMS write, not two); one that lasts reports RUNNING before its result and
+never after it."""
 
 from __future__ import annotations
 

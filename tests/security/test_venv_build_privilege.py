@@ -224,7 +224,7 @@ def test_a_run_as_pool_builds_its_dynamic_venvs_as_the_recipe_user_outside_the_s
                             pools=(PoolSettings(id="default", run_as=RunAsSettings(user=recipe.name)),))
     pool = PoolContext(config=config, pool=config.pools[0], token="made-up-token-1", instance_id="t")
     launcher = SandboxLauncher(pool, "urn:li:dataHubExecutionRequest:wiring")
-    policy = launcher._policy(launcher._run_as())
+    policy = launcher._policy()
     assert policy.run_as is not None and policy.run_as.uid == recipe.uid
     assert policy.cache_dir is not None and tmp_path / "state" not in policy.cache_dir.parents
 
@@ -240,6 +240,6 @@ def test_a_run_as_pool_builds_its_dynamic_venvs_as_the_recipe_user_outside_the_s
                           policy.cache_dir / "store"):
             assert stat.S_IMODE(directory.stat().st_mode) == 0o711, directory  # passable, not listable
         assert stat.S_IMODE((policy.cache_dir / "locks").stat().st_mode) == 0o700
-        assert launcher._identity() == (policy.run_as, policy.cache_dir.parent)
+        assert launcher._identity == (policy.run_as, policy.cache_dir.parent)
     finally:
         venv.release()
