@@ -46,16 +46,18 @@ class Fate(enum.Enum):
 
 
 def decide(values: dict[str, dict[str, Any]], window_s: float) -> tuple[Fate, str]:
-    """The fate of a message whose request has no Task and no outbox entry here, from GMS's
-    aspects of the request (``values``), with the reason to log."""
+    """The fate of a message whose request has no Task and no outbox entry here (or a Task
+    about to run it: ``RELEASE`` then means "run it"), from GMS's aspects of the request
+    (``values``), with the reason to log."""
     if aspects.INPUT_ASPECT not in values:
         return Fate.POISON, "GMS knows no such execution request"
     result = values.get(aspects.RESULT_ASPECT)
     if not outcome.is_rerunnable(result):
         status = (result or {}).get("status")
         return Fate.DELETE, f"GMS already holds its {status} result"
-    if outcome.running_elsewhere(result, window_s) is not None:
-        return Fate.RELEASE_LATER, "it runs on another executor"
+    age = outcome.running_elsewhere(result, window_s)
+    if age is not None:
+        return Fate.RELEASE_LATER, f"RUNNING elsewhere (reported {age:.0f}s ago)"
     return Fate.RELEASE, "no task runs it and no result waits for it"
 
 

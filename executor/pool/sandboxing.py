@@ -20,9 +20,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from loguru import logger
 
@@ -30,34 +28,18 @@ from executor.datahub.aspects import ExecutionRequest
 from executor.errors import ExecutorError
 from executor.hardening import protected_paths
 from executor.pool.context import PoolContext
-from executor.pool.messages import Cancel
 from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
+from executor.pool.run_end import LaunchFailed, LaunchStopped
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
 from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
-from executor.sandbox.result import format_measurements
 from executor.sandbox.venvs import BUNDLED, NATIVE, ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
 REPORT_FILE = "report.json"
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
 """How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
-
-
-@dataclass(frozen=True)
-class LaunchFailed:
-    """The recipe never started: no venv, a policy refusal, a bad request."""
-
-    error: str
-
-
-@dataclass(frozen=True)
-class LaunchStopped:
-    """A stop (cancel, KILL, the Task's end) came before the recipe was spawned: nothing ran."""
-
-    reason: str
-    status: str
 
 
 class SandboxLauncher:
@@ -374,30 +356,6 @@ class SandboxLauncher:
         """``log: <path>``, or why there is none (for the task's closing log line)."""
         path = self.log_path()
         return f"log: {path}" if path is not None else "no task log: the recipe never started"
-
-
-def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:
-    """The terminal status and the summary lines for the report."""
-    if isinstance(result, LaunchFailed):
-        return "FAILURE", f"The recipe could not be started: {result.error}"
-    if isinstance(result, LaunchStopped):
-        status = cancel.status if cancel is not None else result.status
-        return status, f"Stopped before the recipe started ({result.reason}); nothing was run."
-    assert isinstance(result, SandboxResult)
-    status = result.suggested_status
-    if result.outcome == "stopped" and cancel is not None:
-        status = cancel.status
-    return status, f"{result.summary()}\nMeasured: {format_measurements(result)}."
-
-
-def final_log(result: Any) -> str:
-    """The masked head and tail of the run's output."""
-    return result.log_text if isinstance(result, SandboxResult) else ""
-
-
-def structured_report(result: Any) -> str | None:
-    """The masked ``--report-to`` file, when the CLI wrote one."""
-    return result.report_json if isinstance(result, SandboxResult) else None
 
 
 def work_roots(pool: PoolContext) -> list[Path]:

@@ -57,8 +57,10 @@ from executor.pool.messages import (
     Unrunnable,
     WeightKnown,
 )
+from executor.pool.reconcile import Fate, decide
 from executor.pool.reporter import has_pending_result, persist_result
-from executor.pool.sandboxing import SandboxLauncher, describe_result, final_log, structured_report
+from executor.pool.run_end import terminal_of
+from executor.pool.sandboxing import SandboxLauncher
 from executor.pool.task_timing import (
     QUIET_PROGRESS_PERIODS,
     first_running_s,
@@ -188,7 +190,7 @@ class Task(PoolActor):
         elif isinstance(message, Admitted):
             self._admitted()
         elif isinstance(message, SandboxExited):
-            self._finished(message.result)
+            self._settle(self._finish_of(message.result))
         return None
 
     # -- prepare ---------------------------------------------------------------------------
@@ -253,24 +255,20 @@ class Task(PoolActor):
             self.tell_self_after(first_running_s(self.pool), _FirstRunning())
 
     def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
-        """False (and the message settled) when GMS says the request must not run here now."""
-        result = values.get(aspects.RESULT_ASPECT)
-        if aspects.INPUT_ASPECT not in values:
-            self.log.debug("GMS knows no such execution request; not running it")  # the poller warns once
-            self._settle(None, Unrunnable(self.urn, "GMS knows no such execution request"))
-            return False
-        if not outcome.is_rerunnable(result):
-            assert result is not None
-            self.log.info("already {}; not running it again", result.get("status"))
+        """False (and the message settled) when GMS says the request must not run here now:
+        the reconciliation's rules (``reconcile.decide``), so a Task and the poller agree."""
+        fate, reason = decide(values, live_window_s(self.pool))
+        if fate is Fate.POISON:
+            self.log.debug("{}; not running it", reason)  # the poller warns once
+            self._settle(None, Unrunnable(self.urn, reason))
+        elif fate is Fate.DELETE:
+            self.log.info("{}; not running it again", reason)
             self._settle(None, Acknowledge(self.urn))
-            return False
-        age = outcome.running_elsewhere(result, live_window_s(self.pool))
-        if age is not None:
+        elif fate is Fate.RELEASE_LATER:
             delay = self.pool.pool.visibility_s
-            self.log.info("RUNNING elsewhere (reported {:.0f}s ago); looking again in {}s", age, delay)
+            self.log.info("{}; looking again in {}s", reason, delay)
             self._settle(None, Release(self.urn, delay_s=delay))
-            return False
-        return True
+        return fate is Fate.RELEASE
 
     def _request_secrets(self) -> None:
         assert self.request is not None
@@ -362,26 +360,16 @@ class Task(PoolActor):
         self.launcher.stop(message.reason, message.status)
 
     # -- finish ----------------------------------------------------------------------------
-    def _finished(self, result: Any) -> None:
-        self._settle(self._finish_of(result))
-
     def _finish_of(self, result: Any) -> Finish:
         """The terminal result of a recipe run that ended (on its own or stopped)."""
         assert self.request is not None
-        status, summary = describe_result(result, self.cancel)
-        # An interruption only if our stop ended it: a recipe that exited on its own is done.
-        interrupted = bool(self.cancel and self.cancel.interrupted and not outcome.ended_by_itself(result))
-        report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if interrupted else summary
-        text = outcome.report_text(report, final_log(result))
-        aspect = outcome.terminal_aspect(
-            status, self.start_ms, text, structured_report(result), self.request.task
-        )
+        end = terminal_of(result, self.cancel, self.start_ms, self.request.task)
         self.log.info(
-            "finished: {} ({}; {})", status, self.launcher.describe(), self.launcher.log_note()
+            "finished: {} ({}; {})", end.status, self.launcher.describe(), self.launcher.log_note()
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
-        return Finish(self.urn, aspect, status, release=interrupted)
+        return Finish(self.urn, end.aspect, end.status, release=end.interrupted)
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)

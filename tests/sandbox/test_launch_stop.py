@@ -19,7 +19,8 @@ from pathlib import Path
 import psutil
 import pytest
 
-from executor.pool.sandboxing import LaunchStopped, SandboxLauncher
+from executor.pool.run_end import LaunchStopped
+from executor.pool.sandboxing import SandboxLauncher
 from executor.sandbox import SandboxResult
 from executor.sandbox.stoppable import StepTimedOut, Stopped, run_lines
 from executor.sandbox.venv_build import PipVenvBuilder
