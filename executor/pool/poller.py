@@ -33,7 +33,7 @@ from executor.errors import (
 )
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
-from executor.pool.extensions import extend_held
+from executor.pool.held_messages import extend_held, settle
 from executor.pool.inflight import InFlight
 from executor.pool.messages import (
     LEASER,
@@ -333,17 +333,13 @@ class QueuePoller(PoolActor):
         elif verdict.log_it:
             self.log.warning("message {} (receive #{}) not run: {}; left to the redrive policy",
                              message_id, receive_count, reason)
-        try:
-            if verdict.delete:
-                self.queue.delete(receipt_handle)
-            else:
-                self.queue.extend(receipt_handle, verdict.visibility_s)
-        except ExecutorError as exc:
-            self.log.debug("could not settle message {}: {}", message_id, exc)
+        error = settle(self.queue, receipt_handle, delete=verdict.delete, visibility_s=verdict.visibility_s)
+        if error is not None:
+            self.log.debug("could not settle message {}: {}", message_id, error)
 
     # -- settling --------------------------------------------------------------------------
     def _extend_all(self, only: set[str] | None = None) -> None:
-        """One round of extensions (``executor.pool.extensions``); throttled ones again shortly."""
+        """One round of extensions (``executor.pool.held_messages``); throttled ones again shortly."""
         if self.queue is None:
             return
         done = extend_held(self.queue, self.in_flight, self.pool.pool.visibility_s, self.log, only)
@@ -358,15 +354,10 @@ class QueuePoller(PoolActor):
         item = self.in_flight.pop(urn)
         if item is None or self.queue is None:
             return  # unknown here: it reappears and its request's state in GMS decides then
-        try:
-            if delete:
-                self.queue.delete(item.receipt_handle)
-            else:
-                self.queue.extend(item.receipt_handle, visibility_s)
-        except ExecutorError as exc:
-            self.log.warning(
-                "could not {} the message of {}: {}", "delete" if delete else "release", urn, exc
-            )
+        error = settle(self.queue, item.receipt_handle, delete=delete, visibility_s=visibility_s)
+        if error is not None:
+            action = "delete" if delete else "release"
+            self.log.warning("could not {} the message of {}: {}", action, urn, error)
 
     # -- reconciliation (executor.pool.reconcile) --------------------------------------------
     def _ask_runner(self) -> None:
@@ -399,10 +390,9 @@ class QueuePoller(PoolActor):
 
     def _delete_quietly(self, receipt_handle: str) -> None:
         assert self.queue is not None
-        try:
-            self.queue.delete(receipt_handle)
-        except ExecutorError as exc:
-            self.log.warning("could not delete a duplicate message: {}", exc)
+        error = settle(self.queue, receipt_handle, delete=True)
+        if error is not None:
+            self.log.warning("could not delete a duplicate message: {}", error)
 
     def _update_readiness(self) -> None:
         if self.queue is not None and self.receiving:

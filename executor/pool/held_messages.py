@@ -1,8 +1,9 @@
-"""One round of lease extensions: every held message's visibility pushed out again.
+"""The SQS calls the poller makes on the messages it holds: extend, delete, give back.
 
-The poller runs a round every third of the visibility timeout (and again, for the throttled
-ones, shortly after). What each SQS answer means for the message is decided here; the poller
-only asks for a new lease when the round says the credentials were refused.
+A round of extensions runs every third of the visibility timeout (and again, for the throttled
+ones, shortly after); what each SQS answer means for the message is decided here, and the
+poller only asks for a new lease when the round says the credentials were refused. ``settle``
+ends one message's hold either way and hands back SQS's refusal for the caller to log.
 """
 
 from __future__ import annotations
@@ -59,3 +60,17 @@ def extend_held(queue: SqsQueue, book: InFlightBook, visibility_s: int, log: Log
             book.pop(item.urn)
             log.warning("lost the message of {} ({}); no longer extending it", item.urn, exc)
     return done
+
+
+def settle(queue: SqsQueue, receipt_handle: str, *, delete: bool,
+           visibility_s: int = 0) -> ExecutorError | None:
+    """Delete the message, or give it back, visible again after ``visibility_s``; SQS's error
+    when it refused (the message then reappears after its current lease, never lost)."""
+    try:
+        if delete:
+            queue.delete(receipt_handle)
+        else:
+            queue.extend(receipt_handle, visibility_s)
+    except ExecutorError as exc:
+        return exc
+    return None
