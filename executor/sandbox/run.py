@@ -36,10 +36,11 @@ from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.monitor import Monitor
-from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines, prune_task_logs
+from executor.sandbox.output import TAIL_LINES, prune_task_logs
 from executor.sandbox.process_start import command, start_process
 from executor.sandbox.readback import read_report
 from executor.sandbox.result import SandboxResult
+from executor.sandbox.run_log import RunLog
 from executor.sandbox.spawner import SpawnServer, SpawnUnavailable
 from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
@@ -56,16 +57,13 @@ class SandboxRun:
                  on_exit: Callable[[SandboxResult], None] | None = None,
                  cgroups: CgroupSupport | None = None, spawner: SpawnServer | None = None) -> None:
         self.spec = spec
-        self._on_line = on_line
         self._on_exit = on_exit
         self._cgroups = cgroups
         self._spawner = spawner
         """Forks the recipe when given (``sandbox.spawner``); else the exec wrapper starts it."""
         self._spawned_by_server = False
         self._masker = LiveMasker(spec.secrets, spec.live_secrets)
-        self._log = BoundedLog()
-        self._log_file: TaskLogFile | None = None
-        self._emit_lock = threading.Lock()
+        self._log = RunLog(on_line)
         self._started = threading.Event()
         self._known = threading.Event()
         """The result is known (set before the clean-up, ``_done`` after it)."""
@@ -173,32 +171,8 @@ class SandboxRun:
             return request
 
     def emit(self, line: str) -> None:
-        """A masked line into the memory buffer, the task log file and ``on_line``."""
-        with self._emit_lock:
-            self._log.append(line)
-            if self._log_file is not None:
-                self._log_file.write_line(line)
-        self._call_on_line([line])
-
-    def emit_output(self, lines: bytes) -> None:
-        """Masked whole lines of the recipe's output, as the reader hands them over (bytes, a
-        pipe's worth at a time): into the memory buffer and the task log file as they are;
-        split into lines only for an ``on_line`` callback."""
-        with self._emit_lock:
-            self._log.add(lines)
-            if self._log_file is not None:
-                self._log_file.write(lines)
-        if self._on_line is not None:
-            self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
-
-    def _call_on_line(self, lines: list[str]) -> None:
-        if self._on_line is None:
-            return
-        for line in lines:
-            try:
-                self._on_line(line)
-            except Exception:
-                logger.exception("on_line callback failed; the run goes on")
+        """A masked line into the run's log (memory, task log file, ``on_line``)."""
+        self._log.emit(line)
 
     def note(self, text: str) -> None:
         """A line from the sandbox itself (masked like the rest)."""
@@ -274,7 +248,7 @@ class SandboxRun:
         if spec.run_as is not None:
             grant_work_dir(self._work_dir, spec.run_as)
         if spec.log_file is not None:
-            self._log_file = TaskLogFile(spec.log_file, spec.log_max_bytes)
+            self._log.open_file(spec.log_file, spec.log_max_bytes)
         if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
         if spec.use_cgroup:
@@ -312,7 +286,7 @@ class SandboxRun:
         """The pipe threads and the monitor of a process just spawned."""
         spec = self.spec
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
-        reader = OutputReader(proc.stdout, self._masker, self.emit_output, spec.limits.output_bytes,
+        reader = OutputReader(proc.stdout, self._masker, self._log.emit_output, spec.limits.output_bytes,
                               spec.task_id)
         writer = StdinWriter(proc.stdin, b"", spec.task_id)
         monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
@@ -346,10 +320,7 @@ class SandboxRun:
             result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
                       else SandboxResult.not_run(error or "not started", duration, self._log.text()))
         self.note(result.summary())
-        with self._emit_lock:
-            if self._log_file is not None:
-                self._log_file.close(self._log.tail_lines(self._log_file.lines_left_out))
-                self._log_file = None
+        self._log.close_file()
         # Reported from here on. A crash before the clean-up leaves what a crash during the run
         # leaves: the start-up sweeps remove it (``orphans``, ``workdir.sweep_work_dirs``).
         self._monitor = None  # it and the gate's starter refer back to this run: without the
