@@ -21,7 +21,7 @@ from executor.datahub.gms import GmsClient
 from executor.datahub.http_origin import Origin
 from executor.datahub.proxies import environment_proxy, proxy_for_url
 from executor.errors import ConfigError, TransportError
-from tests.fixtures.http_thread import serving
+from tests.fixtures.http_thread import Answering, serving
 from tests.security.gms_peer import ANSWER, HostilePeer, tls_context
 
 TOKEN = "test-token-not-real"
@@ -96,24 +96,15 @@ class _Recording(http.server.ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}"
 
 
-class _ProxyHandler(http.server.BaseHTTPRequestHandler):
+class _ProxyHandler(Answering):
     """Answers every GET itself, recording its target, its proxy credentials and any cookie."""
 
-    protocol_version = "HTTP/1.1"
     server: _Recording
 
     def do_GET(self) -> None:
         headers = self.headers
         self.server.seen.append((self.path, headers.get("Proxy-Authorization"), headers.get("Cookie")))
-        body = b"{}"
-        self.send_response(200)
-        self.send_header("Set-Cookie", "gms-session=made-up; Path=/")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.answer(b"{}", headers={"Set-Cookie": "gms-session=made-up; Path=/"})
 
 
 @pytest.fixture
@@ -212,22 +203,14 @@ def test_an_unreadable_ca_bundle_fails_each_call_not_the_client(tmp_path: Path) 
                 gms.health()
 
 
-class _Redirecting(http.server.BaseHTTPRequestHandler):
+class _Redirecting(Answering):
     """Answers every call with a redirect, as a load balancer sending http:// to https:// does."""
-
-    protocol_version = "HTTP/1.1"
 
     def _redirect(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        self.send_response(302)
-        self.send_header("Location", "https://elsewhere.example.invalid/")
-        self.send_header("Content-Length", "0")
-        self.end_headers()
+        self.answer(b"", 302, {"Location": "https://elsewhere.example.invalid/"})
 
     do_GET = do_POST = _redirect
-
-    def log_message(self, *_args: object) -> None:
-        pass
 
 
 def test_a_redirect_is_no_success_and_the_result_is_not_taken_as_written() -> None:

@@ -18,7 +18,7 @@ import pytest
 
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
-from tests.fixtures.http_thread import serving
+from tests.fixtures.http_thread import Answering, serving
 
 
 class _Counting(http.server.ThreadingHTTPServer):
@@ -30,8 +30,7 @@ class _Counting(http.server.ThreadingHTTPServer):
         self.authorizations: list[str | None] = []
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
+class _Handler(Answering):
     server: _Counting
 
     def setup(self) -> None:
@@ -40,14 +39,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self.server.authorizations.append(self.headers.get("Authorization"))
-        body = b"ok"
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *_args: object) -> None:
-        pass
+        self.answer(b"ok")
 
 
 @pytest.fixture

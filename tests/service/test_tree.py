@@ -16,14 +16,19 @@ from ..supervision.probe import wait_for
 from .processes import closed_port
 
 
-def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) -> None:
-    before = {t.ident for t in threading.enumerate()}
-    env = {
+def service_env(state_dir: Path) -> dict[str, str]:
+    """An executor's environment whose GMS is a closed port (nothing is reached)."""
+    return {
         "DATAHUB_GMS_URL": f"http://127.0.0.1:{closed_port()}",
         "DATAHUB_GMS_TOKEN": "t0ken-value",
-        "REMOTE_EXECUTOR_STATE_DIR": str(tmp_path),
+        "REMOTE_EXECUTOR_STATE_DIR": str(state_dir),
         "REMOTE_EXECUTOR_OBSERVABILITY_PORT": "0",
     }
+
+
+def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) -> None:
+    before = {t.ident for t in threading.enumerate()}
+    env = service_env(tmp_path)
     config = load_config(None, env).model_copy(
         update={"pools": (load_config(None, {**env, "DATAHUB_EXECUTOR_POOL_ID": "a"}).pools[0],
                           load_config(None, {**env, "DATAHUB_EXECUTOR_POOL_ID": "b"}).pools[0])}
@@ -64,12 +69,7 @@ def test_start_removes_the_work_dirs_an_earlier_executor_left(tmp_path: Path) ->
     """An executor killed during a run leaves its work dir: the next start removes it before
     any pool runs (names starting with a dot, such as a venv cache, are not work dirs)."""
     before = {t.ident for t in threading.enumerate()}
-    env = {
-        "DATAHUB_GMS_URL": f"http://127.0.0.1:{closed_port()}",
-        "DATAHUB_GMS_TOKEN": "t0ken-value",
-        "REMOTE_EXECUTOR_STATE_DIR": str(tmp_path),
-        "REMOTE_EXECUTOR_OBSERVABILITY_PORT": "0",
-    }
+    env = service_env(tmp_path)
     service = Service(load_config(None, env), "t0ken-value", HealthState(), Metrics())
     work = service.pools[0].state_dir / "work"
     left, cache = work / "left-by-a-killed-run", work / ".cache"
