@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from bench import cost_rows
-from bench.anchor import CeleryAnchor, Floor
+from bench.anchor import CeleryAnchor, Floor, ProtocolFloor
 from bench.stats import Figures
 from bench.world import ExecutorChild, World, read_stamp, wait_for
 from executor.pool.runner import TRIM_AFTER_S
@@ -116,6 +116,15 @@ def executor_throughput(
     if workers == 1:
         figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
         cost_rows.executor_cycle(world, child, urns, figures)
+
+
+def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int) -> None:
+    """The protocol's bare price per task (``bench.protocol_floor``), ``count`` trivial runs at once."""
+    source = world.source(pool, {"mode": "trivial"})
+    before = floor.cpu()
+    for urn in [world.submit(source)[0] for _ in range(count)]:
+        world.wait_result(urn)
+    figures.add(CPU_TASK, "floor (the protocol, bare)", (floor.cpu() - before) / count * 1000, "ms")
 
 
 def celery_throughput(

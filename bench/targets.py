@@ -74,6 +74,15 @@ def _wrapper(f: Figures) -> tuple[bool | None, str]:
     return mine - floor < 5, f"+{mine - floor:.1f} ms over the bare start-up ({floor:.1f} ms)"
 
 
+def _cpu_per_task(f: Figures) -> tuple[bool | None, str]:
+    """The executor's CPU per task, beside the price of the protocol itself (``bench.protocol_floor``:
+    the same GMS and SQS calls and durable result, done bare): what no executor of it goes under."""
+    mine, bare = _p(f, CPU_TASK), _p(f, CPU_TASK, "floor (the protocol, bare)")
+    if mine is None:
+        return None, "-"
+    return mine < 5, f"{mine:.2f} ms" + ("" if bare is None else f"; the protocol done bare {bare:.2f} ms")
+
+
 def _per_pool(f: Figures) -> tuple[bool | None, str]:
     one, four = _p(f, IDLE_RSS.format(1)), _p(f, IDLE_RSS.format(4))
     if one is None or four is None:
@@ -96,7 +105,7 @@ TARGETS = [
     _throughput(4),
     ceiling_target(1),
     ceiling_target(4),
-    _below(CPU_TASK, 5, "ms"),
+    Target(f"{CPU_TASK} (executor) < 5 ms", _cpu_per_task),
     Target("the exec wrapper adds < 5 ms of CPU", _wrapper),
     _below(CPU_SLEEP, 0.8, "%"),
     _below(IDLE_RSS.format(1), 60, "MB"),
