@@ -6,13 +6,14 @@ the request from GMS, fetches its secret, reports RUNNING and the result, and mu
 result it has not delivered. This child serves one pool with the bare minimum of all that, in
 one loop on one thread, with no framework: per message a SigV4-signed receive on one kept-alive
 connection (through the control plane's gateway, like the executor), the input aspect's batch
-read, the secret's GraphQL read and RUNNING on one kept-alive GMS connection, a work dir, the
-stand-in spawned with its envelope on stdin and its output read to EOF, the result written
+read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelope on its stdin,
+RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
 durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
 host before it is delivered), the result sent, the message deleted, the record and the work dir
 removed. No limits, masking, cgroup, retries, log file, KILL reads or actors. Its process CPU per
 task (measured from outside, as the executor's) is the line under which no executor of this
-protocol goes here, so the executor's own figure is read against it.
+protocol goes here, so the executor's own figure is read against it; likewise its pickup (from
+the SQS send to the stand-in's first line), which reads the request's input before it can spawn.
 
 Usage (by the bench): ``python -m bench.protocol_floor`` with a JSON object on stdin (``gms``,
 ``token``, ``lease``: a ``listExecutorConfigs`` entry, ``standin``, ``root``); it prints
@@ -113,20 +114,25 @@ def durable_write(directory: str, name: str, data: bytes) -> str:
 
 
 def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str) -> None:
+    """One task in the executor's order: the input, the spawn (the CLI starts while its secrets
+    are read), the secrets on its stdin, RUNNING, the output to EOF, the result durable, sent, the
+    message deleted, the record and the work dir removed."""
     urn = decode_message(message["Body"]).urn
     started = int(time.time() * 1000)
-    recipe = str(gms.aspect(urn, "dataHubExecutionRequestInput")["args"]["recipe"])
-    values = gms.secrets(sorted(set(SECRET_REFERENCE.findall(recipe))))
-    gms.write(urn, "dataHubExecutionRequestResult",
-              {"status": "RUNNING", "startTimeMs": started, "durationMs": 0, "report": "Starting."})
+    recipe = json.loads(gms.aspect(urn, "dataHubExecutionRequestInput")["args"]["recipe"])
+    recipe["run_id"] = urn  # as the executor names the run in the recipe
     work = os.path.join(root, "work", urn.rsplit(":", 1)[-1])
     os.makedirs(work)
     proc = subprocess.Popen([standin, "ingest", "run", "-c", "-"], cwd=work, stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             env={"PATH": os.environ.get("PATH", ""), "HOME": work})
     assert proc.stdin is not None and proc.stdout is not None
-    proc.stdin.write(json.dumps({"__recipe_yaml__": recipe, "__secrets__": values}).encode())
+    text = json.dumps(recipe)
+    values = gms.secrets(sorted(set(SECRET_REFERENCE.findall(text))))
+    proc.stdin.write(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
     proc.stdin.close()
+    gms.write(urn, "dataHubExecutionRequestResult",
+              {"status": "RUNNING", "startTimeMs": started, "durationMs": 0, "report": "Starting."})
     output = proc.stdout.read()
     proc.stdout.close()
     status = "SUCCESS" if proc.wait() == 0 else "FAILURE"

@@ -130,6 +130,7 @@ class Bench:
             rows.executor_pickups(w, self.one, "default", f, s.pickups)
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
             rows.floor_pickups(self.floor, f, s.pickups)
+            rows.protocol_floor_pickups(w, "bare", f, s.pickups)
         if self.wanted("throughput"):
             mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
             rest = cost_rows.server_rest_rate(mine, s.window_s)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.cost_rows import ceiling_target
 from bench.memory_rows import DEAD, PEAK
 from bench.rows import (
+    BARE,
     CPU_SLEEP,
     CPU_TASK,
     EXIT_NOTICED,
@@ -29,7 +30,10 @@ def _pickup(f: Figures) -> tuple[bool | None, str]:
     mine, floor, celery = _p(f, PICKUP_SQS), _p(f, PICKUP_SQS, "floor"), _p(f, PICKUP_SQS, "celery")
     if mine is None or floor is None or celery is None:
         return None, "-"
-    return mine <= floor + 10 and mine < celery, f"{mine:.1f} ms; floor {floor:.1f}, Celery {celery:.1f}"
+    bare = _p(f, PICKUP_SQS, BARE)
+    text = f"{mine:.1f} ms; floor {floor:.1f}, Celery {celery:.1f}"
+    text += "" if bare is None else f", the protocol done bare {bare:.1f}"
+    return mine <= floor + 10 and mine < celery, text
 
 
 def _throughput(workers: int) -> Target:
@@ -77,7 +81,7 @@ def _wrapper(f: Figures) -> tuple[bool | None, str]:
 def _cpu_per_task(f: Figures) -> tuple[bool | None, str]:
     """The executor's CPU per task, beside the price of the protocol itself (``bench.protocol_floor``:
     the same GMS and SQS calls and durable result, done bare): what no executor of it goes under."""
-    mine, bare = _p(f, CPU_TASK), _p(f, CPU_TASK, "floor (the protocol, bare)")
+    mine, bare = _p(f, CPU_TASK), _p(f, CPU_TASK, BARE)
     if mine is None:
         return None, "-"
     return mine < 5, f"{mine:.2f} ms" + ("" if bare is None else f"; the protocol done bare {bare:.2f} ms")
