@@ -240,3 +240,35 @@ os.unlink(sys.argv[1])
 """The least the executor's output path must do, in a process of its own (in the bench's
 process its thread would queue for the GIL behind the control plane's): read the pipe into one
 reused 1 MiB buffer and write each read to a fresh file on the disk of the task logs."""
+
+
+class ProtocolFloor:
+    """``bench.protocol_floor`` as a child serving its own pool: the protocol's bare price."""
+
+    def __init__(self, gms_url: str, token: str, lease: dict[str, Any], standin: Path, root: Path) -> None:
+        config = {"gms": gms_url, "token": token, "lease": lease, "standin": str(standin), "root": str(root)}
+        self.proc = subprocess.Popen([sys.executable, "-m", "bench.protocol_floor"], cwd=ROOT,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        self.proc.stdin.write(json.dumps(config))
+        self.proc.stdin.close()
+        if self.proc.stdout.readline().strip() != "ready":
+            self.close()
+            raise RuntimeError("the protocol floor did not start")
+        self.ps = psutil.Process(self.proc.pid)
+
+    def cpu(self) -> float:
+        """Its own CPU seconds (the stand-ins it reaped not included), as the executor's is read."""
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()

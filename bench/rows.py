@@ -16,7 +16,7 @@ from typing import Any
 import psutil
 
 from bench import cost_rows
-from bench.anchor import CeleryAnchor, Floor
+from bench.anchor import CeleryAnchor, Floor, ProtocolFloor
 from bench.stats import Figures
 from bench.world import ExecutorChild, World, read_stamp, wait_for
 from executor.pool.runner import TRIM_AFTER_S
@@ -116,6 +116,29 @@ def executor_throughput(
     if workers == 1:
         figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
         cost_rows.executor_cycle(world, child, urns, figures)
+
+
+BARE = "floor (the protocol, bare)"
+
+
+def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int) -> None:
+    """The protocol's bare price per task (``bench.protocol_floor``), ``count`` trivial runs at once."""
+    source = world.source(pool, {"mode": "trivial"})
+    before = floor.cpu()
+    for urn in [world.submit(source)[0] for _ in range(count)]:
+        world.wait_result(urn)
+    figures.add(CPU_TASK, BARE, (floor.cpu() - before) / count * 1000, "ms")
+
+
+def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int) -> None:
+    """The bare protocol's pickups: from the SQS send to the first line, one run after the other."""
+    source, samples = world.source(pool, {"mode": "trivial"}), []
+    for _ in range(count):
+        urn, _created = world.submit(source)
+        stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
+        samples.append((stamp["t"] - world.sent[urn]) * 1000)
+        world.wait_result(urn)
+    figures.add(PICKUP_SQS, BARE, samples, "ms", "moto via gateway")
 
 
 def celery_throughput(

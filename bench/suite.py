@@ -22,7 +22,7 @@ import psutil
 from loguru import logger
 
 from bench import cost_rows, memory_rows, rows
-from bench.anchor import CeleryAnchor, Fauxqs, Floor
+from bench.anchor import CeleryAnchor, Fauxqs, Floor, ProtocolFloor
 from bench.real_cli import real_cli_row
 from bench.sqs_rows import SqsRows
 from bench.stats import Figures, target_table
@@ -31,7 +31,7 @@ from bench.world import ROOT, World
 from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.spawner import IDLE_S
 
-POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4")
+POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare")
 SOLO, FOUR = "bench-solo", "bench-four"
 
 
@@ -78,6 +78,9 @@ class Bench:
         standin = self.world.venv_root / "benchsim-bundled" / "bin" / "datahub"
         self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
         self.sqs = SqsRows(self.world)
+        cp = self.world.cp
+        lease = cp.executor_configs(["bare"])[0]
+        self.bare = ProtocolFloor(cp.gms_url, cp.token, lease, standin, tmp / "bare")
         # prefetch 1 as the Celery workers' (multiplier 1): the next request waits prepared
         self.one = self.world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
         self.four = self.world.executor([{"id": "four", "max_workers": 4}])
@@ -103,7 +106,7 @@ class Bench:
 
     def warm_up(self) -> None:
         """One task on every runner, so start-up costs stay out of the figures."""
-        for pool in ("default", "four"):
+        for pool in ("default", "four", "bare"):
             self.world.wait_result(self.world.submit(self.world.source(pool, {"mode": "trivial"}))[0])
         rows.celery_pickups(self.celery, SOLO, Figures(), 1)
         rows.celery_pickups(self.celery, FOUR, Figures(), 1)
@@ -127,10 +130,12 @@ class Bench:
             rows.executor_pickups(w, self.one, "default", f, s.pickups)
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
             rows.floor_pickups(self.floor, f, s.pickups)
+            rows.protocol_floor_pickups(w, "bare", f, s.pickups)
         if self.wanted("throughput"):
             mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
             rest = cost_rows.server_rest_rate(mine, s.window_s)
             rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine, rest)
+            rows.protocol_floor_cpu(w, self.bare, "bare", f, s.batch)
             rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
                                    server_at_rest=rest)
             rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
@@ -165,6 +170,7 @@ class Bench:
             self.fauxqs.close()
         self.sqs.close()
         self.floor.close()
+        self.bare.close()
         self.world.close()
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from bench.cost_rows import CEILING, CORES
+from bench.rows import BARE
 from bench.stats import Figures, percentile
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,11 +56,11 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     sides = {measure: set(by_side) for measure, by_side in figures["samples"].items()}
     expected = {
         "SQS send -> receive": {"executor (gateway)", "gateway before the fix", "direct to moto"},
-        "send -> first line (from the SQS send)": {"executor", "celery", "floor"},
+        "send -> first line (from the SQS send)": {"executor", "celery", "floor", BARE},
         "send -> first line (from the GraphQL create call)": {"executor"},
         "trivial tasks/s, 1 worker(s)": {"executor", "celery"},
         "trivial tasks/s, 4 worker(s)": {"executor", "celery"},
-        "executor CPU per task": {"executor", "celery"},
+        "executor CPU per task": {"executor", "celery", BARE},
         "control plane CPU per task, 4 worker(s)": {"executor", "celery"},
         "CPU per task, every process, 1 worker(s)": {"executor", "celery"},
         CEILING.format(CORES, 4): {"executor", "celery"},
@@ -72,7 +73,7 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "idle RSS, 4 pool(s)": {"executor"},
         "idle PSS, 1 pool(s)": {"executor", "celery"},
         "idle PSS, 4 pool(s)": {"executor"},
-                "output throughput, 1024 B lines (masking on)": {"executor", *OUTPUT_FLOORS},
+        "output throughput, 1024 B lines (masking on)": {"executor", *OUTPUT_FLOORS},
         "output throughput, 128 B lines (masking on)": {"executor", *OUTPUT_FLOORS},
         "executor RSS left after 1024 B-line output": {"executor"},
         "memory limit crossed -> process dead": {"psutil only", "psutil only, SIGTERM ignored"},

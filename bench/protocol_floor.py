@@ -1,0 +1,164 @@
+"""The protocol's own price: the least CPU a runner of DataHub's executor protocol pays per task.
+
+The bench's "executor CPU per task" row compares the executor with Celery's worker, which
+receives a message, spawns the CLI and deletes the message; the executor's protocol also reads
+the request from GMS, fetches its secret, reports RUNNING and the result, and must not lose a
+result it has not delivered. This child serves one pool with the bare minimum of all that, in
+one loop on one thread, with no framework: per message a SigV4-signed receive on one kept-alive
+connection (through the control plane's gateway, like the executor), the input aspect's batch
+read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelope on its stdin,
+RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
+durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
+host before it is delivered), the result sent, the message deleted, the record and the work dir
+removed. No limits, masking, cgroup, retries, log file, KILL reads or actors. Its process CPU per
+task (measured from outside, as the executor's) is the line under which no executor of this
+protocol goes here, so the executor's own figure is read against it; likewise its pickup (from
+the SQS send to the stand-in's first line), which reads the request's input before it can spawn.
+
+Usage (by the bench): ``python -m bench.protocol_floor`` with a JSON object on stdin (``gms``,
+``token``, ``lease``: a ``listExecutorConfigs`` entry, ``standin``, ``root``); it prints
+``ready`` and serves until it is terminated.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from typing import Any
+from urllib.parse import urlsplit
+
+from bench.sqs_calls import _signed
+from executor.datahub.envelope import decode_message
+from executor.datahub.lease import Lease
+
+ENTITY = "dataHubExecutionRequest"
+SECRET_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
+SECRETS_QUERY = ("query getSecretValues($input: GetSecretValuesInput!) "
+                 "{ getSecretValues(input: $input) { name value } }")
+
+
+class Gms:
+    """One kept-alive connection to GMS; JSON in, JSON out, no error handling beyond a status check."""
+
+    def __init__(self, url: str, token: str) -> None:
+        parts = urlsplit(url)
+        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+
+    def post(self, path: str, body: bytes) -> bytes:
+        self.conn.request("POST", path, body, self.headers)
+        answer = self.conn.getresponse()
+        content = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"GMS answered {answer.status} to {path}")
+        return content
+
+    def aspect(self, urn: str, name: str) -> dict[str, Any]:
+        body = json.dumps({"urns": [urn], "aspectNames": [name]}).encode()
+        entity = json.loads(self.post(f"/openapi/v2/entity/batch/{ENTITY}", body))["entities"][0]
+        return dict((entity.get("aspects") or entity)[name]["value"])
+
+    def secrets(self, names: list[str]) -> dict[str, str]:
+        body = json.dumps({"query": SECRETS_QUERY, "variables": {"input": {"secrets": names}}}).encode()
+        found = json.loads(self.post("/api/graphql", body))["data"]["getSecretValues"] or []
+        return {item["name"]: item["value"] for item in found}
+
+    def write(self, urn: str, name: str, value: dict[str, Any]) -> None:
+        proposal = {
+            "entityType": ENTITY, "entityUrn": urn, "changeType": "UPSERT", "aspectName": name,
+            "aspect": {"contentType": "application/json", "value": json.dumps(value)},
+        }
+        body = json.dumps({"proposal": proposal, "async": "false"}).encode()
+        self.post("/aspects?action=ingestProposal", body)
+
+
+class Sqs:
+    """The pool's queue through one kept-alive connection, each call signed with the lease."""
+
+    def __init__(self, lease: Lease) -> None:
+        self.lease, self.parts = lease, urlsplit(lease.queue_url)
+        self.conn = http.client.HTTPConnection(self.parts.hostname or "", self.parts.port, timeout=30)
+
+    def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
+        body = json.dumps({"QueueUrl": self.lease.queue_url, **params}).encode()
+        headers = _signed(self.lease, self.parts.netloc, f"AmazonSQS.{operation}", body)
+        self.conn.request("POST", "/", body, headers)
+        answer = self.conn.getresponse()
+        content = answer.read()
+        if answer.status != 200:
+            raise RuntimeError(f"SQS answered {answer.status} to {operation}")
+        return dict(json.loads(content or b"{}"))
+
+
+def durable_write(directory: str, name: str, data: bytes) -> str:
+    """The result on disk before it is sent: the least the executor's outbox promises."""
+    path, temp = os.path.join(directory, name), os.path.join(directory, f".{name}.tmp")
+    with open(temp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(temp, path)
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    return path
+
+
+def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str) -> None:
+    """One task in the executor's order: the input, the spawn (the CLI starts while its secrets
+    are read), the secrets on its stdin, RUNNING, the output to EOF, the result durable, sent, the
+    message deleted, the record and the work dir removed."""
+    urn = decode_message(message["Body"]).urn
+    started = int(time.time() * 1000)
+    recipe = json.loads(gms.aspect(urn, "dataHubExecutionRequestInput")["args"]["recipe"])
+    recipe["run_id"] = urn  # as the executor names the run in the recipe
+    work = os.path.join(root, "work", urn.rsplit(":", 1)[-1])
+    os.makedirs(work)
+    proc = subprocess.Popen([standin, "ingest", "run", "-c", "-"], cwd=work, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            env={"PATH": os.environ.get("PATH", ""), "HOME": work})
+    assert proc.stdin is not None and proc.stdout is not None
+    text = json.dumps(recipe)
+    values = gms.secrets(sorted(set(SECRET_REFERENCE.findall(text))))
+    proc.stdin.write(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
+    proc.stdin.close()
+    gms.write(urn, "dataHubExecutionRequestResult",
+              {"status": "RUNNING", "startTimeMs": started, "durationMs": 0, "report": "Starting."})
+    output = proc.stdout.read()
+    proc.stdout.close()
+    status = "SUCCESS" if proc.wait() == 0 else "FAILURE"
+    result = {"status": status, "startTimeMs": started, "durationMs": int(time.time() * 1000) - started,
+              "report": output.decode("utf-8", "replace")}
+    record = durable_write(os.path.join(root, "outbox"), f"{urn.rsplit(':', 1)[-1]}.json",
+                           json.dumps({"urn": urn, "result": result}).encode())
+    gms.write(urn, "dataHubExecutionRequestResult", result)
+    sqs.call("DeleteMessage", {"ReceiptHandle": message["ReceiptHandle"]})
+    os.unlink(record)
+    shutil.rmtree(work)
+
+
+def main() -> None:
+    config = json.loads(sys.stdin.read())
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    lease = Lease.from_executor_config(config["lease"])
+    gms, sqs = Gms(config["gms"], config["token"]), Sqs(lease)
+    os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
+    print("ready", flush=True)
+    while True:
+        answer = sqs.call("ReceiveMessage", {"MaxNumberOfMessages": 1, "WaitTimeSeconds": 20,
+                                             "VisibilityTimeout": 60})
+        for message in answer.get("Messages", []):
+            run_one(gms, sqs, message, config["standin"], config["root"])
+
+
+if __name__ == "__main__":
+    main()
