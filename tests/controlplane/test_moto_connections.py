@@ -1,5 +1,6 @@
 """How the control plane reaches moto: kept-alive connections for its own calls, one per call for
-anyone else, no connection outliving the client that caused it, and a closed one replaced.
+anyone else, no connection outliving the client that caused it, a closed one replaced, and a
+stop that ends every thread although the serving loops no longer poll.
 
 Real sockets only: the control plane's moto server, its gateway with leased boto3 clients, and
 raw HTTP. Nothing here is timed (the bench measures the CPU this saves).
@@ -10,9 +11,12 @@ from __future__ import annotations
 import http.client
 import json
 import socket
+import threading
 from typing import Any
 
+from executor.local.controlplane.http_base import IDLE_WAKE_S
 from executor.local.controlplane.moto_server import MotoServer
+from executor.local.controlplane.server import ControlPlane
 from executor.local.controlplane.upstream import KEEP_ALIVE_HEADER, KeptConnection, NoDelayConnection
 from tests.faults.ledger import wait_until
 from tests.fixtures.controlplane import leased_sqs
@@ -116,3 +120,20 @@ def test_a_kept_connection_that_moto_closed_is_replaced(control_plane: Any) -> N
         assert len(made) == 2, "the request went again on a new connection"
     finally:
         kept.close()
+
+
+def test_stop_ends_every_serving_thread_although_the_loops_wait_long() -> None:
+    """The serving loops wait up to ``IDLE_WAKE_S`` for a request; ``stop()`` wakes them itself
+    and leaves no thread behind (the servers', the handlers', the helper that stops a loop)."""
+    assert IDLE_WAKE_S >= 10, "the loops do not poll at rest"
+    before = set(threading.enumerate())
+    cp = ControlPlane(pools=("default",)).start()
+    client, url = leased_sqs(cp)
+    client.send_message(QueueUrl=url, MessageBody="x")  # a kept connection to moto is open now
+    cp.stop()
+    client.close()
+    wait_until(
+        lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
+        10,
+        "every thread the control plane started to end",
+    )
