@@ -143,15 +143,17 @@ class GatewayHandler(JsonHandler):
     def setup(self) -> None:
         no_delay(self.request)
         super().setup()
+
+    def handle(self) -> None:
+        """Serve the client's connection with one kept connection to moto, closed with it (so
+        moto's thread for it ends too)."""
         self.upstream = KeptConnection(
             self.server.open_upstream, self.server.close_upstream, lambda: self.server.stopping
         )
-
-    def finish(self) -> None:
         try:
-            super().finish()
+            super().handle()
         finally:
-            self.upstream.close()  # moto's thread for this connection ends with it
+            self.upstream.close()
 
     def do_POST(self) -> None:
         self._handle()
