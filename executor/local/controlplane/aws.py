@@ -133,7 +133,10 @@ class MotoBackend:
             if self._sends is None:
                 raise RuntimeError("moto is not running")
             status, _, data = self._sends.call("POST", "/", request, _SEND_HEADERS)
-        answer = json.loads(data or b"{}")
+        try:
+            answer = json.loads(data or b"{}")
+        except ValueError:
+            answer = data[:200].decode("utf-8", "replace")
         if status != 200 or not isinstance(answer, dict) or "MessageId" not in answer:
             raise RuntimeError(f"moto refused SendMessage: HTTP {status} {str(answer)[:200]}")
         return str(answer["MessageId"])

@@ -89,7 +89,8 @@ class WsgiHandler(JsonHandler):
                 if close is not None:
                     close()
         except Exception as exc:  # moto answers its own errors; this is a bug in it
-            logger.warning("moto failed on {} {}: {}", self.command, self.path, type(exc).__name__)
+            path = self.path.partition("?")[0]  # a presigned query carries credentials
+            logger.warning("moto failed on {} {}: {}", self.command, path, type(exc).__name__)
             self.send_json(500, {"message": "internal error in moto"})
             return
         self._answer(str(answer[0]), answer[1], b"".join(chunks))
