@@ -237,6 +237,23 @@ def test_unknown_operations_and_bad_input_are_graphql_errors(control_plane: Any)
     assert "Unknown operation named 'B'" in wrong_operation["errors"][0]["message"]
 
 
+def test_a_query_string_is_checked_once_and_its_errors_stay_the_same(control_plane: Any) -> None:
+    """The parsed, validated document of a query string is kept; an invalid one's errors too."""
+    from executor.local.controlplane.graphql_api import CACHED_QUERY_CHARS, document
+
+    cp = control_plane
+    listed = "query { listSecrets(input: {}) { total } }"
+    assert graphql(cp, listed) == {"listSecrets": {"total": 0}}
+    assert document(listed) is document(listed)
+    broken = "query { listSecrets(input: {}) { total nope } }"
+    first, again = graphql_raw(cp, broken), graphql_raw(cp, broken)
+    assert first == again and "Cannot query field 'nope'" in first["errors"][0]["message"]
+    assert graphql_raw(cp, "query { ")["errors"][0]["extensions"]["classification"] == "ValidationError"
+    padded = listed[:-1] + " " * CACHED_QUERY_CHARS + "}"  # too long to keep: checked every time
+    assert graphql(cp, padded) == {"listSecrets": {"total": 0}}
+    assert document(padded) is not document(padded)
+
+
 def test_requests_without_the_token_are_refused(control_plane: Any) -> None:
     cp = control_plane
     body = {"query": "query { listSecrets(input: {}) { total } }"}

@@ -8,11 +8,13 @@ queues of another pool with ``AccessDenied``, and forwards everything else uncha
 The signature itself is not verified: the key id and its lease are the point here.
 
 Latency: both the accepted sockets and the upstream connections to moto set ``TCP_NODELAY``, and
-an answer leaves in one write (a buffered ``wfile``). Without that, an answer written as headers
-then body waits for the client's delayed ACK (Nagle), about 40 ms per SQS call, and the demo and
-the tests would see an SQS far slower than it is. Error shape: for the JSON protocol (botocore's
-SQS default) an HTTP 400 with ``{"__type": "com.amazon.coral.service#...", "message": ...}`` and
-an ``x-amzn-query-error`` header carrying the query-compatible code, which botocore reports as
+an answer leaves in one write (a buffered ``wfile``); each handler thread keeps one connection to
+moto for as long as its client's connection lasts (``upstream.KeptConnection``). Without
+``TCP_NODELAY`` and the one write, an answer written as headers then body waits for the client's
+delayed ACK (Nagle), about 40 ms per SQS call, and the demo and the tests would see an SQS far
+slower than it is. Error shape: for the JSON protocol (botocore's SQS default) an HTTP 400 with
+``{"__type": "com.amazon.coral.service#...", "message": ...}`` and an ``x-amzn-query-error``
+header carrying the query-compatible code, which botocore reports as
 ``e.response["Error"]["Code"]``; for the older query protocol the XML ``ErrorResponse`` with
 HTTP 403 that AWS documents for SQS.
 """
@@ -33,6 +35,7 @@ from loguru import logger
 
 from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
 from executor.local.controlplane.leases import LeaseBook, LeaseState
+from executor.local.controlplane.upstream import KeptConnection, NoDelayConnection, no_delay
 
 _CREDENTIAL = re.compile(r"Credential=([A-Za-z0-9]+)/")
 _HOP_HEADERS = frozenset(
@@ -64,21 +67,6 @@ def access_key_of(authorization: str, query: str) -> str | None:
     if values:
         return values[0].split("/", 1)[0] or None
     return None
-
-
-def no_delay(sock: socket.socket | None) -> None:
-    """Turn Nagle's algorithm off on a TCP socket (a no-op for anything else)."""
-    if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
-        with contextlib.suppress(OSError):
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-
-
-class _UpstreamConnection(http.client.HTTPConnection):
-    """An HTTP connection to moto with Nagle off, so a small request is never held back."""
-
-    def connect(self) -> None:
-        super().connect()
-        no_delay(self.sock)
 
 
 def queue_names_in(body: bytes, content_type: str, query: str) -> list[str]:
@@ -124,7 +112,7 @@ class GatewayServer(LoopbackServer):
 
     def open_upstream(self) -> http.client.HTTPConnection:
         """A tracked connection to moto, so ``stop()`` can cut a long poll in progress."""
-        conn = _UpstreamConnection(self.upstream_host, self.upstream_port, timeout=UPSTREAM_TIMEOUT_S)
+        conn = NoDelayConnection(self.upstream_host, self.upstream_port, timeout=UPSTREAM_TIMEOUT_S)
         with self._upstream_lock:
             self._upstream.add(conn)
         return conn
@@ -136,6 +124,7 @@ class GatewayServer(LoopbackServer):
         conn.close()
 
     def _cut_upstream(self) -> None:
+        """Cut every connection to moto: a long poll in progress ends now."""
         with self._upstream_lock:
             conns = list(self._upstream)
         for conn in conns:
@@ -154,6 +143,17 @@ class GatewayHandler(JsonHandler):
     def setup(self) -> None:
         no_delay(self.request)
         super().setup()
+
+    def handle(self) -> None:
+        """Serve the client's connection with one kept connection to moto, closed with it (so
+        moto's thread for it ends too)."""
+        self.upstream = KeptConnection(
+            self.server.open_upstream, self.server.close_upstream, lambda: self.server.stopping
+        )
+        try:
+            super().handle()
+        finally:
+            self.upstream.close()
 
     def do_POST(self) -> None:
         self._handle()
@@ -209,20 +209,14 @@ class GatewayHandler(JsonHandler):
         headers = {k: v for k, v in self.headers.items() if k.lower() not in _HOP_HEADERS}
         headers["Host"] = f"{self.server.upstream_host}:{self.server.upstream_port}"
         headers["Content-Length"] = str(len(body))
-        conn = self.server.open_upstream()
         try:
-            conn.request(self.command, self.path, body=body, headers=headers)
-            answer = conn.getresponse()
-            data = answer.read()
-            status = answer.status
-            relay = {k: v for k, v in answer.getheaders() if k.lower() not in _HOP_HEADERS}
+            status, answer_headers, data = self.upstream.call(self.command, self.path, body, headers)
         except (OSError, http.client.HTTPException) as exc:
             log = logger.debug if self.server.stopping else logger.warning
             log("sqs gateway: moto did not answer: {}", exc)
             self.send_json(503, {"__type": "ServiceUnavailable", "message": "upstream unavailable"})
             return
-        finally:
-            self.server.close_upstream(conn)
+        relay = {k: v for k, v in answer_headers if k.lower() not in _HOP_HEADERS}
         content_type = relay.pop("Content-Type", relay.pop("content-type", "application/octet-stream"))
         relay = {k: v for k, v in relay.items() if k.lower() not in ("content-length", "server", "date")}
         self.send_bytes(status, data, content_type, relay)

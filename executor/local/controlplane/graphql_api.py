@@ -5,25 +5,52 @@ graphql-core's; failures come back in ``errors`` with HTTP 200, as GMS does. A r
 ``FinalError`` (bad input, not allowed) is reported with its message and a DataHub-style
 ``extensions.code``; anything unexpected is logged here and reported as an internal error
 without details, so no internal state leaks to the caller.
-"""
+
+A query string's parsed and validated document is kept (``document``): clients send the same
+few query strings with new variables every time, and parsing plus validating one cost more of
+the control plane's CPU than executing it (about 1.5 ms a call, docs/performance.md)."""
 
 from __future__ import annotations
 
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any
 
-from graphql import GraphQLError, GraphQLSchema, build_schema, graphql_sync
+from graphql import DocumentNode, GraphQLError, GraphQLSchema, build_schema, execute_sync, parse, validate
 from loguru import logger
 
 from executor.errors import BadInputError, ConfigError, FinalError, ImmutableError, NotAllowedError
 from executor.local.controlplane.graphql_resolvers import ROOT, ApiContext
 from executor.local.controlplane.graphql_schema import SDL
 
+CACHED_QUERY_CHARS = 16 * 1024
+"""Longer query strings are parsed and validated on every call, so the cache stays small."""
+
 
 @cache
 def schema() -> GraphQLSchema:
     """The schema, built once per process."""
     return build_schema(SDL)
+
+
+def document(query: str) -> DocumentNode | list[GraphQLError]:
+    """``query`` parsed and validated against the schema, or its errors (short ones cached)."""
+    return _checked(query) if len(query) <= CACHED_QUERY_CHARS else _check(query)
+
+
+@lru_cache(maxsize=256)
+def _checked(query: str) -> DocumentNode | list[GraphQLError]:
+    """The executor's, the CLI's and the tests' handful of fixed strings (the AST is read-only
+    to execution, so one validated document serves every thread)."""
+    return _check(query)
+
+
+def _check(query: str) -> DocumentNode | list[GraphQLError]:
+    try:
+        parsed = parse(query)
+    except GraphQLError as error:
+        return [error]
+    errors = validate(schema(), parsed)
+    return list(errors) if errors else parsed
 
 
 def run_graphql(body: object, context: ApiContext) -> dict[str, Any]:
@@ -36,9 +63,12 @@ def run_graphql(body: object, context: ApiContext) -> dict[str, Any]:
     operation = body.get("operationName")
     if operation is not None and not isinstance(operation, str):
         return {"errors": [{"message": "'operationName' must be a string"}]}
-    result = graphql_sync(
+    checked = document(body["query"])
+    if isinstance(checked, list):
+        return {"data": None, "errors": [_format(e) for e in checked]}
+    result = execute_sync(
         schema(),
-        body["query"],
+        checked,
         root_value=ROOT,
         context_value=context,
         variable_values=variables,
