@@ -40,10 +40,13 @@ def _open_connections(server: MotoServer) -> int:
         return len(server._connections)
 
 
-def _settled(server: MotoServer) -> int:
-    """The open connections once the start's boto3 calls have ended: the dispatch's only."""
-    wait_until(lambda: _open_connections(server) == 1, 10, "only the dispatch's connection to moto")
-    return 1
+DISPATCH_CONNECTIONS = 1
+"""What stays open to moto once the start's boto3 calls have ended: the dispatch's connection."""
+
+
+def _settled(server: MotoServer) -> None:
+    wait_until(lambda: _open_connections(server) == DISPATCH_CONNECTIONS, 10,
+               "only the dispatch's connection to moto")
 
 
 def _send(conn: http.client.HTTPConnection, queue_url: str, headers: dict[str, str]) -> Any:
@@ -76,25 +79,27 @@ def test_moto_keeps_only_the_control_planes_connections_open(control_plane: Any)
 
 def test_the_dispatch_uses_one_kept_connection(control_plane: Any) -> None:
     cp = control_plane
-    before = _settled(_moto(cp))
+    _settled(_moto(cp))
     ids = {cp._moto.send(cp.queue_url("default"), f"m{i}") for i in range(5)}
     assert len(ids) == 5
-    assert _open_connections(_moto(cp)) == before, "no new connection per send"
+    assert _open_connections(_moto(cp)) == DISPATCH_CONNECTIONS, "no new connection per send"
 
 
 def test_a_gateway_client_leaving_closes_its_connection_to_moto(control_plane: Any) -> None:
     cp = control_plane
     server = _moto(cp)
-    before = _settled(server)
+    _settled(server)
     client, url = leased_sqs(cp)
     try:
         for _ in range(3):
             client.send_message(QueueUrl=url, MessageBody="x")
         assert len(client.receive_message(QueueUrl=url, MaxNumberOfMessages=10)["Messages"]) == 3
-        wait_until(lambda: _open_connections(server) == before + 1, 10, "one connection for the client's")
+        wait_until(lambda: _open_connections(server) == DISPATCH_CONNECTIONS + 1, 10,
+                   "one connection for the client's")
     finally:
         client.close()
-    wait_until(lambda: _open_connections(server) == before, 10, "moto's connection for the client to end")
+    wait_until(lambda: _open_connections(server) == DISPATCH_CONNECTIONS, 10,
+               "moto's connection for the client to end")
 
 
 def test_a_kept_connection_that_moto_closed_is_replaced(control_plane: Any) -> None:
@@ -106,7 +111,7 @@ def test_a_kept_connection_that_moto_closed_is_replaced(control_plane: Any) -> N
         made.append(NoDelayConnection(server.host, server.port, timeout=10))
         return made[-1]
 
-    kept = KeptConnection(connect, lambda conn: conn.close())
+    kept = KeptConnection(connect)
     body = json.dumps({"QueueUrl": cp.queue_url("default"), "MessageBody": "again"}).encode()
     try:
         assert kept.call("POST", "/", body, SEND)[0] == 200
@@ -127,11 +132,13 @@ def test_stop_ends_every_serving_thread_although_the_loops_wait_long() -> None:
     and leaves no thread behind (the servers', the handlers', the helper that stops a loop)."""
     assert IDLE_WAKE_S >= 10, "the loops do not poll at rest"
     before = set(threading.enumerate())
-    cp = ControlPlane(pools=("default",)).start()
-    client, url = leased_sqs(cp)
-    client.send_message(QueueUrl=url, MessageBody="x")  # a kept connection to moto is open now
-    cp.stop()
-    client.close()
+    with ControlPlane(pools=("default",)) as cp:  # stopped again (idempotent) if a step fails
+        client, url = leased_sqs(cp)
+        try:
+            client.send_message(QueueUrl=url, MessageBody="x")  # a kept connection to moto is open now
+            cp.stop()  # with the client's connection, and the gateway's to moto, still open
+        finally:
+            client.close()
     wait_until(
         lambda: not [t for t in threading.enumerate() if t not in before and t.is_alive()],
         10,

@@ -15,7 +15,6 @@ request carries a SigV4 credential scope (moto picks SQS and the account from it
 
 from __future__ import annotations
 
-import http.client
 import json
 import logging
 import threading
@@ -95,7 +94,7 @@ class MotoBackend:
         self._server.start()
         self.endpoint = self._server.url
         port = self._server.port
-        self._sends = KeptConnection(lambda: NoDelayConnection(self._host, port, timeout=30), _close)
+        self._sends = KeptConnection(lambda: NoDelayConnection(self._host, port, timeout=30))
         self._sends.open()  # now, so its server thread is there before any caller's
         self._sqs = self.client("sqs")
         self._sts = self.client("sts")
@@ -174,6 +173,3 @@ class MotoBackend:
             self._server.stop(timeout_s=0.0)  # a handler inside a long poll is not waited for
         self._server = None
 
-
-def _close(conn: http.client.HTTPConnection) -> None:
-    conn.close()

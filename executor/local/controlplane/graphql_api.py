@@ -22,8 +22,10 @@ from executor.errors import BadInputError, ConfigError, FinalError, ImmutableErr
 from executor.local.controlplane.graphql_resolvers import ROOT, ApiContext
 from executor.local.controlplane.graphql_schema import SDL
 
-CACHED_QUERY_CHARS = 16 * 1024
-"""Longer query strings are parsed and validated on every call, so the cache stays small."""
+CACHED_QUERY_CHARS = 2 * 1024
+"""Longer query strings are parsed and validated on every call, so the cache stays small: a kept
+document holds its token list (about 100 bytes of memory per character of query), and every
+fixed query of the project is under 300 characters."""
 
 
 @cache
@@ -32,16 +34,33 @@ def schema() -> GraphQLSchema:
     return build_schema(SDL)
 
 
+class _Invalid(Exception):
+    """Carries a query's errors out of ``_checked``: ``lru_cache`` keeps no call that raised, so
+    an invalid query (whose errors hold its whole token list) never stays in the cache."""
+
+    def __init__(self, errors: list[GraphQLError]) -> None:
+        super().__init__("invalid query")
+        self.errors = errors
+
+
 def document(query: str) -> DocumentNode | list[GraphQLError]:
-    """``query`` parsed and validated against the schema, or its errors (short ones cached)."""
-    return _checked(query) if len(query) <= CACHED_QUERY_CHARS else _check(query)
+    """``query`` parsed and validated against the schema, or its errors (short valid ones cached)."""
+    if len(query) > CACHED_QUERY_CHARS:
+        return _check(query)
+    try:
+        return _checked(query)
+    except _Invalid as invalid:
+        return invalid.errors
 
 
 @lru_cache(maxsize=256)
-def _checked(query: str) -> DocumentNode | list[GraphQLError]:
+def _checked(query: str) -> DocumentNode:
     """The executor's, the CLI's and the tests' handful of fixed strings (the AST is read-only
     to execution, so one validated document serves every thread)."""
-    return _check(query)
+    found = _check(query)
+    if isinstance(found, list):
+        raise _Invalid(found)
+    return found
 
 
 def _check(query: str) -> DocumentNode | list[GraphQLError]:

@@ -8,7 +8,6 @@ so ``Dispatcher`` remembers it per host. Imported only when moto starts (moto's 
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
@@ -23,15 +22,13 @@ class Dispatcher(DomainDispatcherApplication):
     def __init__(self) -> None:
         super().__init__(create_backend_app)
         self._backend_of: dict[str | None, Any] = {}
-        self._memo_lock = threading.Lock()
 
     def get_backend_for_host(self, host: str | None) -> Any:
-        with self._memo_lock:
-            if host in self._backend_of:
-                return self._backend_of[host]
+        """Plain dict reads and writes (atomic under the GIL; moto's ``get_application`` calls
+        this under its own lock): two threads racing on a new host both look it up, harmlessly."""
+        if host in self._backend_of:
+            return self._backend_of[host]
         backend = super().get_backend_for_host(host)
-        with self._memo_lock:
-            if len(self._backend_of) < MAX_HOSTS:
-                self._backend_of[host] = backend
+        if len(self._backend_of) < MAX_HOSTS:
+            self._backend_of[host] = backend
         return backend
-

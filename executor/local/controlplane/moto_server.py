@@ -7,9 +7,10 @@ the control plane's CPU per call besides moto's own work. This server is ``Loopb
 small WSGI handler: ``TCP_NODELAY``, the body read by ``Content-Length`` (SQS and STS clients
 send no chunked bodies), and the whole answer, headers and body, in one write with an exact
 ``Content-Length``. A connection is kept open only for the control plane's own clients (the
-gateway's and the dispatch's, ``upstream.KEEP_ALIVE_HEADER``), with no idle timeout: they close
-it themselves. Anyone else (a test inspecting a queue with boto3) gets ``Connection: close``
-after each answer, as from werkzeug, so no server thread outlives its caller's call.
+gateway's and the dispatch's, ``upstream.KEEP_ALIVE_HEADER``); one idle for 300 s (beyond the
+gateway's own client idle time) is closed, so no caller holds a server thread forever. Anyone
+else (a test inspecting a queue with boto3) gets ``Connection: close`` after each answer, as
+from werkzeug, so no server thread outlives its caller's call.
 """
 
 from __future__ import annotations
@@ -48,8 +49,10 @@ class WsgiHandler(JsonHandler):
     server: MotoServer
     wbufsize = 64 * 1024
     """Buffered: the handler flushes once after each request."""
-    timeout = None  # type: ignore[assignment]
-    """Kept connections are the control plane's own, closed by it (and cut at stop)."""
+    timeout = 300
+    """Seconds a kept connection may wait for its next request (the control plane's own clients
+    close theirs sooner; a dispatch's closed connection is replaced). A long poll inside moto is
+    not a socket wait, so it is never cut by this."""
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet, as werkzeug's log was: the gateway's and the GMS's request logs say enough."""

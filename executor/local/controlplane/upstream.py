@@ -9,8 +9,10 @@ connection open by; other clients of moto (tests inspecting queues) get one conn
 
 Every connection has Nagle off (``TCP_NODELAY``), as moto's accepted sockets have: a request or
 an answer never waits for the other side's delayed ACK (about 40 ms). A kept connection that
-the server closed fails on its next request before the server read it; that request is sent
-again once, on a new connection.
+the server closed (idle, or at its stop) fails on the next request; that request is sent again
+once, on a new connection. Were the connection instead cut after moto acted on the request (its
+handler dying mid-answer), the resend repeats the call: a duplicate send or a second delete of
+one handle, which SQS's at-least-once delivery and the executor's duplicate checks allow for.
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ class KeptConnection:
     def __init__(
         self,
         connect: Callable[[], http.client.HTTPConnection],
-        close: Callable[[http.client.HTTPConnection], None],
+        close: Callable[[http.client.HTTPConnection], None] = http.client.HTTPConnection.close,
         stopping: Callable[[], bool] = lambda: False,
     ) -> None:
         self._connect = connect
