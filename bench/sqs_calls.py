@@ -130,7 +130,7 @@ def main(argv: list[str]) -> None:
               f"mean {statistics.fmean(values):6.3f}  ({len(values)} calls)")
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(70)
+        pstats.Stats(profiler, stream=out).sort_stats(*(["tottime"] if "--tottime" in argv else ["cumulative"])).print_stats(70)
         print(out.getvalue())
 
 
