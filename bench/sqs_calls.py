@@ -130,7 +130,8 @@ def main(argv: list[str]) -> None:
               f"mean {statistics.fmean(values):6.3f}  ({len(values)} calls)")
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats(*(["tottime"] if "--tottime" in argv else ["cumulative"])).print_stats(70)
+        order = "tottime" if "--tottime" in argv else "cumulative"
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(70)
         print(out.getvalue())
 
 

@@ -1,16 +1,15 @@
-"""One SQS call: AWS's JSON 1.0 protocol over urllib3, signed by botocore's SigV4 signer.
+"""One SQS call: AWS's JSON 1.0 protocol over urllib3, SigV4-signed, without a botocore client.
 
 Why not a botocore client: its CPU. A short SQS call through a warm client cost about 2 ms of
 the caller's thread, most of it outside the HTTP itself (event hooks, parameter validation,
 the endpoint rule set, the user agent, the response parser, the retry handler), and the
-poller makes two to four such calls a task. Here a call is a JSON body, botocore's own
-``SigV4Auth`` over an ``AWSRequest`` (botocore stays the signer: no crypto of our own), and
-one ``urlopen`` on a kept-alive urllib3 pool (``bench/sqs_calls.py`` has the figures).
+poller makes two to four such calls a task. Here a call is a JSON body, a SigV4 signature
+and one ``urlopen`` on a kept-alive urllib3 pool (``bench/sqs_calls.py`` has the figures).
 
 What a call sends is what botocore sends for SQS: ``POST /`` with ``X-Amz-Target:
 AmazonSQS.<Op>``, ``Content-Type: application/x-amz-json-1.0`` and ``x-amzn-query-mode: true``
-(so errors carry their query-protocol codes), signed for service ``sqs`` in the lease's region
-with the lease's credentials.
+(so errors carry their query-protocol codes), signed (SigV4, ``executor.queue.sigv4``, checked
+against botocore's signer) for service ``sqs`` in the lease's region with the lease's credentials.
 
 Connections: TLS and proxies as the GMS client decides them (``datahub.http_origin`` and
 ``datahub.proxies``), with botocore's conventions: ``AWS_CA_BUNDLE``, else
@@ -31,9 +30,6 @@ from collections.abc import Mapping
 from typing import Any
 
 import certifi
-from botocore.auth import SigV4Auth
-from botocore.awsrequest import AWSRequest
-from botocore.credentials import Credentials
 from urllib3.connectionpool import HTTPConnectionPool
 from urllib3.exceptions import HTTPError, LocationValueError
 from urllib3.util import Timeout
@@ -43,6 +39,7 @@ from executor.datahub.http_origin import pool_manager, tls_settings
 from executor.datahub.lease import Lease
 from executor.datahub.proxies import proxy_for_url
 from executor.errors import ThrottledError, TransportError
+from executor.queue.sigv4 import SigV4Signer, canonical_host
 from executor.queue.sqs_errors import mapped_error, parse_error
 
 CONTENT_TYPE = "application/x-amz-json-1.0"
@@ -69,11 +66,9 @@ class SqsWire:
     def __init__(self, lease: Lease, endpoint: str, *, proxies: Mapping[str, str | None] | None,
                  connect_timeout_s: float, attempts: int,
                  pools: Mapping[str, type[HTTPConnectionPool]] = POOLS) -> None:
-        self._signer = SigV4Auth(
-            Credentials(lease.access_key_id, lease.secret_access_key, lease.session_token),
-            "sqs", lease.region,
-        )
         self._url = endpoint.rstrip("/") + "/"
+        self._signer = SigV4Signer(lease.access_key_id, lease.secret_access_key, lease.session_token,
+                                   lease.region, "sqs", canonical_host(self._url))
         self._connect_s = connect_timeout_s
         self._attempts = attempts
         proxy = proxy_for_url(self._url, proxies)
@@ -114,13 +109,11 @@ class SqsWire:
                  max_bytes: int) -> dict[str, Any]:
         if self._pool is None:
             raise TransportError(f"SQS {what} not made: {self._refusal}")
-        request = AWSRequest("POST", self._url, {
+        headers = self._signer.headers(body, {
             "X-Amz-Target": "AmazonSQS." + operation, "Content-Type": CONTENT_TYPE,
             "x-amzn-query-mode": "true",
-        }, body)
-        self._signer.add_auth(request)
-        headers = dict(request.headers.items())
-        headers["User-Agent"] = USER_AGENT
+        })
+        headers["User-Agent"] = USER_AGENT  # unsigned, as botocore leaves it
         total_s = self._connect_s + wait_s
         try:
             with deadline(total_s):
