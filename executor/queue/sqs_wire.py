@@ -86,8 +86,9 @@ class SqsWire:
             self._refusal = f"{type(exc).__name__}: {exc}"
 
     def close(self) -> None:
-        """Close the idle connections."""
+        """Close the idle connections (a later call connects again, as a botocore client did)."""
         if self._pool is not None:
+            self._pool = None
             self._manager.clear()
 
     def call(self, what: str, operation: str, payload: Mapping[str, Any], *,
@@ -107,8 +108,11 @@ class SqsWire:
 
     def _attempt(self, what: str, operation: str, body: bytes, wait_s: float,
                  max_bytes: int) -> dict[str, Any]:
-        if self._pool is None:
-            raise TransportError(f"SQS {what} not made: {self._refusal}")
+        pool = self._pool
+        if pool is None:
+            if self._refusal is not None:
+                raise TransportError(f"SQS {what} not made: {self._refusal}")
+            pool = self._pool = self._manager.connection_from_url(self._url)
         headers = self._signer.headers(body, {
             "X-Amz-Target": "AmazonSQS." + operation, "Content-Type": CONTENT_TYPE,
             "x-amzn-query-mode": "true",
@@ -117,7 +121,7 @@ class SqsWire:
         total_s = self._connect_s + wait_s
         try:
             with deadline(total_s):
-                response = self._pool.urlopen(
+                response = pool.urlopen(
                     "POST", self._path, body=body, headers=headers, retries=False, redirect=False,
                     assert_same_host=False, preload_content=False,
                     timeout=Timeout(connect=self._connect_s, read=total_s),

@@ -218,3 +218,11 @@ def test_a_silent_endpoint_cannot_hold_a_receive_past_its_deadline() -> None:
                 queue.receive(1, 1, 30)  # bounded by connect + wait + margin: 3 s
         finally:
             queue.close()
+
+
+def test_a_call_after_close_connects_again(scripted: tuple[SqsQueue, type[Scripted]]) -> None:
+    queue, handler = scripted
+    assert queue.approximate_depth() == 0
+    queue.close()
+    assert queue.approximate_depth() == 0  # as a botocore client did after close()
+    assert handler.calls == ["AmazonSQS.GetQueueAttributes"] * 2
