@@ -1,8 +1,8 @@
 """The pool's SQS queue, used with the lease's temporary credentials.
 
-Its calls go over ``executor.queue.sqs_wire`` (SQS's JSON protocol on urllib3, signed by
-botocore's SigV4 signer, without a botocore client: a fraction of the client's CPU), and AWS's
-answers become the executor's errors (``executor.queue.sqs_errors``):
+Its calls go over ``executor.queue.sqs_wire`` (SQS's JSON protocol on urllib3, SigV4-signed
+by ``executor.queue.sigv4``, without a botocore client: half the CPU of one), and AWS's answers
+become the executor's errors (``executor.queue.sqs_errors``):
 
     ExpiredToken, InvalidClientTokenId, RequestExpired, ...   -> LeaseExpiredError (refresh)
     throttling, OverLimit, HTTP 429                           -> ThrottledError
@@ -39,7 +39,7 @@ from executor.queue.sqs_wire import SqsWire
 
 MAX_WAIT_S = 20
 SHORT_CALL_TIMEOUT_S = 5.0
-"""Read timeout of every call but receive: SQS answers these within milliseconds."""
+"""How long SQS may take to answer any call but a receive (it answers within milliseconds)."""
 MAX_BATCH = 10
 MAX_VISIBILITY_S = 43_200
 _REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
