@@ -91,7 +91,12 @@ def endpoint_for(queue_url: str) -> str | None:
 
 
 def regional_endpoint(region: str) -> str:
-    """SQS's endpoint for ``region`` on AWS, as botocore's rule set builds it."""
+    """SQS's endpoint for ``region`` on AWS, as botocore's rule set builds it by default.
+
+    The lease says where the queue is: the host's AWS configuration (``~/.aws/config``,
+    ``AWS_ENDPOINT_URL_SQS``, the FIPS and dual-stack switches), which a botocore client would
+    also have read, plays no part.
+    """
     if not _REGION.match(region):
         raise BadInputError("the lease's region is not an AWS region name")
     return f"https://sqs.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
