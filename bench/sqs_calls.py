@@ -4,10 +4,11 @@ Usage (in the project's venv): ``python -m bench.sqs_calls [N] [--profile]``. It
 local control plane (its lease-checking gateway in front of moto, on loopback), takes a pool's
 lease as the leaser does, and makes N rounds of: send (by the control plane, not measured), a
 receive that finds the message, a change of visibility, a delete, and an empty receive with
-no wait, each through the executor's own ``SqsQueue`` on a warm client. It prints the median
+no wait, each through the executor's own ``SqsQueue`` on warm connections. It prints the median
 thread CPU (``time.thread_time``) of each call, which is what the poller's thread pays; the
 server's side runs on other threads and is not counted. ``--profile`` adds cProfile's top
-functions over the same calls (cumulative), to see where botocore spends it. ``--floor`` adds
+functions over the same calls (cumulative; ``--tottime`` sorts by own time), to see where the
+client spends it. ``--floor`` adds
 the same empty receive as a bare SigV4-signed POST on one kept-alive ``http.client`` connection
 (no retries, error mapping or proxies): what a hand-written client could come down to.
 """
@@ -130,7 +131,8 @@ def main(argv: list[str]) -> None:
               f"mean {statistics.fmean(values):6.3f}  ({len(values)} calls)")
     if profiler is not None:
         out = io.StringIO()
-        pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(70)
+        order = "tottime" if "--tottime" in argv else "cumulative"
+        pstats.Stats(profiler, stream=out).sort_stats(order).print_stats(70)
         print(out.getvalue())
 
 

@@ -77,7 +77,7 @@ class Origin:
         try:
             if parts.scheme == "https":
                 pool_kw.update(tls_settings(verify))
-            self._manager = _manager(self.proxy, pool_kw)
+            self._manager = pool_manager(self.proxy, pool_kw)
             self._pool = self._manager.connection_from_url(self.url)
         except (LocationValueError, OSError) as exc:
             self._refusal = f"{type(exc).__name__}: {exc}"
@@ -142,9 +142,11 @@ def _environment_bundle() -> str | None:
     return None
 
 
-def _manager(proxy: str | None, pool_kw: dict[str, Any]) -> PoolManager:
+def pool_manager(proxy: str | None, pool_kw: dict[str, Any],
+                 pools: Mapping[str, type[HTTPConnectionPool]] = POOLS) -> PoolManager:
     """A manager whose pools honour ``deadline()``; through ``proxy`` when there is one, with
-    the proxy URL's user and password sent as ``Proxy-Authorization`` (as ``requests`` did)."""
+    the proxy URL's user and password sent as ``Proxy-Authorization`` (as ``requests`` did).
+    ``pools``: ``POOLS`` or subclasses of them (the SQS receiver's, which report their sockets)."""
     manager: PoolManager
     if proxy is None:
         manager = PoolManager(num_pools=2, **pool_kw)
@@ -152,7 +154,7 @@ def _manager(proxy: str | None, pool_kw: dict[str, Any]) -> PoolManager:
         auth = parse_url(proxy).auth
         headers = make_headers(proxy_basic_auth=_unquote(auth)) if auth else None
         manager = ProxyManager(proxy, num_pools=2, proxy_headers=headers, **pool_kw)
-    manager.pool_classes_by_scheme = POOLS  # type: ignore[assignment]
+    manager.pool_classes_by_scheme = dict(pools)  # type: ignore[assignment]
     return manager
 
 

@@ -1,14 +1,15 @@
-"""A botocore client whose call in progress another thread can cut short: the poller's stop.
+"""An SQS receive that another thread can cut short: the poller's stop.
 
-SQS's long poll waits up to 20 s for a message, and the poller's thread waits inside botocore
-meanwhile; its stop would wait for the receive to end. ``Interrupter`` gives such a client a way
+SQS's long poll waits up to 20 s for a message, and the poller's thread waits on the socket
+meanwhile; its stop would wait for the receive to end. ``Interrupter`` gives the receiver a way
 out: ``interrupt()`` (from any thread) shuts down the socket of the call in progress, so its read
-ends at once with a connection error, and makes every later call of the client fail the same way
-before it waits. It is one-shot: the client is not used again (the poller is stopping).
+ends at once with a connection error, and makes every later call fail the same way before it
+waits. It is one-shot: the receiver is not used again (the poller is stopping).
 
-How it sees the socket: botocore's HTTP session makes its urllib3 connection pools from one
-class table; the client's table gets subclasses that report each connection they hand out and
-each socket they connect. Nothing else changes: the same pools, TLS, proxies and timeouts.
+How it sees the socket: the receiver's urllib3 manager makes its connection pools from the
+classes ``tracked_pools`` returns, subclasses of ``bounded_http.POOLS`` that report each
+connection they hand out and each socket they connect. Nothing else changes: the same pools,
+TLS, proxies and deadlines as every other SQS call.
 
 What a cut costs: a message SQS had already put in the cut answer stays invisible for its
 visibility timeout, then comes back (the same as a process killed during a receive); it is never
@@ -21,13 +22,12 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
+from collections.abc import Mapping
 from typing import Any
-
-from loguru import logger
 
 
 class Interrupter:
-    """Cuts the calls of one botocore client short; see the module doc."""
+    """Cuts the calls of one receiver short; see the module doc."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -69,20 +69,10 @@ def _cut(conn: Any) -> None:
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
 
 
-def interruptible(client: Any) -> Interrupter:
-    """Give ``client`` (a botocore client, before its first call) an ``Interrupter``.
-
-    Should botocore ever lay out its HTTP session differently, the client stays as it is and
-    the interrupter only marks itself: the stop then waits for the call, as before.
-    """
-    interrupter = Interrupter()
-    try:
-        classes: dict[str, Any] = client._endpoint.http_session._pool_classes_by_scheme
-        for scheme, pool_class in list(classes.items()):
-            classes[scheme] = _tracked_pool(pool_class, interrupter)
-    except (AttributeError, TypeError) as exc:
-        logger.debug("an SQS client without an interruptible long poll: {}", exc)
-    return interrupter
+def tracked_pools(pools: Mapping[str, Any], interrupter: Interrupter) -> dict[str, Any]:
+    """``pools`` (urllib3's ``pool_classes_by_scheme``) with each class's connections reporting
+    to ``interrupter``."""
+    return {scheme: _tracked_pool(pool_class, interrupter) for scheme, pool_class in pools.items()}
 
 
 def _tracked_pool(pool_class: Any, interrupter: Interrupter) -> Any:

@@ -1,64 +1,52 @@
 """The pool's SQS queue, used with the lease's temporary credentials.
 
-Owns the boto3 client and the translation of AWS answers into the executor's errors:
+Its calls go over ``executor.queue.sqs_wire`` (SQS's JSON protocol on urllib3, SigV4-signed
+by ``executor.queue.sigv4``, without a botocore client: half the CPU of one), and AWS's answers
+become the executor's errors (``executor.queue.sqs_errors``):
 
     ExpiredToken, InvalidClientTokenId, RequestExpired, ...   -> LeaseExpiredError (refresh)
     throttling, OverLimit, HTTP 429                           -> ThrottledError
-    no connection, connect/read timeout, 5xx                  -> TransportError
+    no connection, connect/read timeout, 5xx, oversize answer -> TransportError
     AccessDenied, other 403                                   -> NotAllowedError
     invalid receipt handle, unknown queue, other 4xx          -> BadInputError
 
 Every call is bounded, so the poller that owns the queue can always stop promptly and keep
-its leases alive: a receive waits at most ``max_wait_s`` (<= 20) and its read timeout is only
+its leases alive: a receive waits at most ``max_wait_s`` (<= 20) and its deadline is only
 a few seconds longer, with no retry (the poller backs off itself); the short calls (extend,
-release, delete, depth) have their own client with a read timeout of a few seconds and one
-retry. A stalled connection therefore costs at most ``max_wait_s + 5`` s or about 10 s. A stop
-need not wait for the long poll: ``interrupt()`` (from any thread) cuts the receive short
-(``executor.queue.interrupt``), so a pool can poll the full 20 s at rest.
+release, delete, depth) have their own connections, a deadline of a few seconds and one
+retry. A stalled connection therefore costs at most ``max_wait_s + 10`` s or about 10 s (twice
+that with the retry). A stop need not wait for the long poll: ``interrupt()`` (from any thread)
+cuts the receive short (``executor.queue.interrupt``), so a pool can poll the full 20 s at rest.
+Answers are capped: a short call's at 64 KiB, a receive's at 2 MiB per message asked for.
 
-Memory: every client comes from the process's one botocore session (``executor.queue.aws_session``)
-with the lease's credentials given to the client itself, so a lease refresh or another pool costs
-a client (about 0.2 MB), not a session (8-9 MB).
+Credentials: each queue signs with its lease's; a lease refresh makes a new queue.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-
+from executor.datahub.bounded_http import POOLS
 from executor.datahub.lease import Lease
-from executor.errors import (
-    BadInputError,
-    LeaseExpiredError,
-    NotAllowedError,
-    ThrottledError,
-    TransportError,
-)
-from executor.queue.aws_session import SESSION
-from executor.queue.interrupt import interruptible
+from executor.errors import BadInputError, TransportError
+from executor.queue.interrupt import Interrupter, tracked_pools
+from executor.queue.sqs_wire import SqsWire
 
 MAX_WAIT_S = 20
 SHORT_CALL_TIMEOUT_S = 5.0
-"""Read timeout of every call but receive: SQS answers these within milliseconds."""
+"""How long SQS may take to answer any call but a receive (it answers within milliseconds)."""
 MAX_BATCH = 10
 MAX_VISIBILITY_S = 43_200
-_EXPIRED = frozenset({
-    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "RequestExpired",
-    "UnrecognizedClientException",
-})
-_THROTTLED = frozenset({
-    "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException",
-    "OverLimit", "AWS.SimpleQueueService.OverLimit", "KmsThrottled",
-})
-_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied"})
-_SERVER = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable"})
+_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+SHORT_ANSWER_BYTES = 64 * 1024
+"""An extend, delete or depth answer is a few bytes; anything past this is not SQS."""
+RECEIVE_BYTES_PER_MESSAGE = 2 * 1024 * 1024
+"""A message is at most 1 MiB; its JSON escaping and attributes may double that."""
 
 
 @dataclass(frozen=True)
@@ -84,7 +72,7 @@ class ReceivedMessage:
 def endpoint_for(queue_url: str) -> str | None:
     """``scheme://host:port`` of a queue URL that is not on AWS (e.g. a local control plane).
 
-    For an AWS host, None: botocore derives the endpoint from the region itself. Any input that
+    For an AWS host, None: the endpoint comes from the region (``regional_endpoint``). Any input that
     is not such a URL (a hostile lease's ``file:///etc/passwd``, a broken port or IPv6 literal)
     raises ``BadInputError`` without echoing it; nothing else escapes.
     """
@@ -100,6 +88,18 @@ def endpoint_for(queue_url: str) -> str | None:
         return None
     shown = f"[{host}]" if ":" in host else host
     return f"{parts.scheme}://{shown}" + (f":{port}" if port is not None else "")
+
+
+def regional_endpoint(region: str) -> str:
+    """SQS's endpoint for ``region`` on AWS, as botocore's rule set builds it by default.
+
+    The lease says where the queue is: the host's AWS configuration (``~/.aws/config``,
+    ``AWS_ENDPOINT_URL_SQS``, the FIPS and dual-stack switches), which a botocore client would
+    also have read, plays no part.
+    """
+    if not _REGION.match(region):
+        raise BadInputError("the lease's region is not an AWS region name")
+    return f"https://sqs.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
 
 
 class SqsQueue:
@@ -119,27 +119,19 @@ class SqsQueue:
         self.lease = lease
         self.queue_url = lease.queue_url
         self.max_wait_s = max_wait_s
-        endpoint = endpoint_for(lease.queue_url)
-
-        def client(read_timeout_s: float, attempts: int) -> Any:
-            config = Config(
-                region_name=lease.region,
-                connect_timeout=connect_timeout_s,
-                read_timeout=read_timeout_s,
-                retries={"mode": "standard", "max_attempts": attempts},
-                proxies=dict(proxies) if proxies else None,
-            )
-            return SESSION.client("sqs", lease, endpoint, config)
-
-        self._receiver: Any = client(max_wait_s + extra_read_timeout_s, 1)
-        self._interrupter = interruptible(self._receiver)
-        self._client: Any = client(SHORT_CALL_TIMEOUT_S, 2)
+        self._extra_s = extra_read_timeout_s
+        endpoint = endpoint_for(lease.queue_url) or regional_endpoint(lease.region)
+        self._interrupter = Interrupter()
+        self._receiver = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
+                                 attempts=1, pools=tracked_pools(POOLS, self._interrupter))
+        self._client = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
+                               attempts=2)
 
     def __repr__(self) -> str:
         return f"SqsQueue({self.queue_url!r})"
 
     def close(self) -> None:
-        """Release the clients' connections."""
+        """Release the connections."""
         self._receiver.close()
         self._client.close()
 
@@ -166,23 +158,22 @@ class SqsQueue:
         _check_visibility(visibility_s)
         if self._interrupter.interrupted:
             raise TransportError("SQS receive not made: the queue was interrupted (stopping)")
-        with _mapped("receive"):
-            answer = self._receiver.receive_message(
-                QueueUrl=self.queue_url,
-                MaxNumberOfMessages=max_messages,
-                WaitTimeSeconds=wait_s,
-                VisibilityTimeout=visibility_s,
-                MessageSystemAttributeNames=["ApproximateReceiveCount", "SentTimestamp"],
-            )
-        return [_message(m) for m in answer.get("Messages", [])]
+        answer = self._receiver.call("receive", "ReceiveMessage", {
+            "QueueUrl": self.queue_url, "MaxNumberOfMessages": max_messages, "WaitTimeSeconds": wait_s,
+            "VisibilityTimeout": visibility_s,
+            "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"],
+        }, wait_s=wait_s + self._extra_s, max_bytes=max_messages * RECEIVE_BYTES_PER_MESSAGE)
+        messages = answer.get("Messages") or []
+        if not isinstance(messages, list):
+            raise TransportError("SQS receive failed: its Messages are not a list")
+        return [_message(m) for m in messages if isinstance(m, dict)]
 
     def extend(self, receipt_handle: str, visibility_s: int) -> None:
         """Keep a received message hidden for ``visibility_s`` more seconds from now."""
         _check_visibility(visibility_s)
-        with _mapped("change of visibility"):
-            self._client.change_message_visibility(
-                QueueUrl=self.queue_url, ReceiptHandle=receipt_handle, VisibilityTimeout=visibility_s
-            )
+        self._short("change of visibility", "ChangeMessageVisibility", {
+            "QueueUrl": self.queue_url, "ReceiptHandle": receipt_handle, "VisibilityTimeout": visibility_s,
+        })
 
     def release(self, receipt_handle: str) -> None:
         """Make a received message visible again at once, for any consumer."""
@@ -190,16 +181,20 @@ class SqsQueue:
 
     def delete(self, receipt_handle: str) -> None:
         """Remove a message for good (its result is in GMS)."""
-        with _mapped("delete"):
-            self._client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=receipt_handle)
+        self._short("delete", "DeleteMessage", {"QueueUrl": self.queue_url, "ReceiptHandle": receipt_handle})
 
     def approximate_depth(self) -> int:
         """Messages waiting to be received (``ApproximateNumberOfMessages``)."""
-        with _mapped("depth query"):
-            answer = self._client.get_queue_attributes(
-                QueueUrl=self.queue_url, AttributeNames=["ApproximateNumberOfMessages"]
-            )
-        return int(answer.get("Attributes", {}).get("ApproximateNumberOfMessages", 0))
+        answer = self._short("depth query", "GetQueueAttributes", {
+            "QueueUrl": self.queue_url, "AttributeNames": ["ApproximateNumberOfMessages"],
+        })
+        attributes = answer.get("Attributes")
+        depth = attributes.get("ApproximateNumberOfMessages", 0) if isinstance(attributes, dict) else 0
+        return int(depth) if str(depth).isdigit() else 0
+
+    def _short(self, what: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
+                                 max_bytes=SHORT_ANSWER_BYTES)
 
 
 def _check_visibility(visibility_s: int) -> None:
@@ -208,40 +203,18 @@ def _check_visibility(visibility_s: int) -> None:
 
 
 def _message(raw: dict[str, Any]) -> ReceivedMessage:
-    attributes = raw.get("Attributes", {})
+    attributes = raw.get("Attributes")
+    attributes = attributes if isinstance(attributes, dict) else {}
     sent = attributes.get("SentTimestamp")
     return ReceivedMessage(
         message_id=str(raw.get("MessageId", "")),
         receipt_handle=str(raw.get("ReceiptHandle", "")),
         body=str(raw.get("Body", "")),
-        receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
+        receive_count=_count(attributes.get("ApproximateReceiveCount")),
         sent_timestamp_s=int(sent) / 1000.0 if sent and str(sent).isdigit() else None,
     )
 
 
-@contextmanager
-def _mapped(what: str) -> Iterator[None]:
-    """Translate botocore's exceptions for ``what`` into the executor's hierarchy."""
-    try:
-        yield
-    except ClientError as exc:
-        raise _client_error(what, exc) from None
-    except BotoCoreError as exc:
-        raise TransportError(f"SQS {what} failed: {type(exc).__name__}: {str(exc)[:300]}") from None
-
-
-def _client_error(what: str, exc: ClientError) -> Exception:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0) or 0)
-    text = f"SQS {what} failed: {code or 'HTTP ' + str(status)}: {str(error.get('Message', ''))[:300]}"
-    short = code.rsplit(".", 1)[-1]
-    if code in _EXPIRED or short in _EXPIRED:
-        return LeaseExpiredError(text)
-    if code in _THROTTLED or short in _THROTTLED or status == 429:
-        return ThrottledError(text)
-    if code in _SERVER or status >= 500:
-        return TransportError(text)
-    if code in _DENIED or short in _DENIED or status == 403:
-        return NotAllowedError(text)
-    return BadInputError(text)
+def _count(value: Any) -> int:
+    """``ApproximateReceiveCount`` as a number; 1 (a first delivery) when SQS did not say."""
+    return int(value) if str(value).isdigit() else 1

@@ -3,6 +3,10 @@
 Not the leased queue credentials: those may only use the pool's queue. The default boto3
 credential chain (instance role, IRSA, env) applies; host keys that ``executor.hardening`` took
 out of the environment at start-up are passed in explicitly. Secret ids are ``<prefix><NAME>``.
+
+boto3 and botocore are imported when a store is made or used, not with this module: an executor
+without this store (or before its first lookup) never loads them (about 2 MB of imports, more
+once a client is made).
 """
 
 from __future__ import annotations
@@ -11,9 +15,6 @@ import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any
-
-from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
 
 from executor.errors import (
     BadInputError,
@@ -55,6 +56,7 @@ class AwsSecretsManagerStore:
         self.prefix = prefix
         if client is None:
             import boto3
+            from botocore.config import Config
 
             config = Config(
                 connect_timeout=5,
@@ -110,6 +112,8 @@ def _check_errors(errors: list[dict[str, Any]]) -> None:
 
 @contextmanager
 def _mapped() -> Iterator[None]:
+    from botocore.exceptions import BotoCoreError, ClientError
+
     try:
         yield
     except ClientError as exc:

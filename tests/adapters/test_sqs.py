@@ -10,7 +10,6 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.exceptions import ClientError
 
 from executor.errors import (
     BadInputError,
@@ -19,7 +18,8 @@ from executor.errors import (
     ThrottledError,
     TransportError,
 )
-from executor.queue.sqs import SqsQueue, _client_error, endpoint_for
+from executor.queue.sqs import SqsQueue, endpoint_for
+from executor.queue.sqs_errors import mapped_error
 from tests.adapters.conftest import make_lease
 from tests.faults.ledger import wait_until
 
@@ -141,11 +141,6 @@ def test_closed_port_is_a_transport_error(closed_port: int) -> None:
         q.close()
 
 
-def _error(code: str, status: int) -> ClientError:
-    answer = {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}
-    return ClientError(answer, "ReceiveMessage")  # type: ignore[arg-type]
-
-
 @pytest.mark.parametrize(
     ("code", "status", "expected"),
     [
@@ -164,7 +159,7 @@ def _error(code: str, status: int) -> ClientError:
     ],
 )
 def test_client_errors_map_onto_the_hierarchy(code: str, status: int, expected: type[Exception]) -> None:
-    assert type(_client_error("receive", _error(code, status))) is expected
+    assert type(mapped_error("receive", code, status, "m")) is expected
 
 
 def test_a_configured_proxy_is_used(queue_url: str, closed_port: int) -> None:

@@ -1,0 +1,78 @@
+"""What an SQS error answer means for the executor: its AWS code, then the executor's error class.
+
+SQS speaks AWS's JSON 1.0 protocol; an error is an HTTP status with a JSON body
+``{"__type": "com.amazon.coral.service#<Exception>", "message": ...}`` and, since SQS left the
+query protocol, an ``x-amzn-query-error: <query code>;<Sender|Receiver>`` header whose code wins
+(botocore reads them the same way). A body that is not JSON (a proxy's HTML page, a query-protocol
+XML ``ErrorResponse``) still gives its ``<Code>`` if it has one, else the status alone decides:
+
+    ExpiredToken, InvalidClientTokenId, RequestExpired, ...   -> LeaseExpiredError (refresh)
+    throttling, OverLimit, HTTP 429                           -> ThrottledError
+    5xx, InternalError, ServiceUnavailable                    -> TransportError
+    AccessDenied, other 403                                   -> NotAllowedError
+    invalid receipt handle, unknown queue, other 4xx          -> BadInputError
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+
+from executor.errors import (
+    BadInputError,
+    LeaseExpiredError,
+    NotAllowedError,
+    ThrottledError,
+    TransportError,
+)
+
+_EXPIRED = frozenset({
+    "ExpiredToken", "ExpiredTokenException", "InvalidClientTokenId", "RequestExpired",
+    "UnrecognizedClientException",
+})
+_THROTTLED = frozenset({
+    "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequestsException",
+    "OverLimit", "AWS.SimpleQueueService.OverLimit", "KmsThrottled",
+})
+_DENIED = frozenset({"AccessDenied", "AccessDeniedException", "KmsAccessDenied"})
+_SERVER = frozenset({"InternalError", "InternalFailure", "ServiceUnavailable"})
+_XML_CODE = re.compile(rb"<Code>([^<]{1,200})</Code>")
+_XML_MESSAGE = re.compile(rb"<Message>([^<]{0,300})</Message>")
+
+
+def parse_error(status: int, headers: Mapping[str, str], content: bytes) -> tuple[str, str]:
+    """The AWS error code and message of an error answer (either may be empty)."""
+    body: object = None
+    try:
+        body = json.loads(content) if content else None
+    except ValueError:  # not JSON (UnicodeDecodeError included)
+        body = None
+    code, message = "", ""
+    if isinstance(body, dict):
+        code = str(body.get("__type") or body.get("code") or "")
+        message = str(body.get("message") or body.get("Message") or "")
+        code = code.split(":", 1)[0].rsplit("#", 1)[-1]
+    elif (found := _XML_CODE.search(content)) is not None:
+        code = found.group(1).decode("utf-8", "replace").strip()
+        text = _XML_MESSAGE.search(content)
+        message = text.group(1).decode("utf-8", "replace") if text else ""
+    query_code, _, fault = (headers.get("x-amzn-query-error") or "").partition(";")
+    if query_code and fault:
+        code = query_code
+    return code, message
+
+
+def mapped_error(what: str, code: str, status: int, message: str = "") -> Exception:
+    """The executor's error for SQS's answer ``code`` / HTTP ``status`` to the call ``what``."""
+    text = f"SQS {what} failed: {code or 'HTTP ' + str(status)}: {message[:300]}"
+    short = code.rsplit(".", 1)[-1]
+    if code in _EXPIRED or short in _EXPIRED:
+        return LeaseExpiredError(text)
+    if code in _THROTTLED or short in _THROTTLED or status == 429:
+        return ThrottledError(text)
+    if code in _SERVER or status >= 500:
+        return TransportError(text)
+    if code in _DENIED or short in _DENIED or status == 403:
+        return NotAllowedError(text)
+    return BadInputError(text)
