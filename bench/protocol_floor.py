@@ -34,9 +34,9 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.sqs_calls import _signed
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
+from executor.queue.sigv4 import SigV4Signer, canonical_host
 
 ENTITY = "dataHubExecutionRequest"
 SECRET_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
@@ -80,21 +80,27 @@ class Gms:
 
 
 class Sqs:
-    """The pool's queue through one kept-alive connection, each call signed with the lease."""
+    """The pool's queue through one kept-alive connection, each call signed with the lease (the
+    executor's own signer: a few HMACs, no client machinery)."""
 
     def __init__(self, lease: Lease) -> None:
         self.lease, self.parts = lease, urlsplit(lease.queue_url)
+        self.signer = SigV4Signer(lease.access_key_id, lease.secret_access_key, lease.session_token,
+                                  lease.region, "sqs", canonical_host(lease.queue_url))
         self.conn = http.client.HTTPConnection(self.parts.hostname or "", self.parts.port, timeout=30)
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"QueueUrl": self.lease.queue_url, **params}).encode()
-        headers = _signed(self.lease, self.parts.netloc, f"AmazonSQS.{operation}", body)
-        self.conn.request("POST", "/", body, headers)
+        wanted = {"Content-Type": "application/x-amz-json-1.0", "X-Amz-Target": f"AmazonSQS.{operation}"}
+        self.conn.request("POST", "/", body, self.signer.headers(body, wanted))
         answer = self.conn.getresponse()
         content = answer.read()
         if answer.status != 200:
             raise RuntimeError(f"SQS answered {answer.status} to {operation}")
         return dict(json.loads(content or b"{}"))
+
+    def close(self) -> None:
+        self.conn.close()
 
 
 def durable_write(directory: str, name: str, data: bytes) -> str:

@@ -16,22 +16,17 @@ the same empty receive as a bare SigV4-signed POST on one kept-alive ``http.clie
 from __future__ import annotations
 
 import cProfile
-import hashlib
-import hmac
-import http.client
 import io
-import json
 import pstats
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
 
 from loguru import logger
 
+from bench.protocol_floor import Sqs
 from executor.datahub.lease import Lease
 from executor.local.controlplane.server import ControlPlane
 from executor.queue.sqs import SqsQueue
@@ -61,45 +56,21 @@ def _round(queue: SqsQueue, admin: Any, url: str, samples: dict[str, list[float]
     _timed(samples, "receive (empty, no wait)", lambda: queue.receive(1, 0, 30))
 
 
-def _signed(lease: Lease, host: str, target: str, body: bytes) -> dict[str, str]:
-    """SigV4 headers for an SQS JSON call (the floor's only work besides the HTTP itself)."""
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    headers = {"content-type": "application/x-amz-json-1.0", "host": host, "x-amz-date": stamp,
-               "x-amz-security-token": lease.session_token, "x-amz-target": target}
-    names = ";".join(sorted(headers))
-    canonical = "\n".join(["POST", "/", "", "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)),
-                           names, hashlib.sha256(body).hexdigest()])
-    scope = f"{stamp[:8]}/{lease.region}/sqs/aws4_request"
-    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope, hashlib.sha256(canonical.encode()).hexdigest()])
-    key = hmac.digest(("AWS4" + lease.secret_access_key).encode(), stamp[:8].encode(), "sha256")
-    for part in (lease.region, "sqs", "aws4_request"):
-        key = hmac.digest(key, part.encode(), "sha256")
-    signature = hmac.new(key, to_sign.encode(), "sha256").hexdigest()
-    headers["authorization"] = (f"AWS4-HMAC-SHA256 Credential={lease.access_key_id}/{scope}, "
-                                f"SignedHeaders={names}, Signature={signature}")
-    return headers
-
-
 def _floor(lease: Lease, samples: dict[str, list[float]], rounds: int) -> None:
-    parts = urlsplit(lease.queue_url)
-    conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=10)
+    """The same empty receive, bare (``bench.protocol_floor.Sqs``): signed, one kept-alive
+    ``http.client`` connection, no retries, error mapping, proxies or caps."""
+    queue = Sqs(lease)
+    params = {"MaxNumberOfMessages": 1, "WaitTimeSeconds": 0, "VisibilityTimeout": 30,
+              "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"]}
     try:
         for n in range(rounds + 20):
             began = time.thread_time()
-            body = json.dumps({"QueueUrl": lease.queue_url, "MaxNumberOfMessages": 1, "WaitTimeSeconds": 0,
-                               "VisibilityTimeout": 30,
-                               "MessageSystemAttributeNames": ["ApproximateReceiveCount", "SentTimestamp"]})
-            conn.request("POST", "/", body.encode(),
-                         _signed(lease, parts.netloc, "AmazonSQS.ReceiveMessage", body.encode()))
-            answer = conn.getresponse()
-            json.loads(answer.read() or b"{}")
-            if answer.status != 200:
-                raise RuntimeError(f"the floor's receive failed: HTTP {answer.status}")
+            queue.call("ReceiveMessage", params)
             spent_ms = (time.thread_time() - began) * 1000
             if n >= 20:  # after a warm-up
                 samples.setdefault("floor: bare signed receive", []).append(spent_ms)
     finally:
-        conn.close()
+        queue.close()
 
 
 def main(argv: list[str]) -> None:
