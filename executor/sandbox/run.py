@@ -69,6 +69,7 @@ class SandboxRun:
         """The result is known (set before the clean-up, ``_done`` after it)."""
         self._done = threading.Event()
         self._result: SandboxResult | None = None
+        self._when_known: Callable[[SandboxResult], None] | None = None
         self._work_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._cgroup: TaskCgroup | None = None
@@ -159,6 +160,17 @@ class SandboxRun:
         work dir and the cgroup may still be being removed (``wait`` waits for that too)."""
         self._known.wait(timeout)
         return self._result
+
+    def when_known(self, callback: Callable[[SandboxResult], None]) -> None:
+        """``callback(result)`` as soon as the result is known (``wait_result``'s moment), on the
+        supervisor thread before the clean-up, or now when it is known already: whoever only
+        hands the result on needs no thread of its own to wait for it. One callback."""
+        with self._lock:
+            if not self._known.is_set():
+                self._when_known = callback
+                return
+        assert self._result is not None
+        callback(self._result)
 
     def log_tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` masked lines, for RUNNING progress reports."""
@@ -326,7 +338,14 @@ class SandboxRun:
         self._monitor = None  # it and the gate's starter refer back to this run: without the
         self._gate.detach()   # cycles, refcounting frees its output buffers (megabytes after a flood) now
         self._result = result
-        self._known.set()
+        with self._lock:
+            self._known.set()
+            callback, self._when_known = self._when_known, None
+        if callback is not None:
+            try:
+                callback(result)
+            except Exception:
+                logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
         self._clean_up()
         self._done.set()
         if self._on_exit is not None:
