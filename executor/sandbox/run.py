@@ -35,8 +35,9 @@ from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
+from executor.sandbox.log_retention import prune_beside
 from executor.sandbox.monitor import Monitor
-from executor.sandbox.output import TAIL_LINES, prune_task_logs
+from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
 from executor.sandbox.readback import read_report
 from executor.sandbox.result import SandboxResult
@@ -269,13 +270,13 @@ class SandboxRun:
             self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
 
     def _prune_logs(self) -> None:
-        """Log retention, once the recipe is spawned (stat-ing hundreds of old logs takes
-        milliseconds the recipe's start need not wait for): this run's log, the newest, is kept
-        beyond ``log_keep_files`` as if retention had run before it was opened."""
+        """Log retention, once the recipe is spawned (``log_retention``: the directory is listed
+        once a minute, not per run): this run's log, the newest, is kept beyond
+        ``log_keep_files`` as if retention had run before it was opened."""
         spec = self.spec
         if spec.log_file is not None:
             keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
-            prune_task_logs(spec.log_file.parent, keep, spec.log_keep_days)
+            prune_beside(spec.log_file, keep, spec.log_keep_days)
 
     def _spawn(self, server_only: bool = False) -> None:
         assert self._work_dir is not None
