@@ -21,7 +21,6 @@ import re
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 from loguru import logger
@@ -37,7 +36,8 @@ def _threads(pid: int) -> dict[int, tuple[str, int]]:
     found: dict[int, tuple[str, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
-            with open(f"/proc/{pid}/task/{tid}/comm") as comm, open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+            where = f"/proc/{pid}/task/{tid}"
+            with open(f"{where}/comm") as comm, open(f"{where}/schedstat") as stat:
                 found[int(tid)] = (comm.read().strip(), int(stat.read().split()[0]))
         except (OSError, ValueError):
             continue
