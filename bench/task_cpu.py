@@ -1,4 +1,4 @@
-"""The executor's CPU per trivial task, split by thread: ``python -m bench.task_cpu [N] [ROUNDS]``.
+"""The executor's CPU per trivial task, split by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS]``.
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
@@ -9,8 +9,10 @@ the per-task ones (the Task's strand, the sandbox's supervisor and pipe threads)
 tens of milliseconds, so a sampler reads ``/proc/<pid>/task/*/schedstat`` every few
 milliseconds and keeps each thread's last figure (a lower bound for those that end between
 two samples). "threads gone before a sample" is the process's CPU (``/proc/<pid>/stat``) less
-every figure seen. The spawn server (a child process) is counted apart. Run it under
-``flock`` like the bench; other load on the machine inflates every figure alike.
+every figure seen. The spawn server (a child process) is counted apart. ``LOGS``: that many
+old task logs are put beside the pool's first ones before measuring (a long-lived executor
+keeps 500 by default; the bench's executors start empty). Run it under ``flock`` like the
+bench; other load on the machine inflates every figure alike.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import re
 import sys
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from loguru import logger
@@ -116,11 +119,22 @@ def run_round(world: World, pid: int, source: str, count: int) -> tuple[dict[str
     return {k: v / 1e6 / count for k, v in sampler.split().items()}, server
 
 
+def add_old_logs(state_dir: Path, count: int) -> None:
+    """``count`` task logs of the last few days in every logs directory under ``state_dir``."""
+    now = time.time()
+    for logs in (p for p in state_dir.rglob("logs") if p.is_dir()):
+        for index in range(count):
+            path = logs / f"old-{index:05d}.log"
+            path.write_bytes(b"an old task's log\n")
+            os.utime(path, (now - 86400 - index * 60, now - 86400 - index * 60))
+
+
 def main() -> int:
     logger.remove()
     logger.add(sys.stderr, level="WARNING")
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    old_logs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     with tempfile.TemporaryDirectory(prefix="bench-task-cpu-") as tmp:
         world = World(Path(tmp), ("default",))
         try:
@@ -128,6 +142,8 @@ def main() -> int:
             source = world.source("default", {"mode": "trivial"})
             for _ in range(3):
                 world.wait_result(world.submit(source)[0])
+            for state in Path(tmp).glob("state-*"):
+                add_old_logs(state, old_logs)
             wait_for(lambda: True, 1, "warm")
             for index in range(rounds):
                 split, server = run_round(world, child.proc.pid, source, count)
