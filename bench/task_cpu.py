@@ -5,14 +5,18 @@ throughput row), runs N trivial stand-in tasks one after the other (each submitt
 previous result is in), ``ROUNDS`` times, and prints the executor's CPU per task by thread.
 
 The long-lived threads name themselves for the kernel (``poller@default``, ``reporters``, ...);
-the per-task ones (the Task's strand, the sandbox's supervisor and pipe threads) live a few
-tens of milliseconds, so a sampler reads ``/proc/<pid>/task/*/schedstat`` every few
-milliseconds and keeps each thread's last figure (a lower bound for those that end between
-two samples). "threads gone before a sample" is the process's CPU (``/proc/<pid>/stat``) less
-every figure seen. The spawn server (a child process) is counted apart. ``LOGS``: that many
-old task logs are put beside the pool's first ones before measuring (a long-lived executor
-keeps 500 by default; the bench's executors start empty). Run it under ``flock`` like the
-bench; other load on the machine inflates every figure alike.
+the per-task ones (the sandbox's supervisor and pipe threads) would carry the name of the
+thread that started them, so the executor child gets a ``sitecustomize`` on its ``PYTHONPATH``
+(``NAMING``, this measure's alone) that names every Python thread for the kernel after its
+Python name, task id cut off. They live a few tens of milliseconds, so a sampler reads
+``/proc/<pid>/task/*/schedstat`` every few milliseconds and keeps each thread's last figure (a
+lower bound for those that end between two samples). "threads gone before a sample" is the
+process's CPU (``/proc/<pid>/stat``) less every figure seen. The spawn server (a child process)
+is counted apart.
+
+``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
+long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
+``flock`` like the bench; other load on the machine inflates every figure alike.
 """
 
 from __future__ import annotations
@@ -31,6 +35,17 @@ from loguru import logger
 from bench.world import World, wait_for
 
 SAMPLE_S = 0.002
+NAMING = """
+import ctypes, re, threading
+_libc = ctypes.CDLL(None)
+_run = threading.Thread.run
+def _named_run(self):
+    name = re.sub(r"[0-9a-f]{8,}.*$", "", self.name)[:15]
+    _libc.prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
+    _run(self)
+threading.Thread.run = _named_run
+"""
+"""The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``)."""
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
@@ -136,6 +151,10 @@ def main() -> int:
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     old_logs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     with tempfile.TemporaryDirectory(prefix="bench-task-cpu-") as tmp:
+        naming = Path(tmp) / "naming"
+        naming.mkdir()
+        (naming / "sitecustomize.py").write_text(NAMING)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(naming), os.environ.get("PYTHONPATH")]))
         world = World(Path(tmp), ("default",))
         try:
             child = world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
