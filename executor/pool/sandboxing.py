@@ -1,7 +1,9 @@
 """The Task's bridge to the sandbox: picks the venv, builds the run's spec, and starts it.
 
-A venv build (pip, for a dynamic version) and the wait for the run's result happen on the
-launcher's own thread, so the Task actor never blocks on them and stays free to cancel.
+A venv build (pip, for a dynamic version) and the wait for that run's result happen on the
+launcher's own thread, so the Task actor never blocks on them and stays free to cancel; a run
+spawned at admission needs no such thread: its own supervisor hands the result on
+(``SandboxRun.when_known``).
 
 The start is in steps so that little is left between admission and the spawn, and the
 recipe's start-up overlaps the secret fetch: ``prepare`` (while the request waits for
@@ -61,6 +63,10 @@ class SandboxLauncher:
         self._stopping = threading.Event()
         """Set by any stop: a venv build in progress ends, a lock wait gives up."""
         self._thread: threading.Thread | None = None
+        """The launch thread, when one resolves the venv or spawns without the server."""
+        self._prestarted = False
+        self._ended = threading.Event()
+        """Set once the outcome was handed to ``on_exit``."""
         self._log_file: Path | None = None
         self._request: ExecutionRequest | None = None
         self._secrets: dict[str, str] | None = None
@@ -76,12 +82,12 @@ class SandboxLauncher:
     @property
     def prestarted(self) -> bool:
         """True once ``prestart`` was called: a recipe process may exist, waiting for its input."""
-        return self._thread is not None
+        return self._prestarted
 
     @property
     def running(self) -> bool:
         """True from ``prestart`` until the run has ended."""
-        return self._thread is not None and self._thread.is_alive()
+        return self._prestarted and not self._ended.is_set()
 
     def start(
         self,
@@ -125,8 +131,9 @@ class SandboxLauncher:
 
         A run ``prepare`` made is spawned here, on the caller's thread, through the spawn server
         (no thread hop before the fork, none of the secret fetch's or RUNNING's CPU beside it:
-        the caller asks for those next); anything else (a venv to build, no spawn server) is
-        resolved, prepared and spawned on the launch thread, which then waits for the result.
+        the caller asks for those next), and its supervisor thread hands the result to
+        ``on_exit``; anything else (a venv to build, no spawn server) is resolved, prepared and
+        spawned on the launch thread, which then waits for the result.
         """
         venv_request = self._venv_request(request)
         self._request = request
@@ -138,6 +145,10 @@ class SandboxLauncher:
                     self.venv, self.run = prepared[1], prepared[2]
             if self.run is prepared[2]:
                 self.run.start(here=True)
+                self._prestarted = True
+                self.run.when_known(functools.partial(self._hand_over, on_exit))
+                return
+        self._prestarted = True
         self._thread = threading.Thread(
             target=self._main,
             args=(request, venv_request, on_exit),
@@ -186,21 +197,28 @@ class SandboxLauncher:
             if not isinstance(exc, (ExecutorError, OSError)):
                 logger.opt(exception=True).error("launching {} failed unexpectedly", self.task_id)
             outcome = self._stopped() or LaunchFailed(str(exc) or type(exc).__name__)
-        finally:
-            if self.venv is not None:
-                self.venv.release()  # the venv's use lock never outlives the launch
+        except BaseException:
+            self._hand_over(on_exit, None)
+            raise
+        self._hand_over(on_exit, outcome)
+
+    def _hand_over(self, on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
+                   outcome: SandboxResult | LaunchFailed | LaunchStopped | None) -> None:
+        """The launch's end: the venv released (its use lock never outlives the launch), then
+        ``outcome`` to ``on_exit`` (none: the launch thread died of a ``BaseException``)."""
         try:
-            on_exit(outcome)
+            if self.venv is not None:
+                self.venv.release()
+            if outcome is not None:
+                on_exit(outcome)
         except Exception as exc:  # the Task ended first (its teardown killed the run): expected
             logger.debug("the Task of {} did not take its outcome: {}", self.task_id, type(exc).__name__)
+        finally:
+            self._ended.set()
 
     def _resolve_and_run(
         self, request: ExecutionRequest, venv_request: VenvRequest
     ) -> SandboxResult | LaunchFailed | LaunchStopped:
-        with self._lock:
-            run = self.run
-        if run is not None:  # spawned by ``prestart``
-            return self._result_of(run)
         stopped = self._stopped()
         if stopped is not None:
             return stopped
@@ -327,6 +345,8 @@ class SandboxLauncher:
         thread = self._thread
         if thread is not None and thread is not threading.current_thread():
             thread.join(max(0.0, deadline - time.monotonic()))
+        elif thread is None and self._prestarted:
+            self._ended.wait(max(0.0, deadline - time.monotonic()))
 
     def log_tail(self) -> str:
         """The masked tail of the log so far."""

@@ -23,7 +23,7 @@ _PROBE_BYTES = 16 << 10
 _LONG_LINES_IN_PROBE = 32
 """At most this many newlines in the first ``_PROBE_BYTES`` (lines of 512 bytes and more):
 ``count_lines`` steps from newline to newline with ``find``."""
-_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _NEW_FILE_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
@@ -113,7 +113,7 @@ def open_fresh_file(path: Path, attempts: int = 3) -> int:
     whatever is there is unlinked first (the link, never its target), then the file is made
     with ``O_EXCL | O_NOFOLLOW`` relative to the directory, itself opened without following.
     """
-    dir_fd = os.open(path.parent, _DIR_FLAGS)
+    dir_fd = os.open(path.parent, DIR_FLAGS)
     try:
         for _ in range(attempts):
             with contextlib.suppress(FileNotFoundError):
@@ -134,28 +134,46 @@ def prune_task_logs(directory: Path, keep_files: int | None, keep_days: float | 
     Only our own files are touched: regular files (never a link) named ``<safe name><suffix>``
     directly in ``directory``, which must be a real directory (not a link to a foreign one).
     """
+    return scan_and_prune(directory, keep_files, keep_days, suffix)[0]
+
+
+def scan_and_prune(directory: Path, keep_files: int | None, keep_days: float | None,
+                   suffix: str = ".log") -> tuple[int, dict[str, float] | None]:
+    """``prune_task_logs``, and the logs left (name -> mtime; None when the directory cannot be
+    read), for ``log_retention`` to go on from without listing the directory again."""
     try:
-        dir_fd = os.open(directory, _DIR_FLAGS)
+        dir_fd = os.open(directory, DIR_FLAGS)
     except FileNotFoundError:
-        return 0
+        return 0, {}
     except OSError as exc:
         logger.warning("not pruning task logs: {} is not a plain directory ({})", directory.name,
                        exc.strerror)
-        return 0
+        return 0, None
     try:
-        entries = sorted(_own_logs(dir_fd, suffix), reverse=True)
-        cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
-        removed = 0
-        for index, (mtime, name) in enumerate(entries):
-            if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
-                try:
-                    os.unlink(name, dir_fd=dir_fd)
-                    removed += 1
-                except OSError as exc:
-                    logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
-        return removed
+        found = {name: mtime for mtime, name in _own_logs(dir_fd, suffix)}
+        return remove_beyond(dir_fd, found, keep_files, keep_days), found
     finally:
         os.close(dir_fd)
+
+
+def remove_beyond(dir_fd: int, logs: dict[str, float], keep_files: int | None,
+                  keep_days: float | None) -> int:
+    """Unlink (in ``dir_fd``) the ``logs`` beyond the newest ``keep_files`` or older than
+    ``keep_days``, taking them out of ``logs``; how many went."""
+    cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
+    ordered = sorted(((mtime, name) for name, mtime in logs.items()), reverse=True)
+    removed = 0
+    for index, (mtime, name) in enumerate(ordered):
+        if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
+            del logs[name]
+            try:
+                os.unlink(name, dir_fd=dir_fd)
+                removed += 1
+            except FileNotFoundError:
+                continue  # gone already (another executor's sweep, an operator)
+            except OSError as exc:
+                logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
+    return removed
 
 
 def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:
@@ -164,7 +182,7 @@ def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:
     with os.scandir(dir_fd) as listing:
         for entry in listing:
             name = entry.name
-            if not name.endswith(suffix) or not is_safe_name(name[: -len(suffix)]):
+            if not is_own_log(name, suffix):
                 continue
             try:
                 info = entry.stat(follow_symlinks=False)
@@ -173,3 +191,8 @@ def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:
             if stat.S_ISREG(info.st_mode):
                 found.append((info.st_mtime, name))
     return found
+
+
+def is_own_log(name: str, suffix: str = ".log") -> bool:
+    """Whether ``name`` is named like one of our task logs (retention touches no other file)."""
+    return name.endswith(suffix) and is_safe_name(name[: -len(suffix)])

@@ -35,8 +35,9 @@ from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
+from executor.sandbox.log_retention import prune_beside
 from executor.sandbox.monitor import Monitor
-from executor.sandbox.output import TAIL_LINES, prune_task_logs
+from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
 from executor.sandbox.readback import read_report
 from executor.sandbox.result import SandboxResult
@@ -69,6 +70,7 @@ class SandboxRun:
         """The result is known (set before the clean-up, ``_done`` after it)."""
         self._done = threading.Event()
         self._result: SandboxResult | None = None
+        self._when_known: Callable[[SandboxResult], None] | None = None
         self._work_dir: Path | None = None
         self._proc: subprocess.Popen[bytes] | None = None
         self._cgroup: TaskCgroup | None = None
@@ -159,6 +161,17 @@ class SandboxRun:
         work dir and the cgroup may still be being removed (``wait`` waits for that too)."""
         self._known.wait(timeout)
         return self._result
+
+    def when_known(self, callback: Callable[[SandboxResult], None]) -> None:
+        """``callback(result)`` as soon as the result is known (``wait_result``'s moment), on the
+        supervisor thread before the clean-up, or now when it is known already: whoever only
+        hands the result on needs no thread of its own to wait for it. One callback."""
+        with self._lock:
+            if not self._known.is_set():
+                self._when_known = callback
+                return
+        assert self._result is not None
+        callback(self._result)
 
     def log_tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last ``max_lines`` masked lines, for RUNNING progress reports."""
@@ -257,13 +270,13 @@ class SandboxRun:
             self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
 
     def _prune_logs(self) -> None:
-        """Log retention, once the recipe is spawned (stat-ing hundreds of old logs takes
-        milliseconds the recipe's start need not wait for): this run's log, the newest, is kept
-        beyond ``log_keep_files`` as if retention had run before it was opened."""
+        """Log retention, once the recipe is spawned (``log_retention``: the directory is listed
+        once a minute, not per run): this run's log, the newest, is kept beyond
+        ``log_keep_files`` as if retention had run before it was opened."""
         spec = self.spec
         if spec.log_file is not None:
             keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
-            prune_task_logs(spec.log_file.parent, keep, spec.log_keep_days)
+            prune_beside(spec.log_file, keep, spec.log_keep_days)
 
     def _spawn(self, server_only: bool = False) -> None:
         assert self._work_dir is not None
@@ -326,7 +339,14 @@ class SandboxRun:
         self._monitor = None  # it and the gate's starter refer back to this run: without the
         self._gate.detach()   # cycles, refcounting frees its output buffers (megabytes after a flood) now
         self._result = result
-        self._known.set()
+        with self._lock:
+            self._known.set()
+            callback, self._when_known = self._when_known, None
+        if callback is not None:
+            try:
+                callback(result)
+            except Exception:
+                logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
         self._clean_up()
         self._done.set()
         if self._on_exit is not None:

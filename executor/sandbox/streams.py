@@ -101,7 +101,9 @@ class _PipeThread:
                 self._wake_fd = None
 
     def join(self, timeout: float) -> bool:
-        """Wait for the thread; True when it has finished."""
+        """Wait for the thread; True when it has finished (or was never needed)."""
+        if self._thread.ident is None:
+            return True
         self._thread.join(timeout)
         return not self._thread.is_alive()
 
@@ -199,16 +201,42 @@ def _discard(_lines: bytes) -> None:
 
 
 class StdinWriter(_PipeThread):
-    """Writes the run's stdin (recipe and secrets) on its own thread, then closes it."""
+    """Writes the run's stdin (recipe and secrets), then closes it: what the pipe takes at once
+    on the caller's thread (a recipe's input is a few KiB, a fresh pipe holds 64 KiB), the rest,
+    if any, on its own thread, which then waits for the process to read."""
 
     def __init__(self, stream: IO[bytes], data: bytes, name: str) -> None:
         self._stream = stream
-        self._data = data
+        self._data: bytes | memoryview = data
         super().__init__(f"sandbox-in-{name}")
 
     def set_data(self, data: bytes) -> None:
         """What to write, when it was not known at construction (a held input); before ``start``."""
         self._data = data
+
+    def start(self) -> None:
+        """Write what fits now; a thread writes the rest (never a blocking write here)."""
+        if not self._write_now():
+            super().start()
+
+    def _write_now(self) -> bool:
+        """One non-blocking write on the caller's thread; True when nothing is left to write
+        (the stream is closed then)."""
+        view = memoryview(self._data)
+        if view and not self._stop.is_set():
+            try:
+                os.set_blocking(self._stream.fileno(), False)
+                view = view[os.write(self._stream.fileno(), view) :]
+            except BlockingIOError:
+                pass
+            except OSError:
+                view = view[len(view) :]  # the process exited or closed stdin: its business
+        if view and not self._stop.is_set():
+            self._data = view
+            return False
+        with contextlib.suppress(OSError):
+            self._stream.close()
+        return True
 
     def _run(self) -> None:
         fd = self._stream.fileno()

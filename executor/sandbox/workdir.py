@@ -66,6 +66,8 @@ def dir_usage(path: Path) -> int:
 
 def remove_work_dir(path: Path) -> bool:
     """Delete the work dir even where the recipe removed write permission; False if some remains."""
+    if _remove_shallow(path):
+        return True
 
     def make_writable_and_retry(func: object, target: str, _exc: object) -> None:
         try:
@@ -83,6 +85,34 @@ def remove_work_dir(path: Path) -> bool:
     shutil.rmtree(path, onerror=make_writable_and_retry)
     if path.exists():
         logger.warning("could not remove the work dir {} completely", path.name)
+        return False
+    return True
+
+
+def _remove_shallow(path: Path) -> bool:
+    """The common case in a few syscalls: files and empty directories (``tmp``) directly in the
+    work dir, unlinked relative to its descriptor (never through a link). False, with whatever
+    is left for ``shutil.rmtree``, at the first thing it is not (a full directory, a refusal);
+    ``rmtree``'s walk costs several times as much for a work dir a trivial recipe leaves."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        with os.scandir(fd) as listing:
+            entries = list(listing)  # listed whole before anything is removed from it
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                os.rmdir(entry.name, dir_fd=fd)
+            else:
+                os.unlink(entry.name, dir_fd=fd)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+    try:
+        os.rmdir(path)
+    except OSError:
         return False
     return True
 

@@ -108,6 +108,48 @@ def test_a_running_masker_masks_values_registered_after_it_was_built() -> None:
     assert not masker.refresh()  # unchanged since: no rebuild
 
 
+
+def test_runs_of_one_source_share_its_build_and_never_a_recipes_secret() -> None:
+    """Each run starts with the pool's credentials: the second run takes the first one's
+    automata (built once per version), a recipe's secrets added to one run reach no other, and
+    a renewed lease makes the next run build again with the new key masked."""
+    values = SensitiveValues()
+    values.pin(["gms-token-made-up"])
+    first = LiveMasker(values.values(), values)
+    second = LiveMasker(values.values(), values)
+    assert second._automata is first._automata
+    first.add(["recipe-secret-of-the-first"])
+    assert first.mask("recipe-secret-of-the-first gms-token-made-up") == f"{MASK} {MASK}"
+    assert second.mask("recipe-secret-of-the-first") == "recipe-secret-of-the-first"
+    third = LiveMasker(values.values(), values)
+    assert third.mask("recipe-secret-of-the-first gms-token-made-up") == f"recipe-secret-of-the-first {MASK}"
+    own = LiveMasker(["a-value-of-its-own", *values.values()], values)  # not the source's alone
+    assert own._automata is not first._automata and own.mask("a-value-of-its-own") == MASK
+    assert LiveMasker(values.values(), values).mask("a-value-of-its-own") == "a-value-of-its-own"
+    renewed = "renewed/secret+key=" + "y" * 12
+    values.remember(renewed)
+    fourth = LiveMasker(values.values(), values)
+    assert fourth._automata is not first._automata
+    assert fourth.mask(f"{renewed} gms-token-made-up") == f"{MASK} {MASK}"
+
+def test_secrets_added_to_a_built_masker_are_masked_in_every_form_beside_the_credentials() -> None:
+    """A held run's secrets come after its masker was built: they get automata of their own,
+    and a text with both kinds, in any form, or one value inside the other, leaks neither."""
+    values = SensitiveValues()
+    token = "gms+token/made=up-" + "t" * 40
+    values.pin([token])
+    masker = LiveMasker(values.values(), values)
+    recipe_secret = "recipe-pass-" + "p" * 12
+    inside = token[5:20]  # a recipe secret that is part of the token
+    masker.add([recipe_secret, inside, "abc"])
+    for form in ("raw", "base64", "hex", "HEX"):
+        text = f"{encodings(token)[form]} and {encodings(recipe_secret)[form]} and {encodings(inside)[form]}"
+        assert not leaks(masker.mask(text), [token, recipe_secret, inside]), form
+    assert masker.mask(token) == MASK  # the longer match wins over the part inside it
+    assert masker.short_secrets_note is not None and "1 secret value" in masker.short_secrets_note
+    assert masker.max_form_length >= len(encodings(token)["hex"])
+
+
 def test_a_masker_without_a_source_is_a_plain_masker() -> None:
     masker = LiveMasker(["tok+en/with=signs", "ab"])
     assert masker.mask("x tok+en/with=signs") == f"x {MASK}" and not masker.refresh()

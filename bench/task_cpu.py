@@ -1,0 +1,180 @@
+"""The executor's CPU per trivial task, split by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS]``.
+
+Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
+throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
+previous result is in), ``ROUNDS`` times, and prints the executor's CPU per task by thread.
+
+The long-lived threads name themselves for the kernel (``poller@default``, ``reporters``, ...);
+the per-task ones (the sandbox's supervisor and pipe threads) would carry the name of the
+thread that started them, so the executor child gets a ``sitecustomize`` on its ``PYTHONPATH``
+(``NAMING``, this measure's alone) that names every Python thread for the kernel after its
+Python name, task id cut off. They live a few tens of milliseconds, so a sampler reads
+``/proc/<pid>/task/*/schedstat`` every few milliseconds and keeps each thread's last figure (a
+lower bound for those that end between two samples). "threads gone before a sample" is the
+process's CPU (``/proc/<pid>/stat``) less every figure seen. The spawn server (a child process)
+is counted apart.
+
+``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
+long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
+``flock`` like the bench; other load on the machine inflates every figure alike.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import re
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+from loguru import logger
+
+from bench.world import World, wait_for
+
+SAMPLE_S = 0.002
+NAMING = """
+import ctypes, re, threading
+_libc = ctypes.CDLL(None)
+_run = threading.Thread.run
+def _named_run(self):
+    name = re.sub(r"[0-9a-f]{8,}.*$", "", self.name)[:15]
+    _libc.prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
+    _run(self)
+threading.Thread.run = _named_run
+"""
+"""The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``)."""
+TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def _threads(pid: int) -> dict[int, tuple[str, int]]:
+    """tid -> (kernel name, CPU ns) of every live thread of ``pid``."""
+    found: dict[int, tuple[str, int]] = {}
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        try:
+            where = f"/proc/{pid}/task/{tid}"
+            with open(f"{where}/comm") as comm, open(f"{where}/schedstat") as stat:
+                found[int(tid)] = (comm.read().strip(), int(stat.read().split()[0]))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+def _process_ns(pid: int) -> int:
+    """utime + stime of the whole process, dead threads included (clock ticks -> ns)."""
+    with open(f"/proc/{pid}/stat") as stat:
+        fields = stat.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICKS
+
+
+def _group(name: str, tid: int, pid: int) -> str:
+    if tid == pid:
+        return "main"
+    if re.fullmatch(r"task[-:].*|task", name):
+        return "task strand"
+    return re.sub(r"-[0-9a-f]{6,}.*$", "-<id>", name)
+
+
+class Sampler:
+    """Keeps the last CPU figure of every thread of ``pid`` it saw, sampled every ``SAMPLE_S``."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.seen: dict[int, tuple[str, int]] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="task-cpu-sampler", daemon=True)
+
+    def __enter__(self) -> Sampler:
+        self.before = _threads(self.pid)
+        self.process_before = _process_ns(self.pid)
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(SAMPLE_S):
+            self.seen.update(_threads(self.pid))
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.seen.update(_threads(self.pid))
+        self.process_after = _process_ns(self.pid)
+
+    def split(self) -> dict[str, float]:
+        """Thread group -> CPU ns spent during the window."""
+        groups: collections.Counter[str] = collections.Counter()
+        for tid, (name, ns) in self.seen.items():
+            groups[_group(name, tid, self.pid)] += ns - self.before.get(tid, (name, 0))[1]
+        groups["threads gone before a sample"] = (
+            self.process_after - self.process_before - sum(groups.values()))
+        return dict(groups)
+
+
+def _server_ns(pid: int) -> int:
+    total = 0
+    for child in Path(f"/proc/{pid}/task").glob("*/children"):
+        for cpid in child.read_text().split():
+            try:
+                total += _process_ns(int(cpid))
+            except (OSError, ValueError):
+                continue
+    return total
+
+
+def run_round(world: World, pid: int, source: str, count: int) -> tuple[dict[str, float], float]:
+    """CPU ms per task by thread group over ``count`` tasks, and the spawn server's ms per task."""
+    server_before = _server_ns(pid)
+    with Sampler(pid) as sampler:
+        for _ in range(count):
+            urn, _created = world.submit(source)
+            world.wait_result(urn)
+    server = (_server_ns(pid) - server_before) / 1e6 / count
+    return {k: v / 1e6 / count for k, v in sampler.split().items()}, server
+
+
+def add_old_logs(state_dir: Path, count: int) -> None:
+    """``count`` task logs of the last few days in every logs directory under ``state_dir``."""
+    now = time.time()
+    for logs in (p for p in state_dir.rglob("logs") if p.is_dir()):
+        for index in range(count):
+            path = logs / f"old-{index:05d}.log"
+            path.write_bytes(b"an old task's log\n")
+            os.utime(path, (now - 86400 - index * 60, now - 86400 - index * 60))
+
+
+def main() -> int:
+    logger.remove()
+    logger.add(sys.stderr, level="WARNING")
+    count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
+    rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
+    old_logs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    with tempfile.TemporaryDirectory(prefix="bench-task-cpu-") as tmp:
+        naming = Path(tmp) / "naming"
+        naming.mkdir()
+        (naming / "sitecustomize.py").write_text(NAMING)
+        os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(naming), os.environ.get("PYTHONPATH")]))
+        world = World(Path(tmp), ("default",))
+        try:
+            child = world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
+            source = world.source("default", {"mode": "trivial"})
+            for _ in range(3):
+                world.wait_result(world.submit(source)[0])
+            for state in Path(tmp).glob("state-*"):
+                add_old_logs(state, old_logs)
+            wait_for(lambda: True, 1, "warm")
+            for index in range(rounds):
+                split, server = run_round(world, child.proc.pid, source, count)
+                total = sum(split.values())
+                print(f"round {index + 1}: {total:.2f} ms per task in the executor, "
+                      f"spawn server {server:.2f} ms (load {os.getloadavg()[0]:.2f})")
+                for name, ms in sorted(split.items(), key=lambda kv: -kv[1]):
+                    print(f"  {ms:7.2f}  {name}")
+        finally:
+            world.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
