@@ -165,10 +165,10 @@ class _DeadlineSendMixin:
             self._head = data  # the head: it goes with the body's first piece
             return
         head, self._head = self._head, None
-        if head is not None and isinstance(data, bytes | bytearray | memoryview):
+        if head is not None and isinstance(data, bytes | bytearray | memoryview) and len(data) <= CHUNK_BYTES:
             data = head + data
         elif head is not None:
-            self._send(head)  # a body this class does not join (a file): the head first
+            self._send(head)  # a large piece (never copied to join it) or a file: the head first
         self._send(data)
 
     def _send(self, data: Any) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from executor.sandbox.logfile import DIR_FLAGS, is_own_log, remove_beyond, scan_and_prune
+from executor.sandbox.logfile import DIR_FLAGS, is_own_log, scan_and_prune, unlink_log
 
 RESCAN_S = 60.0
 
@@ -38,11 +38,13 @@ class LogIndex:
         with self._lock:
             now = time.monotonic()
             if self._logs is None or now - self._listed_at > RESCAN_S:
-                removed, self._logs = scan_and_prune(self.directory, keep_files, keep_days)
+                removed, found = scan_and_prune(self.directory, keep_files, keep_days)
+                self._logs = None if found is None else dict(sorted(found.items(), key=lambda kv: kv[1]))
                 self._listed_at = now
                 return removed
             if is_own_log(newest):
-                self._logs[newest] = time.time()
+                self._logs.pop(newest, None)
+                self._logs[newest] = time.time()  # the newest goes last: the index is oldest first
             if not self._due(keep_files, keep_days):
                 return 0
             try:
@@ -52,17 +54,37 @@ class LogIndex:
                 self._logs = None  # listed (and reported) afresh next time
                 return 0
             try:
-                return remove_beyond(dir_fd, self._logs, keep_files, keep_days)
+                return self._remove_oldest(dir_fd, keep_files, keep_days)
             finally:
                 os.close(dir_fd)
 
+    def forget(self, name: str) -> None:
+        """A log removed by its own run (never given its input) no longer counts."""
+        with self._lock:
+            if self._logs is not None:
+                self._logs.pop(name, None)
+
     def _due(self, keep_files: int | None, keep_days: float | None) -> bool:
-        """Whether a log is past a limit (the lock is held)."""
+        """Whether a log is past a limit (the lock is held): the oldest is first, no scan."""
         assert self._logs is not None
         if keep_files is not None and len(self._logs) > keep_files:
             return True
-        return keep_days is not None and min(self._logs.values(), default=time.time()) < (
-            time.time() - keep_days * 86400)
+        oldest = next(iter(self._logs.values()), None)
+        return keep_days is not None and oldest is not None and oldest < time.time() - keep_days * 86400
+
+    def _remove_oldest(self, dir_fd: int, keep_files: int | None, keep_days: float | None) -> int:
+        """Unlink from the front of the index while a limit is passed (the lock is held)."""
+        assert self._logs is not None
+        cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
+        removed = 0
+        while self._logs:
+            name, mtime = next(iter(self._logs.items()))
+            over_count = keep_files is not None and len(self._logs) > keep_files
+            if not (over_count or (cutoff is not None and mtime < cutoff)):
+                break
+            del self._logs[name]
+            removed += unlink_log(dir_fd, name)
+        return removed
 
 
 _indexes: dict[Path, LogIndex] = {}
@@ -76,3 +98,11 @@ def prune_beside(log_file: Path, keep_files: int | None, keep_days: float | None
         if index is None:
             index = _indexes[log_file.parent] = LogIndex(log_file.parent)
     return index.prune(log_file.name, keep_files, keep_days)
+
+
+def forget_log(log_file: Path) -> None:
+    """Take ``log_file`` out of its directory's index (its run removed it)."""
+    with _indexes_lock:
+        index = _indexes.get(log_file.parent)
+    if index is not None:
+        index.forget(log_file.name)

@@ -166,14 +166,20 @@ def remove_beyond(dir_fd: int, logs: dict[str, float], keep_files: int | None,
     for index, (mtime, name) in enumerate(ordered):
         if (keep_files is not None and index >= keep_files) or (cutoff is not None and mtime < cutoff):
             del logs[name]
-            try:
-                os.unlink(name, dir_fd=dir_fd)
-                removed += 1
-            except FileNotFoundError:
-                continue  # gone already (another executor's sweep, an operator)
-            except OSError as exc:
-                logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
+            removed += unlink_log(dir_fd, name)
     return removed
+
+
+def unlink_log(dir_fd: int, name: str) -> int:
+    """Unlink one old log in ``dir_fd``; 1 if it went, 0 if it was gone or cannot go."""
+    try:
+        os.unlink(name, dir_fd=dir_fd)
+        return 1
+    except FileNotFoundError:
+        return 0  # gone already (another executor's sweep, an operator)
+    except OSError as exc:
+        logger.warning("cannot remove old task log {}: {}", name, exc.strerror)
+        return 0
 
 
 def _own_logs(dir_fd: int, suffix: str) -> list[tuple[float, str]]:

@@ -35,7 +35,7 @@ from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
-from executor.sandbox.log_retention import prune_beside
+from executor.sandbox.log_retention import forget_log, prune_beside
 from executor.sandbox.monitor import Monitor
 from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
@@ -229,7 +229,10 @@ class SandboxRun:
             self._finish(start, error=f"{type(exc).__name__}: {exc}")
             return
         self._started.set()
-        self._prune_logs()
+        try:
+            self._prune_logs()
+        except Exception:  # retention must never leave a recipe unwatched
+            logger.exception("task-log retention beside {} failed", self.spec.task_id)
         assert self._monitor is not None
         error = None
         try:
@@ -361,6 +364,7 @@ class SandboxRun:
         try:
             if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
                 self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
+                forget_log(self.spec.log_file)  # so it does not push a real log out
             if self._work_dir is not None:
                 remove_work_dir(self._work_dir)
             if self._cgroup is not None:

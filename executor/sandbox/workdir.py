@@ -16,6 +16,7 @@ from pathlib import Path
 from loguru import logger
 
 from executor.safe_names import safe_name
+from executor.sandbox.logfile import DIR_FLAGS
 
 
 def create_work_dir(work_root: Path, task_id: str) -> Path:
@@ -95,7 +96,7 @@ def _remove_shallow(path: Path) -> bool:
     is left for ``shutil.rmtree``, at the first thing it is not (a full directory, a refusal);
     ``rmtree``'s walk costs several times as much for a work dir a trivial recipe leaves."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        fd = os.open(path, DIR_FLAGS)
     except OSError:
         return False
     try:
@@ -119,7 +120,7 @@ def _remove_shallow(path: Path) -> bool:
 
 def _make_private_dir(path: str) -> None:
     """chmod 0700 a directory, never through a symlink (the recipe may have planted one)."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    fd = os.open(path, DIR_FLAGS)
     try:
         os.fchmod(fd, 0o700)
     finally:

@@ -73,3 +73,14 @@ def test_every_kind_of_request_arrives_whole(origin: Origin, writes: list[bytes]
     writes.clear()
     assert origin.call("GET", "/plain", LIMITS, headers={}).content == b"GET /plain "
     assert len(writes) == 1, "a call without a body: its head alone, as before"
+
+
+def test_a_large_body_is_not_copied_to_join_its_head(origin: Origin, writes: list[bytes]) -> None:
+    """Joining copies the piece: above one read chunk (64 KiB) the head goes alone first, so a
+    result of megabytes is never held twice for the sake of one write."""
+    origin.call("GET", "/warm", LIMITS, headers={})
+    body = b"x" * (256 << 10)
+    writes.clear()
+    answer = origin.call("POST", "/large", LIMITS, headers={"Content-Type": "application/json"}, body=body)
+    assert answer.content == b"POST /large " + body
+    assert len(writes) == 2 and writes[0].startswith(b"POST /large ") and writes[1] == body

@@ -76,3 +76,20 @@ def test_a_due_listing_sees_logs_put_there_by_others(tmp_path: Path, monkeypatch
     (tmp_path / "b.log").write_text("this run")
     assert index.prune("b.log", keep_files=1, keep_days=None) == 2
     assert logs_in(tmp_path) == {"b.log"}
+
+
+def test_a_log_its_run_removed_does_not_push_a_real_one_out(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run never given its input removes its own log (``SandboxRun``'s clean-up) and takes it
+    out of the index: it must not count toward ``keep_files`` until the next listing."""
+    make_logs(tmp_path, ["old0.log", "old1.log"])
+    index = LogIndex(tmp_path)
+    assert index.prune("old1.log", keep_files=3, keep_days=None) == 0
+    monkeypatch.setattr(log_retention, "scan_and_prune", no_listing)
+    (tmp_path / "unrun.log").write_text("spawned, never given its input")
+    assert index.prune("unrun.log", keep_files=3, keep_days=None) == 0
+    (tmp_path / "unrun.log").unlink()
+    index.forget("unrun.log")
+    (tmp_path / "next.log").write_text("the next run")
+    assert index.prune("next.log", keep_files=3, keep_days=None) == 0
+    assert logs_in(tmp_path) == {"old0.log", "old1.log", "next.log"}
