@@ -201,6 +201,19 @@ def test_messages_are_parsed_as_sqs_sends_them(scripted: tuple[SqsQueue, type[Sc
     assert second.receive_count == 1 and second.sent_timestamp_s is None
 
 
+@pytest.mark.parametrize("number", ["\u00b3", "1" * 5000, "9" * 400, "-1", " 7", "1e3", 7.5, None])
+def test_a_hostile_number_is_ignored_not_raised(scripted: tuple[SqsQueue, type[Scripted]],
+                                               number: Any) -> None:
+    queue, handler = scripted
+    attributes = {"ApproximateReceiveCount": number, "SentTimestamp": number}
+    answer = {"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Body": "b", "Attributes": attributes}]}
+    depth = {"Attributes": {"ApproximateNumberOfMessages": number}}
+    handler.script += [(200, {}, json.dumps(answer).encode()), (200, {}, json.dumps(depth).encode())]
+    [message] = queue.receive(1, 0, 30)
+    assert message.receive_count == 1 and message.sent_timestamp_s is None
+    assert queue.approximate_depth() == 0
+
+
 def test_error_codes_read_as_botocore_reads_them() -> None:
     assert parse_error(400, {}, b'{"__type": "com.amazon.coral.service#ExpiredTokenException"}')[0] == \
         "ExpiredTokenException"
