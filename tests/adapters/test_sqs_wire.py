@@ -25,7 +25,7 @@ from executor.errors import (
 )
 from executor.queue import sqs_wire
 from executor.queue.sqs import SHORT_ANSWER_BYTES, SqsQueue
-from executor.queue.sqs_errors import parse_error
+from executor.queue.sqs_errors import mapped_error, parse_error
 from tests.adapters.conftest import make_lease
 from tests.fixtures.http_thread import Answering, serving
 from tests.fixtures.silent import SilentServer
@@ -221,6 +221,21 @@ def test_error_codes_read_as_botocore_reads_them() -> None:
                        b'{"__type": "a#ExpiredTokenException"}')[0] == "ExpiredToken"
     assert parse_error(400, {}, b'{"code": "x:http://internal/"}')[0] == "x"
     assert parse_error(502, {}, b"\xff\xfe") == ("", "")
+
+
+@pytest.mark.parametrize("code", ["A" * 201, "Expired Token", "x\nInjected: yes", "\u00e9t\u00e9"])
+def test_an_error_code_that_is_no_aws_code_is_dropped(code: str) -> None:
+    as_json = json.dumps({"__type": "ns#" + code, "message": "m"}).encode()
+    assert parse_error(400, {}, as_json) == ("", "m")
+    assert parse_error(400, {}, f"<Code>{code}</Code>".encode())[0] == ""
+    assert parse_error(400, {"x-amzn-query-error": code + ";Sender"}, b"")[0] == ""
+    error = mapped_error("delete", *parse_error(400, {}, as_json)[:1], 400)
+    assert isinstance(error, BadInputError) and code not in str(error) and "HTTP 400" in str(error)
+
+
+@pytest.mark.parametrize("code", ["RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"])
+def test_a_request_timeout_is_transient(code: str) -> None:
+    assert isinstance(mapped_error("delete", code, 400), TransportError)
 
 
 def test_a_silent_endpoint_cannot_hold_a_receive_past_its_deadline() -> None:
