@@ -254,3 +254,17 @@ def test_a_call_after_close_connects_again(scripted: tuple[SqsQueue, type[Script
     queue.close()
     assert queue.approximate_depth() == 0  # as a botocore client did after close()
     assert handler.calls == ["AmazonSQS.GetQueueAttributes"] * 2
+
+
+def test_a_call_that_cannot_be_made_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(sqs_wire.time, "sleep", waits.append)
+    queue = SqsQueue(make_lease("http://127.0.0.1:1/123456789012/pool"),
+                     proxies={"http": "socks5://127.0.0.1:1"})
+    try:
+        for _ in range(2):
+            with pytest.raises(TransportError, match=r"SQS delete not made: .*socks"):
+                queue.delete("handle")
+    finally:
+        queue.close()
+    assert waits == []  # no random wait before a retry that could not differ
