@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -28,7 +29,7 @@ from executor.queue.sqs import SHORT_ANSWER_BYTES, SqsQueue
 from executor.queue.sqs_errors import mapped_error, parse_error
 from tests.adapters.conftest import make_lease
 from tests.fixtures.http_thread import Answering, serving
-from tests.fixtures.silent import SilentServer
+from tests.security.gms_peer import HostilePeer, drip
 
 JSON = "application/x-amz-json-1.0"
 
@@ -238,14 +239,27 @@ def test_a_request_timeout_is_transient(code: str) -> None:
     assert isinstance(mapped_error("delete", code, 400), TransportError)
 
 
-def test_a_silent_endpoint_cannot_hold_a_receive_past_its_deadline() -> None:
-    with SilentServer("/123456789012/pool", name="sqs-silent") as silent:
-        queue = SqsQueue(make_lease(silent.url), connect_timeout_s=1.0, extra_read_timeout_s=1.0)
-        try:
-            with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
-                queue.receive(1, 1, 30)  # bounded by connect + wait + margin: 3 s
-        finally:
-            queue.close()
+@pytest.mark.parametrize("what", ["status line", "body"])
+def test_a_dripping_endpoint_cannot_hold_a_receive_past_its_deadline(what: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 400\r\n\r\n"
+    every_s = 0.25  # far under the per-read timeout: only the total deadline stops this (100 s+)
+    if what == "body":
+        peer = HostilePeer(lambda p, conn: (p.send(conn, head), drip(b" " * 400, every_s)(p, conn)))
+    else:
+        peer = HostilePeer(drip(head + b" " * 400, every_s))
+    queue = SqsQueue(make_lease(peer.start().url + "/123456789012/pool"), connect_timeout_s=1.0,
+                     extra_read_timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
+            queue.receive(1, 1, 30)  # its deadline: connect + wait + margin = 3 s
+        # urllib3 reports the deadline as a read timeout; a byte comes every 0.25 s, so only the
+        # deadline can end the call this soon (without it, the drip lasts over 100 s).
+        assert time.monotonic() - started < 3.0 + 5.0
+        assert peer.sent > 0  # the peer was dripping, not silent
+    finally:
+        queue.close()
+        peer.stop()
 
 
 def test_a_call_after_close_connects_again(scripted: tuple[SqsQueue, type[Scripted]]) -> None:
