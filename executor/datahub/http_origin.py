@@ -17,8 +17,9 @@ from __future__ import annotations
 
 import os
 import ssl
+import threading
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
@@ -38,10 +39,11 @@ CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 
 @dataclass(frozen=True)
 class Answer:
-    """A call's status and its (capped, decoded) body."""
+    """A call's status, its (capped, decoded) body and its headers (case-insensitive)."""
 
     status: int
     content: bytes
+    headers: Mapping[str, str] = field(default_factory=dict, repr=False)
 
 
 class Origin:
@@ -55,10 +57,13 @@ class Origin:
     SOCKS proxy fails every call with a ``TransportError`` saying so, as it did through
     requests without PySocks). ``connections``: idle connections kept (one
     per thread that may call at the same time; more are made when needed, and dropped after).
+    ``pools``: urllib3 pool classes, ``bounded_http.POOLS`` or subclasses of them (the SQS
+    receiver's ``interrupt.tracked_pools``, which report their connections).
     """
 
     def __init__(self, url: str, *, verify: bool | str = True,
-                 proxies: Mapping[str, str | None] | None = None, connections: int = 2) -> None:
+                 proxies: Mapping[str, str | None] | None = None, connections: int = 2,
+                 pools: Mapping[str, type[HTTPConnectionPool]] = POOLS) -> None:
         parts = urlsplit(url)
         self.url = url.rstrip("/")
         self.proxy = proxy_for_url(self.url, proxies)
@@ -77,13 +82,18 @@ class Origin:
         try:
             if parts.scheme == "https":
                 pool_kw.update(tls_settings(verify))
-            self._manager = pool_manager(self.proxy, pool_kw)
+            self._manager = pool_manager(self.proxy, pool_kw, pools)
             self._pool = self._manager.connection_from_url(self.url)
         except (LocationValueError, OSError) as exc:
             self._refusal = f"{type(exc).__name__}: {exc}"
 
     def __repr__(self) -> str:
         return f"Origin({self.url!r})"
+
+    @property
+    def refusal(self) -> str | None:
+        """Why no call can be made (then every call raises ``LocationValueError``), else None."""
+        return self._refusal
 
     def call(self, method: str, path: str, limits: CallLimits, *, headers: Mapping[str, str],
              body: bytes | Iterable[bytes] | None = None) -> Answer:
@@ -105,7 +115,7 @@ class Origin:
                 response.release_conn()
                 raise
             response.release_conn()
-            return Answer(response.status, content)
+            return Answer(response.status, content, response.headers)
 
     def close(self) -> None:
         """Close the idle connections (calls in flight finish; a later call connects again)."""
@@ -127,12 +137,35 @@ def tls_settings(verify: bool | str) -> dict[str, Any]:
         return {"ssl_context": create_urllib3_context(cert_reqs=ssl.CERT_NONE),
                 "cert_reqs": "CERT_NONE", "assert_hostname": False}
     where = verify if isinstance(verify, str) else _environment_bundle() or certifi.where()
+    return {"ssl_context": _verifying_context(where), "cert_reqs": "CERT_REQUIRED"}
+
+
+_CONTEXTS: dict[str, tuple[int, ssl.SSLContext]] = {}
+_CONTEXTS_LOCK = threading.Lock()
+
+
+def _verifying_context(where: str) -> ssl.SSLContext:
+    """A context that trusts the CA file or directory ``where``, shared while it is unchanged.
+
+    Why shared: loading certifi's bundle costs about 25 ms of CPU, and each lease grant makes
+    an SQS queue (two connection pools) and each pool a GMS ``Origin``. urllib3 only sets a
+    given context's ``verify_mode`` to the ``cert_reqs`` its pool was made with, always
+    ``CERT_REQUIRED`` here, so pools can share one. A changed file (its mtime) is loaded again;
+    one that cannot be read raises ``OSError`` and is not remembered.
+    """
+    stamp = os.stat(where).st_mtime_ns
+    with _CONTEXTS_LOCK:
+        known = _CONTEXTS.get(where)
+    if known is not None and known[0] == stamp:
+        return known[1]
     context = create_urllib3_context(cert_reqs=ssl.CERT_REQUIRED)
     if os.path.isdir(where):
         context.load_verify_locations(capath=where)
     else:
         context.load_verify_locations(cafile=where)
-    return {"ssl_context": context, "cert_reqs": "CERT_REQUIRED"}
+    with _CONTEXTS_LOCK:
+        _CONTEXTS[where] = (stamp, context)
+    return context
 
 
 def _environment_bundle() -> str | None:

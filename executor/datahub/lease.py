@@ -35,7 +35,8 @@ Without it a lease shorter than 5 minutes would be "due" the moment it is issued
 executor would ask GMS for a new one in a tight loop.
 """
 MAX_QUEUE_URL_CHARS = 2048
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
+"""An AWS region name (``us-east-1``, ``cn-north-1``, ``us-gov-west-1``)."""
 _ACCESS_KEY = re.compile(r"^[A-Za-z0-9]{16,128}$")
 _SECRET = re.compile(r"^[\x21-\x7e]{1,16384}$")
 """Printable ASCII without spaces: what AWS issues, and nothing that could break a header."""
@@ -147,7 +148,7 @@ def _text(entry: Mapping[str, object], key: str) -> str:
 def _check_fields(values: Mapping[str, str], http_hosts: Iterable[str]) -> None:
     check_queue_url(values["queueUrl"], values["region"])
     check_plain_http(values["queueUrl"], http_hosts)
-    if not _REGION.match(values["region"]):
+    if not REGION.match(values["region"]):
         raise BadInputError("executor config region is not an AWS region name like us-east-1")
     if not _ACCESS_KEY.match(values["accessKeyId"]):
         raise BadInputError("executor config accessKeyId is not 16-128 letters and digits")

@@ -24,7 +24,7 @@ from executor.errors import (
 )
 from executor.observability.doctor import Check, DoctorOptions, failed, passed, skipped, warned
 from executor.observability.doctor_network import GmsState, dns_check, proxy_check, proxy_choice
-from executor.queue.sqs import SqsQueue, endpoint_for
+from executor.queue.sqs import SqsQueue, sqs_endpoint
 
 LEASE_WARN_S = 300.0
 """Below this, the service refreshes at once; a fresh lease this short is suspicious."""
@@ -79,18 +79,9 @@ def lease_check(
     return passed(name, f"READY; queue {lease.queue_url}; credentials expire in {left:.0f}s ({when})"), lease
 
 
-def sqs_host_url(lease: Lease) -> str:
-    """The URL botocore connects to: the queue's own host off AWS, else the regional endpoint."""
-    endpoint = endpoint_for(lease.queue_url)
-    if endpoint is not None:
-        return endpoint
-    scheme = urlsplit(lease.queue_url).scheme or "https"
-    return f"{scheme}://sqs.{lease.region}.amazonaws.com"
-
-
 def sqs_checks(config: ExecutorConfig, prefix: str, lease: Lease, options: DoctorOptions) -> Iterator[Check]:
     """Proxy and DNS for the SQS host, then a depth query with the leased credentials."""
-    url = sqs_host_url(lease)
+    url = sqs_endpoint(lease)
     proxy = proxy_choice(config.proxy, url)
     yield proxy_check(f"{prefix}: proxy (sqs)", proxy, options.timeout_s)
     yield dns_check(f"{prefix}: dns (sqs)", url, proxy, options.timeout_s)

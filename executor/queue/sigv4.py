@@ -25,11 +25,15 @@ _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def canonical_host(url: str) -> str:
-    """The ``host`` a request to ``url`` carries and signs: no default port (as botocore)."""
+    """The ``host`` a request to ``url`` carries and signs, as botocore's ``_host_from_url``
+    builds it: lower case, no user info, an IPv6 literal in brackets, no default port."""
     parts = urlsplit(url)
-    if _DEFAULT_PORTS.get(parts.scheme) == parts.port:
-        return parts.hostname or ""
-    return parts.netloc.rsplit("@", 1)[-1]
+    host = parts.hostname or ""  # urlsplit lowers it and drops the brackets
+    if ":" in host:
+        host = f"[{host}]"
+    if parts.port is not None and parts.port != _DEFAULT_PORTS.get(parts.scheme):
+        host = f"{host}:{parts.port}"
+    return host
 
 
 class SigV4Signer:

@@ -24,7 +24,6 @@ Credentials: each queue signs with its lease's; a lease refresh makes a new queu
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -32,7 +31,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from executor.datahub.bounded_http import POOLS
-from executor.datahub.lease import Lease
+from executor.datahub.lease import REGION, Lease
 from executor.errors import BadInputError, TransportError
 from executor.queue.interrupt import Interrupter, tracked_pools
 from executor.queue.sqs_wire import SqsWire
@@ -42,9 +41,10 @@ SHORT_CALL_TIMEOUT_S = 5.0
 """How long SQS may take to answer any call but a receive (it answers within milliseconds)."""
 MAX_BATCH = 10
 MAX_VISIBILITY_S = 43_200
-_REGION = re.compile(r"^[a-z]{2}(-[a-z]+)+-[0-9]{1,2}$")
 SHORT_ANSWER_BYTES = 64 * 1024
 """An extend, delete or depth answer is a few bytes; anything past this is not SQS."""
+MAX_NUMBER_DIGITS = 18
+"""SQS's numbers (counts, epoch milliseconds) have at most 13 digits; longer ones are ignored."""
 RECEIVE_BYTES_PER_MESSAGE = 2 * 1024 * 1024
 """A message is at most 1 MiB; its JSON escaping and attributes may double that."""
 
@@ -97,9 +97,15 @@ def regional_endpoint(region: str) -> str:
     ``AWS_ENDPOINT_URL_SQS``, the FIPS and dual-stack switches), which a botocore client would
     also have read, plays no part.
     """
-    if not _REGION.match(region):
+    if not REGION.match(region):
         raise BadInputError("the lease's region is not an AWS region name")
     return f"https://sqs.{region}.amazonaws.com" + (".cn" if region.startswith("cn-") else "")
+
+
+def sqs_endpoint(lease: Lease) -> str:
+    """Where ``lease``'s queue calls go: the queue's own host off AWS, else the regional
+    endpoint. The one answer for the queue and for ``doctor``'s proxy and DNS checks."""
+    return endpoint_for(lease.queue_url) or regional_endpoint(lease.region)
 
 
 class SqsQueue:
@@ -120,7 +126,7 @@ class SqsQueue:
         self.queue_url = lease.queue_url
         self.max_wait_s = max_wait_s
         self._extra_s = extra_read_timeout_s
-        endpoint = endpoint_for(lease.queue_url) or regional_endpoint(lease.region)
+        endpoint = sqs_endpoint(lease)
         self._interrupter = Interrupter()
         self._receiver = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
                                  attempts=1, pools=tracked_pools(POOLS, self._interrupter))
@@ -190,7 +196,7 @@ class SqsQueue:
         })
         attributes = answer.get("Attributes")
         depth = attributes.get("ApproximateNumberOfMessages", 0) if isinstance(attributes, dict) else 0
-        return int(depth) if str(depth).isdigit() else 0
+        return _whole(depth, 0)
 
     def _short(self, what: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
@@ -205,16 +211,34 @@ def _check_visibility(visibility_s: int) -> None:
 def _message(raw: dict[str, Any]) -> ReceivedMessage:
     attributes = raw.get("Attributes")
     attributes = attributes if isinstance(attributes, dict) else {}
-    sent = attributes.get("SentTimestamp")
     return ReceivedMessage(
         message_id=str(raw.get("MessageId", "")),
         receipt_handle=str(raw.get("ReceiptHandle", "")),
         body=str(raw.get("Body", "")),
         receive_count=_count(attributes.get("ApproximateReceiveCount")),
-        sent_timestamp_s=int(sent) / 1000.0 if sent and str(sent).isdigit() else None,
+        sent_timestamp_s=_sent_s(attributes.get("SentTimestamp")),
     )
 
 
 def _count(value: Any) -> int:
     """``ApproximateReceiveCount`` as a number; 1 (a first delivery) when SQS did not say."""
-    return int(value) if str(value).isdigit() else 1
+    return _whole(value, 1)
+
+
+def _sent_s(value: Any) -> float | None:
+    """``SentTimestamp`` (epoch milliseconds) in seconds; None when SQS did not say."""
+    millis = _whole(value, -1)
+    return millis / 1000.0 if millis >= 0 else None
+
+
+def _whole(value: Any, default: int) -> int:
+    """A number SQS sends as a string of ASCII digits (a count, a timestamp), else ``default``.
+
+    Why so strict: ``str.isdigit`` accepts "³" (``int`` does not), ``int`` refuses more than
+    4300 digits, and a number that large overflows a float; any of these from a hostile answer
+    would raise past the poller, which expects only the executor's errors.
+    """
+    text = str(value)
+    if text.isascii() and text.isdecimal() and len(text) <= MAX_NUMBER_DIGITS:
+        return int(text)
+    return default

@@ -12,13 +12,15 @@ from __future__ import annotations
 
 import base64
 import http.server
+import os
+import ssl
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from executor.datahub.gms import GmsClient
-from executor.datahub.http_origin import Origin
+from executor.datahub.http_origin import Origin, tls_settings
 from executor.datahub.proxies import environment_proxy, proxy_for_url
 from executor.errors import ConfigError, TransportError
 from tests.fixtures.http_thread import Answering, serving
@@ -234,3 +236,16 @@ def test_a_refused_origin_raises_a_new_error_each_call() -> None:
                 gms.health()
             causes.append(caught.value.__cause__ or caught.value.__context__)
     assert all(c is not None for c in causes) and len({id(c) for c in causes}) == 3
+
+
+def test_a_ca_bundle_is_loaded_once_while_it_is_unchanged(tmp_path: Path) -> None:
+    _context, cert = tls_context(tmp_path)
+    first = tls_settings(str(cert))["ssl_context"]
+    assert tls_settings(str(cert))["ssl_context"] is first  # a lease grant no longer reloads it
+    os.utime(cert, ns=(0, os.stat(cert).st_mtime_ns + 1_000_000_000))  # a rotated bundle ...
+    again = tls_settings(str(cert))["ssl_context"]
+    assert again is not first and again.verify_mode == ssl.CERT_REQUIRED  # ... is loaded again
+    unchecked = tls_settings(False)
+    assert unchecked["ssl_context"].verify_mode == ssl.CERT_NONE and unchecked["ssl_context"] is not again
+    with pytest.raises(FileNotFoundError):
+        tls_settings(str(tmp_path / "missing.pem"))

@@ -47,6 +47,9 @@ def botocore_authorization(url: str, headers: dict[str, str], body: bytes, stamp
         ("https://sqs.cn-north-1.amazonaws.com.cn:443/", "cn-north-1", "t"),
         ("http://127.0.0.1:4566/", "us-east-1", None),
         ("http://[::1]:8080/", "us-east-1", "t"),
+        ("http://[::1]:80/", "us-east-1", "t"),
+        ("https://SQS.EU-WEST-1.amazonaws.com/", "eu-west-1", "t"),
+        ("http://GW.Example.Test:8080/", "eu-west-1", None),
         ("https://gw.example.test:8443/", "ap-southeast-2", "t"),
     ],
 )

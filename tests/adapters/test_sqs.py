@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -18,7 +19,7 @@ from executor.errors import (
     ThrottledError,
     TransportError,
 )
-from executor.queue.sqs import SqsQueue, endpoint_for
+from executor.queue.sqs import SqsQueue, endpoint_for, sqs_endpoint
 from executor.queue.sqs_errors import mapped_error
 from tests.adapters.conftest import make_lease
 from tests.faults.ledger import wait_until
@@ -51,6 +52,16 @@ def test_endpoint_comes_from_a_non_aws_queue_url() -> None:
     assert endpoint_for("https://sqs.eu-west-1.amazonaws.com/123456789012/pool") is None
     with pytest.raises(BadInputError):
         endpoint_for("ftp://127.0.0.1/q")
+
+
+@pytest.mark.parametrize(("queue_url", "region", "endpoint"), [
+    ("https://sqs.eu-west-1.amazonaws.com/1/q", "eu-west-1", "https://sqs.eu-west-1.amazonaws.com"),
+    ("https://sqs.cn-north-1.amazonaws.com.cn/1/q", "cn-north-1", "https://sqs.cn-north-1.amazonaws.com.cn"),
+    ("http://127.0.0.1:4566/1/q", "cn-north-1", "http://127.0.0.1:4566"),
+])
+def test_one_endpoint_for_the_queue_and_the_doctor(queue_url: str, region: str, endpoint: str) -> None:
+    lease = dataclasses.replace(make_lease(queue_url), region=region)
+    assert sqs_endpoint(lease) == endpoint  # what doctor_pools checks the proxy and DNS of
 
 
 def test_repr_hides_credentials_and_bodies(queue: SqsQueue, admin: Any, queue_url: str) -> None:

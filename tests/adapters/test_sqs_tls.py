@@ -16,7 +16,6 @@ import pytest
 from executor.errors import TransportError
 from executor.queue.sqs import SqsQueue
 from tests.adapters.conftest import make_lease
-from tests.faults.ledger import wait_until
 from tests.ops.connect_proxy import ConnectProxy
 from tests.security.gms_peer import ANSWER, HostilePeer, silent, tls_context
 
@@ -74,7 +73,13 @@ def test_an_untrusted_certificate_is_refused(
 def test_interrupt_cuts_a_poll_tunnelled_over_tls(
     proxy: ConnectProxy, peers: list[HostilePeer], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    peer, cert = _peer(peers, silent, tmp_path)
+    asked = threading.Event()
+
+    def silent_once_asked(p: HostilePeer, conn: Any) -> None:
+        asked.set()  # the peer has read the whole request: the poll is waiting for its answer
+        silent(p, conn)
+
+    peer, cert = _peer(peers, silent_once_asked, tmp_path)
     monkeypatch.setenv("AWS_CA_BUNDLE", str(cert))
     queue = SqsQueue(make_lease(peer.url + PATH), proxies={"https": proxy.url})
     outcome: list[Any] = []
@@ -88,8 +93,7 @@ def test_interrupt_cuts_a_poll_tunnelled_over_tls(
     thread = threading.Thread(target=receive, daemon=True)
     thread.start()
     try:
-        wait_until(lambda: getattr(queue._interrupter._current, "sock", None) is not None, 10,
-                   "the tunnelled poll to be on the wire")
+        assert asked.wait(10), "the tunnelled poll never reached the peer"
         queue.interrupt()
         thread.join(15)
         assert not thread.is_alive()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 from typing import Any, ClassVar
@@ -25,10 +26,10 @@ from executor.errors import (
 )
 from executor.queue import sqs_wire
 from executor.queue.sqs import SHORT_ANSWER_BYTES, SqsQueue
-from executor.queue.sqs_errors import parse_error
+from executor.queue.sqs_errors import mapped_error, parse_error
 from tests.adapters.conftest import make_lease
 from tests.fixtures.http_thread import Answering, serving
-from tests.fixtures.silent import SilentServer
+from tests.security.gms_peer import HostilePeer, drip
 
 JSON = "application/x-amz-json-1.0"
 
@@ -201,6 +202,19 @@ def test_messages_are_parsed_as_sqs_sends_them(scripted: tuple[SqsQueue, type[Sc
     assert second.receive_count == 1 and second.sent_timestamp_s is None
 
 
+@pytest.mark.parametrize("number", ["\u00b3", "1" * 5000, "9" * 400, "-1", " 7", "1e3", 7.5, None])
+def test_a_hostile_number_is_ignored_not_raised(scripted: tuple[SqsQueue, type[Scripted]],
+                                               number: Any) -> None:
+    queue, handler = scripted
+    attributes = {"ApproximateReceiveCount": number, "SentTimestamp": number}
+    answer = {"Messages": [{"MessageId": "m", "ReceiptHandle": "r", "Body": "b", "Attributes": attributes}]}
+    depth = {"Attributes": {"ApproximateNumberOfMessages": number}}
+    handler.script += [(200, {}, json.dumps(answer).encode()), (200, {}, json.dumps(depth).encode())]
+    [message] = queue.receive(1, 0, 30)
+    assert message.receive_count == 1 and message.sent_timestamp_s is None
+    assert queue.approximate_depth() == 0
+
+
 def test_error_codes_read_as_botocore_reads_them() -> None:
     assert parse_error(400, {}, b'{"__type": "com.amazon.coral.service#ExpiredTokenException"}')[0] == \
         "ExpiredTokenException"
@@ -210,14 +224,42 @@ def test_error_codes_read_as_botocore_reads_them() -> None:
     assert parse_error(502, {}, b"\xff\xfe") == ("", "")
 
 
-def test_a_silent_endpoint_cannot_hold_a_receive_past_its_deadline() -> None:
-    with SilentServer("/123456789012/pool", name="sqs-silent") as silent:
-        queue = SqsQueue(make_lease(silent.url), connect_timeout_s=1.0, extra_read_timeout_s=1.0)
-        try:
-            with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
-                queue.receive(1, 1, 30)  # bounded by connect + wait + margin: 3 s
-        finally:
-            queue.close()
+@pytest.mark.parametrize("code", ["A" * 201, "Expired Token", "x\nInjected: yes", "\u00e9t\u00e9"])
+def test_an_error_code_that_is_no_aws_code_is_dropped(code: str) -> None:
+    as_json = json.dumps({"__type": "ns#" + code, "message": "m"}).encode()
+    assert parse_error(400, {}, as_json) == ("", "m")
+    assert parse_error(400, {}, f"<Code>{code}</Code>".encode())[0] == ""
+    assert parse_error(400, {"x-amzn-query-error": code + ";Sender"}, b"")[0] == ""
+    error = mapped_error("delete", *parse_error(400, {}, as_json)[:1], 400)
+    assert isinstance(error, BadInputError) and code not in str(error) and "HTTP 400" in str(error)
+
+
+@pytest.mark.parametrize("code", ["RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete"])
+def test_a_request_timeout_is_transient(code: str) -> None:
+    assert isinstance(mapped_error("delete", code, 400), TransportError)
+
+
+@pytest.mark.parametrize("what", ["status line", "body"])
+def test_a_dripping_endpoint_cannot_hold_a_receive_past_its_deadline(what: str) -> None:
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.0\r\nContent-Length: 400\r\n\r\n"
+    every_s = 0.25  # far under the per-read timeout: only the total deadline stops this (100 s+)
+    if what == "body":
+        peer = HostilePeer(lambda p, conn: (p.send(conn, head), drip(b" " * 400, every_s)(p, conn)))
+    else:
+        peer = HostilePeer(drip(head + b" " * 400, every_s))
+    queue = SqsQueue(make_lease(peer.start().url + "/123456789012/pool"), connect_timeout_s=1.0,
+                     extra_read_timeout_s=1.0)
+    try:
+        started = time.monotonic()
+        with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
+            queue.receive(1, 1, 30)  # its deadline: connect + wait + margin = 3 s
+        # urllib3 reports the deadline as a read timeout; a byte comes every 0.25 s, so only the
+        # deadline can end the call this soon (without it, the drip lasts over 100 s).
+        assert time.monotonic() - started < 3.0 + 5.0
+        assert peer.sent > 0  # the peer was dripping, not silent
+    finally:
+        queue.close()
+        peer.stop()
 
 
 def test_a_call_after_close_connects_again(scripted: tuple[SqsQueue, type[Scripted]]) -> None:
@@ -226,3 +268,17 @@ def test_a_call_after_close_connects_again(scripted: tuple[SqsQueue, type[Script
     queue.close()
     assert queue.approximate_depth() == 0  # as a botocore client did after close()
     assert handler.calls == ["AmazonSQS.GetQueueAttributes"] * 2
+
+
+def test_a_call_that_cannot_be_made_is_not_retried(monkeypatch: pytest.MonkeyPatch) -> None:
+    waits: list[float] = []
+    monkeypatch.setattr(sqs_wire.time, "sleep", waits.append)
+    queue = SqsQueue(make_lease("http://127.0.0.1:1/123456789012/pool"),
+                     proxies={"http": "socks5://127.0.0.1:1"})
+    try:
+        for _ in range(2):
+            with pytest.raises(TransportError, match=r"SQS delete not made: .*socks"):
+                queue.delete("handle")
+    finally:
+        queue.close()
+    assert waits == []  # no random wait before a retry that could not differ
