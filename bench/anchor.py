@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench.world import ROOT, SECRET_VALUE, read_stamp, wait_for
+from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
 
 REGION = "us-east-1"
 
@@ -259,16 +259,9 @@ class ProtocolFloor:
 
     def cpu(self) -> float:
         """Its own CPU seconds (the stand-ins it reaped not included), as the executor's is read."""
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        return own_cpu(self.ps)
 
     def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
+        stop_child(self.proc, 10.0)
         if self.proc.stdout is not None:
             self.proc.stdout.close()

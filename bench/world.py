@@ -112,8 +112,7 @@ class ExecutorChild:
 
     def cpu(self) -> float:
         """The executor process's own CPU seconds (user + system; its recipes not included)."""
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
+        return own_cpu(self.ps)
 
     def children_cpu(self) -> float:
         """CPU seconds of its reaped children: the exec wrappers and the recipes they became."""
@@ -121,13 +120,7 @@ class ExecutorChild:
         return float(times.children_user + times.children_system)
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(10)
+        stop_child(self.proc)
 
     def finished_at(self, urn: str) -> float | None:
         """When the executor logged the request as finished (its log's ms timestamp, local time)."""
@@ -140,6 +133,23 @@ class ExecutorChild:
 
     def tail(self, lines: int = 30) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+def own_cpu(ps: psutil.Process) -> float:
+    """A process's own CPU seconds (user + system; the children it reaped not included)."""
+    times = ps.cpu_times()
+    return float(times.user + times.system)
+
+
+def stop_child(proc: subprocess.Popen[Any], wait_s: float = 30.0) -> None:
+    """SIGTERM, then SIGKILL if it has not ended within ``wait_s``."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(wait_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(10)
 
 
 class World:
