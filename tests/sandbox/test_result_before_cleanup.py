@@ -61,3 +61,49 @@ def test_the_sweep_removes_leftover_work_dirs_but_not_dot_entries(tmp_path: Path
     assert sorted(p.name for p in root.iterdir()) == [".venvs", "link"]
     assert outside.exists()
     assert sweep_work_dirs(tmp_path / "never-made") == 0
+
+
+def test_a_callback_given_once_the_result_is_known_runs_at_once(
+    make_spec: Callable[..., SandboxSpec],
+) -> None:
+    """``when_known`` after the end (a spawn that failed at once, a fast recipe): the callback
+    runs now, on the caller's thread, with the same result; nothing waits for a thread."""
+    run = SandboxRun(make_spec(py("print('done')")))
+    run.start()
+    result = run.wait(60)
+    assert result is not None
+    seen: list[object] = []
+    run.when_known(lambda r: seen.append((r, threading.current_thread())))
+    assert seen == [(result, threading.current_thread())]
+
+
+def test_a_callback_that_raises_still_leaves_the_run_cleaned_up(
+    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The result's callback runs on the supervisor thread before the clean-up; its failure is
+    logged, and the work dir still goes and ``wait`` still answers (a Task's slot is freed)."""
+    removing, release = threading.Event(), threading.Event()
+    remove = run_module.remove_work_dir
+
+    def held_remove(path: Path) -> bool:
+        removing.set()
+        assert release.wait(30), "the test never released the clean-up"
+        return remove(path)
+
+    monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
+    run = SandboxRun(make_spec(py("print('done')")))
+    called = threading.Event()
+
+    def failing(_result: object) -> None:
+        called.set()
+        raise RuntimeError("the receiver is gone")
+
+    run.when_known(failing)  # before the start: the supervisor thread calls it
+    run.start()
+    try:
+        assert removing.wait(30) and called.is_set(), "the callback ran before the clean-up"
+    finally:
+        release.set()
+    result = run.wait(60)
+    assert result is not None and result.outcome == "exited"
+    assert run.work_dir is not None and not run.work_dir.exists()
