@@ -27,7 +27,7 @@ def service_env(state_dir: Path) -> dict[str, str]:
 
 
 def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) -> None:
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())  # the Thread objects: an ident is reused once its thread ends
     env = service_env(tmp_path)
     config = load_config(None, env).model_copy(
         update={"pools": (load_config(None, {**env, "DATAHUB_EXECUTOR_POOL_ID": "a"}).pools[0],
@@ -48,17 +48,24 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
     finally:
         service.shutdown()
     assert pykka.ActorRegistry.get_all() == []
-    wait_for(lambda: {t.ident for t in threading.enumerate() if t.is_alive()} <= before,
+    wait_for(lambda: {t for t in threading.enumerate() if t.is_alive()} <= before,
              timeout=30, what="every thread of the tree to end")
 
 
-def assert_threads_shared(before: set[int | None]) -> None:
+def assert_threads_shared(before: set[threading.Thread]) -> None:
     """The quiet actors share threads (docs/design.md): the root and the Observer the control
     strand, the pools' reporters one strand, each pool's supervisor, leaser, resolver and runner
     the pool's strand; the poller has its own. No thread is left for any one quiet actor."""
-    new = {t.name for t in threading.enumerate() if t.ident not in before and t.is_alive()}
-    assert {"control", "reporters", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
-            "root/pool:b/poller"} <= new
+    expected = {"control", "reporters", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
+                "root/pool:b/poller"}
+
+    def started() -> set[str]:
+        return {t.name for t in threading.enumerate() if t not in before and t.is_alive()}
+
+    # Waited for, not read once: a full CI run once saw the last poller's thread missing at the
+    # first look (cause not found; no crash was logged). A tree without it still fails here.
+    wait_for(lambda: expected <= started(), timeout=10, what="the strands' and pollers' threads")
+    new = started()
     quiet = ("root", "root/observability", "root/pool:a", "root/pool:b")
     quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, RESOLVER, REPORTER, RUNNER))
     assert not new & set(quiet)
@@ -68,7 +75,7 @@ def assert_threads_shared(before: set[int | None]) -> None:
 def test_start_removes_the_work_dirs_an_earlier_executor_left(tmp_path: Path) -> None:
     """An executor killed during a run leaves its work dir: the next start removes it before
     any pool runs (names starting with a dot, such as a venv cache, are not work dirs)."""
-    before = {t.ident for t in threading.enumerate()}
+    before = set(threading.enumerate())  # the Thread objects: an ident is reused once its thread ends
     env = service_env(tmp_path)
     service = Service(load_config(None, env), "t0ken-value", HealthState(), Metrics())
     work = service.pools[0].state_dir / "work"
@@ -81,5 +88,5 @@ def test_start_removes_the_work_dirs_an_earlier_executor_left(tmp_path: Path) ->
         assert not left.exists() and cache.is_dir()
     finally:
         service.shutdown()
-    wait_for(lambda: {t.ident for t in threading.enumerate() if t.is_alive()} <= before,
+    wait_for(lambda: {t for t in threading.enumerate() if t.is_alive()} <= before,
              timeout=30, what="every thread of the tree to end")
