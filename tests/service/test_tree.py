@@ -62,8 +62,9 @@ def assert_threads_shared(before: set[threading.Thread]) -> None:
     def started() -> set[str]:
         return {t.name for t in threading.enumerate() if t not in before and t.is_alive()}
 
-    # Waited for, not read once: a full CI run once saw the last poller's thread missing at the
-    # first look (cause not found; no crash was logged). A tree without it still fails here.
+    # A CI run once missed the last poller's thread when ``before`` held idents: a previous
+    # test's thread, alive at the snapshot, ended, and glibc gave its stack (so its ident) to the
+    # next thread made. Thread objects are never reused; the wait is a deadline, not a sleep.
     wait_for(lambda: expected <= started(), timeout=10, what="the strands' and pollers' threads")
     new = started()
     quiet = ("root", "root/observability", "root/pool:a", "root/pool:b")
