@@ -20,9 +20,9 @@ from executor.sandbox.workdir import create_work_dir, sweep_work_dirs
 from .helpers import py
 
 
-def test_the_result_is_known_before_the_work_dir_is_removed(
-    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def held_clean_up(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """(removing, release): the work dir's removal signals ``removing`` and waits for ``release``."""
     removing, release = threading.Event(), threading.Event()
     remove = run_module.remove_work_dir
 
@@ -32,6 +32,13 @@ def test_the_result_is_known_before_the_work_dir_is_removed(
         return remove(path)
 
     monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
+    return removing, release
+
+
+def test_the_result_is_known_before_the_work_dir_is_removed(
+    make_spec: Callable[..., SandboxSpec], held_clean_up: tuple[threading.Event, threading.Event]
+) -> None:
+    removing, release = held_clean_up
     run = SandboxRun(make_spec(py("print('done')"), report_file="report.json"))
     run.start()
     try:
@@ -78,19 +85,11 @@ def test_a_callback_given_once_the_result_is_known_runs_at_once(
 
 
 def test_a_callback_that_raises_still_leaves_the_run_cleaned_up(
-    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+    make_spec: Callable[..., SandboxSpec], held_clean_up: tuple[threading.Event, threading.Event]
 ) -> None:
     """The result's callback runs on the supervisor thread before the clean-up; its failure is
     logged, and the work dir still goes and ``wait`` still answers (a Task's slot is freed)."""
-    removing, release = threading.Event(), threading.Event()
-    remove = run_module.remove_work_dir
-
-    def held_remove(path: Path) -> bool:
-        removing.set()
-        assert release.wait(30), "the test never released the clean-up"
-        return remove(path)
-
-    monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
+    removing, release = held_clean_up
     run = SandboxRun(make_spec(py("print('done')")))
     called = threading.Event()
 
