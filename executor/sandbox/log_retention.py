@@ -77,14 +77,30 @@ class LogIndex:
         assert self._logs is not None
         cutoff = time.time() - keep_days * 86400 if keep_days is not None else None
         removed = 0
+        rechecked: set[str] = set()
         while self._logs:
             name, mtime = next(iter(self._logs.items()))
             over_count = keep_files is not None and len(self._logs) > keep_files
             if not (over_count or (cutoff is not None and mtime < cutoff)):
                 break
             del self._logs[name]
+            written = None if name in rechecked else _mtime(dir_fd, name)
+            if written is not None and written > mtime:
+                # Still being written (a long run's log): the index's order is when a log was
+                # added, so judge it again by its real mtime, behind the ones added since.
+                rechecked.add(name)
+                self._logs[name] = written
+                continue
             removed += unlink_log(dir_fd, name)
         return removed
+
+
+def _mtime(dir_fd: int, name: str) -> float | None:
+    """The log's mtime now (None when it is gone: nothing to keep)."""
+    try:
+        return os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mtime
+    except OSError:
+        return None
 
 
 _indexes: dict[Path, LogIndex] = {}

@@ -93,3 +93,20 @@ def test_a_log_its_run_removed_does_not_push_a_real_one_out(tmp_path: Path,
     (tmp_path / "next.log").write_text("the next run")
     assert index.prune("next.log", keep_files=3, keep_days=None) == 0
     assert logs_in(tmp_path) == {"old0.log", "old1.log", "next.log"}
+
+
+def test_a_log_still_being_written_is_not_taken_for_the_oldest(tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """The index keeps logs in the order they were added; a long run's log, added first but
+    written to since, is judged by its real mtime, so a newer finished log goes before it."""
+    make_logs(tmp_path, ["long-run.log"])
+    index = LogIndex(tmp_path)
+    assert index.prune("long-run.log", keep_files=2, keep_days=None) == 0
+    monkeypatch.setattr(log_retention, "scan_and_prune", no_listing)
+    (tmp_path / "short.log").write_text("a short run")
+    assert index.prune("short.log", keep_files=2, keep_days=None) == 0
+    later = time.time() + 5
+    os.utime(tmp_path / "long-run.log", (later, later))  # the long run writes on
+    (tmp_path / "next.log").write_text("the next run")
+    assert index.prune("next.log", keep_files=2, keep_days=None) == 1
+    assert logs_in(tmp_path) == {"long-run.log", "next.log"}
