@@ -251,8 +251,13 @@ class Task(PoolActor):
             self._report_and_stop(aspects.FAILURE, f"The recipe could not be started: {exc}")
             return
         self._request_secrets()  # may give the recipe its input at once (no secrets)
-        if not self._settled:
-            self.tell_self_after(first_running_s(self.pool), _FirstRunning())
+        if self._settled:
+            return
+        delay_s = first_running_s(self.pool)
+        if delay_s > 0:
+            self.tell_self_after(delay_s, _FirstRunning())
+        else:
+            self._first_running()  # the default: at once, not a timer hop behind the mailbox
 
     def _may_run(self, values: dict[str, dict[str, Any]]) -> bool:
         """False (and the message settled) when GMS says the request must not run here now:
@@ -328,19 +333,19 @@ class Task(PoolActor):
             if self._quiet_periods < QUIET_PROGRESS_PERIODS:
                 return  # nothing new to show; the next interval reports it to stay live
         self._last_tail, self._quiet_periods = tail, 0
-        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
+        self._send_running(tail)
 
     def _first_running(self) -> None:
-        """Still running ``first_running_s`` after admission: RUNNING goes out, telling a
-        duplicate's check that the request runs here; the periodic reports follow (``_progress``).
-        A run that ended before (its exit may still wait in the mailbox behind this timer) or
-        is being cancelled reports no RUNNING: the Reporter sends its result alone."""
+        """Admitted (or still running ``first_running_s`` later): RUNNING tells a duplicate's check
+        that the request runs here. Not for a run that ended or is being cancelled. The tail is
+        not recorded as reported, so the first periodic report goes out whatever it holds: a lost
+        first RUNNING (a Reporter restarting drops it) is made good one interval later."""
         if self._settled or self.cancel is not None or not self.launcher.running:
             return
-        tail = self.launcher.log_tail()
-        self._last_tail, self._quiet_periods = tail, 0
-        running = outcome.running_aspect(self.start_ms, tail or "Starting.")
-        self.ctx.directory.tell(REPORTER, Progress(self.urn, running))
+        self._send_running(self.launcher.log_tail() or "Starting.")
+
+    def _send_running(self, tail: str) -> None:
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
 
     def _cancel(self, message: Cancel) -> None:
         if self.cancel is not None:

@@ -26,9 +26,12 @@ def test_a_run_that_ends_before_running_after_s_reports_only_its_result(world: F
 
 def test_a_run_that_lasts_reports_running_before_its_result(world: FaultWorld) -> None:
     world.start_cp()
-    a = world.executor("a", running_after_s=0.5)
+    a = world.executor("a", running_after_s=5, progress_interval_s=10)
     lasting = world.submit()
     world.ledger.wait(lasting.run_id, "start")
+    # The recipe has its input, so it was admitted at most a moment ago: no RUNNING yet (with
+    # the default 0 it would have gone out at admission, before the recipe's input).
+    assert statuses(world, lasting.urn) == []
     world.wait_status(lasting, {"RUNNING"})  # the gate is shut: it lasts until we open it
     world.open_gate(lasting)
     assert world.wait_status(lasting)["status"] == "SUCCESS"
