@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from executor.pool import outcome
-from executor.pool.messages import Cancel
+from executor.pool.messages import Cancel, Finish
 from executor.sandbox import SandboxResult
 from executor.sandbox.result import format_measurements
 
@@ -32,25 +32,16 @@ class LaunchStopped:
     status: str
 
 
-@dataclass(frozen=True)
-class Terminal:
-    """A run's terminal result: DataHub's status, the result aspect, and whether our stop
-    interrupted it (its message then goes back to the queue)."""
-
-    status: str
-    aspect: dict[str, Any]
-    interrupted: bool
-
-
-def terminal_of(result: Any, cancel: Cancel | None, start_ms: int, task: str) -> Terminal:
-    """The terminal result of a recipe run that ended (on its own or stopped)."""
+def terminal_of(urn: str, result: Any, cancel: Cancel | None, start_ms: int, task: str) -> Finish:
+    """The terminal result of a recipe run that ended (on its own or stopped); ``release`` when
+    our stop interrupted it (its message then goes back to the queue)."""
     status, summary = describe_result(result, cancel)
     # An interruption only if our stop ended it: a recipe that exited on its own is done.
     interrupted = bool(cancel and cancel.interrupted and not outcome.ended_by_itself(result))
     report = f"{outcome.INTERRUPTED_MARKER}\n{summary}" if interrupted else summary
     text = outcome.report_text(report, _final_log(result))
     aspect = outcome.terminal_aspect(status, start_ms, text, _structured_report(result), task)
-    return Terminal(status, aspect, interrupted)
+    return Finish(urn, aspect, status, release=interrupted)
 
 
 def describe_result(result: Any, cancel: Cancel | None) -> tuple[str, str]:

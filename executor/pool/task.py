@@ -368,13 +368,13 @@ class Task(PoolActor):
     def _finish_of(self, result: Any) -> Finish:
         """The terminal result of a recipe run that ended (on its own or stopped)."""
         assert self.request is not None
-        end = terminal_of(result, self.cancel, self.start_ms, self.request.task)
+        finish = terminal_of(self.urn, result, self.cancel, self.start_ms, self.request.task)
         self.log.info(
-            "finished: {} ({}; {})", end.status, self.launcher.describe(), self.launcher.log_note()
+            "finished: {} ({}; {})", finish.status, self.launcher.describe(), self.launcher.log_note()
         )
         if self.pool.metrics is not None:
             self.pool.metrics.observe_duration(self.pool.pool_id, (outcome.now_ms() - self.start_ms) / 1000)
-        return Finish(self.urn, end.aspect, end.status, release=end.interrupted)
+        return finish
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
