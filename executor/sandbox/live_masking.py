@@ -77,7 +77,7 @@ class LiveMasker(Masker):
         with self._refresh_lock:
             if source.version == self._version:
                 return False
-            self._rebuild(count_short=False)
+            self._rebuild()
             return True
 
     def add(self, values: Iterable[str]) -> None:
@@ -98,15 +98,13 @@ class LiveMasker(Masker):
             self.max_form_length = max(self.max_form_length, extra.max_form_length)
             self.short_count += extra.short_count
 
-    def _rebuild(self, count_short: bool) -> None:
+    def _rebuild(self) -> None:
         """Take over the state of a fresh ``Masker`` of the own secrets and the source's current
-        values (the lock is held). ``count_short``: the short-secret count is made again (new own
-        secrets); else it stays the start's and the short values are not warned about again."""
+        values (the lock is held); the short-secret count stays the start's (short values are
+        not warned about again)."""
         version, values = self._source.snapshot() if self._source is not None else (0, ())
-        own = self._own if count_short else (s for s in self._own if len(s) >= MIN_SECRET_LENGTH)
-        fresh = Masker([*own, *values])
-        kept = _OWN_FIELDS - {"short_count"} if count_short else _OWN_FIELDS
-        vars(self).update({k: v for k, v in vars(fresh).items() if k not in kept})
+        fresh = Masker([*(s for s in self._own if len(s) >= MIN_SECRET_LENGTH), *values])
+        vars(self).update({k: v for k, v in vars(fresh).items() if k not in _OWN_FIELDS})
         self._version = version
 
     def mask(self, text: str) -> str:

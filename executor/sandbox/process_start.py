@@ -50,6 +50,7 @@ def start_process(spawner: SpawnServer | None, options: list[str], argv: list[st
     starts it, so only a thread that lives as long as the process may (the run's supervisor)."""
     pipes: dict[str, Any] = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE,
                              "stderr": subprocess.STDOUT, "cwd": work_dir, "env": env, "bufsize": 0}
+    assert spawner is not None or not server_only, "server_only needs a spawn server"
     if spawner is not None:
         try:
             return ServerPopen(spawner, options, argv, **pipes), True
@@ -57,8 +58,6 @@ def start_process(spawner: SpawnServer | None, options: list[str], argv: list[st
             if server_only:
                 raise
             logger.debug("spawn of {} through the exec wrapper: {}", task_id, exc)
-    elif server_only:
-        raise SpawnUnavailable("no spawn server")
     proc = subprocess.Popen([sys.executable, "-I", "-S", str(LAUNCHER), *options, "--", *argv],
                             start_new_session=True, close_fds=True, **pipes)
     return proc, False

@@ -168,6 +168,8 @@ class SandboxRun:
         hands the result on needs no thread of its own to wait for it. One callback."""
         with self._lock:
             if not self._known.is_set():
+                if self._when_known is not None:  # a second would silently drop the first
+                    raise RuntimeError("a sandbox run takes one when_known callback")
                 self._when_known = callback
                 return
         assert self._result is not None

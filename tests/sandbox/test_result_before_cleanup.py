@@ -106,3 +106,18 @@ def test_a_callback_that_raises_still_leaves_the_run_cleaned_up(
     result = run.wait(60)
     assert result is not None and result.outcome == "exited"
     assert run.work_dir is not None and not run.work_dir.exists()
+
+
+def test_a_second_callback_is_refused_not_swapped_for_the_first(
+    make_spec: Callable[..., SandboxSpec],
+) -> None:
+    """The first callback is the launcher's hand-over to its Task: replacing it would leave the
+    Task waiting for a result forever, so a second one is an error."""
+    run = SandboxRun(make_spec(py("print('done')")))
+    seen: list[object] = []
+    run.when_known(seen.append)
+    with pytest.raises(RuntimeError):
+        run.when_known(lambda _result: None)
+    run.start()
+    result = run.wait(60)
+    assert result is not None and seen == [result]
