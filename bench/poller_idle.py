@@ -28,18 +28,20 @@ from executor.pool.context import PoolContext
 from executor.pool.messages import LEASER, RUNNER, Capacity, LeaseGranted
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
+from executor.supervision.threadnames import comm_of
 from tests.adapters.conftest import make_lease
 from tests.unit.test_poller_extensions import Inbox
 from tests.unit.test_poller_stop import Beats, _actor
 
 
 def _thread_ns(name: str) -> int:
-    """The summed on-CPU ns of this process's threads called ``name`` (kernel ``comm``)."""
-    total = 0
-    for task in Path("/proc/self/task").iterdir():
-        if (task / "comm").read_text().strip() == name:
-            total += int((task / "schedstat").read_text().split()[0])
-    return total
+    """The on-CPU ns of this process's one thread called ``name`` (kernel ``comm``); an error if
+    there is not exactly one (a renamed or shared thread would otherwise read as 0 %)."""
+    found = [int((task / "schedstat").read_text().split()[0])
+             for task in Path("/proc/self/task").iterdir() if (task / "comm").read_text().strip() == name]
+    if len(found) != 1:
+        raise RuntimeError(f"{len(found)} threads called {name!r}, not one: the figure would be wrong")
+    return found[0]
 
 
 def _poller(endpoint: str, wait_s: int, state: Path) -> tuple[Any, list[Any]]:
@@ -75,7 +77,7 @@ def main(argv: list[str]) -> None:
         with tempfile.TemporaryDirectory() as state:
             started = [_poller(f"http://{host}:{port}", w, Path(state)) for w in waits]
             threading.Event().wait(25)  # warm-up: leases, first receives, timers armed
-            names = [f"poller@wait{w}"[:15] for w in waits]
+            names = [comm_of(f"root/pool:wait{w}/poller") for w in waits]
             before = [_thread_ns(n) for n in names]
             began = time.monotonic()
             threading.Event().wait(window)

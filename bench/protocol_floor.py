@@ -163,7 +163,11 @@ def main() -> None:
         answer = sqs.call("ReceiveMessage", {"MaxNumberOfMessages": 1, "WaitTimeSeconds": 20,
                                              "VisibilityTimeout": 60})
         for message in answer.get("Messages", []):
-            run_one(gms, sqs, message, config["standin"], config["root"])
+            try:
+                run_one(gms, sqs, message, config["standin"], config["root"])
+            except Exception as exc:  # say why, rather than a bench waiting on a dead child
+                print(f"protocol floor: a task failed: {type(exc).__name__}: {exc}",
+                      file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

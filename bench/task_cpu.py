@@ -32,7 +32,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bench.world import World, wait_for
+from bench.world import World
 
 SAMPLE_S = 0.002
 NAMING = """
@@ -163,7 +163,6 @@ def main() -> int:
                 world.wait_result(world.submit(source)[0])
             for state in Path(tmp).glob("state-*"):
                 add_old_logs(state, old_logs)
-            wait_for(lambda: True, 1, "warm")
             for index in range(rounds):
                 split, server = run_round(world, child.proc.pid, source, count)
                 total = sum(split.values())
