@@ -34,7 +34,6 @@ from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
 from executor.pool.run_end import LaunchFailed, LaunchStopped
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
-from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.venvs import BUNDLED, NATIVE, ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
@@ -115,7 +114,7 @@ class SandboxLauncher:
             if venv_request.version not in (BUNDLED, NATIVE):
                 return  # a dynamic venv is built (or waited for) on the launch thread, once admitted
             venv = resolve_venv(venv_request, self._policy())
-            run = SandboxRun(self._spec(request, venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
+            run = SandboxRun(self._spec(request, venv), spawner=self.pool.spawner)
         except Exception as exc:  # the launch thread resolves again and reports the failure
             logger.debug("run of {} not prepared before admission: {}", self.task_id, exc)
             return
@@ -223,7 +222,7 @@ class SandboxLauncher:
         if stopped is not None:
             return stopped
         self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
-        run = SandboxRun(self._spec(request, self.venv), cgroups=cached_cgroups(), spawner=self.pool.spawner)
+        run = SandboxRun(self._spec(request, self.venv), spawner=self.pool.spawner)
         with self._lock:
             stopped = LaunchStopped(*self._stop) if self._stop is not None else None
             if stopped is None:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, cached_cgroups
 from executor.sandbox.held_input import InputGate
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
@@ -270,7 +270,7 @@ class SandboxRun:
         if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
         if spec.use_cgroup:
-            support = self._cgroups if self._cgroups is not None else detect_cgroups()
+            support = self._cgroups if self._cgroups is not None else cached_cgroups()
             limits = spec.limits
             self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
 
