@@ -12,7 +12,16 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from executor.errors import ConfigError
 
@@ -209,7 +218,8 @@ class PoolSettings(_Frozen):
     With more, a run that ends sooner reports only its result: one GMS write instead of two.
     The price: for that long a duplicate of the message received by another executor is not
     turned away as RUNNING elsewhere and runs a second time (the fault suite's duplicate test
-    caught it at 1 s), so raise it only where one executor serves the pool.
+    caught it at 1 s), so raise it only where one executor serves the pool. More than
+    ``progress_interval_s`` is refused: a run must look live to a duplicate's check in time.
     """
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
@@ -220,6 +230,15 @@ class PoolSettings(_Frozen):
     """Run recipes as this user (docs/security.md); None: as the executor's own user."""
     env: dict[str, str] = Field(default_factory=lambda: {"DATAHUB_TELEMETRY_ENABLED": "false"})
     """Variables every recipe of this pool gets unless its request sets them."""
+
+    @field_validator("running_after_s")
+    @classmethod
+    def _running_in_time(cls, value: float, info: ValidationInfo) -> float:
+        interval = info.data.get("progress_interval_s")
+        if interval is not None and value > interval:
+            raise ValueError(f"must not exceed progress_interval_s ({interval:g}): a run must report "
+                             "RUNNING within one progress interval")
+        return value
 
 
 class ExecutorConfig(_Frozen):

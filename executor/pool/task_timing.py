@@ -22,9 +22,10 @@ def live_window_s(pool: PoolContext) -> float:
 
 
 def first_running_s(pool: PoolContext) -> float:
-    """When a run's first RUNNING goes out, after its admission: ``running_after_s``, at most one
-    progress interval (a run must look live to a duplicate's check within three)."""
-    return min(pool.pool.running_after_s, pool.pool.progress_interval_s)
+    """When a run's first RUNNING goes out, after its admission: ``running_after_s`` (the config
+    refuses more than one progress interval: a run must look live to a duplicate's check within
+    three)."""
+    return pool.pool.running_after_s
 
 
 def resolve_deadline_s(pool: PoolContext) -> float:

@@ -97,6 +97,15 @@ def test_duplicate_pools_and_unknown_secret_store_are_refused(tmp_path: Path) ->
         )
 
 
+def test_a_first_running_later_than_a_progress_interval_is_refused_by_name(tmp_path: Path) -> None:
+    base = ("gms: {url: 'http://x:1', token: t}\n"
+            "pools: [{id: a, progress_interval_s: 5, running_after_s: %s}]\n")
+    with pytest.raises(ConfigError, match=r"pools\[0\]\.running_after_s.*progress_interval_s \(5\)") as info:
+        load_config(write(tmp_path, base % 6), {})
+    assert str(tmp_path) in str(info.value)
+    assert load_config(write(tmp_path, base % 5), {}).pools[0].running_after_s == 5
+
+
 def test_token_never_shows_and_token_file_is_read(tmp_path: Path) -> None:
     token_file = tmp_path / "token"
     token_file.write_text("secret-token-value\n")
