@@ -265,6 +265,16 @@ class ProtocolFloor:
         ``schedstat`` (ns): a batch of cheap tasks moves the process-wide figure by few 10 ms ticks."""
         return thread_cpu(self.ps.pid)
 
+    def helpers_cpu(self) -> float:
+        """CPU seconds of its live children: the spawn server (a recipe is reaped by then)."""
+        total = 0.0
+        for member in self.ps.children():
+            try:
+                total += thread_cpu(member.pid)
+            except OSError:
+                continue
+        return total
+
     def children_cpu(self) -> float:
         """CPU seconds of the stand-ins it reaped (with what ran between their fork and exec)."""
         times = self.ps.cpu_times()

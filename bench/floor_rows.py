@@ -47,7 +47,8 @@ def _snapshot(floors: Sequence[ProtocolFloor],
               bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
     runner = sum(floor.cpu() for floor in floors)
     recipes = sum(floor.children_cpu() for floor in floors)
-    return CpuSnapshot(runner, recipes, 0.0, cost_rows.server_cpu(bench_threads), time.monotonic())
+    helpers = sum(floor.helpers_cpu() for floor in floors)
+    return CpuSnapshot(runner, recipes, helpers, cost_rows.server_cpu(bench_threads), time.monotonic())
 
 
 def protocol_floor_throughput(

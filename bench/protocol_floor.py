@@ -40,6 +40,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loguru import logger
+
 from bench.sandbox_floor import BareSandbox
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
@@ -184,14 +186,25 @@ def main() -> None:
     lease = Lease.from_executor_config(config["lease"])
     gms, sqs = Gms(config["gms"], config["token"]), Sqs(lease)
     os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
+    logger.remove()  # the executor's parts log at DEBUG; only what goes wrong is wanted here
+    logger.add(sys.stderr, level="WARNING")
     box = BareSandbox(Path(config["root"])) if config.get("sandbox") else None
     print("ready", flush=True)
+    try:
+        serve(gms, sqs, config["standin"], config["root"], box)
+    finally:
+        if box is not None:
+            box.close()
+
+
+def serve(gms: Gms, sqs: Sqs, standin: str, root: str, box: BareSandbox | None) -> None:
+    """Receive and run, one message at a time, until terminated."""
     while True:
         answer = sqs.call("ReceiveMessage", {"MaxNumberOfMessages": 1, "WaitTimeSeconds": 20,
                                              "VisibilityTimeout": 60})
         for message in answer.get("Messages", []):
             try:
-                run_one(gms, sqs, message, config["standin"], config["root"], box)
+                run_one(gms, sqs, message, standin, root, box)
             except Exception as exc:  # say why, rather than a bench waiting on a dead child
                 print(f"protocol floor: a task failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)

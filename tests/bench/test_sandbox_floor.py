@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,6 +27,13 @@ print(json.dumps({"cwd": os.getcwd(), "env": sorted(os.environ), "home": os.envi
 """
 
 
+@pytest.fixture
+def box(tmp_path: Path) -> Iterator[BareSandbox]:
+    sandbox = BareSandbox(tmp_path)
+    yield sandbox
+    sandbox.close()  # its spawn server and the server's keeper thread
+
+
 def _run(box: BareSandbox, key: str, code: str, stdin: dict[str, str]) -> tuple[int, bytes, str]:
     run = box.start(key, [sys.executable, "-c", code])
     work = str(run.work)
@@ -34,9 +42,9 @@ def _run(box: BareSandbox, key: str, code: str, stdin: dict[str, str]) -> tuple[
     return status, output, work
 
 
-def test_a_run_is_masked_logged_and_cleaned_up(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_is_masked_logged_and_cleaned_up(box: BareSandbox, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATAHUB_GMS_TOKEN", "floor-test-token")
-    box = BareSandbox(tmp_path)
     status, output, work = _run(box, "task-1", CHILD, {"s": SECRET})
     assert status == 0
     assert SECRET.encode() not in output and f"secret is {MASK}".encode() in output
@@ -53,24 +61,22 @@ def test_a_run_is_masked_logged_and_cleaned_up(tmp_path: Path, monkeypatch: pyte
         assert not any(p.name.startswith("task-1") for d in parents if d.exists() for p in d.iterdir())
 
 
-def test_a_run_longer_than_the_interval_is_sampled(tmp_path: Path) -> None:
-    box = BareSandbox(tmp_path)
+def test_a_run_longer_than_the_interval_is_sampled(box: BareSandbox) -> None:
     seconds = 3 * sandbox_floor.LIMITS.sample_interval_s  # the run's length, not a wait of the test
     assert _run(box, "slow", f"import time; time.sleep({seconds})", {})[0] == 0
     assert box.peak_processes == 1 and box.peak_memory > 0
 
 
-def test_logs_beyond_the_retention_go(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_logs_beyond_the_retention_go(box: BareSandbox, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox_floor, "KEEP_LOGS", 2)
-    box = BareSandbox(tmp_path)
     for index in range(3):
         assert _run(box, f"task-{index}", "print('hi')", {})[0] == 0
     assert sorted(p.name for p in (tmp_path / "logs").iterdir()) == ["task-1.log", "task-2.log"]
 
 
-def test_the_output_limit_kills_the_tree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_output_limit_kills_the_tree(box: BareSandbox, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sandbox_floor, "LIMITS", sandbox_floor.LIMITS.__class__(output_bytes=1 << 16))
-    box = BareSandbox(tmp_path)
     run = box.start("flood", [sys.executable, "-c", "import sys\nwhile True: sys.stdout.write('x' * 4096)"])
     run.feed(b"")
     status, _output = run.drain([SECRET])
