@@ -53,8 +53,9 @@ def _throughput(workers: int) -> Target:
         mine, celery = _p(f, TPUT.format(workers)), _p(f, TPUT.format(workers), "celery")
         if mine is None or celery is None:
             return None, "-"
-        boxed = _p(f, TPUT.format(workers), BARE_SANDBOX)
-        extra = "" if boxed is None else f"; the protocol + the sandbox done bare {boxed:.1f}"
+        bare, boxed = _p(f, TPUT.format(workers), BARE), _p(f, TPUT.format(workers), BARE_SANDBOX)
+        extra = "" if bare is None else f"; the protocol done bare {bare:.1f}"
+        extra += "" if boxed is None else f", with the sandbox {boxed:.1f}"
         return mine >= celery, f"{mine:.1f} vs Celery {celery:.1f} tasks/s{extra}"
 
     def floor(f: Figures) -> str | None:
