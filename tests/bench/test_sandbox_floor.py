@@ -15,6 +15,7 @@ import pytest
 
 from bench import sandbox_floor
 from bench.sandbox_floor import BareSandbox
+from executor.sandbox.cgroups import CgroupSupport
 from executor.sandbox.masking import MASK
 
 SECRET = "floor-test-secret-42"
@@ -61,7 +62,10 @@ def test_a_run_is_masked_logged_and_cleaned_up(box: BareSandbox, tmp_path: Path,
         assert not any(p.name.startswith("task-1") for d in parents if d.exists() for p in d.iterdir())
 
 
-def test_a_run_longer_than_the_interval_is_sampled(box: BareSandbox) -> None:
+@pytest.mark.parametrize("cgroup", [True, False])
+def test_a_run_longer_than_the_interval_is_sampled(box: BareSandbox, cgroup: bool) -> None:
+    if not cgroup:  # a host without task cgroups: the tree is found and measured with psutil
+        box.support = CgroupSupport("none", reason="test")
     seconds = 3 * sandbox_floor.LIMITS.sample_interval_s  # the run's length, not a wait of the test
     assert _run(box, "slow", f"import time; time.sleep({seconds})", {})[0] == 0
     assert box.peak_processes == 1 and box.peak_memory > 0
