@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
+from bench.world import ROOT, SECRET_VALUE, read_stamp, stop_child, thread_cpu, wait_for
 
 REGION = "us-east-1"
 
@@ -243,10 +243,13 @@ reused 1 MiB buffer and write each read to a fresh file on the disk of the task 
 
 
 class ProtocolFloor:
-    """``bench.protocol_floor`` as a child serving its own pool: the protocol's bare price."""
+    """``bench.protocol_floor`` as a child serving its own pool: the protocol's bare price, with
+    ``sandbox`` the protocol's and the sandbox's (``bench.sandbox_floor``)."""
 
-    def __init__(self, gms_url: str, token: str, lease: dict[str, Any], standin: Path, root: Path) -> None:
-        config = {"gms": gms_url, "token": token, "lease": lease, "standin": str(standin), "root": str(root)}
+    def __init__(self, gms_url: str, token: str, lease: dict[str, Any], standin: Path, root: Path,
+                 sandbox: bool = False) -> None:
+        config = {"gms": gms_url, "token": token, "lease": lease, "standin": str(standin), "root": str(root),
+                  "sandbox": sandbox}
         self.proc = subprocess.Popen([sys.executable, "-m", "bench.protocol_floor"], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
@@ -258,8 +261,24 @@ class ProtocolFloor:
         self.ps = psutil.Process(self.proc.pid)
 
     def cpu(self) -> float:
-        """Its own CPU seconds (the stand-ins it reaped not included), as the executor's is read."""
-        return own_cpu(self.ps)
+        """Its own CPU seconds (the stand-ins it reaped not included), from its one thread's
+        ``schedstat`` (ns): a batch of cheap tasks moves the process-wide figure by few 10 ms ticks."""
+        return thread_cpu(self.ps.pid)
+
+    def helpers_cpu(self) -> float:
+        """CPU seconds of its live children: the spawn server (a recipe is reaped by then)."""
+        total = 0.0
+        for member in self.ps.children():
+            try:
+                total += thread_cpu(member.pid)
+            except OSError:
+                continue
+        return total
+
+    def children_cpu(self) -> float:
+        """CPU seconds of the stand-ins it reaped (with what ran between their fork and exec)."""
+        times = self.ps.cpu_times()
+        return float(times.children_user + times.children_system)
 
     def close(self) -> None:
         stop_child(self.proc, 10.0)

@@ -10,13 +10,17 @@ read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelo
 RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
 durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
 host before it is delivered), the result sent, the message deleted, the record and the work dir
-removed. No limits, masking, cgroup, retries, log file, KILL reads or actors. Its process CPU per
+removed. No limits, masking, cgroup, retries, log file, KILL reads or actors. With ``sandbox``
+in its config each run goes through ``bench.sandbox_floor`` instead of the bare ``Popen``: the
+same loop plus the least the mission's sandbox costs (work dir, scrubbed environment, task
+cgroup, rlimits, the tree sampled, the output masked into a kept task log). Its process CPU per
 task (measured from outside, as the executor's) is the line under which no executor of this
 protocol goes here, so the executor's own figure is read against it; likewise its pickup (from
 the SQS send to the stand-in's first line), which reads the request's input before it can spawn.
 
 Usage (by the bench): ``python -m bench.protocol_floor`` with a JSON object on stdin (``gms``,
-``token``, ``lease``: a ``listExecutorConfigs`` entry, ``standin``, ``root``); it prints
+``token``, ``lease``: a ``listExecutorConfigs`` entry, ``standin``, ``root``, optionally
+``sandbox``: true); it prints
 ``ready`` and serves until it is terminated.
 """
 
@@ -31,9 +35,14 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from loguru import logger
+
+from bench.sandbox_floor import BareSandbox
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
 from executor.queue.sigv4 import SigV4Signer, canonical_host
@@ -119,37 +128,56 @@ def durable_write(directory: str, name: str, data: bytes) -> str:
     return path
 
 
-def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str) -> None:
+class PlainRun:
+    """The protocol's bare spawn: a ``Popen`` in a plain work dir, its output read to EOF."""
+
+    def __init__(self, root: str, key: str, argv: list[str]) -> None:
+        self.work = os.path.join(root, "work", key)
+        os.makedirs(self.work)
+        self.proc = subprocess.Popen(argv, cwd=self.work, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT,
+                                     env={"PATH": os.environ.get("PATH", ""), "HOME": self.work})
+
+    def feed(self, data: bytes) -> None:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(data)
+        self.proc.stdin.close()
+
+    def drain(self, _secrets: Iterable[str]) -> tuple[int, bytes]:
+        assert self.proc.stdout is not None
+        output = self.proc.stdout.read()
+        self.proc.stdout.close()
+        status = self.proc.wait()
+        shutil.rmtree(self.work)
+        return status, output
+
+
+def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str,
+            box: BareSandbox | None) -> None:
     """One task in the executor's order: the input, the spawn (the CLI starts while its secrets
     are read), the secrets on its stdin, RUNNING, the output to EOF, the result durable, sent, the
-    message deleted, the record and the work dir removed."""
+    message deleted, the record and the work dir removed. With ``box`` the run goes through the
+    bare sandbox (``bench.sandbox_floor``), else through a bare ``Popen``."""
     urn = decode_message(message["Body"]).urn
+    key = urn.rsplit(":", 1)[-1]
     started = int(time.time() * 1000)
     recipe = json.loads(gms.aspect(urn, "dataHubExecutionRequestInput")["args"]["recipe"])
     recipe["run_id"] = urn  # as the executor names the run in the recipe
-    work = os.path.join(root, "work", urn.rsplit(":", 1)[-1])
-    os.makedirs(work)
-    proc = subprocess.Popen([standin, "ingest", "run", "-c", "-"], cwd=work, stdin=subprocess.PIPE,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            env={"PATH": os.environ.get("PATH", ""), "HOME": work})
-    assert proc.stdin is not None and proc.stdout is not None
+    argv = [standin, "ingest", "run", "-c", "-"]
+    run = PlainRun(root, key, argv) if box is None else box.start(key, argv)
     text = json.dumps(recipe)
     values = gms.secrets(sorted(set(SECRET_REFERENCE.findall(text))))
-    proc.stdin.write(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
-    proc.stdin.close()
+    run.feed(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
     gms.write(urn, "dataHubExecutionRequestResult",
               {"status": "RUNNING", "startTimeMs": started, "durationMs": 0, "report": "Starting."})
-    output = proc.stdout.read()
-    proc.stdout.close()
-    status = "SUCCESS" if proc.wait() == 0 else "FAILURE"
-    result = {"status": status, "startTimeMs": started, "durationMs": int(time.time() * 1000) - started,
-              "report": output.decode("utf-8", "replace")}
-    record = durable_write(os.path.join(root, "outbox"), f"{urn.rsplit(':', 1)[-1]}.json",
+    code, output = run.drain(values.values())
+    result = {"status": "SUCCESS" if code == 0 else "FAILURE", "startTimeMs": started,
+              "durationMs": int(time.time() * 1000) - started, "report": output.decode("utf-8", "replace")}
+    record = durable_write(os.path.join(root, "outbox"), f"{key}.json",
                            json.dumps({"urn": urn, "result": result}).encode())
     gms.write(urn, "dataHubExecutionRequestResult", result)
     sqs.call("DeleteMessage", {"ReceiptHandle": message["ReceiptHandle"]})
     os.unlink(record)
-    shutil.rmtree(work)
 
 
 def main() -> None:
@@ -158,13 +186,25 @@ def main() -> None:
     lease = Lease.from_executor_config(config["lease"])
     gms, sqs = Gms(config["gms"], config["token"]), Sqs(lease)
     os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
+    logger.remove()  # the executor's parts log at DEBUG; only what goes wrong is wanted here
+    logger.add(sys.stderr, level="WARNING")
+    box = BareSandbox(Path(config["root"])) if config.get("sandbox") else None
     print("ready", flush=True)
+    try:
+        serve(gms, sqs, config["standin"], config["root"], box)
+    finally:
+        if box is not None:
+            box.close()
+
+
+def serve(gms: Gms, sqs: Sqs, standin: str, root: str, box: BareSandbox | None) -> None:
+    """Receive and run, one message at a time, until terminated."""
     while True:
         answer = sqs.call("ReceiveMessage", {"MaxNumberOfMessages": 1, "WaitTimeSeconds": 20,
                                              "VisibilityTimeout": 60})
         for message in answer.get("Messages", []):
             try:
-                run_one(gms, sqs, message, config["standin"], config["root"])
+                run_one(gms, sqs, message, standin, root, box)
             except Exception as exc:  # say why, rather than a bench waiting on a dead child
                 print(f"protocol floor: a task failed: {type(exc).__name__}: {exc}",
                       file=sys.stderr, flush=True)

@@ -10,15 +10,14 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import psutil
 
 from bench import cost_rows
-from bench.anchor import CeleryAnchor, Floor, ProtocolFloor
+from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
-from bench.world import ExecutorChild, World, read_stamp, wait_for
+from bench.world import ExecutorChild, World, read_stamp, thread_cpu, wait_for
 from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
@@ -118,29 +117,6 @@ def executor_throughput(
         cost_rows.executor_cycle(world, child, urns, figures)
 
 
-BARE = "floor (the protocol, bare)"
-
-
-def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int) -> None:
-    """The protocol's bare price per task (``bench.protocol_floor``), ``count`` trivial runs at once."""
-    source = world.source(pool, {"mode": "trivial"})
-    before = floor.cpu()
-    for urn in [world.submit(source)[0] for _ in range(count)]:
-        world.wait_result(urn)
-    figures.add(CPU_TASK, BARE, (floor.cpu() - before) / count * 1000, "ms")
-
-
-def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int) -> None:
-    """The bare protocol's pickups: from the SQS send to the first line, one run after the other."""
-    source, samples = world.source(pool, {"mode": "trivial"}), []
-    for _ in range(count):
-        urn, _created = world.submit(source)
-        stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
-        samples.append((stamp["t"] - world.sent[urn]) * 1000)
-        world.wait_result(urn)
-    figures.add(PICKUP_SQS, BARE, samples, "ms", "moto via gateway")
-
-
 def celery_throughput(
     celery: CeleryAnchor,
     worker: psutil.Process,
@@ -216,18 +192,6 @@ def celery_sleeping(
     figures.add(CPU_SLEEP, "celery", _cpu_percent(lambda: _tree_cpu(worker), window_s), "%")
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 60, f"celery {tag} done", 0.01)
-
-
-def thread_cpu(pid: int) -> float:
-    """CPU seconds of the live threads of ``pid`` from ``schedstat`` (nanoseconds, where the
-    process-wide figure moves in 10 ms ticks): precise enough for a process at rest."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
 
 
 def pss_bytes(pid: int) -> int:

@@ -81,14 +81,23 @@ def _fmt(value: float, unit: str) -> str:
 
 @dataclass(frozen=True)
 class Target:
-    """One target of issue 12 point 2: a sentence and a check that returns (met, what was seen)."""
+    """One target of issue 12 point 2: a sentence and a check that returns (met, what was seen).
+
+    ``floor``, when given, says why a missed target is out of reach on this machine: the figure
+    of a floor (what the protocol and its sandbox cost done bare) that misses the target itself,
+    or None when the floor meets it (or was not measured): then the miss is the executor's own.
+    """
 
     text: str
     check: Callable[[Figures], tuple[bool | None, str]]
+    floor: Callable[[Figures], str | None] | None = None
 
     def line(self, figures: Figures) -> str:
         met, seen = self.check(figures)
         verdict = "not measured" if met is None else "met" if met else "NOT MET"
+        reason = self.floor(figures) if met is False and self.floor is not None else None
+        if reason:
+            verdict = f"NOT MET, out of reach here: {reason}"
         return f"| {self.text} | {seen} | {verdict} |"
 
 

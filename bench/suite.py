@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
-from bench import cost_rows, memory_rows, rows
+from bench import cost_rows, floor_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor, ProtocolFloor
 from bench.real_cli import real_cli_row
 from bench.sqs_rows import SqsRows
@@ -31,7 +31,8 @@ from bench.world import ROOT, World
 from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.spawner import IDLE_S
 
-POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare")
+POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare", "baresb", "bare4", "bare4p")
+FLOOR_WORKERS = 4
 SOLO, FOUR = "bench-solo", "bench-four"
 
 
@@ -79,8 +80,15 @@ class Bench:
         self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
         self.sqs = SqsRows(self.world)
         cp = self.world.cp
-        lease = cp.executor_configs(["bare"])[0]
+        lease, sandboxed, shared, plain = cp.executor_configs(["bare", "baresb", "bare4", "bare4p"])
         self.bare = ProtocolFloor(cp.gms_url, cp.token, lease, standin, tmp / "bare")
+        self.bare_sandbox = ProtocolFloor(cp.gms_url, cp.token, sandboxed, standin, tmp / "baresb",
+                                          sandbox=True)
+        # as many loops as the 4-worker rows' workers, one task each at a time, on one pool
+        self.bare4 = [ProtocolFloor(cp.gms_url, cp.token, shared, standin, tmp / f"bare4-{i}", sandbox=True)
+                      for i in range(FLOOR_WORKERS)]
+        self.bare4p = [ProtocolFloor(cp.gms_url, cp.token, plain, standin, tmp / f"bare4p-{i}")
+                       for i in range(FLOOR_WORKERS)]
         # prefetch 1 as the Celery workers' (multiplier 1): the next request waits prepared
         self.one = self.world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
         self.four = self.world.executor([{"id": "four", "max_workers": 4}])
@@ -106,8 +114,12 @@ class Bench:
 
     def warm_up(self) -> None:
         """One task on every runner, so start-up costs stay out of the figures."""
-        for pool in ("default", "four", "bare"):
+        for pool in ("default", "four", "bare", "baresb"):
             self.world.wait_result(self.world.submit(self.world.source(pool, {"mode": "trivial"}))[0])
+        for pool in ("bare4", "bare4p"):
+            shared = self.world.source(pool, {"mode": "trivial"})
+            for urn in [self.world.submit(shared)[0] for _ in range(2 * FLOOR_WORKERS)]:
+                self.world.wait_result(urn)
         rows.celery_pickups(self.celery, SOLO, Figures(), 1)
         rows.celery_pickups(self.celery, FOUR, Figures(), 1)
         rows.floor_pickups(self.floor, Figures(), 1)
@@ -130,28 +142,10 @@ class Bench:
             rows.executor_pickups(w, self.one, "default", f, s.pickups)
             rows.celery_pickups(self.celery, SOLO, f, s.pickups)
             rows.floor_pickups(self.floor, f, s.pickups)
-            rows.protocol_floor_pickups(w, "bare", f, s.pickups)
+            floor_rows.protocol_floor_pickups(w, "bare", f, s.pickups)
+            floor_rows.protocol_floor_pickups(w, "baresb", f, s.pickups, floor_rows.BARE_SANDBOX)
         if self.wanted("throughput"):
-            mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
-            rest = cost_rows.server_rest_rate(mine, s.window_s)
-            rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine, rest)
-            rows.protocol_floor_cpu(w, self.bare, "bare", f, s.batch)
-            rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
-                                   server_at_rest=rest)
-            rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
-            rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
-                                   server_at_rest=rest)
-            if self.celery_fq is not None:
-                for workers, queue in ((1, SOLO), (4, FOUR)):
-                    rows.celery_throughput(
-                        self.celery_fq,
-                        self.fq_workers[workers],
-                        queue,
-                        workers,
-                        f,
-                        s.batch,
-                        side="celery on fauxqs",
-                    )
+            self.throughput()
         if self.wanted("sleeping"):
             rows.executor_sleeping(w, self.four, "four", f, s.window_s)
             rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s)
@@ -162,6 +156,34 @@ class Bench:
         if self.wanted("memory"):
             memory_rows.memory_rows(f)
 
+    def throughput(self) -> None:
+        """The throughput rows and their CPU rows: executor, the bare protocol's floors, Celery."""
+        f, s, w = self.figures, self.sizes, self.world
+        mine = [self.floor.thread]  # the bench's threads besides this one: not the control plane
+        rest = cost_rows.server_rest_rate(mine, s.window_s)
+        rows.executor_throughput(w, self.one, "default", 1, f, s.batch, mine, rest)
+        floor_rows.protocol_floor_cpu(w, self.bare, "bare", f, s.batch)
+        floor_rows.protocol_floor_cpu(w, self.bare_sandbox, "baresb", f, s.batch, floor_rows.BARE_SANDBOX)
+        rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
+                               server_at_rest=rest)
+        rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
+        for floors, pool, side in ((self.bare4, "bare4", floor_rows.BARE_SANDBOX),
+                                   (self.bare4p, "bare4p", floor_rows.BARE)):
+            floor_rows.protocol_floor_throughput(w, floors, pool, f, s.batch, mine, rest, side)
+        rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
+                               server_at_rest=rest)
+        if self.celery_fq is not None:
+            for workers, queue in ((1, SOLO), (4, FOUR)):
+                rows.celery_throughput(
+                    self.celery_fq,
+                    self.fq_workers[workers],
+                    queue,
+                    workers,
+                    f,
+                    s.batch,
+                    side="celery on fauxqs",
+                )
+
     def close(self) -> None:
         self.celery.close()
         if self.celery_fq is not None:
@@ -170,7 +192,8 @@ class Bench:
             self.fauxqs.close()
         self.sqs.close()
         self.floor.close()
-        self.bare.close()
+        for floor in [self.bare, self.bare_sandbox, *self.bare4, *self.bare4p]:
+            floor.close()
         self.world.close()
 
 

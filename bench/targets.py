@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from bench.cost_rows import ceiling_target
+from dataclasses import replace
+
+from bench.cost_rows import ALL_CPU, CORES, ceiling_target
+from bench.floor_rows import BARE, BARE_SANDBOX
 from bench.memory_rows import DEAD, PEAK
 from bench.rows import (
-    BARE,
     CPU_SLEEP,
     CPU_TASK,
     EXIT_NOTICED,
@@ -30,10 +32,20 @@ def _pickup(f: Figures) -> tuple[bool | None, str]:
     mine, floor, celery = _p(f, PICKUP_SQS), _p(f, PICKUP_SQS, "floor"), _p(f, PICKUP_SQS, "celery")
     if mine is None or floor is None or celery is None:
         return None, "-"
-    bare = _p(f, PICKUP_SQS, BARE)
+    bare, boxed = _p(f, PICKUP_SQS, BARE), _p(f, PICKUP_SQS, BARE_SANDBOX)
     text = f"{mine:.1f} ms; floor {floor:.1f}, Celery {celery:.1f}"
     text += "" if bare is None else f", the protocol done bare {bare:.1f}"
+    text += "" if boxed is None else f", the protocol + the sandbox done bare {boxed:.1f}"
     return mine <= floor + 10 and mine < celery, text
+
+
+def _pickup_floor(f: Figures) -> str | None:
+    """The sandboxed bare protocol's pickup, when it misses the target itself."""
+    boxed, floor = _p(f, PICKUP_SQS, BARE_SANDBOX), _p(f, PICKUP_SQS, "floor")
+    celery = _p(f, PICKUP_SQS, "celery")
+    if boxed is None or floor is None or celery is None or (boxed <= floor + 10 and boxed < celery):
+        return None
+    return f"the protocol with the sandbox, done bare, picks up in {boxed:.1f} ms"
 
 
 def _throughput(workers: int) -> Target:
@@ -41,9 +53,32 @@ def _throughput(workers: int) -> Target:
         mine, celery = _p(f, TPUT.format(workers)), _p(f, TPUT.format(workers), "celery")
         if mine is None or celery is None:
             return None, "-"
-        return mine >= celery, f"{mine:.1f} vs Celery {celery:.1f} tasks/s"
+        bare, boxed = _p(f, TPUT.format(workers), BARE), _p(f, TPUT.format(workers), BARE_SANDBOX)
+        extra = "" if bare is None else f"; the protocol done bare {bare:.1f}"
+        extra += "" if boxed is None else f", with the sandbox {boxed:.1f}"
+        return mine >= celery, f"{mine:.1f} vs Celery {celery:.1f} tasks/s{extra}"
 
-    return Target(f"trivial-task throughput >= Celery's, {workers} worker(s)", check)
+    def floor(f: Figures) -> str | None:
+        boxed, celery = _p(f, TPUT.format(workers), BARE_SANDBOX), _p(f, TPUT.format(workers), "celery")
+        if boxed is None or celery is None or boxed >= celery:
+            return None
+        return f"the protocol with the sandbox, done bare in {workers} loops, runs {boxed:.1f} tasks/s"
+
+    return Target(f"trivial-task throughput >= Celery's, {workers} worker(s)", check, floor)
+
+
+def _ceiling(workers: int) -> Target:
+    """``ceiling_target``, out of reach when the sandboxed bare protocol's CPU per task (every
+    process) at Celery's rate needs more than these cores too."""
+
+    def floor(f: Figures) -> str | None:
+        cpu, celery = _p(f, ALL_CPU.format(workers), BARE_SANDBOX), _p(f, TPUT.format(workers), "celery")
+        if cpu is None or celery is None or cpu / 1000 * celery <= CORES:
+            return None
+        return (f"the protocol with the sandbox, done bare, costs {cpu:.0f} ms of CPU per task, "
+                f"{cpu / 1000 * celery:.2f} cores at Celery's rate")
+
+    return replace(ceiling_target(workers), floor=floor)
 
 
 def _below(measure: str, limit: float, unit: str, side: str = "executor") -> Target:
@@ -81,10 +116,20 @@ def _wrapper(f: Figures) -> tuple[bool | None, str]:
 def _cpu_per_task(f: Figures) -> tuple[bool | None, str]:
     """The executor's CPU per task, beside the price of the protocol itself (``bench.protocol_floor``:
     the same GMS and SQS calls and durable result, done bare): what no executor of it goes under."""
-    mine, bare = _p(f, CPU_TASK), _p(f, CPU_TASK, BARE)
+    mine, bare, boxed = _p(f, CPU_TASK), _p(f, CPU_TASK, BARE), _p(f, CPU_TASK, BARE_SANDBOX)
     if mine is None:
         return None, "-"
-    return mine < 5, f"{mine:.2f} ms" + ("" if bare is None else f"; the protocol done bare {bare:.2f} ms")
+    text = f"{mine:.2f} ms" + ("" if bare is None else f"; the protocol done bare {bare:.2f} ms")
+    text += "" if boxed is None else f", with the sandbox {boxed:.2f} ms"
+    return mine < 5, text
+
+
+def _cpu_floor(f: Figures) -> str | None:
+    """The sandboxed bare protocol's own CPU per task, when it is 5 ms or more itself."""
+    boxed = _p(f, CPU_TASK, BARE_SANDBOX)
+    if boxed is None or boxed < 5:
+        return None
+    return f"the protocol with the sandbox, done bare, costs {boxed:.2f} ms"
 
 
 def _per_pool(f: Figures) -> tuple[bool | None, str]:
@@ -103,13 +148,13 @@ def _threads(pools: int) -> Target:
 
 
 TARGETS = [
-    Target("pickup p50 <= floor + 10 ms and below Celery's", _pickup),
+    Target("pickup p50 <= floor + 10 ms and below Celery's", _pickup, _pickup_floor),
     Target("recipe exit -> result noticed < 5 ms over a bare parent's reap", _noticed),
     _throughput(1),
     _throughput(4),
     ceiling_target(1),
-    ceiling_target(4),
-    Target(f"{CPU_TASK} (executor) < 5 ms", _cpu_per_task),
+    _ceiling(4),
+    Target(f"{CPU_TASK} (executor) < 5 ms", _cpu_per_task, _cpu_floor),
     Target("the exec wrapper adds < 5 ms of CPU", _wrapper),
     _below(CPU_SLEEP, 0.8, "%"),
     _below(IDLE_RSS.format(1), 60, "MB"),

@@ -141,6 +141,18 @@ def own_cpu(ps: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def thread_cpu(pid: int) -> float:
+    """CPU seconds of the live threads of ``pid`` from ``schedstat`` (nanoseconds, where the
+    process-wide figure moves in 10 ms ticks): precise enough for a process at rest."""
+    total = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            total += int((task / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue
+    return total / 1e9
+
+
 def stop_child(proc: subprocess.Popen[Any], wait_s: float = 30.0) -> None:
     """SIGTERM, then SIGKILL if it has not ended within ``wait_s``."""
     if proc.poll() is None:

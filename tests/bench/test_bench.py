@@ -16,8 +16,10 @@ from pathlib import Path
 import pytest
 
 from bench.cost_rows import CEILING, CORES
-from bench.rows import BARE
+from bench.floor_rows import BARE, BARE_SANDBOX
+from bench.rows import CPU_TASK, TPUT
 from bench.stats import Figures, percentile
+from bench.targets import TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FLOORS = ("floor (a pipe)", "floor (a pipe into a file)")
@@ -41,6 +43,30 @@ def test_table_has_ratio_and_spread_of_repeat_medians() -> None:
     assert theirs.endswith("| 2.17x |")  # 13 / 6
 
 
+def _cpu_line(executor_ms: float, floor_ms: float) -> str:
+    figures = Figures()
+    figures.add(CPU_TASK, "executor", executor_ms, "ms")
+    figures.add(CPU_TASK, BARE_SANDBOX, floor_ms, "ms")
+    return next(t for t in TARGETS if t.text.startswith(CPU_TASK)).line(figures)
+
+
+def test_a_missed_target_is_out_of_reach_only_when_the_sandboxed_floor_misses_it() -> None:
+    assert _cpu_line(15.5, 7.25).endswith(
+        "| NOT MET, out of reach here: the protocol with the sandbox, done bare, costs 7.25 ms |")
+    assert _cpu_line(15.5, 4.0).endswith("| NOT MET |")
+    assert _cpu_line(4.5, 7.25).endswith("| met |")
+
+
+def test_throughput_is_out_of_reach_when_the_bare_loops_are_slower_than_celery() -> None:
+    figures = Figures()
+    for side, rate in (("executor", 25.0), ("celery", 31.0), (BARE_SANDBOX, 28.0)):
+        figures.add(TPUT.format(4), side, rate, "tasks/s")
+    target = next(t for t in TARGETS if t.text.endswith("Celery's, 4 worker(s)"))
+    assert target.line(figures).endswith("done bare in 4 loops, runs 28.0 tasks/s |")
+    figures.add(TPUT.format(4), BARE_SANDBOX, [40.0, 40.0], "tasks/s")  # p50 of 28, 40, 40: 40
+    assert target.line(figures).endswith("| NOT MET |")
+
+
 @pytest.mark.slow
 def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
@@ -56,14 +82,14 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     sides = {measure: set(by_side) for measure, by_side in figures["samples"].items()}
     expected = {
         "SQS send -> receive": {"executor (gateway)", "gateway before the fix", "direct to moto"},
-        "send -> first line (from the SQS send)": {"executor", "celery", "floor", BARE},
+        "send -> first line (from the SQS send)": {"executor", "celery", "floor", BARE, BARE_SANDBOX},
         "send -> first line (from the GraphQL create call)": {"executor"},
         "trivial tasks/s, 1 worker(s)": {"executor", "celery"},
-        "trivial tasks/s, 4 worker(s)": {"executor", "celery"},
-        "executor CPU per task": {"executor", "celery", BARE},
-        "control plane CPU per task, 4 worker(s)": {"executor", "celery"},
+        "trivial tasks/s, 4 worker(s)": {"executor", "celery", BARE, BARE_SANDBOX},
+        "executor CPU per task": {"executor", "celery", BARE, BARE_SANDBOX},
+        "control plane CPU per task, 4 worker(s)": {"executor", "celery", BARE, BARE_SANDBOX},
         "CPU per task, every process, 1 worker(s)": {"executor", "celery"},
-        CEILING.format(CORES, 4): {"executor", "celery"},
+        CEILING.format(CORES, 4): {"executor", "celery", BARE_SANDBOX},
         "1-worker cycle: previous result -> next recipe's first line": {"executor", "celery"},
         "1-worker cycle: slot freed -> next recipe launched": {"executor"},
         "recipe exit -> result noticed": {"executor", "floor"},
