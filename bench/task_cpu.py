@@ -2,7 +2,8 @@
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
-previous result is in), ``ROUNDS`` times, and prints the executor's CPU per task by thread.
+previous result is in), ``ROUNDS`` times, and prints the executor's CPU per task by thread
+and how often each thread was scheduled in per task (its wake-ups).
 
 The long-lived threads name themselves for the kernel (``poller@default``, ``reporters``, ...);
 the per-task ones (the sandbox's supervisor and pipe threads) would carry the name of the
@@ -10,7 +11,8 @@ thread that started them, so the executor child gets a ``sitecustomize`` on its 
 (``NAMING``, this measure's alone) that names every Python thread for the kernel after its
 Python name, task id cut off. They live a few tens of milliseconds, so a sampler reads
 ``/proc/<pid>/task/*/schedstat`` every few milliseconds and keeps each thread's last figure (a
-lower bound for those that end between two samples). "threads gone before a sample" is the
+lower bound for those that end between two samples; a reused thread's CPU goes to the name it
+has at each sample). "threads gone before a sample" is the
 process's CPU (``/proc/<pid>/stat``) less every figure seen. The spawn server (a child process)
 is counted apart.
 
@@ -49,14 +51,16 @@ threading.Thread.run = _named_run
 TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def _threads(pid: int) -> dict[int, tuple[str, int]]:
-    """tid -> (kernel name, CPU ns) of every live thread of ``pid``."""
-    found: dict[int, tuple[str, int]] = {}
+def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
+    """tid -> (kernel name, CPU ns, times scheduled in) of every live thread of ``pid``; the
+    last is ``schedstat``'s count of time slices: each wake-up (a futex, a poll, the GIL) is one."""
+    found: dict[int, tuple[str, int, int]] = {}
     for tid in os.listdir(f"/proc/{pid}/task"):
         try:
             where = f"/proc/{pid}/task/{tid}"
             with open(f"{where}/comm") as comm, open(f"{where}/schedstat") as stat:
-                found[int(tid)] = (comm.read().strip(), int(stat.read().split()[0]))
+                fields = stat.read().split()
+                found[int(tid)] = (comm.read().strip(), int(fields[0]), int(fields[2]))
         except (OSError, ValueError):
             continue
     return found
@@ -78,38 +82,50 @@ def _group(name: str, tid: int, pid: int) -> str:
 
 
 class Sampler:
-    """Keeps the last CPU figure of every thread of ``pid`` it saw, sampled every ``SAMPLE_S``."""
+    """Samples every thread of ``pid`` every ``SAMPLE_S`` and charges what each spent since its
+    previous sample to the group of the name it has now: a spare thread (the executor's
+    ``spare_threads``) runs a Task's strand, then a sandbox's supervisor or reader, renaming
+    itself for each, so a thread's CPU is split by what it was doing (to within a sample)."""
 
     def __init__(self, pid: int) -> None:
         self.pid = pid
-        self.seen: dict[int, tuple[str, int]] = {}
+        self.last: dict[int, tuple[int, int]] = {}
+        self.cpu: collections.Counter[str] = collections.Counter()
+        self.runs: collections.Counter[str] = collections.Counter()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="task-cpu-sampler", daemon=True)
 
     def __enter__(self) -> Sampler:
-        self.before = _threads(self.pid)
+        self.last = {tid: (ns, count) for tid, (_, ns, count) in _threads(self.pid).items()}
         self.process_before = _process_ns(self.pid)
         self._thread.start()
         return self
 
+    def _sample(self) -> None:
+        for tid, (name, ns, count) in _threads(self.pid).items():
+            ns_before, count_before = self.last.get(tid, (0, 0))
+            group = _group(name, tid, self.pid)
+            self.cpu[group] += ns - ns_before
+            self.runs[group] += count - count_before
+            self.last[tid] = (ns, count)
+
     def _run(self) -> None:
         while not self._stop.wait(SAMPLE_S):
-            self.seen.update(_threads(self.pid))
+            self._sample()
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         self._thread.join()
-        self.seen.update(_threads(self.pid))
+        self._sample()
         self.process_after = _process_ns(self.pid)
 
-    def split(self) -> dict[str, float]:
-        """Thread group -> CPU ns spent during the window."""
-        groups: collections.Counter[str] = collections.Counter()
-        for tid, (name, ns) in self.seen.items():
-            groups[_group(name, tid, self.pid)] += ns - self.before.get(tid, (name, 0))[1]
+    def split(self) -> tuple[dict[str, float], dict[str, int]]:
+        """Thread group -> CPU ns spent during the window, and -> times scheduled in (a lower
+        bound for threads that end between two samples)."""
+        groups = dict(self.cpu)
         groups["threads gone before a sample"] = (
             self.process_after - self.process_before - sum(groups.values()))
-        return dict(groups)
+        return groups, dict(self.runs)
 
 
 def _server_ns(pid: int) -> int:
@@ -123,15 +139,20 @@ def _server_ns(pid: int) -> int:
     return total
 
 
-def run_round(world: World, pid: int, source: str, count: int) -> tuple[dict[str, float], float]:
-    """CPU ms per task by thread group over ``count`` tasks, and the spawn server's ms per task."""
+def run_round(
+    world: World, pid: int, source: str, count: int
+) -> tuple[dict[str, float], dict[str, float], float]:
+    """CPU ms and wake-ups per task by thread group over ``count`` tasks, and the spawn
+    server's ms per task."""
     server_before = _server_ns(pid)
     with Sampler(pid) as sampler:
         for _ in range(count):
             urn, _created = world.submit(source)
             world.wait_result(urn)
     server = (_server_ns(pid) - server_before) / 1e6 / count
-    return {k: v / 1e6 / count for k, v in sampler.split().items()}, server
+    cpu, runs = sampler.split()
+    return ({k: v / 1e6 / count for k, v in cpu.items()}, {k: v / count for k, v in runs.items()},
+            server)
 
 
 def add_old_logs(state_dir: Path, count: int) -> None:
@@ -164,12 +185,14 @@ def main() -> int:
             for state in Path(tmp).glob("state-*"):
                 add_old_logs(state, old_logs)
             for index in range(rounds):
-                split, server = run_round(world, child.proc.pid, source, count)
+                split, runs, server = run_round(world, child.proc.pid, source, count)
                 total = sum(split.values())
                 print(f"round {index + 1}: {total:.2f} ms per task in the executor, "
-                      f"spawn server {server:.2f} ms (load {os.getloadavg()[0]:.2f})")
+                      f"spawn server {server:.2f} ms (load {os.getloadavg()[0]:.2f}); "
+                      f"ms and times scheduled in per task")
                 for name, ms in sorted(split.items(), key=lambda kv: -kv[1]):
-                    print(f"  {ms:7.2f}  {name}")
+                    woken = f"{runs[name]:6.1f}" if name in runs else "      "
+                    print(f"  {ms:7.2f}  {woken}  {name}")
         finally:
             world.close()
     return 0

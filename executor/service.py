@@ -36,6 +36,7 @@ from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
 from executor.sandbox.workdir import sweep_work_dirs
 from executor.supervision import SupervisorPolicy, start_root
+from executor.supervision.spare_threads import SPARES
 from executor.supervision.strand import Strand
 from executor.supervision.supervisor import Supervisor
 
@@ -200,6 +201,7 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         self.spawner.close()  # after the tree: no recipe of this executor is left to spawn or wait for
+        SPARES.let_go()  # the threads kept for the next task's work end now, not after their wait
         for pool in self.pools:
             pool.close_http()
 

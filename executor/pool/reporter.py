@@ -127,7 +127,7 @@ class Reporter(PoolActor):
             # ``running_after_s``): it is what tells another executor that receives a
             # duplicate message that the request runs here. Later ones coalesce.
             self.claimed.add(message.urn)
-            self.actor_ref.tell(_SendProgress())
+            self._send_progress()  # in this turn: a self-tell was one more turn per task
         elif not self._progress_pending:
             self._progress_pending = True
             self.tell_self_after(min(1.0, self.pool.pool.progress_interval_s), _SendProgress())
@@ -156,8 +156,7 @@ class Reporter(PoolActor):
         self.progress.pop(message.urn, None)
         self.claimed.discard(message.urn)
         if not self._flush_pending:  # else a flush (maybe a backed-off retry) is coming
-            self._flush_pending = True
-            self.actor_ref.tell(FlushOutbox())
+            self._flush()  # in this turn: a self-told FlushOutbox was one more turn per task
 
     def _flush(self) -> None:
         """Send the pending terminal results, oldest first; stop at a failure that concerns

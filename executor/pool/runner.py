@@ -61,6 +61,9 @@ from executor.pool.reporter import persist_result
 from executor.pool.task import Task
 from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited
+from executor.supervision.spare_threads import SPARES
+from executor.supervision.strand import Strand
+from executor.supervision.threadnames import comm_of
 
 EPSILON = 1e-9
 TRIM_AFTER_S = 2.0
@@ -90,8 +93,14 @@ class TaskRunner(PoolActor):
         """RunRequests stamped with this epoch by ``poller_epoch``."""
         self._trim_generation = 0
         """Counts tasks started, so a trim timer set before the latest start does nothing."""
+        self._trim_pending = False
+        """A ``_TrimHeap`` is scheduled: one at a time, not one per task of a busy pool."""
+        self._empty_since = 0.0
+        """When the book last became empty (monotonic)."""
         self._polling_signals = False
         """A ``PollSignals`` is scheduled: only while the book holds a task (``_poll_signals_soon``)."""
+        self._published: Capacity | None = None
+        """The last ``Capacity`` told to the poller (``_publish_capacity`` repeats none unasked)."""
 
     def setup(self) -> None:
         self._adopt()
@@ -117,7 +126,7 @@ class TaskRunner(PoolActor):
         elif isinstance(message, CapacityWanted):
             if message.poller_epoch != self.poller_epoch:
                 self.poller_epoch, self.accepted = message.poller_epoch, 0
-            self._publish_capacity()
+            self._publish_capacity(asked=True)
         elif isinstance(message, TasksWanted):
             live = frozenset(entry.urn for entry in self.tasks.entries())
             self.ctx.directory.tell(POLLER, LiveTasks(message.round, live))
@@ -134,9 +143,24 @@ class TaskRunner(PoolActor):
         return None
 
     def _trim(self, message: _TrimHeap) -> None:
-        """At rest since the timer was set: give the runs' freed C heap back (executor.footprint)."""
-        if message.generation == self._trim_generation and not len(self.tasks):
+        """At rest since the timer was set: give the runs' freed C heap back (executor.footprint).
+        Tasks came and went since: look again once the pool has been empty ``TRIM_AFTER_S``."""
+        self._trim_pending = False
+        if len(self.tasks):
+            return  # the end of the last of them schedules the next look
+        left = TRIM_AFTER_S - (time.monotonic() - self._empty_since)
+        if message.generation == self._trim_generation or left <= 0:
             trim_heap()
+        else:
+            self._trim_soon(left)
+
+    def _trim_soon(self, delay_s: float = TRIM_AFTER_S) -> None:
+        """Trim once the pool has had no task for ``TRIM_AFTER_S``, with one timer at a time:
+        tasks back to back each ended with the pool empty and each set one (a timer-thread
+        wake-up and a turn of this strand per task)."""
+        if not self._trim_pending:
+            self._trim_pending = True
+            self.tell_self_after(delay_s, _TrimHeap(self._trim_generation))
 
     def on_beat(self) -> None:
         self._sweep()
@@ -195,13 +219,15 @@ class TaskRunner(PoolActor):
         """Start a Task for ``request``; it is the pool's (in the book, its threads linked to
         the pool's lifeline), so it outlives this runner and the pool waits for it to end."""
         name = self.tasks.new_name()
+        path = f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}"
         ctx = ChildContext(
             name=name,
-            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
+            path=path,
             incarnation=1,
             parent=RunnerLink(self.tasks, self.ctx.directory),
             directory=self.ctx.directory,
             listed=False,
+            strand=Strand(path, comm_of(path), spare=SPARES),  # its own, on a thread kept between tasks
         )
         entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
         self._trim_generation += 1
@@ -239,7 +265,8 @@ class TaskRunner(PoolActor):
         self._admit()
         self._publish_capacity()
         if not len(self.tasks):
-            self.tell_self_after(TRIM_AFTER_S, _TrimHeap(self._trim_generation))
+            self._empty_since = time.monotonic()
+            self._trim_soon()
 
     def _sweep(self) -> None:
         """The safety net for a Task that ended without a notice (none should): once its
@@ -321,10 +348,16 @@ class TaskRunner(PoolActor):
         self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.tasks), delay)
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
 
-    def _publish_capacity(self) -> None:
+    def _publish_capacity(self, asked: bool = False) -> None:
+        """Tell the poller the capacity, unless it is the one told last and the poller did not
+        ask (``CapacityWanted``): the same figures again change nothing there (its count of
+        what it sent since is its own), and a task of the default weight would make a poller
+        turn for nothing. A poller that lost a Capacity asks (at its start, every
+        reconciliation), and an ask is always answered."""
         free = 0 if self.draining else self.free_slots()
         capacity = Capacity(free, self.epoch, self.poller_epoch, self.accepted, self.draining)
-        self.ctx.directory.tell(POLLER, capacity)
+        if (asked or capacity != self._published) and self.ctx.directory.tell(POLLER, capacity):
+            self._published = capacity
         if self.pool.metrics is not None:
             used = sum(entry.weight for entry in self.tasks.entries())
             self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))

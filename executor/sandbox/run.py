@@ -2,7 +2,8 @@
 and watches it. A spec with ``hold_input`` is spawned before its input exists (the recipe waits
 for its stdin while its secrets resolve; ``sandbox.held_input`` starts the pipes once given).
 
-A run owns one thread (the supervisor) plus its two pipe threads. The process is forked by
+A run owns one thread (the supervisor) plus its two pipe threads, each a spare thread
+(``supervision.spare_threads``: one a previous run left waiting, else a new one). The process is forked by
 the executor's spawn server (``sandbox.spawner``; the parent-death signal then follows the
 server's keeper thread), asked by the supervisor or, with ``start(here=True)``, by the caller's
 thread; without a server the supervisor spawns it through the exec wrapper (``launch.py``),
@@ -46,6 +47,7 @@ from executor.sandbox.spawner import SpawnServer, SpawnUnavailable
 from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
+from executor.supervision.spare_threads import SPARES, Job
 
 REPORT_MAX_BYTES = 15 * MiB
 """DataHub caps a whole result near 15 M characters; a larger report is left out."""
@@ -82,7 +84,8 @@ class SandboxRun:
         self._lock = threading.Lock()
         self._mask_lock = threading.Lock()
         self._gate = InputGate(spec.hold_input, spec.stdin, spec.argv, self._masker, self._mask_lock)
-        self._thread = threading.Thread(target=self._main, name=f"sandbox-{spec.task_id}", daemon=True)
+        self._thread: Job | None = None
+        """The supervisor's work, on a spare thread (``spare_threads``) once started."""
 
     @property
     def pid(self) -> int | None:
@@ -107,13 +110,13 @@ class SandboxRun:
         stop came first, an error, no server: the exec wrapper must be started from the
         supervisor thread, whose life its parent-death signal follows) the supervisor does.
         """
-        if self._thread.is_alive() or self._done.is_set() or self._began is not None:
+        if self._thread is not None or self._done.is_set() or self._began is not None:
             raise RuntimeError("a SandboxRun starts once")
         self._began = time.monotonic()
         if here and self._spawner is not None:
             self._spawn_here()
         try:
-            self._thread.start()
+            self._thread = SPARES.start(self._main, f"sandbox-{self.spec.task_id}", "sandbox")
         except BaseException:  # no supervisor: nothing it would watch may be left
             self._kill_spawned()
             self._clean_up()

@@ -27,6 +27,7 @@ from loguru import logger
 
 from executor.sandbox.masking import Masker
 from executor.sandbox.output import LineCutter
+from executor.supervision.spare_threads import SPARES, Job
 
 READ_CHUNK = 1 << 20
 PIPE_SIZE = 1 << 20
@@ -59,12 +60,16 @@ def _pipe_max() -> int:
 
 
 class _PipeThread:
-    """One pipe served on its own daemon thread, stoppable at once (its poll also waits on an
-    eventfd that ``stop`` signals)."""
+    """One pipe served on a thread of its own (a spare one, ``spare_threads``), stoppable at
+    once (its poll also waits on an eventfd that ``stop`` signals)."""
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, comm: str) -> None:
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._name = name
+        self._comm = comm
+        """The kernel's name for the thread (``top -H``), the same for every run."""
+        self._thread: Job | None = None
+        """Its work on a spare thread (``spare_threads``) once started."""
         self._wake_lock = threading.Lock()
         self._wake_fd: int | None = None
         self._poll_ms = int(POLL_S * 1000)
@@ -75,7 +80,7 @@ class _PipeThread:
         with contextlib.suppress(OSError, AttributeError):
             self._wake_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
             self._poll_ms = -1
-        self._thread.start()
+        self._thread = SPARES.start(self._run, self._name, self._comm)
 
     def stop(self) -> None:
         """Give up now even if the pipe is still open (a stuck peer must not hold us)."""
@@ -102,10 +107,14 @@ class _PipeThread:
 
     def join(self, timeout: float) -> bool:
         """Wait for the thread; True when it has finished (or was never needed)."""
-        if self._thread.ident is None:
+        if self._thread is None:
             return True
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        return self._thread.join(timeout)
+
+    @property
+    def started(self) -> bool:
+        """Whether the pipe got a thread (a stdin the pipe took at once needs none)."""
+        return self._thread is not None
 
     def _run(self) -> None:
         raise NotImplementedError
@@ -132,7 +141,7 @@ class OutputReader(_PipeThread):
         self._utf8_pending = False
         self.bytes_read = 0
         self.over_limit = False
-        super().__init__(f"sandbox-out-{name}")
+        super().__init__(f"sandbox-out-{name}", "sandbox-out")
 
     def _run(self) -> None:
         try:
@@ -208,7 +217,7 @@ class StdinWriter(_PipeThread):
     def __init__(self, stream: IO[bytes], data: bytes, name: str) -> None:
         self._stream = stream
         self._data: bytes | memoryview = data
-        super().__init__(f"sandbox-in-{name}")
+        super().__init__(f"sandbox-in-{name}", "sandbox-in")
 
     def set_data(self, data: bytes) -> None:
         """What to write, when it was not known at construction (a held input); before ``start``."""

@@ -15,7 +15,9 @@ stack): a supervisor stopping a child on its own strand cannot deadlock, and the
 actors stay live while it waits. An ask of an actor that *is* lower on the stack could never be
 answered; it fails at once (``StrandDeadlock``, a ``pykka.Timeout``) instead of hanging.
 
-The thread starts with the strand's first actor and ends after its last one has ended.
+The thread starts with the strand's first actor and ends after its last one has ended. A
+strand made with ``spare`` (a Task's, one per task) runs on one of those spare threads instead
+(``spare_threads``): the thread waits a moment for the next task's strand rather than ending.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from executor.supervision.spare_threads import Job, SpareThreads
 from executor.supervision.threadnames import comm_of, name_this_thread
 
 POLL_S = 0.005
@@ -57,7 +60,7 @@ def current_strand() -> Strand | None:
 class Strand:
     """One thread that runs its members' turns in turn; see the module doc."""
 
-    def __init__(self, name: str, comm: str | None = None) -> None:
+    def __init__(self, name: str, comm: str | None = None, spare: SpareThreads | None = None) -> None:
         self.name = name
         """The thread's Python name (``threading``, py-spy)."""
         self.comm = comm or comm_of(name)
@@ -67,7 +70,9 @@ class Strand:
         self._members: dict[int, Member] = {}
         """The live members by id: the strand keeps them alive, as a thread keeps its actor
         (inboxes and refs hold an actor weakly, so an ended one and its sockets are freed)."""
-        self._thread: threading.Thread | None = None
+        self._spare = spare
+        """Where its thread comes from when not made anew (``spare_threads``)."""
+        self._thread: threading.Thread | Job | None = None
         self._stack: list[Member] = []
         """Members in a turn on this thread, outermost first (touched only by the thread)."""
         self.threads_started = 0
@@ -90,9 +95,12 @@ class Strand:
             self._members[id(member)] = member
             self.schedule(member)
             if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name=self.name)
                 self.threads_started += 1
-                self._thread.start()
+                if self._spare is not None:
+                    self._thread = self._spare.start(self._run, self.name, self.comm)
+                else:
+                    self._thread = threading.Thread(target=self._run, name=self.name)
+                    self._thread.start()
 
     def schedule(self, member: Member) -> None:
         """Put ``member`` at the end of the line unless it is in it. Call with ``lock`` held."""
@@ -125,8 +133,11 @@ class Strand:
     def _run(self) -> None:
         name_this_thread(self.name, self.comm)
         _local.strand = self
-        while (member := self._take(None)) is not None:
-            self._turn(member)
+        try:
+            while (member := self._take(None)) is not None:
+                self._turn(member)
+        finally:
+            _local.strand = None  # a spare thread runs other work next
 
     def _take(self, timeout_s: float | None) -> Member | None:
         """The next member whose turn it is. Without a timeout (the thread's own loop) it waits

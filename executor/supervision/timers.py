@@ -101,8 +101,11 @@ class Scheduler:
         return entry
 
     def cancel(self, entries: list[_Entry]) -> None:
-        """Forget ``entries``; with nothing left to run, the thread ends."""
+        """Forget ``entries``; with nothing left to run, the thread ends. The thread is woken
+        only when the entry it sleeps until went (an actor's end cancels timers due long after
+        the next one: every Task's end woke it for nothing)."""
         with self._cond:
+            first = self._heap[0] if self._heap else None
             for entry in entries:
                 if not entry.cancelled:
                     entry.cancelled = True
@@ -110,7 +113,8 @@ class Scheduler:
             if self._live == 0 or len(self._heap) > 2 * self._live + 64:
                 self._heap = [e for e in self._heap if not e.cancelled]
                 heapq.heapify(self._heap)
-            self._cond.notify()
+            if first is not None and first.cancelled:
+                self._cond.notify()
 
     def _next(self) -> _Entry | None:
         """The next due entry, waiting for it; None when nothing is scheduled (the thread ends)."""

@@ -32,14 +32,14 @@ def test_an_input_the_pipe_takes_at_once_needs_no_thread() -> None:
     data = b'{"__recipe_yaml__": "source: {}", "__secrets__": {"S": "a-secret-value"}}'
     out, writer = digest_of_input(data)
     assert out == hashlib.sha256(data).hexdigest()
-    assert writer._thread.ident is None, "written on the caller's thread"
+    assert not writer.started, "written on the caller's thread"
 
 
 def test_an_input_larger_than_the_pipe_arrives_whole() -> None:
     data = bytes(range(256)) * (4 * 4096 + 1)  # 4 MiB + 256 B: more than any pipe holds
     out, writer = digest_of_input(data)
     assert out == hashlib.sha256(data).hexdigest()
-    assert writer._thread.ident is not None, "the rest went on the writer's thread"
+    assert writer.started, "the rest went on the writer's thread"
 
 
 def test_a_process_that_closed_its_stdin_is_no_error() -> None:

@@ -149,3 +149,34 @@ def test_a_beat_that_rearms_just_after_its_tick_is_due_one_period_later() -> Non
     assert ticks == list(range(ticks[0], ticks[0] + 4))  # one beat per tick: no tick skipped or doubled
     wait_for(lambda: not any(t.name == "timers-ticks" for t in threading.enumerate()),
              what="the idle scheduler's thread to end")
+
+
+class _CountingCondition(threading.Condition):
+    """A condition that counts its ``notify`` calls: each one wakes the timer thread."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.notified = 0
+
+    def notify(self, n: int = 1) -> None:
+        self.notified += 1
+        super().notify(n)
+
+
+def test_cancelling_an_entry_due_after_the_next_one_does_not_wake_the_thread() -> None:
+    """An actor's end cancels timers due long after the next one; the thread sleeps on."""
+    scheduler = Scheduler(name="timers-cancel-test")
+    condition = _CountingCondition()
+    scheduler._cond = condition
+    fired = threading.Event()
+    first = scheduler.call_after(0.5, fired.set)
+    later = scheduler.call_after(60, fired.set)
+    scheduler.cancel([later])
+    assert condition.notified == 0, "the entry the thread sleeps until is still there"
+    assert fired.wait(30), "the first entry still fires on time"
+    again = scheduler.call_after(60, fired.set)
+    woken = condition.notified
+    scheduler.cancel([again, first])  # the next entry goes: the thread must look again (and end)
+    assert condition.notified == woken + 1
+    wait_for(lambda: not [t for t in threading.enumerate() if t.name == "timers-cancel-test"],
+             what="the scheduler's thread to end with nothing scheduled")

@@ -1,0 +1,143 @@
+"""Threads that wait a moment after their work, so a task's short-lived threads are not made anew.
+
+Every task used to start three threads and see them end a few tens of milliseconds later: its
+Task's strand, its sandbox's supervisor and its output reader. A thread start costs about
+0.2 ms of CPU (the clone, its stack, and ``Thread.start``'s hand-shake: the starter sleeps
+until the new thread has run), and the three ended between two tasks of a busy pool. Here a
+thread whose work is done waits ``LINGER_S`` for the next one (an uncontended lock, handed
+over by whoever starts work), so back-to-back tasks run on threads already there; a pool at
+rest has none left after ``LINGER_S``, and at most ``MAX_SPARE`` wait at once.
+
+A job is named on its thread (``name_this_thread``: Python's name and the kernel's) and runs
+in a fresh ``contextvars`` context; a waiting thread is named ``spare``. Workers are daemon
+threads: nothing waits for them at exit (the executor's stop waits for its actors' loops and
+its runs' results, not for threads). Whoever uses one must leave no thread-local state behind
+(``Strand`` clears its own).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Callable
+
+from loguru import logger
+
+from executor.supervision.threadnames import name_this_thread
+
+LINGER_S = 2.0
+"""How long a thread waits for new work after its last; the next task of a busy pool comes sooner."""
+MAX_SPARE = 8
+"""At most this many threads wait at once (a burst of ended tasks does not keep them all)."""
+SPARE_NAME = "spare"
+
+
+class Job:
+    """One piece of work on a spare thread: what a ``threading.Thread`` gives its starter."""
+
+    def __init__(self, target: Callable[[], object], name: str, comm: str | None) -> None:
+        self.target: Callable[[], object] | None = target
+        self.name = name
+        self.comm = comm
+        self.ident: int | None = None
+        """The thread's id once the job runs (``Thread.ident``)."""
+        self._done = threading.Event()
+
+    def is_alive(self) -> bool:
+        """True from the start until the job has returned (as ``Thread.is_alive`` after ``start``)."""
+        return not self._done.is_set()
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for the job to return; True once it has."""
+        return self._done.wait(timeout)
+
+    def run(self) -> None:
+        """On the worker: the job, named, in a context of its own; never raises."""
+        self.ident = threading.get_ident()
+        target, self.target = self.target, None  # as ``Thread`` drops its target: whoever holds
+        try:  # the job (its owner) must not keep the target's object alive through it
+            assert target is not None, "a job runs once"
+            name_this_thread(self.name, self.comm)
+            contextvars.Context().run(target)
+        except Exception:
+            logger.exception("thread {} failed", self.name)
+        finally:
+            del target
+            self._done.set()
+
+
+class _Worker:
+    """One thread: runs a job, then waits for the next one or for ``LINGER_S`` to pass."""
+
+    def __init__(self, spares: SpareThreads) -> None:
+        self._spares = spares
+        self.gate = threading.Lock()
+        self.gate.acquire()
+        self.job: Job | None = None
+
+    def loop(self, first: Job) -> None:
+        job: Job | None = first
+        while job is not None:
+            job.run()
+            job = self._spares.next_job(self)
+
+
+class SpareThreads:
+    """Starts jobs on a waiting thread when one waits, else on a new one (see the module doc)."""
+
+    def __init__(self, linger_s: float = LINGER_S, max_spare: int = MAX_SPARE) -> None:
+        self.linger_s = linger_s
+        self.max_spare = max_spare
+        self._lock = threading.Lock()
+        self._idle: list[_Worker] = []
+        self.threads_made = 0
+
+    def start(self, target: Callable[[], object], name: str, comm: str | None = None) -> Job:
+        """Run ``target`` on a thread named ``name`` (``comm`` for the kernel); returns at once."""
+        job = Job(target, name, comm)
+        with self._lock:
+            worker = self._idle.pop() if self._idle else None  # the latest: its stack is warm
+            if worker is not None:
+                worker.job = job
+        if worker is not None:
+            worker.gate.release()
+            return job
+        worker = _Worker(self)
+        thread = threading.Thread(target=worker.loop, args=(job,), name=name, daemon=True)
+        thread.start()
+        with self._lock:
+            self.threads_made += 1
+        return job
+
+    def next_job(self, worker: _Worker) -> Job | None:
+        """On ``worker``'s thread: the next job, or None (the thread ends) after ``linger_s``."""
+        with self._lock:
+            if len(self._idle) >= self.max_spare:
+                return None
+            self._idle.append(worker)
+        name_this_thread(SPARE_NAME)
+        if not worker.gate.acquire(timeout=self.linger_s):
+            with self._lock:
+                if worker in self._idle:
+                    self._idle.remove(worker)
+                    return None
+            worker.gate.acquire()  # given a job just as the wait ended: its release is coming
+        job, worker.job = worker.job, None
+        return job
+
+    def let_go(self) -> None:
+        """End every thread that waits now (the executor stopped: no task is coming)."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for worker in idle:
+            worker.job = None
+            worker.gate.release()
+
+    def waiting(self) -> int:
+        """How many threads wait for work now."""
+        with self._lock:
+            return len(self._idle)
+
+
+SPARES = SpareThreads()
+"""The process's spare threads: the Tasks' strands and the sandbox runs' threads."""

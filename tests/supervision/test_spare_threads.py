@@ -1,0 +1,95 @@
+"""Spare threads: a job runs on a thread a finished job left waiting, else on a new one."""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from executor.supervision.spare_threads import SPARE_NAME, SpareThreads
+from executor.supervision.strand import Strand, current_strand
+from executor.supervision.strandactor import StrandActor
+from tests.supervision.probe import wait_for
+
+MARK: contextvars.ContextVar[str] = contextvars.ContextVar("MARK", default="unset")
+
+
+@pytest.fixture
+def spares() -> Iterator[SpareThreads]:
+    threads = SpareThreads(linger_s=30.0, max_spare=2)
+    yield threads
+    threads.let_go()
+
+
+def _ran_on(spares: SpareThreads, name: str) -> tuple[int, str, str]:
+    """Run one job; (its thread's id, its Python name while it ran, the contextvar it saw)."""
+    seen: list[tuple[int, str, str]] = []
+
+    def job() -> None:
+        seen.append((threading.get_ident(), threading.current_thread().name, MARK.get()))
+        MARK.set(name)  # must not leak into the next job on this thread
+
+    handle = spares.start(job, name, "job")
+    assert handle.join(30) and not handle.is_alive()
+    return seen[0]
+
+
+def test_a_job_after_another_runs_on_the_thread_it_left_waiting(spares: SpareThreads) -> None:
+    first, first_name, _ = _ran_on(spares, "job-one")
+    wait_for(lambda: spares.waiting() == 1, what="the thread to wait for more work")
+    second, second_name, mark = _ran_on(spares, "job-two")
+    assert first == second and spares.threads_made == 1
+    assert (first_name, second_name) == ("job-one", "job-two")
+    assert mark == "unset", "each job runs in a context of its own"
+    wait_for(lambda: spares.waiting() == 1, what="the thread to wait again")
+    waiting = [t for t in threading.enumerate() if t.ident == first]
+    assert waiting and waiting[0].name == SPARE_NAME
+
+
+def test_a_waiting_thread_ends_after_its_linger() -> None:
+    spares = SpareThreads(linger_s=0.05)
+    ident, _, _ = _ran_on(spares, "short")
+    wait_for(lambda: not [t for t in threading.enumerate() if t.ident == ident],
+             what="the spare thread to end after its linger")
+    assert spares.waiting() == 0
+    again, _, _ = _ran_on(spares, "later")
+    assert spares.threads_made == 2 and again != 0
+
+
+def test_at_most_max_spare_threads_wait(spares: SpareThreads) -> None:
+    gate = threading.Event()
+    jobs = [spares.start(gate.wait, f"held-{i}") for i in range(4)]
+    gate.set()
+    assert all(job.join(30) for job in jobs)
+    wait_for(lambda: spares.waiting() == 2 and spares.threads_made == 4,
+             what="two threads to wait, the others to end")
+    spares.let_go()
+    assert spares.waiting() == 0
+
+
+def test_a_failing_job_leaves_its_thread_usable(spares: SpareThreads) -> None:
+    def boom() -> None:
+        raise RuntimeError("a job's own failure")
+
+    assert spares.start(boom, "boom").join(30)
+    wait_for(lambda: spares.waiting() == 1, what="the thread to wait after the failure")
+    _ran_on(spares, "after")
+    assert spares.threads_made == 1
+
+
+class _Echo(StrandActor):
+    def on_receive(self, message: object) -> object:
+        return (message, threading.current_thread().name)
+
+
+def test_a_strand_on_a_spare_thread_leaves_no_strand_behind(spares: SpareThreads) -> None:
+    strand = Strand("root/pool:p/task:abc", "task:abc", spare=spares)
+    ref = _Echo.start(strand)
+    assert ref.ask("hi", timeout=30) == ("hi", "root/pool:p/task:abc")
+    ref.stop(timeout=30)
+    wait_for(lambda: spares.waiting() == 1, what="the strand's thread to be given back")
+    seen: list[object] = []
+    assert spares.start(lambda: seen.append(current_strand()), "next").join(30)
+    assert seen == [None] and spares.threads_made == 1
