@@ -1,4 +1,4 @@
-"""HTTP calls with a total deadline and a response size cap, on ``http.client``'s parser.
+"""HTTP calls with a total deadline and a response size cap.
 
 A socket timeout (what ``http.client``, urllib3 and ``requests`` offer) bounds each socket
 read: a peer that drips one byte a second never trips it and holds a call for as long as it
@@ -23,6 +23,8 @@ import time
 import zlib
 from dataclasses import dataclass
 from typing import Any
+
+from executor.datahub.http_answer import HttpAnswer
 
 CHUNK_BYTES = 64 * 1024
 
@@ -101,31 +103,12 @@ class DeadlineReader(io.RawIOBase):
             raise
 
 
-class _Source:
-    """What ``http.client.HTTPResponse`` reads from: its ``makefile`` is the bounded reader."""
-
-    __slots__ = ("_file",)
-
-    def __init__(self, file: io.BufferedReader) -> None:
-        self._file = file
-
-    def makefile(self, _mode: str) -> io.BufferedReader:
-        return self._file
-
-
-def response_on(sock: Any, method: str, at: float | None, timeout: float | None) -> http.client.HTTPResponse:
+def response_on(sock: Any, method: str, at: float | None, timeout: float | None) -> HttpAnswer:
     """The answer about to arrive on ``sock`` (status line and headers read), bounded by ``at``."""
-    reader = io.BufferedReader(DeadlineReader(sock, at, timeout))
-    response = http.client.HTTPResponse(_Source(reader), method=method)  # type: ignore[arg-type]
-    try:
-        response.begin()
-    except BaseException:
-        response.close()
-        raise
-    return response
+    return HttpAnswer(io.BufferedReader(DeadlineReader(sock, at, timeout)), method)
 
 
-def read_capped(response: http.client.HTTPResponse, max_bytes: int) -> bytes:
+def read_capped(response: HttpAnswer, max_bytes: int) -> bytes:
     """The decoded body, streamed and counted; ``TooLarge`` as soon as it exceeds ``max_bytes``.
 
     A declared ``Content-Length`` above the cap is refused before a byte is read. A gzip or

@@ -23,13 +23,14 @@ import os
 import ssl
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import certifi
 
 from executor.datahub.bounded_http import CallLimits, OriginRefused, read_capped, response_on
+from executor.datahub.http_answer import Headers
 from executor.datahub.http_pool import ConnectionPool, Route, Watcher
 from executor.datahub.proxies import proxy_for_url
 
@@ -37,34 +38,6 @@ CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 """Read when ``verify`` is True, as ``requests`` read them (an operator's corporate CA)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
-
-
-class Headers(Mapping[str, str]):
-    """An answer's headers, looked up case-insensitively (a repeated one: its values joined)."""
-
-    __slots__ = ("_by_name",)
-
-    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
-        by_name: dict[str, str] = {}
-        for name, value in items:
-            key = name.lower()
-            by_name[key] = f"{by_name[key]}, {value}" if key in by_name else value
-        self._by_name = by_name
-
-    def __getitem__(self, name: str) -> str:
-        return self._by_name[name.lower()]
-
-    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
-        return self._by_name.get(name.lower(), default)
-
-    def __contains__(self, name: object) -> bool:
-        return isinstance(name, str) and name.lower() in self._by_name
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self._by_name)
-
-    def __len__(self) -> int:
-        return len(self._by_name)
 
 
 @dataclass(frozen=True)
@@ -150,7 +123,7 @@ class Origin:
             conn.close()
         else:
             pool.give_back(conn)
-        return Answer(response.status, content, Headers(response.getheaders()))
+        return Answer(response.status, content, response.headers)
 
     def close(self) -> None:
         """Close the idle connections (calls in flight finish; a later call connects again)."""

@@ -2,7 +2,7 @@
 
 ``open_tunnel`` asks the proxy for a tunnel to ``host:port`` (with the proxy URL's
 credentials as ``Proxy-Authorization``, as ``requests`` sent them) and reads its answer with
-``http.client``'s parser, bounded like any call. Over an https:// proxy the origin's TLS runs
+``http_answer``, bounded like any call. Over an https:// proxy the origin's TLS runs
 inside the proxy's: ``ssl`` cannot wrap an ``SSLSocket`` again, so ``TlsInTls`` drives an
 ``SSLObject`` over memory buffers on top of it (what urllib3's ``SSLTransport`` did).
 """
@@ -26,11 +26,8 @@ def open_tunnel(conn: Any, target: str, proxy_headers: tuple[tuple[str, str], ..
     conn.sock.settimeout(left_of(at, connect_s))
     conn.sock.sendall(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))
     response = response_on(conn.sock, "CONNECT", at, connect_s)
-    try:
-        if not 200 <= response.status < 300:
-            raise OSError(f"Tunnel connection failed: {response.status} {response.reason}")
-    finally:
-        response.close()
+    if not 200 <= response.status < 300:
+        raise OSError(f"Tunnel connection failed: {response.status} {response.reason}")
 
 
 class TlsInTls:

@@ -1,0 +1,164 @@
+"""An HTTP/1.1 answer read off a connection: status line, headers, and a body to stream.
+
+Why not ``http.client.HTTPResponse``: its header parse goes through the ``email`` package
+(a feed parser, a policy object, a header object per line), about a third of a short call's
+client CPU here (``bench/sqs_calls.py --profile``). The answers the executor reads (GMS's, SQS's,
+a proxy's to CONNECT) need much less: the status, a case-insensitive look-up, and the body's
+framing (``Content-Length``, chunked, or until the peer closes). The limits are
+``http.client``'s (a line of at most 64 KiB, 100 headers), its exception classes are raised
+(``bounded_http.CALL_ERRORS`` covers them), and every read goes through the caller's file,
+whose reads the call's deadline bounds.
+"""
+
+from __future__ import annotations
+
+import http.client
+import io
+from collections.abc import Iterable, Iterator, Mapping
+
+MAX_LINE = 65536
+MAX_HEADERS = 100
+_NO_BODY = frozenset({204, 304})
+
+
+class Headers(Mapping[str, str]):
+    """An answer's headers, looked up case-insensitively (a repeated one: its values joined)."""
+
+    __slots__ = ("_by_name",)
+
+    def __init__(self, items: Iterable[tuple[str, str]] = ()) -> None:
+        by_name: dict[str, str] = {}
+        for name, value in items:
+            key = name.lower()
+            by_name[key] = f"{by_name[key]}, {value}" if key in by_name else value
+        self._by_name = by_name
+
+    def __getitem__(self, name: str) -> str:
+        return self._by_name[name.lower()]
+
+    def get(self, name: str, default: str | None = None) -> str | None:  # type: ignore[override]
+        return self._by_name.get(name.lower(), default)
+
+    def __contains__(self, name: object) -> bool:
+        return isinstance(name, str) and name.lower() in self._by_name
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_name)
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+
+class HttpAnswer:
+    """One answer on ``file``: ``status``, ``reason``, ``headers`` read at once; ``read`` the body.
+
+    ``will_close``: the connection cannot carry another call after this answer (the peer
+    said so, HTTP/1.0, or the body runs until the peer closes).
+    """
+
+    def __init__(self, file: io.BufferedReader, method: str) -> None:
+        self._file = file
+        while True:
+            version, self.status, self.reason = _status_line(file)
+            self.headers = Headers(_header_lines(file))
+            if not 100 <= self.status < 200 or self.status == 101:
+                break  # 1xx (100 Continue): its own headers, then the real answer
+        tokens = (self.headers.get("connection") or "").lower()
+        self.will_close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
+        self._chunked = "chunked" in (self.headers.get("transfer-encoding") or "").lower()
+        self._left: int | None = None
+        """Body bytes still to read (of the current chunk when chunked); None: until close."""
+        self._done = method in ("HEAD", "CONNECT") or self.status in _NO_BODY or self.status < 200
+        if self._done or self._chunked:
+            self._left = 0
+        elif (declared := self.headers.get("content-length")) is not None:
+            if not declared.strip().isdigit():
+                raise http.client.HTTPException(f"invalid Content-Length {declared[:40]!r}")
+            self._left = int(declared)
+            self._done = self._left == 0
+        else:
+            self.will_close = True
+
+    def getheader(self, name: str, default: str = "") -> str:
+        """A header's value, ``default`` without it."""
+        return self.headers.get(name) or default
+
+    def read(self, amount: int) -> bytes:
+        """Up to ``amount`` bytes of the body; b"" once it is all read."""
+        if self._done:
+            return b""
+        if self._chunked:
+            return self._read_chunked(amount)
+        if self._left is None:
+            data = self._file.read1(amount)
+            self._done = not data
+            return data
+        data = self._file.read(min(amount, self._left))
+        if not data:
+            raise http.client.IncompleteRead(b"", self._left)
+        self._left -= len(data)
+        self._done = self._left == 0
+        return data
+
+    def _read_chunked(self, amount: int) -> bytes:
+        if not self._left:
+            size = _chunk_size(_line(self._file))
+            if size == 0:
+                for _ in _header_lines(self._file):  # trailers, read to keep the connection usable
+                    pass
+                self._done = True
+                return b""
+            self._left = size
+        assert self._left is not None
+        data = self._file.read(min(amount, self._left))
+        if not data:
+            raise http.client.IncompleteRead(b"", self._left)
+        self._left -= len(data)
+        if not self._left and _line(self._file) not in (b"\r\n", b"\n"):
+            raise http.client.HTTPException("a chunk does not end with CRLF")
+        return data
+
+
+def _line(file: io.BufferedReader) -> bytes:
+    line = file.readline(MAX_LINE + 1)
+    if len(line) > MAX_LINE:
+        raise http.client.LineTooLong("header line")
+    return line
+
+
+def _status_line(file: io.BufferedReader) -> tuple[str, int, str]:
+    line = _line(file)
+    if not line:
+        raise http.client.RemoteDisconnected("Remote end closed connection without response")
+    version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
+    code, _, reason = rest.partition(" ")
+    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+        raise http.client.BadStatusLine(line[:100].decode("iso-8859-1"))
+    return version, int(code), reason.strip()
+
+
+def _header_lines(file: io.BufferedReader) -> list[tuple[str, str]]:
+    """The header block up to its empty line; a folded line continues the one before it."""
+    found: list[tuple[str, str]] = []
+    while True:
+        line = _line(file)
+        if line in (b"\r\n", b"\n", b""):
+            return found
+        text = line.decode("iso-8859-1").rstrip("\r\n")
+        if text[:1] in (" ", "\t") and found:
+            name, value = found[-1]
+            found[-1] = (name, f"{value} {text.strip()}")
+            continue
+        name, colon, value = text.partition(":")
+        if not colon or not name or name != name.strip():
+            raise http.client.HTTPException(f"malformed header line {text[:60]!r}")
+        found.append((name, value.strip()))
+        if len(found) > MAX_HEADERS:
+            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+
+
+def _chunk_size(line: bytes) -> int:
+    text = line.split(b";", 1)[0].strip()
+    if not text or text.lstrip(b"0123456789abcdefABCDEF"):
+        raise http.client.HTTPException(f"invalid chunk size {text[:20]!r}")
+    return int(text, 16)
