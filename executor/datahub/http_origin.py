@@ -180,7 +180,7 @@ def _route(parts: SplitResult, proxy: str | None, verify: bool | str) -> Route:
         user, password = unquote(found.username), unquote(found.password or "")
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers = (("Proxy-Authorization", f"Basic {token}"),)
-    proxy_tls = tls_context(True) if found.scheme == "https" else None
+    proxy_tls = tls_context(verify) if found.scheme == "https" else None  # as requests did
     return Route(found.hostname or "", found.port or _DEFAULT_PORTS[found.scheme], tls=tls,
                  server_name=host, tunnel=f"{_bracketed(host)}:{port}" if tls else None,
                  proxy_tls=proxy_tls, proxy_headers=headers, proxied=True)
