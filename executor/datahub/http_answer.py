@@ -59,8 +59,8 @@ class HttpAnswer:
     def __init__(self, file: io.BufferedReader, method: str) -> None:
         self._file = file
         while True:
-            version, self.status, self.reason = _status_line(file)
-            self.headers = Headers(_header_lines(file))
+            version, self.status, self.reason, lines = _head(file)
+            self.headers = Headers(_parsed(lines))
             if not 100 <= self.status < 200 or self.status == 101:
                 break  # 1xx (100 Continue): its own headers, then the real answer
         tokens = (self.headers.get("connection") or "").lower()
@@ -126,25 +126,45 @@ def _line(file: io.BufferedReader) -> bytes:
     return line
 
 
-def _status_line(file: io.BufferedReader) -> tuple[str, int, str]:
-    line = _line(file)
-    if not line:
+def _head(file: io.BufferedReader) -> tuple[str, int, str, list[str]]:
+    """The status line's version, code and reason, and the header lines (not yet parsed).
+
+    The usual answer's whole head is already in the reader's buffer: it is taken in one read
+    and split once. Otherwise (a head larger than the buffer, not yet all arrived, or lines
+    ending in a bare LF) it is read line by line, each line at most ``MAX_LINE``.
+    """
+    buffered = file.peek(1)
+    end = buffered.find(b"\r\n\r\n")
+    if end >= 0:
+        first, *lines = file.read(end + 4)[:end].decode("iso-8859-1").split("\r\n")
+    else:
+        first = _line(file).decode("iso-8859-1").rstrip("\r\n")
+        lines = list(_header_lines(file))
+    if not first:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
-    version, _, rest = line.decode("iso-8859-1").rstrip("\r\n").partition(" ")
+    version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
-        raise http.client.BadStatusLine(line[:100].decode("iso-8859-1"))
-    return version, int(code), reason.strip()
+        raise http.client.BadStatusLine(first[:100])
+    return version, int(code), reason.strip(), lines
 
 
-def _header_lines(file: io.BufferedReader) -> list[tuple[str, str]]:
-    """The header block up to its empty line; a folded line continues the one before it."""
-    found: list[tuple[str, str]] = []
-    while True:
+def _header_lines(file: io.BufferedReader) -> Iterator[str]:
+    """The header block's lines up to its empty line, read one by one."""
+    for _ in range(MAX_HEADERS + 2):
         line = _line(file)
         if line in (b"\r\n", b"\n", b""):
-            return found
-        text = line.decode("iso-8859-1").rstrip("\r\n")
+            return
+        yield line.decode("iso-8859-1").rstrip("\r\n")
+    raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+
+
+def _parsed(lines: list[str]) -> list[tuple[str, str]]:
+    """``(name, value)`` of each header line; a folded line continues the one before it."""
+    if len(lines) > MAX_HEADERS:
+        raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+    found: list[tuple[str, str]] = []
+    for text in lines:
         if text[:1] in (" ", "\t") and found:
             name, value = found[-1]
             found[-1] = (name, f"{value} {text.strip()}")
@@ -153,8 +173,7 @@ def _header_lines(file: io.BufferedReader) -> list[tuple[str, str]]:
         if not colon or not name or name != name.strip():
             raise http.client.HTTPException(f"malformed header line {text[:60]!r}")
         found.append((name, value.strip()))
-        if len(found) > MAX_HEADERS:
-            raise http.client.HTTPException(f"got more than {MAX_HEADERS} headers")
+    return found
 
 
 def _chunk_size(line: bytes) -> int:

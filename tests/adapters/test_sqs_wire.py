@@ -253,7 +253,7 @@ def test_a_dripping_endpoint_cannot_hold_a_receive_past_its_deadline(what: str) 
         started = time.monotonic()
         with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
             queue.receive(1, 1, 30)  # its deadline: connect + wait + margin = 3 s
-        # urllib3 reports the deadline as a read timeout; a byte comes every 0.25 s, so only the
+        # The deadline ends the read (a socket timeout would not: a byte comes every 0.25 s), so only the
         # deadline can end the call this soon (without it, the drip lasts over 100 s).
         assert time.monotonic() - started < 3.0 + 5.0
         assert peer.sent > 0  # the peer was dripping, not silent
