@@ -170,7 +170,7 @@ def _parsed(lines: list[str]) -> list[tuple[str, str]]:
             found[-1] = (name, f"{value} {text.strip()}")
             continue
         name, colon, value = text.partition(":")
-        if not colon or not name or name != name.strip():
+        if not colon or not name or name != name.strip() or "\n" in text or "\r" in text:
             raise http.client.HTTPException(f"malformed header line {text[:60]!r}")
         found.append((name, value.strip()))
     return found

@@ -206,7 +206,8 @@ def test_a_chunked_answer_after_a_continue_is_read_whole(peers: list[HostilePeer
     b"", b"HTTP/1.1 2000 OK\r\n\r\n", b"SSH-2.0-OpenSSH\r\n\r\n", b"HTTP/1.1 200 OK\r\nno colon\r\n\r\n",
     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000,
-], ids=["nothing", "status", "not-http", "header", "length", "cut", "chunk", "long-line"])
+    b"HTTP/1.1 200 OK\r\nX: a\nY: b\r\nContent-Length: 0\r\n\r\n",
+], ids=["nothing", "status", "not-http", "header", "length", "cut", "chunk", "long-line", "bare-lf"])
 def test_a_malformed_answer_is_a_call_error(peers: list[HostilePeer], answer: bytes) -> None:
     peer = _serve(peers, lambda p, conn: p.send(conn, answer))
     origin = Origin(peer.url, proxies={"http": None})
