@@ -10,7 +10,7 @@ likes, status line and headers included. Here every call has phases, as httpx sp
 
 The deadline reaches the socket itself: the connections (``http_pool``) set the socket's
 timeout to what is left of the call before every ``recv`` (``DeadlineReader``) and every
-``sendall``, so no thread is needed to cut a call off.
+``send`` (``send_all``), so no thread is needed to cut a call off.
 ``read_capped`` decodes a gzip or deflate answer as it streams in, never to more than the cap
 (a small compressed answer cannot expand into memory).
 """
@@ -78,6 +78,23 @@ def left_of(at: float | None, timeout: float | None) -> float | None:
     return left if timeout is None else min(left, timeout)
 
 
+def send_all(sock: Any, data: bytes | bytearray | memoryview, at: float,
+             timeout: float | None = None) -> None:
+    """All of ``data`` on ``sock`` before ``at``, one ``send`` at a time, each waiting at most what
+    is left (``sendall`` gives every piece the whole timeout: a slow reader would hold a call for
+    several times it)."""
+    view = memoryview(data)
+    while view:
+        sock.settimeout(left_of(at, timeout))
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            if time.monotonic() >= at:
+                raise DeadlineExceeded("the call's deadline passed while sending") from None
+            raise
+        view = view[sent:]
+
+
 class DeadlineReader(io.RawIOBase):
     """A socket's read side for one answer: every ``recv`` waits at most until ``at``.
 
@@ -88,11 +105,15 @@ class DeadlineReader(io.RawIOBase):
     def __init__(self, sock: Any, at: float | None, timeout: float | None) -> None:
         super().__init__()
         self._sock, self._at, self._timeout = sock, at, timeout
+        self.resting = False
+        """True once the answer is read: no more ``recv`` (a read returns "nothing yet")."""
 
     def readable(self) -> bool:
         return True
 
-    def readinto(self, buffer: Any) -> int:
+    def readinto(self, buffer: Any) -> int | None:
+        if self.resting:
+            return None
         if self._at is not None:
             self._sock.settimeout(left_of(self._at, self._timeout))
         try:
@@ -111,11 +132,11 @@ def response_on(sock: Any, method: str, at: float | None, timeout: float | None)
 def read_capped(response: HttpAnswer, max_bytes: int) -> bytes:
     """The decoded body, streamed and counted; ``TooLarge`` as soon as it exceeds ``max_bytes``.
 
-    A declared ``Content-Length`` above the cap is refused before a byte is read. A gzip or
+    A declared ``Content-Length`` above the cap is refused before a byte is read (a chunked
+    body's is ignored, as its framing is). A gzip or
     deflate body is inflated piece by piece, each piece to at most what the cap leaves.
     """
-    declared = response.getheader("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if response.length is not None and response.length > max_bytes:
         raise TooLarge(max_bytes)
     decoder = _decoder(response.getheader("Content-Encoding", ""))
     body = bytearray()
@@ -127,7 +148,20 @@ def read_capped(response: HttpAnswer, max_bytes: int) -> bytes:
         body += decoder.feed(b"", max_bytes + 1 - len(body))
         if len(body) > max_bytes:
             raise TooLarge(max_bytes)
+    response.will_close = response.will_close or overran(response)
     return bytes(body)
+
+
+def overran(response: HttpAnswer) -> bool:
+    """Whether bytes past the (wholly read) answer were read off the socket with it: a server
+    that sent more than its ``Content-Length``, bytes after the last chunk. Kept on the
+    connection they would be read as the next call's answer, so it must be closed. Only the
+    reader's buffer is looked at: its socket is not read again."""
+    raw = response.file.raw
+    if not isinstance(raw, DeadlineReader):
+        raise TypeError("an answer read by response_on was expected")
+    raw.resting = True
+    return bool(response.file.peek(1))
 
 
 class _Inflater:

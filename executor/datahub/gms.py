@@ -242,7 +242,7 @@ class GmsClient:
             return None
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting too deep for the parser: not JSON to us
             raise TransportError(f"{what}: GMS answered HTTP {status} without JSON") from None
 
     def _unreachable(self, what: str, exc: Exception, at: float) -> TransportError:
@@ -287,7 +287,7 @@ def _server_message(content: bytes, token: str) -> str:
     text = content[:_ERROR_BYTES].decode("utf-8", errors="replace")
     try:
         payload = json.loads(content) if len(content) <= _ERROR_BYTES else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         for key in ("message", "error", "detail"):

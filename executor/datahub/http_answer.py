@@ -57,27 +57,41 @@ class HttpAnswer:
     """
 
     def __init__(self, file: io.BufferedReader, method: str) -> None:
-        self._file = file
+        self.file = self._file = file
+        """What the answer is read from (``bounded_http.overran`` looks at what it holds)."""
         while True:
             version, self.status, self.reason, lines = _head(file)
             self.headers = Headers(_parsed(lines))
-            if not 100 <= self.status < 200 or self.status == 101:
+            if self.status == 101:
+                raise http.client.HTTPException("the server switched protocols (101), unasked")
+            if self.status >= 200:
                 break  # 1xx (100 Continue): its own headers, then the real answer
         tokens = (self.headers.get("connection") or "").lower()
         self.will_close = "close" in tokens or (version == "HTTP/1.0" and "keep-alive" not in tokens)
-        self._chunked = "chunked" in (self.headers.get("transfer-encoding") or "").lower()
-        self._left: int | None = None
+        self.length: int | None = None
+        """The declared ``Content-Length`` of a body framed by it, else None."""
+        self._left: int | None = 0
         """Body bytes still to read (of the current chunk when chunked); None: until close."""
-        self._done = method in ("HEAD", "CONNECT") or self.status in _NO_BODY or self.status < 200
-        if self._done or self._chunked:
-            self._left = 0
+        self._done = method in ("HEAD", "CONNECT") or self.status in _NO_BODY
+        self._chunked = False
+        if not self._done:
+            self._frame_body()
+
+    def _frame_body(self) -> None:
+        """How the body ends (RFC 9112 6.3): chunked only when it is the last coding (then a
+        ``Content-Length`` beside it is ignored, and the connection closed after: a possible
+        smuggling attempt); any other coding runs until close; else the declared length."""
+        te = self.headers.get("transfer-encoding") or ""
+        codings = [c.strip() for c in te.lower().split(",") if c.strip()]
+        if codings:
+            self._chunked = codings[-1] == "chunked"
+            self.will_close = self.will_close or not self._chunked or "content-length" in self.headers
+            self._left = 0 if self._chunked else None
         elif (declared := self.headers.get("content-length")) is not None:
-            if not declared.strip().isdigit():
-                raise http.client.HTTPException(f"invalid Content-Length {declared[:40]!r}")
-            self._left = int(declared)
+            self.length = self._left = number(declared.strip())
             self._done = self._left == 0
         else:
-            self.will_close = True
+            self._left, self.will_close = None, True
 
     def getheader(self, name: str, default: str = "") -> str:
         """A header's value, ``default`` without it."""
@@ -144,9 +158,12 @@ def _head(file: io.BufferedReader) -> tuple[str, int, str, list[str]]:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
-    if not version.startswith("HTTP/1.") or len(code) != 3 or not code.isdigit():
+    if not version.startswith("HTTP/1.") or len(code) != 3:
         raise http.client.BadStatusLine(first[:100])
-    return version, int(code), reason.strip(), lines
+    status = number(code, most=3)
+    if status < 100:
+        raise http.client.BadStatusLine(first[:100])
+    return version, status, reason.strip(), lines
 
 
 def _header_lines(file: io.BufferedReader) -> Iterator[str]:
@@ -177,7 +194,19 @@ def _parsed(lines: list[str]) -> list[tuple[str, str]]:
 
 
 def _chunk_size(line: bytes) -> int:
-    text = line.split(b";", 1)[0].strip()
-    if not text or text.lstrip(b"0123456789abcdefABCDEF"):
-        raise http.client.HTTPException(f"invalid chunk size {text[:20]!r}")
-    return int(text, 16)
+    return number(line.split(b";", 1)[0].strip().decode("iso-8859-1"), base=16, most=16)
+
+
+def number(text: str, base: int = 10, most: int = 19) -> int:
+    """A length or code from an answer: ASCII digits of ``base`` only, at most ``most`` of them.
+
+    Why not ``str.isdigit`` and ``int``: the head is decoded as ISO-8859-1, where ``isdigit``
+    accepts "\u00b2" that ``int`` refuses with ``ValueError``, and ``int`` refuses more than
+    4300 decimal digits the same way; ``ValueError`` is no call error and would reach the actor.
+    """
+    if 0 < len(text) <= most and text.isascii() and text.isalnum():
+        try:
+            return int(text, base)
+        except ValueError:
+            pass
+    raise http.client.HTTPException(f"invalid number {text[:20]!r} in the answer")

@@ -207,11 +207,6 @@ def tls_context(verify: bool | str) -> ssl.SSLContext:
     return _verifying_context(where)
 
 
-def tls_settings(verify: bool | str) -> dict[str, ssl.SSLContext]:
-    """``{"ssl_context": tls_context(verify)}``, the form the tests and tools read."""
-    return {"ssl_context": tls_context(verify)}
-
-
 _CONTEXTS: dict[str, tuple[int, ssl.SSLContext]] = {}
 _CONTEXTS_LOCK = threading.Lock()
 

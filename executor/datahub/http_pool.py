@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from executor.datahub.bounded_http import CHUNK_BYTES, DeadlineExceeded, ProxyError, left_of
+from executor.datahub.bounded_http import CHUNK_BYTES, DeadlineExceeded, ProxyError, left_of, send_all
 from executor.datahub.tls_tunnel import TlsInTls, open_tunnel
 
 
@@ -85,8 +85,7 @@ class Connection:
                 raise ProxyError(f"cannot go through the proxy {route.host}:{route.port}: "
                                  f"{type(exc).__name__}: {exc}") from exc
         else:
-            self.sock = socket.create_connection((route.host, route.port), left_of(at, connect_s))
-            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.sock = _open_tcp(route.host, route.port, connect_s, at)
         sock = self.sock
         if route.tls is not None:
             sock.settimeout(left_of(at, connect_s))
@@ -94,7 +93,7 @@ class Connection:
                 warnings.warn(f"Unverified HTTPS request to {route.server_name}: its certificate is "
                               "not checked", InsecureRequestWarning, stacklevel=2)
             if isinstance(sock, ssl.SSLSocket):  # an https proxy: TLS inside its TLS
-                self.sock = TlsInTls(sock, route.tls, route.server_name)
+                self.sock = TlsInTls(sock, route.tls, route.server_name, left_of(at, connect_s))
             else:
                 self.sock = route.tls.wrap_socket(sock, server_hostname=route.server_name)
         self._poller = select.poll()
@@ -102,9 +101,9 @@ class Connection:
 
     def _reach_proxy(self, route: Route, connect_s: float, at: float) -> None:
         """TCP (and TLS) to the proxy, and the CONNECT tunnel through it for an https origin."""
-        self.sock = socket.create_connection((route.host, route.port), left_of(at, connect_s))
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.sock = _open_tcp(route.host, route.port, connect_s, at)
         if route.proxy_tls is not None:
+            self.sock.settimeout(left_of(at, connect_s))
             self.sock = route.proxy_tls.wrap_socket(self.sock, server_hostname=route.host)
         if route.tunnel is not None:
             open_tunnel(self, route.tunnel, route.proxy_headers, at, connect_s)
@@ -118,8 +117,7 @@ class Connection:
 
     def write(self, data: bytes | bytearray | memoryview, at: float) -> None:
         """Send all of ``data`` before the deadline ``at``."""
-        self.sock.settimeout(left_of(at, None))
-        self.sock.sendall(data)
+        send_all(self.sock, data, at)
 
     def send_request(self, head: bytes, body: bytes | Iterable[bytes] | None, at: float) -> None:
         """The head and the body, the head joined to the body (or its first piece) when that
@@ -152,6 +150,28 @@ class Connection:
         if sock is not None:
             with contextlib.suppress(OSError):
                 sock.close()
+
+
+def _open_tcp(host: str, port: int, connect_s: float, at: float) -> socket.socket:
+    """TCP to the first address of ``host`` that takes it, each attempt bounded by what is left
+    of the call (``socket.create_connection`` gives every address the whole timeout); the last
+    attempt's error when none does."""
+    error: OSError = ConnectionError(f"no address for {host}")
+    for family, kind, proto, _, address in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(left_of(at, connect_s))
+            sock.connect(address)
+        except DeadlineExceeded:
+            sock.close()
+            raise
+        except OSError as exc:
+            sock.close()
+            error = exc
+            continue
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        return sock
+    raise error
 
 
 class ConnectionPool:

@@ -112,7 +112,7 @@ def _answer(what: str, status: int, headers: Mapping[str, str], content: bytes) 
         raise mapped_error(what, code, status, message)
     try:
         parsed = json.loads(content) if content else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep a nesting is no answer either
         parsed = None
     if not isinstance(parsed, dict):
         raise TransportError(f"SQS {what} failed: the answer is not a JSON object")
