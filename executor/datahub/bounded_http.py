@@ -81,8 +81,9 @@ def left_of(at: float | None, timeout: float | None) -> float | None:
 def send_all(sock: Any, data: bytes | bytearray | memoryview, at: float,
              timeout: float | None = None) -> None:
     """All of ``data`` on ``sock`` before ``at``, one ``send`` at a time, each waiting at most what
-    is left (``sendall`` gives every piece the whole timeout: a slow reader would hold a call for
-    several times it)."""
+    is left. ``socket.sendall`` and ``SSLSocket.send`` already bound one call by one timeout; the
+    loop makes it hold for any socket-like one (``TlsInTls`` bounds each record by its own
+    deadline), and a passed deadline is ``DeadlineExceeded`` as on the read side."""
     view = memoryview(data)
     while view:
         sock.settimeout(left_of(at, timeout))
