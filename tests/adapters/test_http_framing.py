@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -19,6 +20,8 @@ from executor.datahub.bounded_http import CALL_ERRORS, CallLimits
 from executor.datahub.gms import GmsClient
 from executor.datahub.http_origin import Origin
 from executor.errors import TransportError
+from tests.adapters.private_ca import PrivateCa, TlsFront
+from tests.ops.connect_proxy import ConnectProxy
 from tests.security.gms_peer import HostilePeer
 
 LIMITS = CallLimits(total_s=10.0, connect_s=5.0, max_bytes=64 * 1024)
@@ -114,6 +117,29 @@ def test_a_coding_after_chunked_is_read_until_close(peers: list[HostilePeer]) ->
         assert origin.call("GET", "/", LIMITS, headers={}).content == b"hello"
     finally:
         origin.close()
+
+
+@pytest.mark.parametrize("over_tls", [False, True], ids=["direct", "https-proxy"])
+def test_a_tls_body_until_close_without_close_notify_is_read(
+    peers: list[HostilePeer], tmp_path: Path, over_tls: bool
+) -> None:
+    """The origin closes without TLS's close_notify: the end of the body, as ``SSLSocket``
+    reads it directly (its ragged EOF), also inside an https proxy's TLS."""
+    def behaviour(peer: HostilePeer, conn: socket.socket) -> None:
+        peer.send(conn, b"HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\n\r\nhello")
+        conn.close()  # no SSL shutdown: no close_notify
+
+    ca = PrivateCa(tmp_path)
+    peer = HostilePeer(behaviour, ca.server_context("localhost")).start()
+    peers.append(peer)
+    front_context = ca.server_context("127.0.0.1")
+    with ConnectProxy() as proxy, TlsFront(front_context, ("127.0.0.1", proxy.port)) as front:
+        origin = Origin(peer.url.replace("127.0.0.1", "localhost"), verify=str(ca.ca_file),
+                        proxies={"https": front.url if over_tls else None})
+        try:
+            assert origin.call("GET", "/", LIMITS, headers={}).content == b"hello"
+        finally:
+            origin.close()
 
 
 @pytest.mark.parametrize("answer", [
