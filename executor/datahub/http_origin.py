@@ -7,7 +7,7 @@ object, a header dict, polled the connection, checked every ``putheader`` and wr
 answer, 0.5-1.0 ms of a call against about 0.5 ms for the same signed POST on one kept-alive
 ``http.client`` connection, and a task makes about seven calls (SQS receive and delete, five
 to GMS). Here an ``Origin`` decides its TLS settings and its proxy once, when it is made; a
-call writes its head and body in one ``sendall`` and reads the answer with a small parser of
+call writes its head and body in one write and reads the answer with a small parser of
 its own (``http_answer``: ``http.client``'s goes through the ``email`` package, about a third
 of a short call), under one total deadline and a size cap (``bounded_http``). Client CPU per
 call (``bench/gms_call_cpu.py``, ``bench/sqs_calls.py``): GMS 0.43-0.65 ms on urllib3,

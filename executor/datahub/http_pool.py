@@ -3,7 +3,7 @@
 What urllib3's pool did for the executor, without its per-call objects: a ``Route`` (where
 TCP goes, TLS, a CONNECT tunnel) is fixed once per ``Origin``; a ``ConnectionPool`` keeps up to
 ``keep`` idle connections (LIFO) and makes more when callers need them at the same time; a
-``Connection`` writes a request's head and body in one ``sendall``; the answer is read off
+``Connection`` writes a request's head and body in one write (``send_all``); the answer is read off
 its socket by ``bounded_http.response_on`` (``http_answer``), every step bounded by the call's
 deadline. Nothing is retried here: a call that may have reached the server is the caller's
 to retry or not.
