@@ -186,7 +186,7 @@ def _json_arg(text: str | None, label: str) -> Any:
         return None
     try:
         return json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise BadInputError(f"args.{label} is not valid JSON") from None
 
 

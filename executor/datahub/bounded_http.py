@@ -1,36 +1,36 @@
-"""HTTP calls with a total deadline and a response size cap, on top of ``urllib3``.
+"""HTTP calls with a total deadline and a response size cap.
 
-``urllib3`` (and ``requests`` on it) only knows a connect timeout and a timeout *per socket
-read*: a peer that drips one byte a second never trips the latter and holds a call for as long
-as it likes, status line and headers included. Here every call has phases, as httpx splits them::
+A socket timeout (what ``http.client``, urllib3 and ``requests`` offer) bounds each socket
+read: a peer that drips one byte a second never trips it and holds a call for as long as it
+likes, status line and headers included. Here every call has phases, as httpx splits them::
 
     connect_s   one TCP/TLS connect attempt
     total_s     the whole call: connect, sending the body, status line, headers, body
     max_bytes   the (decoded) response body; a bigger answer is abandoned, not buffered
 
-The deadline reaches the socket itself: the pools here (``POOLS``) build their connections with
-a response class whose reads (and a request whose writes) set the socket's timeout to what is
-left of the call before every ``recv``/``sendall``, so no thread is needed to cut a call off.
+The deadline reaches the socket itself: the connections (``http_pool``) set the socket's
+timeout to what is left of the call before every ``recv`` (``DeadlineReader``) and every
+``send`` (``send_all``), so no thread is needed to cut a call off.
+``read_capped`` decodes a gzip or deflate answer as it streams in, never to more than the cap
+(a small compressed answer cannot expand into memory).
 """
 
 from __future__ import annotations
 
 import http.client
 import io
-import socket
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+import zlib
 from dataclasses import dataclass
 from typing import Any
 
-from urllib3.connection import HTTPConnection, HTTPSConnection
-from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
-from urllib3.response import BaseHTTPResponse
+from executor.datahub.http_answer import HttpAnswer
 
 CHUNK_BYTES = 64 * 1024
-_local = threading.local()
+
+CALL_ERRORS = (OSError, http.client.HTTPException)
+"""What a call that got no (whole) answer raises, ``DeadlineExceeded`` and ``OriginRefused``
+included (both are ``OSError``); ``TooLarge`` is apart. Callers catch this one tuple."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +52,14 @@ class DeadlineExceeded(TimeoutError):
     """The call's total deadline passed (raised from inside a socket read or write)."""
 
 
+class OriginRefused(ConnectionError):
+    """No call can be made to this origin (a SOCKS proxy, an unreadable CA bundle)."""
+
+
+class ProxyError(ConnectionError):
+    """The proxy could not be reached, or refused the tunnel (the name urllib3 gave it)."""
+
+
 class TooLarge(Exception):
     """The answer is bigger than the call's ``max_bytes``."""
 
@@ -60,164 +68,139 @@ class TooLarge(Exception):
         self.limit = limit
 
 
-@contextmanager
-def deadline(total_s: float) -> Iterator[float]:
-    """Bound every socket read and write of this thread's calls to ``total_s`` from now."""
-    previous = getattr(_local, "deadline", None)
-    _local.deadline = time.monotonic() + total_s
-    try:
-        yield _local.deadline
-    finally:
-        _local.deadline = previous
-
-
-def _left() -> float | None:
-    """Seconds left of this thread's current call, None outside ``deadline()``."""
-    at: float | None = getattr(_local, "deadline", None)
+def left_of(at: float | None, timeout: float | None) -> float | None:
+    """The socket timeout for the next step: what is left until ``at``, at most ``timeout``."""
     if at is None:
-        return None
+        return timeout
     left = at - time.monotonic()
     if left <= 0:
         raise DeadlineExceeded("the call's deadline passed")
-    return left
+    return left if timeout is None else min(left, timeout)
 
 
-class _DeadlineReader(io.RawIOBase):
-    """A socket's read side whose every ``recv`` waits at most until the call's deadline."""
+def send_all(sock: Any, data: bytes | bytearray | memoryview, at: float,
+             timeout: float | None = None) -> None:
+    """All of ``data`` on ``sock`` before ``at``, one ``send`` at a time, each waiting at most what
+    is left. ``socket.sendall`` and ``SSLSocket.send`` already bound one call by one timeout; the
+    loop makes it hold for any socket-like one (``TlsInTls`` bounds each record by its own
+    deadline), and a passed deadline is ``DeadlineExceeded`` as on the read side."""
+    view = memoryview(data)
+    while view:
+        sock.settimeout(left_of(at, timeout))
+        try:
+            sent = sock.send(view)
+        except TimeoutError:
+            if time.monotonic() >= at:
+                raise DeadlineExceeded("the call's deadline passed while sending") from None
+            raise
+        view = view[sent:]
 
-    def __init__(self, sock: socket.socket, raw: io.RawIOBase, at: float) -> None:
+
+class DeadlineReader(io.RawIOBase):
+    """A socket's read side for one answer: every ``recv`` waits at most until ``at``.
+
+    Closing it leaves the socket open (the connection may be kept for the next call), as
+    ``socket.makefile`` does for ``http.client``.
+    """
+
+    def __init__(self, sock: Any, at: float | None, timeout: float | None) -> None:
         super().__init__()
-        self._sock, self._raw, self._at = sock, raw, at
-        self._timeout = sock.gettimeout()
+        self._sock, self._at, self._timeout = sock, at, timeout
+        self.resting = False
+        """True once the answer is read: no more ``recv`` (a read returns "nothing yet")."""
 
     def readable(self) -> bool:
         return True
 
-    def fileno(self) -> int:
-        return self._raw.fileno()
-
     def readinto(self, buffer: Any) -> int | None:
-        left = self._at - time.monotonic()
-        if left <= 0:
-            raise DeadlineExceeded("the call's deadline passed while reading the answer")
-        self._sock.settimeout(left if self._timeout is None else min(left, self._timeout))
+        if self.resting:
+            return None
+        if self._at is not None:
+            self._sock.settimeout(left_of(self._at, self._timeout))
         try:
-            return self._raw.readinto(buffer)
-        finally:
-            self._sock.settimeout(self._timeout)
-
-    def close(self) -> None:
-        if not self.closed:
-            self._raw.close()
-        super().close()
+            return int(self._sock.recv_into(buffer))
+        except TimeoutError:
+            if self._at is not None and time.monotonic() >= self._at:
+                raise DeadlineExceeded("the call's deadline passed while reading the answer") from None
+            raise
 
 
-class _DeadlineResponse(http.client.HTTPResponse):
-    """``http.client``'s response, reading through ``_DeadlineReader`` inside ``deadline()``."""
-
-    def __init__(self, sock: Any, debuglevel: int = 0, method: str | None = None, url: str | None = None):
-        super().__init__(sock, debuglevel, method, url)
-        at: float | None = getattr(_local, "deadline", None)
-        if at is not None and isinstance(sock, socket.socket):
-            raw = self.fp.detach()  # detached, so dropping the old buffer does not close it
-            self.fp = io.BufferedReader(_DeadlineReader(sock, raw, at))  # type: ignore[arg-type]
+def response_on(sock: Any, method: str, at: float | None, timeout: float | None) -> HttpAnswer:
+    """The answer about to arrive on ``sock`` (status line and headers read), bounded by ``at``."""
+    return HttpAnswer(io.BufferedReader(DeadlineReader(sock, at, timeout)), method)
 
 
-class _DeadlineSendMixin:
-    """Writes of the request wait at most until the call's deadline (``sendall`` is bounded
-    as a whole by the socket timeout since Python 3.5), and the request's head goes out in one
-    write with the first piece of its body.
-
-    urllib3 sends the head (``endheaders``) and then each piece of the body apart, so every
-    call with a body took two ``sendall``: two TCP segments, and on loopback (GMS beside the
-    executor) the receiver's TCP work runs in the sender's system call, about 0.1 ms of the
-    calling thread's CPU each. The head is held until the first piece and sent with it, as
-    ``http.client`` itself does for a ``bytes`` body.
-    """
-
-    sock: socket.socket | None
-    _head: bytes | None = None
-    _join_head = False
-    """Set while a request with a body goes out on a connection already open."""
-    _holding = False
-
-    def request(self, method: str, url: str, body: Any = None, headers: Any = None, **kw: Any) -> None:
-        """urllib3's request, the head joined to the body's first piece (a request without a
-        body, or on a connection it opens now, goes as before)."""
-        self._join_head = body is not None and self.sock is not None
-        try:
-            super().request(method, url, body, headers, **kw)  # type: ignore[misc]
-            head, self._head = self._head, None
-            if head is not None:  # an empty body: the head alone
-                self._send(head)
-        finally:
-            self._join_head, self._head = False, None
-
-    def endheaders(self, message_body: Any = None, *, encode_chunked: bool = False) -> None:
-        self._holding = self._join_head
-        try:
-            super().endheaders(message_body, encode_chunked=encode_chunked)  # type: ignore[misc]
-        finally:
-            self._holding = False
-
-    def send(self, data: Any) -> None:
-        if self._holding and self._head is None and isinstance(data, bytes):
-            self._head = data  # the head: it goes with the body's first piece
-            return
-        head, self._head = self._head, None
-        if head is not None and isinstance(data, bytes | bytearray | memoryview) and len(data) <= CHUNK_BYTES:
-            data = head + data
-        elif head is not None:
-            self._send(head)  # a large piece (never copied to join it) or a file: the head first
-        self._send(data)
-
-    def _send(self, data: Any) -> None:
-        left = _left()
-        if left is None or self.sock is None:
-            super().send(data)  # type: ignore[misc]
-            return
-        before = self.sock.gettimeout()
-        self.sock.settimeout(left if before is None else min(left, before))
-        try:
-            super().send(data)  # type: ignore[misc]
-        finally:
-            if self.sock is not None:
-                self.sock.settimeout(before)
-
-
-class _Connection(_DeadlineSendMixin, HTTPConnection):
-    response_class = _DeadlineResponse  # type: ignore[assignment]
-
-
-class _TlsConnection(_DeadlineSendMixin, HTTPSConnection):
-    response_class = _DeadlineResponse  # type: ignore[assignment]
-
-
-class _Pool(HTTPConnectionPool):
-    ConnectionCls = _Connection
-
-
-class _TlsPool(HTTPSConnectionPool):
-    ConnectionCls = _TlsConnection
-
-
-POOLS = {"http": _Pool, "https": _TlsPool}
-"""urllib3's ``pool_classes_by_scheme`` for a ``PoolManager``/``ProxyManager`` whose calls
-honour ``deadline()``: direct, forwarded through an HTTP proxy, or tunnelled (the CONNECT's
-answer is read by the same response class)."""
-
-
-def read_capped(response: BaseHTTPResponse, max_bytes: int) -> bytes:
+def read_capped(response: HttpAnswer, max_bytes: int) -> bytes:
     """The decoded body, streamed and counted; ``TooLarge`` as soon as it exceeds ``max_bytes``.
 
-    A declared ``Content-Length`` above the cap is refused before a byte is read.
+    A declared ``Content-Length`` above the cap is refused before a byte is read (a chunked
+    body's is ignored, as its framing is). A gzip or
+    deflate body is inflated piece by piece, each piece to at most what the cap leaves.
     """
-    declared = response.headers.get("Content-Length", "")
-    if declared.isdigit() and int(declared) > max_bytes:
+    if response.length is not None and response.length > max_bytes:
         raise TooLarge(max_bytes)
+    decoder = _decoder(response.getheader("Content-Encoding", ""))
     body = bytearray()
-    while chunk := response.read(CHUNK_BYTES, decode_content=True):
-        body += chunk
+    while chunk := response.read(CHUNK_BYTES):
+        body += chunk if decoder is None else decoder.feed(chunk, max_bytes + 1 - len(body))
         if len(body) > max_bytes:
             raise TooLarge(max_bytes)
+    if decoder is not None:
+        body += decoder.feed(b"", max_bytes + 1 - len(body))
+        if len(body) > max_bytes:
+            raise TooLarge(max_bytes)
+    response.will_close = response.will_close or overran(response)
     return bytes(body)
+
+
+def overran(response: HttpAnswer) -> bool:
+    """Whether bytes past the (wholly read) answer were read off the socket with it: a server
+    that sent more than its ``Content-Length``, bytes after the last chunk. Kept on the
+    connection they would be read as the next call's answer, so it must be closed. Only the
+    reader's buffer is looked at: its socket is not read again."""
+    raw = response.file.raw
+    if not isinstance(raw, DeadlineReader):
+        raise TypeError("an answer read by response_on was expected")
+    raw.resting = True
+    return bool(response.file.peek(1))
+
+
+class _Inflater:
+    """gzip (members one after another) or deflate (zlib-wrapped, or raw as some servers send
+    it), as urllib3 decoded them; never more out of one call than ``room``."""
+
+    def __init__(self, gzip: bool) -> None:
+        self._gzip = gzip
+        self._first = True
+        self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS if gzip else zlib.MAX_WBITS)
+
+    def feed(self, data: bytes, room: int) -> bytes:
+        """Inflate ``data`` (b"": what is left); ``room`` + 1 bytes out means too large."""
+        out = bytearray()
+        while room > 0:
+            try:
+                piece = self._zlib.decompress(data, room)
+            except zlib.error:
+                if self._gzip or not self._first:
+                    raise http.client.HTTPException("the answer's deflate encoding is broken") from None
+                self._zlib, self._first = zlib.decompressobj(-zlib.MAX_WBITS), False
+                continue
+            self._first = False
+            out += piece
+            room -= len(piece)
+            data = self._zlib.unconsumed_tail
+            if self._zlib.eof and self._zlib.unused_data and self._gzip:
+                data = self._zlib.unused_data  # another gzip member follows
+                self._zlib = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            elif not data:
+                break
+        return bytes(out)
+
+
+def _decoder(encoding: str) -> _Inflater | None:
+    name = encoding.strip().lower()
+    if name in ("gzip", "x-gzip"):
+        return _Inflater(gzip=True)
+    if name == "deflate":
+        return _Inflater(gzip=False)
+    return None

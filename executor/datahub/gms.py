@@ -23,18 +23,14 @@ token or a request body (a body may carry secrets or a recipe).
 
 from __future__ import annotations
 
-import http.client
 import json
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
-from urllib3.exceptions import HTTPError, NewConnectionError
-from urllib3.exceptions import TimeoutError as Urllib3Timeout
-
 from executor import __version__
-from executor.datahub.bounded_http import CallLimits, DeadlineExceeded, TooLarge
+from executor.datahub.bounded_http import CALL_ERRORS, CallLimits, TooLarge
 from executor.datahub.http_origin import Origin
 from executor.datahub.lease import Lease, utcnow
 from executor.datahub.proposal import ProposalBody
@@ -238,7 +234,7 @@ class GmsClient:
             raise TransportError(
                 f"{what}: GMS answered with more than {limits.max_bytes} bytes; abandoned"
             ) from None
-        except (HTTPError, DeadlineExceeded, OSError, http.client.HTTPException) as exc:
+        except CALL_ERRORS as exc:
             raise self._unreachable(what, exc, began + limits.total_s) from None
         status, content = answer.status, answer.content
         _raise_for_status(status, content, what, self._token)
@@ -246,13 +242,12 @@ class GmsClient:
             return None
         try:
             return json.loads(content)
-        except ValueError:
+        except (ValueError, RecursionError):  # nesting too deep for the parser: not JSON to us
             raise TransportError(f"{what}: GMS answered HTTP {status} without JSON") from None
 
     def _unreachable(self, what: str, exc: Exception, at: float) -> TransportError:
         """The error for a call that got no (whole) answer; a timed-out call quiets the client."""
-        timed_out = isinstance(exc, Urllib3Timeout | DeadlineExceeded | TimeoutError)
-        if time.monotonic() >= at or (timed_out and not isinstance(exc, NewConnectionError)):
+        if time.monotonic() >= at or isinstance(exc, TimeoutError):  # DeadlineExceeded included
             self._quiet_until = time.monotonic() + self.limits.total_s
             return TransportError(f"{what}: GMS did not answer within {self.limits.total_s:g}s")
         reason = _scrub(f"{type(exc).__name__}: {exc}", self._token)
@@ -292,7 +287,7 @@ def _server_message(content: bytes, token: str) -> str:
     text = content[:_ERROR_BYTES].decode("utf-8", errors="replace")
     try:
         payload = json.loads(content) if len(content) <= _ERROR_BYTES else None
-    except ValueError:
+    except (ValueError, RecursionError):
         payload = None
     if isinstance(payload, dict):
         for key in ("message", "error", "detail"):

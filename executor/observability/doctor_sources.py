@@ -72,10 +72,10 @@ def _source_type(recipe: object) -> str | None:
     """``source.type`` of a recipe given as a JSON (or YAML) string; None when unreadable."""
     try:
         parsed = json.loads(recipe) if isinstance(recipe, str) else None
-    except ValueError:
+    except (ValueError, RecursionError):  # GMS's text: nested too deep is unreadable too
         try:
             parsed = yaml.safe_load(recipe) if isinstance(recipe, str) else None
-        except yaml.YAMLError:
+        except (yaml.YAMLError, RecursionError):
             return None
     source = parsed.get("source") if isinstance(parsed, Mapping) else None
     kind = source.get("type") if isinstance(source, Mapping) else None

@@ -6,10 +6,10 @@ out: ``interrupt()`` (from any thread) shuts down the socket of the call in prog
 ends at once with a connection error, and makes every later call fail the same way before it
 waits. It is one-shot: the receiver is not used again (the poller is stopping).
 
-How it sees the socket: the receiver's urllib3 manager makes its connection pools from the
-classes ``tracked_pools`` returns, subclasses of ``bounded_http.POOLS`` that report each
-connection they hand out and each socket they connect. Nothing else changes: the same pools,
-TLS, proxies and deadlines as every other SQS call.
+How it sees the socket: it is the receiver's ``http_pool.Watcher``: the receiver's connection
+pool reports each connection it hands out (``taken``) and each one it connects
+(``connected``). Nothing else changes: the same pools, TLS, proxies and deadlines as every
+other SQS call.
 
 What a cut costs: a message SQS had already put in the cut answer stays invisible for its
 visibility timeout, then comes back (the same as a process killed during a receive); it is never
@@ -22,7 +22,6 @@ from __future__ import annotations
 import contextlib
 import socket
 import threading
-from collections.abc import Mapping
 from typing import Any
 
 
@@ -60,35 +59,10 @@ class Interrupter:
 def _cut(conn: Any) -> None:
     sock = getattr(conn, "sock", None) if conn is not None else None
     while sock is not None and not isinstance(sock, socket.socket):
-        sock = getattr(sock, "socket", None)  # TLS in TLS through an https proxy: urllib3's SSLTransport
+        sock = getattr(sock, "socket", None)  # TLS in TLS through an https proxy: tls_tunnel.TlsInTls
     if sock is None:
         return
     with contextlib.suppress(OSError):  # already closed: nothing waits on it
         # The plain socket's shutdown, also under TLS: ``SSLSocket.shutdown`` would drop the
         # TLS state that the reading thread is using; this only ends the TCP stream under it.
         socket.socket.shutdown(sock, socket.SHUT_RDWR)
-
-
-def tracked_pools(pools: Mapping[str, Any], interrupter: Interrupter) -> dict[str, Any]:
-    """``pools`` (urllib3's ``pool_classes_by_scheme``) with each class's connections reporting
-    to ``interrupter``."""
-    return {scheme: _tracked_pool(pool_class, interrupter) for scheme, pool_class in pools.items()}
-
-
-def _tracked_pool(pool_class: Any, interrupter: Interrupter) -> Any:
-    """A subclass of the urllib3 pool ``pool_class`` whose connections report to ``interrupter``."""
-
-    class TrackedConnection(pool_class.ConnectionCls):  # type: ignore[misc,name-defined]
-        def connect(self) -> None:
-            super().connect()
-            interrupter.connected(self)
-
-    class TrackedPool(pool_class):  # type: ignore[misc,valid-type]
-        ConnectionCls = TrackedConnection
-
-        def _get_conn(self, timeout: float | None = None) -> Any:
-            conn = super()._get_conn(timeout)
-            interrupter.taken(conn)
-            return conn
-
-    return TrackedPool

@@ -1,6 +1,6 @@
 """The pool's SQS queue, used with the lease's temporary credentials.
 
-Its calls go over ``executor.queue.sqs_wire`` (SQS's JSON protocol on urllib3, SigV4-signed
+Its calls go over ``executor.queue.sqs_wire`` (SQS's JSON protocol on bare HTTP/1.1, SigV4-signed
 by ``executor.queue.sigv4``, without a botocore client: half the CPU of one), and AWS's answers
 become the executor's errors (``executor.queue.sqs_errors``):
 
@@ -30,10 +30,9 @@ from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import urlsplit
 
-from executor.datahub.bounded_http import POOLS
 from executor.datahub.lease import REGION, Lease
 from executor.errors import BadInputError, TransportError
-from executor.queue.interrupt import Interrupter, tracked_pools
+from executor.queue.interrupt import Interrupter
 from executor.queue.sqs_wire import SqsWire
 
 MAX_WAIT_S = 20
@@ -129,7 +128,7 @@ class SqsQueue:
         endpoint = sqs_endpoint(lease)
         self._interrupter = Interrupter()
         self._receiver = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
-                                 attempts=1, pools=tracked_pools(POOLS, self._interrupter))
+                                 attempts=1, watcher=self._interrupter)
         self._client = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
                                attempts=2)
 

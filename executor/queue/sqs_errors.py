@@ -58,7 +58,7 @@ def parse_error(status: int, headers: Mapping[str, str], content: bytes) -> tupl
     body: object = None
     try:
         body = json.loads(content) if content else None
-    except ValueError:  # not JSON (UnicodeDecodeError included)
+    except (ValueError, RecursionError):  # not JSON (UnicodeDecodeError included), or too deep
         body = None
     code, message = "", ""
     if isinstance(body, dict):

@@ -1,10 +1,11 @@
-"""One SQS call: AWS's JSON 1.0 protocol over urllib3, SigV4-signed, without a botocore client.
+"""One SQS call: AWS's JSON 1.0 protocol over bare HTTP/1.1, SigV4-signed, without a botocore client.
 
 Why not a botocore client: its CPU. A short SQS call through a warm client cost about 2 ms of
 the caller's thread, most of it outside the HTTP itself (event hooks, parameter validation,
 the endpoint rule set, the user agent, the response parser, the retry handler), and the
 poller makes two to four such calls a task. Here a call is a JSON body, a SigV4 signature
-and one ``urlopen`` on a kept-alive urllib3 pool (``bench/sqs_calls.py`` has the figures).
+and one write and read on a kept-alive connection (``http_origin``; ``bench/sqs_calls.py`` has
+the figures).
 
 What a call sends is what botocore sends for SQS: ``POST /`` with ``X-Amz-Target:
 AmazonSQS.<Op>``, ``Content-Type: application/x-amz-json-1.0`` and ``x-amzn-query-mode: true``
@@ -15,13 +16,12 @@ Connections: a ``datahub.http_origin.Origin``, the GMS client's, so the same cod
 proxies, deadlines and caps, with botocore's conventions: ``AWS_CA_BUNDLE``, else
 ``REQUESTS_CA_BUNDLE``, else certifi's bundle; a configured proxy mapping, else
 ``HTTP(S)_PROXY`` / ``NO_PROXY`` (CONNECT for https). Every attempt is bounded as a whole
-(``bounded_http.deadline``: connect, send, wait and read) and its answer is capped
+(``bounded_http``: connect, send, wait and read) and its answer is capped
 (``max_bytes``): a broken or hostile endpoint can neither hold a call nor fill the memory.
 """
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import random
@@ -30,11 +30,10 @@ from collections.abc import Mapping
 from typing import Any
 
 import certifi
-from urllib3.connectionpool import HTTPConnectionPool
-from urllib3.exceptions import HTTPError
 
-from executor.datahub.bounded_http import POOLS, CallLimits, DeadlineExceeded, TooLarge
+from executor.datahub.bounded_http import CALL_ERRORS, CallLimits, TooLarge
 from executor.datahub.http_origin import Origin
+from executor.datahub.http_pool import Watcher
 from executor.datahub.lease import Lease
 from executor.errors import ThrottledError, TransportError
 from executor.queue.sigv4 import SigV4Signer, canonical_host
@@ -56,20 +55,20 @@ class SqsWire:
     """Signed JSON calls to one SQS endpoint with one lease's credentials.
 
     ``attempts``: 1 (the receive: the poller backs off itself) or 2 (one retry, after a
-    random wait, on a transport error, a 5xx or throttling). ``pools``: urllib3 pool classes
-    (``bounded_http.POOLS`` or subclasses, e.g. the receiver's ``interrupt.tracked_pools``),
-    handed to its ``http_origin.Origin``, which makes and keeps the connections.
+    random wait, on a transport error, a 5xx or throttling). ``watcher``: told which connection
+    each call uses (the receiver's ``interrupt.Interrupter``), handed to its
+    ``http_origin.Origin``, which makes and keeps the connections.
     """
 
     def __init__(self, lease: Lease, endpoint: str, *, proxies: Mapping[str, str | None] | None,
                  connect_timeout_s: float, attempts: int,
-                 pools: Mapping[str, type[HTTPConnectionPool]] = POOLS) -> None:
+                 watcher: Watcher | None = None) -> None:
         url = endpoint.rstrip("/") + "/"
         self._signer = SigV4Signer(lease.access_key_id, lease.secret_access_key, lease.session_token,
                                    lease.region, "sqs", canonical_host(url))
         self._connect_s = connect_timeout_s
         self._attempts = attempts
-        self._origin = Origin(url, verify=ca_bundle(), proxies=proxies, pools=pools)
+        self._origin = Origin(url, verify=ca_bundle(), proxies=proxies, watcher=watcher)
 
     def close(self) -> None:
         """Close the idle connections (a later call connects again, as a botocore client did)."""
@@ -101,7 +100,7 @@ class SqsWire:
         headers["User-Agent"] = USER_AGENT  # unsigned, as botocore leaves it
         try:
             answer = self._origin.call("POST", "/", limits, headers=headers, body=body)
-        except (HTTPError, OSError, http.client.HTTPException, DeadlineExceeded, TooLarge) as exc:
+        except (*CALL_ERRORS, TooLarge) as exc:
             raise TransportError(f"SQS {what} failed: {type(exc).__name__}: {str(exc)[:300]}") from None
         return _answer(what, answer.status, answer.headers, answer.content)
 
@@ -113,7 +112,7 @@ def _answer(what: str, status: int, headers: Mapping[str, str], content: bytes) 
         raise mapped_error(what, code, status, message)
     try:
         parsed = json.loads(content) if content else {}
-    except ValueError:
+    except (ValueError, RecursionError):  # too deep a nesting is no answer either
         parsed = None
     if not isinstance(parsed, dict):
         raise TransportError(f"SQS {what} failed: the answer is not a JSON object")

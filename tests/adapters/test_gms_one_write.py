@@ -4,7 +4,6 @@ without a body, and the first call of a connection (whose head goes as before)."
 
 from __future__ import annotations
 
-import http.client
 import http.server
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +12,7 @@ import pytest
 
 from executor.datahub.bounded_http import CallLimits
 from executor.datahub.http_origin import Origin
+from executor.datahub.http_pool import Connection
 from tests.fixtures.http_thread import Answering, serving
 
 LIMITS = CallLimits(total_s=10.0, connect_s=5.0, max_bytes=1 << 20)
@@ -42,15 +42,15 @@ def origin() -> Iterator[Origin]:
 
 @pytest.fixture
 def writes(monkeypatch: pytest.MonkeyPatch) -> list[bytes]:
-    """Every write the client's connections make (``http.client``'s ``send``)."""
+    """Every write the client's connections make (each is one ``sendall``)."""
     seen: list[bytes] = []
-    original = http.client.HTTPConnection.send
+    original = Connection.write
 
-    def record(self: http.client.HTTPConnection, data: Any) -> None:
+    def record(self: Connection, data: Any, at: float) -> None:
         seen.append(bytes(data))
-        original(self, data)
+        original(self, data, at)
 
-    monkeypatch.setattr(http.client.HTTPConnection, "send", record)
+    monkeypatch.setattr(Connection, "write", record)
     return seen
 
 

@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 
 from executor.datahub.gms import GmsClient
-from executor.datahub.http_origin import Origin, tls_settings
+from executor.datahub.http_origin import Origin
+from executor.datahub.http_origin import tls_context as origin_context
 from executor.datahub.proxies import environment_proxy, proxy_for_url
 from executor.errors import ConfigError, TransportError
 from tests.fixtures.http_thread import Answering, serving
@@ -240,12 +241,12 @@ def test_a_refused_origin_raises_a_new_error_each_call() -> None:
 
 def test_a_ca_bundle_is_loaded_once_while_it_is_unchanged(tmp_path: Path) -> None:
     _context, cert = tls_context(tmp_path)
-    first = tls_settings(str(cert))["ssl_context"]
-    assert tls_settings(str(cert))["ssl_context"] is first  # a lease grant no longer reloads it
+    first = origin_context(str(cert))
+    assert origin_context(str(cert)) is first  # a lease grant no longer reloads it
     os.utime(cert, ns=(0, os.stat(cert).st_mtime_ns + 1_000_000_000))  # a rotated bundle ...
-    again = tls_settings(str(cert))["ssl_context"]
+    again = origin_context(str(cert))
     assert again is not first and again.verify_mode == ssl.CERT_REQUIRED  # ... is loaded again
-    unchecked = tls_settings(False)
-    assert unchecked["ssl_context"].verify_mode == ssl.CERT_NONE and unchecked["ssl_context"] is not again
+    unchecked = origin_context(False)
+    assert unchecked.verify_mode == ssl.CERT_NONE and unchecked is not again
     with pytest.raises(FileNotFoundError):
-        tls_settings(str(tmp_path / "missing.pem"))
+        origin_context(str(tmp_path / "missing.pem"))

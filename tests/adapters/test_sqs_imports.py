@@ -1,5 +1,6 @@
 """An idle executor imports no botocore: the SQS calls have no client, the Secrets Manager store
-imports it only when one is made (about 8 MB of RSS at rest, docs/performance.md)."""
+imports it only when one is made (about 8 MB of RSS at rest, docs/performance.md). Nor urllib3:
+the GMS and SQS calls run on the executor's own connections (``datahub.http_pool``)."""
 
 from __future__ import annotations
 
@@ -28,4 +29,4 @@ def test_the_service_modules_import_no_botocore() -> None:
                             check=True)
     loaded = json.loads(result.stdout)
     assert "executor.queue.sqs" in loaded and "executor.secrets.aws_sm" in loaded
-    assert [m for m in loaded if m.split(".")[0] in ("botocore", "boto3")] == []
+    assert [m for m in loaded if m.split(".")[0] in ("botocore", "boto3", "urllib3", "requests")] == []

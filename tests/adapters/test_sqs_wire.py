@@ -188,6 +188,17 @@ def test_a_broken_answer_is_a_transport_error(scripted: tuple[SqsQueue, type[Scr
         queue.receive(1, 0, 30)
 
 
+def test_json_nested_too_deep_is_a_broken_answer(scripted: tuple[SqsQueue, type[Scripted]]) -> None:
+    """``json.loads`` raises ``RecursionError`` (no ``ValueError``) on deep nesting: in an answer
+    or an error answer, it must be the call's own error, never an exception in the actor."""
+    queue, handler = scripted
+    handler.script += [(200, {}, b"[" * 20_000), (400, {}, b"[" * 20_000)]
+    with pytest.raises(TransportError, match="not a JSON object"):
+        queue.receive(1, 0, 30)
+    with pytest.raises(BadInputError):
+        queue.receive(1, 0, 30)
+
+
 def test_messages_are_parsed_as_sqs_sends_them(scripted: tuple[SqsQueue, type[Scripted]]) -> None:
     queue, handler = scripted
     answer = {"Messages": [
@@ -253,7 +264,7 @@ def test_a_dripping_endpoint_cannot_hold_a_receive_past_its_deadline(what: str) 
         started = time.monotonic()
         with pytest.raises(TransportError, match=r"(?i)timed out|deadline"):
             queue.receive(1, 1, 30)  # its deadline: connect + wait + margin = 3 s
-        # urllib3 reports the deadline as a read timeout; a byte comes every 0.25 s, so only the
+        # The deadline ends the read (a socket timeout would not: a byte comes every 0.25 s), so only the
         # deadline can end the call this soon (without it, the drip lasts over 100 s).
         assert time.monotonic() - started < 3.0 + 5.0
         assert peer.sent > 0  # the peer was dripping, not silent

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from executor.local.controlplane.server import ControlPlane
+from executor.observability.doctor_sources import _source_type
 from tests.fixtures.controlplane import graphql
 from tests.ops.test_doctor import _clean_env, doctor, statuses, venv_root
 
@@ -169,3 +170,9 @@ def test_doctor_as_a_process_with_aws_store_and_no_identity(
     assert done.returncode == 1, done.stdout + done.stderr
     assert "FAIL  pool default: secrets aws" in done.stdout
     assert "problems found" in done.stderr
+
+
+@pytest.mark.parametrize("recipe", ["[" * 200_000, "{a: " * 200_000])
+def test_a_recipe_nested_too_deep_has_no_source_type(recipe: str) -> None:
+    """GMS's recipe text: ``json`` and ``yaml`` raise ``RecursionError`` on it, not their errors."""
+    assert _source_type(recipe) is None
