@@ -21,7 +21,8 @@ thread of its own, reusing the executor's own small parts where they are the hon
   per spawn (its page tables copied, then its writes faulting), the server 0.4 ms here and
   1.2 ms in the server; the exec wrapper alone (the fallback when the server cannot take a
   spawn) costs the recipe an interpreter start. The server's keeper thread is the one thread
-  besides the caller's;
+  besides the caller's; the server has no idle stop (``SERVER_IDLE_S``), so no timed batch pays
+  its restart;
 * the tree sampled at the executor's sample interval while it runs and once after its exit
   (memory: the cgroup's charge, else the members' RSS; the process count), each sample checked
   against the limits, and the output's volume against its limit, a breach killing the tree;
@@ -62,6 +63,10 @@ LIMITS = SandboxLimits(memory_bytes=4096 * MiB, max_processes=256, output_bytes=
 """The bench pools' limits (the executor's defaults, the output limit the bench sets)."""
 KEEP_LOGS = SandboxSpec.__dataclass_fields__["log_keep_files"].default
 READ_SIZE = 1 << 20
+SERVER_IDLE_S = 1e6
+"""The floor's spawn server is never stopped for idleness (the executor's stops after
+``spawner.IDLE_S``): a floor loop that waited idle through the other rows must not pay a fresh
+interpreter start in its timed batch, so the floor stays a floor, not a restart's price."""
 
 
 class BareSandbox:
@@ -71,7 +76,7 @@ class BareSandbox:
         self.work_root, self.log_dir = root / "work", root / "logs"
         self.log_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.support = detect_cgroups()  # once, as the executor caches it
-        self.spawner = SpawnServer()
+        self.spawner = SpawnServer(idle_s=SERVER_IDLE_S)
         self.spawner.start()  # in the background, as the executor's pool starts it
         self.logs: deque[str] = deque()
         self.peak_memory = self.peak_processes = 0
