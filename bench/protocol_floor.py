@@ -5,7 +5,9 @@ receives a message, spawns the CLI and deletes the message; the executor's proto
 the request from GMS, fetches its secret, reports RUNNING and the result, and must not lose a
 result it has not delivered. This child serves one pool with the bare minimum of all that, in
 one loop on one thread, with no framework: per message a SigV4-signed receive on one kept-alive
-connection (through the control plane's gateway, like the executor), the input aspect's batch
+connection (to the lease's queue URL: the bench gives moto's, as Celery's workers talk to
+moto directly and a real executor to AWS SQS with no gateway between; one message per receive,
+deleted on its own, where Celery's workers batch their acknowledgements), the input aspect's batch
 read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelope on its stdin,
 RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
 durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
