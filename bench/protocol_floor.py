@@ -28,7 +28,6 @@ Usage (by the bench): ``python -m bench.protocol_floor`` with a JSON object on s
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -47,6 +46,7 @@ from loguru import logger
 from bench.sandbox_floor import BareSandbox
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
+from executor.local.controlplane.upstream import NoDelayConnection
 from executor.queue.sigv4 import SigV4Signer, canonical_host
 
 ENTITY = "dataHubExecutionRequest"
@@ -56,11 +56,12 @@ SECRETS_QUERY = ("query getSecretValues($input: GetSecretValuesInput!) "
 
 
 class Gms:
-    """One kept-alive connection to GMS; JSON in, JSON out, no error handling beyond a status check."""
+    """One kept-alive connection to GMS; JSON in, JSON out, no error handling beyond a status check.
+    Answers' heads are read by the project's strict reader (``NoDelayConnection``), not ``email``."""
 
     def __init__(self, url: str, token: str) -> None:
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.conn = NoDelayConnection(parts.hostname or "", parts.port, timeout=30)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def post(self, path: str, body: bytes) -> bytes:
@@ -98,7 +99,7 @@ class Sqs:
         self.lease, self.parts = lease, urlsplit(lease.queue_url)
         self.signer = SigV4Signer(lease.access_key_id, lease.secret_access_key, lease.session_token,
                                   lease.region, "sqs", canonical_host(lease.queue_url))
-        self.conn = http.client.HTTPConnection(self.parts.hostname or "", self.parts.port, timeout=30)
+        self.conn = NoDelayConnection(self.parts.hostname or "", self.parts.port, timeout=30)
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"QueueUrl": self.lease.queue_url, **params}).encode()
