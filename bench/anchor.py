@@ -23,7 +23,7 @@ from typing import Any
 import boto3
 import psutil
 
-from bench.world import ROOT, SECRET_VALUE, read_stamp, stop_child, thread_cpu, wait_for
+from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
 
 REGION = "us-east-1"
 
@@ -261,24 +261,9 @@ class ProtocolFloor:
         self.ps = psutil.Process(self.proc.pid)
 
     def cpu(self) -> float:
-        """Its own CPU seconds (the stand-ins it reaped not included), from its one thread's
-        ``schedstat`` (ns): a batch of cheap tasks moves the process-wide figure by few 10 ms ticks."""
-        return thread_cpu(self.ps.pid)
-
-    def helpers_cpu(self) -> float:
-        """CPU seconds of its live children: the spawn server (a recipe is reaped by then)."""
-        total = 0.0
-        for member in self.ps.children():
-            try:
-                total += thread_cpu(member.pid)
-            except OSError:
-                continue
-        return total
-
-    def children_cpu(self) -> float:
-        """CPU seconds of the stand-ins it reaped (with what ran between their fork and exec)."""
-        times = self.ps.cpu_times()
-        return float(times.children_user + times.children_system)
+        """Its own CPU seconds (the stand-ins it reaped not included), read as the executor's
+        (``own_cpu``: the process's user + system) so the two sides are read alike."""
+        return own_cpu(self.ps)
 
     def close(self) -> None:
         stop_child(self.proc, 10.0)

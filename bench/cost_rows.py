@@ -35,7 +35,7 @@ from pathlib import Path
 import psutil
 
 from bench.stats import Figures, Target
-from bench.world import ExecutorChild, World, read_stamp
+from bench.world import ExecutorChild, World, read_stamp, task_cpu
 
 CORES = os.cpu_count() or 1
 CP_CPU = "control plane CPU per task, {} worker(s)"
@@ -77,11 +77,7 @@ def _thread_cpu(thread: threading.Thread | None) -> float:
     """CPU seconds of one of this process's threads (0 once it has ended)."""
     if thread is None or thread.native_id is None:
         return 0.0
-    try:
-        with open(f"/proc/self/task/{thread.native_id}/schedstat") as stat:
-            return int(stat.read().split()[0]) / 1e9
-    except (OSError, ValueError, IndexError):
-        return 0.0
+    return task_cpu("self", thread.native_id)
 
 
 def server_cpu(bench_threads: Sequence[threading.Thread | None]) -> float:
@@ -91,15 +87,24 @@ def server_cpu(bench_threads: Sequence[threading.Thread | None]) -> float:
     return time.process_time() - time.thread_time() - sum(_thread_cpu(t) for t in bench_threads)
 
 
+def runners_snapshot(runners: Sequence[psutil.Process],
+                     bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
+    """The executor's or the bare protocol's loops: one reader for every such side (each
+    runner's process user + system, exited threads counted; its reaped children; its live
+    children, the spawn server, as helpers: a live recipe is reaped before the "after")."""
+    runner = recipes = helpers = 0.0
+    for ps in runners:
+        runner, recipes = runner + _own(ps), recipes + _reaped(ps)
+        for member in ps.children():
+            try:
+                helpers += _own(member)
+            except psutil.Error:
+                continue
+    return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
+
+
 def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
-    helpers = 0.0
-    for member in child.ps.children():
-        try:
-            helpers += _own(member)  # the spawn server (a live recipe is reaped before the "after")
-        except psutil.Error:
-            continue
-    server = server_cpu(bench_threads)
-    return CpuSnapshot(child.cpu(), child.children_cpu(), helpers, server, time.monotonic())
+    return runners_snapshot([child.ps], bench_threads)
 
 
 def celery_snapshot(

@@ -13,13 +13,14 @@ from collections.abc import Sequence
 
 from bench import cost_rows
 from bench.anchor import ProtocolFloor
-from bench.cost_rows import CpuSnapshot
 from bench.rows import CPU_TASK, PICKUP_SQS, TPUT
 from bench.stats import Figures
 from bench.world import World, wait_for
 
 BARE = "floor (the protocol, bare)"
 BARE_SANDBOX = "floor (the protocol + the sandbox, bare)"
+DIRECT = "moto"
+"""The floors' SQS server: moto itself, as Celery's (the suite gives them moto's queue URL)."""
 
 
 def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int,
@@ -40,15 +41,7 @@ def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int
         stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
         samples.append((stamp["t"] - world.sent[urn]) * 1000)
         world.wait_result(urn)
-    figures.add(PICKUP_SQS, side, samples, "ms", "moto via gateway")
-
-
-def _snapshot(floors: Sequence[ProtocolFloor],
-              bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
-    runner = sum(floor.cpu() for floor in floors)
-    recipes = sum(floor.children_cpu() for floor in floors)
-    helpers = sum(floor.helpers_cpu() for floor in floors)
-    return CpuSnapshot(runner, recipes, helpers, cost_rows.server_cpu(bench_threads), time.monotonic())
+    figures.add(PICKUP_SQS, side, samples, "ms", DIRECT)
 
 
 def protocol_floor_throughput(
@@ -65,13 +58,13 @@ def protocol_floor_throughput(
     Celery's prefetch of one) serve together: tasks/s until the last result is delivered, and the
     CPU rows of every process (``cost_rows``), as the executor's with as many workers."""
     source = world.source(pool, {"mode": "trivial"})
-    before = _snapshot(floors, bench_threads)
+    before = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     began = time.time()
     urns = [world.submit(source)[0] for _ in range(count)]
     for urn in urns:
         world.wait_result(urn)
     elapsed = time.time() - began
-    after = _snapshot(floors, bench_threads)
+    after = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     workers = len(floors)
-    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", "moto via gateway")
+    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", DIRECT)
     cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)

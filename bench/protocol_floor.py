@@ -5,7 +5,9 @@ receives a message, spawns the CLI and deletes the message; the executor's proto
 the request from GMS, fetches its secret, reports RUNNING and the result, and must not lose a
 result it has not delivered. This child serves one pool with the bare minimum of all that, in
 one loop on one thread, with no framework: per message a SigV4-signed receive on one kept-alive
-connection (through the control plane's gateway, like the executor), the input aspect's batch
+connection (to the lease's queue URL: the bench gives moto's, as Celery's workers talk to
+moto directly and a real executor to AWS SQS with no gateway between; one message per receive,
+deleted on its own, where Celery's workers batch their acknowledgements), the input aspect's batch
 read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelope on its stdin,
 RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
 durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
@@ -26,7 +28,6 @@ Usage (by the bench): ``python -m bench.protocol_floor`` with a JSON object on s
 
 from __future__ import annotations
 
-import http.client
 import json
 import os
 import re
@@ -45,6 +46,7 @@ from loguru import logger
 from bench.sandbox_floor import BareSandbox
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
+from executor.local.controlplane.upstream import NoDelayConnection
 from executor.queue.sigv4 import SigV4Signer, canonical_host
 
 ENTITY = "dataHubExecutionRequest"
@@ -54,11 +56,12 @@ SECRETS_QUERY = ("query getSecretValues($input: GetSecretValuesInput!) "
 
 
 class Gms:
-    """One kept-alive connection to GMS; JSON in, JSON out, no error handling beyond a status check."""
+    """One kept-alive connection to GMS; JSON in, JSON out, no error handling beyond a status check.
+    Answers' heads are read by the project's strict reader (``NoDelayConnection``), not ``email``."""
 
     def __init__(self, url: str, token: str) -> None:
         parts = urlsplit(url)
-        self.conn = http.client.HTTPConnection(parts.hostname or "", parts.port, timeout=30)
+        self.conn = NoDelayConnection(parts.hostname or "", parts.port, timeout=30)
         self.headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
 
     def post(self, path: str, body: bytes) -> bytes:
@@ -96,7 +99,7 @@ class Sqs:
         self.lease, self.parts = lease, urlsplit(lease.queue_url)
         self.signer = SigV4Signer(lease.access_key_id, lease.secret_access_key, lease.session_token,
                                   lease.region, "sqs", canonical_host(lease.queue_url))
-        self.conn = http.client.HTTPConnection(self.parts.hostname or "", self.parts.port, timeout=30)
+        self.conn = NoDelayConnection(self.parts.hostname or "", self.parts.port, timeout=30)
 
     def call(self, operation: str, params: dict[str, Any]) -> dict[str, Any]:
         body = json.dumps({"QueueUrl": self.lease.queue_url, **params}).encode()

@@ -12,6 +12,9 @@ import statistics
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+MIN_REPEATS = 2
+"""Repeats a floor needs before a miss of its own can be told from this machine's noise."""
+
 
 def percentile(values: list[float], q: float) -> float:
     """The ``q`` quantile (0..1) by linear interpolation; a single value is its own quantile."""
@@ -49,6 +52,12 @@ class Figures:
         values = self.samples.get(measure, {}).get(side)
         return statistics.median(values) if values else None
 
+    def span(self, measure: str, side: str) -> tuple[float, float] | None:
+        """The lowest and highest of the repeats' own medians, or None under two repeats: one
+        repeat tells nothing of the noise, so no floor is judged out of reach on it."""
+        medians = self.repeats.get(measure, {}).get(side, [])
+        return (min(medians), max(medians)) if len(medians) >= MIN_REPEATS else None
+
     def table(self) -> list[str]:
         """Markdown lines: measure | side | n | p50 | p95 | spread | executor / side."""
         lines = [
@@ -84,8 +93,10 @@ class Target:
     """One target of issue 12 point 2: a sentence and a check that returns (met, what was seen).
 
     ``floor``, when given, says why a missed target is out of reach on this machine: the figure
-    of a floor (what the protocol and its sandbox cost done bare) that misses the target itself,
-    or None when the floor meets it (or was not measured): then the miss is the executor's own.
+    of a floor (what the protocol and its sandbox cost done bare) that misses the target itself
+    by more than the noise (its best repeat misses the target, or Celery's worst repeat), and the
+    executor's excess over it; None when the floor meets it, misses it only within the noise or
+    was not measured in two repeats: then the miss is plain "NOT MET".
     """
 
     text: str

@@ -1,7 +1,8 @@
 """The bench run: every row, side by side, in interleaved repeats; then the table and the targets.
 
 Run through ``python3 bench/run.py`` (which prepares the venvs). One repeat goes through every
-measure in turn, each side right after the other (executor, Celery, floor), so slow phases of
+measure in turn, each side right after the other (executor, Celery, floor; the pickup's and
+the 4-worker throughput's sides in the reverse order every other repeat), so slow phases of
 this shared machine hit all sides alike. ``--quick`` makes small floods and few samples, so a
 test can run the whole command in about a minute; the table then says so.
 """
@@ -15,6 +16,7 @@ import platform
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,12 +77,19 @@ class Bench:
 
     def __init__(self, tmp: Path, sizes: Sizes, only: set[str]) -> None:
         self.sizes, self.only, self.figures = sizes, only, Figures()
+        self.round = 0
+        """The repeat under way (``in_turn`` reverses the sides' order on odd ones)."""
         self.world = World(tmp, POOLS)
         standin = self.world.venv_root / "benchsim-bundled" / "bin" / "datahub"
         self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
         self.sqs = SqsRows(self.world)
         cp = self.world.cp
-        lease, sandboxed, shared, plain = cp.executor_configs(["bare", "baresb", "bare4", "bare4p"])
+        # straight to moto, as Celery's workers (and a real executor at AWS SQS's queue URL): the
+        # gateway's extra hop per SQS call is the local control plane's, not the protocol's
+        lease, sandboxed, shared, plain = (
+            {**config, "queueUrl": cp.queue_url(config["executorId"])}
+            for config in cp.executor_configs(["bare", "baresb", "bare4", "bare4p"])
+        )
         self.bare = ProtocolFloor(cp.gms_url, cp.token, lease, standin, tmp / "bare")
         self.bare_sandbox = ProtocolFloor(cp.gms_url, cp.token, sandboxed, standin, tmp / "baresb",
                                           sandbox=True)
@@ -128,6 +137,12 @@ class Bench:
             rows.celery_pickups(self.celery_fq, FOUR, Figures(), 1)
         self.world.wait_result(self.world.submit(self.world.source("p1", {"mode": "trivial"}))[0])
 
+    def in_turn(self, sides: list[Callable[[], None]]) -> None:
+        """Run one measure's sides one after the other, in the reverse order every other repeat:
+        a slow phase of this shared machine then does not always fall on the same side."""
+        for side in sides if self.round % 2 == 0 else sides[::-1]:
+            side()
+
     def repeat(self) -> None:
         f, s, w = self.figures, self.sizes, self.world
         if self.wanted("idle"):
@@ -139,11 +154,13 @@ class Bench:
                 server = "moto" if side == "direct to moto" else "moto via gateway"
                 f.add("SQS send -> receive", side, self.sqs.round_trips(side, s.sqs), "ms", server)
         if self.wanted("pickup"):
-            rows.executor_pickups(w, self.one, "default", f, s.pickups)
-            rows.celery_pickups(self.celery, SOLO, f, s.pickups)
-            rows.floor_pickups(self.floor, f, s.pickups)
-            floor_rows.protocol_floor_pickups(w, "bare", f, s.pickups)
-            floor_rows.protocol_floor_pickups(w, "baresb", f, s.pickups, floor_rows.BARE_SANDBOX)
+            self.in_turn([
+                lambda: rows.executor_pickups(w, self.one, "default", f, s.pickups),
+                lambda: rows.celery_pickups(self.celery, SOLO, f, s.pickups),
+                lambda: rows.floor_pickups(self.floor, f, s.pickups),
+                lambda: floor_rows.protocol_floor_pickups(w, "bare", f, s.pickups),
+                lambda: floor_rows.protocol_floor_pickups(w, "baresb", f, s.pickups, floor_rows.BARE_SANDBOX),
+            ])
         if self.wanted("throughput"):
             self.throughput()
         if self.wanted("sleeping"):
@@ -166,12 +183,15 @@ class Bench:
         floor_rows.protocol_floor_cpu(w, self.bare_sandbox, "baresb", f, s.batch, floor_rows.BARE_SANDBOX)
         rows.celery_throughput(self.celery, self.solo, SOLO, 1, f, s.batch, bench_threads=mine,
                                server_at_rest=rest)
-        rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest)
-        for floors, pool, side in ((self.bare4, "bare4", floor_rows.BARE_SANDBOX),
-                                   (self.bare4p, "bare4p", floor_rows.BARE)):
-            floor_rows.protocol_floor_throughput(w, floors, pool, f, s.batch, mine, rest, side)
-        rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
-                               server_at_rest=rest)
+        self.in_turn([
+            lambda: rows.executor_throughput(w, self.four, "four", 4, f, s.batch, mine, rest),
+            lambda: floor_rows.protocol_floor_throughput(w, self.bare4, "bare4", f, s.batch, mine, rest,
+                                                         floor_rows.BARE_SANDBOX),
+            lambda: floor_rows.protocol_floor_throughput(w, self.bare4p, "bare4p", f, s.batch, mine, rest,
+                                                         floor_rows.BARE),
+            lambda: rows.celery_throughput(self.celery, self.prefork, FOUR, 4, f, s.batch, bench_threads=mine,
+                                           server_at_rest=rest),
+        ])
         if self.celery_fq is not None:
             for workers, queue in ((1, SOLO), (4, FOUR)):
                 rows.celery_throughput(
@@ -248,6 +268,7 @@ def main() -> int:
             bench.warm_up()
             for index in range(sizes.repeats):
                 print(f"repeat {index + 1}/{sizes.repeats}", file=sys.stderr, flush=True)
+                bench.round = index
                 bench.repeat()
             if bench.wanted("real_cli"):
                 real_cli_row(bench.world, bench.figures, sizes.real_cli)

@@ -141,16 +141,22 @@ def own_cpu(ps: psutil.Process) -> float:
     return float(times.user + times.system)
 
 
+def task_cpu(pid: int | str, tid: int) -> float:
+    """CPU seconds of one live thread from its ``schedstat`` (nanoseconds); 0 once it has gone.
+    ``pid`` may be ``"self"``. The one schedstat reader of the bench."""
+    try:
+        with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
+            return int(stat.read().split()[0]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def thread_cpu(pid: int) -> float:
-    """CPU seconds of the live threads of ``pid`` from ``schedstat`` (nanoseconds, where the
-    process-wide figure moves in 10 ms ticks): precise enough for a process at rest."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue
-    return total / 1e9
+    """CPU seconds of the live threads of ``pid`` (``task_cpu``, where the process-wide figure
+    moves in 10 ms ticks): precise enough for a process at rest, whose threads all live. A
+    process whose threads come and go is read with ``own_cpu`` (exited threads counted)."""
+    tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir() if task.name.isdigit()]
+    return sum(task_cpu(pid, tid) for tid in tids)
 
 
 def stop_child(proc: subprocess.Popen[Any], wait_s: float = 30.0) -> None:

@@ -17,6 +17,7 @@ from bench import sandbox_floor
 from bench.sandbox_floor import BareSandbox
 from executor.sandbox.cgroups import CgroupSupport
 from executor.sandbox.masking import MASK
+from executor.sandbox.pacing import FAR_INTERVAL_S
 
 SECRET = "floor-test-secret-42"
 CHILD = """
@@ -64,11 +65,44 @@ def test_a_run_is_masked_logged_and_cleaned_up(box: BareSandbox, tmp_path: Path,
 
 @pytest.mark.parametrize("cgroup", [True, False])
 def test_a_run_longer_than_the_interval_is_sampled(box: BareSandbox, cgroup: bool) -> None:
-    if not cgroup:  # a host without task cgroups: the tree is found and measured with psutil
+    if not cgroup:  # a host without task cgroups: the tree is walked as the executor's monitor does
         box.support = CgroupSupport("none", reason="test")
-    seconds = 3 * sandbox_floor.LIMITS.sample_interval_s  # the run's length, not a wait of the test
+    enforced = box.support.memory_parent is not None and box.support.pids_parent is not None
+    interval = FAR_INTERVAL_S if enforced else sandbox_floor.LIMITS.sample_interval_s
+    seconds = 1.5 * interval  # the run's length (the executor's pacing), not a wait of the test
     assert _run(box, "slow", f"import time; time.sleep({seconds})", {})[0] == 0
     assert box.peak_processes == 1 and box.peak_memory > 0
+
+
+LEAVES_ONE_BEHIND = """
+import subprocess, sys
+subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"], stdin=subprocess.DEVNULL,
+                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+"""
+
+
+@pytest.mark.parametrize("cgroup", [True, False])
+def test_a_process_left_behind_is_found_after_the_exit_and_killed(box: BareSandbox, cgroup: bool) -> None:
+    if not cgroup:  # found in the run's session once its main process has gone
+        box.support = CgroupSupport("none", reason="test")
+    run = box.start("leaves", [sys.executable, "-c", LEAVES_ONE_BEHIND])
+    run.feed(b"")
+    assert run.drain([SECRET])[0] == 0
+    assert run.breach == "leftover processes"
+
+
+def test_the_cgroup_parent_is_the_floors_own_and_kept_until_it_closes(tmp_path: Path) -> None:
+    box = BareSandbox(tmp_path)
+    try:
+        if not box.support.active:
+            pytest.skip("no task cgroups on this host")
+        parent = box.support.memory_parent or box.support.pids_parent
+        assert parent is not None and parent.name == f"bench-floor-{os.getpid()}"
+        assert _run(box, "kept", "print('hi')", {})[0] == 0
+        assert parent.is_dir()  # not removed with the task's cgroup
+    finally:
+        box.close()
+    assert not parent.exists()
 
 
 def test_logs_beyond_the_retention_go(box: BareSandbox, tmp_path: Path,

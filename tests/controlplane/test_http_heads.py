@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 
 from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
-from executor.local.controlplane.http_headers import MAX_HEADERS, HeaderError, read_headers
+from executor.local.controlplane.http_headers import MAX_HEAD, MAX_HEADERS, HeaderError, read_headers
 from executor.local.controlplane.upstream import NoDelayConnection
 
 SECRET = "made-up-token-5e1f"
@@ -213,3 +213,46 @@ def test_the_client_skips_1xx_and_refuses_a_malformed_answer(answer: bytes, expe
         finally:
             conn.close()
             thread.join(5)
+
+
+def _raw(*lines: bytes, body: bytes = b"") -> bytes:
+    return b"\r\n".join([b"POST /echo HTTP/1.1", b"Host: x", *lines]) + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize("length", [b"+5", b"1_0", b"5 5", b"-1", b"0x5", b"5,5", b""])
+def test_a_content_length_that_is_not_plain_digits_is_refused(server: LoopbackServer, length: bytes) -> None:
+    answer, closed = _exchange(server, _raw(b"Content-Length: " + length, body=b"abcde") + _post(b"never"))
+    assert answer.startswith(b"HTTP/1.1 400") and b"Bad Content-Length" in answer and closed
+
+
+def test_a_content_length_with_spaces_around_it_is_read() -> None:
+    headers = read_headers(io.BytesIO(b"Content-Length:  5 \r\n\r\n").readline)
+    assert headers.get("content-length") == "5"  # the spaces around a value are not part of it
+
+
+@pytest.mark.parametrize("lines, status", [
+    ((b"Transfer-Encoding: chunked",), b"411"),
+    ((b"Transfer-Encoding: gzip, chunked",), b"501"),
+    ((b"Transfer-Encoding: identity",), b"501"),
+    ((b"Transfer-Encoding: gzip", b"Transfer-Encoding: chunked"), b"501"),
+    ((b"Transfer-Encoding: chunked", b"Content-Length: 5"), b"400"),
+    ((b"Content-Length: 5", b"Transfer-Encoding: xchunked"), b"400"),
+])
+def test_any_transfer_encoding_on_a_request_is_refused_and_the_connection_closed(
+        server: LoopbackServer, lines: tuple[bytes, ...], status: bytes) -> None:
+    answer, closed = _exchange(server, _raw(*lines, body=b"5\r\nabcde\r\n0\r\n\r\n") + _post(b"never"))
+    assert answer.startswith(b"HTTP/1.1 " + status) and closed
+    assert answer.count(b"HTTP/1.1") == 1  # the body was never taken for a next request
+
+
+def test_a_whole_head_over_its_bound_is_refused(server: LoopbackServer) -> None:
+    lines = [b"X-%d: " % i + b"a" * 30000 for i in range(3)]  # each line under MAX_LINE
+    assert sum(map(len, lines)) > MAX_HEAD > max(map(len, lines))
+    answer, closed = _exchange(server, _post(b"x", *lines))
+    assert answer.startswith(b"HTTP/1.1 431") and closed
+
+
+def test_a_bad_content_length_in_an_answer_is_refused() -> None:
+    with pytest.raises(HeaderError) as caught:
+        read_headers(io.BytesIO(b"Content-Length: +5\r\n\r\n").readline)
+    assert caught.value.status == 400

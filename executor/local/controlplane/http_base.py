@@ -22,7 +22,12 @@ from typing import Any
 
 from loguru import logger
 
-from executor.local.controlplane.http_headers import HeaderError, parse_request_line, read_headers
+from executor.local.controlplane.http_headers import (
+    HeaderError,
+    check_request_framing,
+    parse_request_line,
+    read_headers,
+)
 
 IDLE_WAKE_S = 30.0
 """How often the serving loop wakes with no request; ``stop()`` does not wait for it."""
@@ -164,6 +169,7 @@ class JsonHandler(BaseHTTPRequestHandler):
         self.command, self.path = command, ("/" + path.lstrip("/")) if path.startswith("//") else path
         try:
             self.headers = read_headers(self.rfile.readline)  # type: ignore[assignment]
+            check_request_framing(self.headers)  # type: ignore[arg-type]
         except HeaderError as exc:
             self.send_error(exc.status, exc.reason)
             return False
@@ -178,10 +184,8 @@ class JsonHandler(BaseHTTPRequestHandler):
         return True
 
     def read_body(self) -> bytes | None:
-        """The request body, or None after answering 411/413 itself (body unread)."""
-        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-            self.refuse(411, {"message": "chunked bodies are not supported; send Content-Length"})
-            return None
+        """The request body, or None after answering 413 itself (body unread). A request with a
+        ``Transfer-Encoding`` never gets here (``check_request_framing``)."""
         try:
             length = int(self.headers.get("Content-Length") or 0)
         except ValueError:

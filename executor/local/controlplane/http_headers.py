@@ -10,8 +10,10 @@ handlers make (``get``, ``in``, ``items``), case-insensitive, in arrival order.
 Strict where the standard library is lenient, as RFC 9112 asks of a server: a line longer than
 ``MAX_LINE`` or more than ``MAX_HEADERS`` lines are refused with 431; a folded line
 (obs-fold), a name that is not a token or has space before its colon, a control character in a
-value, a block cut off by the end of the stream and two different ``Content-Length`` values
-with 400. An error's text never holds a header's content (an ``Authorization`` may be read).
+value, a block cut off by the end of the stream, two different ``Content-Length`` values and
+one that is not plain digits with 400; a whole block over ``MAX_HEAD`` with 431. A request's
+``Transfer-Encoding`` is refused (``check_request_framing``): no chunked request bodies here.
+An error's text never holds a header's content (an ``Authorization`` may be read).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ MAX_LINE = 65536
 """Bytes in one header line, as the standard library allows."""
 MAX_HEADERS = 100
 """Header lines in one block, as the standard library allows."""
+MAX_HEAD = 65536
+"""Bytes in one whole header block: the lines' bound alone would let 100 of 64 KiB through."""
+_LENGTH = re.compile(rb"[0-9]+")
 _TOKEN_BYTES = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 _VALUE_BYTES = bytes([9, *range(0x20, 0x7F), *range(0x80, 0x100)])
 """What a header's name and value may hold (RFC 9110's token; visible characters, space, tab
@@ -85,19 +90,39 @@ class Headers:
 def read_headers(readline: Callable[[int], bytes]) -> Headers:
     """Read a header block up to its empty line from ``readline`` (a buffered stream's)."""
     lines: list[tuple[str, str]] = []
+    size = 0
     while True:
         line = readline(MAX_LINE + 1)
+        size += len(line)
         if len(line) > MAX_LINE:
             raise HeaderError(431, "Line too long")
+        if size > MAX_HEAD:
+            raise HeaderError(431, "Header block too large")
         if line in (b"\r\n", b"\n"):
             break
         if len(lines) >= MAX_HEADERS:
             raise HeaderError(431, "Too many headers")
         lines.append(parse_line(line))
-    lengths = {value.strip() for name, value in lines if name.lower() == "content-length"}
+    lengths = {value for name, value in lines if name.lower() == "content-length"}
     if len(lengths) > 1:
         raise HeaderError(400, "Conflicting Content-Length headers")
+    if any(not _LENGTH.fullmatch(value.encode("latin-1")) for value in lengths):
+        raise HeaderError(400, "Bad Content-Length")  # no sign, no '_', no space, no list
     return Headers(lines)
+
+
+def check_request_framing(headers: Headers) -> None:
+    """A request's body is framed by ``Content-Length`` alone: these servers read no chunked
+    bodies, so any ``Transfer-Encoding`` is refused (with ``Content-Length`` too: 400, the
+    request smuggling shape RFC 9112 lets a server reject; plain ``chunked``: 411, send a
+    length; any other coding: 501), never read past as if the length framed it."""
+    if "transfer-encoding" not in headers:
+        return
+    if "content-length" in headers:
+        raise HeaderError(400, "Transfer-Encoding with Content-Length")
+    if [value.lower() for value in headers.get_all("transfer-encoding")] == ["chunked"]:
+        raise HeaderError(411, "Chunked bodies are not supported; send Content-Length")
+    raise HeaderError(501, "Transfer-Encoding not supported")
 
 
 def parse_line(line: bytes) -> tuple[str, str]:
