@@ -126,3 +126,34 @@ def test_a_strand_on_a_spare_thread_leaves_no_strand_behind(spares: SpareThreads
     seen: list[object] = []
     assert spares.start(lambda: seen.append(current_strand()), "next").join(30)
     assert seen == [None] and spares.threads_made == 1
+
+
+def test_many_short_jobs_with_a_tiny_linger_each_run_once() -> None:
+    """A linger of 1 ms and two starters: a thread's wait often ends just as a starter hands it
+    a job (took it off the idle list as its wait timed out); the job must still run, once."""
+    spares = SpareThreads(linger_s=0.001, max_spare=4)
+    threads: set[threading.Thread] = set()
+    runs = [0] * 2000
+    late: list[int] = []
+
+    def starter(first: int) -> None:
+        for n in range(first, len(runs), 2):
+            def job(n: int = n) -> None:
+                threads.add(threading.current_thread())
+                runs[n] += 1
+
+            if not spares.start(job, f"short-{n}").join(30):
+                late.append(n)
+
+    starters = [threading.Thread(target=starter, args=(first,)) for first in (0, 1)]
+    try:
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join(120)
+        assert not any(thread.is_alive() for thread in starters), "the jobs did not all finish"
+    finally:
+        spares.let_go()
+    assert not late and runs == [1] * len(runs)
+    _wait_ended(list(threads))
+    assert spares.waiting() == 0
