@@ -206,8 +206,8 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         self.spawner.close()  # after the tree: no recipe of this executor is left to spawn or wait for
-        if self._spares_open:  # the threads kept for the next task's work end now, and any
-            SPARES.let_go()  # a job still ends later ends with it, not after a wait
+        if self._spares_open:  # threads kept for the next task end now, not after their wait;
+            SPARES.let_go()  # one whose job ends later ends then too
             self._spares_open = False
         for pool in self.pools:
             pool.close_http()
