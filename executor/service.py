@@ -97,6 +97,8 @@ class Service:
             for p in config.pools
         ]
         self.root: pykka.ActorRef[Supervisor] | None = None
+        self._spares_open = False
+        """This executor opened ``SPARES`` (``start``) and has not let them go yet."""
 
     # -- lifecycle -------------------------------------------------------------------------
     def start(self) -> None:
@@ -113,6 +115,9 @@ class Service:
         # prepared, so an executor that has not run a task (or not for ``IDLE_S``) holds no
         # second process (docs/sandbox.md).
         on_restart = self.metrics.count_restart if self.metrics is not None else None
+        if not self._spares_open:  # finished tasks' threads wait for the next task's work
+            SPARES.open()
+            self._spares_open = True
         control = Strand("control")  # the root and the Observer share a thread (docs/design.md)
         specs = [observer_spec(self.config, self.health, self.metrics, control)]
         reporters = Strand("reporters")  # every pool's reporter: off the pools' task-start path
@@ -201,7 +206,9 @@ class Service:
                 self.root.stop(block=True, timeout=120)
         pykka.ActorRegistry.stop_all(block=True, timeout=10)
         self.spawner.close()  # after the tree: no recipe of this executor is left to spawn or wait for
-        SPARES.let_go()  # the threads kept for the next task's work end now, not after their wait
+        if self._spares_open:  # threads kept for the next task end now, not after their wait;
+            SPARES.let_go()  # one whose job ends later ends then too
+            self._spares_open = False
         for pool in self.pools:
             pool.close_http()
 

@@ -61,9 +61,6 @@ from executor.pool.reporter import persist_result
 from executor.pool.task import Task
 from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited
-from executor.supervision.spare_threads import SPARES
-from executor.supervision.strand import Strand
-from executor.supervision.threadnames import comm_of
 
 EPSILON = 1e-9
 TRIM_AFTER_S = 2.0
@@ -73,9 +70,7 @@ task (tasks back to back would trim, then fault the same pages in again)."""
 
 @dataclass(frozen=True)
 class _TrimHeap:
-    """Timer: the pool had no task since ``generation`` was current; trim if that still holds."""
-
-    generation: int
+    """Timer: trim if the pool has had no task for ``TRIM_AFTER_S`` (else look again then)."""
 
 
 class TaskRunner(PoolActor):
@@ -91,8 +86,6 @@ class TaskRunner(PoolActor):
         self.poller_epoch: str | None = None
         self.accepted = 0
         """RunRequests stamped with this epoch by ``poller_epoch``."""
-        self._trim_generation = 0
-        """Counts tasks started, so a trim timer set before the latest start does nothing."""
         self._trim_pending = False
         """A ``_TrimHeap`` is scheduled: one at a time, not one per task of a busy pool."""
         self._empty_since = 0.0
@@ -139,17 +132,17 @@ class TaskRunner(PoolActor):
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
         elif isinstance(message, _TrimHeap):
-            self._trim(message)
+            self._trim()
         return None
 
-    def _trim(self, message: _TrimHeap) -> None:
+    def _trim(self) -> None:
         """At rest since the timer was set: give the runs' freed C heap back (executor.footprint).
         Tasks came and went since: look again once the pool has been empty ``TRIM_AFTER_S``."""
         self._trim_pending = False
         if len(self.tasks):
             return  # the end of the last of them schedules the next look
         left = TRIM_AFTER_S - (time.monotonic() - self._empty_since)
-        if message.generation == self._trim_generation or left <= 0:
+        if left <= EPSILON:  # the timer the last end set (timers are never early)
             trim_heap()
         else:
             self._trim_soon(left)
@@ -160,7 +153,7 @@ class TaskRunner(PoolActor):
         wake-up and a turn of this strand per task)."""
         if not self._trim_pending:
             self._trim_pending = True
-            self.tell_self_after(delay_s, _TrimHeap(self._trim_generation))
+            self.tell_self_after(delay_s, _TrimHeap())
 
     def on_beat(self) -> None:
         self._sweep()
@@ -219,18 +212,16 @@ class TaskRunner(PoolActor):
         """Start a Task for ``request``; it is the pool's (in the book, its threads linked to
         the pool's lifeline), so it outlives this runner and the pool waits for it to end."""
         name = self.tasks.new_name()
-        path = f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}"
         ctx = ChildContext(
             name=name,
-            path=path,
+            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
             incarnation=1,
             parent=RunnerLink(self.tasks, self.ctx.directory),
             directory=self.ctx.directory,
             listed=False,
-            strand=Strand(path, comm_of(path), spare=SPARES),  # its own, on a thread kept between tasks
+            spare_thread=True,  # its own strand, on a thread kept between tasks
         )
         entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
-        self._trim_generation += 1
         self.tasks.add(entry)  # before it runs: whatever it records finds its entry
         try:
             entry.ref = Task.start(ctx, self.pool, request)

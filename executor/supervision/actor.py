@@ -17,6 +17,7 @@ import pykka
 from loguru import logger
 
 from executor.supervision import faults
+from executor.supervision.spare_threads import SPARES
 from executor.supervision.spec import ChildContext, ChildExited
 from executor.supervision.strand import Strand
 from executor.supervision.strandactor import StrandActor
@@ -26,6 +27,12 @@ from executor.supervision.timers import Timers
 FAULTS: faults.FaultSwitch | None = faults.switch()
 """The test-only fault switch (``executor.supervision.faults``), read once at import: None in
 production, where starting or running an actor pays nothing for it."""
+
+
+def _own_strand(ctx: ChildContext) -> Strand:
+    """A strand for this child alone, named for its place in the tree; on a spare thread when
+    the context asks for one (``ChildContext.spare_thread``)."""
+    return Strand(ctx.path, comm_of(ctx.path), spare=SPARES if ctx.spare_thread else None)
 
 
 class SupervisedActor(StrandActor):
@@ -39,7 +46,7 @@ class SupervisedActor(StrandActor):
     """
 
     def __init__(self, ctx: ChildContext) -> None:
-        super().__init__(ctx.strand if ctx.strand is not None else Strand(ctx.path, comm_of(ctx.path)))
+        super().__init__(ctx.strand if ctx.strand is not None else _own_strand(ctx))
         self.ctx = ctx
         self.timers = Timers()
         self.log = logger.bind(component=ctx.path)

@@ -6,7 +6,9 @@ Task's strand, its sandbox's supervisor and its output reader. A thread start co
 until the new thread has run), and the three ended between two tasks of a busy pool. Here a
 thread whose work is done waits ``LINGER_S`` for the next one (an uncontended lock, handed
 over by whoever starts work), so back-to-back tasks run on threads already there; a pool at
-rest has none left after ``LINGER_S``, and at most ``MAX_SPARE`` wait at once.
+rest has none left after ``LINGER_S``, and at most ``MAX_SPARE`` wait at once. Once let go
+(the executor stopped) no thread waits any more, not even one whose job ends later; ``open``
+(an executor's start) lets them wait again.
 
 A job is named on its thread (``name_this_thread``: Python's name and the kernel's) and runs
 in a fresh ``contextvars`` context; a waiting thread is named ``spare``. Workers are daemon
@@ -90,6 +92,10 @@ class SpareThreads:
         self.max_spare = max_spare
         self._lock = threading.Lock()
         self._idle: list[_Worker] = []
+        self._users = 0
+        """Executors open on it (``open``); the last one's ``let_go`` closes it."""
+        self._closed = False
+        """Let go: a finished job's thread ends instead of waiting (no task is coming)."""
         self.threads_made = 0
 
     def start(self, target: Callable[[], object], name: str, comm: str | None = None) -> Job:
@@ -111,11 +117,11 @@ class SpareThreads:
 
     def next_job(self, worker: _Worker) -> Job | None:
         """On ``worker``'s thread: the next job, or None (the thread ends) after ``linger_s``."""
+        name_this_thread(SPARE_NAME)  # before it counts as waiting: ``waiting`` sees it named so
         with self._lock:
-            if len(self._idle) >= self.max_spare:
+            if self._closed or len(self._idle) >= self.max_spare:
                 return None
             self._idle.append(worker)
-        name_this_thread(SPARE_NAME)
         if not worker.gate.acquire(timeout=self.linger_s):
             with self._lock:
                 if worker in self._idle:
@@ -125,9 +131,20 @@ class SpareThreads:
         job, worker.job = worker.job, None
         return job
 
-    def let_go(self) -> None:
-        """End every thread that waits now (the executor stopped: no task is coming)."""
+    def open(self) -> None:
+        """An executor starts: finished jobs' threads wait for the next job again."""
         with self._lock:
+            self._users += 1
+            self._closed = False
+
+    def let_go(self) -> None:
+        """An executor stopped; unless another still runs (``open``), end every thread that
+        waits now and let none wait later: a job ending after this ends its thread too."""
+        with self._lock:
+            self._users = max(0, self._users - 1)
+            if self._users:
+                return
+            self._closed = True
             idle, self._idle = self._idle, []
         for worker in idle:
             worker.job = None

@@ -97,6 +97,9 @@ class ChildContext:
     restart but not its supervisor's (a pool's Tasks, started by its runner) is linked here."""
     strand: Strand | None = field(default=None, compare=False)
     """The thread the child shares with others (``ChildSpec.strand``); None: one of its own."""
+    spare_thread: bool = False
+    """A strand of its own, run on a spare thread (``spare_threads``) rather than a new one:
+    for short-lived children started back to back (a pool's Tasks)."""
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,8 @@ class Strand:
 
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
-        name_this_thread(self.name, self.comm)
+        if self._spare is None:  # a spare thread's job is named by ``spare_threads`` already
+            name_this_thread(self.name, self.comm)
         _local.strand = self
         try:
             while (member := self._take(None)) is not None:

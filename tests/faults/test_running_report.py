@@ -39,3 +39,15 @@ def test_a_run_that_lasts_reports_running_before_its_result(world: FaultWorld) -
     assert seen[0] == "RUNNING" and seen[-1] == "SUCCESS"
     assert "RUNNING" not in seen[seen.index("SUCCESS"):]
     assert a.running
+
+
+def test_a_run_that_ends_at_once_reports_running_first(world: FaultWorld) -> None:
+    """``running_after_s`` 0: the first RUNNING goes out in the Reporter's turn of the Progress
+    and the result in the turn of the Finish right behind it; GMS sees them in that order."""
+    world.start_cp()
+    a = world.executor("a", progress_interval_s=60)
+    quick = world.submit()
+    world.open_gate(quick)
+    assert world.wait_status(quick)["status"] == "SUCCESS"
+    assert statuses(world, quick.urn) == ["RUNNING", "SUCCESS"]
+    assert a.running

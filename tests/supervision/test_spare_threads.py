@@ -18,9 +18,14 @@ MARK: contextvars.ContextVar[str] = contextvars.ContextVar("MARK", default="unse
 
 @pytest.fixture
 def spares() -> Iterator[SpareThreads]:
+    """Long lingers: a thread that ends did so because it was let go, not because it waited."""
     threads = SpareThreads(linger_s=30.0, max_spare=2)
     yield threads
-    threads.let_go()
+    threads.let_go()  # closes it: a job that ends after this ends its thread too
+
+
+def _wait_ended(threads: list[threading.Thread]) -> None:
+    wait_for(lambda: not any(t.is_alive() for t in threads), what="the spare threads to end")
 
 
 def _ran_on(spares: SpareThreads, name: str) -> tuple[int, str, str]:
@@ -54,19 +59,47 @@ def test_a_waiting_thread_ends_after_its_linger() -> None:
     wait_for(lambda: not [t for t in threading.enumerate() if t.ident == ident],
              what="the spare thread to end after its linger")
     assert spares.waiting() == 0
-    again, _, _ = _ran_on(spares, "later")
-    assert spares.threads_made == 2 and again != 0
+    _ran_on(spares, "later")
+    assert spares.threads_made == 2, "the ended thread was not handed the job"
 
 
 def test_at_most_max_spare_threads_wait(spares: SpareThreads) -> None:
     gate = threading.Event()
-    jobs = [spares.start(gate.wait, f"held-{i}") for i in range(4)]
+    threads: list[threading.Thread] = []
+
+    def held() -> None:
+        threads.append(threading.current_thread())
+        gate.wait()
+
+    jobs = [spares.start(held, f"held-{i}") for i in range(4)]
     gate.set()
     assert all(job.join(30) for job in jobs)
-    wait_for(lambda: spares.waiting() == 2 and spares.threads_made == 4,
+    wait_for(lambda: spares.waiting() == 2 and sum(t.is_alive() for t in threads) == 2,
              what="two threads to wait, the others to end")
+    assert spares.threads_made == 4
     spares.let_go()
+    _wait_ended(threads)
     assert spares.waiting() == 0
+
+
+def test_a_job_ending_after_let_go_ends_its_thread(spares: SpareThreads) -> None:
+    gate = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def held() -> None:
+        threads.append(threading.current_thread())
+        gate.wait()
+
+    job = spares.start(held, "held")
+    wait_for(lambda: bool(threads), what="the job to run")
+    spares.let_go()  # the executor stops while a job still runs
+    gate.set()
+    assert job.join(30)
+    _wait_ended(threads)  # at once: the linger is 30 s
+    assert spares.waiting() == 0
+    spares.open()  # another executor starts: threads wait again
+    _ran_on(spares, "reopened")
+    wait_for(lambda: spares.waiting() == 1, what="the thread to wait after a reopen")
 
 
 def test_a_failing_job_leaves_its_thread_usable(spares: SpareThreads) -> None:
@@ -93,3 +126,34 @@ def test_a_strand_on_a_spare_thread_leaves_no_strand_behind(spares: SpareThreads
     seen: list[object] = []
     assert spares.start(lambda: seen.append(current_strand()), "next").join(30)
     assert seen == [None] and spares.threads_made == 1
+
+
+def test_many_short_jobs_with_a_tiny_linger_each_run_once() -> None:
+    """A linger of 1 ms and two starters: a thread's wait often ends just as a starter hands it
+    a job (took it off the idle list as its wait timed out); the job must still run, once."""
+    spares = SpareThreads(linger_s=0.001, max_spare=4)
+    threads: set[threading.Thread] = set()
+    runs = [0] * 2000
+    late: list[int] = []
+
+    def starter(first: int) -> None:
+        for n in range(first, len(runs), 2):
+            def job(n: int = n) -> None:
+                threads.add(threading.current_thread())
+                runs[n] += 1
+
+            if not spares.start(job, f"short-{n}").join(30):
+                late.append(n)
+
+    starters = [threading.Thread(target=starter, args=(first,)) for first in (0, 1)]
+    try:
+        for thread in starters:
+            thread.start()
+        for thread in starters:
+            thread.join(120)
+        assert not any(thread.is_alive() for thread in starters), "the jobs did not all finish"
+    finally:
+        spares.let_go()
+    assert not late and runs == [1] * len(runs)
+    _wait_ended(list(threads))
+    assert spares.waiting() == 0
