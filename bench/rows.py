@@ -32,6 +32,8 @@ IDLE_PSS = "idle PSS, {} pool(s)"
 IDLE_THREADS = "idle threads, {} pool(s)"
 IDLE_CPU = "idle CPU, {} pool(s)"
 OUTPUT = "output throughput, {} B lines (masking on)"
+KEPT_LOG_FLOOR = "floor (a pipe into a file)"
+"""The least any runner that keeps the whole log does with a flood: read the pipe, write a file."""
 OUTPUT_RSS = "executor RSS growth during {} B-line output"
 OUTPUT_RSS_READ = "executor RSS growth while the {} B-line flood is read"
 OUTPUT_LEFT = "executor RSS left after {} B-line output"
@@ -318,7 +320,7 @@ def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
     are written to a file on the disk of the executor's task logs (no masking, no lines): the
     least any executor that keeps a full log can do on this machine."""
     into_file = floor.stamps.parent / "floor-flood.log"
-    for side, log in (("floor (a pipe)", None), ("floor (a pipe into a file)", into_file)):
+    for side, log in (("floor (a pipe)", None), (KEPT_LOG_FLOOR, into_file)):
         tag = f"floor-flood-{time.time_ns()}"
         floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}), log)
         end = read_stamp(floor.stamps, f"{tag}.end")

@@ -93,10 +93,11 @@ class Target:
     """One target of issue 12 point 2: a sentence and a check that returns (met, what was seen).
 
     ``floor``, when given, says why a missed target is out of reach on this machine: the figure
-    of a floor (what the protocol and its sandbox cost done bare) that misses the target itself
-    by more than the noise (its best repeat misses the target, or Celery's worst repeat), and the
-    executor's excess over it; None when the floor meets it, misses it only within the noise or
-    was not measured in two repeats: then the miss is plain "NOT MET".
+    of a floor (what the protocol and its sandbox cost done bare; for output, a bare read of the
+    pipe into a file) that misses the target itself by more than the noise (its best repeat
+    misses the target, or Celery's worst repeat), and the executor's excess over it; None when
+    the floor meets it, misses it only within the noise or was not measured in two repeats: then
+    the miss is plain "NOT MET".
     """
 
     text: str

@@ -17,9 +17,9 @@ import pytest
 
 from bench.cost_rows import ALL_CPU, CEILING, CORES
 from bench.floor_rows import BARE, BARE_SANDBOX
-from bench.rows import CPU_TASK, PICKUP_SQS, TPUT
+from bench.rows import CPU_TASK, OUTPUT, PICKUP_SQS, TPUT
 from bench.stats import Figures, Target, percentile
-from bench.targets import TARGETS
+from bench.targets import KEPT_LOG_FLOOR, TARGETS
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FLOORS = ("floor (a pipe)", "floor (a pipe into a file)")
@@ -112,6 +112,19 @@ def test_the_ceiling_is_out_of_reach_only_when_the_floors_best_repeat_needs_more
         "task (best repeat 75: 2.17 cores at Celery's slowest rate); the executor +12 ms above it |")
     assert _ceiling_line(90.0, [60.0, 80.0]).endswith("| NOT MET |")  # 60 x 29: 1.74 cores
     assert _ceiling_line(50.0, [75.0, 80.0]).endswith("| met |")
+
+
+def test_output_is_out_of_reach_only_when_a_bare_read_into_a_file_misses_it_in_every_repeat() -> None:
+    measure = OUTPUT.format(1024)
+    target = _target(measure)
+    sides = {"executor": [690.0, 700.0], KEPT_LOG_FLOOR: [640.0, 760.0]}
+    assert target.line(_figures(measure, "MB/s", sides)).endswith(
+        "| NOT MET, out of reach here: a bare read of the pipe into a file does 700 MB/s (best repeat "
+        "760); the executor 0.99x of it |")
+    sides[KEPT_LOG_FLOOR] = [640.0, 1050.0]  # one repeat of the bare read reached the target
+    assert target.line(_figures(measure, "MB/s", sides)).endswith("| NOT MET |")
+    sides["executor"] = [1010.0, 1020.0]
+    assert target.line(_figures(measure, "MB/s", sides)).endswith("| met |")
 
 
 @pytest.mark.slow
