@@ -95,7 +95,7 @@ class LineCutter:
         return line
 
 
-def _has_long_line(body: bytes, max_bytes: int, pos: int = 0, size: int | None = None) -> bool:
+def _has_long_line(body: bytes | bytearray, max_bytes: int, pos: int = 0, size: int | None = None) -> bool:
     """Whether a line of ``body[pos:size]`` (whole lines) is longer than ``max_bytes``, in about
     ``len(body) / max_bytes`` reverse searches: each window of ``max_bytes + 1`` bytes from a
     line start must hold a newline."""
@@ -144,6 +144,19 @@ def _decode_piece(chunk: bytes, start: int) -> str:
         text = str(body, "utf-8", "replace")
     if chunk.find(b"\r", start, end) < 0 and not _has_long_line(chunk, MAX_LINE_CHARS, start, end + 1):
         return text  # no line to cap: the text as decoded (no bytes line is longer in characters)
+    return "\n".join(cap_line(line.removesuffix("\r"), False) for line in text.split("\n"))
+
+
+def _decode_text(buffer: bytearray) -> str:
+    """Whole lines (each ending with a newline) as text without the last newline, each line
+    capped and without a trailing CR, as ``_decode_piece`` shows them."""
+    end = len(buffer) - 1
+    if end < 0:
+        return ""
+    with memoryview(buffer) as view, view[:end] as body:
+        text = str(body, "utf-8", "replace")
+    if buffer.find(b"\r") < 0 and not _has_long_line(buffer, MAX_LINE_CHARS):
+        return text
     return "\n".join(cap_line(line.removesuffix("\r"), False) for line in text.split("\n"))
 
 
@@ -208,6 +221,52 @@ class BoundedLog:
             dropped = self._dropped()
             head, (tail, _) = decode_lines(self._head), self._tail_text(self._tail_max)
         return "\n".join([*head, *([truncation_marker(dropped)] if dropped else []), *tail])
+
+    def take_text(self) -> str:
+        """``text()``, taken out of the log (the run's output is over).
+
+        ``text()`` holds the tail's chunks, their decoded pieces and the joined text at once
+        (three copies of the tail, megabytes after a flood). Here the kept lines are copied
+        into one buffer, each chunk let go once copied, and the buffer decoded: at most one
+        buffer and the text on top of what the log held. The log is left empty, as if every
+        line so far had been dropped; lines added later are kept as its tail.
+        """
+        with self._lock:
+            dropped = self._dropped()
+            marker = [truncation_marker(dropped).encode()] if dropped else []
+            lines = [*self._head, *marker]
+            starts = self._tail_starts()
+            size = sum(len(line) + 1 for line in lines)
+            size += sum(len(chunk) - start for (chunk, _), start in zip(self._tail, starts, strict=True))
+            buffer = bytearray(size)
+            with memoryview(buffer) as view:  # a bytearray's own slice assignment copies its source first
+                pos = 0
+                for line in lines:
+                    view[pos : pos + len(line) + 1] = line + b"\n"
+                    pos += len(line) + 1
+                for start in starts:
+                    chunk = self._tail.popleft()[0]
+                    with memoryview(chunk) as source, source[start:] as kept:
+                        view[pos : pos + len(kept)] = kept
+                        pos += len(kept)
+                    del chunk  # its last reference: freed before the next one is copied
+            self._head, self._head_max, self._tail_count = [], 0, 0
+        return _decode_text(buffer)
+
+    def _tail_starts(self) -> list[int]:
+        """Where the kept lines of each tail chunk begin, oldest first (as ``_tail_text`` cuts
+        them; a chunk none of whose lines is kept starts at its end)."""
+        starts: list[int] = []
+        got = 0
+        for chunk, count in reversed(self._tail):
+            want = self._tail_max - got
+            if want <= 0:
+                starts.append(len(chunk))
+            else:
+                starts.append(_start_of_last_lines(chunk, want) if count > want else 0)
+            got += min(count, max(want, 0))
+        starts.reverse()
+        return starts
 
     def _fill_head(self, lines: bytes, count: int) -> tuple[bytes, int]:
         """Move lines into the head while it has room; what is left and its line count."""

@@ -338,8 +338,9 @@ class SandboxRun:
             elif self._proc is not None:
                 InputGate.drop_unread(self._proc)
             duration = time.monotonic() - start
-            result = (monitor.result(duration, self._log.text(), report, error) if monitor is not None
-                      else SandboxResult.not_run(error or "not started", duration, self._log.text()))
+            text = self._log.take_text()  # the output is over: the log lets its chunks go
+            result = (monitor.result(duration, text, report, error) if monitor is not None
+                      else SandboxResult.not_run(error or "not started", duration, text))
         self.note(result.summary())
         self._log.close_file()
         # Reported from here on. A crash before the clean-up leaves what a crash during the run

@@ -60,6 +60,15 @@ class RunLog:
         """The head and tail kept in memory, for the result."""
         return self._memory.text()
 
+    def take_text(self) -> str:
+        """``text()`` once the run's output is over, taken out of memory (``BoundedLog.take_text``:
+        one copy of the tail on top, not three, and the tail's chunks let go). Copied instead
+        while the task log file is cut short: its closing tail comes from memory."""
+        with self._lock:
+            if self._file is not None and self._file.lines_left_out:
+                return self._memory.text()
+            return self._memory.take_text()
+
     def _call_on_line(self, lines: list[str]) -> None:
         if self._on_line is None:
             return
