@@ -214,8 +214,11 @@ def _route(parts: SplitResult, proxy: str | None, verify: bool | str) -> Route:
     try:  # the message of urlsplit's or .port's ValueError may quote the password's text
         found = urlsplit(proxy if "://" in proxy else "http://" + proxy)
         proxy_port = found.port
+        if "@" in found.path + found.query + found.fragment:  # a "/" cut the credentials in two
+            raise ValueError
     except ValueError:
-        raise ValueError("the proxy URL's port is not a number; percent-encode its password") from None
+        raise ValueError("the proxy URL's port is not a number, or its password holds a '/', '?' or '#': "
+                         "percent-encode its password") from None
     if found.scheme not in _DEFAULT_PORTS:
         raise ValueError(f"Proxy URL had unsupported scheme {found.scheme}, should use http:// or https://")
     headers: tuple[tuple[str, str], ...] = ()
