@@ -44,12 +44,13 @@ class GmsSettings(_Frozen):
     timeout_s: float = Field(default=10.0, gt=0, le=120)
 
     def resolved_token(self) -> str:
-        """The token from ``token`` or ``token_file``; raises ConfigError when there is none."""
+        """The token from ``token`` or ``token_file``, stripped (a Kubernetes secret's trailing
+        newline); raises ConfigError when there is none or it cannot be a header's value."""
         if self.token is not None:
-            return self.token.get_secret_value()
+            return checked_token(self.token.get_secret_value(), "gms.token")
         if self.token_file is not None:
             try:
-                return self.token_file.read_text().strip()
+                return checked_token(self.token_file.read_text(), "gms.token_file")
             except OSError as exc:
                 raise ConfigError(
                     "gms.token_file", [f"cannot read {self.token_file}: {exc.strerror}"]
@@ -61,6 +62,15 @@ class GmsSettings(_Frozen):
                 "or systemd's LoadCredential=gms-token:FILE"
             ],
         )
+
+
+def checked_token(token: str, source: str) -> str:
+    """``token`` stripped; ConfigError naming ``source`` (never the value) when what is left
+    holds a control or non-ASCII character, which no ``Authorization`` header can carry."""
+    token = token.strip()
+    if not token.isascii() or not token.isprintable():
+        raise ConfigError(source, [f"{source}: the token holds a control or non-ASCII character"])
+    return token
 
 
 class ProxySettings(_Frozen):

@@ -12,7 +12,7 @@ The deadline reaches the socket itself: the connections (``http_pool``) set the 
 timeout to what is left of the call before every ``recv`` (``DeadlineReader``) and every
 ``send`` (``send_all``), so no thread is needed to cut a call off.
 ``read_capped`` decodes a gzip or deflate answer as it streams in, never to more than the cap
-(a small compressed answer cannot expand into memory).
+(a small compressed answer cannot expand into memory); any other coding fails the call.
 """
 
 from __future__ import annotations
@@ -78,6 +78,14 @@ def left_of(at: float | None, timeout: float | None) -> float | None:
     return left if timeout is None else min(left, timeout)
 
 
+def late(at: float | None, doing: str) -> DeadlineExceeded | None:
+    """After a socket timeout: ``DeadlineExceeded`` when it was the call's deadline that passed
+    (the caller raises it), None when it was the step's own timeout (``connect_s``)."""
+    if at is not None and time.monotonic() >= at:
+        return DeadlineExceeded(f"the call's deadline passed while {doing}")
+    return None
+
+
 def send_all(sock: Any, data: bytes | bytearray | memoryview, at: float,
              timeout: float | None = None) -> None:
     """All of ``data`` on ``sock`` before ``at``, one ``send`` at a time, each waiting at most what
@@ -90,8 +98,8 @@ def send_all(sock: Any, data: bytes | bytearray | memoryview, at: float,
         try:
             sent = sock.send(view)
         except TimeoutError:
-            if time.monotonic() >= at:
-                raise DeadlineExceeded("the call's deadline passed while sending") from None
+            if (passed := late(at, "sending")) is not None:
+                raise passed from None
             raise
         view = view[sent:]
 
@@ -120,8 +128,8 @@ class DeadlineReader(io.RawIOBase):
         try:
             return int(self._sock.recv_into(buffer))
         except TimeoutError:
-            if self._at is not None and time.monotonic() >= self._at:
-                raise DeadlineExceeded("the call's deadline passed while reading the answer") from None
+            if (passed := late(self._at, "reading the answer")) is not None:
+                raise passed from None
             raise
 
 
@@ -198,9 +206,14 @@ class _Inflater:
 
 
 def _decoder(encoding: str) -> _Inflater | None:
+    """The answer's decoder: none for no coding, gzip or deflate (what the client asks for);
+    any other (br, zstd, compress, codings stacked) is refused rather than passed on as the
+    body (compressed bytes read as JSON or as an SQS answer)."""
     name = encoding.strip().lower()
+    if name in ("", "identity"):
+        return None
     if name in ("gzip", "x-gzip"):
         return _Inflater(gzip=True)
     if name == "deflate":
         return _Inflater(gzip=False)
-    return None
+    raise http.client.HTTPException(f"unsupported Content-Encoding {name[:40]!r}")

@@ -57,7 +57,7 @@ class HttpAnswer:
     """
 
     def __init__(self, file: io.BufferedReader, method: str) -> None:
-        self.file = self._file = file
+        self.file = file
         """What the answer is read from (``bounded_http.overran`` looks at what it holds)."""
         while True:
             version, self.status, self.reason, lines = _head(file)
@@ -88,7 +88,7 @@ class HttpAnswer:
             self.will_close = self.will_close or not self._chunked or "content-length" in self.headers
             self._left = 0 if self._chunked else None
         elif (declared := self.headers.get("content-length")) is not None:
-            self.length = self._left = number(declared.strip())
+            self.length = self._left = _length(declared)
             self._done = self._left == 0
         else:
             self._left, self.will_close = None, True
@@ -104,10 +104,10 @@ class HttpAnswer:
         if self._chunked:
             return self._read_chunked(amount)
         if self._left is None:
-            data = self._file.read1(amount)
+            data = self.file.read1(amount)
             self._done = not data
             return data
-        data = self._file.read(min(amount, self._left))
+        data = self.file.read(min(amount, self._left))
         if not data:
             raise http.client.IncompleteRead(b"", self._left)
         self._left -= len(data)
@@ -116,19 +116,19 @@ class HttpAnswer:
 
     def _read_chunked(self, amount: int) -> bytes:
         if not self._left:
-            size = _chunk_size(_line(self._file))
+            size = _chunk_size(_line(self.file))
             if size == 0:
-                for _ in _header_lines(self._file):  # trailers, read to keep the connection usable
+                for _ in _header_lines(self.file):  # trailers, read to keep the connection usable
                     pass
                 self._done = True
                 return b""
             self._left = size
         assert self._left is not None
-        data = self._file.read(min(amount, self._left))
+        data = self.file.read(min(amount, self._left))
         if not data:
             raise http.client.IncompleteRead(b"", self._left)
         self._left -= len(data)
-        if not self._left and _line(self._file) not in (b"\r\n", b"\n"):
+        if not self._left and _line(self.file) not in (b"\r\n", b"\n"):
             raise http.client.HTTPException("a chunk does not end with CRLF")
         return data
 
@@ -156,6 +156,8 @@ def _head(file: io.BufferedReader) -> tuple[str, int, str, list[str]]:
         lines = list(_header_lines(file))
     if not first:
         raise http.client.RemoteDisconnected("Remote end closed connection without response")
+    if "\n" in first or "\r" in first:  # a bare-LF head, a CRLF CRLF further on (in the body)
+        raise http.client.BadStatusLine(first[:100])
     version, _, rest = first.partition(" ")
     code, _, reason = rest.partition(" ")
     if not version.startswith("HTTP/1.") or len(code) != 3:
@@ -191,6 +193,17 @@ def _parsed(lines: list[str]) -> list[tuple[str, str]]:
             raise http.client.HTTPException(f"malformed header line {text[:60]!r}")
         found.append((name, value.strip()))
     return found
+
+
+def _length(declared: str) -> int:
+    """``Content-Length``: one number, or copies of the same one ("3, 3", RFC 9110 8.6, also
+    what two headers joined by ``Headers`` give); different values are refused."""
+    if "," not in declared:
+        return number(declared.strip())
+    found = {number(part.strip()) for part in declared.split(",")}
+    if len(found) != 1:
+        raise http.client.HTTPException("the answer declares different Content-Length values")
+    return found.pop()
 
 
 def _chunk_size(line: bytes) -> int:

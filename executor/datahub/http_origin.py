@@ -22,7 +22,9 @@ reached the server is its caller's to retry (``gms``, ``sqs_wire``).
 from __future__ import annotations
 
 import base64
+import http.client
 import os
+import re
 import ssl
 import threading
 import time
@@ -32,15 +34,26 @@ from urllib.parse import SplitResult, unquote, urlsplit
 
 import certifi
 
-from executor.datahub.bounded_http import CallLimits, OriginRefused, read_capped, response_on
+from executor.datahub.bounded_http import CALL_ERRORS, CallLimits, OriginRefused, read_capped, response_on
 from executor.datahub.http_answer import Headers
-from executor.datahub.http_pool import ConnectionPool, Route, Watcher
+from executor.datahub.http_pool import Connection, ConnectionPool, Route, Watcher, idle_limit
 from executor.datahub.proxies import proxy_for_url
 
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 """Read when ``verify`` is True, as ``requests`` read them (an operator's corporate CA)."""
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _WITH_BODY = frozenset({"POST", "PUT", "PATCH"})
+_BAD_NAME = re.compile(r"[\x00-\x20:\x7f]")
+_BAD_VALUE = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+"""Control characters (a tab aside): a line break would smuggle a header, the rest no server takes."""
+_BAD_TARGET = re.compile(r"[\x00-\x20\x7f]")
+_CUT_WHILE_SENDING = (BrokenPipeError, ConnectionResetError, ssl.SSLEOFError)
+"""A server that answers before it read the whole body (a 401, a 413) and closes."""
+
+
+class BadRequestHead(http.client.HTTPException, ValueError):
+    """A header or path the request cannot carry (a control or non-Latin-1 character); a call
+    error like any other (``CALL_ERRORS``), naming the header, never its value."""
 
 
 @dataclass(frozen=True)
@@ -116,7 +129,10 @@ class Origin:
         pool = self._pool or self._open()
         conn = pool.take(limits.connect_s, at)
         try:
-            conn.send_request(head, body, at)
+            try:
+                conn.send_request(head, body, at)
+            except _CUT_WHILE_SENDING as cut:
+                return _early_answer(conn, method, limits.max_bytes, at, cut)
             response = response_on(conn.sock, method, at, None)
             content = read_capped(response, limits.max_bytes)
         except BaseException:
@@ -125,7 +141,7 @@ class Origin:
         if response.will_close:
             conn.close()
         else:
-            pool.give_back(conn)
+            pool.give_back(conn, idle_limit(response.headers.get("keep-alive")))
         return Answer(response.status, content, response.headers)
 
     def close(self) -> None:
@@ -146,12 +162,15 @@ class Origin:
 
     def _head(self, method: str, path: str, headers: Mapping[str, str],
               body: bytes | Iterable[bytes] | None) -> bytes:
-        """The request line and headers; a value with a line break is refused (no header
-        can smuggle another), a bytes body gets its ``Content-Length``."""
+        """The request line and headers; a control character in a name, value or the path is
+        refused (``BadRequestHead``: no header can smuggle another), a bytes body gets its
+        ``Content-Length``."""
+        if _BAD_TARGET.search(path):
+            raise BadRequestHead("the path holds a space or a control character")
         lines = [f"{method} {self._prefix}{path} HTTP/1.1\r\n"]
         for name, value in headers.items():
-            if "\n" in value or "\r" in value or "\n" in name or "\r" in name or ":" in name:
-                raise ValueError(f"header {name[:40]!r} holds a line break or a colon")
+            if not name or _BAD_NAME.search(name) or _BAD_VALUE.search(value):
+                raise BadRequestHead(f"header {name[:40]!r} holds a control character or a colon")
             lines.append(f"{name}: {value}\r\n")
         named = {name.lower() for name in headers}
         if "content-length" not in named:
@@ -161,9 +180,26 @@ class Origin:
                 lines.append("Content-Length: 0\r\n")
             elif body is not None:
                 raise ValueError("an iterable body needs its Content-Length")
-        head = "".join(lines).encode("latin-1")
+        try:
+            head = "".join(lines).encode("latin-1")
+        except UnicodeEncodeError:
+            raise BadRequestHead("a header or the path holds a character beyond Latin-1") from None
         host = b"" if "host" in named else self._host_line
         return head + host + self._extra + b"\r\n"
+
+
+def _early_answer(conn: Connection, method: str, max_bytes: int, at: float, cut: OSError) -> Answer:
+    """The answer a server sent before it stopped reading the request (GMS's 401 to an expired
+    token under a large ``ingestProposal``, a 413), read under the same deadline, as urllib3
+    read it; ``cut`` (the send's error) when there is none. The connection is closed either way."""
+    try:
+        response = response_on(conn.sock, method, at, None)
+        content = read_capped(response, max_bytes)
+    except CALL_ERRORS:
+        raise cut from None
+    finally:
+        conn.close()
+    return Answer(response.status, content, response.headers)
 
 
 def _route(parts: SplitResult, proxy: str | None, verify: bool | str) -> Route:
@@ -175,7 +211,14 @@ def _route(parts: SplitResult, proxy: str | None, verify: bool | str) -> Route:
     tls = tls_context(verify) if scheme == "https" else None
     if proxy is None:
         return Route(host, port, tls=tls, server_name=host)
-    found = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+    try:  # the message of urlsplit's or .port's ValueError may quote the password's text
+        found = urlsplit(proxy if "://" in proxy else "http://" + proxy)
+        proxy_port = found.port
+        if "@" in found.path + found.query + found.fragment:  # a "/" cut the credentials in two
+            raise ValueError
+    except ValueError:
+        raise ValueError("the proxy URL's port is not a number, or its password holds a '/', '?' or '#': "
+                         "percent-encode its password") from None
     if found.scheme not in _DEFAULT_PORTS:
         raise ValueError(f"Proxy URL had unsupported scheme {found.scheme}, should use http:// or https://")
     headers: tuple[tuple[str, str], ...] = ()
@@ -184,7 +227,7 @@ def _route(parts: SplitResult, proxy: str | None, verify: bool | str) -> Route:
         token = base64.b64encode(f"{user}:{password}".encode()).decode()
         headers = (("Proxy-Authorization", f"Basic {token}"),)
     proxy_tls = tls_context(verify) if found.scheme == "https" else None  # as requests did
-    return Route(found.hostname or "", found.port or _DEFAULT_PORTS[found.scheme], tls=tls,
+    return Route(found.hostname or "", proxy_port or _DEFAULT_PORTS[found.scheme], tls=tls,
                  server_name=host, tunnel=f"{_bracketed(host)}:{port}" if tls else None,
                  proxy_tls=proxy_tls, proxy_headers=headers, proxied=True)
 

@@ -11,7 +11,11 @@ to retry or not.
 A kept connection the server closed while it was idle (GMS's or a load balancer's idle
 timeout) is found before it is used, as urllib3 found it: one ``poll`` with no wait shows the
 peer's FIN (or stray bytes) as readable, and the connection is dropped for a new one, so the
-call is never sent into a closed connection.
+call is never sent into a closed connection. That check cannot see a server's idle timeout
+firing between it and the send, nor a firewall or NAT that forgot an idle flow without a word
+(the call would wait out its whole deadline): a connection idle longer than ``IDLE_S`` (or than
+the server's ``Keep-Alive: timeout=N`` said, less a second) is closed instead of used, and TCP
+keepalive probes a connection from ``KEEPALIVE_IDLE_S`` of silence on (a long poll, a slow GMS).
 """
 
 from __future__ import annotations
@@ -21,13 +25,19 @@ import select
 import socket
 import ssl
 import threading
+import time
 import warnings
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from executor.datahub.bounded_http import CHUNK_BYTES, DeadlineExceeded, ProxyError, left_of, send_all
 from executor.datahub.tls_tunnel import TlsInTls, open_tunnel
+
+IDLE_S = 20.0
+"""How long a connection may rest between calls: under the usual server idle timeouts
+(Jetty 30 s, an AWS load balancer 60 s, nginx's keepalive 75 s)."""
+KEEPALIVE_IDLE_S, KEEPALIVE_EVERY_S, KEEPALIVE_PROBES = 15, 5, 3
 
 
 class InsecureRequestWarning(UserWarning):
@@ -57,8 +67,9 @@ class Route:
     """``host:port`` to ``CONNECT`` to through the proxy (an https origin behind a proxy)."""
     proxy_tls: ssl.SSLContext | None = None
     """TLS to the proxy itself (an https:// proxy)."""
-    proxy_headers: tuple[tuple[str, str], ...] = ()
-    """Sent to the proxy: on the CONNECT, or on each request it forwards."""
+    proxy_headers: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    """Sent to the proxy, on the CONNECT or on each request it forwards (its credentials: never
+    in a repr)."""
     proxied: bool = False
     """``host`` and ``port`` are a proxy's: failing to reach it is a ``ProxyError``."""
 
@@ -66,12 +77,14 @@ class Route:
 class Connection:
     """One TCP (maybe TLS) connection; used by one call at a time."""
 
-    __slots__ = ("_poller", "generation", "sock")
+    __slots__ = ("_poller", "generation", "idle_until", "sock")
 
     def __init__(self, generation: int) -> None:
         self.sock: Any = None
         """The socket (``ssl.SSLSocket`` or ``TlsInTls`` under TLS); None until connected."""
         self.generation = generation
+        self.idle_until = 0.0
+        """Resting in the pool: the pool's clock time after which it is closed, not used."""
         self._poller: Any = None
 
     def connect(self, route: Route, connect_s: float, at: float) -> None:
@@ -170,8 +183,32 @@ def _open_tcp(host: str, port: int, connect_s: float, at: float) -> socket.socke
             error = exc
             continue
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        _keep_alive(sock)
         return sock
     raise error
+
+
+def _keep_alive(sock: socket.socket) -> None:
+    """TCP keepalive, probing after ``KEEPALIVE_IDLE_S`` of silence where the platform lets it
+    be set (the system's default waits two hours): a flow a firewall dropped ends the call."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE, 1)
+    for name, value in (("TCP_KEEPIDLE", KEEPALIVE_IDLE_S), ("TCP_KEEPINTVL", KEEPALIVE_EVERY_S),
+                        ("TCP_KEEPCNT", KEEPALIVE_PROBES)):
+        if hasattr(socket, name):
+            sock.setsockopt(socket.IPPROTO_TCP, getattr(socket, name), value)
+
+
+def idle_limit(keep_alive: str | None) -> float:
+    """How long a connection may rest: ``IDLE_S``, or less when the answer's ``Keep-Alive``
+    header says the server closes sooner (``timeout=5``: 4 s, a second's margin)."""
+    if not keep_alive:
+        return IDLE_S
+    for part in keep_alive.split(","):
+        name, _, value = part.partition("=")
+        value = value.strip()
+        if name.strip().lower() == "timeout" and 0 < len(value) <= 6 and value.isascii() and value.isdigit():
+            return max(0.0, min(IDLE_S, int(value) - 1.0))
+    return IDLE_S
 
 
 class ConnectionPool:
@@ -181,8 +218,11 @@ class ConnectionPool:
     their call hands them back; a later call connects again.
     """
 
-    def __init__(self, route: Route, keep: int, watcher: Watcher | None = None) -> None:
+    def __init__(self, route: Route, keep: int, watcher: Watcher | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.route = route
+        self._clock = clock
+        """What ``idle_until`` is measured on (a test's own clock)."""
         self._keep = max(1, keep)
         self._watcher = watcher
         self._idle: list[Connection] = []
@@ -198,11 +238,11 @@ class ConnectionPool:
                 generation = self._generation
             if conn is None:
                 break
-            if conn.alive():
+            if self._clock() < conn.idle_until and conn.alive():
                 if watcher is not None:
                     watcher.taken(conn)
                 return conn
-            conn.close()  # closed by the server while idle: never sent into
+            conn.close()  # rested too long, or closed by the server: never sent into
         conn = Connection(generation)
         if watcher is not None:
             watcher.taken(conn)
@@ -215,8 +255,10 @@ class ConnectionPool:
             watcher.connected(conn)
         return conn
 
-    def give_back(self, conn: Connection) -> None:
-        """Keep ``conn`` for the next call, or close it (the pool is full, or was closed)."""
+    def give_back(self, conn: Connection, idle_s: float = IDLE_S) -> None:
+        """Keep ``conn`` for the next call for up to ``idle_s`` (``idle_limit``), or close it
+        (the pool is full, or was closed)."""
+        conn.idle_until = self._clock() + idle_s
         with self._lock:
             if conn.generation == self._generation and len(self._idle) < self._keep:
                 self._idle.append(conn)

@@ -13,7 +13,7 @@ import ssl
 import time
 from typing import Any
 
-from executor.datahub.bounded_http import overran, response_on, send_all
+from executor.datahub.bounded_http import left_of, overran, response_on, send_all
 
 _RECORD_BYTES = 16 * 1024 + 512
 
@@ -77,13 +77,7 @@ class TlsInTls:
 
     def _bound(self) -> None:
         """The proxy socket's timeout for its next step: what is left until the deadline."""
-        if self._until is None:
-            self.socket.settimeout(None)
-            return
-        left = self._until - time.monotonic()
-        if left <= 0:
-            raise TimeoutError("timed out")
-        self.socket.settimeout(left)
+        self.socket.settimeout(left_of(self._until, None))
 
     def send(self, data: bytes | bytearray | memoryview) -> int:
         return int(self._step(self._tls.write, data))

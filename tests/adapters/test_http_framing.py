@@ -162,6 +162,29 @@ def test_a_hostile_number_or_status_is_a_call_error(peers: list[HostilePeer], an
         origin.close()
 
 
+@pytest.mark.parametrize("declared", [
+    b"Content-Length: 9, 9\r\n", b"Content-Length: 9\r\nContent-Length: 9\r\n",
+], ids=["one-line", "two-headers"])
+def test_identical_content_lengths_are_one(peers: list[HostilePeer], declared: bytes) -> None:
+    """RFC 9110 8.6: copies of the same length are that length; the connection is kept."""
+    peer = _answering(peers, b"HTTP/1.1 200 OK\r\n" + declared + b'\r\n{"own":1}')
+    assert _two_calls(peer) == [b'{"own":1}', b'{"own":1}']
+    assert len(peer._conns) == 1
+
+
+@pytest.mark.parametrize("declared", [b"9, 8", b"9,", b"9, x"])
+def test_different_content_lengths_are_a_call_error(peers: list[HostilePeer], declared: bytes) -> None:
+    answer = b"HTTP/1.1 200 OK\r\nContent-Length: " + declared + b'\r\n\r\n{"own":1}'
+    peer = HostilePeer(lambda p, conn: p.send(conn, answer)).start()
+    peers.append(peer)
+    origin = Origin(peer.url, proxies={"http": None})
+    try:
+        with pytest.raises(CALL_ERRORS):
+            origin.call("GET", "/", LIMITS, headers={})
+    finally:
+        origin.close()
+
+
 def test_json_nested_too_deep_is_gms_answering_without_json(peers: list[HostilePeer]) -> None:
     """``json.loads`` raises ``RecursionError`` (not ``ValueError``) on deep nesting."""
     body = b"[" * 200_000

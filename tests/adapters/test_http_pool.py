@@ -179,6 +179,28 @@ def test_an_encoded_answer_is_decoded(peers: list[HostilePeer], encoding: str) -
         origin.close()
 
 
+@pytest.mark.parametrize("encoding", ["br", "zstd", "compress", "gzip, gzip", "x-custom"])
+def test_an_answer_in_an_unknown_encoding_is_a_call_error(peers: list[HostilePeer], encoding: str) -> None:
+    """Never the compressed bytes passed on as the body."""
+    packed = gzip.compress(b'{"value": 1}')
+    peer = _serve(peers, lambda p, conn: p.send(conn, _answer(packed, f"Content-Encoding: {encoding}")))
+    origin = Origin(peer.url, proxies={"http": None})
+    try:
+        with pytest.raises(CALL_ERRORS, match="unsupported Content-Encoding"):
+            origin.call("GET", "/", LIMITS, headers={})
+    finally:
+        origin.close()
+
+
+def test_an_identity_encoding_is_the_body_itself(peers: list[HostilePeer]) -> None:
+    peer = _serve(peers, lambda p, conn: p.send(conn, _answer(b"{}", "Content-Encoding: identity")))
+    origin = Origin(peer.url, proxies={"http": None})
+    try:
+        assert origin.call("GET", "/", LIMITS, headers={}).content == b"{}"
+    finally:
+        origin.close()
+
+
 def test_a_small_compressed_answer_cannot_expand_past_the_cap(peers: list[HostilePeer]) -> None:
     bomb = gzip.compress(b"0" * (50 * 1024 * 1024))  # about 50 KB that inflate to 50 MB
     peer = _serve(peers, lambda p, conn: p.send(conn, _answer(bomb, "Content-Encoding: gzip")))
@@ -207,7 +229,9 @@ def test_a_chunked_answer_after_a_continue_is_read_whole(peers: list[HostilePeer
     b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
     b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", b"HTTP/1.1 200 OK\r\nX: " + b"a" * 70000,
     b"HTTP/1.1 200 OK\r\nX: a\nY: b\r\nContent-Length: 0\r\n\r\n",
-], ids=["nothing", "status", "not-http", "header", "length", "cut", "chunk", "long-line", "bare-lf"])
+    b"HTTP/1.1 200 OK\nContent-Length: 5\n\nab\r\n\r\nc",
+], ids=["nothing", "status", "not-http", "header", "length", "cut", "chunk", "long-line", "bare-lf",
+        "bare-lf-head-crlf-body"])
 def test_a_malformed_answer_is_a_call_error(peers: list[HostilePeer], answer: bytes) -> None:
     peer = _serve(peers, lambda p, conn: p.send(conn, answer))
     origin = Origin(peer.url, proxies={"http": None})
@@ -233,7 +257,22 @@ def test_a_stall_mid_answer_ends_at_the_deadline(peers: list[HostilePeer]) -> No
     assert peer.sent > 0
 
 
-def test_a_header_cannot_smuggle_another() -> None:
+@pytest.mark.parametrize("headers", [
+    {"X-Token": "a\r\nX-Admin: yes"}, {"Authorization": "Bearer test-token-9\n"},
+    {"Authorization": "Bearer test-token-9\x00"}, {"Authorization": "Bearer test-tök\u20ac-9"},
+    {"X Token": "a"}, {"": "a"},
+], ids=["smuggled", "trailing-newline", "nul", "beyond-latin-1", "space-in-name", "no-name"])
+def test_a_header_it_cannot_carry_is_a_call_error_without_its_value(headers: dict[str, str]) -> None:
+    """A call error (the actor's callers catch ``CALL_ERRORS``), refused before any connection."""
     origin = Origin("http://127.0.0.1:1", proxies={"http": None})
-    with pytest.raises(ValueError, match="line break"):
-        origin.call("GET", "/", LIMITS, headers={"X-Token": "a\r\nX-Admin: yes"})
+    with pytest.raises(CALL_ERRORS) as caught:
+        origin.call("GET", "/", LIMITS, headers=headers)
+    assert "test-t" not in str(caught.value) and "yes" not in str(caught.value)
+    assert "refused" not in str(caught.value).lower(), "no connection was tried"
+
+
+def test_a_path_with_a_space_or_line_break_is_a_call_error() -> None:
+    origin = Origin("http://127.0.0.1:1", proxies={"http": None})
+    for path in ("/a b", "/a\r\nX: y", "/\u20ac"):
+        with pytest.raises(CALL_ERRORS):
+            origin.call("GET", path, LIMITS, headers={})

@@ -116,6 +116,30 @@ def test_token_never_shows_and_token_file_is_read(tmp_path: Path) -> None:
     assert "tok-123456" not in repr(config) and "tok-123456" not in str(config.masked())
 
 
+def test_a_token_from_a_secret_with_a_trailing_newline_is_stripped() -> None:
+    """A Kubernetes secret mounted as DATAHUB_GMS_TOKEN often ends in a newline."""
+    config = load_config(None, {**ENV, "DATAHUB_GMS_TOKEN": "tok-123456\n"})
+    assert config.gms.resolved_token() == "tok-123456"
+
+
+@pytest.mark.parametrize(("field", "token"), [
+    ("gms.token", "tok-12\n3456"), ("gms.token", "tok-12\x003456"), ("gms.token", "tok-12\u00e93456"),
+    ("gms.token_file", "tok-12\r3456\n"),
+])
+def test_a_token_no_header_can_carry_is_refused_without_its_value(tmp_path: Path, field: str,
+                                                                   token: str) -> None:
+    if field == "gms.token":
+        config = load_config(None, {**ENV, "DATAHUB_GMS_TOKEN": token})
+    else:
+        token_file = tmp_path / "token"
+        token_file.write_text(token)
+        text = f"gms: {{url: 'http://x:1', token_file: '{token_file}'}}\npools: [{{id: a}}]\n"
+        config = load_config(write(tmp_path, text), {})
+    with pytest.raises(ConfigError, match=field.replace(".", r"\.")) as info:
+        config.gms.resolved_token()
+    assert "tok-12" not in str(info.value) and "3456" not in str(info.value)
+
+
 def test_systemd_credential_directory_supplies_the_token(tmp_path: Path) -> None:
     (tmp_path / "gms-token").write_text("from-credential\n")
     config = load_config(None, {"DATAHUB_GMS_URL": "http://x:1", "CREDENTIALS_DIRECTORY": str(tmp_path)})
