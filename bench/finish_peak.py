@@ -3,7 +3,7 @@ lines is taken from the log's chunks, the report cut from it, and then that resu
 2 MB report is persisted in the outbox, read back by a fresh outbox (a restart) and delivered to
 a GMS stand-in on loopback.
 
-Not a bench row: a unit-level measure of the finish's copies (``docs/performance.md``). Run it
+Not a bench row: a unit-level measure of the finish's copies (``docs/performance-log.md``). Run it
 with the project's venv from the repository root: ``python bench/finish_peak.py``.
 """
 

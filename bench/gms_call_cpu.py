@@ -1,6 +1,6 @@
 """The client CPU of one GMS call: ``GmsClient`` against the project's control plane on loopback.
 
-Not a bench row: a unit-level measure of the GMS client (``docs/performance.md``, "CPU per
+Not a bench row: a unit-level measure of the GMS client (``docs/performance-log.md``, "CPU per
 task"). The control plane runs in a child process (so it takes no share of this process's
 GIL), and only the calling thread's CPU (``thread_time``) is counted. Each call kind runs ``--calls``
 times on one kept-alive connection after a warm-up; the figure is the median of five rounds.

@@ -1,5 +1,5 @@
 """An idle executor imports no botocore: the SQS calls have no client, the Secrets Manager store
-imports it only when one is made (about 8 MB of RSS at rest, docs/performance.md). Nor urllib3:
+imports it only when one is made (about 8 MB of RSS at rest, docs/performance-log.md). Nor urllib3:
 the GMS and SQS calls run on the executor's own connections (``datahub.http_pool``)."""
 
 from __future__ import annotations
