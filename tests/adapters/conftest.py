@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from executor.datahub.lease import Lease
+from tests.security.gms_peer import HostilePeer
 
 
 @pytest.fixture(scope="module")
@@ -64,3 +65,12 @@ def gms_cp() -> Iterator[Any]:
         yield cp
     finally:
         cp.stop()
+
+
+@pytest.fixture
+def peers() -> Iterator[list[HostilePeer]]:
+    """Hostile peers a test starts (it appends them); each stopped after the test."""
+    started: list[HostilePeer] = []
+    yield started
+    for peer in started:
+        peer.stop()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,37 +22,19 @@ from executor.queue.interrupt import Interrupter
 from tests.adapters.drip_relay import DripRelay
 from tests.adapters.private_ca import PrivateCa, TlsFront
 from tests.ops.connect_proxy import ConnectProxy
-from tests.security.gms_peer import ANSWER, HostilePeer
+from tests.security.gms_peer import ANSWER, HostilePeer, read_head
 
 LIMITS = CallLimits(total_s=10.0, connect_s=5.0, max_bytes=64 * 1024)
 SHORT = CallLimits(total_s=1.5, connect_s=1.0, max_bytes=64 * 1024)
-
-
-@pytest.fixture
-def peers() -> Iterator[list[HostilePeer]]:
-    started: list[HostilePeer] = []
-    yield started
-    for peer in started:
-        peer.stop()
 
 
 def _port(peer: HostilePeer) -> int:
     return int(peer.url.rsplit(":", 1)[1])
 
 
-def _read_head(conn: socket.socket) -> bool:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    return True
-
-
 def _answer_each(peer: HostilePeer, conn: socket.socket) -> None:
     peer.send(conn, ANSWER)
-    while _read_head(conn):
+    while read_head(conn):
         peer.send(conn, ANSWER)
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -22,18 +21,10 @@ from executor.datahub.http_origin import Origin
 from executor.errors import TransportError
 from tests.adapters.private_ca import PrivateCa, TlsFront
 from tests.ops.connect_proxy import ConnectProxy
-from tests.security.gms_peer import HostilePeer
+from tests.security.gms_peer import HostilePeer, read_head
 
 LIMITS = CallLimits(total_s=10.0, connect_s=5.0, max_bytes=64 * 1024)
 OWN = b'HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n{"own":1}'
-
-
-@pytest.fixture
-def peers() -> Iterator[list[HostilePeer]]:
-    started: list[HostilePeer] = []
-    yield started
-    for peer in started:
-        peer.stop()
 
 
 def _answering(peers: list[HostilePeer], first: bytes, then: bytes = OWN) -> HostilePeer:
@@ -43,23 +34,12 @@ def _answering(peers: list[HostilePeer], first: bytes, then: bytes = OWN) -> Hos
     def behaviour(peer: HostilePeer, conn: socket.socket) -> None:
         while True:
             peer.send(conn, answers.pop() if answers else then)
-            if not _read_head(conn):
+            if not read_head(conn):
                 return
 
     peer = HostilePeer(behaviour).start()
     peers.append(peer)
     return peer
-
-
-def _read_head(conn: socket.socket) -> bool:
-    """The next request's head read (False: the client closed the connection)."""
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            return False
-        data += chunk
-    return True
 
 
 def _two_calls(peer: HostilePeer, method: str = "GET") -> list[bytes]:

@@ -13,7 +13,6 @@ import gzip
 import socket
 import threading
 import zlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,17 +22,9 @@ from executor.datahub.bounded_http import CALL_ERRORS, CallLimits, DeadlineExcee
 from executor.datahub.http_origin import Origin
 from tests.adapters.private_ca import PrivateCa, TlsFront
 from tests.ops.connect_proxy import ConnectProxy, _ProxyHandler
-from tests.security.gms_peer import ANSWER, HostilePeer
+from tests.security.gms_peer import ANSWER, HostilePeer, read_head
 
 LIMITS = CallLimits(total_s=10.0, connect_s=5.0, max_bytes=64 * 1024)
-
-
-@pytest.fixture
-def peers() -> Iterator[list[HostilePeer]]:
-    started: list[HostilePeer] = []
-    yield started
-    for peer in started:
-        peer.stop()
 
 
 def _serve(peers: list[HostilePeer], behaviour: Any, tls: Any = None) -> HostilePeer:
@@ -74,7 +65,8 @@ def test_a_connection_the_server_closed_while_idle_is_not_used(peers: list[Hosti
 
 def _answer_twice(peer: HostilePeer, conn: Any) -> None:
     peer.send(conn, ANSWER)
-    _read_head(conn)
+    if not read_head(conn):
+        raise OSError("client closed")
     peer.send(conn, ANSWER)
 
 
@@ -89,13 +81,6 @@ def test_a_kept_connection_carries_the_next_call(peers: list[HostilePeer]) -> No
     assert len(peer._conns) == 1
 
 
-def _read_head(conn: Any) -> None:
-    data = b""
-    while b"\r\n\r\n" not in data:
-        chunk = conn.recv(65536)
-        if not chunk:
-            raise OSError("client closed")
-        data += chunk
 
 
 def test_a_private_ca_is_trusted_and_the_name_checked(peers: list[HostilePeer], tmp_path: Path) -> None:

@@ -28,14 +28,6 @@ def proxy() -> Iterator[ConnectProxy]:
         yield server
 
 
-@pytest.fixture
-def peers() -> Iterator[list[HostilePeer]]:
-    started: list[HostilePeer] = []
-    yield started
-    for peer in started:
-        peer.stop()
-
-
 def _peer(peers: list[HostilePeer], behaviour: Any, tmp_path: Path) -> tuple[HostilePeer, Path]:
     context, cert = tls_context(tmp_path)
     peer = HostilePeer(behaviour, context).start()

@@ -85,13 +85,21 @@ class HostilePeer:
                 return  # the client gave up: what the tests want
 
 
-def _read_request(conn: socket.socket) -> None:
+def read_head(conn: socket.socket) -> bytes:
+    """A request's head and whatever of its body came with it; ``b""`` once the client closed."""
     data = b""
     while b"\r\n\r\n" not in data:
         chunk = conn.recv(65536)
         if not chunk:
-            raise OSError("client closed")
+            return b""
         data += chunk
+    return data
+
+
+def _read_request(conn: socket.socket) -> None:
+    data = read_head(conn)
+    if not data:
+        raise OSError("client closed")
     head, _, body = data.partition(b"\r\n\r\n")
     length = 0
     for line in head.split(b"\r\n")[1:]:
