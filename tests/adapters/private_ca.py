@@ -13,6 +13,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+from tests.adapters.loopback_server import LoopbackServer
+
 
 class PrivateCa:
     """A CA certificate in ``ca_file``; ``server_context(name)`` is a server's, signed by it."""
@@ -73,57 +75,24 @@ def _pem(cert: Any) -> bytes:
     return bytes(cert.public_bytes(serialization.Encoding.PEM))
 
 
-class TlsFront:
+class TlsFront(LoopbackServer):
     """Terminates TLS on 127.0.0.1 and relays each connection to ``backend`` (host, port)."""
 
     def __init__(self, context: ssl.SSLContext, backend: tuple[str, int]) -> None:
+        super().__init__("tls-front")
         self._context, self._backend = context, backend
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._stopping = threading.Event()
-        self._threads: list[threading.Thread] = []
-        self._sockets: list[socket.socket] = []
-        self.accepted = 0
-        self._acceptor = threading.Thread(target=self._accept, name="tls-front", daemon=True)
 
     @property
     def url(self) -> str:
-        return f"https://127.0.0.1:{self._listener.getsockname()[1]}"
+        return f"https://127.0.0.1:{self.port}"
 
-    def __enter__(self) -> TlsFront:
-        self._acceptor.start()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._stopping.set()
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)
-        self._listener.close()
-        for sock in list(self._sockets):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-        for thread in [self._acceptor, *self._threads]:
-            thread.join(10)
-        assert not any(t.is_alive() for t in [self._acceptor, *self._threads])
-
-    def _accept(self) -> None:
-        while not self._stopping.is_set():
-            try:
-                conn, _ = self._listener.accept()
-            except OSError:
-                return
-            self.accepted += 1
-            self._sockets.append(conn)
-            thread = threading.Thread(target=self._relay, args=(conn,), name="tls-front-relay", daemon=True)
-            self._threads.append(thread)
-            thread.start()
-
-    def _relay(self, conn: socket.socket) -> None:
+    def serve(self, conn: socket.socket) -> None:
         with contextlib.suppress(OSError), conn:
             conn.settimeout(10)
             tls = self._context.wrap_socket(conn, server_side=True)
             tls.setblocking(False)
             with socket.create_connection(self._backend, timeout=10) as upstream:
-                self._sockets.append(upstream)
+                self.track(upstream)
                 upstream.setblocking(False)
                 _pump(tls, upstream, self._stopping)
 
