@@ -52,7 +52,6 @@ from executor.pool.messages import (
     Release,
     RunRequest,
     StopReceiving,
-    TaskSettled,
     TasksWanted,
     WeightKnown,
 )
@@ -112,8 +111,6 @@ class TaskRunner(PoolActor):
             self.tasks.record(message)  # the Task wrote it already; a repeat changes nothing
             self._admit()
             self._publish_capacity()
-        elif isinstance(message, TaskSettled):
-            self.tasks.record(message)
         elif isinstance(message, ChildExited):
             self._task_exited(message)
         elif isinstance(message, CapacityWanted):

@@ -147,7 +147,10 @@ class RunnerLink:
     """A Task's parent: the pool's current runner, whichever incarnation that is.
 
     Each notice is written to the book first, then told to the runner by name: a runner that
-    is down (crashed, not yet restarted) finds it in the book when it adopts the Task.
+    is down (crashed, not yet restarted) finds it in the book when it adopts the Task. A
+    ``TaskSettled`` is only written: the runner reads ``settled`` from the book and acts on the
+    ``ChildExited`` that follows it, so telling it as well cost the runner's strand a wake-up
+    and a turn per task that changed nothing.
     """
 
     def __init__(self, book: TaskBook, directory: Directory) -> None:
@@ -155,6 +158,8 @@ class RunnerLink:
         self.directory = directory
 
     def tell(self, message: Any) -> None:
-        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell it."""
+        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell the
+        runner the ones it acts on."""
         self.book.record(message)
-        self.directory.tell(RUNNER, message)
+        if not isinstance(message, TaskSettled):
+            self.directory.tell(RUNNER, message)

@@ -46,8 +46,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("reporter", "Progress"), ("reporter", "Finish"),
     ],
     "runner-requests": [
-        ("runner", "RunRequest"), ("runner", "WeightKnown"), ("runner", "TaskSettled"),
-        ("runner", "ChildExited"),
+        ("runner", "RunRequest"), ("runner", "WeightKnown"), ("runner", "ChildExited"),
     ],
     "runner-timers": [
         ("runner", "CapacityWanted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),

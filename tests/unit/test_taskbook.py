@@ -88,3 +88,23 @@ def test_names_stay_unique_across_runner_incarnations_and_stop_all_stops_every_l
     assert book.live() == 3
     assert book.stop_all(10) == []
     assert not any(ref is not None and ref.is_alive() for ref in refs)
+
+
+def test_a_settled_notice_is_written_to_the_book_and_not_told_to_the_runner(book: TaskBook) -> None:
+    """The runner reads ``settled`` from the book; only the notices it acts on wake it."""
+    heard: list[Any] = []
+    event = threading.Event()
+    directory = Directory()
+    runner = Heard.start(book, heard, event)
+    directory.put(RUNNER, runner)
+    book.add(TaskEntry("urn:a", book.new_name(), 0.5))
+    try:
+        link = RunnerLink(book, directory)
+        link.tell(TaskSettled("urn:a", "SUCCESS"))
+        link.tell(WeightKnown("urn:a", 0.5))  # after it in the runner's inbox, were it told
+        assert event.wait(10)
+    finally:
+        runner.stop(block=True, timeout=10)
+    assert heard == [(WeightKnown("urn:a", 0.5), True)]
+    entry = book.get("urn:a")
+    assert entry is not None and entry.settled and book.produced_result
