@@ -177,7 +177,8 @@ class Drain:
 
 @dataclass(frozen=True)
 class TaskSettled:
-    """From a Task to the runner, before it stops: its request needs nothing more from it."""
+    """From a Task to the pool's task book, before it stops: its request needs nothing more
+    from it (``taskbook.RunnerLink`` writes it there; the runner is not told)."""
 
     urn: str
     status: str | None

@@ -52,7 +52,6 @@ from executor.pool.messages import (
     Release,
     RunRequest,
     StopReceiving,
-    TaskSettled,
     TasksWanted,
     WeightKnown,
 )
@@ -112,8 +111,6 @@ class TaskRunner(PoolActor):
             self.tasks.record(message)  # the Task wrote it already; a repeat changes nothing
             self._admit()
             self._publish_capacity()
-        elif isinstance(message, TaskSettled):
-            self.tasks.record(message)
         elif isinstance(message, ChildExited):
             self._task_exited(message)
         elif isinstance(message, CapacityWanted):
@@ -268,7 +265,8 @@ class TaskRunner(PoolActor):
                 self._task_exited(ChildExited(entry.name, 1, True, "ended without notice"))
 
     def _admit(self) -> None:
-        """Let weighed Tasks start, oldest first, while the admitted weights stay within 1.
+        """Let weighed Tasks start, oldest first, while the admitted weights stay within 1
+        (``TaskBook.admit_waiting``; a Task whose weight fits at once admits itself there).
 
         A request is accepted at the default weight before its own is known; one that turns
         out heavier waits here (its message kept invisible) until the running ones leave room,
@@ -276,22 +274,17 @@ class TaskRunner(PoolActor):
         """
         if self.draining:
             return  # what waits is given back (``_drain``); nothing new starts
-        entries = self.tasks.entries()
-        used = sum(entry.weight for entry in entries if entry.admitted)
-        for entry in entries:
-            if entry.admitted or entry.settled or not entry.weighed or entry.ref is None:
-                continue
-            if used > EPSILON and used + entry.weight > 1.0 + EPSILON:
-                self.log.bind(request=entry.urn.rsplit(":", 1)[-1]).info(
-                    "waiting for capacity: weight {:.2f}, {:.2f} in use", entry.weight, used
-                )
-                return
-            self.tasks.admit(entry.urn)
-            used += entry.weight
+        admitted, waiting, used = self.tasks.admit_waiting()
+        for entry in admitted:
+            assert entry.ref is not None  # ``admit_waiting`` skips the others for the runner
             try:
                 entry.ref.tell(Admitted())
             except pykka.ActorDeadError:
                 continue
+        if waiting is not None:
+            self.log.bind(request=waiting.urn.rsplit(":", 1)[-1]).info(
+                "waiting for capacity: weight {:.2f}, {:.2f} in use", waiting.weight, used
+            )
 
     def _poll_signals(self) -> None:
         urns = [entry.urn for entry in self.tasks.entries()]
@@ -328,6 +321,7 @@ class TaskRunner(PoolActor):
             return
         self._drain_deadline = message.deadline_monotonic
         self.draining = True
+        self.tasks.close_admission()  # a Task that weighs itself now waits, and is given back
         self.ctx.directory.tell(POLLER, StopReceiving())
         # No recipe starts during a drain: a request taken but not admitted yet (prefetched, or
         # still reading its input) goes back to the queue now, for another executor.

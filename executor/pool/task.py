@@ -230,10 +230,13 @@ class Task(PoolActor):
                 f"{' and '.join(outcome.SUPPORTED_TASKS)}.",
             )
             return
-        # Accepted at the default weight; the runner answers Admitted once this one's fits.
+        # Accepted at the default weight; admitted (``Admitted``) once this one's fits.
         self._awaiting_admission = True
         self._to_runner(WeightKnown(self.urn, self.request.task_weight(self.pool.pool.max_workers)))
-        self.launcher.prepare(self.request)  # during the admission hop; nothing is spawned before it
+        if self.pool.tasks.is_admitted(self.urn):
+            # Admitted at once in the task book (``RunnerLink``): no hop to the runner and back.
+            self.actor_ref.tell(Admitted())
+        self.launcher.prepare(self.request)  # before the Admitted turn; nothing is spawned before it
 
     def _admitted(self) -> None:
         """The runner found room for this request's weight: pre-start the recipe (it waits for

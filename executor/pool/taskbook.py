@@ -12,6 +12,7 @@ supervisor when it stops the runner for good.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from typing import Any
 
 import pykka
 
-from executor.pool.messages import RUNNER, TaskSettled, WeightKnown
+from executor.pool.messages import RUNNER, Admitted, TaskSettled, WeightKnown
 from executor.supervision import ChildExited, Directory
 from executor.supervision.spec import Lifeline
 
@@ -43,6 +44,9 @@ class TaskEntry:
     """How its actor ended; set by the Task itself, handled (and the entry dropped) by a runner."""
 
 
+EPSILON = 1e-9
+
+
 class TaskBook:
     """Live Tasks by request URN, in start order (thread-safe)."""
 
@@ -52,6 +56,8 @@ class TaskBook:
         self._serial = 0
         self.produced_result = False
         """``--once``: some Task has reported a terminal result."""
+        self.admitting = True
+        """False once the pool drains (``close_admission``)."""
 
     def __len__(self) -> int:
         with self._lock:
@@ -100,11 +106,43 @@ class TaskBook:
         with self._lock:
             return sum(1 for e in self._entries.values() if e.exited is None)
 
-    def admit(self, urn: str) -> None:
-        """The runner admitted ``urn``'s Task."""
+    def is_admitted(self, urn: str) -> bool:
+        """Whether ``urn``'s Task has been admitted (by the runner or by its own weighing)."""
         with self._lock:
-            if urn in self._entries:
-                self._entries[urn].admitted = True
+            entry = self._entries.get(urn)
+            return entry is not None and entry.admitted
+
+    def close_admission(self) -> None:
+        """The pool drains: no Task is admitted any more, by any runner or Task."""
+        with self._lock:
+            self.admitting = False
+
+    def admit_waiting(self, weighing: str | None = None) -> tuple[list[TaskEntry], TaskEntry | None, float]:
+        """Admit weighed Tasks, oldest first, while the admitted weights stay within 1: the
+        runner's admission, done in one hold of the lock, so the runner and a Task admitting
+        itself (``RunnerLink``) never both count the same room. ``weighing``: the Task that
+        calls, admitted even before the runner has recorded its ref (it starts that fast).
+
+        Returns the newly admitted entries, the entry that waits for room (if one does: the
+        ones behind it wait too, so it is not starved) and the weight then in use. A weighed
+        entry without a ref (its Task weighed itself before the runner recorded it) stops the
+        line without counting as waiting: the runner hears its weight and admits it.
+        """
+        with self._lock:
+            entries = list(self._entries.values()) if self.admitting else []
+            used = sum(entry.weight for entry in entries if entry.admitted)
+            admitted: list[TaskEntry] = []
+            for entry in entries:
+                if entry.admitted or entry.settled or not entry.weighed:
+                    continue
+                if entry.ref is None and entry.urn != weighing:
+                    return admitted, None, used  # not startable yet: the runner admits it, in turn
+                if used > EPSILON and used + entry.weight > 1.0 + EPSILON:
+                    return admitted, entry, used
+                entry.admitted = True
+                used += entry.weight
+                admitted.append(entry)
+            return admitted, None, used
 
     def record(self, message: Any) -> None:
         """Write what a Task tells its runner into its entry (before the tell)."""
@@ -147,7 +185,17 @@ class RunnerLink:
     """A Task's parent: the pool's current runner, whichever incarnation that is.
 
     Each notice is written to the book first, then told to the runner by name: a runner that
-    is down (crashed, not yet restarted) finds it in the book when it adopts the Task.
+    is down (crashed, not yet restarted) finds it in the book when it adopts the Task. A
+    ``TaskSettled`` is only written: the runner reads ``settled`` from the book and acts on the
+    ``ChildExited`` that follows it, so telling it as well cost the runner's strand a wake-up
+    and a turn per task that changed nothing.
+
+    A ``WeightKnown`` admits here, on the Task's thread, what now fits (``admit_waiting``: the
+    runner's rule, atomic in the book): the Task reads its admission from the book instead of
+    waiting for the runner's ``Admitted`` (a hop to the pool's strand and one back per task),
+    and any other Task admitted with it is told. The runner hears the weight only when it
+    matters to it: a weight other than the one it counted (capacity changes), or a Task that
+    must wait for room (the runner admits it when room comes and logs the wait).
     """
 
     def __init__(self, book: TaskBook, directory: Directory) -> None:
@@ -155,6 +203,23 @@ class RunnerLink:
         self.directory = directory
 
     def tell(self, message: Any) -> None:
-        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell it."""
+        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell the
+        runner the ones it acts on."""
+        if isinstance(message, WeightKnown):
+            self._weighed(message)
+            return
         self.book.record(message)
-        self.directory.tell(RUNNER, message)
+        if not isinstance(message, TaskSettled):
+            self.directory.tell(RUNNER, message)
+
+    def _weighed(self, message: WeightKnown) -> None:
+        entry = self.book.get(message.urn)
+        counted = entry.weight if entry is not None else None
+        self.book.record(message)
+        admitted, _waiting, _used = self.book.admit_waiting(weighing=message.urn)
+        for other in admitted:
+            if other.urn != message.urn and other.ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    other.ref.tell(Admitted())
+        if counted != message.weight or not any(e.urn == message.urn for e in admitted):
+            self.directory.tell(RUNNER, message)

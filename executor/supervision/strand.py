@@ -65,7 +65,14 @@ class Strand:
         """The thread's Python name (``threading``, py-spy)."""
         self.comm = comm or comm_of(name)
         """The thread's kernel name (``top -H``, ``ps -L``), at most 15 bytes."""
-        self.lock = threading.Condition()
+        self.lock = threading.Lock()
+        """Guards the line, the members and ``_sleeping`` (a plain lock: a Condition's ``wait``
+        allocates a lock per wait and runs in Python; the thread sleeps on ``_wake`` instead)."""
+        self._wake = threading.Lock()
+        self._wake.acquire()
+        """Released (once) to wake the strand's thread; held while nobody has woken it."""
+        self._sleeping = False
+        """The thread waits on ``_wake`` (or is about to): whoever schedules a member wakes it."""
         self._ready: deque[Member] = deque()
         self._members: dict[int, Member] = {}
         """The live members by id: the strand keeps them alive, as a thread keeps its actor
@@ -107,7 +114,9 @@ class Strand:
         if not member.queued:
             member.queued = True
             self._ready.append(member)
-            self.lock.notify()
+            if self._sleeping:
+                self._sleeping = False
+                self._wake.release()
 
     def in_turn(self, member: object) -> bool:
         """Whether ``member`` is in a turn on this thread (call on the strand's thread)."""
@@ -143,21 +152,30 @@ class Strand:
     def _take(self, timeout_s: float | None) -> Member | None:
         """The next member whose turn it is. Without a timeout (the thread's own loop) it waits
         for one, and returns None once the strand has no members left: the thread then ends.
-        With one (a nested wait) it waits at most that long."""
-        with self.lock:
-            member = self._first_ready()
-            if timeout_s is not None:
-                if member is None:
-                    self.lock.wait(timeout_s)
-                    member = self._first_ready()
-                return member
-            while member is None:
-                if not self._members:
+        With one (a nested wait) it waits at most that long. Only the strand's thread calls it,
+        so one thread at most sleeps on ``_wake``."""
+        waited = False
+        while True:
+            with self.lock:
+                member = self._first_ready()
+                if member is not None or waited:
+                    return member
+                if timeout_s is None and not self._members:
                     self._thread = None
                     return None
-                self.lock.wait()
-                member = self._first_ready()
-            return member
+                self._sleeping = True
+            self._sleep(timeout_s)
+            waited = timeout_s is not None
+
+    def _sleep(self, timeout_s: float | None) -> None:
+        """Wait until ``schedule`` wakes the thread, or the timeout passes."""
+        if self._wake.acquire(timeout=-1 if timeout_s is None else max(0.0, timeout_s)):
+            return
+        with self.lock:
+            if self._sleeping:
+                self._sleeping = False  # nobody woke it: the wake lock is still held
+            else:
+                self._wake.acquire()  # woken as the wait timed out: take back that release
 
     def _first_ready(self) -> Member | None:
         for member in self._ready:

@@ -20,7 +20,8 @@ COMM_MAX = 15
 """The kernel keeps 16 bytes, the last one a NUL."""
 
 _libc: ctypes.CDLL | None = None
-
+_comm = threading.local()
+"""The kernel name each thread last gave itself here (``name_this_thread`` skips a repeat)."""
 
 def comm_of(path: str) -> str:
     """The kernel name for a tree path: the child's own name, then ``@`` and its pool id.
@@ -40,11 +41,18 @@ def name_this_thread(name: str, comm: str | None = None) -> None:
     """Name the calling thread: ``name`` for Python, ``comm`` (or ``name``) for the kernel.
 
     Best effort: a kernel without ``prctl`` (or a libc that cannot be loaded) keeps ``python``.
+    A spare thread names itself twice per job (``spare_threads``), so the call is made cheap:
+    the kernel is not asked again for the name it has, and ``prctl`` (which never blocks) runs
+    with the GIL held (``PyDLL``): a ``CDLL`` call lets the GIL go and must win it back, a
+    hand-over to another thread and back on a busy executor.
     """
     global _libc
     threading.current_thread().name = name
     short = (comm or name).encode("utf-8", "replace")[:COMM_MAX]
+    if getattr(_comm, "name", None) == short:
+        return
     with contextlib.suppress(OSError, AttributeError):
         if _libc is None:
-            _libc = ctypes.CDLL(None, use_errno=True)
-        _libc.prctl(PR_SET_NAME, ctypes.c_char_p(short), 0, 0, 0)
+            _libc = ctypes.PyDLL(None, use_errno=True)
+        _libc.prctl(PR_SET_NAME, short, 0, 0, 0)
+        _comm.name = short

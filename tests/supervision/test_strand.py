@@ -260,3 +260,43 @@ def test_a_strand_keeps_its_live_actors_and_a_kept_ref_does_not_keep_an_ended_on
     wait_for(lambda: not strand_threads("test/strand"), what="the strand's thread to end")
     gc.collect()
     assert ref._actor_weakref() is None  # freed, with whatever sockets it held
+
+
+class Waiter(StrandActor):
+    """Waits on its strand for a condition nobody makes true, up to a short deadline."""
+
+    def on_receive(self, message: Any) -> Any:
+        return self.strand.wait_until(lambda: False, message)
+
+
+def test_nested_waits_that_time_out_while_others_schedule_leave_the_strand_wakeable() -> None:
+    """A nested wait's deadline passing just as another thread schedules a member (the wake
+    then comes after the sleeper gave up): every message is still handled, in order, and the
+    strand's thread still sleeps and wakes for the next one."""
+    strand = Strand("test/strand")
+    log: list[tuple[str, Any]] = []
+    waiter, other = Waiter.start(strand), Recorder.start(strand, "other", log)
+    stop = threading.Event()
+
+    def tell_meanwhile() -> None:
+        count = 0
+        while not stop.is_set():
+            other.tell(count)
+            count += 1
+            stop.wait(0.0005)
+
+    teller = threading.Thread(target=tell_meanwhile)
+    teller.start()
+    try:
+        for _ in range(100):
+            assert waiter.ask(0.001, timeout=TIMEOUT_S) is False
+    finally:
+        stop.set()
+        teller.join(TIMEOUT_S)
+    other.ask("last", timeout=TIMEOUT_S)
+    numbers = [m for _, m in log if m != "last"]
+    assert numbers == list(range(len(numbers))) and log[-1] == ("other", "last")
+    wait_for(lambda: strand._sleeping, what="the strand's thread to sleep")
+    assert other.ask("awake", timeout=TIMEOUT_S) == ("other", "awake")
+    waiter.stop(timeout=TIMEOUT_S)
+    other.stop(timeout=TIMEOUT_S)

@@ -14,9 +14,10 @@ from typing import Any
 import pykka
 import pytest
 
-from executor.pool.messages import RUNNER, TaskSettled, WeightKnown
+from executor.pool.messages import RUNNER, Admitted, TaskSettled, WeightKnown
 from executor.pool.taskbook import RunnerLink, TaskBook, TaskEntry
 from executor.supervision import ChildExited, Directory
+from tests.faults.ledger import wait_until
 
 
 class Heard(pykka.ThreadingActor):
@@ -27,7 +28,7 @@ class Heard(pykka.ThreadingActor):
         self.book, self.heard, self.event = book, heard, event
 
     def on_receive(self, message: Any) -> Any:
-        entry = self.book.get(message.urn)
+        entry = self.book.get(getattr(message, "urn", ""))
         self.heard.append((message, entry is not None and entry.weighed))
         self.event.set()
         return None
@@ -72,7 +73,8 @@ def test_a_listed_runner_hears_each_notice_after_the_book_has_it(book: TaskBook)
     finally:
         runner.stop(block=True, timeout=10)
     assert heard == [(WeightKnown("urn:a", 0.25), True)]  # the book had it when the runner heard it
-    assert book.get("urn:a") == TaskEntry("urn:a", "task-1", 0.25, weighed=True)
+    # A weight other than the one counted is told (capacity changes); it fitted: admitted at once.
+    assert book.get("urn:a") == TaskEntry("urn:a", "task-1", 0.25, weighed=True, admitted=True)
 
 
 def test_names_stay_unique_across_runner_incarnations_and_stop_all_stops_every_live_task(
@@ -88,3 +90,112 @@ def test_names_stay_unique_across_runner_incarnations_and_stop_all_stops_every_l
     assert book.live() == 3
     assert book.stop_all(10) == []
     assert not any(ref is not None and ref.is_alive() for ref in refs)
+
+
+def test_a_settled_notice_is_written_to_the_book_and_not_told_to_the_runner(book: TaskBook) -> None:
+    """The runner reads ``settled`` from the book; only the notices it acts on wake it."""
+    heard: list[Any] = []
+    event = threading.Event()
+    directory = Directory()
+    runner = Heard.start(book, heard, event)
+    directory.put(RUNNER, runner)
+    book.add(TaskEntry("urn:a", book.new_name(), 0.5))
+    try:
+        link = RunnerLink(book, directory)
+        link.tell(TaskSettled("urn:a", "SUCCESS"))
+        link.tell(WeightKnown("urn:a", 0.5))  # after it in the runner's inbox, were it told
+        assert event.wait(10)
+    finally:
+        runner.stop(block=True, timeout=10)
+    assert heard == [(WeightKnown("urn:a", 0.5), True)]
+    entry = book.get("urn:a")
+    assert entry is not None and entry.settled and book.produced_result
+
+
+class Inbox(pykka.ThreadingActor):
+    """A stand-in Task that records its messages."""
+
+    def __init__(self, heard: list[Any], event: threading.Event) -> None:
+        super().__init__()
+        self.heard, self.event = heard, event
+
+    def on_receive(self, message: Any) -> Any:
+        self.heard.append(message)
+        self.event.set()
+        return None
+
+
+def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(book: TaskBook) -> None:
+    """The default weight, room for it: admitted on the Task's own thread; the runner, which
+    counted that weight already, is not woken."""
+    heard: list[Any] = []
+    event = threading.Event()
+    directory = Directory()
+    runner = Heard.start(book, heard, event)
+    directory.put(RUNNER, runner)
+    book.add(TaskEntry("urn:a", book.new_name(), 0.5))
+    try:
+        RunnerLink(book, directory).tell(WeightKnown("urn:a", 0.5))
+        assert book.is_admitted("urn:a")
+        RunnerLink(book, directory).tell(ChildExited("task-1", 1, failed=False))
+        assert event.wait(10)
+    finally:
+        runner.stop(block=True, timeout=10)
+    assert [message for message, _ in heard] == [ChildExited("task-1", 1, failed=False)]
+
+
+def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_first(
+    book: TaskBook,
+) -> None:
+    """Full: a heavy Task waits (the runner hears of it), and the one behind it waits too even
+    though it would fit; once the first ends, the runner's admission takes both in order."""
+    heard: list[Any] = []
+    event = threading.Event()
+    directory = Directory()
+    runner = Heard.start(book, heard, event)
+    directory.put(RUNNER, runner)
+    for urn in ("urn:run", "urn:heavy", "urn:light"):
+        book.add(TaskEntry(urn, book.new_name(), 0.5))
+    link = RunnerLink(book, directory)
+    try:
+        link.tell(WeightKnown("urn:run", 0.5))
+        link.tell(WeightKnown("urn:heavy", 1.0))
+        link.tell(WeightKnown("urn:light", 0.5))
+        wait_until(lambda: len(heard) == 2, 10, "the runner to hear of both waiting Tasks")
+    finally:
+        runner.stop(block=True, timeout=10)
+    assert [message.urn for message, _ in heard] == ["urn:heavy", "urn:light"]
+    assert [book.is_admitted(u) for u in ("urn:run", "urn:heavy", "urn:light")] == [True, False, False]
+    book.pop("urn:run")
+    assert book.admit_waiting() == ([], None, 0.0)  # no refs yet: the runner cannot tell them
+    for urn in ("urn:heavy", "urn:light"):
+        entry = book.get(urn)
+        assert entry is not None
+        entry.ref = runner  # any ref: the runner's admission tells only Tasks it can reach
+    admitted, waiting, used = book.admit_waiting()
+    assert [e.urn for e in admitted] == ["urn:heavy"] and waiting is not None and used == 1.0
+    assert waiting.urn == "urn:light"
+
+
+def test_a_task_admitted_with_another_tells_it(book: TaskBook) -> None:
+    """One Task's weighing may make room for an older one that waited: it is told ``Admitted``."""
+    heard: list[Any] = []
+    event = threading.Event()
+    older = Inbox.start(heard, event)
+    try:
+        book.add(TaskEntry("urn:old", book.new_name(), 0.5, ref=older, weighed=True))
+        book.add(TaskEntry("urn:new", book.new_name(), 0.5))
+        RunnerLink(book, Directory()).tell(WeightKnown("urn:new", 0.5))
+        assert event.wait(10)
+    finally:
+        older.stop(block=True, timeout=10)
+    assert heard == [Admitted()]
+    assert book.is_admitted("urn:old") and book.is_admitted("urn:new")
+
+
+def test_a_draining_pool_admits_no_task(book: TaskBook) -> None:
+    book.add(TaskEntry("urn:a", book.new_name(), 0.5))
+    book.close_admission()
+    RunnerLink(book, Directory()).tell(WeightKnown("urn:a", 0.5))
+    assert not book.is_admitted("urn:a")
+    assert book.admit_waiting() == ([], None, 0.0)
