@@ -6,7 +6,8 @@ bench's rows do) once per variant, in a shuffled order, and reads its ``start`` 
 "cpu": its own ``getrusage(RUSAGE_SELF)`` just before its first line, i.e. everything the
 process did from the fork on (the set-up between fork and exec, the exec, the interpreter's
 start-up). The variants add the sandbox one piece at a time, from a bare ``Popen`` with the
-full environment (the bench's floor) to what the executor does (``server-all``). It prints,
+full environment (the bench's floor) to what the executor does (``server-all``);
+``popen-base-python`` runs the stand-in with the interpreter the venv was made from. It prints,
 per variant, the median and quartiles, and the median of the paired differences with the
 bare ``Popen`` of the same round (pairs taken seconds apart see the same machine speed).
 With ``busy`` in the list, a spinning process runs beside a bare ``Popen``: whether another
@@ -51,6 +52,7 @@ class Decomposition:
     def __init__(self, tmp: Path) -> None:
         self.argv = [str(make_venv_root(tmp / "venvs") / "benchsim-bundled" / "bin" / "datahub"),
                      "ingest", "run", "-c", "-"]
+        self.base_argv = [str(_base_python_copy(Path(self.argv[0]), tmp / "base-datahub")), *self.argv[1:]]
         self.stamps = tmp / "stamps"
         self.stamps.mkdir()
         self.work = tmp / "work"
@@ -74,6 +76,7 @@ class Decomposition:
         as_limit, fsize = [*base, "--as", str(AS_BYTES)], [*base, "--fsize", str(1 << 34)]
         return {
             "popen": lambda: self.sample(self.popen, full, None, []),
+            "popen-base-python": lambda: self.sample(self.popen, full, None, [], base=True),
             "popen-env": lambda: self.sample(self.popen, scrubbed, None, []),
             "popen-env-cwd": lambda: self.sample(self.popen, scrubbed, self.work, []),
             "wrapper": lambda: self.sample(self.wrapper, scrubbed, self.work, limits),
@@ -120,14 +123,15 @@ class Decomposition:
                 spinner.wait()
 
     def sample(self, spawn: Spawn, env: dict[str, str], cwd: Path | None, options: list[str],
-               tiny: bool = False) -> Sample:
+               tiny: bool = False, base: bool = False) -> Sample:
         """One start: ms of CPU at the first line (None for the tiny program), ms in all, and
         its minor page faults in all (a forked child's copy-on-write shows there)."""
         self.count += 1
         tag = f"s{self.count}"
         recipe = {"source": {"config": {"stamps": str(self.stamps), "tag": tag}}}
         envelope = json.dumps({"__recipe_yaml__": json.dumps(recipe), "__secrets__": {}}).encode()
-        proc = spawn(TINY if tiny else self.argv, env, cwd or Path.cwd(), options)
+        argv = TINY if tiny else self.base_argv if base else self.argv
+        proc = spawn(argv, env, cwd or Path.cwd(), options)
         assert proc.stdin is not None and proc.stdout is not None
         with contextlib.suppress(BrokenPipeError):  # the tiny program reads nothing
             proc.stdin.write(b"" if tiny else envelope)
@@ -158,6 +162,14 @@ class Decomposition:
     def spawn(self, argv: list[str], env: dict[str, str], cwd: Path, options: list[str]) -> Proc:
         return ServerPopen(self.server, options, argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                            stderr=subprocess.STDOUT, cwd=cwd, env=env, bufsize=0)
+
+
+def _base_python_copy(script: Path, to: Path) -> Path:
+    """The stand-in run by the interpreter the venv was made from instead of the venv's own."""
+    body = script.read_text().split("\n", 1)[1]
+    to.write_text(f"#!{getattr(sys, '_base_executable', sys.executable)}\n{body}")
+    to.chmod(0o755)
+    return to
 
 
 def run(rounds: int, wanted: list[str] | None) -> list[str]:
