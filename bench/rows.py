@@ -25,6 +25,9 @@ PICKUP_GQL = "send -> first line (from the GraphQL create call)"
 TPUT = "trivial tasks/s, {} worker(s)"
 CPU_TASK = "executor CPU per task"
 WRAPPER = "CPU of the exec wrapper + CLI start-up"
+"""The stand-in's CPU at its first line during a live pickup (the set-up between fork and exec,
+the exec, the CLI's start-up, with the executor and the control plane busy beside it), against
+a bare ``Popen`` in the floor's quiet loop; ``bench.spawn_rows`` takes the same paired and quiet."""
 EXIT_NOTICED = "recipe exit -> result noticed"
 CPU_SLEEP = "CPU while 4 recipes sleep"
 IDLE_RSS = "idle RSS, {} pool(s)"

@@ -26,6 +26,7 @@ from loguru import logger
 from bench import cost_rows, floor_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor, ProtocolFloor
 from bench.real_cli import real_cli_row
+from bench.spawn_rows import SpawnPairs
 from bench.sqs_rows import SqsRows
 from bench.stats import Figures, target_table
 from bench.targets import TARGETS
@@ -82,6 +83,7 @@ class Bench:
         self.world = World(tmp, POOLS)
         standin = self.world.venv_root / "benchsim-bundled" / "bin" / "datahub"
         self.floor = Floor(self.world.cp.sqs_endpoint, self.world.stamps, standin)
+        self.spawn_pairs = SpawnPairs(standin, self.world.stamps, tmp / "spawn-pairs")
         self.sqs = SqsRows(self.world)
         cp = self.world.cp
         # straight to moto, as Celery's workers (and a real executor at AWS SQS's queue URL): the
@@ -161,6 +163,7 @@ class Bench:
                 lambda: floor_rows.protocol_floor_pickups(w, "bare", f, s.pickups),
                 lambda: floor_rows.protocol_floor_pickups(w, "baresb", f, s.pickups, floor_rows.BARE_SANDBOX),
             ])
+            self.spawn_pairs.add(f, 2 * s.pickups)
         if self.wanted("throughput"):
             self.throughput()
         if self.wanted("sleeping"):

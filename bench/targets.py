@@ -29,6 +29,7 @@ from bench.rows import (
     TPUT,
     WRAPPER,
 )
+from bench.spawn_rows import TINY_ADDS, WRAPPER_ADDS
 from bench.stats import Figures, Target
 
 
@@ -139,10 +140,21 @@ def _noticed(f: Figures) -> tuple[bool | None, str]:
 
 
 def _wrapper(f: Figures) -> tuple[bool | None, str]:
+    """Read from the paired, quiet rows (``bench.spawn_rows``) when they were taken: the pickup
+    rows' figure compares a start-up beside a busy executor and control plane with a quiet one,
+    and its repeats spread more than the target; it is shown beside them."""
     mine, floor = _p(f, WRAPPER), _p(f, WRAPPER, "floor")
-    if mine is None or floor is None:
-        return None, "-"
-    return mine - floor < 5, f"+{mine - floor:.1f} ms over the bare start-up ({floor:.1f} ms)"
+    live = None
+    if mine is not None and floor is not None:
+        live = f"{mine - floor:+.1f} ms over the bare start-up ({floor:.1f} ms)"
+    adds, tiny, span = _p(f, WRAPPER_ADDS), _p(f, TINY_ADDS), f.span(WRAPPER_ADDS, "executor")
+    if adds is None:
+        return (None, "-") if mine is None or floor is None or live is None else (mine - floor < 5, live)
+    text = f"{adds:+.1f} ms paired over a bare spawn of the same CLI, quiet"
+    text += "" if span is None else f" (repeats {span[0]:+.1f} to {span[1]:+.1f})"
+    text += "" if tiny is None else f"; {tiny:+.1f} ms to /bin/true's"
+    text += "" if live is None else f"; in the pickup rows {live}"
+    return adds < 5, text
 
 
 def _cpu_per_task(f: Figures) -> tuple[bool | None, str]:

@@ -28,7 +28,11 @@ with ``-I -S`` so nothing from the recipe's environment can change what it loads
 stays up, receives spawn requests on the unix socket FD (``executor.sandbox.spawner`` sends
 them, the stdio pipes attached), and for each forks a child that does the same set-up and
 exec. A fork of this small, already started interpreter costs about a millisecond, where a
-new interpreter per recipe costs tens of milliseconds of CPU.
+new interpreter per recipe costs tens of milliseconds of CPU. The server works each child's
+set-up out before the fork (``prepare``: the limits, the ids, the cgroups' join files opened)
+and the child only makes the calls (``apply``), then ``execve``s a program given by path
+directly: every page the child writes is copied from the server, and Python writes each object
+it merely uses (its reference count), so the less Python runs there, the cheaper the recipe.
 """
 
 from __future__ import annotations
@@ -44,7 +48,11 @@ import sys
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing costs the spawn server about a megabyte it would copy at every fork
-    from typing import Any, NoReturn
+    from typing import Any, NoReturn, TypeAlias
+
+    Plan: TypeAlias = tuple[list[tuple[str, "int | str"]], list[tuple[int, int, int]],
+                            "tuple[int, int] | None", "int | None", Any]
+    """(cgroup join files, rlimits, (uid, gid), parent pid, libc): see ``prepare``."""
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -74,15 +82,22 @@ def set_parent_death_signal(parent: int, subreaper: bool = True, libc: Any = Non
 
     ``libc``: one loaded already (the spawn server's), so a forked child does not load it again.
     """
-    import ctypes
+    if libc is None:
+        import ctypes
 
-    libc = libc or ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
-        fail(f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(ctypes.get_errno())}")
+        libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0:
+        fail(f"prctl(PR_SET_PDEATHSIG) failed: {_errno()}")
     if os.getppid() != parent:
         os._exit(SETUP_FAILED)  # the executor died before the prctl took effect
     if subreaper and libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
-        fail(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {os.strerror(ctypes.get_errno())}")
+        fail(f"prctl(PR_SET_CHILD_SUBREAPER) failed: {_errno()}")
+
+
+def _errno() -> str:
+    import ctypes
+
+    return os.strerror(ctypes.get_errno())
 
 
 def switch_user(uid: int, gid: int) -> None:
@@ -140,34 +155,93 @@ def join_file(directory: str, alone: bool) -> str:
     return tasks if alone and os.path.exists(tasks) else os.path.join(directory, "cgroup.procs")
 
 
-def join_cgroup(directory: str, procs: int | None = None) -> None:
-    """Move this process into the cgroup ``directory`` (``procs``: its join file, opened already
-    by the spawn server for its single-threaded child, which leaves the child only the write)."""
-    try:
-        fd = procs if procs is not None else os.open(
-            join_file(directory, len(os.listdir("/proc/self/task")) == 1), os.O_WRONLY | os.O_CLOEXEC)
-        os.write(fd, b"0")  # "0": the writing process itself, in either file
-    except OSError as exc:
-        fail(f"cannot join cgroup {directory}: {exc.strerror}")
-    if procs is None:
-        os.close(fd)
+def open_joins(cgroups: list[str], alone: bool) -> list[tuple[str, int | str]]:
+    """Each cgroup's join file opened (close-on-exec), or why it could not be: the process that
+    joins then only writes "0" (the writer itself, in either file)."""
+    joins: list[tuple[str, int | str]] = []
+    for directory in cgroups:
+        try:
+            joins.append((directory, os.open(join_file(directory, alone), os.O_WRONLY | os.O_CLOEXEC)))
+        except OSError as exc:
+            joins.append((directory, exc.strerror or str(exc)))
+    return joins
+
+
+def join_cgroups(joins: list[tuple[str, int | str]]) -> None:
+    """Write "0" (the writer itself) to each opened join file (``open_joins``), in order."""
+    for directory, fd in joins:
+        if isinstance(fd, str):
+            fail(f"cannot join cgroup {directory}: {fd}")
+        try:
+            os.write(fd, b"0")
+        except OSError as exc:
+            fail(f"cannot join cgroup {directory}: {exc.strerror}")
+
+
+def join_cgroup(directory: str) -> None:
+    """Move this process, with every thread it has, into the cgroup ``directory``."""
+    joins = open_joins([directory], alone=len(os.listdir("/proc/self/task")) == 1)
+    join_cgroups(joins)
+    os.close(int(joins[0][1]))
 
 
 LIMIT_NAMES = {resource.RLIMIT_NOFILE: "open files", resource.RLIMIT_CORE: "core size",
                resource.RLIMIT_AS: "address space", resource.RLIMIT_CPU: "cpu time",
                resource.RLIMIT_FSIZE: "file size"}
+LIMIT_FLAGS = (("nofile", resource.RLIMIT_NOFILE), ("core", resource.RLIMIT_CORE),
+               ("as", resource.RLIMIT_AS), ("fsize", resource.RLIMIT_FSIZE))
+SIGKILL, SIGPIPE, SIGXFSZ, SIG_DFL = (int(signal.SIGKILL), int(signal.SIGPIPE), int(signal.SIGXFSZ),
+                                      int(signal.SIG_DFL))
 
 
-def set_limit(which: int, soft: int, hard: int) -> None:
-    name = LIMIT_NAMES[which]
-    _, current_hard = resource.getrlimit(which)
-    if current_hard != resource.RLIM_INFINITY:
-        hard = min(hard, current_hard)
-        soft = min(soft, hard)
-    try:
-        resource.setrlimit(which, (soft, hard))
-    except (OSError, ValueError) as exc:
-        fail(f"cannot set rlimit {name} to {soft}: {exc}")
+def planned_limits(options: dict[str, str]) -> list[tuple[int, int, int]]:
+    """The rlimits to set, as (resource, soft, hard), each within the hard limit we already have
+    (a fork inherits it: the spawn server's child has the server's)."""
+    wanted = [(which, int(options[flag]), int(options[flag]))
+              for flag, which in LIMIT_FLAGS if flag in options]
+    if "cpu" in options:
+        cpu_soft, _, cpu_hard = options["cpu"].partition(":")
+        wanted.append((resource.RLIMIT_CPU, int(cpu_soft), int(cpu_hard or cpu_soft)))
+    limits = []
+    for which, soft, hard in wanted:
+        _, current_hard = resource.getrlimit(which)
+        if current_hard != resource.RLIM_INFINITY:
+            hard = min(hard, current_hard)
+            soft = min(soft, hard)
+        limits.append((which, soft, hard))
+    return limits
+
+
+def prepare(options: dict[str, str], cgroups: list[str], libc: Any = None, alone: bool = True) -> Plan:
+    """Everything the set-up needs, worked out before the fork (a bad value raises ValueError):
+    the forked child then only makes the system calls (``apply``). Every page a forked child
+    writes is copied from the spawn server, and Python writes the objects it merely uses (their
+    reference counts), so the child's share is kept to the calls themselves."""
+    user = None
+    if "user" in options:
+        user = (int(options["user"]), int(options.get("group", options["user"])))
+    parent = int(options["parent"]) if "parent" in options else None
+    limits = planned_limits(options)
+    return open_joins(cgroups, alone), limits, user, parent, libc
+
+
+def apply(plan: Plan) -> None:
+    """The set-up, in the order the module doc gives: cgroups, rlimits, user, parent-death
+    signal and subreaper, umask, default SIGPIPE/SIGXFSZ. A failed step ends the process (126)."""
+    joins, limits, user, parent, libc = plan
+    join_cgroups(joins)
+    for which, soft, hard in limits:
+        try:
+            resource.setrlimit(which, (soft, hard))
+        except (OSError, ValueError) as exc:
+            fail(f"cannot set rlimit {LIMIT_NAMES[which]} to {soft}: {exc}")
+    if user is not None:
+        switch_user(*user)
+    if parent is not None:
+        set_parent_death_signal(parent, libc=libc)
+    os.umask(0o077)
+    signal.signal(SIGPIPE, SIG_DFL)
+    signal.signal(SIGXFSZ, SIG_DFL)
 
 
 class BadRequest(ValueError):
@@ -198,40 +272,13 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     return options, cgroups, program
 
 
-def set_up(options: dict[str, str], cgroups: list[str], procs: dict[str, int | str] | None = None,
-           libc: Any = None) -> None:
-    """Everything between the fork and the exec, in the order the module doc gives.
-
-    ``procs`` and ``libc`` come from the spawn server: each cgroup's ``cgroup.procs`` opened
-    before the fork (or why it could not be), and libc loaded once.
-    """
-    for directory in cgroups:
-        opened = (procs or {}).get(directory)
-        if isinstance(opened, str):
-            fail(f"cannot join cgroup {directory}: {opened}")
-        join_cgroup(directory, opened)
-    for flag, which in (("nofile", resource.RLIMIT_NOFILE), ("core", resource.RLIMIT_CORE),
-                        ("as", resource.RLIMIT_AS), ("fsize", resource.RLIMIT_FSIZE)):
-        if flag in options:
-            value = int(options[flag])
-            set_limit(which, value, value)
-    if "cpu" in options:
-        soft, _, hard = options["cpu"].partition(":")
-        set_limit(resource.RLIMIT_CPU, int(soft), int(hard or soft))
-    if "user" in options:
-        switch_user(int(options["user"]), int(options.get("group", options["user"])))
-    if "parent" in options:
-        set_parent_death_signal(int(options["parent"]), libc=libc)
-    os.umask(0o077)
-    signal.signal(signal.SIGPIPE, signal.SIG_DFL)
-    signal.signal(signal.SIGXFSZ, signal.SIG_DFL)
-
-
 def run_program(program: list[str], env: dict[str, str] | None = None) -> NoReturn:
     """Become the program (``env``: its environment, default ours); never returns."""
     try:
         if env is None:
             os.execvp(program[0], program)  # noqa: S606 (argv, never a shell)
+        elif "/" in program[0]:
+            os.execve(program[0], program, env)  # noqa: S606 (execvpe's own move for a path)
         else:
             os.execvpe(program[0], program, env)  # noqa: S606
     except FileNotFoundError:
@@ -249,7 +296,11 @@ def main(argv: list[str]) -> None:
         options, cgroups, program = parse(argv)
     except BadRequest as exc:
         fail(str(exc))
-    set_up(options, cgroups)
+    try:
+        plan = prepare(options, cgroups, alone=len(os.listdir("/proc/self/task")) == 1)
+    except ValueError as exc:
+        fail(f"bad option value: {exc}")
+    apply(plan)
     run_program(program)
 
 
@@ -318,15 +369,16 @@ def _spawn(data: bytes, fds: list[int], libc: Any, clone: int | None) -> dict[st
                 or not all(isinstance(k, str) and isinstance(v, str) for k, v in env.items())):
             raise BadRequest("a request needs args, env, cwd and two descriptors")
         options, cgroups, program = parse(args)
+        plan = prepare(options, cgroups, libc)  # the forked child is single-threaded: alone
     except (ValueError, KeyError, TypeError) as exc:
         _close_all(fds)
         return {"error": f"bad request: {exc}"}
+    joined = [fd for _, fd in plan[0] if isinstance(fd, int)]
     if clone is None:
-        _close_all(fds)
+        _close_all(fds + joined)
         return {"error": f"no clone(2) number known for {os.uname().machine}", UNSUPPORTED: True}
     import ctypes
 
-    procs = _open_procs(cgroups)
     syscall = libc.syscall
     syscall.restype = ctypes.c_long
     pid = syscall(ctypes.c_long(clone), ctypes.c_ulong(CLONE_PARENT | signal.SIGCHLD), ctypes.c_ulong(0),
@@ -334,45 +386,33 @@ def _spawn(data: bytes, fds: list[int], libc: Any, clone: int | None) -> dict[st
     if pid == 0:
         gc.disable()  # nothing to collect before the exec; a collection would only copy pages
         try:
-            _child(fds, cwd, options, cgroups, program, env, procs, libc)
+            _child(fds[0], fds[1], cwd, plan, program, env)
         except BaseException as exc:  # the child must never return into the server loop
             fail(f"set-up failed: {type(exc).__name__}: {exc}")
         finally:
             os._exit(SETUP_FAILED)
     error = ctypes.get_errno()
-    _close_all(fds + [fd for fd in procs.values() if isinstance(fd, int)])
+    _close_all(fds + joined)
     if pid < 0:
         return {"error": f"clone(CLONE_PARENT) failed: {os.strerror(error)}", UNSUPPORTED: True}
     return {"pid": pid}
 
 
-def _open_procs(cgroups: list[str]) -> dict[str, int | str]:
-    """Each cgroup's join file opened for the child (close-on-exec; the forked child is
-    single-threaded, so ``join_file`` picks v1's ``tasks``), or why it could not be: the child
-    then only writes, the least work between fork and exec (every page it touches is copied)."""
-    procs: dict[str, int | str] = {}
-    for directory in cgroups:
-        try:
-            procs[directory] = os.open(join_file(directory, alone=True), os.O_WRONLY | os.O_CLOEXEC)
-        except OSError as exc:
-            procs[directory] = exc.strerror or str(exc)
-    return procs
-
-
-def _child(fds: list[int], cwd: str, options: dict[str, str], cgroups: list[str], program: list[str],
-           env: dict[str, str], procs: dict[str, int | str], libc: Any) -> NoReturn:
-    """In the new process: its own session, the pipes as stdio, the work dir, then ``set_up``."""
+def _child(stdin: int, stdout: int, cwd: str, plan: Plan, program: list[str],
+           env: dict[str, str]) -> NoReturn:
+    """In the new process: its own session, the pipes as stdio, the work dir, then the set-up
+    ``prepare`` worked out in the server (system calls only), then the exec."""
     os.setsid()
-    stdin, stdout = fds
     os.dup2(stdin, 0)
     os.dup2(stdout, 1)
     os.dup2(stdout, 2)
-    _close_all(fds)  # every other descriptor of the server is close-on-exec
+    os.close(stdin)  # every other descriptor of the server is close-on-exec
+    os.close(stdout)
     try:
         os.chdir(cwd)
     except OSError as exc:
         fail(f"cannot enter the work dir: {exc.strerror}")
-    set_up(options, cgroups, procs, libc)
+    apply(plan)
     run_program(program, env)
 
 

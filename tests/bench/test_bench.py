@@ -17,7 +17,9 @@ import pytest
 
 from bench.cost_rows import ALL_CPU, CEILING, CORES
 from bench.floor_rows import BARE, BARE_SANDBOX
-from bench.rows import CPU_TASK, OUTPUT, PICKUP_SQS, TPUT
+from bench.rows import CPU_TASK, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
+from bench.spawn_rows import BARE as BARE_POPEN
+from bench.spawn_rows import TINY_ADDS, TINY_QUIET, WRAPPER_ADDS, WRAPPER_QUIET
 from bench.stats import Figures, Target, percentile
 from bench.targets import KEPT_LOG_FLOOR, TARGETS
 
@@ -70,6 +72,20 @@ def test_cpu_is_out_of_reach_only_when_the_floors_best_repeat_misses_it() -> Non
     assert _cpu_line(16.0, [4.0, 4.2]).endswith("| NOT MET |")
     met = _target(CPU_TASK).line(_figures(CPU_TASK, "ms", {"executor": [4.5], BARE_SANDBOX: [7.0, 7.5]}))
     assert met.endswith("| met |")
+
+
+def test_the_wrapper_target_reads_the_paired_quiet_rows_when_they_were_taken() -> None:
+    live = _figures(WRAPPER, "ms", {"executor": [45.0], "floor": [31.0]})  # +14 beside a busy executor
+    assert _target("the exec wrapper").line(live).endswith("| NOT MET |")
+    for adds, tiny in ((1.5, 1.0), (2.5, 1.2)):
+        live.add(WRAPPER_ADDS, "executor", adds, "ms")
+        live.add(TINY_ADDS, "executor", tiny, "ms")
+    assert _target("the exec wrapper").line(live) == (
+        "| the exec wrapper adds < 5 ms of CPU | +2.0 ms paired over a bare spawn of the same CLI, quiet "
+        "(repeats +1.5 to +2.5); +1.1 ms to /bin/true's; in the pickup rows +14.0 ms over the bare "
+        "start-up (31.0 ms) | met |")
+    live.add(WRAPPER_ADDS, "executor", [9.0, 9.0, 9.0], "ms")
+    assert _target("the exec wrapper").line(live).endswith("| NOT MET |")
 
 
 def _pickup_line(boxed: list[float]) -> str:
@@ -154,6 +170,10 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         "1-worker cycle: slot freed -> next recipe launched": {"executor"},
         "recipe exit -> result noticed": {"executor", "floor"},
         "CPU of the exec wrapper + CLI start-up": {"executor", "celery", "floor"},
+        WRAPPER_QUIET: {"executor", BARE_POPEN},
+        TINY_QUIET: {"executor", BARE_POPEN},
+        WRAPPER_ADDS: {"executor"},
+        TINY_ADDS: {"executor"},
         "CPU while 4 recipes sleep": {"executor", "celery"},
         "idle RSS, 1 pool(s)": {"executor", "celery"},
         "idle RSS, 4 pool(s)": {"executor"},
