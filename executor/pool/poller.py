@@ -8,7 +8,8 @@ restarted poller keeps extending what its predecessor held; while it holds any, 
 poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
 full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
-to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
+to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller. A receive
+that could fill only prefetch slots waits a moment after a hand-over (``prefetch_pause``).
 
 Capacity is a protocol between two epochs (``messages.Capacity``): either side's restart starts
 a fresh count, so neither a lost RunRequest nor a new runner wedges receiving. Every
@@ -56,6 +57,7 @@ from executor.pool.messages import (
 )
 from executor.pool.poison import PoisonPolicy
 from executor.pool.poller_inbox import StopCutsTheLongPoll
+from executor.pool.prefetch_pause import PREFETCH_PAUSE_S, PrefetchPause, PrefetchPoll
 from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
@@ -98,6 +100,7 @@ class QueuePoller(PoolActor):
         self.poison = PoisonPolicy(pool.pool.visibility_s)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=120))
         self._poll_scheduled = False
+        self.prefetch_pause = PrefetchPause(pool.pool.prefetch)
         self._stopping = False
         """Set by ``stop_requested`` from the stopper's thread."""
         self.epoch = uuid.uuid4().hex[:12]
@@ -161,6 +164,9 @@ class QueuePoller(PoolActor):
         if isinstance(message, Poll):
             self._poll_scheduled = False
             self._poll()
+        elif isinstance(message, PrefetchPoll):
+            if self.prefetch_pause.ends_with(message):
+                self._schedule_poll(0)
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
@@ -241,6 +247,9 @@ class QueuePoller(PoolActor):
         if message.draining and self.receiving:
             self.receiving = False  # a StopReceiving may have been lost to a restart
             self.pool.set_ready(False, "shutting down")
+        if self.prefetch_pause.active and self.prefetch_pause.only_prefetch_free(self.free_slots):
+            return  # the paused receive comes with its timer
+        self.prefetch_pause.end()
         self._schedule_poll(0)
 
     # -- receiving -------------------------------------------------------------------------
@@ -269,9 +278,16 @@ class QueuePoller(PoolActor):
         self.last_empty_receive = None if messages else self.last_receive
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
+        handed = self.sent
         for msg in messages:
             self._accept(msg)
-        self._schedule_poll(0)
+        timer = None
+        if self.sent > handed and self.prefetch_pause.only_prefetch_free(self.free_slots):
+            timer = self.prefetch_pause.begin()  # ``prefetch_pause``: the start of these goes first
+        if timer is not None:
+            self.tell_self_after(PREFETCH_PAUSE_S, timer)
+        elif not self.prefetch_pause.active:
+            self._schedule_poll(0)
 
     def _wait_s(self) -> int:
         """The long poll: shortened while messages are held, so extensions are never late.
