@@ -29,6 +29,7 @@ from typing import Any
 
 EVENTS_ENV = "BENCH_TIMELINE_EVENTS"
 EXECUTOR_STEPS = (
+    ("moto", "moto answers the receive"),
     ("gateway", "the gateway relays the receive answer"),
     ("receive", "the poller's receive returns"),
     ("runner", "the runner's turn (RunRequest)"),
@@ -49,8 +50,8 @@ EXECUTOR_STEPS = (
     ("boot", "the recipe waits for its stdin"),
     ("first", "the recipe's first line"),
 )
-FLOOR_STEPS = ("receive", "asking", "input", "spawning", "spawned", "secrets", "fed", "running", "boot",
-               "first")
+FLOOR_STEPS = ("moto", "receive", "asking", "input", "spawning", "spawned", "secrets", "fed", "running",
+               "boot", "first")
 
 
 # -- the probe, in a child ---------------------------------------------------------------------
@@ -168,10 +169,20 @@ def _pickup(world: Any, source: str, events: Path) -> dict[str, float]:
     return {name: (t - sent) * 1000 for name, t in steps.items()}
 
 
-def _stamp_gateway_relays(fd: int) -> None:
-    """In this process (the control plane's): stamp each receive answer the gateway relays."""
+def _stamp_receive_answers(fd: int) -> None:
+    """In this process (the control plane's): stamp each receive answer moto sends and the
+    gateway relays."""
     from executor.local.controlplane.gateway import GatewayHandler
+    from executor.local.controlplane.moto_server import WsgiHandler
 
+    answer = WsgiHandler._answer
+
+    def moto_answer(self: Any, status: str, headers: list[tuple[str, str]], data: bytes) -> None:
+        answer(self, status, headers, data)
+        if b"ReceiptHandle" in data:
+            _stamp(fd, "moto")
+
+    WsgiHandler._answer = moto_answer  # type: ignore[method-assign]
     original = GatewayHandler.send_bytes
 
     def send_bytes(self: Any, status: int, data: bytes, *args: Any, **kwargs: Any) -> None:
@@ -206,7 +217,7 @@ def run(count: int) -> list[str]:
         events = Path(tmp) / "events"
         os.environ[EVENTS_ENV] = str(events)
         fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        _stamp_gateway_relays(fd)
+        _stamp_receive_answers(fd)
         world = World(Path(tmp), ("default", "baresb"))
         floor = None
         try:

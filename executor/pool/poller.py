@@ -242,14 +242,13 @@ class QueuePoller(PoolActor):
         if message.runner_epoch != self.runner_epoch:
             self.runner_epoch, self.sent = message.runner_epoch, 0
         accepted = message.accepted if message.poller_epoch == self.epoch else 0
-        self.runner_free = message.free_slots
+        self.runner_free, before = message.free_slots, self.free_slots
         self.free_slots = message.free_slots - max(0, self.sent - accepted)
         if message.draining and self.receiving:
             self.receiving = False  # a StopReceiving may have been lost to a restart
             self.pool.set_ready(False, "shutting down")
-        if self.prefetch_pause.active and self.prefetch_pause.only_prefetch_free(self.free_slots):
+        if self.prefetch_pause.holds(before, self.free_slots):
             return  # the paused receive comes with its timer
-        self.prefetch_pause.end()
         self._schedule_poll(0)
 
     # -- receiving -------------------------------------------------------------------------

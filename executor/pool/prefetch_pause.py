@@ -6,7 +6,9 @@ running task ends (that end frees a slot, and its ``Capacity`` ends the pause at
 call (and the queue server's work for it) would compete for the two cores with the start of the
 tasks just handed over: their input read, the spawn and the recipe's start-up
 (``bench.pickup_timeline``). So it waits ``PREFETCH_PAUSE_S``; a long poll begun afterwards still
-waits for the next message as before.
+waits for the next message as before. A task's end ends the pause at once: its ``Capacity`` frees
+a slot (a real one, or the prefetch one its waiting successor leaves), and the receive that
+refills it is made then, as without the pause; only the receives right after a hand-over wait.
 """
 
 from __future__ import annotations
@@ -55,6 +57,12 @@ class PrefetchPause:
         self._current = 0
         return True
 
-    def end(self) -> None:
-        """A slot a task can start in is free: the receive is made now, not after the pause."""
+    def holds(self, free_before: int, free_now: int) -> bool:
+        """A ``Capacity`` moved the free slots from ``free_before`` to ``free_now``: whether the
+        pause still holds the receive back. It ends (the receive is made now) once a slot a task
+        can start in is free, or a slot was freed (a task ended): only a hand-over's own
+        ``Capacity`` (fewer or as many free slots, prefetch ones only) leaves it on."""
+        if self._current and self.only_prefetch_free(free_now) and free_now <= free_before:
+            return True
         self._current = 0
+        return False

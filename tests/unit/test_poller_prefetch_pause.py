@@ -3,8 +3,8 @@
 A real QueuePoller with a real ``SqsQueue`` on moto over loopback HTTP, a pool of one worker
 with prefetch 1 and a stand-in runner that keeps what it is told. Once a message is handed over,
 only the prefetch slot is free: the next message stays on the queue while the pause holds, a
-``Capacity`` with a slot a task can start in receives it at once, and without one the pause's
-own timer does.
+``Capacity`` with a slot a task can start in, or one that frees a slot (a task ended), receives
+it at once, and without one the pause's own timer does.
 """
 
 from __future__ import annotations
@@ -102,6 +102,19 @@ def test_a_slot_freed_ends_the_pause(harness: Harness, monkeypatch: pytest.Monke
     assert harness.handed_over() == [first]
     # The first ended (a new runner count): a task can start, so the receive is made now.
     harness.told(Capacity(2, "runner-2", harness.epoch, 0))
+    wait_until(lambda: second in harness.handed_over(), 15, "the second message to be handed over")
+
+
+@pytest.mark.timeout(90)
+def test_a_task_ended_ends_the_pause(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A busy pool: the running task ends and the prefetched one takes its slot, freeing the
+    prefetch slot; the receive that refills it is made at once, as without the pause."""
+    monkeypatch.setattr("executor.pool.poller.PREFETCH_PAUSE_S", 600.0)
+    first = _take_first(harness)
+    second = harness.send()
+    harness.told(Capacity(0, "runner-1", harness.epoch, 1))  # another request took the prefetch slot
+    assert harness.handed_over() == [first]
+    harness.told(Capacity(1, "runner-1", harness.epoch, 1))  # a task ended: the prefetch slot is free
     wait_until(lambda: second in harness.handed_over(), 15, "the second message to be handed over")
 
 
