@@ -3,8 +3,9 @@
 Usage (in the project's venv): ``python -m bench.pickup_timeline [N]`` (N pickups per side, 20 by
 default), under ``flock`` as every bench. It starts the local control plane, a one-worker executor
 (as ``bench.suite``'s pickup row) and the protocol + sandbox floor (``bench.protocol_floor`` with
-``bench.sandbox_floor``), runs N trivial pickups on each in turn, one at a time, and prints the
-p50 of each step's time from the send (ms), then the p50 of each step's own share.
+``bench.sandbox_floor``), runs N trivial pickups on each, one at a time and back to back (the
+next sent as soon as the previous result is in, as in the suite's pickup row), and prints the
+p50 of each step's time from the send (ms).
 
 The steps are stamped from outside the executor's code: each child runs under this module's
 ``probe``, which wraps a few of its functions to append ``name time`` lines to a file named by
@@ -47,6 +48,7 @@ EXECUTOR_STEPS = (
     ("secrets", "the secrets back at the Task"),
     ("fed", "the recipe's stdin written"),
     ("running", "RUNNING sent (Reporter)"),
+    ("deleted", "a message deleted (the previous one's?)"),
     ("boot", "the recipe waits for its stdin"),
     ("first", "the recipe's first line"),
 )
@@ -115,6 +117,7 @@ def _probe_executor(fd: int) -> None:
     _before(Task, "_launch", fd, "secrets", always)
     _after(SandboxRun, "give_input", fd, "fed", always)
     _after(Reporter, "_send_progress", fd, "running", always)
+    _after(SqsQueue, "delete", fd, "deleted", always)
 
 
 def _probe_floor(fd: int) -> None:
@@ -233,8 +236,8 @@ def run(count: int) -> list[str]:
             for source in sources.values():  # warm up: start-up costs stay out
                 world.wait_result(world.submit(source)[0])
             rows: dict[str, list[dict[str, float]]] = {"executor": [], "floor": []}
-            for _ in range(count):
-                for side, source in sources.items():
+            for side, source in sources.items():  # each side's pickups back to back, as the suite's row
+                for _ in range(count):
                     rows[side].append(_pickup(world, source, events))
             return _table(rows)
         finally:

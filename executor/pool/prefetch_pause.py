@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-PREFETCH_PAUSE_S = 0.1
+PREFETCH_PAUSE_S = 0.03
 
 
 @dataclass(frozen=True)
