@@ -141,7 +141,8 @@ class QueuePoller(PoolActor):
 
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
-        # shutdown they reappear once their visibility lapses. Nothing is deleted here.
+        # shutdown they reappear once their visibility lapses. Nothing is deleted here (nor the
+        # settles a prefetch pause kept: lost as a mailbox is, and recovered the same ways).
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
         if self.queue is not None:
@@ -166,7 +167,7 @@ class QueuePoller(PoolActor):
             self._poll()
         elif isinstance(message, PrefetchPoll):
             if self.prefetch_pause.ends_with(message):
-                self._schedule_poll(0)
+                self._resume()
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
@@ -199,10 +200,9 @@ class QueuePoller(PoolActor):
             self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
-        elif isinstance(message, Acknowledge):
-            self._settle(message.urn, delete=True)
-        elif isinstance(message, Release):
-            self._settle(message.urn, delete=False, visibility_s=message.delay_s)
+        elif isinstance(message, Acknowledge | Release):
+            if not self.prefetch_pause.defer(message):
+                self._settle_told(message)
         elif isinstance(message, Unrunnable):
             item = self.in_flight.pop(message.urn)
             if item is not None and self.queue is not None:
@@ -242,14 +242,14 @@ class QueuePoller(PoolActor):
         if message.runner_epoch != self.runner_epoch:
             self.runner_epoch, self.sent = message.runner_epoch, 0
         accepted = message.accepted if message.poller_epoch == self.epoch else 0
-        self.runner_free, before = message.free_slots, self.free_slots
+        self.runner_free = message.free_slots
         self.free_slots = message.free_slots - max(0, self.sent - accepted)
         if message.draining and self.receiving:
             self.receiving = False  # a StopReceiving may have been lost to a restart
             self.pool.set_ready(False, "shutting down")
-        if self.prefetch_pause.holds(before, self.free_slots):
+        if self.prefetch_pause.holds(self.free_slots):
             return  # the paused receive comes with its timer
-        self._schedule_poll(0)
+        self._resume()
 
     # -- receiving -------------------------------------------------------------------------
     def _schedule_poll(self, delay_s: float) -> None:
@@ -287,6 +287,12 @@ class QueuePoller(PoolActor):
             self.tell_self_after(PREFETCH_PAUSE_S, timer)
         elif not self.prefetch_pause.active:
             self._schedule_poll(0)
+
+    def _resume(self) -> None:
+        """No pause (any more): the settles it kept, then the receive."""
+        for told in self.prefetch_pause.take_settles():
+            self._settle_told(told)
+        self._schedule_poll(0)
 
     def _wait_s(self) -> int:
         """The long poll: shortened while messages are held, so extensions are never late.
@@ -364,6 +370,12 @@ class QueuePoller(PoolActor):
         elif done.throttled:
             self.log.warning("SQS throttled {} extension(s); retrying them shortly", len(done.throttled))
             self.tell_self_after(EXTEND_RETRY_S, _ExtendAgain(tuple(done.throttled)))
+
+    def _settle_told(self, message: Acknowledge | Release) -> None:
+        if isinstance(message, Acknowledge):
+            self._settle(message.urn, delete=True)
+        else:
+            self._settle(message.urn, delete=False, visibility_s=message.delay_s)
 
     def _settle(self, urn: str, delete: bool, visibility_s: int = 0) -> None:
         item = self.in_flight.pop(urn)

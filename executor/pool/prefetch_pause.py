@@ -2,18 +2,21 @@
 
 After a receive that handed messages over, the next one is made at once while a slot a task can
 start in is free. When only prefetch slots are left, what it would bring cannot start before a
-running task ends (that end frees a slot, and its ``Capacity`` ends the pause at once), while the
-call (and the queue server's work for it) would compete for the two cores with the start of the
-tasks just handed over: their input read, the spawn and the recipe's start-up
-(``bench.pickup_timeline``). So it waits ``PREFETCH_PAUSE_S``; a long poll begun afterwards still
-waits for the next message as before. A task's end ends the pause at once: its ``Capacity`` frees
-a slot (a real one, or the prefetch one its waiting successor leaves), and the receive that
-refills it is made then, as without the pause; only the receives right after a hand-over wait.
+running task ends, while the call (and the queue server's work for it) would compete for the two
+cores with the start of the tasks just handed over: their input read, the admission and the
+spawn, about 10 ms (``bench.pickup_timeline``). So it waits ``PREFETCH_PAUSE_S``, and the
+settles told meanwhile (``Acknowledge``, ``Release``: typically the previous task's, whose
+result was delivered as this message came) wait with it: their messages stay held and extended
+as before, and a poller restart loses them as it loses its mailbox (the reconciliation settles
+them). A ``Capacity`` with a slot a task can start in ends the pause at once. The long poll made
+afterwards waits for the next message as before, well before a task ends.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from executor.pool.messages import Acknowledge, Release
 
 PREFETCH_PAUSE_S = 0.03
 
@@ -33,6 +36,7 @@ class PrefetchPause:
         self._current = 0
         """The generation of the pause holding the next receive back; 0 when none is."""
         self._made = 0
+        self._settles: list[Acknowledge | Release] = []
 
     @property
     def active(self) -> bool:
@@ -57,12 +61,22 @@ class PrefetchPause:
         self._current = 0
         return True
 
-    def holds(self, free_before: int, free_now: int) -> bool:
-        """A ``Capacity`` moved the free slots from ``free_before`` to ``free_now``: whether the
-        pause still holds the receive back. It ends (the receive is made now) once a slot a task
-        can start in is free, or a slot was freed (a task ended): only a hand-over's own
-        ``Capacity`` (fewer or as many free slots, prefetch ones only) leaves it on."""
-        if self._current and self.only_prefetch_free(free_now) and free_now <= free_before:
+    def holds(self, free_now: int) -> bool:
+        """After a ``Capacity`` (``free_now`` slots free): whether the pause still holds; it ends
+        once a slot a task can start in is free."""
+        if self._current and self.only_prefetch_free(free_now):
             return True
         self._current = 0
         return False
+
+    def defer(self, settle: Acknowledge | Release) -> bool:
+        """Keep ``settle`` until the pause ends (True), or False: none holds, settle it now."""
+        if not self._current:
+            return False
+        self._settles.append(settle)
+        return True
+
+    def take_settles(self) -> list[Acknowledge | Release]:
+        """The settles the pause kept, in their order, to be made now (the pause is over)."""
+        settles, self._settles = self._settles, []
+        return settles

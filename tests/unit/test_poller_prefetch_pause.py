@@ -2,9 +2,10 @@
 
 A real QueuePoller with a real ``SqsQueue`` on moto over loopback HTTP, a pool of one worker
 with prefetch 1 and a stand-in runner that keeps what it is told. Once a message is handed over,
-only the prefetch slot is free: the next message stays on the queue while the pause holds, a
-``Capacity`` with a slot a task can start in, or one that frees a slot (a task ended), receives
-it at once, and without one the pause's own timer does.
+only the prefetch slot is free: the next message stays on the queue while the pause holds, and
+so does the delete of a message whose result was delivered meanwhile; a ``Capacity`` with a slot
+a task can start in ends the pause at once (the delete, then the receive), and without one the
+pause's own timer does.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.datahub.envelope import encode_envelope
 from executor.pool.context import PoolContext
-from executor.pool.messages import LEASER, RUNNER, Capacity, LeaseGranted, RunRequest
+from executor.pool.messages import LEASER, RUNNER, Acknowledge, Capacity, LeaseGranted, RunRequest
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
 from tests.adapters.conftest import make_lease
@@ -106,16 +107,20 @@ def test_a_slot_freed_ends_the_pause(harness: Harness, monkeypatch: pytest.Monke
 
 
 @pytest.mark.timeout(90)
-def test_a_task_ended_ends_the_pause(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
-    """A busy pool: the running task ends and the prefetched one takes its slot, freeing the
-    prefetch slot; the receive that refills it is made at once, as without the pause."""
+def test_settles_wait_for_the_end_of_the_pause(harness: Harness, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The previous task's result delivered as the next message came: its delete waits until
+    the tasks just handed over have started (the pause), then goes out before the receive."""
     monkeypatch.setattr("executor.pool.poller.PREFETCH_PAUSE_S", 600.0)
     first = _take_first(harness)
-    second = harness.send()
-    harness.told(Capacity(0, "runner-1", harness.epoch, 1))  # another request took the prefetch slot
-    assert harness.handed_over() == [first]
-    harness.told(Capacity(1, "runner-1", harness.epoch, 1))  # a task ended: the prefetch slot is free
-    wait_until(lambda: second in harness.handed_over(), 15, "the second message to be handed over")
+    harness.ref.tell(Acknowledge(first))
+    harness.told(Capacity(1, "runner-1", harness.epoch, 1))  # taken in after the Acknowledge
+    assert _actor(harness.ref).in_flight.get(first) is not None  # held: not deleted yet
+    harness.told(Capacity(2, "runner-2", harness.epoch, 0))  # a slot a task can start in: resume
+    wait_until(lambda: _actor(harness.ref).in_flight.get(first) is None, 15, "the first message settled")
+    attributes = harness.sqs.get_queue_attributes(
+        QueueUrl=harness.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+    )["Attributes"]
+    assert attributes["ApproximateNumberOfMessagesNotVisible"] == "0"  # deleted, not just dropped
 
 
 @pytest.mark.timeout(90)
