@@ -8,8 +8,7 @@ restarted poller keeps extending what its predecessor held; while it holds any, 
 poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
 full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
-to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller. A receive
-that could fill only prefetch slots waits a moment after a hand-over (``prefetch_pause``).
+to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
 
 Capacity is a protocol between two epochs (``messages.Capacity``): either side's restart starts
 a fresh count, so neither a lost RunRequest nor a new runner wedges receiving. Every
@@ -57,7 +56,6 @@ from executor.pool.messages import (
 )
 from executor.pool.poison import PoisonPolicy
 from executor.pool.poller_inbox import StopCutsTheLongPoll
-from executor.pool.prefetch_pause import PREFETCH_PAUSE_S, PrefetchPause, PrefetchPoll
 from executor.pool.reconcile import Fate, Reconciler
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
@@ -100,7 +98,6 @@ class QueuePoller(PoolActor):
         self.poison = PoisonPolicy(pool.pool.visibility_s)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=120))
         self._poll_scheduled = False
-        self.prefetch_pause = PrefetchPause(pool.pool.prefetch)
         self._stopping = False
         """Set by ``stop_requested`` from the stopper's thread."""
         self.epoch = uuid.uuid4().hex[:12]
@@ -141,8 +138,7 @@ class QueuePoller(PoolActor):
 
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
-        # shutdown they reappear once their visibility lapses. Nothing is deleted here (nor the
-        # settles a prefetch pause kept: lost as a mailbox is, and recovered the same ways).
+        # shutdown they reappear once their visibility lapses. Nothing is deleted here.
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
         if self.queue is not None:
@@ -165,9 +161,6 @@ class QueuePoller(PoolActor):
         if isinstance(message, Poll):
             self._poll_scheduled = False
             self._poll()
-        elif isinstance(message, PrefetchPoll):
-            if self.prefetch_pause.ends_with(message):
-                self._resume()
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
@@ -200,9 +193,10 @@ class QueuePoller(PoolActor):
             self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
-        elif isinstance(message, Acknowledge | Release):
-            if not self.prefetch_pause.defer(message):
-                self._settle_told(message)
+        elif isinstance(message, Acknowledge):
+            self._settle(message.urn, delete=True)
+        elif isinstance(message, Release):
+            self._settle(message.urn, delete=False, visibility_s=message.delay_s)
         elif isinstance(message, Unrunnable):
             item = self.in_flight.pop(message.urn)
             if item is not None and self.queue is not None:
@@ -247,9 +241,7 @@ class QueuePoller(PoolActor):
         if message.draining and self.receiving:
             self.receiving = False  # a StopReceiving may have been lost to a restart
             self.pool.set_ready(False, "shutting down")
-        if self.prefetch_pause.holds(self.free_slots):
-            return  # the paused receive comes with its timer
-        self._resume()
+        self._schedule_poll(0)
 
     # -- receiving -------------------------------------------------------------------------
     def _schedule_poll(self, delay_s: float) -> None:
@@ -277,21 +269,8 @@ class QueuePoller(PoolActor):
         self.last_empty_receive = None if messages else self.last_receive
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
-        handed = self.sent
         for msg in messages:
             self._accept(msg)
-        timer = None
-        if self.sent > handed and self.prefetch_pause.only_prefetch_free(self.free_slots):
-            timer = self.prefetch_pause.begin()  # ``prefetch_pause``: the start of these goes first
-        if timer is not None:
-            self.tell_self_after(PREFETCH_PAUSE_S, timer)
-        elif not self.prefetch_pause.active:
-            self._schedule_poll(0)
-
-    def _resume(self) -> None:
-        """No pause (any more): the settles it kept, then the receive."""
-        for told in self.prefetch_pause.take_settles():
-            self._settle_told(told)
         self._schedule_poll(0)
 
     def _wait_s(self) -> int:
@@ -370,12 +349,6 @@ class QueuePoller(PoolActor):
         elif done.throttled:
             self.log.warning("SQS throttled {} extension(s); retrying them shortly", len(done.throttled))
             self.tell_self_after(EXTEND_RETRY_S, _ExtendAgain(tuple(done.throttled)))
-
-    def _settle_told(self, message: Acknowledge | Release) -> None:
-        if isinstance(message, Acknowledge):
-            self._settle(message.urn, delete=True)
-        else:
-            self._settle(message.urn, delete=False, visibility_s=message.delay_s)
 
     def _settle(self, urn: str, delete: bool, visibility_s: int = 0) -> None:
         item = self.in_flight.pop(urn)
