@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -247,10 +248,10 @@ class ProtocolFloor:
     ``sandbox`` the protocol's and the sandbox's (``bench.sandbox_floor``)."""
 
     def __init__(self, gms_url: str, token: str, lease: dict[str, Any], standin: Path, root: Path,
-                 sandbox: bool = False) -> None:
+                 sandbox: bool = False, command: Sequence[str] = ("-m", "bench.protocol_floor")) -> None:
         config = {"gms": gms_url, "token": token, "lease": lease, "standin": str(standin), "root": str(root),
                   "sandbox": sandbox}
-        self.proc = subprocess.Popen([sys.executable, "-m", "bench.protocol_floor"], cwd=ROOT,
+        self.proc = subprocess.Popen([sys.executable, *command], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None
         self.proc.stdin.write(json.dumps(config))

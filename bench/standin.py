@@ -4,9 +4,10 @@ Standard library only: it runs as ``bin/datahub`` of a fake bundled venv for the
 the Celery task, and bare for the floor, always with the same stdin envelope
 (``{"__recipe_yaml__": ..., "__secrets__": {...}}``). Its settings come from ``source.config``:
 
-``stamps``  a directory: ``<tag>.start`` gets ``{"t": wall clock, "cpu": CPU used so far}`` just
-            before the first line is printed (the CPU so far is the exec wrapper's plus this
-            interpreter's start-up, so the floor's value is the bare start-up);
+``stamps``  a directory: ``<tag>.start`` gets ``{"t": wall clock, "cpu": CPU used so far,
+            "boot": wall clock when its interpreter was up and began to wait for its stdin}``
+            just before the first line is printed (the CPU so far is the exec wrapper's plus
+            this interpreter's start-up, so the floor's value is the bare start-up);
 ``tag``     the file name stem (the run id the executor injects wins when present);
 ``mode``    ``trivial`` (print, stamp ``<tag>.exit``, exit), ``sleep`` (``seconds``), or
             ``flood`` (``bytes`` of output in lines of ``line`` bytes written in 1 MiB
@@ -50,6 +51,7 @@ def _flood(total: int, line: int, secret: str) -> None:
 
 
 def main() -> int:
+    boot = time.time()  # the interpreter is up and waits for its input
     envelope = json.loads(sys.stdin.read())
     # Stamped once the input is here: a recipe spawned before its stdin (the executor pre-starts
     # it while the secrets resolve) has not started its work before that.
@@ -58,7 +60,8 @@ def main() -> int:
     recipe = json.loads(envelope["__recipe_yaml__"])
     config = recipe["source"]["config"]
     tag = str(recipe.get("run_id") or config["tag"]).rsplit(":", 1)[-1]
-    _stamp(config["stamps"], f"{tag}.start", {"t": start, "cpu": usage.ru_utime + usage.ru_stime})
+    cpu = usage.ru_utime + usage.ru_stime
+    _stamp(config["stamps"], f"{tag}.start", {"t": start, "cpu": cpu, "boot": boot})
     print(f"bench stand-in {tag}: started", flush=True)
     mode = config.get("mode", "trivial")
     if mode == "trivial":

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -72,7 +72,8 @@ def read_stamp(stamps: Path, name: str) -> dict[str, float] | None:
 class ExecutorChild:
     """One ``remote-executor run`` child with its config; its log goes to a file."""
 
-    def __init__(self, tmp: Path, cp: ControlPlane, venv_root: Path, pools: list[dict[str, Any]]) -> None:
+    def __init__(self, tmp: Path, cp: ControlPlane, venv_root: Path, pools: list[dict[str, Any]],
+                 command: Sequence[str] = ("-m", "executor")) -> None:
         name = uuid.uuid4().hex[:6]
         config = {
             "gms": {"url": cp.gms_url, "timeout_s": 10},
@@ -89,7 +90,7 @@ class ExecutorChild:
         self.log_path = tmp / f"executor-{name}.log"
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "executor", "run", "-c", str(path)],
+                [sys.executable, *command, "run", "-c", str(path)],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.DEVNULL,
@@ -205,8 +206,11 @@ class World:
             raise RuntimeError(f"GraphQL failed: {answer.status_code} {body}")
         return dict(body["data"])
 
-    def executor(self, pools: list[dict[str, Any]]) -> ExecutorChild:
-        child = ExecutorChild(self.tmp, self.cp, self.venv_root, pools)
+    def executor(
+        self, pools: list[dict[str, Any]], command: Sequence[str] = ("-m", "executor")
+    ) -> ExecutorChild:
+        """An executor child; ``command`` (after the interpreter) runs its main (a probe may wrap it)."""
+        child = ExecutorChild(self.tmp, self.cp, self.venv_root, pools, command)
         self.executors.append(child)
         return child
 
