@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+from executor.config import checked_token
 from executor.datahub.gms import GmsClient
 from executor.errors import ConfigError, ExecutorError
 from executor.exitcodes import ExitCode
@@ -30,17 +31,26 @@ def add_gms_args(parser: argparse.ArgumentParser) -> None:
 def open_client(args: argparse.Namespace) -> GmsClient:
     """A client from the options and env vars; ConfigError says what is missing."""
     gms = args.gms or os.environ.get("DATAHUB_GMS_URL")
-    token = args.token or os.environ.get("DATAHUB_GMS_TOKEN")
-    if args.token_file:
-        try:
-            token = Path(args.token_file).read_text().strip()
-        except OSError as exc:
-            raise ConfigError(args.token_file, [f"cannot read the token file: {exc.strerror}"]) from None
+    given, source = _token(args)
+    token = checked_token(given, source) if given else None
     if not gms:
         raise ConfigError("--gms", ["no GMS URL: pass --gms or set DATAHUB_GMS_URL"])
     if not token:
         raise ConfigError("--token", ["no token: pass --token-file, set DATAHUB_GMS_TOKEN or pass --token"])
     return GmsClient(gms, token, timeout_s=CLIENT_TIMEOUT_S)
+
+
+def _token(args: argparse.Namespace) -> tuple[str | None, str]:
+    """The token as given and where it came from (named in an error, never the value): a file
+    or an env var exported from one often ends in a newline, which the check strips."""
+    if args.token_file:
+        try:
+            return Path(args.token_file).read_text(), args.token_file
+        except OSError as exc:
+            raise ConfigError(args.token_file, [f"cannot read the token file: {exc.strerror}"]) from None
+    if args.token:
+        return args.token, "--token"
+    return os.environ.get("DATAHUB_GMS_TOKEN"), "DATAHUB_GMS_TOKEN"
 
 
 def fail(message: str, code: ExitCode) -> int:

@@ -149,6 +149,23 @@ def test_client_commands_fail_clearly_without_gms_or_token(
     assert "unknown executorId" in capsys.readouterr().err
 
 
+def test_client_tokens_are_stripped_and_checked_as_the_executor_checks_its_own(
+    gms_env: Any, recipe_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    """A token exported from a file keeps its newline; a control character cannot go in a header."""
+    monkeypatch.setenv("DATAHUB_GMS_TOKEN", gms_env.token + "\n")
+    assert main(["submit", str(recipe_file), "--pool", "default"]) == 0
+    capsys.readouterr()
+    monkeypatch.setenv("DATAHUB_GMS_TOKEN", "t0k\x07en")
+    assert main(["submit", str(recipe_file), "--pool", "default"]) == 2
+    err = capsys.readouterr().err
+    assert "DATAHUB_GMS_TOKEN" in err and "control or non-ASCII" in err and "t0k" not in err
+    token_file = tmp_path / "token"
+    token_file.write_text(" \n")
+    assert main(["submit", str(recipe_file), "--pool", "default", "--token-file", str(token_file)]) == 2
+    assert "no token" in capsys.readouterr().err
+
+
 def test_controlplane_command_runs_until_sigterm(tmp_path: Path) -> None:
     info_file = tmp_path / "cp.json"
     env = {**os.environ, "REMOTE_EXECUTOR_CONTROLPLANE_TOKEN": "t0ken-from-env"}
