@@ -83,6 +83,7 @@ class Monitor:
         """Loop until the main process has exited and no member is left."""
         started = time.monotonic()
         try:
+            self._waiter.wait(self._first_interval(started))
             while True:
                 returncode = self._poll_exit()
                 sample = self._tree.sample(exited=returncode is not None)
@@ -104,6 +105,14 @@ class Monitor:
         finally:
             self._waiter.close()
             self._tree.close()
+
+    def _first_interval(self, now: float) -> float:
+        """The sleep before the first sample, paced as after an empty one: the recipe was just
+        forked and holds nothing yet, so a sample now would only find that (a trivial recipe
+        then needs one sample, after its exit). Its exit, a stop or a limit come near end the
+        sleep as any other."""
+        disk_due = 0.0 if self._limits.disk_bytes is not None else None
+        return self._pacer.next_interval(now, 0.0, TreeSample(0, 0.0, 0), self.reader.bytes_read, disk_due)
 
     def _poll_exit(self) -> int | None:
         """The main process's exit status once it has exited (reaping it); None while it runs.
