@@ -310,8 +310,8 @@ class Monitor:
         if sig == signal.SIGXFSZ and limits.disk_bytes is not None:
             return LimitBreach.of("disk", limits.disk_bytes, limits.disk_bytes, "a file hit RLIMIT_FSIZE")
         failed = sig is not None or exit_code not in (0, None)
-        refused = cgroup.fork_refusals() if cgroup is not None else 0
-        if failed and refused and limits.max_processes is not None:
+        refused = cgroup.fork_refusals() if cgroup is not None and failed else 0  # read only if it matters
+        if refused and limits.max_processes is not None:
             return LimitBreach.of("processes", limits.max_processes, limits.max_processes,
                                   f"the cgroup refused {refused} fork(s)")
         return None
