@@ -331,6 +331,8 @@ _kept_parents: set[Path] = set()
 one cgroup's mkdir and rmdir per hierarchy, not its parent's too (removed again at exit:
 ``release_parents``; after a crash, by the next start's ``orphans.reap_orphans``)."""
 _kept_lock = threading.Lock()
+_released_at_exit = False
+"""``release_parents`` is registered to run at exit (once per process)."""
 
 
 def release_parents() -> None:
@@ -345,9 +347,11 @@ def release_parents() -> None:
 
 
 def _keep(parent: Path) -> None:
+    global _released_at_exit
     with _kept_lock:
-        if not _kept_parents:
-            atexit.register(release_parents)  # once per process (the set is empty only then)
+        if not _released_at_exit:
+            atexit.register(release_parents)
+            _released_at_exit = True
         _kept_parents.add(parent)
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
@@ -134,6 +136,21 @@ def test_the_shared_parent_outlives_its_task_cgroups_until_released(own_parents:
         assert not any(d.exists() for d in group.dirs)
         assert all(p.is_dir() for p in _parents(own_parents)), "the parent went with its last task cgroup"
     release_parents()
+    assert not any(p.exists() for p in _parents(own_parents))
+
+
+def test_the_parent_goes_when_the_process_that_kept_it_exits(own_parents: CgroupSupport) -> None:
+    memory, pids = (str(p) if p else None for p in (own_parents.memory_parent, own_parents.pids_parent))
+    child = f"""
+from pathlib import Path
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup
+memory, pids = {memory!r}, {pids!r}
+support = CgroupSupport({own_parents.version!r}, memory and Path(memory), pids and Path(pids))
+group = TaskCgroup.create(support, "exit-test", None, 8)
+assert group is not None and group.remove()
+assert all(d.parent.is_dir() for d in group.dirs), "kept while the process lives"
+"""
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
     assert not any(p.exists() for p in _parents(own_parents))
 
 
