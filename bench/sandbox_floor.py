@@ -14,8 +14,8 @@ of its own, reusing the executor's own small parts where they are the honest min
 * the environment built from the allowlist (HOME and TMPDIR in the work dir);
 * the task cgroup made with the bench pools' memory and pids limits, joined by the child before
   its exec, and removed; skipped where the host allows none, as the executor does. Its parent is
-  the floor's own, kept for the floor's life (``own_parent``), where the executor's shared
-  parent is removed when its last task cgroup goes and made again by the next. The child is
+  the floor's own, kept for the floor's life (``own_parent``), as the executor keeps its shared
+  parent while it lives (``cgroups.release_parents``). The child is
   forked by the executor's spawn server (``start_process``: a small interpreter forks it and runs
   the exec wrapper's set-up, the cgroup join, the rlimits, the new session, the parent-death
   signal, the umask, then execs; the child is still this process's own). That is the cheapest
@@ -83,10 +83,9 @@ interpreter start in its timed batch, so the floor stays a floor, not a restart'
 def own_parent(support: CgroupSupport) -> tuple[CgroupSupport, list[Path]]:
     """Task cgroups under a parent of this floor's own, kept for its life by a ``keep`` child.
 
-    ``TaskCgroup.remove`` removes the (host-wide) parent once empty and ``TaskCgroup.create``
-    makes it again: two more cgroup creations and removals per task that a runner keeping its
-    parent does not pay. The executor's behaviour is left as it is: the floor's parent is a
-    sibling of the shared one, so it does not keep that alive either. Returns the support and
+    A parent made and removed with each task costs two more cgroup creations and removals per
+    task; the executor keeps its shared parent while it lives, and the floor one of its own (a
+    sibling of the shared one, so it does not keep that alive beyond the executors). Returns the support and
     the directories to remove at the end; the support unchanged (nothing to remove) where the
     parent cannot be made (v2 without the controllers delegated).
     """

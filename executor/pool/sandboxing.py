@@ -288,7 +288,7 @@ class SandboxLauncher:
             task_id=self.task_id,
             report_file=REPORT_FILE,
             isolation=self.pool.pool.isolation,
-            hide_paths=self._hidden_paths(),
+            hide_paths=self._hidden_paths() if self.pool.pool.isolation == "bwrap" else (),  # bwrap alone
             run_as=run_as,
         )
 

@@ -15,10 +15,12 @@ When neither works the monitor enforces limits alone; ``describe()`` says which.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import re
 import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +28,7 @@ from typing import Literal
 
 from loguru import logger
 
-from executor.sandbox.procfs import KeptFiles
+from executor.sandbox.procfs import KeptFiles, read_all
 
 PARENT_NAME = "remote-executor"
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
@@ -176,13 +178,6 @@ def _words(path: Path) -> set[str]:
         return set()
 
 
-def _int_file(path: Path) -> int | None:
-    try:
-        return int(path.read_text().split()[0])
-    except (OSError, ValueError, IndexError):
-        return None
-
-
 class TaskCgroup:
     """The cgroup(s) of one run. The launcher joins ``dirs``; the monitor reads the rest."""
 
@@ -219,21 +214,21 @@ class TaskCgroup:
         v2 = self.version == "v2"
         if self.memory_dir is not None and memory_bytes is not None:
             limit_file = "memory.max" if v2 else "memory.limit_in_bytes"
-            (self.memory_dir / limit_file).write_text(str(memory_bytes))
+            _write(self.memory_dir / limit_file, memory_bytes)
             swap = "memory.swap.max" if v2 else "memory.memsw.limit_in_bytes"
             with contextlib.suppress(OSError):  # no swap accounting on this kernel: nothing to limit
-                (self.memory_dir / swap).write_text("0" if v2 else str(memory_bytes))
+                _write(self.memory_dir / swap, 0 if v2 else memory_bytes)
             if v2:
                 with contextlib.suppress(OSError):
-                    (self.memory_dir / "memory.oom.group").write_text("1")
+                    _write(self.memory_dir / "memory.oom.group", 1)
         if self.pids_dir is not None and max_processes is not None:
-            (self.pids_dir / "pids.max").write_text(str(max_processes))
+            _write(self.pids_dir / "pids.max", max_processes)
 
     def pids(self) -> set[int]:
         """Every process in the cgroup now (in any of its hierarchies)."""
         found: set[int] = set()
         for directory in self.dirs:
-            found.update(int(w) for w in _words(directory / "cgroup.procs") if w.isdigit())
+            found.update(_members(directory))
         return found
 
     def procs(self) -> set[int]:
@@ -243,9 +238,7 @@ class TaskCgroup:
         Opened afresh each time: v1 builds the list when the file is opened and a kept
         descriptor would go on showing that stale list.
         """
-        if not self.dirs:
-            return set()
-        return {int(w) for w in _words(self.dirs[0] / "cgroup.procs") if w.isdigit()}
+        return _members(self.dirs[0]) if self.dirs else set()
 
     def _read(self, path: Path) -> bytes | None:
         try:
@@ -297,7 +290,8 @@ class TaskCgroup:
         if self.memory_dir is None:
             return None
         name = "memory.peak" if self.version == "v2" else "memory.max_usage_in_bytes"
-        return _int_file(self.memory_dir / name)
+        raw = self._read(self.memory_dir / name)
+        return int(raw) if raw is not None and raw.strip().isdigit() else None
 
     def kill_all(self) -> None:
         """SIGKILL every member (``cgroup.kill`` on v2 when the kernel has it)."""
@@ -310,7 +304,8 @@ class TaskCgroup:
                 os.kill(pid, signal.SIGKILL)
 
     def remove(self, timeout_s: float = 2.0) -> bool:
-        """Remove the cgroup once empty (a dying process may still be listed for a moment)."""
+        """Remove the cgroup once empty (a dying process may still be listed for a moment). The
+        shared parent stays for the next run (``release_parents``)."""
         self._files.close()
         deadline = time.monotonic() + timeout_s
         remaining = list(self.dirs)
@@ -328,24 +323,75 @@ class TaskCgroup:
                 return False
             if remaining:
                 time.sleep(0.01)  # the kernel frees a killed task's cgroup membership asynchronously
-        for directory in self.dirs:  # the shared parent too once empty, so no cgroup is left behind
-            with contextlib.suppress(OSError):
-                directory.parent.rmdir()
         return True
 
 
+_kept_parents: set[Path] = set()
+"""The shared parents this process made task cgroups under: kept while it lives, so a run pays
+one cgroup's mkdir and rmdir per hierarchy, not its parent's too (removed again at exit:
+``release_parents``; after a crash, by the next start's ``orphans.reap_orphans``)."""
+_kept_lock = threading.Lock()
+_released_at_exit = False
+"""``release_parents`` is registered to run at exit (once per process)."""
+
+
+def release_parents() -> None:
+    """Remove the shared parents this process used, where empty (another executor's runs may
+    still be in one: it stays for them, and the last to leave removes it). Called at exit."""
+    with _kept_lock:
+        parents = list(_kept_parents)
+        _kept_parents.clear()
+    for parent in parents:
+        with contextlib.suppress(OSError):
+            os.rmdir(parent)
+
+
+def _keep(parent: Path) -> None:
+    global _released_at_exit
+    with _kept_lock:
+        if not _released_at_exit:
+            atexit.register(release_parents)
+            _released_at_exit = True
+        _kept_parents.add(parent)
+
+
 def _make(parent: Path | None, leaf: str, made: list[Path]) -> Path | None:
+    """The task cgroup ``leaf`` under ``parent``, and the parent first if it is not there."""
     if parent is None:
         return None
     directory = parent / leaf
-    for _ in range(3):  # another run may remove the shared parent between the two mkdirs
-        parent.mkdir(exist_ok=True)
+    for _ in range(3):  # another executor may remove the shared parent between the two mkdirs
         try:
-            directory.mkdir()
+            os.mkdir(directory)
             break
         except FileNotFoundError:
-            continue
+            parent.mkdir(exist_ok=True)
     else:
-        directory.mkdir()
+        os.mkdir(directory)
+    if parent not in _kept_parents:
+        _keep(parent)
     made.append(directory)
     return directory
+
+
+def _write(path: Path, value: int) -> None:
+    """One control file's value: a single write, no text layer."""
+    fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+    try:
+        os.write(fd, str(value).encode())
+    finally:
+        os.close(fd)
+
+
+def _members(directory: Path) -> set[int]:
+    """The pids ``cgroup.procs`` lists now (opened afresh: v1 builds the list at open)."""
+    try:
+        fd = os.open(directory / "cgroup.procs", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return set()
+    try:
+        return {int(w) for w in read_all(fd).split() if w.isdigit()}
+    except OSError:
+        return set()
+    finally:
+        os.close(fd)

@@ -83,6 +83,7 @@ class Monitor:
         """Loop until the main process has exited and no member is left."""
         started = time.monotonic()
         try:
+            self._waiter.wait(self._first_interval(started))
             while True:
                 returncode = self._poll_exit()
                 sample = self._tree.sample(exited=returncode is not None)
@@ -104,6 +105,14 @@ class Monitor:
         finally:
             self._waiter.close()
             self._tree.close()
+
+    def _first_interval(self, now: float) -> float:
+        """The sleep before the first sample, paced as after an empty one: the recipe was just
+        forked and holds nothing yet, so a sample now would only find that (a trivial recipe
+        then needs one sample, after its exit). Its exit, a stop or a limit come near end the
+        sleep as any other."""
+        disk_due = 0.0 if self._limits.disk_bytes is not None else None
+        return self._pacer.next_interval(now, 0.0, TreeSample(0, 0.0, 0), self.reader.bytes_read, disk_due)
 
     def _poll_exit(self) -> int | None:
         """The main process's exit status once it has exited (reaping it); None while it runs.
@@ -301,8 +310,8 @@ class Monitor:
         if sig == signal.SIGXFSZ and limits.disk_bytes is not None:
             return LimitBreach.of("disk", limits.disk_bytes, limits.disk_bytes, "a file hit RLIMIT_FSIZE")
         failed = sig is not None or exit_code not in (0, None)
-        refused = cgroup.fork_refusals() if cgroup is not None else 0
-        if failed and refused and limits.max_processes is not None:
+        refused = cgroup.fork_refusals() if cgroup is not None and failed else 0  # read only if it matters
+        if refused and limits.max_processes is not None:
             return LimitBreach.of("processes", limits.max_processes, limits.max_processes,
                                   f"the cgroup refused {refused} fork(s)")
         return None

@@ -4,7 +4,8 @@ The parent-death signal kills a run's main process when the executor dies, but n
 process forked. Every run's environment carries ``REMOTE_EXECUTOR_SANDBOX=<pid>:<start>:<run>``
 (the executor's pid and start time), and each task cgroup's name carries ``-p<pid>-``. At
 start-up, ``reap_orphans`` kills processes whose marker names an executor that is gone, and
-removes task cgroups whose creator is gone (killing what is still inside).
+removes task cgroups whose creator is gone (killing what is still inside), and the shared
+parent once empty (a live executor keeps it while it runs: ``cgroups.release_parents``).
 """
 
 from __future__ import annotations
@@ -98,6 +99,8 @@ def _reap_cgroups(support: CgroupSupport) -> int:
             killed += len(members)
             group.remove(timeout_s=2.0)
             logger.info("removed stale task cgroup {}", directory)
+        with contextlib.suppress(OSError):  # empty: a crashed executor left it (a live one keeps it)
+            parent.rmdir()
     return killed
 
 

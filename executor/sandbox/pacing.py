@@ -36,6 +36,8 @@ FAR_INTERVAL_S = 1.0
 MEMORY_RATE = 2 * GiB
 """Bytes per second a tree is assumed able to grow by, at least."""
 OUTPUT_RATE = 256 * MiB
+_CPUS = os.cpu_count() or 1
+"""The host's CPUs, looked up once (``os.cpu_count`` reads sysfs at every call)."""
 
 
 class Pacer:
@@ -47,7 +49,7 @@ class Pacer:
         self._kernel_memory = kernel_memory
         self._kernel_processes = kernel_processes
         self._far = FAR_INTERVAL_S if exit_watched and cgroup_lists_tree else limits.sample_interval_s
-        self._cpus = os.cpu_count() or 1
+        self._cpus = _CPUS
         self._last: tuple[float, int, int] | None = None
 
     def next_interval(self, now: float, elapsed: float, sample: TreeSample, output_bytes: int,

@@ -70,11 +70,11 @@ class KeptFiles:
                 self._fds[path] = fd
             else:
                 try:
-                    return _read_all(fd)
+                    return read_all(fd)
                 finally:
                     os.close(fd)
         try:
-            return _read_all(fd)
+            return read_all(fd)
         except OSError:
             self.forget(path)
             raise
@@ -97,7 +97,8 @@ class KeptFiles:
             self.forget(path)
 
 
-def _read_all(fd: int) -> bytes:
+def read_all(fd: int) -> bytes:
+    """The whole of an open file (from offset 0) in as few reads as it takes."""
     data = os.pread(fd, _CHUNK, 0)
     if len(data) < _CHUNK:
         return data

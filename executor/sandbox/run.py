@@ -312,6 +312,8 @@ class SandboxRun:
         monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         with self._lock:
             self._monitor = monitor
+            if self._pending_stop is not None:  # came before it could wake it: its first sleep must not wait
+                monitor.wake()
         self._gate.attach(lambda data: self._start_pipes(reader, writer, data))
 
     def _start_pipes(self, reader: OutputReader, writer: StdinWriter, data: bytes) -> None:

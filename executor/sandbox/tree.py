@@ -129,6 +129,9 @@ class ProcessTree:
         cpu = self._cpu_gone + sum(m.cpu for m in members.values())
         if self._cgroup is not None:
             cpu = max(cpu, self._cgroup.cpu_seconds() or 0.0)
+            if not members and self._cgroup.memory_dir is not None:  # its leftover charge (page
+                # cache) is no process's: a tree with no process holds nothing
+                return TreeSample(0, cpu, 0, "cgroup")
             charged = self._cgroup.memory_usage()
             if charged is not None:
                 return TreeSample(charged, cpu, len(members), "cgroup")

@@ -10,7 +10,6 @@ import contextlib
 import os
 import shutil
 import stat
-import tempfile
 from pathlib import Path
 
 from loguru import logger
@@ -18,15 +17,31 @@ from loguru import logger
 from executor.safe_names import safe_name
 from executor.sandbox.logfile import DIR_FLAGS
 
+_NAME_TRIES = 100
+"""Names tried before giving up (a clash of 32 random bits is already rare; a missing root costs one)."""
+
 
 def create_work_dir(work_root: Path, task_id: str) -> Path:
-    """A fresh ``work_root/<task>-XXXX`` with mode 0700 and a ``tmp`` inside."""
-    work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
-    prefix = safe_name(task_id, 48) + "-"
-    path = Path(tempfile.mkdtemp(prefix=prefix, dir=work_root))
-    os.chmod(path, 0o700)
-    (path / "tmp").mkdir(mode=0o700)
-    return path
+    """A fresh ``work_root/<task>-XXXXXXXX`` with mode 0700 and a ``tmp`` inside.
+
+    What ``tempfile.mkdtemp`` does (a new name, ``mkdir`` failing if it exists) in fewer steps:
+    the root is made only when the first ``mkdir`` says it is missing.
+    """
+    prefix = os.path.join(work_root, safe_name(task_id, 48) + "-")
+    for _ in range(_NAME_TRIES):
+        path = prefix + os.urandom(4).hex()
+        try:
+            os.mkdir(path, 0o700)
+            break
+        except FileNotFoundError:
+            work_root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        except FileExistsError:
+            continue
+    else:
+        raise FileExistsError(f"no free work dir name under {work_root} after {_NAME_TRIES} tries")
+    os.chmod(path, 0o700)  # exactly 0700, whatever the umask took away
+    os.mkdir(os.path.join(path, "tmp"), 0o700)
+    return Path(path)
 
 
 def sweep_work_dirs(work_root: Path) -> int:

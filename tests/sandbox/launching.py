@@ -12,7 +12,7 @@ import json
 import sys
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from executor.config import ExecutorConfig, GmsSettings, LimitSettings, PoolSettings, VenvSettings
 from executor.datahub.aspects import ExecutionRequest
@@ -42,9 +42,10 @@ def stubborn_cli_root(root: Path) -> Path:
     return root
 
 
-def pool_context(tmp: Path, venv_root: Path, grace_s: float = 120.0, dynamic: bool = False) -> PoolContext:
+def pool_context(tmp: Path, venv_root: Path, grace_s: float = 120.0, dynamic: bool = False,
+                 isolation: Literal["process", "bwrap"] = "process") -> PoolContext:
     """Pool ``default`` with state under ``tmp``, a long grace, and bundled (or dynamic) venvs."""
-    pool = PoolSettings(id="default", limits=LimitSettings(kill_grace_s=grace_s),
+    pool = PoolSettings(id="default", limits=LimitSettings(kill_grace_s=grace_s), isolation=isolation,
                         venvs=VenvSettings(bundled_root=venv_root, dependency_resolution=dynamic))
     config = ExecutorConfig(gms=GmsSettings(url="http://127.0.0.1:1"), state_dir=tmp / "state", pools=(pool,))
     return PoolContext(config=config, pool=pool, token="made-up-gms-token", instance_id="test")

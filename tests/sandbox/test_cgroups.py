@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from executor.sandbox import enforcement_mechanism, sandbox_capabilities
-from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups, release_parents
+from executor.sandbox.orphans import reap_orphans
 
 V1_MOUNTS = """\
 30 25 0:26 / {root}/memory rw,nosuid shared:9 - cgroup cgroup rw,memory
@@ -91,3 +97,65 @@ def test_a_real_task_cgroup_holds_its_limits_and_is_removed() -> None:
     finally:
         assert group.remove()
     assert not any(d.exists() for d in group.dirs)
+
+
+@pytest.fixture
+def own_parents() -> Iterator[CgroupSupport]:
+    """Real cgroup support whose shared parents lie under a directory of this test's own (beside
+    the host-wide ones, which other processes' runs may keep alive), made absent."""
+    support = detect_cgroups()
+    if not support.active:
+        pytest.skip("no writable cgroup on this host")
+    bases: dict[Path, Path] = {}
+    for name in ("memory_parent", "pids_parent"):
+        shared = getattr(support, name)
+        if shared is not None and shared not in bases:
+            bases[shared] = shared.parent / f"test-keep-{os.getpid()}"
+            bases[shared].mkdir()
+    try:
+        yield replace(support, **{name: bases[getattr(support, name)] / "remote-executor"
+                                  for name in ("memory_parent", "pids_parent") if getattr(support, name)})
+    finally:
+        for base in bases.values():
+            for directory in (base / "remote-executor", base):
+                if directory.exists():
+                    directory.rmdir()
+
+
+def _parents(support: CgroupSupport) -> set[Path]:
+    return {p for p in (support.memory_parent, support.pids_parent) if p is not None}
+
+
+def test_the_shared_parent_outlives_its_task_cgroups_until_released(own_parents: CgroupSupport) -> None:
+    """A run pays its own cgroup's mkdir and rmdir, not its parent's: the parent is made by the
+    first run, kept after each, and removed when the process lets go of it (at exit)."""
+    for name in ("first", "second"):
+        group = TaskCgroup.create(own_parents, name, 64 * 2**20, 8)
+        assert group is not None and all(d.parent in _parents(own_parents) for d in group.dirs)
+        assert group.remove()
+        assert not any(d.exists() for d in group.dirs)
+        assert all(p.is_dir() for p in _parents(own_parents)), "the parent went with its last task cgroup"
+    release_parents()
+    assert not any(p.exists() for p in _parents(own_parents))
+
+
+def test_the_parent_goes_when_the_process_that_kept_it_exits(own_parents: CgroupSupport) -> None:
+    memory, pids = (str(p) if p else None for p in (own_parents.memory_parent, own_parents.pids_parent))
+    child = f"""
+from pathlib import Path
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup
+memory, pids = {memory!r}, {pids!r}
+support = CgroupSupport({own_parents.version!r}, memory and Path(memory), pids and Path(pids))
+group = TaskCgroup.create(support, "exit-test", None, 8)
+assert group is not None and group.remove()
+assert all(d.parent.is_dir() for d in group.dirs), "kept while the process lives"
+"""
+    subprocess.run([sys.executable, "-c", child], check=True, timeout=60)
+    assert not any(p.exists() for p in _parents(own_parents))
+
+
+def test_a_parent_a_crashed_executor_left_empty_is_removed_at_start_up(own_parents: CgroupSupport) -> None:
+    for parent in _parents(own_parents):
+        parent.mkdir()
+    reap_orphans(own_parents)
+    assert not any(p.exists() for p in _parents(own_parents))

@@ -7,6 +7,7 @@ file reads, to show what a sample reads (and what it does not: all of ``/proc``)
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import signal
@@ -15,10 +16,11 @@ import sys
 import textwrap
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from executor.sandbox import procfs, pss, waiter
+from executor.sandbox import pacing, procfs, pss, waiter
 from executor.sandbox.cgroups import TaskCgroup, detect_cgroups
 from executor.sandbox.limits import GiB, MiB, SandboxLimits
 from executor.sandbox.pacing import FAR_INTERVAL_S, MIN_INTERVAL_S, Pacer
@@ -203,22 +205,46 @@ def test_a_memory_breach_gets_sigkill_at_once_whatever_the_grace(run_sandbox: Ru
 
 
 @pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup on this host")
-def test_with_a_cgroup_its_own_list_names_the_members(children: list[subprocess.Popen[bytes]]) -> None:
+def test_with_a_cgroup_its_own_list_names_the_members(children: list[subprocess.Popen[bytes]],
+                                                      tmp_path: Path) -> None:
+    """... and once they are gone, the tree holds nothing, whatever page cache the cgroup is
+    still charged for."""
     group = TaskCgroup.create(detect_cgroups(), "watch-test", None, None)
     assert group is not None
-    proc = _spawn("import time; print('ready', flush=True); time.sleep(60)")
+    proc = _spawn(f"""
+        import sys, time
+        print('ready', flush=True)
+        sys.stdin.readline()
+        with open({str(tmp_path / "cached")!r}, "wb") as cached:
+            cached.write(bytes(8 << 20))
+        print('wrote', flush=True)
+        time.sleep(60)
+    """)
     children.append(proc)
     try:
         assert proc.stdout is not None and proc.stdout.readline() == b"ready\n"
         for directory in group.dirs:
             (directory / "cgroup.procs").write_text(str(proc.pid))
+        assert proc.stdin is not None
+        proc.stdin.write(b"go\n")
+        proc.stdin.flush()
+        assert proc.stdout.readline() == b"wrote\n"
         walk = ProcessTree(os.getpid() + 10**7, group)  # a root that is gone: only the cgroup knows
         try:
             assert walk.members() == {proc.pid}
+            if group.memory_dir is not None:
+                assert walk.sample().memory_bytes >= 8 << 20
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(LONG_S)
+            wait_until(lambda: not group.procs(), LONG_S, "the cgroup to be empty")
+            if group.memory_dir is not None:  # charged for its page cache still, held by no process
+                after = walk.sample(exited=True)
+                assert (after.memory_bytes, after.processes, after.memory_source) == (0, 0, "cgroup")
         finally:
             walk.close()
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(LONG_S)
         assert group.remove()
 
@@ -236,3 +262,23 @@ def test_without_pidfds_the_exit_is_noticed_by_sampling(run_sandbox: RunFactory,
     old_kernel.close()
     _, result = run_sandbox(py("import sys; print('done', flush=True); sys.exit(3)"))
     assert result.outcome == "exited" and result.exit_code == 3 and "done" in result.log_text
+
+
+@pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")
+def test_a_recipe_that_exits_within_the_first_sleep_is_sampled_once(
+        run_sandbox: RunFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first sample waits for the first paced sleep (a recipe just forked holds nothing yet):
+    one that exits before it is sampled once, after its exit, and its status is still right.
+    (The far sleep is made a minute long so the exit always comes first.)"""
+    taken: list[bool] = []
+    sample = ProcessTree.sample
+
+    def counted(self: ProcessTree, exited: bool = False) -> TreeSample:
+        taken.append(exited)
+        return sample(self, exited)
+
+    monkeypatch.setattr(ProcessTree, "sample", counted)
+    monkeypatch.setattr(pacing, "FAR_INTERVAL_S", LONG_S)
+    _, result = run_sandbox(["sh", "-c", "exit 4"], limits=SandboxLimits(kill_grace_s=2.0))
+    assert result.outcome == "exited" and result.exit_code == 4
+    assert taken == [True], "sampled before the exit"

@@ -25,9 +25,9 @@ import psutil
 import pytest
 
 from executor.pool.sandboxing import SandboxLauncher
-from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec, build_env
+from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec, build_env, spawner
 from executor.sandbox.cgroups import detect_cgroups
-from executor.sandbox.spawner import ServerPopen, SpawnServer, SpawnUnavailable
+from executor.sandbox.spawner import ServerPopen, SpawnLost, SpawnServer, SpawnUnavailable
 
 from .helpers import gone, marked_processes, py, wait_until
 from .launching import Outcome, pool_context, request, stubborn_cli_root
@@ -150,6 +150,27 @@ def test_the_servers_death_leaves_a_running_recipe_alone_and_a_new_one_starts(
     assert result is not None and result.exit_code == 7, result
     _, probe = _run(server, work_root, py(PROBE))
     assert probe["ppid"] == os.getpid() and server.pid not in (None, first)
+
+
+def test_a_server_that_takes_a_request_and_never_answers_fails_the_spawn_in_time(
+        work_root: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The answer's wait is bounded (by the kernel: ``SO_RCVTIMEO``): a stuck server fails that
+    one spawn with ``SpawnLost`` (it may have forked already: never started twice) and is
+    ended; the next spawn gets a new one."""
+    monkeypatch.setattr(spawner, "REQUEST_TIMEOUT_S", 0.5)
+    server = SpawnServer()
+    try:
+        _run(server, work_root, py(PROBE))
+        stuck = server.pid
+        assert stuck is not None
+        os.kill(stuck, signal.SIGSTOP)
+        with open(os.devnull, "rb") as stdin, open(os.devnull, "wb") as stdout, pytest.raises(SpawnLost):
+            server.spawn(["--", "true"], {}, str(work_root), stdin.fileno(), stdout.fileno())
+        wait_until(lambda: server.pid not in (None, stuck) or gone(stuck), 30, "the stuck server to be ended")
+        _, probe = _run(server, work_root, py(PROBE))
+        assert probe["ppid"] == os.getpid() and server.pid != stuck
+    finally:
+        server.close()
 
 
 def test_without_a_working_server_recipes_start_through_the_wrapper(work_root: Path) -> None:

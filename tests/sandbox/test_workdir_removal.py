@@ -1,5 +1,6 @@
-"""A work dir goes whole whatever the recipe left in it, and nothing outside it goes with it:
-the shallow path (files and an empty ``tmp``) and the full walk after it."""
+"""A work dir is made private and fresh, and goes whole whatever the recipe left in it, and
+nothing outside it goes with it: the shallow path (files and an empty ``tmp``) and the full walk
+after it."""
 
 from __future__ import annotations
 
@@ -7,6 +8,19 @@ import os
 from pathlib import Path
 
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
+
+
+def test_a_work_dir_is_fresh_and_private_and_its_root_is_made_when_missing(tmp_path: Path) -> None:
+    old = os.umask(0o077 | 0o200)  # a umask that would take the owner's write away
+    try:
+        first = create_work_dir(tmp_path / "missing" / "root", "task-1")
+        second = create_work_dir(tmp_path / "missing" / "root", "task-1")
+    finally:
+        os.umask(old)
+    assert first != second and first.parent == second.parent == tmp_path / "missing" / "root"
+    for work in (first, second):
+        assert work.name.startswith("task-1-")
+        assert work.stat().st_mode & 0o777 == 0o700 and (work / "tmp").is_dir()
 
 
 def test_what_a_trivial_recipe_leaves_goes(tmp_path: Path) -> None:
