@@ -24,6 +24,7 @@ import boto3
 import psutil
 
 from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
+from executor.sandbox.spec import SandboxSpec
 
 REGION = "us-east-1"
 
@@ -169,10 +170,10 @@ class Floor:
                 self.run(message["Body"])
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
-    def run(self, envelope: str, log: Path | None = None) -> None:
-        """Spawn the stand-in, feed it, drain its output, reap it; with ``log``, its output goes
-        to a drain process (``DRAIN_INTO_FILE``) instead."""
-        drain = None if log is None else subprocess.PIPE
+    def run(self, envelope: str, log: Path | None = None, drain: bool = False) -> None:
+        """Spawn the stand-in, feed it, drain its output, reap it; with ``drain``, its output goes
+        to a drain process (``bench.drain``: the output rows' floors), with ``log`` into that file
+        up to the executor's cap on a task log."""
         proc = subprocess.Popen(
             [str(self.standin), "ingest", "run", "-c", "-"],
             stdin=subprocess.PIPE,
@@ -181,8 +182,9 @@ class Floor:
         )
         assert proc.stdin is not None and proc.stdout is not None
         drainer = None
-        if drain is not None:
-            drainer = subprocess.Popen([sys.executable, "-c", DRAIN_INTO_FILE, str(log)], stdin=proc.stdout)
+        if drain or log is not None:
+            argv = [sys.executable, "-m", "bench.drain", *([str(log), str(LOG_MAX_BYTES)] if log else [])]
+            drainer = subprocess.Popen(argv, stdin=proc.stdout, cwd=ROOT)
             proc.stdout.close()
         proc.stdin.write(envelope.encode())
         proc.stdin.close()
@@ -190,7 +192,7 @@ class Floor:
             while proc.stdout.read(1 << 20):
                 pass
         elif drainer.wait() != 0:
-            raise RuntimeError("the floor's drain into a file failed")
+            raise RuntimeError("the floor's drain failed")
         proc.wait()
         self.reaped[_tag_of(envelope)] = time.time()
 
@@ -224,22 +226,9 @@ def _tag_of(envelope: str) -> str:
     return str(recipe["source"]["config"].get("tag", ""))
 
 
-DRAIN_INTO_FILE = """
-import fcntl, os, sys
-fcntl.fcntl(0, fcntl.F_SETPIPE_SZ, 1 << 20)  # the 1 MiB pipe the executor asks for too
-buffer = bytearray(1 << 20)
-view = memoryview(buffer)
-out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-while size := os.readv(0, [view]):
-    done = 0
-    while done < size:
-        done += os.write(out, view[done:size])
-os.close(out)
-os.unlink(sys.argv[1])
-"""
-"""The least the executor's output path must do, in a process of its own (in the bench's
-process its thread would queue for the GIL behind the control plane's): read the pipe into one
-reused 1 MiB buffer and write each read to a fresh file on the disk of the task logs."""
+LOG_MAX_BYTES: int = SandboxSpec.log_max_bytes
+"""What the executor keeps of a task's log in its file (then it only counts lines): the floor
+that writes the log writes as much, not the whole of a longer flood."""
 
 
 class ProtocolFloor:
