@@ -184,8 +184,12 @@ class Floor:
         drainer = None
         if drain or log is not None:
             argv = [sys.executable, "-m", "bench.drain", *([str(log), str(LOG_MAX_BYTES)] if log else [])]
-            drainer = subprocess.Popen(argv, stdin=proc.stdout, cwd=ROOT)
+            drainer = subprocess.Popen(argv, stdin=proc.stdout, stdout=subprocess.PIPE, cwd=ROOT)
             proc.stdout.close()
+            assert drainer.stdout is not None
+            if drainer.stdout.readline() != b"ready\n":  # its start-up is no part of the flood
+                raise RuntimeError("the floor's drain did not start")
+            drainer.stdout.close()
         proc.stdin.write(envelope.encode())
         proc.stdin.close()
         if drainer is None:

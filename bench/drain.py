@@ -1,7 +1,7 @@
 """The output floors' reader: the least any runner with the executor's duty does with a flood.
 
-Usage: ``python -m bench.drain [LOG CAP]`` with the pipe as its stdin (standard library only, so
-it is reading before the writer fills the pipe).
+Usage: ``python -m bench.drain [LOG CAP]`` with the pipe as its stdin; it prints ``ready`` once
+the pipe is grown and its reads begin (the floor sends the stand-in its input only then).
 
 It grows the pipe to 1 MiB as the executor's reader does (``streams.grow_pipe``: the default
 64 KiB pipe alone caps a reader at a quarter of what this VM's pipes move), reads into one
@@ -50,6 +50,9 @@ def main() -> int:
     keeps its task logs: pages freed right after a flood would make the next row's writes
     cheaper than a kept log's)."""
     log = sys.argv[1] if len(sys.argv) > 2 else None
+    with contextlib.suppress(OSError):
+        fcntl.fcntl(0, _F_SETPIPE_SZ, CHUNK)
+    print("ready", flush=True)  # the flood may begin: this process's start-up is not timed
     drain_pipe(0, log, int(sys.argv[2]) if log is not None else 0)
     return 0
 
