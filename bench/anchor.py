@@ -23,6 +23,7 @@ from typing import Any
 import boto3
 import psutil
 
+from bench.drain import Drainer
 from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
 from executor.sandbox.spec import SandboxSpec
 
@@ -155,6 +156,8 @@ class Floor:
         self.cpu_at_start: list[float] = []
         self.reaped: dict[str, float] = {}
         """Tag -> wall clock just after the bare parent reaped that run's stand-in."""
+        self._drainer: Drainer | None = None
+        """The output rows' reader, started at their first flood."""
         self._thread = threading.Thread(target=self._loop, name="bench-floor", daemon=True)
         self._thread.start()
 
@@ -172,8 +175,8 @@ class Floor:
 
     def run(self, envelope: str, log: Path | None = None, drain: bool = False) -> None:
         """Spawn the stand-in, feed it, drain its output, reap it; with ``drain``, its output goes
-        to a drain process (``bench.drain``: the output rows' floors), with ``log`` into that file
-        up to the executor's cap on a task log."""
+        to the drain process (``bench.drain``: the output rows' floors), with ``log`` into that
+        file up to the executor's cap on a task log."""
         proc = subprocess.Popen(
             [str(self.standin), "ingest", "run", "-c", "-"],
             stdin=subprocess.PIPE,
@@ -181,22 +184,21 @@ class Floor:
             stderr=subprocess.STDOUT,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        drainer = None
+        stdin = proc.stdin
+
+        def feed() -> None:
+            stdin.write(envelope.encode())
+            stdin.close()
+
         if drain or log is not None:
-            argv = [sys.executable, "-m", "bench.drain", *([str(log), str(LOG_MAX_BYTES)] if log else [])]
-            drainer = subprocess.Popen(argv, stdin=proc.stdout, stdout=subprocess.PIPE, cwd=ROOT)
+            if self._drainer is None:
+                self._drainer = Drainer(str(ROOT))
+            self._drainer.drain(os.dup(proc.stdout.fileno()), feed, str(log) if log else None, LOG_MAX_BYTES)
             proc.stdout.close()
-            assert drainer.stdout is not None
-            if drainer.stdout.readline() != b"ready\n":  # its start-up is no part of the flood
-                raise RuntimeError("the floor's drain did not start")
-            drainer.stdout.close()
-        proc.stdin.write(envelope.encode())
-        proc.stdin.close()
-        if drainer is None:
+        else:
+            feed()
             while proc.stdout.read(1 << 20):
                 pass
-        elif drainer.wait() != 0:
-            raise RuntimeError("the floor's drain failed")
         proc.wait()
         self.reaped[_tag_of(envelope)] = time.time()
 
@@ -222,6 +224,8 @@ class Floor:
         self._stop.set()
         self._thread.join(5)
         self.sqs.close()
+        if self._drainer is not None:
+            self._drainer.close()
 
 
 def _tag_of(envelope: str) -> str:
