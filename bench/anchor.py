@@ -24,7 +24,9 @@ from typing import Any
 import boto3
 import psutil
 
+from bench.drain import Drainer
 from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
+from executor.sandbox.spec import SandboxSpec
 
 REGION = "us-east-1"
 
@@ -155,6 +157,8 @@ class Floor:
         self.cpu_at_start: list[float] = []
         self.reaped: dict[str, float] = {}
         """Tag -> wall clock just after the bare parent reaped that run's stand-in."""
+        self._drainer: Drainer | None = None
+        """The output rows' reader, started at their first flood."""
         self._thread = threading.Thread(target=self._loop, name="bench-floor", daemon=True)
         self._thread.start()
 
@@ -170,10 +174,10 @@ class Floor:
                 self.run(message["Body"])
                 self.sqs.delete_message(QueueUrl=self.url, ReceiptHandle=message["ReceiptHandle"])
 
-    def run(self, envelope: str, log: Path | None = None) -> None:
-        """Spawn the stand-in, feed it, drain its output, reap it; with ``log``, its output goes
-        to a drain process (``DRAIN_INTO_FILE``) instead."""
-        drain = None if log is None else subprocess.PIPE
+    def run(self, envelope: str, log: Path | None = None, drain: bool = False) -> None:
+        """Spawn the stand-in, feed it, drain its output, reap it; with ``drain``, its output goes
+        to the drain process (``bench.drain``: the output rows' floors), with ``log`` into that
+        file up to the executor's cap on a task log."""
         proc = subprocess.Popen(
             [str(self.standin), "ingest", "run", "-c", "-"],
             stdin=subprocess.PIPE,
@@ -181,17 +185,21 @@ class Floor:
             stderr=subprocess.STDOUT,
         )
         assert proc.stdin is not None and proc.stdout is not None
-        drainer = None
-        if drain is not None:
-            drainer = subprocess.Popen([sys.executable, "-c", DRAIN_INTO_FILE, str(log)], stdin=proc.stdout)
+        stdin = proc.stdin
+
+        def feed() -> None:
+            stdin.write(envelope.encode())
+            stdin.close()
+
+        if drain or log is not None:
+            if self._drainer is None:
+                self._drainer = Drainer(str(ROOT))
+            self._drainer.drain(os.dup(proc.stdout.fileno()), feed, str(log) if log else None, LOG_MAX_BYTES)
             proc.stdout.close()
-        proc.stdin.write(envelope.encode())
-        proc.stdin.close()
-        if drainer is None:
+        else:
+            feed()
             while proc.stdout.read(1 << 20):
                 pass
-        elif drainer.wait() != 0:
-            raise RuntimeError("the floor's drain into a file failed")
         proc.wait()
         self.reaped[_tag_of(envelope)] = time.time()
 
@@ -217,6 +225,8 @@ class Floor:
         self._stop.set()
         self._thread.join(5)
         self.sqs.close()
+        if self._drainer is not None:
+            self._drainer.close()
 
 
 def _tag_of(envelope: str) -> str:
@@ -225,22 +235,9 @@ def _tag_of(envelope: str) -> str:
     return str(recipe["source"]["config"].get("tag", ""))
 
 
-DRAIN_INTO_FILE = """
-import fcntl, os, sys
-fcntl.fcntl(0, fcntl.F_SETPIPE_SZ, 1 << 20)  # the 1 MiB pipe the executor asks for too
-buffer = bytearray(1 << 20)
-view = memoryview(buffer)
-out = os.open(sys.argv[1], os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-while size := os.readv(0, [view]):
-    done = 0
-    while done < size:
-        done += os.write(out, view[done:size])
-os.close(out)
-os.unlink(sys.argv[1])
-"""
-"""The least the executor's output path must do, in a process of its own (in the bench's
-process its thread would queue for the GIL behind the control plane's): read the pipe into one
-reused 1 MiB buffer and write each read to a fresh file on the disk of the task logs."""
+LOG_MAX_BYTES: int = SandboxSpec.log_max_bytes
+"""What the executor keeps of a task's log in its file (then it only counts lines): the floor
+that writes the log writes as much, not the whole of a longer flood."""
 
 
 class ProtocolFloor:

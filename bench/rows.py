@@ -319,13 +319,15 @@ def executor_output(
 
 
 def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
-    """The same flood into a plain pipe drained in 1 MiB reads, then into a pipe whose reads
-    are written to a file on the disk of the executor's task logs (no masking, no lines): the
-    least any executor that keeps a full log can do on this machine."""
-    into_file = floor.stamps.parent / "floor-flood.log"
-    for side, log in (("floor (a pipe)", None), (KEPT_LOG_FLOOR, into_file)):
+    """The same flood read by a process of its own (``bench.drain``: the executor's 1 MiB pipe,
+    one reused 1 MiB buffer): thrown away, then written to a file on the disk of the executor's
+    task logs up to the executor's cap on a task log (no masking, no lines). Each is the least
+    a reader with that duty does on this machine: "a pipe" any reader at all, "a pipe into a
+    file" any executor that keeps the log as this one does."""
+    for side, kept in (("floor (a pipe)", False), (KEPT_LOG_FLOOR, True)):
         tag = f"floor-flood-{time.time_ns()}"
-        floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}), log)
+        log = floor.stamps.parent / f"{tag}.log" if kept else None  # kept, as the task logs are
+        floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}), log, drain=True)
         end = read_stamp(floor.stamps, f"{tag}.end")
         assert end is not None
         figures.add(OUTPUT.format(line), side, size / (end["t"] - end["began"]) / MB, "MB/s")

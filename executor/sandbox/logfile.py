@@ -48,10 +48,12 @@ class TaskLogFile:
         """Lines not written because the file was full (the closing tail shows the last ones)."""
         return self._dropped
 
-    def write(self, lines: bytes) -> None:
-        """Append whole lines (each ending with a newline), or count them once the cap is reached."""
+    def write(self, lines: bytes, count: int | None = None) -> None:
+        """Append whole lines (each ending with a newline), or count them once the cap is reached
+        (``count``, when given, is how many they are: the run's log counts them once for its
+        memory and this file)."""
         if self._full:
-            self._dropped += count_lines(lines)
+            self._dropped += count_lines(lines) if count is None else count
             return
         room = self._max - self._written
         if len(lines) > room:

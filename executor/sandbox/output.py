@@ -186,12 +186,14 @@ class BoundedLog:
         """One line of text (the sandbox's own notes)."""
         self.add(line.encode("utf-8", "replace") + b"\n")
 
-    def add(self, lines: bytes) -> None:
-        """Whole lines, each ending with a newline."""
+    def add(self, lines: bytes, count: int | None = None) -> None:
+        """Whole lines, each ending with a newline; ``count`` is how many when the caller has
+        counted them already (``count_lines``)."""
         if not lines:
             return
-        with self._lock:
+        if count is None:
             count = count_lines(lines)
+        with self._lock:
             self._total += count
             if len(self._head) < self._head_max:
                 lines, count = self._fill_head(lines, count)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, decode_lines
+from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, count_lines, decode_lines
 
 
 class RunLog:
@@ -46,10 +46,11 @@ class RunLog:
         """Whole lines of the recipe's output, as the reader hands them over (bytes, a pipe's
         worth at a time): into memory and the file as they are; split into lines only for an
         ``on_line`` callback."""
+        count = count_lines(lines)  # once for both: past the file's cap it only counts them too
         with self._lock:
-            self._memory.add(lines)
+            self._memory.add(lines, count)
             if self._file is not None:
-                self._file.write(lines)
+                self._file.write(lines, count)
         if self._on_line is not None:
             self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
 

@@ -17,10 +17,11 @@ from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import quote
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from executor.sandbox import SandboxRun, SandboxSpec
+from executor.sandbox import SandboxRun, SandboxSpec, logfile, output, run_log
 from executor.sandbox.masking import MASK, MASK_BYTES, Masker, _forms
 from executor.sandbox.output import BoundedLog, LineCutter, TaskLogFile, count_lines
 
@@ -149,6 +150,32 @@ def test_log_file_caps_on_whole_lines_and_ends_with_the_tail(tmp_path: Path) -> 
         "aaaa", "bbbb", "cccc", "dddd", "[... log file capped at 20 bytes; 0 line(s) left out ...]",
         "eeee", "ffff"]
 
+
+
+def test_past_the_file_cap_each_read_is_counted_once_for_memory_and_file(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flood past the file's cap is only counted: once per read, not once for the memory's
+    tail and again for the file's left-out lines (the count is most of that work per MiB)."""
+    calls: list[int] = []
+
+    def counting(data: bytes, start: int = 0) -> int:
+        calls.append(start)
+        return count_lines(data, start)
+
+    for module in (output, logfile, run_log):
+        monkeypatch.setattr(module, "count_lines", counting)
+    log = run_log.RunLog()
+    log.open_file(tmp_path / "task.log", max_bytes=10)
+    log.emit_output(b"aaaa\nbbbb\ncccc\n")  # fills the file: the rest of this read is left out
+    calls.clear()
+    for _ in range(3):
+        log.emit_output(b"dddd\neeee\n")
+    assert len(calls) == 3
+    log.close_file()
+    lines = (tmp_path / "task.log").read_text().splitlines()
+    assert lines[:3] == ["aaaa", "bbbb", "[... log file capped at 10 bytes; 0 line(s) left out ...]"]
+    assert lines[3:] == ["cccc", "dddd", "eeee", "dddd", "eeee", "dddd", "eeee"]
+    assert log.take_text().splitlines()[-2:] == ["dddd", "eeee"]
 
 SPLIT_WRITER = """
     import base64, json, os, sys, time
