@@ -1,0 +1,36 @@
+"""The measuring tools performance.md cites run as written and print every side they name.
+
+The figures themselves are the bench's business (printed tables, never asserted); these check
+that each tool still runs end to end on real processes and reports what it says it does.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> list[str]:
+    done = subprocess.run([sys.executable, "-m", *args], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120, check=True)
+    return done.stdout.splitlines()
+
+
+def test_spawn_cpu_pairs_each_variant_with_its_bare_baseline() -> None:
+    lines = _run("bench.spawn_cpu", "2", "popen,server-all,tiny-popen,tiny-server-all")
+    rows = {line.split()[0]: line for line in lines[1:-1]}
+    assert set(rows) == {"popen", "server-all", "tiny-popen", "tiny-server-all"}
+    assert "+0.00 [+0.00, +0.00]" in rows["popen"]  # a baseline paired with itself
+    assert rows["tiny-popen"].split()[1] == "-"  # /bin/true prints no first line
+    assert lines[-1].startswith("ms of the program's own CPU, 2 interleaved rounds")
+
+
+def test_output_cpu_times_the_executor_reader_against_both_floors() -> None:
+    lines = _run("bench.output_cpu", "1024", "4", "1")
+    assert lines[0].startswith("1024 B lines, 4 MiB, 1 repeat(s)")
+    sides = [line.split("  ")[1].strip() for line in lines[1:]]
+    assert sides == ["executor", "floor (a pipe into a file)", "floor (a pipe)"]
+    assert all("MB/s" in line and "ms CPU/MiB" in line for line in lines[1:])
