@@ -176,6 +176,21 @@ def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_
             ref.stop(block=True, timeout=10)
 
 
+def test_a_task_that_exited_while_waiting_is_never_admitted(book: TaskBook) -> None:
+    """Weighed, then crashed while it waited: its exit is in the book before a runner pops the
+    entry, and admission passes it by (its weight would hold room no recipe uses)."""
+    crashed = Inbox.start([], threading.Event())
+    try:
+        book.add(TaskEntry("urn:crashed", book.new_name(), 0.5, ref=crashed, weighed=True))
+        book.add(TaskEntry("urn:next", book.new_name(), 1.0, ref=crashed, weighed=True))
+        book.record(ChildExited("task-1", 1, failed=True))
+        admitted, waiting, used = book.admit_waiting()
+    finally:
+        crashed.stop(block=True, timeout=10)
+    assert ([e.urn for e in admitted], waiting, used) == (["urn:next"], None, 1.0)
+    assert not book.is_admitted("urn:crashed")
+
+
 def test_a_task_admitted_with_another_tells_it(book: TaskBook) -> None:
     """One Task's weighing may make room for an older one that waited: it is told ``Admitted``."""
     heard: list[Any] = []
