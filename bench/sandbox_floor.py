@@ -15,7 +15,7 @@ of its own, reusing the executor's own small parts where they are the honest min
 * the task cgroup made with the bench pools' memory and pids limits, joined by the child before
   its exec, and removed; skipped where the host allows none, as the executor does. Its parent is
   the floor's own, kept for the floor's life (``own_parent``), as the executor keeps its shared
-  parent while it lives (``cgroups.release_parents``). The child is
+  parent while it lives (``cgroup_parents.release_parents``). The child is
   forked by the executor's spawn server (``start_process``: a small interpreter forks it and runs
   the exec wrapper's set-up, the cgroup join, the rlimits, the new session, the parent-death
   signal, the umask, then execs; the child is still this process's own). That is the cheapest

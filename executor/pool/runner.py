@@ -58,10 +58,9 @@ from executor.pool.messages import (
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
 from executor.pool.task import Task
-from executor.pool.taskbook import RunnerLink, TaskEntry
+from executor.pool.taskbook import EPSILON, RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited
 
-EPSILON = 1e-9
 TRIM_AFTER_S = 2.0
 """How long the pool stays without tasks before the freed C heap is given back: not after every
 task (tasks back to back would trim, then fault the same pages in again)."""

@@ -239,7 +239,8 @@ class Task(PoolActor):
         self.launcher.prepare(self.request)  # before the Admitted turn; nothing is spawned before it
 
     def _admitted(self) -> None:
-        """The runner found room for this request's weight: pre-start the recipe (it waits for
+        """Admission found room for this request's weight (the runner, or this Task's own
+        weighing in the task book: ``TaskBook.admit_waiting``): pre-start the recipe (it waits for
         its stdin), then ask for the secrets (after the spawn: the call's CPU does not delay it,
         and it overlaps the recipe's start-up), and report RUNNING once the run has lasted
         ``first_running_s`` (a run that ends sooner reports only its result)."""

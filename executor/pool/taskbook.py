@@ -37,7 +37,8 @@ class TaskEntry:
     weighed: bool = False
     """The Task has read its request and knows its real weight."""
     admitted: bool = False
-    """The runner let it start its recipe (the weights fit)."""
+    """It may start its recipe (the weights fit): ``TaskBook.admit_waiting``, called by the
+    runner or by the Task's own weighing (``RunnerLink``)."""
     settled: bool = False
     """It handed its outcome on (a result to the Reporter, or the message's fate)."""
     exited: ChildExited | None = None
@@ -45,6 +46,7 @@ class TaskEntry:
 
 
 EPSILON = 1e-9
+"""Slack for sums of float weights (ten Tasks of 0.1 fill the pool: their sum is 0.9999999999999999)."""
 
 
 class TaskBook:
@@ -133,8 +135,8 @@ class TaskBook:
             used = sum(entry.weight for entry in entries if entry.admitted)
             admitted: list[TaskEntry] = []
             for entry in entries:
-                if entry.admitted or entry.settled or not entry.weighed:
-                    continue
+                if entry.admitted or entry.settled or not entry.weighed or entry.exited is not None:
+                    continue  # an exited Task (weighed, then crashed while waiting) starts nothing
                 if entry.ref is None and entry.urn != weighing:
                     return admitted, None, used  # not startable yet: the runner admits it, in turn
                 if used > EPSILON and used + entry.weight > 1.0 + EPSILON:

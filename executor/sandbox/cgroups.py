@@ -15,12 +15,10 @@ When neither works the monitor enforces limits alone; ``describe()`` says which.
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import os
 import re
 import signal
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,9 +26,9 @@ from typing import Literal
 
 from loguru import logger
 
+from executor.sandbox.cgroup_parents import PARENT_NAME, make_under
 from executor.sandbox.procfs import KeptFiles, read_all
 
-PARENT_NAME = "remote-executor"
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]")
 
 
@@ -197,8 +195,8 @@ class TaskCgroup:
         leaf = f"{_NAME_OK.sub('_', name)[:60]}-p{os.getpid()}-{os.urandom(3).hex()}"
         made: list[Path] = []
         try:
-            memory_dir = _make(support.memory_parent, leaf, made)
-            pids_dir = memory_dir if support.version == "v2" else _make(support.pids_parent, leaf, made)
+            memory_dir = make_under(support.memory_parent, leaf, made)
+            pids_dir = memory_dir if support.version == "v2" else make_under(support.pids_parent, leaf, made)
             group = cls(support.version, memory_dir, pids_dir)
             group._set_limits(memory_bytes, max_processes)
             return group
@@ -305,7 +303,7 @@ class TaskCgroup:
 
     def remove(self, timeout_s: float = 2.0) -> bool:
         """Remove the cgroup once empty (a dying process may still be listed for a moment). The
-        shared parent stays for the next run (``release_parents``)."""
+        shared parent stays for the next run (``cgroup_parents``)."""
         self._files.close()
         deadline = time.monotonic() + timeout_s
         remaining = list(self.dirs)
@@ -324,54 +322,6 @@ class TaskCgroup:
             if remaining:
                 time.sleep(0.01)  # the kernel frees a killed task's cgroup membership asynchronously
         return True
-
-
-_kept_parents: set[Path] = set()
-"""The shared parents this process made task cgroups under: kept while it lives, so a run pays
-one cgroup's mkdir and rmdir per hierarchy, not its parent's too (removed again at exit:
-``release_parents``; after a crash, by the next start's ``orphans.reap_orphans``)."""
-_kept_lock = threading.Lock()
-_released_at_exit = False
-"""``release_parents`` is registered to run at exit (once per process)."""
-
-
-def release_parents() -> None:
-    """Remove the shared parents this process used, where empty (another executor's runs may
-    still be in one: it stays for them, and the last to leave removes it). Called at exit."""
-    with _kept_lock:
-        parents = list(_kept_parents)
-        _kept_parents.clear()
-    for parent in parents:
-        with contextlib.suppress(OSError):
-            os.rmdir(parent)
-
-
-def _keep(parent: Path) -> None:
-    global _released_at_exit
-    with _kept_lock:
-        if not _released_at_exit:
-            atexit.register(release_parents)
-            _released_at_exit = True
-        _kept_parents.add(parent)
-
-
-def _make(parent: Path | None, leaf: str, made: list[Path]) -> Path | None:
-    """The task cgroup ``leaf`` under ``parent``, and the parent first if it is not there."""
-    if parent is None:
-        return None
-    directory = parent / leaf
-    for _ in range(3):  # another executor may remove the shared parent between the two mkdirs
-        try:
-            os.mkdir(directory)
-            break
-        except FileNotFoundError:
-            parent.mkdir(exist_ok=True)
-    else:
-        os.mkdir(directory)
-    if parent not in _kept_parents:
-        _keep(parent)
-    made.append(directory)
-    return directory
 
 
 def _write(path: Path, value: int) -> None:

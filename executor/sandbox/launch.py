@@ -3,20 +3,15 @@
 The executor runs ``python -I -S launch.py [options] -- PROGRAM ARGS...`` in a new session
 instead of using ``preexec_fn``: code between fork and exec in a threaded parent can deadlock
 on a lock another thread held at fork time, and the executor always has threads. Here the
-set-up runs in a fresh single-threaded interpreter, in this order:
+set-up runs in a fresh single-threaded interpreter, in this order (docs/sandbox.md says why):
 
-1. join the task's cgroups (``--cgroup DIR``, repeated) by writing our pid to ``cgroup.procs``
-   (on v1, "0" to ``tasks``: the same move for a single thread, without the global lock's RCU
-   wait) while still privileged: the cgroup files belong to the executor;
+1. join the task's cgroups (``--cgroup DIR``, repeated; which file: ``open_joins``) while still
+   privileged: the cgroup files belong to the executor;
 2. rlimits: ``--nofile``, ``--core``, ``--as``, ``--cpu SOFT:HARD``, ``--fsize``;
-3. with ``--user UID --group GID`` (a pool's ``run_as``): drop supplementary groups, setgid,
-   setuid, check that uid 0 cannot be regained, clear ambient capabilities and set
-   ``no_new_privs`` (no setuid binary or file capability gives the recipe anything back);
-4. parent-death signal (``prctl(PR_SET_PDEATHSIG, SIGKILL)``; after the uid switch, which
-   clears it), then a check that the parent is still ``--parent`` (it may have died before
-   the prctl: then exit at once); and "child subreaper" (kept across exec), so a process the
-   recipe orphans (double fork, daemon) is re-parented to the recipe's main process instead of
-   init and stays in the watched tree;
+3. with ``--user UID --group GID`` (a pool's ``run_as``): ``switch_user``, for good;
+4. parent-death signal (after the uid switch, which clears it), exit at once if the parent is
+   no longer ``--parent``, and "child subreaper" (kept across exec): a process the recipe
+   orphans is re-parented to the recipe's main process and stays in the watched tree;
 5. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that);
 6. ``execvp`` the program with the environment it was given.
 
@@ -25,14 +20,9 @@ A failed step prints one line starting with ``remote-executor sandbox:`` and exi
 with ``-I -S`` so nothing from the recipe's environment can change what it loads.
 
 ``--serve FD --parent PID`` makes it the executor's *spawn server* instead (``serve``): it
-stays up, receives spawn requests on the unix socket FD (``executor.sandbox.spawner`` sends
-them, the stdio pipes attached), and for each forks a child that does the same set-up and
-exec. A fork of this small, already started interpreter costs about a millisecond, where a
-new interpreter per recipe costs tens of milliseconds of CPU. The server works each child's
-set-up out before the fork (``prepare``: the limits, the ids, the cgroups' join files opened)
-and the child only makes the calls (``apply``), then ``execve``s a program given by path
-directly: every page the child writes is copied from the server, and Python writes each object
-it merely uses (its reference count), so the less Python runs there, the cheaper the recipe.
+stays up and forks a child per spawn request that does the same set-up (worked out before the
+fork: ``prepare``) and exec. A fork of this small, started interpreter costs about a
+millisecond of CPU, a new interpreter tens of milliseconds.
 """
 
 from __future__ import annotations
@@ -146,22 +136,18 @@ def drop_capabilities() -> None:
         fail(f"cannot drop capabilities: {os.strerror(ctypes.get_errno())}")
 
 
-def join_file(directory: str, alone: bool) -> str:
-    """Where a process joins the cgroup ``directory``. On cgroup v1 a single-threaded
-    (``alone``) process writes "0" (itself) to ``tasks``: the kernel then skips the global
-    threadgroup lock that a ``cgroup.procs`` write takes, whose RCU grace period cost 13-16 ms
-    of wall time per join. A process with more threads must move whole: ``cgroup.procs``."""
-    tasks = os.path.join(directory, "tasks")
-    return tasks if alone and os.path.exists(tasks) else os.path.join(directory, "cgroup.procs")
-
-
 def open_joins(cgroups: list[str], alone: bool) -> list[tuple[str, int | str]]:
     """Each cgroup's join file opened (close-on-exec), or why it could not be: the process that
-    joins then only writes "0" (the writer itself, in either file)."""
+    joins then only writes "0" (the writer itself, in either file). On cgroup v1 a
+    single-threaded (``alone``) process joins through ``tasks``: the kernel then skips the
+    global threadgroup lock that a ``cgroup.procs`` write takes, whose RCU grace period cost
+    13-16 ms of wall time per join. A process with more threads must move whole: ``cgroup.procs``."""
     joins: list[tuple[str, int | str]] = []
     for directory in cgroups:
+        tasks = os.path.join(directory, "tasks")
+        path = tasks if alone and os.path.exists(tasks) else os.path.join(directory, "cgroup.procs")
         try:
-            joins.append((directory, os.open(join_file(directory, alone), os.O_WRONLY | os.O_CLOEXEC)))
+            joins.append((directory, os.open(path, os.O_WRONLY | os.O_CLOEXEC)))
         except OSError as exc:
             joins.append((directory, exc.strerror or str(exc)))
     return joins
@@ -176,13 +162,6 @@ def join_cgroups(joins: list[tuple[str, int | str]]) -> None:
             os.write(fd, b"0")
         except OSError as exc:
             fail(f"cannot join cgroup {directory}: {exc.strerror}")
-
-
-def join_cgroup(directory: str) -> None:
-    """Move this process, with every thread it has, into the cgroup ``directory``."""
-    joins = open_joins([directory], alone=len(os.listdir("/proc/self/task")) == 1)
-    join_cgroups(joins)
-    os.close(int(joins[0][1]))
 
 
 LIMIT_NAMES = {resource.RLIMIT_NOFILE: "open files", resource.RLIMIT_CORE: "core size",

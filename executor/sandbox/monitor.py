@@ -82,6 +82,7 @@ class Monitor:
     def run(self) -> None:
         """Loop until the main process has exited and no member is left."""
         started = time.monotonic()
+        self._next_disk_check = started + DISK_CHECK_S
         try:
             self._waiter.wait(self._first_interval(started))
             while True:
@@ -110,8 +111,9 @@ class Monitor:
         """The sleep before the first sample, paced as after an empty one: the recipe was just
         forked and holds nothing yet, so a sample now would only find that (a trivial recipe
         then needs one sample, after its exit). Its exit, a stop or a limit come near end the
-        sleep as any other."""
-        disk_due = 0.0 if self._limits.disk_bytes is not None else None
+        sleep as any other. The first disk check is a paced one too, ``DISK_CHECK_S`` in: a
+        fresh work dir holds nothing yet, and RLIMIT_FSIZE bounds each file meanwhile."""
+        disk_due = self._next_disk_check - now if self._limits.disk_bytes is not None else None
         return self._pacer.next_interval(now, 0.0, TreeSample(0, 0.0, 0), self.reader.bytes_read, disk_due)
 
     def _poll_exit(self) -> int | None:

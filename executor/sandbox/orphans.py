@@ -4,8 +4,9 @@ The parent-death signal kills a run's main process when the executor dies, but n
 process forked. Every run's environment carries ``REMOTE_EXECUTOR_SANDBOX=<pid>:<start>:<run>``
 (the executor's pid and start time), and each task cgroup's name carries ``-p<pid>-``. At
 start-up, ``reap_orphans`` kills processes whose marker names an executor that is gone, and
-removes task cgroups whose creator is gone (killing what is still inside), and the shared
-parent once empty (a live executor keeps it while it runs: ``cgroups.release_parents``).
+removes task cgroups whose creator is gone (killing what is still inside), and v1's shared
+parent once empty (a live executor keeps it while it runs: ``cgroup_parents.release_parents``; v2's
+delegated ``tasks`` is never removed).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
+from executor.sandbox.cgroup_parents import made_here
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
 
 MARKER_VAR = "REMOTE_EXECUTOR_SANDBOX"
@@ -99,8 +101,9 @@ def _reap_cgroups(support: CgroupSupport) -> int:
             killed += len(members)
             group.remove(timeout_s=2.0)
             logger.info("removed stale task cgroup {}", directory)
-        with contextlib.suppress(OSError):  # empty: a crashed executor left it (a live one keeps it)
-            parent.rmdir()
+        if made_here(parent):  # v2's delegated ``tasks`` stays: it is not ours to remove
+            with contextlib.suppress(OSError):  # empty: a crashed executor left it (a live one keeps it)
+                parent.rmdir()
     return killed
 
 

@@ -20,8 +20,7 @@ COMM_MAX = 15
 """The kernel keeps 16 bytes, the last one a NUL."""
 
 _libc: ctypes.CDLL | None = None
-_comm = threading.local()
-"""The kernel name each thread last gave itself here (``name_this_thread`` skips a repeat)."""
+
 
 def comm_of(path: str) -> str:
     """The kernel name for a tree path: the child's own name, then ``@`` and its pool id.
@@ -41,18 +40,14 @@ def name_this_thread(name: str, comm: str | None = None) -> None:
     """Name the calling thread: ``name`` for Python, ``comm`` (or ``name``) for the kernel.
 
     Best effort: a kernel without ``prctl`` (or a libc that cannot be loaded) keeps ``python``.
-    A spare thread names itself twice per job (``spare_threads``), so the call is made cheap:
-    the kernel is not asked again for the name it has, and ``prctl`` (which never blocks) runs
-    with the GIL held (``PyDLL``): a ``CDLL`` call lets the GIL go and must win it back, a
-    hand-over to another thread and back on a busy executor.
+    A spare thread names itself twice per job (``spare_threads``), so ``prctl`` (which never
+    blocks) runs with the GIL held (``PyDLL``): a ``CDLL`` call lets the GIL go and must win it
+    back, a hand-over to another thread and back on a busy executor.
     """
     global _libc
     threading.current_thread().name = name
     short = (comm or name).encode("utf-8", "replace")[:COMM_MAX]
-    if getattr(_comm, "name", None) == short:
-        return
     with contextlib.suppress(OSError, AttributeError):
         if _libc is None:
             _libc = ctypes.PyDLL(None, use_errno=True)
         _libc.prctl(PR_SET_NAME, short, 0, 0, 0)
-        _comm.name = short

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from executor.sandbox import enforcement_mechanism, sandbox_capabilities
-from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups, release_parents
+from executor.sandbox.cgroup_parents import release_parents
+from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, detect_cgroups
 from executor.sandbox.orphans import reap_orphans
 
 V1_MOUNTS = """\
@@ -159,3 +160,38 @@ def test_a_parent_a_crashed_executor_left_empty_is_removed_at_start_up(own_paren
         parent.mkdir()
     reap_orphans(own_parents)
     assert not any(p.exists() for p in _parents(own_parents))
+
+
+def test_v2s_delegated_tasks_subtree_outlives_the_sweep_and_the_release(tmp_path: Path) -> None:
+    """v2's parent is the delegated ``tasks`` (its controllers enabled once, at set-up): neither
+    the start-up sweep nor the release at exit removes it, as they remove v1's own parent."""
+    tasks = tmp_path / "unified" / "svc" / "tasks"
+    tasks.mkdir(parents=True)
+    support = CgroupSupport("v2", tasks, tasks)
+    reap_orphans(support)
+    assert tasks.is_dir(), "the start-up sweep removed the delegated subtree"
+    group = TaskCgroup.create(support, "v2-run", None, None)  # a fake tree: no limit files to write
+    assert group is not None and group.dirs == (group.memory_dir,) and group.remove()
+    release_parents()
+    assert tasks.is_dir(), "the release at exit removed the delegated subtree"
+
+
+def test_a_missing_v2_tasks_subtree_is_not_made_again(tmp_path: Path) -> None:
+    """A plain mkdir would make ``tasks`` without controllers (its task cgroups without
+    ``memory.max``): the run falls back to the monitor instead, and ``tasks`` stays absent."""
+    tasks = tmp_path / "unified" / "svc" / "tasks"
+    tasks.parent.mkdir(parents=True)
+    assert TaskCgroup.create(CgroupSupport("v2", tasks, tasks), "v2-run", None, None) is None
+    assert not tasks.exists()
+
+
+def test_v1s_own_parent_is_made_when_missing(tmp_path: Path) -> None:
+    """v1's ``remote-executor`` parent is the executor's own: the first run makes it."""
+    memory, pids = (tmp_path / name / "svc" / "remote-executor" for name in ("memory", "pids"))
+    for parent in (memory, pids):
+        parent.parent.mkdir(parents=True)
+    group = TaskCgroup.create(CgroupSupport("v1", memory, pids), "v1-run", None, None)
+    assert group is not None and memory.is_dir() and pids.is_dir()
+    assert group.remove()
+    release_parents()
+    assert not memory.exists() and not pids.exists()

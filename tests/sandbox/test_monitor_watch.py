@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from executor.sandbox import pacing, procfs, pss, waiter
+from executor.sandbox import monitor, pacing, procfs, pss, waiter
 from executor.sandbox.cgroups import TaskCgroup, detect_cgroups
 from executor.sandbox.limits import GiB, MiB, SandboxLimits
 from executor.sandbox.pacing import FAR_INTERVAL_S, MIN_INTERVAL_S, Pacer
@@ -280,5 +280,27 @@ def test_a_recipe_that_exits_within_the_first_sleep_is_sampled_once(
     monkeypatch.setattr(ProcessTree, "sample", counted)
     monkeypatch.setattr(pacing, "FAR_INTERVAL_S", LONG_S)
     _, result = run_sandbox(["sh", "-c", "exit 4"], limits=SandboxLimits(kill_grace_s=2.0))
+    assert result.outcome == "exited" and result.exit_code == 4
+    assert taken == [True], "sampled before the exit"
+
+
+@pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")
+def test_a_disk_limit_does_not_cut_the_first_sleep_short(run_sandbox: RunFactory,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """The first disk check is paced like the others (``DISK_CHECK_S`` after the start, made a
+    minute here): a recipe with a disk limit that exits within the first sleep is sampled once,
+    after its exit, not first at 5 ms for a check of a work dir that holds nothing yet."""
+    taken: list[bool] = []
+    sample = ProcessTree.sample
+
+    def counted(self: ProcessTree, exited: bool = False) -> TreeSample:
+        taken.append(exited)
+        return sample(self, exited)
+
+    monkeypatch.setattr(ProcessTree, "sample", counted)
+    monkeypatch.setattr(pacing, "FAR_INTERVAL_S", LONG_S)
+    monkeypatch.setattr(monitor, "DISK_CHECK_S", LONG_S)
+    _, result = run_sandbox(["sh", "-c", "sleep 1; exit 4"],
+                            limits=SandboxLimits(kill_grace_s=2.0, disk_bytes=MiB))
     assert result.outcome == "exited" and result.exit_code == 4
     assert taken == [True], "sampled before the exit"

@@ -29,22 +29,3 @@ def test_a_thread_names_itself_for_python_and_the_kernel() -> None:
     thread.join(10)
     assert seen == {"python": "root/pool:p1/poller", "kernel": "poller@p1"}
 
-
-def test_a_repeated_name_does_not_ask_the_kernel_again() -> None:
-    """A spare thread names itself for every job: the kernel's name is set only when it changes
-    (here it was changed behind the thread's back, and the repeat leaves it so)."""
-    seen: list[str] = []
-
-    def body() -> None:
-        comm = Path(f"/proc/self/task/{threading.get_native_id()}/comm")
-        name_this_thread("root/pool:p1/poller", "poller@p1")
-        comm.write_text("elsewhere")
-        name_this_thread("root/pool:p1/poller", "poller@p1")
-        seen.append(comm.read_text().strip())
-        name_this_thread("root/pool:p1/runner", "runner@p1")
-        seen.append(comm.read_text().strip())
-
-    thread = threading.Thread(target=body)
-    thread.start()
-    thread.join(10)
-    assert seen == ["elsewhere", "runner@p1"]

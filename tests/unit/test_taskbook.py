@@ -147,34 +147,48 @@ def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(boo
 def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_first(
     book: TaskBook,
 ) -> None:
-    """Full: a heavy Task waits (the runner hears of it), and the one behind it waits too even
-    though it would fit; once the first ends, the runner's admission takes both in order."""
+    """Full: a heavy Task waits (the runner hears of it), and the one behind it waits too although
+    its 0.5 would fit beside the running 0.5: an older Task waits for room. Every entry has its
+    ref, so no one waits for want of one. Once the first ends, admission takes them in order."""
     heard: list[Any] = []
     event = threading.Event()
     directory = Directory()
     runner = Heard.start(book, heard, event)
     directory.put(RUNNER, runner)
-    for urn in ("urn:run", "urn:heavy", "urn:light"):
-        book.add(TaskEntry(urn, book.new_name(), 0.5))
-    link = RunnerLink(book, directory)
+    tasks: list[pykka.ActorRef[Any]] = []
     try:
+        for urn in ("urn:run", "urn:heavy", "urn:light"):
+            tasks.append(Inbox.start([], threading.Event()))
+            book.add(TaskEntry(urn, book.new_name(), 0.5, ref=tasks[-1]))
+        link = RunnerLink(book, directory)
         link.tell(WeightKnown("urn:run", 0.5))
         link.tell(WeightKnown("urn:heavy", 1.0))
         link.tell(WeightKnown("urn:light", 0.5))
         wait_until(lambda: len(heard) == 2, 10, "the runner to hear of both waiting Tasks")
+        assert [message.urn for message, _ in heard] == ["urn:heavy", "urn:light"]
+        assert [book.is_admitted(u) for u in ("urn:run", "urn:heavy", "urn:light")] == [True, False, False]
+        book.pop("urn:run")
+        admitted, waiting, used = book.admit_waiting()
+        assert [e.urn for e in admitted] == ["urn:heavy"] and used == 1.0
+        assert waiting is not None and waiting.urn == "urn:light"
     finally:
-        runner.stop(block=True, timeout=10)
-    assert [message.urn for message, _ in heard] == ["urn:heavy", "urn:light"]
-    assert [book.is_admitted(u) for u in ("urn:run", "urn:heavy", "urn:light")] == [True, False, False]
-    book.pop("urn:run")
-    assert book.admit_waiting() == ([], None, 0.0)  # no refs yet: the runner cannot tell them
-    for urn in ("urn:heavy", "urn:light"):
-        entry = book.get(urn)
-        assert entry is not None
-        entry.ref = runner  # any ref: the runner's admission tells only Tasks it can reach
-    admitted, waiting, used = book.admit_waiting()
-    assert [e.urn for e in admitted] == ["urn:heavy"] and waiting is not None and used == 1.0
-    assert waiting.urn == "urn:light"
+        for ref in [runner, *tasks]:
+            ref.stop(block=True, timeout=10)
+
+
+def test_a_task_that_exited_while_waiting_is_never_admitted(book: TaskBook) -> None:
+    """Weighed, then crashed while it waited: its exit is in the book before a runner pops the
+    entry, and admission passes it by (its weight would hold room no recipe uses)."""
+    crashed = Inbox.start([], threading.Event())
+    try:
+        book.add(TaskEntry("urn:crashed", book.new_name(), 0.5, ref=crashed, weighed=True))
+        book.add(TaskEntry("urn:next", book.new_name(), 1.0, ref=crashed, weighed=True))
+        book.record(ChildExited("task-1", 1, failed=True))
+        admitted, waiting, used = book.admit_waiting()
+    finally:
+        crashed.stop(block=True, timeout=10)
+    assert ([e.urn for e in admitted], waiting, used) == (["urn:next"], None, 1.0)
+    assert not book.is_admitted("urn:crashed")
 
 
 def test_a_task_admitted_with_another_tells_it(book: TaskBook) -> None:
