@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -316,6 +317,17 @@ def executor_output(
     # the freed C heap back TRIM_AFTER_S after that task), not at the instant the result lands.
     time.sleep(TRIM_AFTER_S + 1.0)
     figures.add(OUTPUT_LEFT.format(line), "executor", (child.ps.memory_info().rss - before) / MB, "MB")
+    forget_flood_logs(child.state_dir.glob("**/logs/*.log"))
+
+
+def forget_flood_logs(paths: Iterable[Path]) -> None:
+    """Delete a flood's kept log once its row is taken, the executor's as the floor's: on this
+    VM, memory the kernel has given back to the host costs several times more to write a page
+    into than a page a deleted file just freed, so logs left behind would make each flood
+    slower than the one before it and every row depend on how many ran before it. Deleted
+    after each flood, every side writes its log from the same state."""
+    for path in paths:
+        path.unlink(missing_ok=True)
 
 
 def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
@@ -331,3 +343,4 @@ def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
         end = read_stamp(floor.stamps, f"{tag}.end")
         assert end is not None
         figures.add(OUTPUT.format(line), side, size / (end["t"] - end["began"]) / MB, "MB/s")
+        forget_flood_logs([log] if log else [])

@@ -75,9 +75,10 @@ class ExecutorChild:
     def __init__(self, tmp: Path, cp: ControlPlane, venv_root: Path, pools: list[dict[str, Any]],
                  command: Sequence[str] = ("-m", "executor")) -> None:
         name = uuid.uuid4().hex[:6]
+        self.state_dir = tmp / f"state-{name}"
         config = {
             "gms": {"url": cp.gms_url, "timeout_s": 10},
-            "state_dir": str(tmp / f"state-{name}"),
+            "state_dir": str(self.state_dir),
             "logging": {"format": "text", "level": os.environ.get("BENCH_EXECUTOR_LOG_LEVEL", "INFO")},
             "observability": {"host": "127.0.0.1", "port": 0},
             "shutdown": {"drain_s": 5, "kill_grace_s": 2},
