@@ -136,7 +136,7 @@ def _noticed(f: Figures) -> tuple[bool | None, str]:
     mine, floor = _p(f, EXIT_NOTICED), _p(f, EXIT_NOTICED, "floor")
     if mine is None or floor is None:
         return None, "-"
-    return mine - floor < 5, f"+{mine - floor:.1f} ms over the bare parent's reap ({floor:.1f} ms)"
+    return mine - floor < 5, f"{mine - floor:+.1f} ms over the bare parent's reap ({floor:.1f} ms)"
 
 
 def _wrapper(f: Figures) -> tuple[bool | None, str]:
@@ -181,7 +181,7 @@ def _per_pool(f: Figures) -> tuple[bool | None, str]:
     one, four = _p(f, IDLE_RSS.format(1)), _p(f, IDLE_RSS.format(4))
     if one is None or four is None:
         return None, "-"
-    return (four - one) / 3 <= 3, f"+{(four - one) / 3:.1f} MB per extra pool"
+    return (four - one) / 3 <= 3, f"{(four - one) / 3:+.1f} MB per extra pool"
 
 
 def _threads(pools: int) -> Target:

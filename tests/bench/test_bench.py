@@ -17,7 +17,7 @@ import pytest
 
 from bench.cost_rows import ALL_CPU, CEILING, CORES
 from bench.floor_rows import BARE, BARE_SANDBOX
-from bench.rows import CPU_TASK, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
+from bench.rows import CPU_TASK, EXIT_NOTICED, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
 from bench.spawn_rows import BARE as BARE_POPEN
 from bench.spawn_rows import TINY_ADDS, TINY_QUIET, WRAPPER_ADDS, WRAPPER_QUIET
 from bench.stats import Figures, Target, percentile
@@ -86,6 +86,12 @@ def test_the_wrapper_target_reads_the_paired_quiet_rows_when_they_were_taken() -
         "start-up (31.0 ms) | met |")
     live.add(WRAPPER_ADDS, "executor", [9.0, 9.0, 9.0], "ms")
     assert _target("the exec wrapper").line(live).endswith("| NOT MET |")
+
+
+def test_a_difference_below_its_anchor_reads_with_one_sign() -> None:
+    """A recipe's exit noticed sooner than the bare parent's reap (noise) is "-1.1", not "+-1.1"."""
+    line = _target("recipe exit").line(_figures(EXIT_NOTICED, "ms", {"executor": [6.7], "floor": [7.8]}))
+    assert "| -1.1 ms over the bare parent's reap (7.8 ms) | met |" in line
 
 
 def _pickup_line(boxed: list[float]) -> str:
