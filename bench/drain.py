@@ -6,7 +6,7 @@ reads begin (the floor sends the stand-in its input only then), ``done`` at the 
 
 For each flood it grows the pipe to 1 MiB as the executor's reader does
 (``streams.grow_pipe``), reads into one reused 1 MiB buffer, and, given a log file, writes the
-flood's first ``cap`` bytes to that fresh file (kept), as the executor keeps at most
+flood's first ``cap`` bytes to that fresh file, as the executor keeps at most
 ``SandboxSpec.log_max_bytes`` of a task's log in its file (past that it only counts lines),
 then reads the rest and throws it away. No masking, no lines, no memory tail: a floor no
 reader with that duty goes under on this machine.

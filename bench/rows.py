@@ -338,7 +338,7 @@ def floor_output(floor: Floor, line: int, size: int, figures: Figures) -> None:
     file" any executor that keeps the log as this one does."""
     for side, kept in (("floor (a pipe)", False), (KEPT_LOG_FLOOR, True)):
         tag = f"floor-flood-{time.time_ns()}"
-        log = floor.stamps.parent / f"{tag}.log" if kept else None  # kept, as the task logs are
+        log = floor.stamps.parent / f"{tag}.log" if kept else None  # deleted once its row is taken
         floor.run(floor.envelope(tag, {"mode": "flood", "bytes": size, "line": line}), log, drain=True)
         end = read_stamp(floor.stamps, f"{tag}.end")
         assert end is not None
