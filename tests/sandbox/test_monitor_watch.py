@@ -265,31 +265,16 @@ def test_without_pidfds_the_exit_is_noticed_by_sampling(run_sandbox: RunFactory,
 
 
 @pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")
+@pytest.mark.parametrize(("command", "disk_bytes"), [("exit 4", None), ("sleep 1; exit 4", MiB)],
+                         ids=["no-disk-limit", "disk-limit"])
 def test_a_recipe_that_exits_within_the_first_sleep_is_sampled_once(
-        run_sandbox: RunFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+        run_sandbox: RunFactory, monkeypatch: pytest.MonkeyPatch, command: str,
+        disk_bytes: int | None) -> None:
     """The first sample waits for the first paced sleep (a recipe just forked holds nothing yet):
-    one that exits before it is sampled once, after its exit, and its status is still right.
-    (The far sleep is made a minute long so the exit always comes first.)"""
-    taken: list[bool] = []
-    sample = ProcessTree.sample
-
-    def counted(self: ProcessTree, exited: bool = False) -> TreeSample:
-        taken.append(exited)
-        return sample(self, exited)
-
-    monkeypatch.setattr(ProcessTree, "sample", counted)
-    monkeypatch.setattr(pacing, "FAR_INTERVAL_S", LONG_S)
-    _, result = run_sandbox(["sh", "-c", "exit 4"], limits=SandboxLimits(kill_grace_s=2.0))
-    assert result.outcome == "exited" and result.exit_code == 4
-    assert taken == [True], "sampled before the exit"
-
-
-@pytest.mark.skipif(not detect_cgroups().active, reason="no writable cgroup here")
-def test_a_disk_limit_does_not_cut_the_first_sleep_short(run_sandbox: RunFactory,
-                                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    """The first disk check is paced like the others (``DISK_CHECK_S`` after the start, made a
-    minute here): a recipe with a disk limit that exits within the first sleep is sampled once,
-    after its exit, not first at 5 ms for a check of a work dir that holds nothing yet."""
+    one that exits before it is sampled once, after its exit, and its status is still right. A
+    disk limit does not cut that sleep short: its first check is paced like the others
+    (``DISK_CHECK_S`` after the start), not at 5 ms for a work dir that holds nothing yet.
+    (The far sleep and the disk check are made a minute long so the exit always comes first.)"""
     taken: list[bool] = []
     sample = ProcessTree.sample
 
@@ -300,7 +285,7 @@ def test_a_disk_limit_does_not_cut_the_first_sleep_short(run_sandbox: RunFactory
     monkeypatch.setattr(ProcessTree, "sample", counted)
     monkeypatch.setattr(pacing, "FAR_INTERVAL_S", LONG_S)
     monkeypatch.setattr(monitor, "DISK_CHECK_S", LONG_S)
-    _, result = run_sandbox(["sh", "-c", "sleep 1; exit 4"],
-                            limits=SandboxLimits(kill_grace_s=2.0, disk_bytes=MiB))
+    _, result = run_sandbox(["sh", "-c", command],
+                            limits=SandboxLimits(kill_grace_s=2.0, disk_bytes=disk_bytes))
     assert result.outcome == "exited" and result.exit_code == 4
     assert taken == [True], "sampled before the exit"
