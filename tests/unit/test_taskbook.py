@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pykka
@@ -46,6 +47,25 @@ def book() -> Iterator[TaskBook]:
     fresh.stop_all(10)
 
 
+@dataclass
+class Listening:
+    """A stand-in runner listed in a directory, and what it has heard."""
+
+    directory: Directory
+    heard: list[Any]
+    event: threading.Event
+
+
+@pytest.fixture
+def runner(book: TaskBook) -> Iterator[Listening]:
+    """A ``Heard`` runner listed as the pool's runner; stopped after the test."""
+    listening = Listening(Directory(), [], threading.Event())
+    ref = Heard.start(book, listening.heard, listening.event)
+    listening.directory.put(RUNNER, ref)
+    yield listening
+    ref.stop(block=True, timeout=10)
+
+
 def test_notices_told_while_no_runner_is_up_are_kept_in_the_book(book: TaskBook) -> None:
     directory = Directory()  # no runner listed: it is restarting
     link = RunnerLink(book, directory)
@@ -60,19 +80,11 @@ def test_notices_told_while_no_runner_is_up_are_kept_in_the_book(book: TaskBook)
     assert book.produced_result and book.live() == 0 and len(book) == 1  # left for a runner to pop
 
 
-def test_a_listed_runner_hears_each_notice_after_the_book_has_it(book: TaskBook) -> None:
-    heard: list[Any] = []
-    event = threading.Event()
-    directory = Directory()
-    runner = Heard.start(book, heard, event)
-    directory.put(RUNNER, runner)
+def test_a_listed_runner_hears_each_notice_after_the_book_has_it(book: TaskBook, runner: Listening) -> None:
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
-    try:
-        RunnerLink(book, directory).tell(WeightKnown("urn:a", 0.25))
-        assert event.wait(10)
-    finally:
-        runner.stop(block=True, timeout=10)
-    assert heard == [(WeightKnown("urn:a", 0.25), True)]  # the book had it when the runner heard it
+    RunnerLink(book, runner.directory).tell(WeightKnown("urn:a", 0.25))
+    assert runner.event.wait(10)
+    assert runner.heard == [(WeightKnown("urn:a", 0.25), True)]  # the book had it when the runner heard it
     # A weight other than the one counted is told (capacity changes); it fitted: admitted at once.
     assert book.get("urn:a") == TaskEntry("urn:a", "task-1", 0.25, weighed=True, admitted=True)
 
@@ -92,22 +104,16 @@ def test_names_stay_unique_across_runner_incarnations_and_stop_all_stops_every_l
     assert not any(ref is not None and ref.is_alive() for ref in refs)
 
 
-def test_a_settled_notice_is_written_to_the_book_and_not_told_to_the_runner(book: TaskBook) -> None:
+def test_a_settled_notice_is_written_to_the_book_and_not_told_to_the_runner(
+    book: TaskBook, runner: Listening
+) -> None:
     """The runner reads ``settled`` from the book; only the notices it acts on wake it."""
-    heard: list[Any] = []
-    event = threading.Event()
-    directory = Directory()
-    runner = Heard.start(book, heard, event)
-    directory.put(RUNNER, runner)
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
-    try:
-        link = RunnerLink(book, directory)
-        link.tell(TaskSettled("urn:a", "SUCCESS"))
-        link.tell(WeightKnown("urn:a", 0.5))  # after it in the runner's inbox, were it told
-        assert event.wait(10)
-    finally:
-        runner.stop(block=True, timeout=10)
-    assert heard == [(WeightKnown("urn:a", 0.5), True)]
+    link = RunnerLink(book, runner.directory)
+    link.tell(TaskSettled("urn:a", "SUCCESS"))
+    link.tell(WeightKnown("urn:a", 0.5))  # after it in the runner's inbox, were it told
+    assert runner.event.wait(10)
+    assert runner.heard == [(WeightKnown("urn:a", 0.5), True)]
     entry = book.get("urn:a")
     assert entry is not None and entry.settled and book.produced_result
 
@@ -125,54 +131,43 @@ class Inbox(pykka.ThreadingActor):
         return None
 
 
-def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(book: TaskBook) -> None:
+def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(
+    book: TaskBook, runner: Listening
+) -> None:
     """The default weight, room for it: admitted on the Task's own thread; the runner, which
     counted that weight already, is not woken."""
-    heard: list[Any] = []
-    event = threading.Event()
-    directory = Directory()
-    runner = Heard.start(book, heard, event)
-    directory.put(RUNNER, runner)
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
-    try:
-        RunnerLink(book, directory).tell(WeightKnown("urn:a", 0.5))
-        assert book.is_admitted("urn:a")
-        RunnerLink(book, directory).tell(ChildExited("task-1", 1, failed=False))
-        assert event.wait(10)
-    finally:
-        runner.stop(block=True, timeout=10)
-    assert [message for message, _ in heard] == [ChildExited("task-1", 1, failed=False)]
+    RunnerLink(book, runner.directory).tell(WeightKnown("urn:a", 0.5))
+    assert book.is_admitted("urn:a")
+    RunnerLink(book, runner.directory).tell(ChildExited("task-1", 1, failed=False))
+    assert runner.event.wait(10)
+    assert [message for message, _ in runner.heard] == [ChildExited("task-1", 1, failed=False)]
 
 
 def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_first(
-    book: TaskBook,
+    book: TaskBook, runner: Listening
 ) -> None:
     """Full: a heavy Task waits (the runner hears of it), and the one behind it waits too although
     its 0.5 would fit beside the running 0.5: an older Task waits for room. Every entry has its
     ref, so no one waits for want of one. Once the first ends, admission takes them in order."""
-    heard: list[Any] = []
-    event = threading.Event()
-    directory = Directory()
-    runner = Heard.start(book, heard, event)
-    directory.put(RUNNER, runner)
     tasks: list[pykka.ActorRef[Any]] = []
     try:
         for urn in ("urn:run", "urn:heavy", "urn:light"):
             tasks.append(Inbox.start([], threading.Event()))
             book.add(TaskEntry(urn, book.new_name(), 0.5, ref=tasks[-1]))
-        link = RunnerLink(book, directory)
+        link = RunnerLink(book, runner.directory)
         link.tell(WeightKnown("urn:run", 0.5))
         link.tell(WeightKnown("urn:heavy", 1.0))
         link.tell(WeightKnown("urn:light", 0.5))
-        wait_until(lambda: len(heard) == 2, 10, "the runner to hear of both waiting Tasks")
-        assert [message.urn for message, _ in heard] == ["urn:heavy", "urn:light"]
+        wait_until(lambda: len(runner.heard) == 2, 10, "the runner to hear of both waiting Tasks")
+        assert [message.urn for message, _ in runner.heard] == ["urn:heavy", "urn:light"]
         assert [book.is_admitted(u) for u in ("urn:run", "urn:heavy", "urn:light")] == [True, False, False]
         book.pop("urn:run")
         admitted, waiting, used = book.admit_waiting()
         assert [e.urn for e in admitted] == ["urn:heavy"] and used == 1.0
         assert waiting is not None and waiting.urn == "urn:light"
     finally:
-        for ref in [runner, *tasks]:
+        for ref in tasks:
             ref.stop(block=True, timeout=10)
 
 
