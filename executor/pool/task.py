@@ -36,7 +36,6 @@ from executor.errors import BadInputError, ExecutorError, FinalError
 from executor.pool import outcome
 from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
-from executor.pool.first_running import write_first_running
 from executor.pool.messages import (
     POLLER,
     REPORTER,
@@ -347,16 +346,10 @@ class Task(PoolActor):
         first RUNNING (a Reporter restarting drops it) is made good one interval later."""
         if self._settled or self.cancel is not None or not self.launcher.running:
             return
-        self._send_running(self.launcher.log_tail() or "Starting.", first=True)
+        self._send_running(self.launcher.log_tail() or "Starting.")
 
-    def _send_running(self, tail: str, first: bool = False) -> None:
-        """RUNNING with ``tail``: the first written here (``first_running``: no hop to the
-        reporters' strand), the later ones through the Reporter, which coalesces them."""
-        progress = Progress(self.urn, outcome.running_aspect(self.start_ms, tail))
-        if first:
-            write_first_running(self.gms, self.ctx.directory, progress)
-        else:
-            self.ctx.directory.tell(REPORTER, progress)
+    def _send_running(self, tail: str) -> None:
+        self.ctx.directory.tell(REPORTER, Progress(self.urn, outcome.running_aspect(self.start_ms, tail)))
 
     def _cancel(self, message: Cancel) -> None:
         if self.cancel is not None:
