@@ -1,4 +1,4 @@
-"""The executor's CPU per trivial task, split by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS]``.
+"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS] [phases]``.
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
@@ -24,6 +24,8 @@ each job of the executor's spare threads exactly: its thread's CPU and times sch
 ``sandbox``, ``sandbox-out``) and written to a file when the executor gets ``SIGUSR2``
 (the bench's signal; the executor uses none). "jobs" lines give those sums, and "spare
 threads between jobs" what the spare threads spent outside them (naming, waiting, lingering).
+With ``phases`` the steps of a task's path (``PHASES``: the Task's handlers, the run's start,
+the outbox write, the Reporter's and the resolver's turns) are counted the same way.
 
 ``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
 long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
@@ -81,10 +83,33 @@ def _counted(run):
                 total[1] += runs_end - runs
                 total[2] += 1
     return counted
+_phases = {}
+def _timed(name, fn):
+    def timed(*args, **kwargs):
+        ns, runs = _sched()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            ns_end, runs_end = _sched()
+            with _jobs_lock:
+                total = _phases.setdefault(name, [0, 0, 0])
+                total[0] += ns_end - ns
+                total[1] += runs_end - runs
+                total[2] += 1
+    return timed
+def _wrap_phases(spec):
+    import importlib
+    for where in filter(None, spec.split(",")):
+        module, _, qualname = where.partition(":")
+        owner = importlib.import_module(module)
+        *path, attr = qualname.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, attr, _timed(qualname, getattr(owner, attr)))
 def _dump(*_):
     _dumps[0] += 1
     with _jobs_lock:
-        text = json.dumps({"dump": _dumps[0], "jobs": _jobs})
+        text = json.dumps({"dump": _dumps[0], "jobs": _jobs, "phases": _phases})
     with open(os.environ["TASK_CPU_JOBS"] + ".tmp", "w") as out:
         out.write(text)
     os.replace(os.environ["TASK_CPU_JOBS"] + ".tmp", os.environ["TASK_CPU_JOBS"])
@@ -92,12 +117,25 @@ if os.environ.get("TASK_CPU_JOBS"):
     from executor.supervision import spare_threads
     spare_threads.Job.run = _counted(spare_threads.Job.run)
     signal.signal(signal.SIGUSR2, _dump)
+    _wrap_phases(os.environ.get("TASK_CPU_PHASES", ""))
 """
 """The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``),
 and the spare threads' jobs counted exactly (see the module doc)."""
 TICKS = os.sysconf("SC_CLK_TCK")
 SPARE_GROUPS = frozenset({"task strand", "spare", "sandbox", "sandbox-out"})
 """The sampled groups of the spare threads: their jobs' kinds and ``spare`` between jobs."""
+PHASES = ",".join([
+    *(f"executor.pool.task:Task.{name}" for name in (
+        "_prepare", "_admitted", "_request_secrets", "_first_running", "_launch", "_finish_of",
+        "_settle")),
+    "executor.pool.sandboxing:SandboxLauncher.prestart",
+    "executor.reporting.outbox:Outbox.put",
+    "executor.supervision.actor:SupervisedActor._end",
+    "executor.pool.reporter:Reporter.handle",
+    "executor.pool.resolver:SecretResolver.handle",
+])
+"""With ``phases``: the steps of a task's path timed like the jobs (nested ones count in both;
+each timing reads ``schedstat`` twice, about 20-40 us, so the totals grow by that much)."""
 
 
 def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
@@ -189,14 +227,16 @@ def _server_ns(pid: int) -> int:
 
 
 def read_jobs(pid: int, path: Path, timeout_s: float = 10.0) -> dict[str, list[int]]:
-    """The executor's job sums (kind -> [CPU ns, times scheduled in, jobs]): ``SIGUSR2`` makes it
-    write them to ``path`` (the ``sitecustomize``); waits for that dump."""
+    """The executor's sums (job kind or phase -> [CPU ns, times scheduled in, calls]):
+    ``SIGUSR2`` makes it write them to ``path`` (the ``sitecustomize``); waits for that dump.
+    Phases are keyed ``phase <name>``."""
     before = _dump_number(path)
     os.kill(pid, signal.SIGUSR2)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         if _dump_number(path) > before:
-            return dict(json.loads(path.read_text())["jobs"])
+            dump = json.loads(path.read_text())
+            return {**dump["jobs"], **{f"phase {k}": v for k, v in dump["phases"].items()}}
         time.sleep(SAMPLE_S)
     raise TimeoutError("the executor wrote no job sums (is its sitecustomize loaded?)")
 
@@ -241,11 +281,15 @@ def print_round(index: int, split: dict[str, float], runs: dict[str, float], ser
         print(f"  {ms:7.2f}  {woken}  {name}")
     spare_ms = sum(ms for name, ms in split.items() if name in SPARE_GROUPS)
     spare_runs = sum(runs.get(name, 0.0) for name in SPARE_GROUPS)
+    phases = {k: v for k, v in jobs.items() if k.startswith("phase ")}
+    jobs = {k: v for k, v in jobs.items() if k not in phases}
     print("  jobs of the spare threads, counted exactly:")
-    for kind, (ms, woken) in sorted(jobs.items(), key=lambda kv: -kv[1][0]):
-        print(f"  {ms:7.2f}  {woken:6.1f}  job {kind}")
+    for kind, (job_ms, job_woken) in sorted(jobs.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {job_ms:7.2f}  {job_woken:6.1f}  job {kind}")
     print(f"  {spare_ms - sum(ms for ms, _ in jobs.values()):7.2f}  "
           f"{spare_runs - sum(w for _, w in jobs.values()):6.1f}  spare threads between jobs")
+    for phase, (phase_ms, phase_woken) in phases.items():
+        print(f"  {phase_ms:7.2f}  {phase_woken:6.1f}  {phase}")
 
 
 def add_old_logs(state_dir: Path, count: int) -> None:
@@ -264,6 +308,8 @@ def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     old_logs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if "phases" in sys.argv[4:]:
+        os.environ["TASK_CPU_PHASES"] = PHASES
     with tempfile.TemporaryDirectory(prefix="bench-task-cpu-") as tmp:
         naming = Path(tmp) / "naming"
         naming.mkdir()
