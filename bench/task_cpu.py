@@ -209,7 +209,7 @@ class Sampler:
     def split(self) -> tuple[dict[str, float], dict[str, int]]:
         """Thread group -> CPU ns spent during the window, and -> times scheduled in (a lower
         bound for threads that end between two samples)."""
-        groups = dict(self.cpu)
+        groups: dict[str, float] = dict(self.cpu)
         groups["threads gone before a sample"] = (
             self.process_after - self.process_before - sum(groups.values()))
         return groups, dict(self.runs)
