@@ -57,6 +57,7 @@ _run = threading.Thread.run
 def _named_run(self):
     name = re.sub(r"[0-9a-f]{8,}.*$", "", self.name)[:15]
     _libc.prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
+    _count_jobs()
     _run(self)
 threading.Thread.run = _named_run
 
@@ -113,11 +114,20 @@ def _dump(*_):
     with open(os.environ["TASK_CPU_JOBS"] + ".tmp", "w") as out:
         out.write(text)
     os.replace(os.environ["TASK_CPU_JOBS"] + ".tmp", os.environ["TASK_CPU_JOBS"])
+_patched = []
+def _count_jobs():
+    # At the first thread's start, not at import: the interpreter imports this module before it
+    # puts the working directory (the tree under measure) first on the path, so importing the
+    # executor here would load the installed tree's code instead.
+    with _jobs_lock:
+        if _patched or not os.environ.get("TASK_CPU_JOBS"):
+            return
+        _patched.append(True)
+        from executor.supervision import spare_threads
+        spare_threads.Job.run = _counted(spare_threads.Job.run)
+        _wrap_phases(os.environ.get("TASK_CPU_PHASES", ""))
 if os.environ.get("TASK_CPU_JOBS"):
-    from executor.supervision import spare_threads
-    spare_threads.Job.run = _counted(spare_threads.Job.run)
     signal.signal(signal.SIGUSR2, _dump)
-    _wrap_phases(os.environ.get("TASK_CPU_PHASES", ""))
 """
 """The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``),
 and the spare threads' jobs counted exactly (see the module doc)."""
