@@ -1,4 +1,4 @@
-"""The executor's CPU per trivial task, split by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS]``.
+"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS] [phases]``.
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
@@ -16,6 +16,17 @@ has at each sample). "threads gone before a sample" is the
 process's CPU (``/proc/<pid>/stat``) less every figure seen. The spawn server (a child process)
 is counted apart.
 
+A sampled thread's CPU goes to the name it has *at the sample*, so the last part of a job
+that ends between two samples (a Task's settling, its strand's end) is charged to ``spare``,
+the name its thread takes once the job is done. The ``sitecustomize`` therefore also counts
+each job of the executor's spare threads exactly: its thread's CPU and times scheduled in
+(``/proc/thread-self/schedstat``) read at the job's start and end, summed by kind (``task``,
+``sandbox``, ``sandbox-out``) and written to a file when the executor gets ``SIGUSR2``
+(the bench's signal; the executor uses none). "jobs" lines give those sums, and "spare
+threads between jobs" what the spare threads spent outside them (naming, waiting, lingering).
+With ``phases`` the steps of a task's path (``PHASES``: the Task's handlers, the run's start,
+the outbox write, the Reporter's and the resolver's turns) are counted the same way.
+
 ``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
 long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
 ``flock`` like the bench; other load on the machine inflates every figure alike.
@@ -24,8 +35,10 @@ long-lived executor keeps 500 by default; the bench's executors start empty). Ru
 from __future__ import annotations
 
 import collections
+import json
 import os
 import re
+import signal
 import sys
 import tempfile
 import threading
@@ -44,11 +57,95 @@ _run = threading.Thread.run
 def _named_run(self):
     name = re.sub(r"[0-9a-f]{8,}.*$", "", self.name)[:15]
     _libc.prctl(15, ctypes.c_char_p(name.encode()), 0, 0, 0)
+    _count_jobs()
     _run(self)
 threading.Thread.run = _named_run
+
+import json, os, signal
+_jobs = {}
+_jobs_lock = threading.Lock()
+_dumps = [0]
+def _sched():
+    with open("/proc/thread-self/schedstat") as stat:
+        fields = stat.read().split()
+    return int(fields[0]), int(fields[2])
+def _counted(run):
+    def counted(self):
+        ns, runs = _sched()
+        try:
+            run(self)
+        finally:
+            ns_end, runs_end = _sched()
+            kind = re.sub(r"-[0-9a-f]{6,}.*$", "", self.name.rsplit("/", 1)[-1])
+            kind = re.sub(r"^task[-:].*", "task", kind)
+            with _jobs_lock:
+                total = _jobs.setdefault(kind, [0, 0, 0])
+                total[0] += ns_end - ns
+                total[1] += runs_end - runs
+                total[2] += 1
+    return counted
+_phases = {}
+def _timed(name, fn):
+    def timed(*args, **kwargs):
+        ns, runs = _sched()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            ns_end, runs_end = _sched()
+            with _jobs_lock:
+                total = _phases.setdefault(name, [0, 0, 0])
+                total[0] += ns_end - ns
+                total[1] += runs_end - runs
+                total[2] += 1
+    return timed
+def _wrap_phases(spec):
+    import importlib
+    for where in filter(None, spec.split(",")):
+        module, _, qualname = where.partition(":")
+        owner = importlib.import_module(module)
+        *path, attr = qualname.split(".")
+        for part in path:
+            owner = getattr(owner, part)
+        setattr(owner, attr, _timed(qualname, getattr(owner, attr)))
+def _dump(*_):
+    _dumps[0] += 1
+    with _jobs_lock:
+        text = json.dumps({"dump": _dumps[0], "jobs": _jobs, "phases": _phases})
+    with open(os.environ["TASK_CPU_JOBS"] + ".tmp", "w") as out:
+        out.write(text)
+    os.replace(os.environ["TASK_CPU_JOBS"] + ".tmp", os.environ["TASK_CPU_JOBS"])
+_patched = []
+def _count_jobs():
+    # At the first thread's start, not at import: the interpreter imports this module before it
+    # puts the working directory (the tree under measure) first on the path, so importing the
+    # executor here would load the installed tree's code instead.
+    with _jobs_lock:
+        if _patched or not os.environ.get("TASK_CPU_JOBS"):
+            return
+        _patched.append(True)
+        from executor.supervision import spare_threads
+        spare_threads.Job.run = _counted(spare_threads.Job.run)
+        _wrap_phases(os.environ.get("TASK_CPU_PHASES", ""))
+if os.environ.get("TASK_CPU_JOBS"):
+    signal.signal(signal.SIGUSR2, _dump)
 """
-"""The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``)."""
+"""The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``),
+and the spare threads' jobs counted exactly (see the module doc)."""
 TICKS = os.sysconf("SC_CLK_TCK")
+SPARE_GROUPS = frozenset({"task strand", "spare", "sandbox", "sandbox-out"})
+"""The sampled groups of the spare threads: their jobs' kinds and ``spare`` between jobs."""
+PHASES = ",".join([
+    *(f"executor.pool.task:Task.{name}" for name in (
+        "_prepare", "_admitted", "_request_secrets", "_first_running", "_launch", "_finish_of",
+        "_settle")),
+    "executor.pool.sandboxing:SandboxLauncher.prestart",
+    "executor.reporting.outbox:Outbox.put",
+    "executor.supervision.actor:SupervisedActor._end",
+    "executor.pool.reporter:Reporter.handle",
+    "executor.pool.resolver:SecretResolver.handle",
+])
+"""With ``phases``: the steps of a task's path timed like the jobs (nested ones count in both;
+each timing reads ``schedstat`` twice, about 20-40 us, so the totals grow by that much)."""
 
 
 def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
@@ -122,7 +219,7 @@ class Sampler:
     def split(self) -> tuple[dict[str, float], dict[str, int]]:
         """Thread group -> CPU ns spent during the window, and -> times scheduled in (a lower
         bound for threads that end between two samples)."""
-        groups = dict(self.cpu)
+        groups: dict[str, float] = dict(self.cpu)
         groups["threads gone before a sample"] = (
             self.process_after - self.process_before - sum(groups.values()))
         return groups, dict(self.runs)
@@ -139,20 +236,70 @@ def _server_ns(pid: int) -> int:
     return total
 
 
+def read_jobs(pid: int, path: Path, timeout_s: float = 10.0) -> dict[str, list[int]]:
+    """The executor's sums (job kind or phase -> [CPU ns, times scheduled in, calls]):
+    ``SIGUSR2`` makes it write them to ``path`` (the ``sitecustomize``); waits for that dump.
+    Phases are keyed ``phase <name>``."""
+    before = _dump_number(path)
+    os.kill(pid, signal.SIGUSR2)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if _dump_number(path) > before:
+            dump = json.loads(path.read_text())
+            return {**dump["jobs"], **{f"phase {k}": v for k, v in dump["phases"].items()}}
+        time.sleep(SAMPLE_S)
+    raise TimeoutError("the executor wrote no job sums (is its sitecustomize loaded?)")
+
+
+def _dump_number(path: Path) -> int:
+    try:
+        return int(json.loads(path.read_text())["dump"])
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def run_round(
-    world: World, pid: int, source: str, count: int
-) -> tuple[dict[str, float], dict[str, float], float]:
-    """CPU ms and wake-ups per task by thread group over ``count`` tasks, and the spawn
-    server's ms per task."""
+    world: World, pid: int, source: str, count: int, jobs_file: Path
+) -> tuple[dict[str, float], dict[str, float], float, dict[str, tuple[float, float]]]:
+    """CPU ms and wake-ups per task by thread group over ``count`` tasks, the spawn server's ms
+    per task, and each job kind's exact ms and wake-ups per task."""
     server_before = _server_ns(pid)
+    jobs_before = read_jobs(pid, jobs_file)
     with Sampler(pid) as sampler:
         for _ in range(count):
             urn, _created = world.submit(source)
             world.wait_result(urn)
+    jobs_after = read_jobs(pid, jobs_file)
     server = (_server_ns(pid) - server_before) / 1e6 / count
     cpu, runs = sampler.split()
+    jobs = {kind: ((ns - jobs_before.get(kind, [0, 0, 0])[0]) / 1e6 / count,
+                   (woken - jobs_before.get(kind, [0, 0, 0])[1]) / count)
+            for kind, (ns, woken, _n) in jobs_after.items()}
     return ({k: v / 1e6 / count for k, v in cpu.items()}, {k: v / count for k, v in runs.items()},
-            server)
+            server, jobs)
+
+
+def print_round(index: int, split: dict[str, float], runs: dict[str, float], server: float,
+                jobs: dict[str, tuple[float, float]]) -> None:
+    """One round's table: the sampled split by thread, then the spare threads' jobs exactly."""
+    total = sum(split.values())
+    print(f"round {index + 1}: {total:.2f} ms per task in the executor, "
+          f"spawn server {server:.2f} ms (load {os.getloadavg()[0]:.2f}); "
+          f"ms and times scheduled in per task")
+    for name, ms in sorted(split.items(), key=lambda kv: -kv[1]):
+        woken = f"{runs[name]:6.1f}" if name in runs else "      "
+        print(f"  {ms:7.2f}  {woken}  {name}")
+    spare_ms = sum(ms for name, ms in split.items() if name in SPARE_GROUPS)
+    spare_runs = sum(runs.get(name, 0.0) for name in SPARE_GROUPS)
+    phases = {k: v for k, v in jobs.items() if k.startswith("phase ")}
+    jobs = {k: v for k, v in jobs.items() if k not in phases}
+    print("  jobs of the spare threads, counted exactly:")
+    for kind, (job_ms, job_woken) in sorted(jobs.items(), key=lambda kv: -kv[1][0]):
+        print(f"  {job_ms:7.2f}  {job_woken:6.1f}  job {kind}")
+    print(f"  {spare_ms - sum(ms for ms, _ in jobs.values()):7.2f}  "
+          f"{spare_runs - sum(w for _, w in jobs.values()):6.1f}  spare threads between jobs")
+    for phase, (phase_ms, phase_woken) in phases.items():
+        print(f"  {phase_ms:7.2f}  {phase_woken:6.1f}  {phase}")
 
 
 def add_old_logs(state_dir: Path, count: int) -> None:
@@ -171,11 +318,15 @@ def main() -> int:
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 40
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     old_logs = int(sys.argv[3]) if len(sys.argv) > 3 else 0
+    if "phases" in sys.argv[4:]:
+        os.environ["TASK_CPU_PHASES"] = PHASES
     with tempfile.TemporaryDirectory(prefix="bench-task-cpu-") as tmp:
         naming = Path(tmp) / "naming"
         naming.mkdir()
         (naming / "sitecustomize.py").write_text(NAMING)
         os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [str(naming), os.environ.get("PYTHONPATH")]))
+        jobs_file = Path(tmp) / "jobs.json"
+        os.environ["TASK_CPU_JOBS"] = str(jobs_file)
         world = World(Path(tmp), ("default",))
         try:
             child = world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
@@ -185,14 +336,7 @@ def main() -> int:
             for state in Path(tmp).glob("state-*"):
                 add_old_logs(state, old_logs)
             for index in range(rounds):
-                split, runs, server = run_round(world, child.proc.pid, source, count)
-                total = sum(split.values())
-                print(f"round {index + 1}: {total:.2f} ms per task in the executor, "
-                      f"spawn server {server:.2f} ms (load {os.getloadavg()[0]:.2f}); "
-                      f"ms and times scheduled in per task")
-                for name, ms in sorted(split.items(), key=lambda kv: -kv[1]):
-                    woken = f"{runs[name]:6.1f}" if name in runs else "      "
-                    print(f"  {ms:7.2f}  {woken}  {name}")
+                print_round(index, *run_round(world, child.proc.pid, source, count, jobs_file))
         finally:
             world.close()
     return 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import Callable
@@ -92,9 +93,10 @@ class PoolContext:
         """This pool's id."""
         return self.pool.id
 
-    @property
+    @functools.cached_property
     def state_dir(self) -> Path:
-        """This pool's private state directory (outbox, logs, work dirs, venv cache)."""
+        """This pool's private state directory (outbox, logs, work dirs, venv cache); worked out
+        once (a Task asked for it five times, each a ``safe_name`` and two path joins)."""
         return self.config.state_dir / "pools" / safe_name(self.pool.id)
 
     @property

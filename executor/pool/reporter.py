@@ -291,8 +291,8 @@ def has_pending_result(pool: PoolContext, urn: str) -> bool:
 def outbox_of(pool: PoolContext) -> Outbox:
     """The pool's outbox, opened once per pool (its key read, stale temps swept) and shared by the
     Reporter and the Tasks: each write is an atomic rename, safe from any thread."""
-    directory = pool.state_dir / "outbox"
-    return pool.outbox.get(lambda: Outbox(directory, pool_id=pool.pool_id, binding=pool.token))
+    return pool.outbox.get(
+        lambda: Outbox(pool.state_dir / "outbox", pool_id=pool.pool_id, binding=pool.token))
 
 
 def _key(urn: str) -> str:
