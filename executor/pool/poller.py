@@ -3,9 +3,9 @@
 It receives only while the pool's task book has room and asks for at most that many messages,
 with an explicit visibility timeout, and starts each request's Task itself on the same turn
 (``executor.pool.task_start``: the room is checked and taken in the book, so neither side's
-restart leaves the poller and the runner counting apart). In-flight messages stay invisible (extended every
-visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or the message
-is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
+restart leaves the poller and the runner counting apart). In-flight messages stay invisible
+(extended every visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or
+the message is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
 restarted poller keeps extending what its predecessor held; while it holds any, its long
 poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
 full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
@@ -151,9 +151,7 @@ class QueuePoller(PoolActor):
             return
         idle = time.monotonic() - self.last_receive
         if idle > self.pool.pool.poll_wait_s + self.pool.pool.visibility_s + BEAT_S:
-            self.pool.set_ready(
-                False, f"{free} slot(s) free but no receive for {idle:.0f}s"
-            )
+            self.pool.set_ready(False, f"{free} slot(s) free but no receive for {idle:.0f}s")
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Poll):
