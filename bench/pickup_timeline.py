@@ -33,7 +33,7 @@ EXECUTOR_STEPS = (
     ("moto", "moto answers the receive"),
     ("gateway", "the gateway relays the receive answer"),
     ("receive", "the poller's receive returns"),
-    ("runner", "the runner's turn (RunRequest)"),
+    ("runner", "the Task started (by the poller)"),
     ("polling", "the poller's next receive begins"),
     ("task", "the Task's first turn (Prepare)"),
     ("asking", "the input asked for (GMS)"),
@@ -103,7 +103,7 @@ def _probe_executor(fd: int) -> None:
     always: Callable[[Any], bool] = lambda _: True  # noqa: E731
     _before(SqsQueue, "receive", fd, "polling", always)
     _after(SqsQueue, "receive", fd, "receive")
-    _before(TaskRunner, "_run", fd, "runner", always)
+    _before(Task, "start", fd, "runner", always)
     _before(Task, "_prepare", fd, "task", always)
     _before(GmsClient, "batch_get_aspects", fd, "asking", always)
     _after(Task, "_may_run", fd, "input", always)

@@ -31,7 +31,7 @@ from executor.supervision import ChildContext, Directory
 from executor.supervision.threadnames import comm_of
 from tests.adapters.conftest import make_lease
 from tests.unit.test_poller_extensions import Inbox
-from tests.unit.test_poller_stop import Beats, _actor
+from tests.unit.test_poller_stop import Beats
 
 
 def _thread_ns(name: str) -> int:
@@ -61,7 +61,7 @@ def _poller(endpoint: str, wait_s: int, state: Path) -> tuple[Any, list[Any]]:
     directory.put(RUNNER, siblings[1])
     ref = QueuePoller.start(ChildContext("poller", f"root/pool:{pool_id}/poller", 1, None, directory), pool)
     ref.tell(LeaseGranted(make_lease(url, pool_id=pool_id)))
-    ref.tell(Capacity(1, "runner", _actor(ref).epoch, 0))
+    ref.tell(Capacity())
     return ref, siblings
 
 

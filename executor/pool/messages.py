@@ -63,30 +63,13 @@ class ExtendLeases:
 
 @dataclass(frozen=True)
 class Capacity:
-    """From the runner: its real free default-weight slots, and how many RunRequests it has
-    ``accepted`` that were stamped with its ``runner_epoch`` by poller ``poller_epoch``.
+    """From the runner: room came free in the pool's task book (a Task ended, or weighs less
+    than counted) while the poller was parked there for the lack of it (``TaskBook.poller_room``).
 
-    The poller may have at most ``free_slots - (sent - accepted)`` RunRequests outstanding,
-    where ``sent`` counts its own RunRequests stamped with this runner epoch. An epoch is one
-    actor instance: a new runner (or a new poller) starts a new count on both sides, so a
-    restart of either re-synchronises capacity instead of wedging it (issue 11.1).
+    The poller reads the room itself from the book, which both sides share across restarts,
+    so a lost ``Capacity`` costs only time: a new runner wakes a parked poller at its start,
+    and the poller looks again at every reconciliation round.
     """
-
-    free_slots: int
-    runner_epoch: str
-    poller_epoch: str | None
-    accepted: int
-    draining: bool = False
-
-
-@dataclass(frozen=True)
-class CapacityWanted:
-    """From the poller (at start, then every reconciliation round): send me ``Capacity``.
-
-    A new ``poller_epoch`` resets the runner's ``accepted`` count for it.
-    """
-
-    poller_epoch: str
 
 
 @dataclass(frozen=True)
@@ -134,22 +117,28 @@ class StopReceiving:
 # -- TaskRunner ------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class RunRequest:
-    """From the poller: a decoded message asks to run this execution request."""
+    """A decoded message asks to run this execution request: what its Task is started with
+    (by the poller, ``executor.pool.task_start``)."""
 
     urn: str
     message_id: str
-    poller_epoch: str
-    runner_epoch: str | None
-    """The runner epoch whose capacity this request uses (only that runner counts it)."""
     sent_timestamp_s: float | None = None
+
+
+@dataclass(frozen=True)
+class TaskStarted:
+    """From the poller: it started a Task while the runner polled no KILL signals (the book
+    was empty): schedule that poll."""
+
+    urn: str
 
 
 @dataclass(frozen=True)
 class TasksWanted:
     """From the poller's reconciliation: answer ``LiveTasks`` for this round.
 
-    Sent after every RunRequest the poller has sent so far, so (mailboxes being FIFO) the
-    answer covers all of them: a held message missing from it has lost its RunRequest.
+    The poller adds each Task to the book before it asks, so the answer covers every message
+    held then: one missing from it has no Task (its start was cut short by a crash).
     """
 
     round: int

@@ -1,26 +1,28 @@
 """QueuePoller: owns the pool's SQS queue — receive, keep leases alive, release, delete.
 
-It receives only while the runner has free slots and asks for at most that many messages,
-with an explicit visibility timeout. In-flight messages stay invisible (extended every
-visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or the message
-is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
+It receives only while the pool's task book has room and asks for at most that many messages,
+with an explicit visibility timeout, and starts each request's Task itself on the same turn
+(``executor.pool.task_start``: the room is checked and taken in the book, so neither side's
+restart leaves the poller and the runner counting apart). In-flight messages stay invisible
+(extended every visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or
+the message is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
 restarted poller keeps extending what its predecessor held; while it holds any, its long
 poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
 full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
 to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
 
-Capacity is a protocol between two epochs (``messages.Capacity``): either side's restart starts
-a fresh count, so neither a lost RunRequest nor a new runner wedges receiving. Every
-``reconcile_s`` the poller settles what it holds from scratch (``executor.pool.reconcile``),
-which recovers any settling tell lost to a restarting sibling. Mailbox: a restart drops it;
-everything in it is either re-sent on a timer or recovered by the next reconciliation.
+With no room it parks in the book, and the runner wakes it (``messages.Capacity``) when an
+ended Task frees some; a new runner wakes it at its start, and every reconciliation round looks
+again. Every ``reconcile_s`` the poller settles what it holds from scratch
+(``executor.pool.reconcile``), which recovers any settling tell lost to a restarting sibling.
+Mailbox: a restart drops it; everything in it is either re-sent on a timer or recovered by the
+next reconciliation.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,10 +39,8 @@ from executor.pool.held_messages import extend_held, settle
 from executor.pool.inflight import InFlight
 from executor.pool.messages import (
     LEASER,
-    RUNNER,
     Acknowledge,
     Capacity,
-    CapacityWanted,
     ExtendLeases,
     LeaseGranted,
     LeaseLost,
@@ -57,6 +57,8 @@ from executor.pool.messages import (
 from executor.pool.poison import PoisonPolicy
 from executor.pool.poller_inbox import StopCutsTheLongPoll
 from executor.pool.reconcile import Fate, Reconciler
+from executor.pool.task_start import pool_room, start_task
+from executor.pool.taskbook import Added
 from executor.queue.sqs import ReceivedMessage, SqsQueue
 from executor.supervision import ChildContext
 from executor.supervision.strandactor import StrandInbox
@@ -92,7 +94,7 @@ class QueuePoller(PoolActor):
     def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
         super().__init__(ctx, pool)
         self.queue: SqsQueue | None = None
-        self.free_slots = 0
+        self.room = pool_room(pool)
         self.receiving = True
         self.in_flight = pool.in_flight
         self.poison = PoisonPolicy(pool.pool.visibility_s)
@@ -100,12 +102,6 @@ class QueuePoller(PoolActor):
         self._poll_scheduled = False
         self._stopping = False
         """Set by ``stop_requested`` from the stopper's thread."""
-        self.epoch = uuid.uuid4().hex[:12]
-        self.runner_epoch: str | None = None
-        self.sent = 0
-        """RunRequests sent with ``runner_epoch``'s capacity."""
-        self.runner_free = 0
-        """The runner's own count of free slots, as last heard."""
         self.last_receive = time.monotonic()
         self.last_empty_receive: float | None = None
         """When the latest receive came back empty (None: it brought messages, or none yet)."""
@@ -128,7 +124,6 @@ class QueuePoller(PoolActor):
 
     def setup(self) -> None:
         self.ctx.directory.tell(LEASER, LeaseWanted())
-        self.ctx.directory.tell(RUNNER, CapacityWanted(self.epoch))
         if self.in_flight:
             # A predecessor crashed holding these: extend them as soon as a lease is here.
             self.log.info("keeping {} message(s) held by the previous poller", len(self.in_flight))
@@ -149,13 +144,14 @@ class QueuePoller(PoolActor):
 
     def on_beat(self) -> None:
         """Free capacity and a lease but no receive for a while: not ready, and say why."""
-        if self.queue is None or not self.receiving or self.runner_free <= 0:
+        if self.queue is None or not self.receiving:
+            return
+        free = self.pool.tasks.poller_room(self.room, park=False)
+        if free <= 0:
             return
         idle = time.monotonic() - self.last_receive
         if idle > self.pool.pool.poll_wait_s + self.pool.pool.visibility_s + BEAT_S:
-            self.pool.set_ready(
-                False, f"{self.runner_free} slot(s) free but no receive for {idle:.0f}s"
-            )
+            self.pool.set_ready(False, f"{free} slot(s) free but no receive for {idle:.0f}s")
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Poll):
@@ -182,7 +178,7 @@ class QueuePoller(PoolActor):
             self.queue = None
             self.pool.set_ready(False, f"no lease: {message.reason}")
         elif isinstance(message, Capacity):
-            self._capacity(message)
+            self._schedule_poll(0)  # room came free in the book
         elif isinstance(message, ExtendLeases):
             self._extend_all()
             self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
@@ -230,19 +226,6 @@ class QueuePoller(PoolActor):
             return
         self.pool.metrics.set_queue_depth(self.pool.pool_id, depth)
 
-    # -- capacity --------------------------------------------------------------------------
-    def _capacity(self, message: Capacity) -> None:
-        """Adopt the runner's count: a new runner epoch starts ``sent`` from zero."""
-        if message.runner_epoch != self.runner_epoch:
-            self.runner_epoch, self.sent = message.runner_epoch, 0
-        accepted = message.accepted if message.poller_epoch == self.epoch else 0
-        self.runner_free = message.free_slots
-        self.free_slots = message.free_slots - max(0, self.sent - accepted)
-        if message.draining and self.receiving:
-            self.receiving = False  # a StopReceiving may have been lost to a restart
-            self.pool.set_ready(False, "shutting down")
-        self._schedule_poll(0)
-
     # -- receiving -------------------------------------------------------------------------
     def _schedule_poll(self, delay_s: float) -> None:
         if self._poll_scheduled:
@@ -254,9 +237,16 @@ class QueuePoller(PoolActor):
             self.tell_self_after(delay_s, Poll())
 
     def _poll(self) -> None:
-        if self.queue is None or not self.receiving or self.free_slots <= 0 or self._stopping:
-            return  # a LeaseGranted or a Capacity message will start polling again
-        wanted = min(self.free_slots, MAX_BATCH)
+        if self.queue is None or not self.receiving or self._stopping:
+            return  # a LeaseGranted message will start polling again
+        if not self.pool.tasks.admitting:  # the pool drains (a StopReceiving may have been lost)
+            self.receiving = False
+            self.pool.set_ready(False, "shutting down")
+            return
+        free = self.pool.tasks.poller_room(self.room)
+        if free <= 0:
+            return  # parked in the book: the runner's Capacity wakes this once a Task has ended
+        wanted = min(free, MAX_BATCH)
         self.log.trace("receiving up to {} message(s)", wanted)
         try:
             messages = self.queue.receive(wanted, self._wait_s(), self.pool.pool.visibility_s)
@@ -310,18 +300,14 @@ class QueuePoller(PoolActor):
                 self.log.bind(request=task.request_id).info("duplicate message for a running request")
                 self._delete_quietly(msg.receipt_handle)
             return
-        request = RunRequest(
-            task.urn, msg.message_id, self.epoch, self.runner_epoch, msg.sent_timestamp_s
-        )
         self.in_flight.put(InFlight(task.urn, msg.message_id, msg.receipt_handle, msg.receive_count))
-        if not self.ctx.directory.tell(RUNNER, request):
-            # The runner is restarting: give the message back now; its start re-grants capacity.
-            self.log.info("the runner is restarting; giving the message of {} back", task.urn)
-            self.free_slots = 0
+        added = start_task(self.pool, self.ctx, RunRequest(task.urn, msg.message_id, msg.sent_timestamp_s),
+                           self.room)
+        if added is Added.NO_ROOM:  # a Task weighed heavier since the receive, or the pool drains
+            self.log.bind(request=task.request_id).info("no room (or draining): giving the message back")
             self._settle(task.urn, delete=False)
-            return
-        self.free_slots -= 1
-        self.sent += 1
+        # Added.KNOWN: a Task runs it already (its earlier message settled); the message stays
+        # held, and reconciliation settles it once that Task has ended.
 
     def _poisoned(self, message_id: str, receipt_handle: str, receive_count: int, reason: str) -> None:
         """Log a message that will not run once (never its body), then hide it briefly, or
@@ -361,9 +347,9 @@ class QueuePoller(PoolActor):
 
     # -- reconciliation (executor.pool.reconcile) --------------------------------------------
     def _ask_runner(self) -> None:
-        """Re-ask for capacity and a lease (either may have been lost), then ask which
-        requests have a live Task; the answer settles the messages held now."""
-        self.ctx.directory.tell(RUNNER, CapacityWanted(self.epoch))
+        """Look at the room again and re-ask for a lease (a wake-up or a lease may have been
+        lost), then ask which requests have a live Task; the answer settles the messages held now."""
+        self._schedule_poll(0)
         if self.queue is None:
             self.ctx.directory.tell(LEASER, LeaseWanted())
         held = frozenset(item.urn for item in self.in_flight.items())

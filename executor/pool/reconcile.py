@@ -1,7 +1,8 @@
 """Reconciliation: settle each held message from what the pool really holds, not from tells.
 
-pykka drops a dead actor's mailbox, so an ``Acknowledge``, ``Release`` or ``RunRequest`` told
-to a restarting sibling may be gone. The poller, which owns every message's fate, therefore
+pykka drops a dead actor's mailbox, so an ``Acknowledge`` or ``Release`` told to a restarting
+sibling may be gone, and a poller that crashes between holding a message and starting its Task
+leaves a message without one. The poller, which owns every message's fate, therefore
 rebuilds that fate from scratch every round, whatever restarted:
 
 1. it asks the runner which requests have a live Task (``TasksWanted`` -> ``LiveTasks``);
@@ -15,8 +16,8 @@ rebuilds that fate from scratch every round, whatever restarted:
    means another executor runs it (release for one lease); anything else was lost on the
    way (release now, so the queue hands it out again).
 
-Only messages held when the question was asked are judged: a RunRequest sent after it is not
-covered by the answer.
+Only messages held when the question was asked are judged: a Task the poller starts after it is
+not covered by the answer.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""TaskRunner: slots and weights; starts one Task actor per request it accepts.
+"""TaskRunner: slots and weights; looks after the Task actors the poller starts.
 
 Capacity follows DataHub: ``max_workers`` slots of weight ``1/max_workers`` each, and a
 request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at most 1. A
@@ -14,18 +14,16 @@ weights count against capacity, a waiting one is admitted, an exit told while no
 up is handled), so a runner crash interrupts nothing. They are stopped only with the pool
 (``stop_tasks``, the runner's ``ChildSpec.stop_shared``).
 
-Capacity (``messages.Capacity``) is published with this instance's epoch and the count of
-RunRequests accepted from the current poller epoch, so either side's restart re-synchronises
-it; free slots come from the book, adopted Tasks included. Mailbox: a restart drops it; what
-the Tasks told is in the book, and a RunRequest lost that way is found by the poller's
-reconciliation, which asks ``TasksWanted`` here.
+The poller starts each Task itself, within the room the book has (``executor.pool.task_start``):
+no request goes through this strand on a pickup's path. The runner pops an ended Task's entry
+and wakes the poller if it was parked for room (``messages.Capacity``); it hears of a start
+only when its KILL poll must be scheduled (``TaskStarted``). Mailbox: a restart drops it; what
+the Tasks told is in the book, and a new runner wakes a parked poller at its start.
 """
 
 from __future__ import annotations
 
-import math
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,22 +41,20 @@ from executor.pool.messages import (
     Admitted,
     Cancel,
     Capacity,
-    CapacityWanted,
     Drain,
     Finish,
     InterruptAll,
     LiveTasks,
     PollSignals,
-    Release,
-    RunRequest,
     StopReceiving,
+    TaskStarted,
     TasksWanted,
     WeightKnown,
 )
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import persist_result
-from executor.pool.task import Task
-from executor.pool.taskbook import EPSILON, RunnerLink, TaskEntry
+from executor.pool.task_start import DRAIN_CANCEL, pool_room, publish_busy
+from executor.pool.taskbook import EPSILON
 from executor.supervision import ChildContext, ChildExited
 
 TRIM_AFTER_S = 2.0
@@ -76,27 +72,21 @@ class TaskRunner(PoolActor):
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
         super().__init__(ctx, pool)
-        self.default_weight = 1.0 / pool.pool.max_workers
+        self.room = pool_room(pool)
         self.tasks = pool.tasks
         self.draining = False
         self._drain_deadline: float | None = None
-        self.epoch = uuid.uuid4().hex[:12]
-        self.poller_epoch: str | None = None
-        self.accepted = 0
-        """RunRequests stamped with this epoch by ``poller_epoch``."""
         self._trim_pending = False
         """A ``_TrimHeap`` is scheduled: one at a time, not one per task of a busy pool."""
         self._empty_since = 0.0
         """When the book last became empty (monotonic)."""
         self._polling_signals = False
         """A ``PollSignals`` is scheduled: only while the book holds a task (``_poll_signals_soon``)."""
-        self._published: Capacity | None = None
-        """The last ``Capacity`` told to the poller (``_publish_capacity`` repeats none unasked)."""
 
     def setup(self) -> None:
         self._adopt()
         self._poll_signals_soon()
-        self._publish_capacity()
+        self._room_changed()  # a poller parked while no runner was up to wake it
 
     def release(self) -> None:
         if len(self.tasks):
@@ -104,18 +94,14 @@ class TaskRunner(PoolActor):
             self.log.info("leaving {} task(s) to the pool", len(self.tasks))
 
     def handle(self, message: Any) -> Any:
-        if isinstance(message, RunRequest):
-            self._run(message)
+        if isinstance(message, TaskStarted):
+            self._poll_signals_soon()
         elif isinstance(message, WeightKnown):
             self.tasks.record(message)  # the Task wrote it already; a repeat changes nothing
             self._admit()
-            self._publish_capacity()
+            self._room_changed()
         elif isinstance(message, ChildExited):
             self._task_exited(message)
-        elif isinstance(message, CapacityWanted):
-            if message.poller_epoch != self.poller_epoch:
-                self.poller_epoch, self.accepted = message.poller_epoch, 0
-            self._publish_capacity(asked=True)
         elif isinstance(message, TasksWanted):
             live = frozenset(entry.urn for entry in self.tasks.entries())
             self.ctx.directory.tell(POLLER, LiveTasks(message.round, live))
@@ -154,18 +140,6 @@ class TaskRunner(PoolActor):
     def on_beat(self) -> None:
         self._sweep()
 
-    def free_slots(self) -> int:
-        """Default-weight slots still free, the pool's ``prefetch`` included: a prefetched Task
-        waits for admission (``_admit`` never lets the admitted weights pass 1). ``--once``: one
-        until a task has begun, then none, so that the poller never receives a second message it
-        would only have to give back."""
-        if self.pool.once and (len(self.tasks) or self.tasks.produced_result):
-            return 0
-        room = 1.0 + (0 if self.pool.once else self.pool.pool.prefetch * self.default_weight)
-        used = sum(entry.weight for entry in self.tasks.entries())
-        free = max(0, math.floor((room - used + EPSILON) / self.default_weight))
-        return min(free, 1) if self.pool.once else free
-
     def _adopt(self) -> None:
         """Take over the Tasks a crashed predecessor started: they hold capacity, one that
         waits for admission may start now, and an exit told while no runner was up is handled."""
@@ -183,56 +157,11 @@ class TaskRunner(PoolActor):
         self._sweep()
         self._admit()
 
-    def _run(self, request: RunRequest) -> None:
-        if request.poller_epoch != self.poller_epoch:
-            self.poller_epoch, self.accepted = request.poller_epoch, 0
-        if request.runner_epoch == self.epoch:
-            self.accepted += 1  # one the poller counts against this epoch's capacity
-        log = self.log.bind(request=request.urn.rsplit(":", 1)[-1])
-        if request.urn in self.tasks:
-            self._publish_capacity()  # nothing to start; the poller counted a slot for it
-            return
-        if self.draining or self.free_slots() < 1:
-            log.info("no capacity (or draining): giving the message back")
-            self.ctx.directory.tell(POLLER, Release(request.urn))
-            self._publish_capacity()
-            return
-        self._start_task(request)
-        if self.pool.metrics is not None and request.sent_timestamp_s is not None:
-            self.pool.metrics.observe_pickup(
-                self.pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s)
-            )
-        self._publish_capacity()
-
-    def _start_task(self, request: RunRequest) -> None:
-        """Start a Task for ``request``; it is the pool's (in the book, its threads linked to
-        the pool's lifeline), so it outlives this runner and the pool waits for it to end."""
-        name = self.tasks.new_name()
-        ctx = ChildContext(
-            name=name,
-            path=f"{self.ctx.path}/task:{request.urn.rsplit(':', 1)[-1]}",
-            incarnation=1,
-            parent=RunnerLink(self.tasks, self.ctx.directory),
-            directory=self.ctx.directory,
-            listed=False,
-            spare_thread=True,  # its own strand, on a thread kept between tasks
-        )
-        entry = TaskEntry(request.urn, name, self.default_weight, lifeline=ctx.lifeline)
-        self.tasks.add(entry)  # before it runs: whatever it records finds its entry
-        try:
-            entry.ref = Task.start(ctx, self.pool, request)
-        except Exception:
-            self.tasks.pop(request.urn)
-            raise
-        if self.ctx.subtree is not None:
-            self.ctx.subtree.link(ctx.lifeline)
-        self._poll_signals_soon()
-
     def _poll_signals_soon(self) -> None:
         """Schedule the next KILL poll if the book holds a task and none is scheduled: the first
         task starts the polling, and a poll that finds the book empty does not re-arm it."""
-        if self._polling_signals or not len(self.tasks):
-            return
+        if self._polling_signals or not self.tasks.watch_signals():
+            return  # a Task the poller starts in an empty book tells ``TaskStarted``
         self._polling_signals = True
         self.tell_self_on_tick(self.pool.pool.signal_poll_interval_s, PollSignals())
 
@@ -250,7 +179,7 @@ class TaskRunner(PoolActor):
             self.ctx.directory.tell(REPORTER, finish)
         self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
-        self._publish_capacity()
+        self._room_changed()
         if not len(self.tasks):
             self._empty_since = time.monotonic()
             self._trim_soon()
@@ -324,27 +253,19 @@ class TaskRunner(PoolActor):
         self.ctx.directory.tell(POLLER, StopReceiving())
         # No recipe starts during a drain: a request taken but not admitted yet (prefetched, or
         # still reading its input) goes back to the queue now, for another executor.
-        waiting = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
-        for entry in self.tasks.entries():
+        for entry in self.tasks.entries():  # one added since gets the same (``task_start``)
             if not entry.admitted and not entry.settled:
-                self._tell_task(entry.urn, waiting)
+                self._tell_task(entry.urn, DRAIN_CANCEL)
         delay = max(0.0, message.deadline_monotonic - time.monotonic())
         self.log.info("draining: {} task(s) running, {:.0f}s to finish", len(self.tasks), delay)
         self.tell_self_after(delay, InterruptAll("the executor is shutting down"))
 
-    def _publish_capacity(self, asked: bool = False) -> None:
-        """Tell the poller the capacity, unless it is the one told last and the poller did not
-        ask (``CapacityWanted``): the same figures again change nothing there (its count of
-        what it sent since is its own), and a task of the default weight would make a poller
-        turn for nothing. A poller that lost a Capacity asks (at its start, every
-        reconciliation), and an ask is always answered."""
-        free = 0 if self.draining else self.free_slots()
-        capacity = Capacity(free, self.epoch, self.poller_epoch, self.accepted, self.draining)
-        if (asked or capacity != self._published) and self.ctx.directory.tell(POLLER, capacity):
-            self._published = capacity
-        if self.pool.metrics is not None:
-            used = sum(entry.weight for entry in self.tasks.entries())
-            self.pool.metrics.set_busy_slots(self.pool.pool_id, round(used / self.default_weight, 6))
+    def _room_changed(self) -> None:
+        """Room may have come free: wake the poller if it is parked in the book for lack of it
+        (it reads how much from the book), and update the busy-slots gauge."""
+        if self.tasks.unpark_poller() and not self.ctx.directory.tell(POLLER, Capacity()):
+            self.log.debug("no poller to wake; a new one reads the room at its start")
+        publish_busy(self.pool, self.room)
 
 
 def stop_tasks(pool: PoolContext) -> None:

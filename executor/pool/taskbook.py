@@ -8,11 +8,19 @@ interrupts nothing and reruns nothing. The Tasks write what they tell the runner
 the runner reads capacity, admission and exits from the book. Only the pool's own stop (or
 the executor's shutdown) stops the Tasks: ``TaskBook.stop_all``, called by the pool
 supervisor when it stops the runner for good.
+
+The poller starts the Tasks (``executor.pool.task_start``): it adds each entry here, within the
+pool's room (``Room``) in the same hold of the lock, and reads the room left from the book
+rather than from messages, so no restart of either side can leave the two counting apart. It
+parks here when the pool is full; the runner, which pops the entries of ended Tasks, wakes it
+only then (``unpark_poller``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -49,6 +57,43 @@ EPSILON = 1e-9
 """Slack for sums of float weights (ten Tasks of 0.1 fill the pool: their sum is 0.9999999999999999)."""
 
 
+@dataclass(frozen=True)
+class Room:
+    """The pool's room, in default-weight slots: a weight of 1 plus ``prefetch`` slots (a
+    prefetched Task waits for admission, which never lets the admitted weights pass 1).
+    ``once``: one slot until a task has begun, then none, so the poller never receives a
+    second message it would only have to give back."""
+
+    default_weight: float
+    prefetch: int
+    once: bool = False
+
+    @classmethod
+    def of(cls, max_workers: int, prefetch: int, once: bool = False) -> Room:
+        """The room of a pool of ``max_workers`` slots."""
+        return cls(1.0 / max_workers, prefetch, once)
+
+    def free(self, entries: list[TaskEntry], produced_result: bool) -> int:
+        """Default-weight slots still free beside ``entries``."""
+        if self.once and (entries or produced_result):
+            return 0
+        room = 1.0 + (0 if self.once else self.prefetch * self.default_weight)
+        used = sum(entry.weight for entry in entries)
+        free = max(0, math.floor((room - used + EPSILON) / self.default_weight))
+        return min(free, 1) if self.once else free
+
+
+class Added(enum.Enum):
+    """What ``TaskBook.add_within`` did with a new entry."""
+
+    ADDED = "added"
+    """In the book: start its Task."""
+    ADDED_UNWATCHED = "added, tell the runner"
+    """In the book, and the runner polls no KILL signals now: start its Task and tell the runner."""
+    KNOWN = "a Task runs this request already"
+    NO_ROOM = "no room (or the pool drains)"
+
+
 class TaskBook:
     """Live Tasks by request URN, in start order (thread-safe)."""
 
@@ -60,6 +105,10 @@ class TaskBook:
         """``--once``: some Task has reported a terminal result."""
         self.admitting = True
         """False once the pool drains (``close_admission``)."""
+        self._poller_parked = False
+        """The poller found no room and waits for the runner's word (``unpark_poller``)."""
+        self._signals_watched = False
+        """The runner has a KILL poll scheduled (``watch_signals``)."""
 
     def __len__(self) -> int:
         with self._lock:
@@ -82,6 +131,47 @@ class TaskBook:
         """Record a Task about to start."""
         with self._lock:
             self._entries[entry.urn] = entry
+
+    def add_within(self, entry: TaskEntry, room: Room) -> Added:
+        """Record a Task about to start if its request has none and the pool has room and
+        admits (it does not drain), all in one hold of the lock: a drain that closes admission
+        after this finds the entry and gives it back; one before it, none is added."""
+        with self._lock:
+            if entry.urn in self._entries:
+                return Added.KNOWN
+            entries = list(self._entries.values())
+            if not self.admitting or room.free(entries, self.produced_result) < 1:
+                return Added.NO_ROOM
+            self._entries[entry.urn] = entry
+            watched, self._signals_watched = self._signals_watched, True
+            return Added.ADDED if watched else Added.ADDED_UNWATCHED
+
+    def poller_room(self, room: Room, park: bool = True) -> int:
+        """Free slots for the poller to receive into; with none (and ``park``), the poller is
+        marked as waiting, so the runner wakes it once a slot comes free (``unpark_poller``)."""
+        with self._lock:
+            free = room.free(list(self._entries.values()), self.produced_result)
+            if free < 1 and park:
+                self._poller_parked = True
+            return free
+
+    def unpark_poller(self) -> bool:
+        """Whether the poller waits for room (then it no longer does: the caller wakes it)."""
+        with self._lock:
+            parked, self._poller_parked = self._poller_parked, False
+            return parked
+
+    def watch_signals(self) -> bool:
+        """The runner's KILL poll stays scheduled while the book holds a Task: whether it does
+        now. An entry added while it does not tells the runner to schedule it (``add_within``)."""
+        with self._lock:
+            self._signals_watched = bool(self._entries)
+            return self._signals_watched
+
+    def used(self) -> float:
+        """The sum of the weights of every live Task (the busy-slots gauge)."""
+        with self._lock:
+            return sum(entry.weight for entry in self._entries.values())
 
     def pop(self, urn: str) -> TaskEntry | None:
         """Forget ``urn``'s Task (its exit has been handled)."""

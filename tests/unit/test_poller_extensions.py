@@ -130,7 +130,7 @@ def test_free_capacity_without_receiving_is_not_ready(poller: Any, health: Healt
     ref, _ = poller
     proxy = ref.proxy()
     proxy.queue = ScriptedQueue({})
-    proxy.runner_free = 1  # the runner says a slot is free ...
+    assert not len(proxy.pool.get(timeout=5).tasks)  # the task book is empty: slots are free ...
     proxy.last_receive = time.monotonic() - 1000  # ... but nothing was received for 1000 s
     ref.tell(Beat())
     verdict = wait_until(lambda: health.ready if health.ready and not health.ready[0] else None, 10,

@@ -19,7 +19,7 @@ from loguru import logger
 
 from executor.config import ExecutorConfig
 from executor.pool.context import PoolContext
-from executor.pool.messages import LEASER, RUNNER, Capacity, LeaseGranted
+from executor.pool.messages import LEASER, RUNNER, LeaseGranted
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
 from tests.adapters.conftest import make_lease
@@ -80,9 +80,7 @@ def test_a_stop_cuts_the_long_poll_short(tmp_path: Path, queue_url: str) -> None
     sink = logger.add(lambda m: warnings.append(str(m)), level="WARNING")
     ref = QueuePoller.start(ChildContext("poller", "root/pool:default/poller", 1, None, directory), pool)
     try:
-        poller_epoch = _actor(ref).epoch
-        ref.tell(LeaseGranted(make_lease(queue_url)))
-        ref.tell(Capacity(1, "runner-1", poller_epoch, 0))
+        ref.tell(LeaseGranted(make_lease(queue_url)))  # the empty task book has room: it receives
         wait_until(lambda: _in_long_poll(ref), 15, "the poller to wait in its long poll")
         poller = _actor(ref)
         queue = poller.queue

@@ -1,5 +1,5 @@
-"""The runner tells the poller a ``Capacity`` only when it changed or was asked for, and keeps
-one heap-trim timer at a time however many tasks come and go.
+"""The runner wakes the poller (``Capacity``) only when the poller is parked in the task book for
+lack of room, and keeps one heap-trim timer at a time however many tasks come and go.
 
 A real TaskRunner actor with a real pool context; its siblings are recording actors listed in
 its directory (the poller, the reporter), and the Tasks it looks after are book entries without
@@ -8,7 +8,7 @@ an actor (what the runner reads of them: their weight, their exit notice).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +18,9 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.pool import runner as runner_module
 from executor.pool.context import PoolContext
-from executor.pool.messages import POLLER, REPORTER, Capacity, CapacityWanted, WeightKnown
+from executor.pool.messages import POLLER, REPORTER, Capacity, LiveTasks, TasksWanted, WeightKnown
 from executor.pool.runner import TaskRunner
+from executor.pool.task_start import pool_room
 from executor.pool.taskbook import TaskEntry
 from executor.supervision import ChildContext, ChildExited, Directory
 from tests.faults.ledger import wait_until
@@ -38,9 +39,12 @@ class CountingRunner(TaskRunner):
         return super().tell_self_after(delay_s, message)
 
 
+World = tuple[Callable[[], pykka.ActorRef[Any]], PoolContext, Inbox]
+
+
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef[Any], PoolContext, Inbox]]:
-    """A started runner of a pool of two workers, its poller an ``Inbox``."""
+def world(tmp_path: Path) -> Iterator[World]:
+    """A pool of two workers, its poller an ``Inbox``, and a way to start its runner."""
     config = ExecutorConfig.model_validate({
         "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
         "pools": [{"id": "default", "max_workers": 2, "prefetch": 0}],
@@ -52,11 +56,18 @@ def world(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef[Any], PoolContext, In
     for name, sibling in siblings.items():
         directory.put(name, sibling)
     CountingRunner.trim_timers = []
-    ref = CountingRunner.start(ChildContext("runner", "root/pool:default/runner", 1, None, directory), pool)
+    runners: list[pykka.ActorRef[Any]] = []
+
+    def start() -> pykka.ActorRef[Any]:
+        ctx = ChildContext("runner", "root/pool:default/runner", len(runners) + 1, None, directory)
+        runners.append(CountingRunner.start(ctx, pool))
+        return runners[-1]
+
     try:
-        yield ref, pool, siblings[POLLER].proxy()
+        yield start, pool, siblings[POLLER].proxy()
     finally:
-        ref.stop(block=True, timeout=30)
+        for ref in runners:
+            ref.stop(block=True, timeout=30)
         for sibling in siblings.values():
             sibling.stop(block=True, timeout=10)
 
@@ -65,46 +76,67 @@ def _capacities(poller: Any) -> list[Capacity]:
     return [m for m in poller.received.get(timeout=10) if isinstance(m, Capacity)]
 
 
-def _told_after(ref: pykka.ActorRef[Any], poller: Any, message: Any, epoch: str) -> list[Capacity]:
-    """The Capacities ``message`` made the runner tell: a ``CapacityWanted`` told after it is
-    answered once it has been handled (one strand, in order), so its answer closes the count."""
-    before = len(_capacities(poller))
+def _handled(ref: pykka.ActorRef[Any], poller: Any, message: Any) -> None:
+    """Tell ``message`` and return once the runner has handled it: a ``TasksWanted`` told after
+    it is answered to the poller once it has (one strand, in order)."""
     ref.tell(message)
-    ref.tell(CapacityWanted(epoch))
-    wait_until(lambda: len(_capacities(poller)) > before, 30, "the runner to answer the ask")
-    told = _capacities(poller)[before:]
-    return told[:-1]
+    asked = id(message)
+    ref.tell(TasksWanted(asked))
+    wait_until(lambda: any(isinstance(m, LiveTasks) and m.round == asked
+                           for m in poller.received.get(timeout=10)), 30, "the runner to answer")
 
 
-def test_an_ask_is_answered_even_when_nothing_changed(world: Any) -> None:
-    ref, _, poller = world
-    wait_until(lambda: len(_capacities(poller)) == 1, 30, "the runner's first Capacity")
-    for n in (2, 3):
-        ref.tell(CapacityWanted("poller-1"))  # the same figures each time: answered all the same
-        wait_until(lambda n=n: len(_capacities(poller)) == n, 30, f"answer {n - 1} to the ask")
-    first, second, third = _capacities(poller)
-    assert second == third and second.free_slots == first.free_slots == 2
+def _fill(pool: PoolContext) -> list[str]:
+    """Two tasks of the default weight: the pool of two is full. Their names."""
+    names = []
+    for n in range(2):
+        names.append(pool.tasks.new_name())
+        pool.tasks.add(TaskEntry(f"urn:li:task:{n}", names[-1], 0.5))
+    return names
 
 
-def test_a_weight_that_changes_nothing_sends_no_capacity(world: Any) -> None:
-    ref, pool, poller = world
-    wait_until(lambda: len(_capacities(poller)) == 1, 30, "the runner's first Capacity")
-    pool.tasks.add(TaskEntry("urn:li:task:a", pool.tasks.new_name(), 0.5))  # as ``_run`` does
-    synced = _told_after(ref, poller, CapacityWanted("poller-1"), "poller-1")
-    assert [c.free_slots for c in synced] == [1]  # what the runner told last now counts the task
-    assert _told_after(ref, poller, WeightKnown("urn:li:task:a", 0.5), "poller-1") == []
-    told = _told_after(ref, poller, WeightKnown("urn:li:task:a", 1.0), "poller-1")
-    assert [c.free_slots for c in told] == [0], "a heavier weight takes a slot: that is told"
+def test_only_a_parked_poller_is_woken_when_a_task_ends(world: World) -> None:
+    start, pool, poller = world
+    ref = start()
+    first, second = _fill(pool)
+    assert pool.tasks.poller_room(pool_room(pool)) == 0  # the poller parks: no room
+    _handled(ref, poller, ChildExited(first, 1, False))
+    assert len(_capacities(poller)) == 1, "the parked poller is woken"
+    _handled(ref, poller, ChildExited(second, 1, False))
+    assert len(_capacities(poller)) == 1, "a poller that is not parked is not woken"
 
 
-def test_tasks_back_to_back_keep_one_trim_timer(world: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_lighter_weight_wakes_a_parked_poller(world: World) -> None:
+    start, pool, poller = world
+    ref = start()
+    _fill(pool)
+    assert pool.tasks.poller_room(pool_room(pool)) == 0
+    for urn in ("urn:li:task:0", "urn:li:task:1"):
+        pool.tasks.record(WeightKnown(urn, 0.25))  # as the Task's ``RunnerLink`` does first
+        _handled(ref, poller, WeightKnown(urn, 0.25))
+    assert pool.tasks.poller_room(pool_room(pool), park=False) == 1
+    assert len(_capacities(poller)) == 1, "woken once: not parked again since"
+
+
+def test_a_new_runner_wakes_a_poller_parked_while_none_was_up(world: World) -> None:
+    start, pool, poller = world
+    names = _fill(pool)
+    pool.tasks.record(ChildExited(names[0], 1, False))  # told while no runner was up
+    assert pool.tasks.poller_room(pool_room(pool)) == 0
+    ref = start()  # adopts both, pops the ended one, wakes the poller
+    _handled(ref, poller, TasksWanted(0))
+    assert len(_capacities(poller)) == 1 and len(pool.tasks) == 1
+
+
+def test_tasks_back_to_back_keep_one_trim_timer(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     trims: list[bool] = []
     monkeypatch.setattr(runner_module, "trim_heap", lambda: trims.append(True))
-    ref, pool, poller = world
+    start, pool, poller = world
+    ref = start()
     for n in range(5):  # each leaves the pool empty, each within TRIM_AFTER_S of the last
         name = pool.tasks.new_name()
         pool.tasks.add(TaskEntry(f"urn:li:task:{n}", name, 0.5))
-        _told_after(ref, poller, ChildExited(name, 1, False), "poller-1")
+        _handled(ref, poller, ChildExited(name, 1, False))
     assert len(pool.tasks) == 0 and CountingRunner.trim_timers == [runner_module.TRIM_AFTER_S]
     wait_until(lambda: trims == [True], 30, "the heap to be trimmed once the pool has rested")
     # A timer set before the last task's end looked again rather than trimming early, so at

@@ -16,7 +16,7 @@ import pykka
 import pytest
 
 from executor.pool.messages import RUNNER, Admitted, TaskSettled, WeightKnown
-from executor.pool.taskbook import RunnerLink, TaskBook, TaskEntry
+from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
 from executor.supervision import ChildExited, Directory
 from tests.faults.ledger import wait_until
 
@@ -208,3 +208,44 @@ def test_a_draining_pool_admits_no_task(book: TaskBook) -> None:
     RunnerLink(book, Directory()).tell(WeightKnown("urn:a", 0.5))
     assert not book.is_admitted("urn:a")
     assert book.admit_waiting() == ([], None, 0.0)
+
+
+def test_a_task_is_added_only_within_the_room_and_while_the_pool_admits(book: TaskBook) -> None:
+    room = Room.of(2, prefetch=1)  # two slots and one prefetched
+    added = [book.add_within(TaskEntry(f"urn:{n}", book.new_name(), 0.5), room) for n in range(4)]
+    assert added == [Added.ADDED_UNWATCHED, Added.ADDED, Added.ADDED, Added.NO_ROOM]
+    assert book.add_within(TaskEntry("urn:0", book.new_name(), 0.5), room) is Added.KNOWN
+    assert book.pop("urn:2") is not None and book.poller_room(room) == 1
+    book.close_admission()  # the pool drains: nothing more, room or not
+    assert book.add_within(TaskEntry("urn:5", book.new_name(), 0.5), room) is Added.NO_ROOM
+    assert len(book) == 2
+
+
+def test_the_runner_is_told_of_a_start_only_while_it_polls_no_signals(book: TaskBook) -> None:
+    room = Room.of(4, prefetch=0)
+    assert not book.watch_signals()  # empty: the runner schedules no KILL poll
+    assert book.add_within(TaskEntry("urn:a", book.new_name(), 0.25), room) is Added.ADDED_UNWATCHED
+    assert book.add_within(TaskEntry("urn:b", book.new_name(), 0.25), room) is Added.ADDED
+    book.pop("urn:a")
+    book.pop("urn:b")
+    assert not book.watch_signals()  # the runner's poll found the book empty: it stops
+    assert book.add_within(TaskEntry("urn:c", book.new_name(), 0.25), room) is Added.ADDED_UNWATCHED
+
+
+def test_a_parked_poller_is_unparked_once(book: TaskBook) -> None:
+    room = Room.of(1, prefetch=0)
+    assert book.poller_room(room) == 1 and not book.unpark_poller()  # room: not parked
+    book.add_within(TaskEntry("urn:a", book.new_name(), 1.0), room)
+    assert book.poller_room(room, park=False) == 0 and not book.unpark_poller()
+    assert book.poller_room(room) == 0
+    assert book.unpark_poller() and not book.unpark_poller()
+
+
+def test_once_takes_one_task_then_none(book: TaskBook) -> None:
+    room = Room.of(4, prefetch=2, once=True)
+    assert book.poller_room(room) == 1
+    assert book.add_within(TaskEntry("urn:a", book.new_name(), 0.25), room) is Added.ADDED_UNWATCHED
+    assert book.add_within(TaskEntry("urn:b", book.new_name(), 0.25), room) is Added.NO_ROOM
+    book.record(TaskSettled("urn:a", "SUCCESS"))
+    book.pop("urn:a")
+    assert book.poller_room(room) == 0  # it produced a result: the executor is done

@@ -1,0 +1,76 @@
+"""Starting a Task for a received message, on the poller's own turn.
+
+The poller starts each Task itself, straight after its receive: the room is checked and the
+entry added in the pool's task book in one hold of its lock (``TaskBook.add_within``, the
+runner's capacity rule), then the Task is started on a spare thread. Before, the poller told
+the runner a ``RunRequest`` and the runner's turn (on the pool's strand) started the Task and
+told the poller its ``Capacity`` back: two hand-overs between threads on every pickup's path.
+The Task is the pool's all the same: its parent is the pool's current runner, whichever
+incarnation (``RunnerLink``), its thread is linked to the pool supervisor's lifeline, and a
+runner that starts later adopts it from the book. The runner hears of a start only when it
+must schedule its KILL poll (``TaskStarted``).
+"""
+
+from __future__ import annotations
+
+import time
+
+from executor.datahub import aspects
+from executor.pool.context import PoolContext
+from executor.pool.messages import RUNNER, Cancel, RunRequest, TaskStarted
+from executor.pool.task import Task
+from executor.pool.taskbook import Added, Room, RunnerLink, TaskEntry
+from executor.supervision import ChildContext
+
+DRAIN_CANCEL = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
+"""What a drain tells a Task not admitted yet: give the request back, for another executor."""
+
+
+def pool_room(pool: PoolContext) -> Room:
+    """The pool's room as its config and mode say."""
+    return Room.of(pool.pool.max_workers, pool.pool.prefetch, pool.once)
+
+
+def publish_busy(pool: PoolContext, room: Room) -> None:
+    """The busy-slots gauge, from the book (in default-weight slots)."""
+    if pool.metrics is not None:
+        pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
+
+
+def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: Room) -> Added:
+    """Start a Task for ``request`` if the pool has room and runs none for it yet (``ctx``: the
+    caller's, a sibling of the runner). The Task is in the book before it runs, so whatever it
+    records finds its entry, and a runner that starts meanwhile adopts it."""
+    book = pool.tasks
+    name = book.new_name()
+    run_id = request.urn.rsplit(":", 1)[-1]
+    task_ctx = ChildContext(
+        name=name,
+        path=f"{ctx.path.rsplit('/', 1)[0]}/{RUNNER}/task:{run_id}",
+        incarnation=1,
+        parent=RunnerLink(book, ctx.directory),
+        directory=ctx.directory,
+        listed=False,
+        spare_thread=True,  # its own strand, on a thread kept between tasks
+    )
+    entry = TaskEntry(request.urn, name, room.default_weight, lifeline=task_ctx.lifeline)
+    added = book.add_within(entry, room)
+    if added not in (Added.ADDED, Added.ADDED_UNWATCHED):
+        return added
+    try:
+        entry.ref = Task.start(task_ctx, pool, request)
+    except Exception:
+        book.pop(request.urn)
+        raise
+    if ctx.subtree is not None:
+        ctx.subtree.link(task_ctx.lifeline)
+    if not book.admitting and not book.is_admitted(request.urn):
+        # A drain closed admission after the entry went in and may have looked before its ref
+        # was set: give the request back as the drain does (a second Cancel changes nothing).
+        entry.ref.tell(DRAIN_CANCEL)
+    if added is Added.ADDED_UNWATCHED:
+        ctx.directory.tell(RUNNER, TaskStarted(request.urn))
+    if pool.metrics is not None and request.sent_timestamp_s is not None:
+        pool.metrics.observe_pickup(pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s))
+    publish_busy(pool, room)
+    return added
