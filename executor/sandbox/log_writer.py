@@ -110,9 +110,9 @@ class BackgroundWriter:
             try:
                 if self._error is None:
                     write_all(self._fd, data)
-            except OSError as exc:
+            except Exception as exc:  # whatever it is, the caller must hear of it, never wait on
                 with self._cond:
-                    self._error = exc
+                    self._error = exc if isinstance(exc, OSError) else OSError(f"task log write: {exc!r}")
             with self._cond:
                 self._queue.popleft()
                 self._in_flight -= len(data)
