@@ -5,7 +5,9 @@ reads the pipe, masks, cuts and counts (0.6-0.8 ms of its CPU) and then wrote th
 task log (0.3-0.4 ms into page-cache pages a deleted file just freed, several times that into
 fresh ones). ``os.write`` runs without the GIL, so a second thread that writes one read while
 the reader goes on with the next puts the write on the machine's other core: the bytes, their
-order and the file's cap are the same, only the reader's wait for the kernel goes.
+order and the file's cap are the same, only the reader's wait for the kernel goes (its thread
+1.1-1.3 ms per MiB where it was 1.4-1.6; the process pays 0.15-0.25 more for the GIL's
+hand-overs around each write: a gain where a core is free, performance-log.md, session 16).
 
 A hand-over costs a wake-up, more than a small ``os.write``: a write under ``HANDOFF_BYTES``
 while nothing is in flight (a quiet run's lines, the sandbox's notes) is still done on the
