@@ -2,7 +2,8 @@
 
 The file is made fresh (never through a planted link) and keeps the run's masked output up to
 ``max_bytes``; past that, whole lines are counted, and at close a marker and the run's last
-lines are appended. ``prune_task_logs`` removes old files beside it.
+lines are appended. The writes themselves are a ``BackgroundWriter``'s (``log_writer``: a
+flood's are done on a thread of their own). ``prune_task_logs`` removes old files beside it.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from loguru import logger
 
 from executor.safe_names import is_safe_name
+from executor.sandbox.log_writer import BackgroundWriter, write_all
 
 _PROBE_BYTES = 16 << 10
 _LONG_LINES_IN_PROBE = 32
@@ -31,12 +33,15 @@ class TaskLogFile:
     """The full masked log of one task, capped at ``max_bytes`` (then the tail is appended at close).
 
     ``write`` takes whole lines as bytes, as the output reader hands them over (up to a pipe's
-    worth at a time), and passes them to the kernel in one write each: no per-line work.
+    worth at a time), and passes them to the kernel in one write each: no per-line work. The
+    cap is applied here, on the caller's thread; the writes may be done on another
+    (``BackgroundWriter``), in the same order, all of them by the end of ``close``.
     """
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd: int | None = open_fresh_file(path)
+        self._writer = BackgroundWriter(self._fd, path.stem)
         self.path = path
         self._max = max_bytes
         self._written = 0
@@ -73,21 +78,19 @@ class TaskLogFile:
         if self._fd is None:
             return
         try:
+            self._writer.close()  # everything written before: the note comes after it
             if self._full:
                 shown = list(tail)[-self._dropped:] if self._dropped else []
                 skipped = self._dropped - len(shown)
                 note = f"[... log file capped at {self._max} bytes; {skipped} line(s) left out ...]"
-                self._write_all("\n".join([note, *shown, ""]).encode("utf-8", "replace"))
+                write_all(self._fd, "\n".join([note, *shown, ""]).encode("utf-8", "replace"))
         finally:
             os.close(self._fd)
             self._fd = None
 
     def _write_all(self, data: bytes) -> None:
-        if self._fd is None or not data:
-            return
-        view = memoryview(data)
-        while view:
-            view = view[os.write(self._fd, view):]
+        if self._fd is not None:
+            self._writer.write(data)
 
 
 def count_lines(data: bytes, start: int = 0) -> int:

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from executor.sandbox import Masker
-from executor.sandbox.masking import MASK
+from executor.sandbox.masking import GUARD_LENGTH, MASK, automaton_patterns
 
 SECRET = "s3cr3t/Pa$$w0rd+é"
 
@@ -66,3 +66,23 @@ def test_longer_overlapping_secret_wins_and_no_secret_means_identity() -> None:
     assert masker.mask("x password-long y") == f"x {MASK} y"
     assert Masker([]).mask("nothing to hide") == "nothing to hide"
     assert not Masker(["", "ab"])
+
+
+def test_each_automaton_of_short_forms_gets_a_guard_that_masks_only_its_forms_copies() -> None:
+    """A group of short forms gets its longest form repeated to ``GUARD_LENGTH`` bytes in front
+    (the library's rare-byte prefilter, slow on ids and hashes, is then off); a group with a
+    form that long already is left as it is, and a run of copies is masked whole."""
+    group = [b"62656e6368", b"YmVuY2g", b"bench"]
+    patterns = automaton_patterns(group)
+    assert patterns[1:] == group and len(patterns[0]) >= GUARD_LENGTH
+    assert patterns[0] == group[0] * (len(patterns[0]) // len(group[0]))
+    long_group = [b"x" * GUARD_LENGTH, b"bench"]
+    assert automaton_patterns(long_group) == long_group
+    value = "5f0c2a9e-8d1b-4c3e-9a7f-0b6d2e4c8a1f"
+    masker = Masker([value])
+    assert masker.max_form_length == len(value.encode().hex())  # the guard is not a form
+    hex_form = value.encode().hex().upper()  # the longest form (its upper case sorts first)
+    masked = masker.mask(f"a {hex_form * 10} b {value * 3}c")
+    head, tail = masked.split(" b ")
+    assert head.startswith("a ") and head[2:].replace(MASK, "") == "" and tail == MASK * 3 + "c"
+    assert head[2:] != MASK * 10  # two guard spans and two single forms: fewer masks, all masked
