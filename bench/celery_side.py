@@ -21,6 +21,7 @@ import subprocess
 import sys
 import time
 import uuid
+from typing import Any
 
 from celery import Celery
 
@@ -75,8 +76,37 @@ def envelope_for(tag: str, config: dict[str, object]) -> str:
     return json.dumps({"__recipe_yaml__": json.dumps(recipe), "__secrets__": {}})
 
 
+_ON_THE_WIRE: list[float] = []
+"""Wall clock of each ``SendMessage`` just before botocore writes it (``stamp_sends``)."""
+
+
+def _is_send(request: Any) -> bool:
+    target = request.headers.get("X-Amz-Target") or b""
+    target = target.decode() if isinstance(target, bytes) else str(target)
+    body = request.body if isinstance(request.body, bytes) else str(request.body or "").encode()
+    return target.endswith(".SendMessage") or b"Action=SendMessage" in body
+
+
+def stamp_sends() -> None:
+    """Stamp each ``SendMessage`` as it leaves (kombu's producer sends through a botocore client):
+    the executor's "from the SQS send" starts just before the control plane's ``SendMessage``, so
+    Celery's starts there too, after the producer's own work (Celery's message, kombu, botocore's
+    signing), which is no part of the worker's pickup."""
+    from botocore.httpsession import URLLib3Session
+
+    send = URLLib3Session.send
+
+    def stamped(self: Any, request: Any) -> Any:
+        if _is_send(request):
+            _ON_THE_WIRE.append(time.time())
+        return send(self, request)
+
+    URLLib3Session.send = stamped  # type: ignore[method-assign]
+
+
 def client() -> int:
-    """Answer each command line with the tags sent and when."""
+    """Answer each command line with the tags sent and when (each message as it left)."""
+    stamp_sends()
     run_recipe.apply_async(args=(envelope_for("warm-" + uuid.uuid4().hex, {}), "warm"))  # connect
     print(json.dumps({"ready": True}), flush=True)
     for line in sys.stdin:
@@ -85,9 +115,11 @@ def client() -> int:
         for _ in range(int(command["count"])):
             tag = "celery-" + uuid.uuid4().hex[:12]
             envelope = envelope_for(tag, command.get("config", {}))
-            at = time.time()
+            _ON_THE_WIRE.clear()
             run_recipe.apply_async(args=(envelope, tag), queue=command.get("queue", QUEUE))
-            sent.append([tag, at])
+            if len(_ON_THE_WIRE) != 1:
+                raise RuntimeError(f"expected one SendMessage per task, saw {len(_ON_THE_WIRE)}")
+            sent.append([tag, _ON_THE_WIRE[0]])
         print(json.dumps(sent), flush=True)
     return 0
 

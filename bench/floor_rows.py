@@ -13,14 +13,12 @@ from collections.abc import Sequence
 
 from bench import cost_rows
 from bench.anchor import ProtocolFloor
-from bench.rows import CPU_TASK, PICKUP_SQS, TPUT
+from bench.rows import CPU_TASK, PICKUP_SQS, TPUT, submit_batch
 from bench.stats import Figures
 from bench.world import World, wait_for
 
 BARE = "floor (the protocol, bare)"
 BARE_SANDBOX = "floor (the protocol + the sandbox, bare)"
-DIRECT = "moto"
-"""The floors' SQS server: moto itself, as Celery's (the suite gives them moto's queue URL)."""
 
 
 def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int,
@@ -41,7 +39,7 @@ def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int
         stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
         samples.append((stamp["t"] - world.sent[urn]) * 1000)
         world.wait_result(urn)
-    figures.add(PICKUP_SQS, side, samples, "ms", DIRECT)
+    figures.add(PICKUP_SQS, side, samples, "ms", world.sqs_server(pool))
 
 
 def protocol_floor_throughput(
@@ -60,11 +58,11 @@ def protocol_floor_throughput(
     source = world.source(pool, {"mode": "trivial"})
     before = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     began = time.time()
-    urns = [world.submit(source)[0] for _ in range(count)]
+    urns, produced = submit_batch(world, source, count)
     for urn in urns:
         world.wait_result(urn)
     elapsed = time.time() - began
     after = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     workers = len(floors)
-    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", DIRECT)
-    cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
+    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", world.sqs_server(pool))
+    cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest, produced)

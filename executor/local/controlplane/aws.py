@@ -74,10 +74,12 @@ class StsCredentials:
 
 
 class MotoBackend:
-    """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS."""
+    """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS;
+    ``keep_alive_all``: every client's connection is kept (``MotoServer``)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", keep_alive_all: bool = False) -> None:
         self._host = host
+        self._keep_alive_all = keep_alive_all
         self._server: MotoServer | None = None
         self._sqs: Any = None
         self._sts: Any = None
@@ -90,7 +92,7 @@ class MotoBackend:
         from executor.local.controlplane.moto_app import Dispatcher
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = MotoServer(self._host, Dispatcher())
+        self._server = MotoServer(self._host, Dispatcher(), self._keep_alive_all)
         self._server.start()
         self.endpoint = self._server.url
         port = self._server.port
