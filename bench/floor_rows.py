@@ -8,12 +8,11 @@ the executor misses can be read against what the protocol (and its sandbox) allo
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 from bench import cost_rows
 from bench.anchor import ProtocolFloor
-from bench.rows import CPU_TASK, PICKUP_SQS, TPUT, submit_batch
+from bench.rows import CPU_TASK, PICKUP_SQS, TPUT, batch_seconds, submit_batch
 from bench.stats import Figures
 from bench.world import World, wait_for
 
@@ -57,12 +56,11 @@ def protocol_floor_throughput(
     CPU rows of every process (``cost_rows``), as the executor's with as many workers."""
     source = world.source(pool, {"mode": "trivial"})
     before = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
-    began = time.time()
     urns, produced = submit_batch(world, source, count)
     for urn in urns:
         world.wait_result(urn)
-    elapsed = time.time() - began
     after = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     workers = len(floors)
-    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", world.sqs_server(pool))
+    rate = count / batch_seconds(world, urns)
+    figures.add(TPUT.format(workers), side, rate, "tasks/s", world.sqs_server(pool))
     cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest, produced)

@@ -110,13 +110,12 @@ def executor_throughput(
     (the executor's, and every process's: ``cost_rows``); with one worker, the cycle's gaps."""
     source = world.source(pool, {"mode": "trivial"})
     before = cost_rows.executor_snapshot(child, bench_threads)
-    began = time.time()
     urns, produced = submit_batch(world, source, count)
     for urn in urns:
         world.wait_result(urn)
-    elapsed = time.time() - began
     after = cost_rows.executor_snapshot(child, bench_threads)
-    figures.add(TPUT.format(workers), "executor", count / elapsed, "tasks/s", world.sqs_server(pool))
+    rate = count / batch_seconds(world, urns)
+    figures.add(TPUT.format(workers), "executor", rate, "tasks/s", world.sqs_server(pool))
     cost_rows.add_cost_rows(figures, "executor", workers, before, after, count, server_at_rest, produced)
     if workers == 1:
         figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
@@ -129,6 +128,12 @@ def submit_batch(world: World, source: str, count: int) -> tuple[list[str], floa
     began = time.thread_time()
     urns = [world.submit(source)[0] for _ in range(count)]
     return urns, time.thread_time() - began
+
+
+def batch_seconds(world: World, urns: Sequence[str]) -> float:
+    """From the first request's ``SendMessage`` to the last result stored: the same window as
+    Celery's rows (its first message on the wire to its last recipe reaped)."""
+    return max(world.result_written_at(urn) for urn in urns) - min(world.sent[urn] for urn in urns)
 
 
 def celery_throughput(
@@ -149,6 +154,7 @@ def celery_throughput(
         wait_for(lambda t=tag: celery.done(t), 120, f"celery {tag} done", 0.01)
     after = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
+    # from the first message on the wire (``celery_side.stamp_sends``) to the last recipe reaped
     if side == "celery":
         cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
         if workers == 1:

@@ -263,6 +263,15 @@ class World:
         value = self.cp.get_aspect(urn, RESULT)
         return value if value and value.get("status") in TERMINAL else None
 
+    def result_written_at(self, urn: str) -> float:
+        """Wall clock (ms resolution) when the control plane stored the request's terminal result:
+        the end of its task where it lands, with no polling lag (Celery's end is stamped where its
+        worker reaps the recipe)."""
+        for stored in self.cp.aspects.history(urn, RESULT):
+            if stored.value.get("status") in TERMINAL:
+                return stored.created_ms / 1000
+        raise RuntimeError(f"no terminal result of {urn}")
+
     def wait_result(self, urn: str, timeout_s: float = 120.0) -> dict[str, Any]:
         result: dict[str, Any] = wait_for(lambda: self.result(urn), timeout_s, f"the result of {urn}", 0.01)
         if result.get("status") != "SUCCESS":

@@ -111,6 +111,7 @@ class WsgiHandler(JsonHandler):
         self.send_header("Content-Length", str(len(data)))
         if not (self.server.keep_alive_all or self.headers.get(KEEP_ALIVE_HEADER)):
             self.close_connection = True
+        if self.close_connection:  # also when the client asked for it
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
