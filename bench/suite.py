@@ -83,6 +83,11 @@ class Bench:
 
     def __init__(self, tmp: Path, sizes: Sizes, only: set[str]) -> None:
         self.sizes, self.only, self.figures = sizes, only, Figures()
+        self.figures.notes.append(
+            "SQS paths: the executors, the floors and Celery all talk to moto directly (the executors' "
+            "pools lease moto's own queue URL; moto keeps every connection alive, as SQS); only "
+            "'SQS send -> receive' goes through the control plane's lease-checking gateway"
+        )
         self.round = 0
         """The repeat under way (``in_turn`` reverses the sides' order on odd ones)."""
         self.world = World(tmp, POOLS, direct=[pool for pool in POOLS if pool not in GATEWAY_POOLS])
