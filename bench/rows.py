@@ -153,8 +153,8 @@ def celery_throughput(
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 120, f"celery {tag} done", 0.01)
     after = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
+    # from the first message on the wire (``celery_side``'s stamps) to the last recipe reaped
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
-    # from the first message on the wire (``celery_side.stamp_sends``) to the last recipe reaped
     if side == "celery":
         cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
         if workers == 1:

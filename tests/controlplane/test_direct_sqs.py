@@ -118,9 +118,10 @@ def test_an_executor_on_a_direct_pool_runs_across_lease_refreshes(tmp_path: Path
         running_executor(cp, tmp_path / "executor" / "state", venvs, pools=pools) as harness,
     ):
         harness.create_secret("DIRECT_SECRET", "direct-secret-4d2b")
-        # longer than a third of its visibility: the message is extended at least once
+        # longer than a third of its visibility: its message is extended, on moto itself
         _, urn = harness.submit(_standin_recipe(stamps, mode="sleep", seconds=5))
         wait_until(lambda: read_stamp(stamps, f"{urn.rsplit(':', 1)[-1]}.start"), 60, "the stand-in to start")
+        wait_until(lambda: _extended_once_received(cp, "default", 10), 30, "the message extended on moto")
         cp.expire_leases("default")  # SQS does not check a direct pool's keys: nothing is refused
         assert harness.wait_delivered(urn, 60) == "SUCCESS"
         wait_until(lambda: harness.logs.text().count("lease obtained (scheduled)") >= 2, 30,
@@ -128,7 +129,9 @@ def test_an_executor_on_a_direct_pool_runs_across_lease_refreshes(tmp_path: Path
         _, later = harness.submit(_standin_recipe(stamps, mode="trivial"))  # on a refreshed lease
         assert harness.wait_delivered(later, 60) == "SUCCESS"
         assert [line for line in harness.logs.for_request(urn) if "starting " in line][1:] == []
-        assert "refused the leased credentials" not in harness.logs.text()
+        text = harness.logs.text()
+        assert "refused the leased credentials" not in text
+        assert "could not extend" not in text and "lost the message" not in text
         sqs = _client(cp.sqs_endpoint, executor_config(cp, "default"))
         try:
             wait_until(lambda: _depth(sqs, cp.queue_url("default")) == (0, 0), 30, "both messages deleted")
@@ -141,3 +144,20 @@ def _depth(sqs: Any, url: str) -> tuple[int, int]:
     names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
     attributes = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
     return int(attributes[names[0]]), int(attributes[names[1]])
+
+
+def _extended_once_received(cp: ControlPlane, pool: str, visibility_s: int) -> bool:
+    """Whether moto holds a message of the pool's queue, received once, whose visibility was moved
+    past its first receive's window (a ``ChangeMessageVisibility`` reached moto). Read from moto's
+    own state: it runs in this process."""
+    from moto.sqs.models import sqs_backends
+
+    from executor.local.controlplane.aws import ACCOUNT_ID
+
+    queue = sqs_backends[ACCOUNT_ID][REGION].get_queue(cp.queue_url(pool).rsplit("/", 1)[-1])
+    window_ms = visibility_s * 1000 + 500
+    return any(
+        message.approximate_receive_count == 1
+        and message.visible_at > (message.approximate_first_receive_timestamp or 0) + window_ms
+        for message in list(queue._messages)
+    )
