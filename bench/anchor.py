@@ -25,7 +25,7 @@ import boto3
 import psutil
 
 from bench.drain import Drainer
-from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
+from bench.world import ROOT, SECRET_VALUE, read_stamp, stop_child, wait_for
 from executor.sandbox.spec import SandboxSpec
 
 REGION = "us-east-1"
@@ -265,11 +265,6 @@ class ProtocolFloor:
             self.close()
             raise RuntimeError("the protocol floor did not start")
         self.ps = psutil.Process(self.proc.pid)
-
-    def cpu(self) -> float:
-        """Its own CPU seconds (the stand-ins it reaped not included), read as the executor's
-        (``own_cpu``: the process's user + system) so the two sides are read alike."""
-        return own_cpu(self.ps)
 
     def close(self) -> None:
         stop_child(self.proc, 10.0)

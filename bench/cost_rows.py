@@ -106,6 +106,12 @@ def runners_snapshot(runners: Sequence[psutil.Process],
     return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
 
 
+def own_side_ms(before: CpuSnapshot, after: CpuSnapshot, count: int) -> float:
+    """The runner's own ms of CPU per task: its process and its helper (the spawn server that
+    forks the recipes for it, as a Celery worker's ``Popen`` forks them in its own process)."""
+    return (after.runner + after.helpers - before.runner - before.helpers) / count * 1000
+
+
 def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
     return runners_snapshot([child.ps], bench_threads)
 

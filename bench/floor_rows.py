@@ -24,10 +24,11 @@ def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: F
                        side: str = BARE) -> None:
     """A floor's own CPU per task, ``count`` trivial runs at once (one loop takes them in turn)."""
     source = world.source(pool, {"mode": "trivial"})
-    before = floor.cpu()
+    before = cost_rows.runners_snapshot([floor.ps], ())
     for urn in [world.submit(source)[0] for _ in range(count)]:
         world.wait_result(urn)
-    figures.add(CPU_TASK, side, (floor.cpu() - before) / count * 1000, "ms")
+    after = cost_rows.runners_snapshot([floor.ps], ())
+    figures.add(CPU_TASK, side, cost_rows.own_side_ms(before, after, count), "ms")
 
 
 def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int, side: str = BARE) -> None:
