@@ -25,7 +25,7 @@ import boto3
 import psutil
 
 from bench.drain import Drainer
-from bench.world import ROOT, SECRET_VALUE, own_cpu, read_stamp, stop_child, wait_for
+from bench.world import ROOT, SECRET_VALUE, read_stamp, stop_child, wait_for
 from executor.sandbox.spec import SandboxSpec
 
 REGION = "us-east-1"
@@ -151,6 +151,10 @@ class Floor:
             aws_secret_access_key="bench",
         )
         self.url = self.sqs.create_queue(QueueName="bench-floor")["QueueUrl"]
+        self._on_the_wire: list[float] = []
+        """When each ``SendMessage`` left (botocore's ``before-send``), as the executor's and
+        Celery's sends are stamped: boto3's own work before it is no part of the pickup."""
+        self.sqs.meta.events.register("before-send.sqs.SendMessage", self._stamp_send)
         self.stamps = stamps
         self.standin = standin
         self._stop = threading.Event()
@@ -213,11 +217,15 @@ class Floor:
         }
         return json.dumps({"__recipe_yaml__": json.dumps(recipe), "__secrets__": {"S": SECRET_VALUE}})
 
+    def _stamp_send(self, **_event: Any) -> None:
+        self._on_the_wire.append(time.time())
+
     def pickup(self, tag: str) -> float:
-        """Send one message; ms from the send to the stand-in's first line."""
+        """Send one message; ms from the moment it left to the stand-in's first line."""
         body = self.envelope(tag)
-        sent = time.time()
+        self._on_the_wire.clear()
         self.sqs.send_message(QueueUrl=self.url, MessageBody=body)
+        sent = self._on_the_wire[-1]  # a retried send left with its last attempt
         stamp = wait_for(lambda: read_stamp(self.stamps, f"{tag}.start"), 60, f"floor run {tag}")
         return (float(stamp["t"]) - sent) * 1000
 
@@ -257,11 +265,6 @@ class ProtocolFloor:
             self.close()
             raise RuntimeError("the protocol floor did not start")
         self.ps = psutil.Process(self.proc.pid)
-
-    def cpu(self) -> float:
-        """Its own CPU seconds (the stand-ins it reaped not included), read as the executor's
-        (``own_cpu``: the process's user + system) so the two sides are read alike."""
-        return own_cpu(self.ps)
 
     def close(self) -> None:
         stop_child(self.proc, 10.0)

@@ -4,15 +4,17 @@ On a machine with few cores the rate of trivial tasks can be capped by CPU, not 
 executor (or the Celery worker), the recipes, and the servers they talk to all share the cores.
 The control plane runs in the bench's own process (its GMS API, the SQS gateway and moto), so
 its CPU is this process's CPU outside the bench's own threads (the main thread, which runs the
-rows and waits on results, and the floor's poller). For the executor it holds every GMS call the
-protocol needs (the input aspect, the secret, RUNNING, the result) and the GraphQL create with
-its ``SendMessage``; for Celery, moto's share and, in ``helpers``, the producer process that
-sends the tasks. What the control plane spends at rest (the idle long polls of every executor
-and worker the bench started, measured before each repeat's batches) is taken out. Recipes are
-counted when reaped (the executor's own children, the Celery
-worker's or its pool processes'). ``cores / CPU per task`` is the most tasks/s the machine
-allows whatever the waits: a side whose ceiling is below another side's measured rate cannot
-reach it here.
+rows and waits on results, and the floor's poller). For the executor (and the bare protocol's
+floors) it holds every GMS call the protocol needs (the input aspect, the secret, RUNNING, the
+result), the GraphQL create with its ``SendMessage`` and moto's share of the SQS calls (made to
+moto directly, as Celery's: the suite's pools lease moto's queue URL, not the gateway's); the
+bench thread's CPU in those create calls is its producer's, in ``helpers``. For Celery: moto's
+share and, in ``helpers``, the producer process that sends the tasks. What the control plane
+spends at rest (the idle long polls of every executor and worker the bench started, measured
+before each repeat's batches) is taken out. Recipes are counted when reaped (the executor's own
+children, the Celery worker's or its pool processes'). ``cores / CPU per task`` is the most
+tasks/s the machine allows whatever the waits: a side whose ceiling is below another side's
+measured rate cannot reach it here.
 
 The 1-worker cycle splits the time between two trivial tasks, from the executor's log (its
 ``finished`` and ``starting`` lines, ms) and the stand-in's stamps: slot freed -> next recipe
@@ -56,7 +58,8 @@ class CpuSnapshot:
     recipes: float
     """Children reaped so far: the stand-in recipes (and, for the executor, a replaced server)."""
     helpers: float
-    """The spawn server; for Celery, the producer that sends its tasks."""
+    """The spawn server; for Celery, the producer process that sends its tasks (the executor's
+    and the floors' producer, the bench's own GraphQL create calls, is added by ``add_cost_rows``)."""
     server: float
     """The control plane's threads in this process (GMS API, gateway, moto)."""
     at: float
@@ -101,6 +104,12 @@ def runners_snapshot(runners: Sequence[psutil.Process],
             except psutil.Error:
                 continue
     return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
+
+
+def own_side_ms(before: CpuSnapshot, after: CpuSnapshot, count: int) -> float:
+    """The runner's own ms of CPU per task: its process and its helper (the spawn server that
+    forks the recipes for it, as a Celery worker's ``Popen`` forks them in its own process)."""
+    return (after.runner + after.helpers - before.runner - before.helpers) / count * 1000
 
 
 def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
@@ -148,11 +157,15 @@ def add_cost_rows(
     after: CpuSnapshot,
     count: int,
     server_at_rest: float,
+    producer_s: float = 0.0,
 ) -> None:
     """Per-task CPU of the side's parts over one throughput batch, and the ceiling it implies
-    (``server_at_rest``: the control plane's CPU per second without tasks, not theirs)."""
+    (``server_at_rest``: the control plane's CPU per second without tasks, not theirs;
+    ``producer_s``: CPU seconds the bench's own thread spent creating the batch's requests, the
+    executor's producer, counted as Celery's producer process is)."""
     per = {f.name: (getattr(after, f.name) - getattr(before, f.name)) / count * 1000
            for f in fields(CpuSnapshot) if f.name != "at"}
+    per["helpers"] += producer_s / count * 1000
     per["server"] = max(0.0, per["server"] - server_at_rest * (after.at - before.at) / count * 1000)
     total = sum(per.values())
     figures.add(CP_CPU.format(workers), side, per["server"], "ms")

@@ -8,29 +8,27 @@ the executor misses can be read against what the protocol (and its sandbox) allo
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Sequence
 
 from bench import cost_rows
 from bench.anchor import ProtocolFloor
-from bench.rows import CPU_TASK, PICKUP_SQS, TPUT
+from bench.rows import CPU_TASK, PICKUP_SQS, TPUT, batch_seconds, submit_batch
 from bench.stats import Figures
 from bench.world import World, wait_for
 
 BARE = "floor (the protocol, bare)"
 BARE_SANDBOX = "floor (the protocol + the sandbox, bare)"
-DIRECT = "moto"
-"""The floors' SQS server: moto itself, as Celery's (the suite gives them moto's queue URL)."""
 
 
 def protocol_floor_cpu(world: World, floor: ProtocolFloor, pool: str, figures: Figures, count: int,
                        side: str = BARE) -> None:
     """A floor's own CPU per task, ``count`` trivial runs at once (one loop takes them in turn)."""
     source = world.source(pool, {"mode": "trivial"})
-    before = floor.cpu()
+    before = cost_rows.runners_snapshot([floor.ps], ())
     for urn in [world.submit(source)[0] for _ in range(count)]:
         world.wait_result(urn)
-    figures.add(CPU_TASK, side, (floor.cpu() - before) / count * 1000, "ms")
+    after = cost_rows.runners_snapshot([floor.ps], ())
+    figures.add(CPU_TASK, side, cost_rows.own_side_ms(before, after, count), "ms")
 
 
 def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int, side: str = BARE) -> None:
@@ -41,7 +39,7 @@ def protocol_floor_pickups(world: World, pool: str, figures: Figures, count: int
         stamp = wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
         samples.append((stamp["t"] - world.sent[urn]) * 1000)
         world.wait_result(urn)
-    figures.add(PICKUP_SQS, side, samples, "ms", DIRECT)
+    figures.add(PICKUP_SQS, side, samples, "ms", world.sqs_server(pool))
 
 
 def protocol_floor_throughput(
@@ -59,12 +57,11 @@ def protocol_floor_throughput(
     CPU rows of every process (``cost_rows``), as the executor's with as many workers."""
     source = world.source(pool, {"mode": "trivial"})
     before = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
-    began = time.time()
-    urns = [world.submit(source)[0] for _ in range(count)]
+    urns, produced = submit_batch(world, source, count)
     for urn in urns:
         world.wait_result(urn)
-    elapsed = time.time() - began
     after = cost_rows.runners_snapshot([floor.ps for floor in floors], bench_threads)
     workers = len(floors)
-    figures.add(TPUT.format(workers), side, count / elapsed, "tasks/s", DIRECT)
-    cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)
+    rate = count / batch_seconds(world, urns)
+    figures.add(TPUT.format(workers), side, rate, "tasks/s", world.sqs_server(pool))
+    cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest, produced)

@@ -25,6 +25,9 @@ PICKUP_SQS = "send -> first line (from the SQS send)"
 PICKUP_GQL = "send -> first line (from the GraphQL create call)"
 TPUT = "trivial tasks/s, {} worker(s)"
 CPU_TASK = "executor CPU per task"
+"""The runner's own CPU: the executor's process and its spawn server (which forks the recipes for
+it), the Celery worker and its pool processes (whose ``Popen`` forks them), a floor's process and
+its spawn server if it has one; never the recipe's own."""
 WRAPPER = "CPU of the exec wrapper + CLI start-up"
 """The stand-in's CPU at its first line during a live pickup (the set-up between fork and exec,
 the exec, the CLI's start-up, with the executor and the control plane busy beside it), against
@@ -60,8 +63,8 @@ def executor_pickups(world: World, child: ExecutorChild, pool: str, figures: Fig
         finished = wait_for(lambda u=urn: child.finished_at(u), 10, f"{urn} finished in the log")
         if exited is not None:
             noticed.append((finished - exited["t"]) * 1000)
-    figures.add(PICKUP_SQS, "executor", from_sqs, "ms", "moto via gateway")
-    figures.add(PICKUP_GQL, "executor", from_create, "ms", "moto via gateway")
+    figures.add(PICKUP_SQS, "executor", from_sqs, "ms", world.sqs_server(pool))
+    figures.add(PICKUP_GQL, "executor", from_create, "ms", world.sqs_server(pool))
     figures.add(WRAPPER, "executor", wrapper, "ms")
     figures.add(EXIT_NOTICED, "executor", noticed, "ms")
 
@@ -109,18 +112,34 @@ def executor_throughput(
     """``count`` trivial runs at once; tasks/s until the last result is delivered; CPU per task
     (the executor's, and every process's: ``cost_rows``); with one worker, the cycle's gaps."""
     source = world.source(pool, {"mode": "trivial"})
+    # One untimed task first: the spawn server stops after IDLE_S without a spawn, and its restart
+    # (an interpreter's start-up) is no task's cost, as Celery's pool processes are long-lived.
+    world.wait_result(world.submit(source)[0])
     before = cost_rows.executor_snapshot(child, bench_threads)
-    began = time.time()
-    urns = [world.submit(source)[0] for _ in range(count)]
+    urns, produced = submit_batch(world, source, count)
     for urn in urns:
         world.wait_result(urn)
-    elapsed = time.time() - began
     after = cost_rows.executor_snapshot(child, bench_threads)
-    figures.add(TPUT.format(workers), "executor", count / elapsed, "tasks/s", "moto via gateway")
-    cost_rows.add_cost_rows(figures, "executor", workers, before, after, count, server_at_rest)
+    rate = count / batch_seconds(world, urns)
+    figures.add(TPUT.format(workers), "executor", rate, "tasks/s", world.sqs_server(pool))
+    cost_rows.add_cost_rows(figures, "executor", workers, before, after, count, server_at_rest, produced)
     if workers == 1:
-        figures.add(CPU_TASK, "executor", (after.runner - before.runner) / count * 1000, "ms")
+        figures.add(CPU_TASK, "executor", cost_rows.own_side_ms(before, after, count), "ms")
         cost_rows.executor_cycle(world, child, urns, figures)
+
+
+def submit_batch(world: World, source: str, count: int) -> tuple[list[str], float]:
+    """``count`` requests created at once; their URNs and this thread's CPU seconds to create them
+    (the producer's share, which Celery's side pays in its producer process)."""
+    began = time.thread_time()
+    urns = [world.submit(source)[0] for _ in range(count)]
+    return urns, time.thread_time() - began
+
+
+def batch_seconds(world: World, urns: Sequence[str]) -> float:
+    """From the first request's ``SendMessage`` to the last result stored: the same window as
+    Celery's rows (its first message on the wire to its last recipe reaped)."""
+    return max(world.result_written_at(urn) for urn in urns) - min(world.sent[urn] for urn in urns)
 
 
 def celery_throughput(
@@ -140,6 +159,7 @@ def celery_throughput(
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 120, f"celery {tag} done", 0.01)
     after = cost_rows.celery_snapshot(worker, celery.client.pid, bench_threads)
+    # from the first message on the wire (``celery_side``'s stamps) to the last recipe reaped
     last = max(float(celery.done(tag)["t"]) for tag, _ in sent)  # type: ignore[index]
     if side == "celery":
         cost_rows.add_cost_rows(figures, side, workers, before, after, count, server_at_rest)

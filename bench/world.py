@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -175,9 +175,14 @@ def stop_child(proc: subprocess.Popen[Any], wait_s: float = 30.0) -> None:
 class World:
     """The control plane, the stand-in venv, the stamps directory, and the executors started."""
 
-    def __init__(self, tmp: Path, pools: tuple[str, ...] = ("default",)) -> None:
+    def __init__(
+        self, tmp: Path, pools: tuple[str, ...] = ("default",), direct: Collection[str] = ()
+    ) -> None:
+        """``direct``: pools whose leases point at moto itself (``ControlPlane.direct_sqs_pools``),
+        as Celery's workers talk to moto and a real executor to AWS SQS; the others go through the
+        control plane's gateway."""
         self.tmp = tmp
-        self.cp = ControlPlane(pools=pools, state_dir=str(tmp / "cp-state")).start()
+        self.cp = ControlPlane(pools=pools, state_dir=str(tmp / "cp-state"), direct_sqs_pools=direct).start()
         self.venv_root = make_venv_root(tmp / "venvs")
         self.stamps = tmp / "stamps"
         self.stamps.mkdir(exist_ok=True)
@@ -194,6 +199,10 @@ class World:
 
         self.cp.ingestion._dispatch = stamped_dispatch
         self.graphql(CREATE_SECRET, {"input": {"name": SECRET_NAME, "value": SECRET_VALUE}})
+
+    def sqs_server(self, pool: str) -> str:
+        """The table's "SQS server" of a pool's rows: moto, or moto through the gateway."""
+        return "moto" if pool in self.cp.direct_sqs_pools else "moto via gateway"
 
     def graphql(self, query: str, variables: dict[str, Any]) -> dict[str, Any]:
         answer = self._session.post(
@@ -253,6 +262,15 @@ class World:
     def result(self, urn: str) -> dict[str, Any] | None:
         value = self.cp.get_aspect(urn, RESULT)
         return value if value and value.get("status") in TERMINAL else None
+
+    def result_written_at(self, urn: str) -> float:
+        """Wall clock (ms resolution) when the control plane stored the request's terminal result:
+        the end of its task where it lands, with no polling lag (Celery's end is stamped where its
+        worker reaps the recipe)."""
+        for stored in self.cp.aspects.history(urn, RESULT):
+            if stored.value.get("status") in TERMINAL:
+                return stored.created_ms / 1000
+        raise RuntimeError(f"no terminal result of {urn}")
 
     def wait_result(self, urn: str, timeout_s: float = 120.0) -> dict[str, Any]:
         result: dict[str, Any] = wait_for(lambda: self.result(urn), timeout_s, f"the result of {urn}", 0.01)

@@ -52,6 +52,11 @@ def _boto_session() -> Any:
     return boto3.session.Session()
 
 
+def _close_after(request: Any, **_kwargs: Any) -> None:
+    """botocore ``before-send``: ask the server to close the connection after its answer."""
+    request.headers["Connection"] = "close"
+
+
 @dataclass(frozen=True)
 class PoolQueues:
     """A pool's queue and dead-letter queue, with moto-side URLs."""
@@ -74,10 +79,12 @@ class StsCredentials:
 
 
 class MotoBackend:
-    """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS."""
+    """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS;
+    ``keep_alive_all``: every client's connection is kept (``MotoServer``)."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", keep_alive_all: bool = False) -> None:
         self._host = host
+        self._keep_alive_all = keep_alive_all
         self._server: MotoServer | None = None
         self._sqs: Any = None
         self._sts: Any = None
@@ -90,7 +97,7 @@ class MotoBackend:
         from executor.local.controlplane.moto_app import Dispatcher
 
         logging.getLogger("werkzeug").setLevel(logging.WARNING)
-        self._server = MotoServer(self._host, Dispatcher())
+        self._server = MotoServer(self._host, Dispatcher(), self._keep_alive_all)
         self._server.start()
         self.endpoint = self._server.url
         port = self._server.port
@@ -104,7 +111,7 @@ class MotoBackend:
         from botocore.config import Config
 
         with _SESSION_LOCK:  # a boto3 session is not thread-safe; its clients are
-            return _boto_session().client(
+            client = _boto_session().client(
                 service,
                 endpoint_url=self.endpoint,
                 region_name=REGION,
@@ -112,6 +119,10 @@ class MotoBackend:
                 aws_secret_access_key=_ADMIN_KEY,
                 config=Config(retries={"max_attempts": 2}, connect_timeout=5, read_timeout=30),
             )
+        # Its rare calls (queues, a lease's AssumeRole) close their connection even where moto
+        # keeps clients' (``keep_alive_all``): no server thread waits on an idle admin client.
+        client.meta.events.register("before-send", _close_after)
+        return client
 
     def create_pool_queues(self, pool_id: str, tag: str, max_receive_count: int) -> PoolQueues:
         """Create ``<pool>-<tag>`` and its DLQ, with redrive after ``max_receive_count`` receives."""

@@ -10,7 +10,9 @@ send no chunked bodies), and the whole answer, headers and body, in one write wi
 gateway's and the dispatch's, ``upstream.KEEP_ALIVE_HEADER``); one idle for 300 s (beyond the
 gateway's own client idle time) is closed, so no caller holds a server thread forever. Anyone
 else (a test inspecting a queue with boto3) gets ``Connection: close`` after each answer, as
-from werkzeug, so no server thread outlives its caller's call.
+from werkzeug, so no server thread outlives its caller's call; unless ``keep_alive_all`` (a
+control plane whose executors talk to moto directly, ``direct_sqs_pools``): then every
+connection is kept as SQS keeps it, so no client of moto pays a new connection per call.
 """
 
 from __future__ import annotations
@@ -38,9 +40,11 @@ def _wsgi_str(value: str) -> str:
 class MotoServer(LoopbackServer):
     """Serves ``app`` (moto's dispatcher) on ``host``, ephemeral port."""
 
-    def __init__(self, host: str, app: WsgiApp) -> None:
+    def __init__(self, host: str, app: WsgiApp, keep_alive_all: bool = False) -> None:
         super().__init__((host, 0), WsgiHandler, "controlplane-moto")
         self.app = app
+        self.keep_alive_all = keep_alive_all
+        """Keep every client's connection, not only the control plane's own."""
 
 
 class WsgiHandler(JsonHandler):
@@ -105,8 +109,9 @@ class WsgiHandler(JsonHandler):
             if key.lower() not in _NOT_RELAYED:
                 self.send_header(key, value)
         self.send_header("Content-Length", str(len(data)))
-        if not self.headers.get(KEEP_ALIVE_HEADER):
+        if not (self.server.keep_alive_all or self.headers.get(KEEP_ALIVE_HEADER)):
             self.close_connection = True
+        if self.close_connection:  # also when the client asked for it
             self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":

@@ -10,6 +10,9 @@ This is the Python API the rest of the project (tests, ``demo``) uses::
 ``stop()`` takes down all it started, in reverse order. With no ``state_dir`` the state lives in
 a temporary directory removed at stop; with one, a later start with the same directory finds
 secrets, sources, requests, results and ingested aspects again (queues are recreated empty).
+Executors reach SQS through the lease-checking gateway; ``direct_sqs_pools`` sends the leases of
+some pools straight to moto instead (the bench's comparative rows: like Celery's workers there,
+and a real executor at AWS SQS, they then pay no gateway hop).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import secrets as token_source
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime, timezone
 from types import TracebackType
 from typing import Any, TypeVar, cast
@@ -74,9 +77,20 @@ class ControlPlane:
         secret_key: bytes | None = None,
         gateway_port: int = 0,
         sqs_public_url: str | None = None,
+        direct_sqs_pools: Collection[str] = (),
     ) -> None:
         self.pools = tuple(pools)
         _check_args(self.pools, lease_seconds, max_receive_count)
+        unknown = sorted(set(direct_sqs_pools) - set(self.pools))
+        if unknown:
+            raise BadInputError(f"direct_sqs_pools names no pool of this control plane: {', '.join(unknown)}")
+        self.direct_sqs_pools = frozenset(direct_sqs_pools)
+        """Pools whose leases hand out moto's own queue URL, not the gateway's: their executors talk
+        to SQS with nothing between, as a real executor talks to AWS SQS (and as the bench's Celery
+        workers talk to moto). Their credentials are still leased, but SQS no longer checks them
+        (moto accepts any key): an expired or revoked lease keeps working. moto then keeps every
+        client's connection alive, as SQS does, not only the gateway's. Off by default; the
+        bench turns it on for its comparative rows only."""
         self.token = token or token_source.token_urlsafe(32)
         self.host = host
         self.port = port
@@ -113,6 +127,11 @@ class ControlPlane:
             self.stop()
             raise
         logger.info("control plane up at {} for pool(s) {}", self.gms_url, ", ".join(self.pools))
+        if self.direct_sqs_pools:
+            logger.warning(
+                "pool(s) {} lease moto's queue URL directly: SQS does not check their leases",
+                ", ".join(sorted(self.direct_sqs_pools)),
+            )
         return self
 
     def _start(self) -> None:
@@ -126,7 +145,7 @@ class ControlPlane:
         self._storage = Storage(self._state_dir)
         self.secrets = Secrets(self._storage, self._secret_key)
         self.aspects = Aspects(self._storage)
-        self._moto = MotoBackend(self.host)
+        self._moto = MotoBackend(self.host, keep_alive_all=bool(self.direct_sqs_pools))
         self._moto.start()
         tag = token_source.token_hex(4)
         for pool in self.pools:
@@ -202,9 +221,16 @@ class ControlPlane:
         return self._pool(pool_id).dlq_url
 
     def gateway_queue_url(self, pool_id: str) -> str:
-        """The pool's queue URL through the gateway: what ``listExecutorConfigs`` hands out."""
+        """The pool's queue URL through the gateway: what ``listExecutorConfigs`` hands out
+        (unless the pool is in ``direct_sqs_pools``)."""
         base = self.sqs_public_url or self.sqs_gateway
         return f"{base}/{ACCOUNT_ID}/{self._pool(pool_id).queue_name}"
+
+    def leased_queue_url(self, pool_id: str) -> str:
+        """The queue URL a pool's lease hands out: the gateway's, or moto's for a direct pool."""
+        if pool_id in self.direct_sqs_pools:
+            return self.queue_url(pool_id)
+        return self.gateway_queue_url(pool_id)
 
     def _pool(self, pool_id: str) -> PoolQueues:
         if pool_id not in self._queues:
@@ -232,7 +258,7 @@ class ControlPlane:
                 {
                     "executorId": pool,
                     "region": REGION,
-                    "queueUrl": self.gateway_queue_url(pool),
+                    "queueUrl": self.leased_queue_url(pool),
                     "accessKeyId": creds.access_key_id,
                     "secretKeyId": creds.secret_access_key,
                     "sessionToken": creds.session_token,
@@ -295,7 +321,7 @@ class ControlPlane:
             "pools": {
                 pool: {
                     "queue_name": q.queue_name,
-                    "queue_url": self.gateway_queue_url(pool),
+                    "queue_url": self.leased_queue_url(pool),
                     "moto_queue_url": q.queue_url,
                     "dlq_url": q.dlq_url,
                 }

@@ -1,0 +1,95 @@
+"""The comparative rows charge each side alike: the SQS path, the batch's window, the producer,
+and the moment a pickup is timed from (docs/performance.md, "How each figure is taken").
+
+Real parts: the local control plane (moto on loopback), boto3 over HTTP, the bench's world.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import boto3
+import pytest
+
+from bench.anchor import Floor
+from bench.cost_rows import ALL_CPU, CpuSnapshot, add_cost_rows
+from bench.rows import batch_seconds
+from bench.stats import Figures
+from bench.wire_stamps import stamp_sends
+from bench.world import RESULT, World, read_stamp
+from executor.local.controlplane.aws import REGION
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    made = World(tmp_path, ("direct", "gated"), direct=["direct"])
+    yield made
+    made.close()
+
+
+def test_only_the_gated_pool_goes_through_the_gateway(world: World) -> None:
+    configs = {c["executorId"]: c for c in world.cp.executor_configs()}
+    assert configs["direct"]["queueUrl"] == world.cp.queue_url("direct")
+    assert configs["gated"]["queueUrl"] == world.cp.gateway_queue_url("gated")
+    assert (world.sqs_server("direct"), world.sqs_server("gated")) == ("moto", "moto via gateway")
+
+
+def test_a_batch_runs_from_its_first_send_to_its_last_result_stored(world: World) -> None:
+    source = world.source("direct", {"mode": "trivial"})
+    urns = [world.submit(source)[0] for _ in range(2)]
+    time.sleep(0.05)  # the results land later than the sends, by at least this
+    for urn in urns:
+        world.cp.aspects.put(urn, RESULT, {"status": "SUCCESS", "startTimeMs": 0, "durationMs": 1})
+    stored = max(s.created_ms for urn in urns for s in world.cp.aspects.history(urn, RESULT)) / 1000
+    assert batch_seconds(world, urns) == pytest.approx(stored - world.sent[urns[0]])
+    assert batch_seconds(world, urns) >= 0.05
+
+
+def test_the_producers_cpu_is_in_every_process_sum() -> None:
+    zero = CpuSnapshot(runner=0.0, recipes=0.0, helpers=0.0, server=0.0, at=0.0)
+    after = CpuSnapshot(runner=0.02, recipes=0.0, helpers=0.0, server=0.0, at=1.0)
+    figures = Figures()
+    add_cost_rows(figures, "executor", 1, zero, after, 2, 0.0, producer_s=0.01)
+    assert figures.p50(ALL_CPU.format(1)) == pytest.approx(15.0)  # (20 + 10) ms over 2 tasks
+
+
+def test_a_send_is_stamped_as_it_leaves_and_nothing_else_is(world: World) -> None:
+    sqs = boto3.session.Session().client(
+        "sqs", endpoint_url=world.cp.sqs_endpoint, region_name=REGION,
+        aws_access_key_id="bench", aws_secret_access_key="bench",
+    )
+    url = world.cp.queue_url("direct")
+    stamps: list[float] = []
+    undo = stamp_sends(stamps)
+    try:
+        sqs.receive_message(QueueUrl=url, WaitTimeSeconds=0)
+        assert stamps == []
+        before = time.time()
+        sqs.send_message(QueueUrl=url, MessageBody="stamped")
+        assert len(stamps) == 1 and before <= stamps[0] <= time.time()
+    finally:
+        undo()
+        sqs.close()
+    sqs = boto3.session.Session().client(
+        "sqs", endpoint_url=world.cp.sqs_endpoint, region_name=REGION,
+        aws_access_key_id="bench", aws_secret_access_key="bench",
+    )
+    try:
+        sqs.send_message(QueueUrl=url, MessageBody="not stamped once undone")
+    finally:
+        sqs.close()
+    assert len(stamps) == 1
+
+
+def test_the_floors_pickup_runs_from_when_its_message_left(world: World) -> None:
+    standin = world.venv_root / "benchsim-bundled" / "bin" / "datahub"
+    floor = Floor(world.cp.sqs_endpoint, world.stamps, standin)
+    try:
+        took = floor.pickup("fair-1")
+        left = floor._on_the_wire[-1]
+        start = read_stamp(world.stamps, "fair-1.start")
+        assert start is not None and took == pytest.approx((start["t"] - left) * 1000)
+    finally:
+        floor.close()
