@@ -9,8 +9,9 @@ p50 of each step's time from the send (ms).
 
 The steps are stamped from outside the executor's code: each child runs under this module's
 ``probe``, which wraps a few of its functions to append ``name time`` lines to a file named by
-``BENCH_TIMELINE_EVENTS`` before it runs the child's own main; the gateway's relay of a receive
-answer is stamped in this process (the control plane runs here), the recipe's start-up (its
+``BENCH_TIMELINE_EVENTS`` before it runs the child's own main; moto's receive answer is stamped in
+this process (the control plane runs here; both sides talk to moto directly, as the suite's
+comparative rows since session 16, so no gateway relays it), the recipe's start-up (its
 interpreter up, waiting for its stdin) and its first line by the stand-in itself. One pickup at a
 time, so the first stamp of each name after the send belongs to that pickup.
 """
@@ -31,7 +32,6 @@ from typing import Any
 EVENTS_ENV = "BENCH_TIMELINE_EVENTS"
 EXECUTOR_STEPS = (
     ("moto", "moto answers the receive"),
-    ("gateway", "the gateway relays the receive answer"),
     ("receive", "the poller's receive returns"),
     ("runner", "the Task started (by the poller)"),
     ("polling", "the poller's next receive begins"),
@@ -173,9 +173,7 @@ def _pickup(world: Any, source: str, events: Path) -> dict[str, float]:
 
 
 def _stamp_receive_answers(fd: int) -> None:
-    """In this process (the control plane's): stamp each receive answer moto sends and the
-    gateway relays."""
-    from executor.local.controlplane.gateway import GatewayHandler
+    """In this process (the control plane's): stamp each receive answer moto sends."""
     from executor.local.controlplane.moto_server import WsgiHandler
 
     answer = WsgiHandler._answer
@@ -186,14 +184,6 @@ def _stamp_receive_answers(fd: int) -> None:
             _stamp(fd, "moto")
 
     WsgiHandler._answer = moto_answer  # type: ignore[method-assign]
-    original = GatewayHandler.send_bytes
-
-    def send_bytes(self: Any, status: int, data: bytes, *args: Any, **kwargs: Any) -> None:
-        original(self, status, data, *args, **kwargs)
-        if b"ReceiptHandle" in data:
-            _stamp(fd, "gateway")
-
-    GatewayHandler.send_bytes = send_bytes  # type: ignore[method-assign,assignment]
 
 
 def _table(rows: dict[str, list[dict[str, float]]]) -> list[str]:
@@ -221,7 +211,7 @@ def run(count: int) -> list[str]:
         os.environ[EVENTS_ENV] = str(events)
         fd = os.open(events, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         _stamp_receive_answers(fd)
-        world = World(Path(tmp), ("default", "baresb"))
+        world = World(Path(tmp), ("default", "baresb"), direct=("default", "baresb"))
         floor = None
         try:
             head = ("-m", "bench.pickup_timeline", "probe")
