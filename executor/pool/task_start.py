@@ -13,13 +13,16 @@ must schedule its KILL poll (``TaskStarted``).
 
 from __future__ import annotations
 
+import contextlib
 import time
+
+import pykka
 
 from executor.datahub import aspects
 from executor.pool.context import PoolContext
-from executor.pool.messages import RUNNER, Cancel, RunRequest, TaskStarted
+from executor.pool.messages import RUNNER, Admitted, Cancel, RunRequest, TaskStarted
 from executor.pool.task import Task
-from executor.pool.taskbook import Added, Room, RunnerLink, TaskEntry
+from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
 from executor.supervision import ChildContext
 
 DRAIN_CANCEL = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
@@ -64,6 +67,7 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
         raise
     if ctx.subtree is not None:
         ctx.subtree.link(task_ctx.lifeline)
+    admit_now(book)
     if not book.admitting and not book.is_admitted(request.urn):
         # A drain closed admission after the entry went in and may have looked before its ref
         # was set: give the request back as the drain does (a second Cancel changes nothing).
@@ -74,3 +78,14 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
         pool.metrics.observe_pickup(pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s))
     publish_busy(pool, room)
     return added
+
+
+def admit_now(book: TaskBook) -> None:
+    """Admit what fits now that the new Task's ref is set (``RunnerLink``'s rule): the Task may
+    have weighed itself, found no room and told the runner, and the runner's turn (and the exit
+    that made room) have run while its ref was unset, so ``admit_waiting`` stopped at it and
+    nothing else would admit it in a quiet pool. Admits nothing during a drain."""
+    for other in book.admit_waiting()[0]:
+        if other.ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                other.ref.tell(Admitted())

@@ -1,0 +1,99 @@
+"""``start_task``: the poller's start of a Task, between its entry's ``add_within`` and its ref.
+
+``Task.start`` is replaced by a stand-in that plays what may happen on other threads in that
+gap (the new Task weighing itself, the runner's turn, a drain) and returns an ``Inbox``'s ref,
+so each race happens every time. The runner is an ``Inbox`` too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pykka
+import pytest
+
+from executor.config import ExecutorConfig
+from executor.pool import task_start
+from executor.pool.context import PoolContext
+from executor.pool.messages import RUNNER, Admitted, RunRequest, WeightKnown
+from executor.pool.taskbook import Added, TaskEntry
+from executor.supervision import ChildContext, Directory
+from tests.faults.ledger import wait_until
+from tests.unit.test_poller_extensions import Health, Inbox
+
+URN = "urn:li:dataHubExecutionRequest:a"
+
+
+class World:
+    """A pool of one worker and one prefetch slot, its runner an ``Inbox``, the poller's context."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        config = ExecutorConfig.model_validate({
+            "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
+            "pools": [{"id": "default", "max_workers": 1, "prefetch": 1}],
+        })
+        self.pool = PoolContext(config=config, pool=config.pools[0], token="test-token",
+                                instance_id="test", health=Health())
+        self.runner = Inbox.start()
+        self.task = Inbox.start()
+        directory = Directory()
+        directory.put(RUNNER, self.runner)
+        self.ctx = ChildContext("poller", "root/pool:default/poller", 1, None, directory)
+        self.room = task_start.pool_room(self.pool)
+
+    def received(self, ref: pykka.ActorRef[Any], kind: type) -> list[Any]:
+        return [m for m in ref.proxy().received.get(timeout=10) if isinstance(m, kind)]
+
+    def start(self, gap: Callable[[ChildContext], None], ref: pykka.ActorRef[Any] | None = None) -> Added:
+        """``start_task`` for ``URN``, running ``gap`` where the Task starts (before its ref)."""
+
+        class StandIn:
+            @staticmethod
+            def start(task_ctx: ChildContext, pool: PoolContext, request: RunRequest) -> Any:
+                gap(task_ctx)
+                return ref or self.task
+
+        self.pool_task: Any = StandIn
+        return task_start.start_task(self.pool, self.ctx, RunRequest(URN, "m-a"), self.room)
+
+
+@pytest.fixture
+def world(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[World]:
+    made = World(tmp_path)
+    monkeypatch.setattr(task_start, "Task", _Deferred(made))
+    try:
+        yield made
+    finally:
+        made.runner.stop(block=True, timeout=10)
+        if made.task.is_alive():
+            made.task.stop(block=True, timeout=10)
+
+
+class _Deferred:
+    """``task_start.Task`` in these tests: the stand-in the test's ``World.start`` set."""
+
+    def __init__(self, world: World) -> None:
+        self.world = world
+
+    def start(self, task_ctx: ChildContext, pool: PoolContext, request: RunRequest) -> Any:
+        return self.world.pool_task.start(task_ctx, pool, request)
+
+
+def test_a_task_that_weighed_itself_before_its_ref_was_set_is_admitted(world: World) -> None:
+    book = world.pool.tasks
+    holder = TaskEntry("urn:li:holder", book.new_name(), 1.0, ref=world.runner, weighed=True, admitted=True)
+    book.add(holder)
+
+    def weighed_then_room_freed(task_ctx: ChildContext) -> None:
+        assert task_ctx.parent is not None
+        task_ctx.parent.tell(WeightKnown(URN, 1.0))  # no room: it waits, the runner is told
+        assert not book.is_admitted(URN)
+        book.pop(holder.urn)  # the runner's turn: the holder's exit, then its ``_admit``
+        assert book.admit_waiting() == ([], None, 0.0)  # stops at the entry without a ref
+
+    assert world.start(weighed_then_room_freed) is Added.ADDED_UNWATCHED
+    assert book.is_admitted(URN)
+    wait_until(lambda: world.received(world.task, Admitted), 10, "the Task to be told Admitted")
+
