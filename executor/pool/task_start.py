@@ -64,6 +64,10 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
         entry.ref = Task.start(task_ctx, pool, request)
     except Exception:
         book.pop(request.urn)
+        if added is Added.ADDED_UNWATCHED:
+            # ``add_within`` marked the KILL poll as scheduled: the runner re-reads it from the
+            # book, so a later start is not left unwatched.
+            ctx.directory.tell(RUNNER, TaskStarted(request.urn))
         raise
     if ctx.subtree is not None:
         ctx.subtree.link(task_ctx.lifeline)
@@ -71,7 +75,8 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
     if not book.admitting and not book.is_admitted(request.urn):
         # A drain closed admission after the entry went in and may have looked before its ref
         # was set: give the request back as the drain does (a second Cancel changes nothing).
-        entry.ref.tell(DRAIN_CANCEL)
+        with contextlib.suppress(pykka.ActorDeadError):  # it ended already: nothing to give back
+            entry.ref.tell(DRAIN_CANCEL)
     if added is Added.ADDED_UNWATCHED:
         ctx.directory.tell(RUNNER, TaskStarted(request.urn))
     if pool.metrics is not None and request.sent_timestamp_s is not None:

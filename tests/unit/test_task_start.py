@@ -17,7 +17,7 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.pool import task_start
 from executor.pool.context import PoolContext
-from executor.pool.messages import RUNNER, Admitted, RunRequest, WeightKnown
+from executor.pool.messages import RUNNER, Admitted, RunRequest, TaskStarted, WeightKnown
 from executor.pool.taskbook import Added, TaskEntry
 from executor.supervision import ChildContext, Directory
 from tests.faults.ledger import wait_until
@@ -97,3 +97,23 @@ def test_a_task_that_weighed_itself_before_its_ref_was_set_is_admitted(world: Wo
     assert book.is_admitted(URN)
     wait_until(lambda: world.received(world.task, Admitted), 10, "the Task to be told Admitted")
 
+
+def test_a_start_that_fails_leaves_the_kill_poll_to_be_scheduled(world: World) -> None:
+    def fails(task_ctx: ChildContext) -> None:
+        raise RuntimeError("no thread to start on")
+
+    with pytest.raises(RuntimeError):
+        world.start(fails)
+    assert URN not in world.pool.tasks
+    # The runner re-reads whether it must poll (the book marked it scheduled at the add).
+    started = wait_until(lambda: world.received(world.runner, TaskStarted), 10, "TaskStarted")
+    assert [m.urn for m in started] == [URN]
+
+
+def test_a_drain_finding_its_task_ended_already_does_not_raise(world: World) -> None:
+    world.task.stop(block=True, timeout=10)
+
+    def drain(task_ctx: ChildContext) -> None:
+        world.pool.tasks.close_admission()
+
+    assert world.start(drain, world.task) is Added.ADDED_UNWATCHED
