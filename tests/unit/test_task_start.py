@@ -110,6 +110,15 @@ def test_a_start_that_fails_leaves_the_kill_poll_to_be_scheduled(world: World) -
     assert [m.urn for m in started] == [URN]
 
 
+def test_a_drain_between_the_add_and_the_ref_gives_the_request_back(world: World) -> None:
+    def drain(task_ctx: ChildContext) -> None:
+        world.pool.tasks.close_admission()
+
+    assert world.start(drain) is Added.ADDED_UNWATCHED
+    told = wait_until(lambda: world.received(world.task, task_start.Cancel), 10, "the drain's Cancel")
+    assert told == [task_start.DRAIN_CANCEL] and not world.received(world.task, Admitted)
+
+
 def test_a_drain_finding_its_task_ended_already_does_not_raise(world: World) -> None:
     world.task.stop(block=True, timeout=10)
 
