@@ -14,6 +14,7 @@ must schedule its KILL poll (``TaskStarted``).
 from __future__ import annotations
 
 import contextlib
+import threading
 import time
 
 import pykka
@@ -34,10 +35,16 @@ def pool_room(pool: PoolContext) -> Room:
     return Room.of(pool.pool.max_workers, pool.pool.prefetch, pool.once)
 
 
+_BUSY_LOCK = threading.Lock()
+"""The poller and the runner both publish the gauge: the book is read and the gauge set in one
+hold, so an older reading never overwrites a newer one."""
+
+
 def publish_busy(pool: PoolContext, room: Room) -> None:
     """The busy-slots gauge, from the book (in default-weight slots)."""
     if pool.metrics is not None:
-        pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
+        with _BUSY_LOCK:
+            pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
 
 
 def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: Room) -> Added:

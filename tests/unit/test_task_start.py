@@ -7,6 +7,8 @@ so each race happens every time. The runner is an ``Inbox`` too.
 
 from __future__ import annotations
 
+import dataclasses
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -126,3 +128,38 @@ def test_a_drain_finding_its_task_ended_already_does_not_raise(world: World) -> 
         world.pool.tasks.close_admission()
 
     assert world.start(drain, world.task) is Added.ADDED_UNWATCHED
+
+
+class Gauge:
+    """The busy-slots gauge; its first set lets ``meanwhile`` run on another thread first (a
+    Task ends and the runner publishes) and waits a bounded while for it."""
+
+    def __init__(self, meanwhile: Callable[[], None]) -> None:
+        self.values: list[float] = []
+        self.meanwhile: Callable[[], None] | None = meanwhile
+        self.other: threading.Thread | None = None
+
+    def set_busy_slots(self, pool_id: str, value: float) -> None:
+        meanwhile, self.meanwhile = self.meanwhile, None
+        if meanwhile is not None:
+            self.other = threading.Thread(target=meanwhile)
+            self.other.start()
+            self.other.join(0.5)  # done at once without the lock; with it, it waits for this set
+        self.values.append(value)
+
+
+def test_an_older_busy_reading_never_overwrites_a_newer_one(world: World) -> None:
+    book = world.pool.tasks
+    book.add(TaskEntry(URN, book.new_name(), 1.0))
+
+    def task_ended() -> None:
+        book.pop(URN)
+        task_start.publish_busy(pool, world.room)
+
+    gauge = Gauge(task_ended)
+    pool = dataclasses.replace(world.pool, metrics=gauge)
+    assert pool.tasks is book
+    task_start.publish_busy(pool, world.room)
+    assert gauge.other is not None
+    gauge.other.join(10)
+    assert gauge.values[-1] == 0.0, gauge.values
