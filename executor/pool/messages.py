@@ -116,16 +116,6 @@ class StopReceiving:
 
 # -- TaskRunner ------------------------------------------------------------------------------
 @dataclass(frozen=True)
-class RunRequest:
-    """A decoded message asks to run this execution request: what its Task is started with
-    (by the poller, ``executor.pool.task_start``)."""
-
-    urn: str
-    message_id: str
-    sent_timestamp_s: float | None = None
-
-
-@dataclass(frozen=True)
 class TaskStarted:
     """From the poller: it started a Task while the runner polled no KILL signals (the book
     was empty): schedule that poll."""
@@ -182,6 +172,16 @@ class InterruptAll:
 
 
 # -- Task ------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class RunRequest:
+    """A decoded message asks to run this execution request. Not a message any more: the
+    Task's start argument (the poller starts it, ``executor.pool.task_start``)."""
+
+    urn: str
+    message_id: str
+    sent_timestamp_s: float | None = None
+
+
 @dataclass(frozen=True)
 class Admitted:
     """From the runner, answering ``WeightKnown``: the request's weight fits now; start it."""

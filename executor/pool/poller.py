@@ -301,8 +301,13 @@ class QueuePoller(PoolActor):
                 self._delete_quietly(msg.receipt_handle)
             return
         self.in_flight.put(InFlight(task.urn, msg.message_id, msg.receipt_handle, msg.receive_count))
-        added = start_task(self.pool, self.ctx, RunRequest(task.urn, msg.message_id, msg.sent_timestamp_s),
-                           self.room)
+        try:
+            request = RunRequest(task.urn, msg.message_id, msg.sent_timestamp_s)
+            added = start_task(self.pool, self.ctx, request, self.room)
+        except Exception as exc:  # the rest of the batch is still held: settle this one, go on
+            self.log.bind(request=task.request_id).exception("could not start a Task: {}", exc)
+            self._settle(task.urn, delete=False)
+            return
         if added is Added.NO_ROOM:  # a Task weighed heavier since the receive, or the pool drains
             self.log.bind(request=task.request_id).info("no room (or draining): giving the message back")
             self._settle(task.urn, delete=False)

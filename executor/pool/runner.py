@@ -139,6 +139,7 @@ class TaskRunner(PoolActor):
 
     def on_beat(self) -> None:
         self._sweep()
+        self._admit(log_waiting=False)  # the safety net for an admission no notice brought
 
     def _adopt(self) -> None:
         """Take over the Tasks a crashed predecessor started: they hold capacity, one that
@@ -192,7 +193,7 @@ class TaskRunner(PoolActor):
             if entry.exited is None and entry.ref is not None and not entry.ref.is_alive() and ended:
                 self._task_exited(ChildExited(entry.name, 1, True, "ended without notice"))
 
-    def _admit(self) -> None:
+    def _admit(self, log_waiting: bool = True) -> None:
         """Let weighed Tasks start, oldest first, while the admitted weights stay within 1
         (``TaskBook.admit_waiting``; a Task whose weight fits at once admits itself there).
 
@@ -209,7 +210,7 @@ class TaskRunner(PoolActor):
                 entry.ref.tell(Admitted())
             except pykka.ActorDeadError:
                 continue
-        if waiting is not None:
+        if waiting is not None and log_waiting:
             self.log.bind(request=waiting.urn.rsplit(":", 1)[-1]).info(
                 "waiting for capacity: weight {:.2f}, {:.2f} in use", waiting.weight, used
             )

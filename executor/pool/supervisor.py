@@ -17,9 +17,10 @@ long poll blocks for up to 20 s, keeps a thread of its own; each Task has its ow
 pool costs two threads at rest.
 
 The Tasks are the pool's, not the runner's (``executor.pool.taskbook``): a runner restart
-adopts them, and only the pool's stop stops them (the runner's ``stop_shared``, once the
-runner has stopped, so none is started meanwhile, and while the reporter still takes their
-interruptions). Their threads are linked to
+adopts them, and only the pool's stop stops them (the runner's ``stop_shared``). Children stop
+in reverse start order: the poller, which starts the Tasks, stops first, so none is started
+meanwhile; then the runner, then its Tasks, while the reporter still takes their
+interruptions. Their threads are linked to
 the pool supervisor's lifeline, so the pool is restarted only once they have ended.
 """
 

@@ -13,13 +13,17 @@ must schedule its KILL poll (``TaskStarted``).
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+
+import pykka
 
 from executor.datahub import aspects
 from executor.pool.context import PoolContext
-from executor.pool.messages import RUNNER, Cancel, RunRequest, TaskStarted
+from executor.pool.messages import RUNNER, Admitted, Cancel, RunRequest, TaskStarted
 from executor.pool.task import Task
-from executor.pool.taskbook import Added, Room, RunnerLink, TaskEntry
+from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
 from executor.supervision import ChildContext
 
 DRAIN_CANCEL = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
@@ -31,10 +35,16 @@ def pool_room(pool: PoolContext) -> Room:
     return Room.of(pool.pool.max_workers, pool.pool.prefetch, pool.once)
 
 
+_BUSY_LOCK = threading.Lock()
+"""The poller and the runner both publish the gauge: the book is read and the gauge set in one
+hold, so an older reading never overwrites a newer one."""
+
+
 def publish_busy(pool: PoolContext, room: Room) -> None:
     """The busy-slots gauge, from the book (in default-weight slots)."""
     if pool.metrics is not None:
-        pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
+        with _BUSY_LOCK:
+            pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
 
 
 def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: Room) -> Added:
@@ -61,16 +71,33 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
         entry.ref = Task.start(task_ctx, pool, request)
     except Exception:
         book.pop(request.urn)
+        if added is Added.ADDED_UNWATCHED:
+            # ``add_within`` marked the KILL poll as scheduled: the runner re-reads it from the
+            # book, so a later start is not left unwatched.
+            ctx.directory.tell(RUNNER, TaskStarted(request.urn))
         raise
     if ctx.subtree is not None:
         ctx.subtree.link(task_ctx.lifeline)
+    admit_now(book)
     if not book.admitting and not book.is_admitted(request.urn):
         # A drain closed admission after the entry went in and may have looked before its ref
         # was set: give the request back as the drain does (a second Cancel changes nothing).
-        entry.ref.tell(DRAIN_CANCEL)
+        with contextlib.suppress(pykka.ActorDeadError):  # it ended already: nothing to give back
+            entry.ref.tell(DRAIN_CANCEL)
     if added is Added.ADDED_UNWATCHED:
         ctx.directory.tell(RUNNER, TaskStarted(request.urn))
     if pool.metrics is not None and request.sent_timestamp_s is not None:
         pool.metrics.observe_pickup(pool.pool_id, max(0.0, time.time() - request.sent_timestamp_s))
     publish_busy(pool, room)
     return added
+
+
+def admit_now(book: TaskBook) -> None:
+    """Admit what fits now that the new Task's ref is set (``RunnerLink``'s rule): the Task may
+    have weighed itself, found no room and told the runner, and the runner's turn (and the exit
+    that made room) have run while its ref was unset, so ``admit_waiting`` stopped at it and
+    nothing else would admit it in a quiet pool. Admits nothing during a drain."""
+    for other in book.admit_waiting()[0]:
+        if other.ref is not None:
+            with contextlib.suppress(pykka.ActorDeadError):
+                other.ref.tell(Admitted())

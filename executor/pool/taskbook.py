@@ -217,8 +217,9 @@ class TaskBook:
 
         Returns the newly admitted entries, the entry that waits for room (if one does: the
         ones behind it wait too, so it is not starved) and the weight then in use. A weighed
-        entry without a ref (its Task weighed itself before the runner recorded it) stops the
-        line without counting as waiting: the runner hears its weight and admits it.
+        entry without a ref (its Task weighed itself before the poller recorded it) stops the
+        line without counting as waiting: the poller admits it once the ref is set
+        (``task_start.admit_now``), and the runner when it hears its weight.
         """
         with self._lock:
             entries = list(self._entries.values()) if self.admitting else []
@@ -228,7 +229,7 @@ class TaskBook:
                 if entry.admitted or entry.settled or not entry.weighed or entry.exited is not None:
                     continue  # an exited Task (weighed, then crashed while waiting) starts nothing
                 if entry.ref is None and entry.urn != weighing:
-                    return admitted, None, used  # not startable yet: the runner admits it, in turn
+                    return admitted, None, used  # not startable yet: admitted once its ref is set
                 if used > EPSILON and used + entry.weight > 1.0 + EPSILON:
                     return admitted, entry, used
                 entry.admitted = True

@@ -37,9 +37,10 @@ PREFETCH = {"runner-requests": 1}
 """A Task whose weight fits admits itself in the task book, unheard by the runner: the runner
 hears a ``WeightKnown`` only from a Task that must wait, here the prefetched one beyond the slots.
 The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for the first Task of
-an empty book (to start its KILL poll), so that crash comes with the first Task, and is grouped
-apart from ``WeightKnown``: a runner restarting meanwhile would miss the waiting Task's weight
-(it is in the book; the next runner admits it without a word)."""
+an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
+``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
+``WeightKnown`` (told while that runner was down), so that fault never fired. The waiting Task
+is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``."""
 VISIBILITY_S = 10
 RECIPE_S = 1.0
 

@@ -19,8 +19,9 @@ import pykka
 import pytest
 
 from executor.config import ExecutorConfig
+from executor.pool import task_start
 from executor.pool.context import PoolContext
-from executor.pool.messages import LEASER, RUNNER, Poll, TaskStarted
+from executor.pool.messages import LEASER, RUNNER, Poll, RunRequest, TaskStarted
 from executor.pool.poller import QueuePoller
 from executor.pool.taskbook import TaskEntry
 from executor.queue.sqs import ReceivedMessage
@@ -92,9 +93,15 @@ def test_the_poller_starts_the_task_itself_within_the_room(world: Any) -> None:
     ref.tell(Poll())  # as a lease's arrival does
     entry = wait_until(lambda: pool.tasks.get(URN + "a"), 10, "the poller to start a's Task")
     wait_until(lambda: entry.ref is not None, 10, "a's Task to be started")
-    assert [m.urn for m in runner.received.get(timeout=5) if isinstance(m, TaskStarted)] == [URN + "a"]
+    # ``TaskStarted`` is told after the ref is set, and the poller parks on its next ``Poll``.
+    started = wait_until(
+        lambda: [m.urn for m in runner.received.get(timeout=5) if isinstance(m, TaskStarted)],
+        10, "the runner to hear TaskStarted",
+    )
+    assert started == [URN + "a"]
     # One slot, taken: the poller asked for one message and, parked, asks for no more.
-    assert queue.asked[0] == 1 and pool.tasks.unpark_poller()
+    wait_until(pool.tasks.unpark_poller, 10, "the poller to park for lack of room")
+    assert queue.asked[0] == 1
     assert len(pool.tasks) == 1 and [m.message_id for m in queue.waiting] == ["m-b"]
     assert pool.in_flight.get(URN + "a") is not None
 
@@ -112,3 +119,28 @@ def test_a_message_without_room_is_given_back_and_starts_nothing(world: Any) -> 
     wait_until(lambda: "h-a" in queue.extended, 10, "the message to be given back")
     assert pool.tasks.get(URN + "a") is None and pool.in_flight.get(URN + "a") is None
     assert not [m for m in runner.received.get(timeout=5) if isinstance(m, TaskStarted)]
+
+
+def test_a_start_that_raises_gives_its_message_back_and_the_batch_goes_on(
+    world: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ref, pool, _runner = world
+    real = task_start.Task
+
+    class FailsForA:
+        @staticmethod
+        def start(task_ctx: ChildContext, pool: PoolContext, request: RunRequest) -> Any:
+            if request.urn == URN + "a":
+                raise RuntimeError("no thread to start on")
+            return real.start(task_ctx, pool, request)
+
+    monkeypatch.setattr(task_start, "Task", FailsForA)
+    queue = FeedingQueue()
+    queue.waiting = [_message("a"), _message("b")]
+    ref.proxy().queue = queue
+    ref.tell(Poll())
+    wait_until(lambda: "h-a" in queue.extended, 10, "a's message to be given back")
+    entry = wait_until(lambda: pool.tasks.get(URN + "b"), 10, "the poller to start b's Task")
+    wait_until(lambda: entry.ref is not None, 10, "b's Task to be started")
+    assert pool.tasks.get(URN + "a") is None and pool.in_flight.get(URN + "a") is None
+    assert ref.is_alive()

@@ -142,3 +142,13 @@ def test_tasks_back_to_back_keep_one_trim_timer(world: World, monkeypatch: pytes
     # A timer set before the last task's end looked again rather than trimming early, so at
     # most one more was set; none is left once it trimmed.
     assert len(CountingRunner.trim_timers) <= 2 and trims == [True]
+
+
+def test_a_new_runner_wakes_a_poller_parked_for_a_weight_it_never_heard(world: World) -> None:
+    start, pool, poller = world
+    _fill(pool)
+    assert pool.tasks.poller_room(pool_room(pool)) == 0
+    pool.tasks.record(WeightKnown("urn:li:task:0", 0.25))  # its tell lost: no runner was up
+    ref = start()  # no exited entry to pop: only its start's own look wakes the poller
+    _handled(ref, poller, TasksWanted(0))
+    assert len(_capacities(poller)) == 1 and len(pool.tasks) == 2
