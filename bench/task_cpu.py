@@ -78,12 +78,14 @@ def _counted(run):
             ns_end, runs_end = _sched()
             kind = re.sub(r"-[0-9a-f]{6,}.*$", "", self.name.rsplit("/", 1)[-1])
             kind = re.sub(r"^task[-:].*", "task", kind)
-            with _jobs_lock:
-                total = _jobs.setdefault(kind, [0, 0, 0])
-                total[0] += ns_end - ns
-                total[1] += runs_end - runs
-                total[2] += 1
+            _add(_jobs, kind, ns_end - ns, runs_end - runs)
     return counted
+def _add(table, name, ns, runs):
+    with _jobs_lock:
+        total = table.setdefault(name, [0, 0, 0])
+        total[0] += ns
+        total[1] += runs
+        total[2] += 1
 _phases = {}
 def _timed(name, fn):
     def timed(*args, **kwargs):
@@ -92,11 +94,7 @@ def _timed(name, fn):
             return fn(*args, **kwargs)
         finally:
             ns_end, runs_end = _sched()
-            with _jobs_lock:
-                total = _phases.setdefault(name, [0, 0, 0])
-                total[0] += ns_end - ns
-                total[1] += runs_end - runs
-                total[2] += 1
+            _add(_phases, name, ns_end - ns, runs_end - runs)
     return timed
 def _wrap_phases(spec):
     import importlib

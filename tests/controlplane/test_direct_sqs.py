@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-import boto3
 import pytest
 
 from executor.datahub.envelope import decode_message
@@ -23,7 +22,7 @@ from executor.local.controlplane.aws import REGION
 from executor.local.controlplane.leases import LeaseState
 from executor.local.controlplane.server import ControlPlane
 from tests.faults.ledger import wait_until
-from tests.fixtures.controlplane import executor_config
+from tests.fixtures.controlplane import executor_config, leased_client
 from tests.fixtures.executor import running_executor
 
 LIST_QUEUES = {
@@ -32,17 +31,6 @@ LIST_QUEUES = {
     "Authorization": f"AWS4-HMAC-SHA256 Credential=test/20240101/{REGION}/sqs/aws4_request, "
     "SignedHeaders=host;x-amz-target, Signature=unsigned",
 }
-
-
-def _client(endpoint: str, config: dict[str, Any]) -> Any:
-    return boto3.session.Session().client(
-        "sqs",
-        endpoint_url=endpoint,
-        region_name=config["region"],
-        aws_access_key_id=config["accessKeyId"],
-        aws_secret_access_key=config["secretKeyId"],
-        aws_session_token=config["sessionToken"],
-    )
 
 
 def _two_calls_on_one_connection(endpoint: str) -> list[str | None]:
@@ -76,7 +64,7 @@ def test_a_direct_pool_leases_motos_queue_url_and_the_others_keep_the_gateway(tm
         assert cp.info()["pools"]["default"]["queue_url"] == direct["queueUrl"]
         assert cp.leases.check(direct["accessKeyId"])[0] is LeaseState.VALID  # still leased
 
-        sqs = _client(cp.sqs_endpoint, direct)
+        sqs = leased_client(cp.sqs_endpoint, direct)
         try:
             urn = "urn:li:dataHubExecutionRequest:direct-1"
             cp.plant_request("default", urn, {"task": "RUN_INGEST"})
@@ -132,7 +120,7 @@ def test_an_executor_on_a_direct_pool_runs_across_lease_refreshes(tmp_path: Path
         text = harness.logs.text()
         assert "refused the leased credentials" not in text
         assert "could not extend" not in text and "lost the message" not in text
-        sqs = _client(cp.sqs_endpoint, executor_config(cp, "default"))
+        sqs = leased_client(cp.sqs_endpoint, executor_config(cp, "default"))
         try:
             wait_until(lambda: _depth(sqs, cp.queue_url("default")) == (0, 0), 30, "both messages deleted")
         finally:
