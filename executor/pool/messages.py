@@ -221,6 +221,23 @@ class SendProgress:
 
 
 @dataclass(frozen=True)
+class FirstRunning:
+    """Timer: the run has lasted ``running_after_s`` since its admission; report RUNNING."""
+
+
+@dataclass(frozen=True)
+class ResolveAgain:
+    """Timer: ask the resolver again after a retryable failure."""
+
+
+@dataclass(frozen=True)
+class ResolveTimeout:
+    """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
+
+    attempt: int
+
+
+@dataclass(frozen=True)
 class Cancel:
     """Stop the recipe; ``status`` is what the result will say (CANCELLED, FAILURE...)."""
 

@@ -31,6 +31,7 @@ from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
+    REPORTER,
     Acknowledge,
     Finish,
     FlushOutbox,
@@ -281,6 +282,13 @@ def persist_result(pool: PoolContext, finish: Finish) -> None:
         return
     record = {"urn": finish.urn, "aspect": finish.aspect, "status": finish.status, "release": finish.release}
     outbox.put(key, record)
+
+
+def hand_over_result(pool: PoolContext, ctx: ChildContext, finish: Finish) -> None:
+    """A terminal result made durable (``persist_result``), then told to the pool's Reporter:
+    a tell lost to a restarting Reporter is found in the outbox by the next one."""
+    persist_result(pool, finish)
+    ctx.directory.tell(REPORTER, finish)
 
 
 def has_pending_result(pool: PoolContext, urn: str) -> bool:

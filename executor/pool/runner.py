@@ -37,7 +37,6 @@ from executor.pool.base import PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
-    REPORTER,
     Admitted,
     Cancel,
     Capacity,
@@ -52,7 +51,7 @@ from executor.pool.messages import (
     WeightKnown,
 )
 from executor.pool.outcome import task_failure_aspect
-from executor.pool.reporter import persist_result
+from executor.pool.reporter import hand_over_result
 from executor.pool.task_start import DRAIN_CANCEL, pool_room, publish_busy
 from executor.pool.taskbook import EPSILON
 from executor.supervision import ChildContext, ChildExited
@@ -175,9 +174,7 @@ class TaskRunner(PoolActor):
                 "task actor crashed: {}", message.error
             )
             aspect = task_failure_aspect(f"The executor's task actor crashed: {message.error}")
-            finish = Finish(entry.urn, aspect, aspects.FAILURE)
-            persist_result(self.pool, finish)
-            self.ctx.directory.tell(REPORTER, finish)
+            hand_over_result(self.pool, self.ctx, Finish(entry.urn, aspect, aspects.FAILURE))
         self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
         self._room_changed()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import time
-from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -44,10 +43,13 @@ from executor.pool.messages import (
     Admitted,
     Cancel,
     Finish,
+    FirstRunning,
     Prepare,
     Progress,
     Release,
     Resolve,
+    ResolveAgain,
+    ResolveTimeout,
     RunRequest,
     SandboxExited,
     SecretsFailed,
@@ -58,7 +60,7 @@ from executor.pool.messages import (
     WeightKnown,
 )
 from executor.pool.reconcile import Fate, decide
-from executor.pool.reporter import has_pending_result, persist_result
+from executor.pool.reporter import hand_over_result, has_pending_result
 from executor.pool.run_end import terminal_of
 from executor.pool.sandboxing import SandboxLauncher
 from executor.pool.task_timing import (
@@ -74,23 +76,6 @@ from executor.supervision import ChildContext
 PREPARE_ATTEMPTS = 5
 ABANDON_WAIT_S = 0.5
 """How long a Task stopped from outside waits for a recipe that may be ending anyway."""
-@dataclass(frozen=True)
-class _ResolveAgain:
-    """Timer: ask the resolver again after a retryable failure."""
-
-
-@dataclass(frozen=True)
-class _FirstRunning:
-    """Timer: the run has lasted ``running_after_s`` since its admission; report RUNNING."""
-
-
-@dataclass(frozen=True)
-class _ResolveTimeout:
-    """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
-
-    attempt: int
-
-
 class Task(PoolActor):
     """Runs one request; reports to the pool's runner (parent) and its siblings by name."""
 
@@ -152,17 +137,12 @@ class Task(PoolActor):
         if outcome.ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.
-            finish = self._finish_of(result)
-            persist_result(self.pool, finish)
-            self.ctx.directory.tell(REPORTER, finish)
+            hand_over_result(self.pool, self.ctx, self._finish_of(result))
             return
         self.log.warning("stopped before the recipe finished; reporting an interruption")
-        task = self.request.task if self.request else outcome.RUN_INGEST
         report = f"{outcome.INTERRUPTED_MARKER}\nThe executor stopped this task before the recipe finished."
-        aspect = outcome.terminal_aspect(aspects.FAILURE, self.start_ms, report, None, task)
-        finish = Finish(self.urn, aspect, aspects.FAILURE, release=True)
-        persist_result(self.pool, finish)
-        self.ctx.directory.tell(REPORTER, finish)
+        aspect = outcome.terminal_aspect(aspects.FAILURE, self.start_ms, report, None, self._kind)
+        hand_over_result(self.pool, self.ctx, Finish(self.urn, aspect, aspects.FAILURE, release=True))
 
     def handle(self, message: Any) -> Any:
         if self._settled:
@@ -173,9 +153,9 @@ class Task(PoolActor):
             if self._resolving:
                 self._resolving = 0
                 self._launch(message.values)
-        elif isinstance(message, _ResolveAgain):
+        elif isinstance(message, ResolveAgain):
             self._request_secrets()
-        elif isinstance(message, _ResolveTimeout):
+        elif isinstance(message, ResolveTimeout):
             self._resolve_timed_out(message.attempt)
         elif isinstance(message, SecretsFailed):
             if self._resolving:
@@ -183,7 +163,7 @@ class Task(PoolActor):
                 self._secrets_failed(message)
         elif isinstance(message, SendProgress):
             self._progress()
-        elif isinstance(message, _FirstRunning):
+        elif isinstance(message, FirstRunning):
             self._first_running()
         elif isinstance(message, Cancel):
             self._cancel(message)
@@ -259,7 +239,7 @@ class Task(PoolActor):
             return
         delay_s = first_running_s(self.pool)
         if delay_s > 0:
-            self.tell_self_after(delay_s, _FirstRunning())
+            self.tell_self_after(delay_s, FirstRunning())
         else:
             self._first_running()  # the default: at once, not a timer hop behind the mailbox
 
@@ -290,7 +270,7 @@ class Task(PoolActor):
         if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
             self.actor_ref.tell(SecretsFailed("the secret resolver is restarting", retryable=True))
             return
-        self.tell_self_after(resolve_deadline_s(self.pool), _ResolveTimeout(self._resolving))
+        self.tell_self_after(resolve_deadline_s(self.pool), ResolveTimeout(self._resolving))
 
     def _resolve_timed_out(self, attempt: int) -> None:
         """The resolver dropped the request (a crash or restart loses its mailbox): ask again."""
@@ -304,7 +284,7 @@ class Task(PoolActor):
 
     def _secrets_failed(self, message: SecretsFailed) -> None:
         if message.retryable and self._resolve_attempts < PREPARE_ATTEMPTS and self.request is not None:
-            self.tell_self_after(self.retry.failed(time.monotonic()), _ResolveAgain())
+            self.tell_self_after(self.retry.failed(time.monotonic()), ResolveAgain())
             return
         attempts = f" ({self._resolve_attempts} attempts)" if message.retryable else ""
         self._report_and_stop(
@@ -382,8 +362,7 @@ class Task(PoolActor):
 
     def _report_and_stop(self, status: str, message: str) -> None:
         self.log.info("{}: {}", status, message)
-        task = self.request.task if self.request else outcome.RUN_INGEST
-        aspect = outcome.terminal_aspect(status, self.start_ms, message, None, task)
+        aspect = outcome.terminal_aspect(status, self.start_ms, message, None, self._kind)
         self._settle(Finish(self.urn, aspect, status))
 
     def _settle(
@@ -393,12 +372,16 @@ class Task(PoolActor):
         tell the runner, and end this actor."""
         self._settled = True
         if finish is not None:
-            persist_result(self.pool, finish)  # durable before anyone is told
-            self.ctx.directory.tell(REPORTER, finish)
+            hand_over_result(self.pool, self.ctx, finish)  # durable before anyone is told
         elif to_poller is not None:
             self.ctx.directory.tell(POLLER, to_poller)
         self._to_runner(TaskSettled(self.urn, finish.status if finish else None))
         self.actor_ref.stop(block=False)
+
+    @property
+    def _kind(self) -> str:
+        """The request's task kind (``RUN_INGEST`` before the request is read)."""
+        return self.request.task if self.request else outcome.RUN_INGEST
 
     def _to_runner(self, message: WeightKnown | TaskSettled) -> None:
         """Through the parent (``taskbook.RunnerLink``): recorded in the pool's task book, then
