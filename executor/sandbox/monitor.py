@@ -22,7 +22,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from executor.sandbox.cgroups import TaskCgroup
 from executor.sandbox.limits import SandboxLimits, format_seconds
@@ -39,10 +39,27 @@ MEMORY_CEILING = 1.25
 PROCESS_CEILING = 2
 
 
+class StopRequest(NamedTuple):
+    """A stop asked of a run: why, the SIGTERM -> SIGKILL grace (None: the limits' grace) and
+    the status its result will carry."""
+
+    reason: str
+    grace_s: float | None
+    status: str
+
+    def then(self, grace_s: float | None) -> StopRequest:
+        """This stop with a later one's grace: a later stop never weakens an earlier one (the
+        first reason and status stay), and the shorter grace wins (None, the limits' grace,
+        gives way to any grace given)."""
+        if self.grace_s is None or grace_s is None:
+            return self if grace_s is None else self._replace(grace_s=grace_s)
+        return self._replace(grace_s=min(self.grace_s, grace_s))
+
+
 class RunHooks(Protocol):
     """What the monitor needs from its run."""
 
-    def take_stop_request(self) -> tuple[str, float | None, str] | None: ...
+    def take_stop_request(self) -> StopRequest | None: ...
 
     def note(self, text: str) -> None: ...
 
@@ -217,8 +234,8 @@ class Monitor:
     def _escalate(self, sample: TreeSample, now: float) -> None:
         assert self._deadline is not None
         stop = self._run.take_stop_request()
-        if stop is not None and stop[1] is not None:
-            self._deadline = min(self._deadline, now + stop[1])
+        if stop is not None and stop.grace_s is not None:
+            self._deadline = min(self._deadline, now + stop.grace_s)
         if self._killed:
             if sample.processes:
                 self._tree.signal(signal.SIGKILL)

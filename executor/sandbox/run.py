@@ -36,7 +36,7 @@ from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.log_retention import forget_log, prune_beside
-from executor.sandbox.monitor import Monitor
+from executor.sandbox.monitor import Monitor, StopRequest
 from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
 from executor.sandbox.readback import read_report
@@ -76,7 +76,7 @@ class SandboxRun:
         self._proc: subprocess.Popen[bytes] | None = None
         self._cgroup: TaskCgroup | None = None
         self._monitor: Monitor | None = None
-        self._pending_stop: tuple[str, float | None, str] | None = None
+        self._pending_stop: StopRequest | None = None
         self._began: float | None = None
         self._stage = _Stage()
         """What ``start(here=True)`` did on the caller's thread, for the supervisor to go on from."""
@@ -134,10 +134,8 @@ class SandboxRun:
         """
         with self._lock:
             earlier = self._pending_stop
-            if earlier is None:
-                self._pending_stop = (reason, grace_s, status)
-            else:
-                self._pending_stop = (earlier[0], shorter_grace(earlier[1], grace_s), earlier[2])
+            asked = StopRequest(reason, grace_s, status)
+            self._pending_stop = asked if earlier is None else earlier.then(grace_s)
             monitor = self._monitor
         self._gate.stopped()  # a ``give_input`` after this one gives nothing
         if monitor is not None:
@@ -181,7 +179,7 @@ class SandboxRun:
         """The last ``max_lines`` masked lines, for RUNNING progress reports."""
         return self._log.tail(max_lines)
 
-    def take_stop_request(self) -> tuple[str, float | None, str] | None:
+    def take_stop_request(self) -> StopRequest | None:
         """For the monitor: the pending stop request, once."""
         with self._lock:
             request, self._pending_stop = self._pending_stop, None
@@ -254,11 +252,11 @@ class SandboxRun:
         if request is None:
             return False
         self._started.set()
-        self.note(f"stop requested before the start ({request[0]}); nothing was run")
+        self.note(f"stop requested before the start ({request.reason}); nothing was run")
         result = SandboxResult.not_run(self._gate.refused or "", time.monotonic() - start, self._log.text())
         if self._gate.refused is None:  # a stop, not an error (its input was not refused)
-            result = replace(result, outcome="stopped", error=None, stop_reason=request[0],
-                             stop_status=request[2])
+            result = replace(result, outcome="stopped", error=None, stop_reason=request.reason,
+                             stop_status=request.status)
         self._finish(start, error=None, result=result)
         return True
 
@@ -397,11 +395,3 @@ class _Stage:
     prepared: bool = False
     spawned: bool = False
     error: Exception | None = None
-
-
-def shorter_grace(first: float | None, second: float | None) -> float | None:
-    """The shorter of two graces, where None means "the limits' grace" (shorter than neither)."""
-    if first is None or second is None:
-        return second if first is None else first
-    return min(first, second)
-

@@ -12,23 +12,26 @@ import sys
 from pathlib import Path
 
 import psutil
+import pytest
 
 from executor.sandbox.limits import SandboxLimits
 from executor.sandbox.masking import Masker
-from executor.sandbox.monitor import Monitor
+from executor.sandbox.monitor import Monitor, StopRequest
 from executor.sandbox.streams import OutputReader, StdinWriter
 
 from .helpers import wait_until
+
+ENDED = StopRequest("the task ended", 0.0, "FAILURE")
 
 
 class Hooks:
     """The run's side of the monitor: one pending stop, and the notes it writes."""
 
-    def __init__(self, stop: tuple[str, float | None, str] | None) -> None:
+    def __init__(self, stop: StopRequest | None) -> None:
         self.stop = stop
         self.notes: list[str] = []
 
-    def take_stop_request(self) -> tuple[str, float | None, str] | None:
+    def take_stop_request(self) -> StopRequest | None:
         stop, self.stop = self.stop, None
         return stop
 
@@ -36,7 +39,7 @@ class Hooks:
         self.notes.append(text)
 
 
-def watch(code: str, stop: tuple[str, float | None, str], tmp_path: Path, *, exited: bool) -> Monitor:
+def watch(code: str, stop: StopRequest, tmp_path: Path, *, exited: bool) -> Monitor:
     """Run ``code``; once it has exited (a zombie nobody has looked at yet) or while it runs,
     hand the monitor a pending stop and let it watch the process to its end."""
     proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
@@ -61,7 +64,7 @@ def watch(code: str, stop: tuple[str, float | None, str], tmp_path: Path, *, exi
 
 
 def test_a_stop_after_the_exit_leaves_the_run_ended_on_its_own(tmp_path: Path) -> None:
-    monitor = watch("import sys; sys.exit(0)", ("the task ended", 0.0, "FAILURE"), tmp_path, exited=True)
+    monitor = watch("import sys; sys.exit(0)", ENDED, tmp_path, exited=True)
     result = monitor.result(0.1, "", None, None)
     assert result.outcome == "exited" and result.exit_code == 0 and result.signal is None
     assert result.stop_reason is None and result.stop_status is None
@@ -69,7 +72,20 @@ def test_a_stop_after_the_exit_leaves_the_run_ended_on_its_own(tmp_path: Path) -
 
 
 def test_a_stop_while_it_runs_stops_it(tmp_path: Path) -> None:
-    monitor = watch("import time; time.sleep(60)", ("the task ended", 0.0, "FAILURE"), tmp_path, exited=False)
+    monitor = watch("import time; time.sleep(60)", ENDED, tmp_path, exited=False)
     result = monitor.result(0.1, "", None, None)
     assert result.outcome == "stopped" and result.signal == signal.SIGKILL
     assert result.stop_reason == "the task ended" and result.stop_status == "FAILURE"
+
+
+@pytest.mark.parametrize(("first", "later", "kept"), [
+    (None, 5.0, 5.0),  # the limits' grace gives way to a grace given
+    (5.0, None, 5.0),
+    (5.0, 0.0, 0.0),   # a later SIGKILL-now is not weakened by the first stop's grace
+    (0.0, 5.0, 0.0),
+    (None, None, None),
+])
+def test_a_later_stop_never_weakens_an_earlier_one(first: float | None, later: float | None,
+                                                   kept: float | None) -> None:
+    merged = StopRequest("first", first, "CANCELLED").then(later)
+    assert merged == StopRequest("first", kept, "CANCELLED")
