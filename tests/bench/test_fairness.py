@@ -43,7 +43,6 @@ def test_a_batch_runs_from_its_first_send_to_its_last_result_stored(world: World
         world.cp.aspects.put(urn, RESULT, {"status": "SUCCESS", "startTimeMs": 0, "durationMs": 1})
     stored = max(s.created_ms for urn in urns for s in world.cp.aspects.history(urn, RESULT)) / 1000
     assert batch_seconds(world, urns) == pytest.approx(stored - world.sent[urns[0]])
-    assert batch_seconds(world, urns) >= 0.05
 
 
 def test_the_producers_cpu_is_in_every_process_sum() -> None:
