@@ -401,7 +401,7 @@ class SandboxRun:
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
         finally:
             if self._spawned_by_server and self._spawner is not None:
-                self._spawner.reaped()
+                self._spawner.reaped(used=self._gate.started)
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""

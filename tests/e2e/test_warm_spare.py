@@ -18,8 +18,8 @@ import psutil
 import pytest
 
 from executor.pool.warm import SPARE_ID
-from tests.fixtures.executor import CREATE_SECRET, ExecutorHarness, running_executor, sink_recipe
 from tests.fixtures.controlplane import graphql
+from tests.fixtures.executor import CREATE_SECRET, ExecutorHarness, running_executor, sink_recipe
 
 if TYPE_CHECKING:
     from executor.local.controlplane.server import ControlPlane

@@ -253,3 +253,23 @@ def test_a_run_given_its_input_or_stopped_is_not_adoptable(
     assert not stopped.adopt(spec)
     for run in (given, stopped):
         assert run.wait(DEADLINE_S) is not None
+
+
+def test_a_spare_killed_unused_does_not_restart_the_spawn_servers_idle_time(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    """An unused spare's end is no use of the server: it stops ``IDLE_S`` after the last spawn,
+    not ``IDLE_S`` after the spare's death (a pool at rest would hold it twice as long)."""
+    unused = SandboxRun(make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID),
+                        spawner=server)
+    unused.start(here=True)
+    spawned_use = server._last_used
+    unused.stop("no task came", grace_s=0)
+    assert unused.wait(DEADLINE_S) is not None
+    assert server._last_used == spawned_use, "its reap left the idle clock alone"
+    used = SandboxRun(make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id="task"),
+                      spawner=server)
+    used.start(here=True)
+    spawned_use = server._last_used
+    used.give_input(b"", ())
+    assert used.wait(DEADLINE_S) is not None
+    assert server._last_used > spawned_use, "a run that got its input counts as use at its end"
