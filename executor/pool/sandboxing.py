@@ -13,7 +13,8 @@ server fork the recipe, on the Task's thread, which joins its cgroup, starts its
 and then waits for its stdin; ``give_secrets`` brings that stdin (the recipe and its secrets)
 once they resolved. Until then the recipe has nothing secret and none of its output is read
 (``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
-leaves nothing behind."""
+leaves nothing behind. With the pool's ``warm_spare``, ``prestart`` adopts the pool's warm spare
+when its spec is this run's, and ``give_secrets`` has the next one made (``pool.warm``)."""
 
 from __future__ import annotations
 
@@ -180,8 +181,9 @@ class SandboxLauncher:
 
     def _offer_spare(self, venv_request: VenvRequest) -> None:
         """This task's run has its input: have a spare made for the plain run of its venv, for
-        the next task (with a spawn server and a venv that needs no build alone)."""
-        if self.pool.pool.warm_spare and self.pool.spawner is not None and \
+        the next task (with a spawn server and a venv that needs no build alone; ``run --once``
+        runs no next task)."""
+        if self.pool.pool.warm_spare and self.pool.spawner is not None and not self.pool.once and \
                 venv_request.version in (BUNDLED, NATIVE):
             self.pool.warm.offer(functools.partial(self._make_spare, venv_request))
 

@@ -14,6 +14,7 @@ import json
 import os
 import signal
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,11 +26,12 @@ import pytest
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
 from executor.pool.sandboxing import SandboxLauncher, work_roots
-from executor.pool.warm import SPARE_ID, WarmSpare
+from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec
 from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.orphans import MARKER_VAR
 from executor.sandbox.spawner import SpawnServer
+from executor.sandbox.venvs import ResolvedVenv
 
 from .helpers import py, wait_until
 from .launching import PREFIX, Outcome, pool_context
@@ -273,3 +275,28 @@ def test_a_spare_killed_unused_does_not_restart_the_spawn_servers_idle_time(
     used.give_input(b"", ())
     assert used.wait(DEADLINE_S) is not None
     assert server._last_used > spawned_use, "a run that got its input counts as use at its end"
+
+
+def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    holder = WarmSpare()
+    go, made = threading.Event(), threading.Event()
+    runs: list[SandboxRun] = []
+
+    def make() -> Spare:
+        assert go.wait(DEADLINE_S)
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        runs.append(SandboxRun(spec, spawner=server))
+        runs[0].start(here=True)
+        made.set()
+        return Spare(runs[0], ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub")),
+                     spare_key(spec))
+
+    holder.offer(make)
+    holder.offer(make)  # one is being made: no second
+    holder.clear()  # the pool stops meanwhile
+    go.set()
+    assert made.wait(DEADLINE_S) and len(runs) == 1
+    result = runs[0].wait(DEADLINE_S)
+    assert result is not None and result.outcome == "stopped", "killed once made"
+    assert holder.ready is None and holder.counts.made == 0 and holder.counts.discarded == 1
