@@ -185,7 +185,7 @@ class SandboxLauncher:
         runs no next task)."""
         if self.pool.pool.warm_spare and self.pool.spawner is not None and not self.pool.once and \
                 venv_request.version in (BUNDLED, NATIVE):
-            self.pool.warm.offer(functools.partial(self._make_spare, venv_request))
+            self.pool.warm.offer(venv_request, functools.partial(self._make_spare, venv_request))
 
     def _make_spare(self, venv_request: VenvRequest) -> Spare:
         """On a spare thread: the plain held run of the venv, spawned (``warm.WarmSpare``)."""
@@ -193,7 +193,7 @@ class SandboxLauncher:
         spec = run_spec(self.pool, self._identity, venv, SPARE_ID, None)
         run = SandboxRun(spec, spawner=self.pool.spawner)
         run.start(here=True)
-        return Spare(run, venv, spare_key(spec))
+        return Spare(run, venv, spare_key(spec), venv_request)
 
     def _venv_request(self, request: ExecutionRequest) -> VenvRequest:
         plugin = request.source_plugin

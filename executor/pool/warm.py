@@ -7,7 +7,8 @@ run of that task's venv (no ``--debug``, not a test connection, no task env or l
 its interpreter and CLI started and blocked reading stdin. The next task whose spec equals the
 spare's (``spare_key``: everything but the task's id, log file and the pool credentials of the
 moment, which the adopter adds to the masker) adopts it instead of spawning
-(``SandboxRun.adopt``); any other task spawns as before and the spare stays.
+(``SandboxRun.adopt``); any other task spawns as before and the spare stays, unless the task's
+venv differs: its ``offer`` then replaces the spare with one of its own venv.
 
 The spare is never a task: it has no input, so nothing secret (the recipe and its secrets come
 on stdin only once adopted, as for any held run), is adopted at most once, belongs to one pool,
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field, replace
 
 from loguru import logger
@@ -51,6 +52,8 @@ class Spare:
     run: SandboxRun
     venv: ResolvedVenv
     key: SandboxSpec
+    kind: Hashable = None
+    """What it was made for (the venv asked for): a task of another kind replaces it."""
     born: float = field(default_factory=time.monotonic)
     """When it was spawned (``time.monotonic``)."""
 
@@ -80,14 +83,23 @@ class WarmSpare:
         self._last_used = time.monotonic()
         self._timer: threading.Timer | None = None
 
-    def offer(self, make: Callable[[], Spare | None]) -> None:
+    def offer(self, kind: Hashable, make: Callable[[], Spare | None]) -> None:
         """A task of the pool started its run: make a spare with ``make`` (on a spare thread)
-        unless one exists or is being made, or the executor drains."""
+        unless one of the same ``kind`` exists or one is being made, or the executor drains. A
+        spare of another kind is killed: the spare follows the pool's latest venv, and one no
+        task can adopt is never kept alive by tasks that cannot use it."""
+        stale = None
         with self._lock:
             self._last_used = time.monotonic()
-            if self._closed or self._making or self._spare is not None:
-                return
-            self._making, generation = True, self._generation
+            if self._spare is not None and self._spare.kind != kind:
+                stale, self._spare = self._spare, None
+            busy = self._closed or self._making or self._spare is not None
+            if not busy:
+                self._making, generation = True, self._generation
+        if stale is not None:
+            self._kill(stale, "a task of another venv came")
+        if busy:
+            return
         try:
             SPARES.start(lambda: self._make(make, generation), "warm-spare", "warm-spare")
         except BaseException:

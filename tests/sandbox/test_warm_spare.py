@@ -37,6 +37,7 @@ from .helpers import py, wait_until
 from .launching import PREFIX, Outcome, pool_context
 
 PLUGIN = "warmtest"
+OTHER = "warmother"
 CLI = """
 import json, os, sys
 envelope = json.loads(sys.stdin.read())
@@ -51,19 +52,21 @@ DEADLINE_S = 60.0
 
 
 def cli_root(root: Path) -> Path:
-    """``<root>/warmtest-bundled`` whose ``datahub`` writes down its pid, argv and env."""
-    bin_dir = root / f"{PLUGIN}-bundled" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
-    script = bin_dir / "datahub"
-    script.write_text(f"#!{sys.executable}\n{CLI}")
-    script.chmod(0o755)
+    """``<root>/warmtest-bundled`` (and ``warmother-bundled``) whose ``datahub`` writes down its
+    pid, argv and env."""
+    for plugin in (PLUGIN, OTHER):
+        bin_dir = root / f"{plugin}-bundled" / "bin"
+        bin_dir.mkdir(parents=True)
+        (bin_dir / "python").symlink_to(sys.executable)
+        script = bin_dir / "datahub"
+        script.write_text(f"#!{sys.executable}\n{CLI}")
+        script.chmod(0o755)
     return root
 
 
 def ask(request_id: str, marker: Path, extra_env: dict[str, str] | None = None,
-        debug: bool = False) -> ExecutionRequest:
-    recipe = {"source": {"type": PLUGIN, "config": {"marker": str(marker)}}, "sink": {"type": "console"}}
+        debug: bool = False, plugin: str = PLUGIN) -> ExecutionRequest:
+    recipe = {"source": {"type": plugin, "config": {"marker": str(marker)}}, "sink": {"type": "console"}}
     args = {"recipe": json.dumps(recipe), "version": "bundled", "debug_mode": "true" if debug else "false"}
     if extra_env:
         args["extra_env_vars"] = json.dumps(extra_env)
@@ -161,6 +164,20 @@ def test_a_task_with_another_run_spawns_its_own_and_the_spare_stays(
     else:
         assert other["env"]["TASK_SETTING"] == "its own"
     assert spare_pid(pool) == pid and pool.warm.counts.adopted == 0, "the spare stays for a plain task"
+
+
+def test_a_task_of_another_venv_replaces_the_spare_with_one_of_its_own(
+        pool: PoolContext, tmp_path: Path) -> None:
+    run_task(pool, "first", tmp_path / "first")
+    pid = spare_pid(pool)
+    other = run_task(pool, "other", tmp_path / "other", plugin=OTHER)
+    assert other["pid"] != pid and f"{OTHER}-bundled" in other["argv"][0]
+    wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
+               DEADLINE_S, "the first venv's spare to be killed")
+    replaced = spare_pid(pool)
+    assert f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline())
+    again = run_task(pool, "again", tmp_path / "again", plugin=OTHER)
+    assert again["pid"] == replaced, "the next task of that venv adopts it"
 
 
 def test_a_dead_spare_is_never_adopted_and_is_cleaned_up(pool: PoolContext, tmp_path: Path) -> None:
@@ -292,8 +309,8 @@ def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
         return Spare(runs[0], ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub")),
                      spare_key(spec))
 
-    holder.offer(make)
-    holder.offer(make)  # one is being made: no second
+    holder.offer("plain", make)
+    holder.offer("plain", make)  # one is being made: no second
     holder.clear()  # the pool stops meanwhile
     go.set()
     assert made.wait(DEADLINE_S) and len(runs) == 1
