@@ -109,6 +109,8 @@ class ExecutorChild:
             "limits": {"kill_grace_s": 2, "output_mb": 4096},
             "venvs": {"bundled_root": str(venv_root), "dependency_resolution": False},
             "secrets": {"stores": ["env", "datahub"]},
+            # every row measures one executor: the next task adopts a spare (BENCH_WARM_SPARE=0: none)
+            "warm_spare": os.environ.get("BENCH_WARM_SPARE", "1") != "0",
             **settings,
         }
 

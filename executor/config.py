@@ -231,6 +231,12 @@ class PoolSettings(_Frozen):
     caught it at 1 s), so raise it only where one executor serves the pool. More than
     ``progress_interval_s`` is refused: a run must look live to a duplicate's check in time.
     """
+    warm_spare: bool = False
+    """Keep one recipe process of the pool spawned ahead of the next task (docs/sandbox.md,
+    "The warm spare"): its interpreter and CLI are up, without input, when the task comes, so a
+    task whose run is the plain run of the last task's venv starts without the CLI's start-up.
+    The cost: one idle process per pool, holding its start-up memory, for up to 30 s after the
+    pool's last task (and one spawn wasted when the next task's run differs)."""
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
     secrets: SecretSettings = SecretSettings()

@@ -17,6 +17,7 @@ from executor.datahub.proxies import proxies_for
 from executor.pool.inflight import InFlightBook
 from executor.pool.sensitive import SensitiveValues
 from executor.pool.taskbook import TaskBook
+from executor.pool.warm import WarmSpare
 from executor.reporting.outbox import Outbox
 from executor.safe_names import safe_name
 
@@ -83,6 +84,8 @@ class PoolContext:
     spawner: Any = field(default=None, repr=False, compare=False)
     """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
     pools; None: each recipe starts through the exec wrapper."""
+    warm: WarmSpare = field(default_factory=WarmSpare, repr=False, compare=False)
+    """The pool's warm spare, used with ``warm_spare`` (``executor.pool.warm``)."""
 
     def __post_init__(self) -> None:
         self.credentials.pin([self.token])

@@ -13,12 +13,12 @@ server fork the recipe, on the Task's thread, which joins its cgroup, starts its
 and then waits for its stdin; ``give_secrets`` brings that stdin (the recipe and its secrets)
 once they resolved. Until then the recipe has nothing secret and none of its output is read
 (``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
-leaves nothing behind."""
+leaves nothing behind. With the pool's ``warm_spare``, ``prestart`` adopts the pool's warm spare
+when its spec is this run's, and ``give_secrets`` has the next one made (``pool.warm``)."""
 
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -28,16 +28,16 @@ from loguru import logger
 
 from executor.datahub.aspects import ExecutionRequest
 from executor.errors import ExecutorError
-from executor.hardening import protected_paths
 from executor.pool.context import PoolContext
-from executor.pool.outcome import TEST_CONNECTION, stdin_envelope
+from executor.pool.outcome import stdin_envelope
 from executor.pool.run_end import LaunchFailed, LaunchStopped
+from executor.pool.run_specs import run_spec
+from executor.pool.warm import SPARE_ID, Spare, spare_key
 from executor.safe_names import safe_name
-from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec, build_env, limits_from_settings
+from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.venvs import BUNDLED, NATIVE, ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
-REPORT_FILE = "report.json"
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
 """How long ``kill`` waits for a SIGKILLed tree to be reaped and its work dir removed."""
@@ -139,14 +139,23 @@ class SandboxLauncher:
         self.prepare(request)  # done already when the Task called it before admission
         prepared, self._prepared = self._prepared, None
         if prepared is not None and self.pool.spawner is not None:
+            _, venv, run = prepared
+            adopted = self._adopt_spare(run.spec)
+            if adopted is not None:
+                venv.release()
+                venv, run = adopted.venv, adopted.run
             with self._lock:
                 if self._stop is None:
-                    self.venv, self.run = prepared[1], prepared[2]
-            if self.run is prepared[2]:
-                self.run.start(here=True)
+                    self.venv, self.run = venv, run
+            if self.run is run:
+                if adopted is None:
+                    run.start(here=True)
                 self._prestarted = True
-                self.run.when_known(functools.partial(self._hand_over, on_exit))
+                run.when_known(functools.partial(self._hand_over, on_exit))
                 return
+            if adopted is not None:  # a stop came first: the spare ends unused, as a stopped run would
+                adopted.run.stop("the task was stopped before it started", grace_s=0)
+                adopted.venv.release()
         self._prestarted = True
         self._thread = threading.Thread(
             target=self._main,
@@ -155,6 +164,36 @@ class SandboxLauncher:
             daemon=True,
         )
         self._thread.start()
+
+    def _adopt_spare(self, spec: SandboxSpec) -> Spare | None:
+        """The pool's warm spare when this run's spec is the one it was spawned with, adopted
+        (``executor.pool.warm``); None: spawn as usual (a spare of another run stays)."""
+        if not self.pool.pool.warm_spare:
+            return None
+        spare = self.pool.warm.take(spare_key(spec))
+        if spare is None:
+            return None
+        if spare.run.adopt(spec):
+            logger.debug("{} adopts the warm spare (pid {})", self.task_id, spare.run.pid)
+            return spare
+        self.pool.warm.discard(spare, "its process died or was stopped before a task came")
+        return None
+
+    def _offer_spare(self, venv_request: VenvRequest) -> None:
+        """This task's run has its input: have a spare made for the plain run of its venv, for
+        the next task (with a spawn server and a venv that needs no build alone; ``run --once``
+        runs no next task)."""
+        if self.pool.pool.warm_spare and self.pool.spawner is not None and not self.pool.once and \
+                venv_request.version in (BUNDLED, NATIVE):
+            self.pool.warm.offer(venv_request, functools.partial(self._make_spare, venv_request))
+
+    def _make_spare(self, venv_request: VenvRequest) -> Spare:
+        """On a spare thread: the plain held run of the venv, spawned (``warm.WarmSpare``)."""
+        venv = resolve_venv(venv_request, self._policy())
+        spec = run_spec(self.pool, self._identity, venv, SPARE_ID, None)
+        run = SandboxRun(spec, spawner=self.pool.spawner)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), venv_request)
 
     def _venv_request(self, request: ExecutionRequest) -> VenvRequest:
         plugin = request.source_plugin
@@ -179,6 +218,7 @@ class SandboxLauncher:
             run = self.run
         if run is not None:  # else the launch thread gives it as soon as its run exists
             self._give(run, self._secrets)
+        self._offer_spare(self._venv_request(self._request))
 
     def _give(self, run: SandboxRun, secrets: dict[str, str]) -> None:
         assert self._request is not None
@@ -269,28 +309,8 @@ class SandboxLauncher:
                                  self.pool.pool_id)
 
     def _spec(self, request: ExecutionRequest, venv: ResolvedVenv) -> SandboxSpec:
-        limits = limits_from_settings(self.pool.pool.limits)
-        limits = limits.with_task_overrides(request.extra_env_vars)
-        argv = venv.ingest_argv(request.debug_mode)
-        if request.task == TEST_CONNECTION:
-            argv.append("--test-source-connection")
-        env = build_env(os.environ, self.pool.pool.env, request.extra_env_vars, home=Path("/nonexistent"))
-        run_as, work_root = self._identity
-        return SandboxSpec(
-            argv=argv,
-            hold_input=True,  # the recipe and its secrets come with ``give_secrets``
-            env=env,
-            work_root=work_root,
-            limits=limits,
-            secrets=tuple(self.pool.credentials.values()),
-            live_secrets=self.pool.credentials,  # a lease renewed mid-run is masked too
-            log_file=self._new_log_file(),
-            task_id=self.task_id,
-            report_file=REPORT_FILE,
-            isolation=self.pool.pool.isolation,
-            hide_paths=self._hidden_paths() if self.pool.pool.isolation == "bwrap" else (),  # bwrap alone
-            run_as=run_as,
-        )
+        return run_spec(self.pool, self._identity, venv, self.task_id, self._new_log_file(), request.task,
+                        request.debug_mode, request.extra_env_vars)
 
     @functools.cached_property
     def _identity(self) -> tuple[RunAs | None, Path]:
@@ -304,16 +324,6 @@ class SandboxLauncher:
         if run_as is None:
             return None, self.pool.state_dir / "work"
         return run_as, self._work_root()
-
-    def _hidden_paths(self) -> tuple[Path, ...]:
-        """What a bwrap'd recipe must not see even where a system tree holds it (``sandbox.isolation``
-        shows only an allowlist; these are blanked in case they lie inside one of its trees)."""
-        config = self.pool.config
-        paths = [config.state_dir, work_base(config.state_dir, config.work_dir),
-                 self.pool.pool.secrets.file_dir, Path("/etc/remote-executor"), *protected_paths()]
-        if config.gms.token_file is not None:
-            paths.append(config.gms.token_file)
-        return tuple(dict.fromkeys(paths))
 
     def stop(self, reason: str, status: str, grace_s: float | None = None) -> None:
         """SIGTERM the tree (SIGKILL after ``grace_s``, default the limits' grace); non-blocking.

@@ -76,11 +76,17 @@ def pool_children(
             RUNNER,
             lambda ctx: TaskRunner.start(ctx, pool),
             grace + 20.0,
-            stop_shared=lambda: stop_tasks(pool),
+            stop_shared=lambda: stop_runs(pool),
             strand=strand,
         ),
         ChildSpec(POLLER, lambda ctx: QueuePoller.start(ctx, pool), wait + 10.0),
     ]
+
+
+def stop_runs(pool: PoolContext) -> None:
+    """The pool stops or restarts: its Tasks, then its warm spare (``executor.pool.warm``)."""
+    stop_tasks(pool)
+    pool.warm.clear()
 
 
 def pool_spec(

@@ -68,6 +68,11 @@ class InputGate:
         self._start()
         return True
 
+    @property
+    def decided(self) -> bool:
+        """True once the input was given or a stop came (a warm spare is adoptable only before)."""
+        return self._decided.is_set()
+
     def stopped(self) -> None:
         """A stop came: an input not given yet never will be."""
         with self._lock:

@@ -88,6 +88,8 @@ class Monitor:
         self._breach: LimitBreach | None = None
         self._stop: tuple[str, str] | None = None
         self._next_disk_check = 0.0
+        self._clock = time.monotonic()
+        """Where the wall time counts from: the loop's start, or a warm spare's adoption."""
         self.peak_memory = 0
         self.peak_processes = 0
         self.cpu_seconds = 0.0
@@ -96,9 +98,18 @@ class Monitor:
         """Look again now (a stop was requested)."""
         self._waiter.wake()
 
+    def restart_clock(self) -> None:
+        """A warm spare was adopted: its wall time counts from now (``executor.pool.warm``)."""
+        self._clock = time.monotonic()
+
+    @property
+    def ending(self) -> bool:
+        """True once the tree was signalled to end (a limit or a stop)."""
+        return self._deadline is not None
+
     def run(self) -> None:
         """Loop until the main process has exited and no member is left."""
-        started = time.monotonic()
+        started = self._clock = time.monotonic()
         self._next_disk_check = started + DISK_CHECK_S
         try:
             self._waiter.wait(self._first_interval(started))
@@ -112,14 +123,14 @@ class Monitor:
                     return
                 now = time.monotonic()
                 if self._deadline is None:
-                    self._check(sample, now - started, returncode)
+                    self._check(sample, now - self._clock, returncode)
                 else:
                     self._escalate(sample, now)
                 if self._deadline is not None and now > self._deadline + GIVE_UP_S:
                     self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
                     self.kill_now()
                     return
-                self._waiter.wait(self._interval(sample, now, now - started, returncode))
+                self._waiter.wait(self._interval(sample, now, now - self._clock, returncode))
         finally:
             self._waiter.close()
             self._tree.close()

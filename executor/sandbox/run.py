@@ -151,6 +151,29 @@ class SandboxRun:
         if not self._gate.give(stdin, secrets):
             self.stop(self._gate.refused or "input refused", grace_s=0, status="FAILURE")
 
+    def adopt(self, spec: SandboxSpec) -> bool:
+        """A warm spare (``executor.pool.warm``) becomes the run of ``spec``, a task's spec equal
+        to the spare's but for its id, log file and secrets: the task's log file opens, its
+        secrets join the masker, its wall time and duration count from now. False, changing
+        nothing, when the spare cannot be adopted: not spawned, its process gone or ending, a
+        stop or an input came."""
+        with self._lock:
+            monitor, proc = self._monitor, self._proc
+            if (monitor is None or proc is None or self._pending_stop is not None or monitor.ending
+                    or self._gate.decided or self._known.is_set() or proc.poll() is not None):
+                return False
+            monitor.restart_clock()
+            self._began = time.monotonic()
+            if spec.log_file is not None:
+                self._log.open_file(spec.log_file, spec.log_max_bytes)
+            with self._mask_lock:
+                self._masker.add(spec.secrets)
+            where = self._work_dir.name if self._work_dir is not None else "none"
+            self.note(f"runs in a warm spare spawned ahead of the task (work dir {where})")
+            self.spec = spec
+        self._prune_logs()
+        return True
+
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
         """The result once the tree is gone and cleaned up; None on timeout."""
         self._done.wait(timeout)
@@ -336,7 +359,7 @@ class SandboxRun:
                 monitor.close_streams()
             elif self._proc is not None:
                 InputGate.drop_unread(self._proc)
-            duration = time.monotonic() - start
+            duration = time.monotonic() - max(start, self._began or start)  # adopted: from then
             text = self._log.take_text()  # the output is over: the log lets its chunks go
             result = (monitor.result(duration, text, report, error) if monitor is not None
                       else SandboxResult.not_run(error or "not started", duration, text))
@@ -378,7 +401,7 @@ class SandboxRun:
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
         finally:
             if self._spawned_by_server and self._spawner is not None:
-                self._spawner.reaped()
+                self._spawner.reaped(used=self._gate.started)
 
     def _read_report(self) -> str | None:
         """The masked report file, read without following links or blocking (``readback``)."""

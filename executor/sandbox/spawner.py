@@ -173,11 +173,14 @@ class SpawnServer:
             self._give_up(str(reply.get("error")))
         raise SpawnUnavailable(f"the spawn server refused the spawn: {reply.get('error')}")
 
-    def reaped(self) -> None:
-        """A child it forked has been waited for (the keeper thread may end once none is left)."""
+    def reaped(self, used: bool = True) -> None:
+        """A child it forked has been waited for (the keeper thread may end once none is left).
+        ``used``: it ran (the idle time counts from now); a held recipe that never got its input,
+        a warm spare killed unused, leaves the idle time counting from its spawn."""
         with self._state:
             self._children = max(0, self._children - 1)
-            self._last_used = time.monotonic()
+            if used:
+                self._last_used = time.monotonic()
             self._state.notify_all()
 
     def close(self, timeout_s: float = 10.0) -> None:
