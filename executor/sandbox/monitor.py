@@ -35,6 +35,8 @@ from executor.sandbox.workdir import dir_usage
 
 DISK_CHECK_S = 1.0
 GIVE_UP_S = 10.0
+READ_END_S = 2.0
+"""How long the output is read after the tree is gone, for a pipe something else still holds."""
 MEMORY_CEILING = 1.25
 PROCESS_CEILING = 2
 
@@ -95,6 +97,10 @@ class Monitor:
     def wake(self) -> None:
         """Look again now (a stop was requested)."""
         self._waiter.wake()
+
+    def read_output(self) -> None:
+        """From any thread: read the output from now on, in the loop's waits (``waiter``)."""
+        self._waiter.read_output(self.reader)
 
     def run(self) -> None:
         """Loop until the main process has exited and no member is left."""
@@ -263,14 +269,13 @@ class Monitor:
             self._proc.wait(timeout=5)
 
     def close_streams(self) -> None:
-        """Let the pipe threads finish (force them when something still holds the pipes).
+        """Read the output to its end, for ``READ_END_S`` at most (a process that left the tree
+        may still hold the pipe: the run does not wait for it), and stop the stdin writer.
 
         A run that printed past the output limit and exited before the loop noticed still
         ends with the output breach: the count is final only now.
         """
-        if not self.reader.join(2.0):
-            self.reader.stop()
-            self.reader.join(1.0)
+        self.reader.drain(READ_END_S)
         self._writer.stop()
         self._writer.join(1.0)
         limit = self._limits.output_bytes

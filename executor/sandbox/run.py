@@ -312,13 +312,13 @@ class SandboxRun:
             self._monitor = monitor
             if self._pending_stop is not None:  # came before it could wake it: its first sleep must not wait
                 monitor.wake()
-        self._gate.attach(lambda data: self._start_pipes(reader, writer, data))
+        self._gate.attach(lambda data: self._start_pipes(monitor, writer, data))
 
-    def _start_pipes(self, reader: OutputReader, writer: StdinWriter, data: bytes) -> None:
-        """Feed stdin, read the output (``InputGate``: once the input exists, with the masker
-        holding its secrets)."""
+    def _start_pipes(self, monitor: Monitor, writer: StdinWriter, data: bytes) -> None:
+        """Feed stdin, read the output on the run's thread (``InputGate``: once the input
+        exists, with the masker holding its secrets)."""
         writer.set_data(data)
-        reader.start()
+        monitor.read_output()
         writer.start()
         note = self._masker.short_secrets_note
         if note and self.spec.hold_input:  # counts the secrets given late too
