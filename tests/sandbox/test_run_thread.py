@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec
+from executor.sandbox.limits import MiB
 from executor.sandbox.masking import Masker
 from executor.sandbox.streams import OutputReader
 from executor.sandbox.waiter import ExitWaiter
@@ -187,3 +189,17 @@ def test_the_end_reads_the_pipe_to_its_end() -> None:
     os.close(write_end)
     assert reader.drain(LONG_S)
     assert b"".join(lines) == b"all of it\n" and reader.bytes_read == 10
+
+
+def test_a_stop_during_an_endless_flood_ends_the_run(make_spec: Callable[..., SandboxSpec]) -> None:
+    """The run's one thread reads a flood and still sees the stop's eventfd: the tree is killed
+    and the run ends with the output read so far, within the deadline."""
+    code = "import os\nblock = b'z' * 1023 + b'\\n'\nwhile True:\n    os.write(1, block * 1024)"
+    run = SandboxRun(make_spec(py(code), limits=SandboxLimits(kill_grace_s=LONG_S, sample_interval_s=0.05)))
+    run.start()
+    wait_until(lambda: run.output_bytes > 4 * MiB, LONG_S, "the flood")
+    run.stop("cancelled by the user", grace_s=0)
+    result = run.wait(LONG_S)
+    assert result is not None, "the flood kept the run from seeing its stop"
+    assert result.outcome == "stopped" and result.signal == signal.SIGKILL
+    assert result.output_bytes >= 4 * MiB
