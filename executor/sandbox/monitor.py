@@ -3,7 +3,8 @@
 The loop sleeps between samples for as long as ``pacing`` allows (up to 1 s while every limit
 is far, down to 5 ms as memory nears a limit the monitor enforces itself), and the main
 process's exit or a ``stop`` wakes it at once (``waiter``: a pidfd and an eventfd), so a
-finished recipe is noticed within milliseconds, not at the next sample. Each sample reads
+finished recipe is noticed within milliseconds, not at the next sample. The same sleep reads
+the output as it comes (one thread per run; output past its limit ends it). Each sample reads
 only the run's own processes (``tree``). Memory is the tree's real footprint (the cgroup's
 usage, else proportional set sizes), and the reported peak is the cgroup's own maximum where
 there is one, so a kernel kill reports what the kernel saw.
