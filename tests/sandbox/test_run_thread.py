@@ -10,6 +10,7 @@ Real processes and pipes throughout.
 from __future__ import annotations
 
 import os
+import select
 import signal
 import subprocess
 import sys
@@ -101,6 +102,8 @@ def test_a_flood_does_not_hold_the_wait_past_its_timeout(children: list[subproce
     try:
         waiter.read_output(reader)
         _go(proc)
+        assert proc.stdout is not None
+        assert select.select([proc.stdout], [], [], LONG_S)[0], "the flood began"
         thread = _in_thread(lambda: waiter.wait(0.05))
         thread.join(LONG_S)
         assert not thread.is_alive(), "an endless flood kept the wait from returning when due"
