@@ -210,7 +210,8 @@ class OutputReader:
         self._sink = _discard  # the run's bound method: no reference cycle back to the run
 
     def drain(self, timeout_s: float) -> bool:
-        """Read until the stream's end, for up to ``timeout_s``, then give up; True at the end."""
+        """Read until the stream's end, for up to ``timeout_s``, then give up; True when the
+        stream is over by itself (its end, or a failed read), False when given up."""
         if self.ended:
             return True
         deadline = time.monotonic() + timeout_s
