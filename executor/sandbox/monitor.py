@@ -3,7 +3,8 @@
 The loop sleeps between samples for as long as ``pacing`` allows (up to 1 s while every limit
 is far, down to 5 ms as memory nears a limit the monitor enforces itself), and the main
 process's exit or a ``stop`` wakes it at once (``waiter``: a pidfd and an eventfd), so a
-finished recipe is noticed within milliseconds, not at the next sample. Each sample reads
+finished recipe is noticed within milliseconds, not at the next sample. The same sleep reads
+the output as it comes (one thread per run; output past its limit ends it). Each sample reads
 only the run's own processes (``tree``). Memory is the tree's real footprint (the cgroup's
 usage, else proportional set sizes), and the reported peak is the cgroup's own maximum where
 there is one, so a kernel kill reports what the kernel saw.
@@ -35,6 +36,8 @@ from executor.sandbox.workdir import dir_usage
 
 DISK_CHECK_S = 1.0
 GIVE_UP_S = 10.0
+READ_END_S = 2.0
+"""How long the output is read after the tree is gone, for a pipe something else still holds."""
 MEMORY_CEILING = 1.25
 PROCESS_CEILING = 2
 
@@ -106,6 +109,10 @@ class Monitor:
     def ending(self) -> bool:
         """True once the tree was signalled to end (a limit or a stop)."""
         return self._deadline is not None
+
+    def read_output(self) -> None:
+        """From any thread: read the output from now on, in the loop's waits (``waiter``)."""
+        self._waiter.read_output(self.reader)
 
     def run(self) -> None:
         """Loop until the main process has exited and no member is left."""
@@ -274,14 +281,13 @@ class Monitor:
             self._proc.wait(timeout=5)
 
     def close_streams(self) -> None:
-        """Let the pipe threads finish (force them when something still holds the pipes).
+        """Read the output to its end, for ``READ_END_S`` at most (a process that left the tree
+        may still hold the pipe: the run does not wait for it), and stop the stdin writer.
 
         A run that printed past the output limit and exited before the loop noticed still
         ends with the output breach: the count is final only now.
         """
-        if not self.reader.join(2.0):
-            self.reader.stop()
-            self.reader.join(1.0)
+        self.reader.drain(READ_END_S)
         self._writer.stop()
         self._writer.join(1.0)
         limit = self._limits.output_bytes

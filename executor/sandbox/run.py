@@ -2,12 +2,13 @@
 and watches it. A spec with ``hold_input`` is spawned before its input exists (the recipe waits
 for its stdin while its secrets resolve; ``sandbox.held_input`` starts the pipes once given).
 
-A run owns one thread (the supervisor) plus its two pipe threads, each a spare thread
-(``supervision.spare_threads``). The process is forked by the executor's spawn server
-(``sandbox.spawner``; the parent-death signal then follows the server's keeper thread), asked by
-the supervisor or, with ``start(here=True)``, by the caller's thread; without a server the
-supervisor spawns it through the exec wrapper (``launch.py``), so the parent-death signal is
-tied to a thread that lives exactly as long as the process. The supervisor then watches the tree
+A run owns one thread (the supervisor, a spare thread: ``supervision.spare_threads``), which
+also reads the output (``waiter``: the pipe is polled with the exit and the stop), plus a stdin
+writer thread only for an input larger than the pipe. The process is forked by the executor's
+spawn server (``sandbox.spawner``; the parent-death signal then follows the server's keeper
+thread), asked by the supervisor or, with ``start(here=True)``, by the caller's thread; without
+a server the supervisor spawns it through the exec wrapper (``launch.py``), so the parent-death
+signal is tied to a thread that lives exactly as long as the process. The supervisor then watches the tree
 (``monitor``: samples paced by the nearest limit, woken at once by the main process's exit or a
 ``stop``), enforces the limits, and at the end collects the report file and builds the
 ``SandboxResult``, hands it to ``wait_result`` at once, then removes the work dir and the cgroup
@@ -335,13 +336,13 @@ class SandboxRun:
             self._monitor = monitor
             if self._pending_stop is not None:  # came before it could wake it: its first sleep must not wait
                 monitor.wake()
-        self._gate.attach(lambda data: self._start_pipes(reader, writer, data))
+        self._gate.attach(lambda data: self._start_pipes(monitor, writer, data))
 
-    def _start_pipes(self, reader: OutputReader, writer: StdinWriter, data: bytes) -> None:
-        """Feed stdin, read the output (``InputGate``: once the input exists, with the masker
-        holding its secrets)."""
+    def _start_pipes(self, monitor: Monitor, writer: StdinWriter, data: bytes) -> None:
+        """Feed stdin, read the output on the run's thread (``InputGate``: once the input
+        exists, with the masker holding its secrets)."""
         writer.set_data(data)
-        reader.start()
+        monitor.read_output()
         writer.start()
         note = self._masker.short_secrets_note
         if note and self.spec.hold_input:  # counts the secrets given late too

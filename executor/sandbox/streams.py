@@ -1,14 +1,16 @@
-"""The two pipe threads of a run: one feeds stdin, one reads the merged stdout/stderr.
+"""A run's pipes: the merged stdout/stderr read by chunks, stdin fed by a thread when it must.
 
 The reader works on chunks, never on single lines: it enlarges the pipe (``F_SETPIPE_SZ``, up
 to 1 MiB), reads as much as is there in one call into a reused buffer, masks the chunk on
 bytes (``StreamMasker``, which holds back the few bytes a secret split across two reads may
 still need), replaces invalid UTF-8 (only in chunks that are not pure ASCII), and hands whole
 lines on (``LineCutter``). It counts bytes for the output limit; past that limit it only drains the
-pipe (so the dying tree never blocks on a full pipe) and keeps nothing. Both threads wait in
-``poll`` on their pipe and on an eventfd that ``stop`` signals, so the run can stop them even
-when some escaped process still holds the pipe open, and a quiet recipe costs no wake-ups (a
-thread that polled on a timeout woke 5 times a second per running task).
+pipe (so the dying tree never blocks on a full pipe) and keeps nothing. It has no thread of its
+own in a run: the run's one thread polls the pipe beside the process's exit and the stop
+(``waiter``) and reads when the pipe has data, so a run costs one thread and no hand-over
+between a reader and a supervisor. The stdin writer writes what the pipe takes at once; only
+a larger input gets a thread, which waits in ``poll`` on the pipe and on an eventfd that
+``stop`` signals, so the run can stop it even when the process never reads.
 """
 
 from __future__ import annotations
@@ -17,9 +19,11 @@ import codecs
 import contextlib
 import fcntl
 import functools
+import math
 import os
 import select
 import threading
+import time
 from collections.abc import Callable
 from typing import IO
 
@@ -120,8 +124,10 @@ class _PipeThread:
         raise NotImplementedError
 
 
-class OutputReader(_PipeThread):
-    """Reads ``stream`` by chunks on its own thread, handing masked whole lines to ``sink``."""
+class OutputReader:
+    """Reads ``stream`` by chunks, handing masked whole lines to ``sink``; driven by the run's
+    one thread (``waiter``: it polls the pipe beside the process's exit and the stop), or alone
+    on a thread of its own (``start``, for a pipe read apart from any run)."""
 
     def __init__(
         self,
@@ -139,37 +145,96 @@ class OutputReader(_PipeThread):
         self._cutter = LineCutter()
         self._utf8 = codecs.getincrementaldecoder("utf-8")("replace")
         self._utf8_pending = False
+        self._name = name
+        self._buffer: bytearray | None = None
+        self._view: memoryview | None = None
+        self._thread: Job | None = None
         self.bytes_read = 0
         self.over_limit = False
-        super().__init__(f"sandbox-out-{name}", "sandbox-out")
+        self.ended = False
+        """The stream reached its end (or was given up, or failed): it is closed, nothing more comes."""
 
-    def _run(self) -> None:
+    def open(self) -> int:
+        """Make the pipe non-blocking and large; the descriptor to poll. Once, before reading."""
+        os.set_blocking(self._fd, False)
+        grow_pipe(self._fd)
+        # One buffer for the whole run (a fresh 1 MiB object per read costs an mmap), with
+        # room in front for the bytes the masker holds back from the previous read.
+        self._buffer = bytearray(READ_CHUNK + self._masker.keep)
+        self._view = memoryview(self._buffer)
+        return self._fd
+
+    def read_once(self) -> bool:
+        """One non-blocking read; True when it got bytes (more may be there). At the stream's end
+        the held-back rest goes out and the stream is closed (``ended``). A failure ends the
+        reading too, logged: the recipe then gets EPIPE instead of hanging on a full pipe."""
+        if self.ended:
+            return False
+        if self._view is None:
+            self.open()
+        assert self._buffer is not None and self._view is not None
         try:
-            os.set_blocking(self._fd, False)
-            grow_pipe(self._fd)
-            poller = self._poller(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
-            # One buffer for the whole run (a fresh 1 MiB object per read costs an mmap), with
-            # room in front for the bytes the masker holds back from the previous read.
-            buffer = bytearray(READ_CHUNK + self._masker.keep)
-            view = memoryview(buffer)
-            while not self._stop.is_set():
-                start = self._masker.prefill(buffer)
-                try:
-                    size = os.readv(self._fd, [view[start : start + READ_CHUNK]])
-                except BlockingIOError:
-                    poller.poll(self._poll_ms)  # empty: wait for more (or for a stop)
-                    continue
-                if not size:
-                    break
-                self._take(buffer, start + size, size)
-            view.release()
+            start = self._masker.prefill(self._buffer)
+            try:
+                size = os.readv(self._fd, [self._view[start : start + READ_CHUNK]])
+            except BlockingIOError:
+                return False
+            if size:
+                self._take(self._buffer, start + size, size)
+                return True
+        except Exception:
+            logger.exception("sandbox output reader failed")
+            self._close()
+            return False
+        self.end()
+        return False
+
+    def end(self) -> None:
+        """The stream is over (or given up: a process that left the tree still holds it):
+        whatever was held back goes out as the last line, and the stream is closed."""
+        if self.ended:
+            return
+        try:
             self._finish()
-        except Exception:  # never let a reader death go unnoticed: the run would hang on a full pipe
+        except Exception:
             logger.exception("sandbox output reader failed")
         finally:
-            self._stream.close()
-            self._close_wake()
-            self._sink = _discard  # the run's bound method: no reference cycle back to the run
+            self._close()
+
+    def _close(self) -> None:
+        self.ended = True
+        if self._view is not None:
+            self._view.release()
+        self._view = self._buffer = None
+        self._stream.close()
+        self._sink = _discard  # the run's bound method: no reference cycle back to the run
+
+    def drain(self, timeout_s: float) -> bool:
+        """Read until the stream's end, for up to ``timeout_s``, then give up; True when the
+        stream is over by itself (its end, or a failed read), False when given up."""
+        if self.ended:
+            return True
+        deadline = time.monotonic() + timeout_s
+        poller = select.poll()
+        poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        while not self.ended:
+            if self.read_once():
+                continue
+            left = deadline - time.monotonic()
+            wait_ms = None if math.isinf(left) else math.ceil(left * 1000)
+            if self.ended or left <= 0 or not poller.poll(wait_ms):
+                break
+        at_end = self.ended
+        self.end()
+        return at_end
+
+    def start(self) -> None:
+        """Read the whole stream on a thread of its own (a spare one), apart from any run."""
+        self._thread = SPARES.start(lambda: self.drain(math.inf), f"sandbox-out-{self._name}", "sandbox-out")
+
+    def join(self, timeout: float) -> bool:
+        """Wait for ``start``'s thread; True once the stream is over."""
+        return self._thread.join(timeout) if self._thread is not None else self.ended
 
     def _take(self, buffer: bytearray, end: int, size: int) -> None:
         """One read of ``size`` bytes, ending at ``end`` in the buffer: masked first (on the raw
