@@ -340,6 +340,16 @@ def executor_output(
     forget_flood_logs(child.state_dir.glob("**/logs/*.log"))
 
 
+def warm_output(world: World, child: ExecutorChild, pool: str, size: int) -> None:
+    """One flood of 1 KiB lines through the executor, not timed, its log deleted: the first flood of
+    an executor child ran at a fifth of the next ones' rate (the first repeat's 1 KiB row read
+    126 MB/s, the second 778, load 2-3), and the first flood of a repeat found no pages a deleted
+    log had just freed, as every later one did (performance-log.md, session 17)."""
+    urn, _ = world.submit(world.source(pool, {"mode": "flood", "bytes": size, "line": 1024}))
+    world.wait_result(urn, timeout_s=600)
+    forget_flood_logs(child.state_dir.glob("**/logs/*.log"))
+
+
 def forget_flood_logs(paths: Iterable[Path]) -> None:
     """Delete a flood's kept log once its row is taken, the executor's as the floor's: on this
     VM, memory the kernel has given back to the host costs several times more to write a page
