@@ -21,8 +21,8 @@ of each write) into a pipe read by:
 
 It prints MB/s (the writer's own clock, as the bench's rows) and the reader process's CPU per
 MiB (this process's user + system time over the flood), and for the executor its output reader
-thread's and its task log writer's share (their ``schedstat`` by kernel thread name, sampled
-every 20 ms: the reader's thread is the one that sets the pace). No control plane, no actors:
+thread's and its run log thread's share (``sandbox-log``: the count, the memory tail and the
+file's writes; their ``schedstat`` by kernel thread name, sampled every 20 ms). No control plane, no actors:
 what the reader's own code costs, for before/after pairs of a change to it.
 """
 
@@ -136,7 +136,7 @@ def _floor(directory: Path | None) -> Callable[[int, Path], None]:
 
 
 Sample = tuple[float, float, float, float]
-"""MB/s, then ms of CPU per MiB: the process, the output reader thread, the log writer thread."""
+"""MB/s, then ms of CPU per MiB: the process, the output reader thread, the run log thread."""
 
 
 def _one(reader: Callable[[int, Path], None], line: int, size: int, directory: Path, delete: bool) -> Sample:
@@ -191,7 +191,7 @@ def main() -> int:
             readers = sorted(sample[2] for sample in samples)
             writers = sorted(sample[3] for sample in samples)
             print(f"  {'':28} its output reader thread {statistics.median(readers):.3f} ms CPU/MiB (least "
-                  f"{readers[0]:.3f}), the log writer {statistics.median(writers):.3f}")
+                  f"{readers[0]:.3f}), the run log's {statistics.median(writers):.3f}")
     return 0
 
 
