@@ -15,8 +15,9 @@ A hand-over costs a wake-up, more than a small piece's work: a piece under ``HAN
 while nothing is in flight (a quiet run's lines, the sandbox's notes) is still applied on the
 caller's thread, and a thread is taken (``spare_threads``) only for large ones, until the
 queue is empty (a quiet stretch of the run holds none; ``drain`` waits for what was given
-before it). At most ``MAX_IN_FLIGHT`` bytes wait (the pieces are the ones the run's memory tail
-holds anyway); beyond that the caller waits, as a slow disk made it wait before. An ``apply``
+before it). At most ``MAX_IN_FLIGHT`` bytes wait (a piece is in the run's memory tail only once
+applied, so what waits is memory on top); beyond that the caller waits, as a slow disk made it
+wait before. An ``apply``
 that fails (a full disk) is raised to the caller at its next piece (the output reader then ends
 as it did when its own write failed), and later pieces are dropped; ``drain`` waits for what was
 handed over and ``close`` logs such a failure instead (it runs as the result is made, which a
