@@ -1,8 +1,11 @@
 """The output path alone: the executor's reader against a bare reader, on the same flood.
 
-Usage (in the project's venv): ``python -m bench.output_cpu [LINE] [MIB] [REPEATS] [DIR] [SIDES]``
-(1024 B lines, 256 MiB, 3 repeats, a temporary directory where the bench makes its own, every
-side; SIDES picks some by the first word of their names, comma-separated: ``executor,floor``).
+Usage (in the project's venv):
+``python -m bench.output_cpu [LINE] [MIB] [REPEATS] [DIR] [SIDES] [LOGS]`` (1024 B lines, 256 MiB,
+3 repeats, a temporary directory where the bench makes its own, every side; SIDES picks some by
+the first word of their names, comma-separated: ``executor,floor``; LOGS ``kept``, the default,
+or ``deleted``: each flood's file deleted after it, as the bench's rows do, so every flood
+writes into the pages the one before freed).
 
 Each repeat runs, one right after the other, a writer process flooding ``MIB`` MiB of
 ``LINE``-byte lines in 1 MiB writes (as ``bench/standin.py`` does, the secret in the first line
@@ -17,8 +20,10 @@ of each write) into a pipe read by:
 - ``floor (a pipe)``: the same without the file.
 
 It prints MB/s (the writer's own clock, as the bench's rows) and the reader process's CPU per
-MiB (this process's user + system time over the flood, one thread reads). No control plane, no
-actors: what the reader's own code costs, for before/after pairs of a change to it.
+MiB (this process's user + system time over the flood), and for the executor its output reader
+thread's and its run log thread's share (``sandbox-log``: the count, the memory tail and the
+file's writes; their ``schedstat`` by kernel thread name, sampled every 20 ms). No control plane, no actors:
+what the reader's own code costs, for before/after pairs of a change to it.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -72,6 +78,42 @@ class _Source:
         return 1, CREDENTIALS
 
 
+class ThreadCpu:
+    """This process's thread CPU (``schedstat``, ns) summed by kernel thread name, from samples
+    every 20 ms (a thread's time between two samples counts for its name at the second)."""
+
+    def __init__(self) -> None:
+        self.by_name: dict[str, float] = {}
+        self._last: dict[str, int] = {}
+        self._stop = threading.Event()
+        self._sample()
+        self._thread = threading.Thread(target=self._loop, name="thread-cpu", daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        for tid in os.listdir("/proc/self/task"):
+            try:
+                task = f"/proc/self/task/{tid}"
+                with open(f"{task}/comm") as comm, open(f"{task}/schedstat") as stat:
+                    name, ns = comm.read().strip(), int(stat.read().split()[0])
+            except (OSError, ValueError):
+                continue
+            if tid in self._last:
+                self.by_name[name] = self.by_name.get(name, 0.0) + (ns - self._last[tid]) / 1e6
+            self._last[tid] = ns
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.02):
+            self._sample()
+
+    def stop(self) -> dict[str, float]:
+        """The last sample taken; ms of CPU by thread name."""
+        self._stop.set()
+        self._thread.join(5)
+        self._sample()
+        return self.by_name
+
+
 def _executor(fd: int, log: Path) -> None:
     """The executor's reader, masker and run log on the pipe ``fd``, to EOF."""
     masker = LiveMasker(CREDENTIALS, _Source())
@@ -93,19 +135,30 @@ def _floor(directory: Path | None) -> Callable[[int, Path], None]:
     return read
 
 
-def _one(reader: Callable[[int, Path], None], line: int, size: int, directory: Path) -> tuple[float, float]:
+Sample = tuple[float, float, float, float]
+"""MB/s, then ms of CPU per MiB: the process, the output reader thread, the run log thread."""
+
+
+def _one(reader: Callable[[int, Path], None], line: int, size: int, directory: Path, delete: bool) -> Sample:
     """One flood into ``reader``: MB/s by the writer's clock, and the reader's CPU ms per MiB."""
     read_end, write_end = os.pipe()
     writer = subprocess.Popen([sys.executable, "-c", WRITER, str(size), str(line), SECRET_VALUE],
                               stdout=write_end, stderr=subprocess.PIPE)
     os.close(write_end)
+    log = directory / f"flood-{time.time_ns()}.log"
+    threads = ThreadCpu()
     before = resource.getrusage(resource.RUSAGE_SELF)
-    reader(read_end, directory / f"flood-{time.time_ns()}.log")
+    reader(read_end, log)
     after = resource.getrusage(resource.RUSAGE_SELF)
+    by_name = threads.stop()
     _, err = writer.communicate()
+    if delete:
+        log.unlink(missing_ok=True)
     began, ended, written = err.split()
+    mib = int(written) / (1 << 20)
     cpu = (after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime) * 1000
-    return int(written) / (float(ended) - float(began)) / MB, cpu / (int(written) / (1 << 20))
+    rate = int(written) / (float(ended) - float(began)) / MB
+    return rate, cpu / mib, by_name.get("sandbox-out", 0.0) / mib, by_name.get("sandbox-log", 0.0) / mib
 
 
 def main() -> int:
@@ -117,7 +170,8 @@ def main() -> int:
     if len(args) > 4:
         picked = args[4].split(",")
         sides = {side: reader for side, reader in sides.items() if side.split()[0] in picked}
-    found: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+    delete = len(args) > 5 and args[5] == "deleted"
+    found: dict[str, list[Sample]] = {side: [] for side in sides}
     with tempfile.TemporaryDirectory(prefix="bench-output-", dir=args[3] if len(args) > 3 else None) as tmp:
         directory = Path(tmp)
         if "floor (a pipe into a file)" in sides:
@@ -125,13 +179,19 @@ def main() -> int:
         for _ in range(repeats):
             for side, reader in sides.items():
                 assert reader is not None
-                found[side].append(_one(reader, line, size, directory))
-    print(f"{line} B lines, {size >> 20} MiB, {repeats} repeat(s); load {os.getloadavg()[0]:.2f}")
+                found[side].append(_one(reader, line, size, directory, delete))
+    print(f"{line} B lines, {size >> 20} MiB, {repeats} repeat(s), logs {'deleted' if delete else 'kept'}; "
+          f"load {os.getloadavg()[0]:.2f}")
     for side, samples in found.items():
-        rates = [rate for rate, _ in samples]
-        cpus = [cpu for _, cpu in samples]
+        rates = [rate for rate, *_ in samples]
+        cpus = [cpu for _, cpu, *_ in samples]
         print(f"  {side:28} {statistics.median(rates):7.0f} MB/s (best {max(rates):.0f})"
               f"  {statistics.median(cpus):.3f} ms CPU/MiB (least {min(cpus):.3f})")
+        if side == "executor":
+            readers = sorted(sample[2] for sample in samples)
+            writers = sorted(sample[3] for sample in samples)
+            print(f"  {'':28} its output reader thread {statistics.median(readers):.3f} ms CPU/MiB (least "
+                  f"{readers[0]:.3f}), the run log's {statistics.median(writers):.3f}")
     return 0
 
 

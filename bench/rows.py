@@ -340,6 +340,19 @@ def executor_output(
     forget_flood_logs(child.state_dir.glob("**/logs/*.log"))
 
 
+def warm_output(world: World, child: ExecutorChild, pool: str, size: int) -> None:
+    """One flood of 1 KiB lines through the executor, not timed, its log deleted: an executor
+    child's first flood may run cold (one run's first 1 KiB row read 126 MB/s, its second 778,
+    load 2-3), as the floor's drain process throws its first away for, and the first flood of a
+    repeat found no pages a deleted log had just freed, as every later one did
+    (performance-log.md, session 17). It waits for the
+    pool's trim after it, as every output row does, so the next row's RSS starts from rest."""
+    urn, _ = world.submit(world.source(pool, {"mode": "flood", "bytes": size, "line": 1024}))
+    world.wait_result(urn, timeout_s=600)
+    forget_flood_logs(child.state_dir.glob("**/logs/*.log"))
+    time.sleep(TRIM_AFTER_S + 1.0)  # its freed C heap given back: the next row's RSS starts from rest
+
+
 def forget_flood_logs(paths: Iterable[Path]) -> None:
     """Delete a flood's kept log once its row is taken, the executor's as the floor's: on this
     VM, memory the kernel has given back to the host costs several times more to write a page

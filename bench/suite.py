@@ -178,11 +178,22 @@ class Bench:
             rows.executor_sleeping(w, self.four, "four", f, s.window_s)
             rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s)
         if self.wanted("output"):
-            for line in (1024, 128):
-                rows.executor_output(w, self.one, "default", line, s.flood, f)
-                rows.floor_output(self.floor, line, s.flood, f)
+            self.output()
         if self.wanted("memory"):
             memory_rows.memory_rows(f)
+
+    def output(self) -> None:
+        """The output rows, every flood from the same state: one untimed executor flood first
+        (the floor's drain process throws its first flood away too; and its log, deleted, leaves
+        the next flood the pages a deleted log frees, as every later flood finds them), then the
+        line sizes and the sides in the reverse order every other repeat."""
+        f, s, w = self.figures, self.sizes, self.world
+        rows.warm_output(w, self.one, "default", s.flood)
+        for line in (1024, 128) if self.round % 2 == 0 else (128, 1024):
+            self.in_turn([
+                lambda line=line: rows.executor_output(w, self.one, "default", line, s.flood, f),
+                lambda line=line: rows.floor_output(self.floor, line, s.flood, f),
+            ])
 
     def throughput(self) -> None:
         """The throughput rows and their CPU rows: executor, the bare protocol's floors, Celery."""

@@ -50,6 +50,9 @@ class SecretSource(Protocol):
 class LiveMasker(Masker):
     """``Masker`` over ``own`` secrets plus ``source``'s values, rebuilt when ``source`` changes."""
 
+    _added_apart = False
+    """Whether ``add`` gave automata of their own that a rebuild would merge (``consolidate``)."""
+
     def __init__(self, own: Iterable[str], source: SecretSource | None = None) -> None:
         self._own = tuple(own)
         self._source = source
@@ -88,7 +91,8 @@ class LiveMasker(Masker):
         Their forms get automata of their own beside the ones already built (a few short values:
         about 0.06 ms, where building every form of the credentials again took 0.9 ms, the
         session token's most of it); ``spans`` merges the matches of all automata. A scan then
-        makes one pass more over the output, about 0.03 ms per MiB."""
+        makes one pass more over the output, 0.03-0.1 ms per MiB, until a stream that has masked
+        a flood's first MiBs asks for them merged (``consolidate``)."""
         added = tuple(values)
         with self._refresh_lock:
             known = set(self._own)
@@ -97,6 +101,17 @@ class LiveMasker(Masker):
             self._automata = [*self._automata, *extra._automata]  # a new list: the old may be shared
             self.max_form_length = max(self.max_form_length, extra.max_form_length)
             self.short_count += extra.short_count
+            self._added_apart = self._added_apart or bool(extra)
+
+    def consolidate(self) -> bool:
+        """Rebuild once with the values ``add`` put in automata of their own, so that a scan makes
+        one pass fewer (a stream calls it once it has masked a flood's first MiBs: the rebuild,
+        about 1 ms, would cost a short run more than it saves); True when it did."""
+        with self._refresh_lock:
+            if not self._added_apart:
+                return False
+            self._rebuild()
+            return True
 
     def _rebuild(self) -> None:
         """Take over the state of a fresh ``Masker`` of the own secrets and the source's current
@@ -106,6 +121,7 @@ class LiveMasker(Masker):
         fresh = Masker([*(s for s in self._own if len(s) >= MIN_SECRET_LENGTH), *values])
         vars(self).update({k: v for k, v in vars(fresh).items() if k not in _OWN_FIELDS})
         self._version = version
+        self._added_apart = False
 
     def mask(self, text: str) -> str:
         """``Masker.mask`` with the values current now."""

@@ -2,8 +2,9 @@
 
 The file is made fresh (never through a planted link) and keeps the run's masked output up to
 ``max_bytes``; past that, whole lines are counted, and at close a marker and the run's last
-lines are appended. The writes themselves are a ``BackgroundWriter``'s (``log_writer``: a
-flood's are done on a thread of their own). ``prune_task_logs`` removes old files beside it.
+lines are appended. Its writes are made on the caller's thread: in a flood, the run log's
+(``log_writer.OrderedHandOff``: a thread of its own). ``prune_task_logs`` removes old files
+beside it.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from pathlib import Path
 from loguru import logger
 
 from executor.safe_names import is_safe_name
-from executor.sandbox.log_writer import BackgroundWriter, write_all
+from executor.sandbox.log_writer import write_all
 
 _PROBE_BYTES = 16 << 10
 _LONG_LINES_IN_PROBE = 32
@@ -33,15 +34,12 @@ class TaskLogFile:
     """The full masked log of one task, capped at ``max_bytes`` (then the tail is appended at close).
 
     ``write`` takes whole lines as bytes, as the output reader hands them over (up to a pipe's
-    worth at a time), and passes them to the kernel in one write each: no per-line work. The
-    cap is applied here, on the caller's thread; the writes may be done on another
-    (``BackgroundWriter``), in the same order, all of them by the end of ``close``.
+    worth at a time), and passes them to the kernel in one write each: no per-line work.
     """
 
     def __init__(self, path: Path, max_bytes: int) -> None:
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd: int | None = open_fresh_file(path)
-        self._writer = BackgroundWriter(self._fd, path.stem)
         self.path = path
         self._max = max_bytes
         self._written = 0
@@ -78,7 +76,6 @@ class TaskLogFile:
         if self._fd is None:
             return
         try:
-            self._writer.close()  # everything written before: the note comes after it
             if self._full:
                 shown = list(tail)[-self._dropped:] if self._dropped else []
                 skipped = self._dropped - len(shown)
@@ -90,7 +87,7 @@ class TaskLogFile:
 
     def _write_all(self, data: bytes) -> None:
         if self._fd is not None:
-            self._writer.write(data)
+            write_all(self._fd, data)
 
 
 def count_lines(data: bytes, start: int = 0) -> int:

@@ -1,6 +1,10 @@
 """A run's log: its masked lines in memory (head and tail, for reports), in the task log file,
 and to an ``on_line`` callback, written from several threads (the output reader, the
-supervisor's notes) under one lock so that the memory and the file hold the same order."""
+supervisor's notes) under one lock so that the memory and the file hold the same order.
+
+Every piece goes through one ``OrderedHandOff`` (``log_writer``): a flood's reads are counted,
+kept and written on a thread of their own, off the output reader's; the result's text and the
+file's close wait for the pieces given before them."""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from executor.sandbox.log_writer import OrderedHandOff
 from executor.sandbox.output import TAIL_LINES, BoundedLog, TaskLogFile, count_lines, decode_lines
 
 
@@ -21,14 +26,18 @@ class RunLog:
         self._file: TaskLogFile | None = None
         self._on_line = on_line
         self._lock = threading.Lock()
+        self._pieces = OrderedHandOff(self._keep, "run")
 
     def open_file(self, path: Path, max_bytes: int) -> None:
         """Also write to the task log file at ``path`` (at most ``max_bytes`` of it)."""
+        self._pieces.drain()
+        self._pieces.name = path.stem
         with self._lock:
             self._file = TaskLogFile(path, max_bytes)
 
     def close_file(self) -> None:
         """Close the task log file, with the tail it left out when it was full."""
+        self._pieces.close()  # every piece given so far is kept: the closing tail comes after them
         with self._lock:
             if self._file is not None:
                 self._file.close(self._memory.tail_lines(self._file.lines_left_out))
@@ -36,35 +45,41 @@ class RunLog:
 
     def emit(self, line: str) -> None:
         """One line (a note of the sandbox's own)."""
-        with self._lock:
-            self._memory.append(line)
-            if self._file is not None:
-                self._file.write_line(line)
+        self._pieces.put((line + "\n").encode("utf-8", "replace"))
         self._call_on_line([line])
 
     def emit_output(self, lines: bytes) -> None:
         """Whole lines of the recipe's output, as the reader hands them over (bytes, a pipe's
-        worth at a time): into memory and the file as they are; split into lines only for an
-        ``on_line`` callback."""
+        worth at a time): into memory and the file as they are (``_keep``, on the hand-off's
+        thread for a flood's reads); split into lines only for an ``on_line`` callback."""
+        self._pieces.put(lines)
+        if self._on_line is not None:
+            self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
+
+    def _keep(self, lines: bytes) -> None:
+        """Whole lines into memory and the file, in the order given (``OrderedHandOff``)."""
         count = count_lines(lines)  # once for both: past the file's cap it only counts them too
         with self._lock:
             self._memory.add(lines, count)
             if self._file is not None:
                 self._file.write(lines, count)
-        if self._on_line is not None:
-            self._call_on_line(decode_lines(lines.split(b"\n")[:-1]))
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
+        """The last lines kept so far, for progress reports: in a flood, the last reads handed
+        over (``MAX_IN_FLIGHT`` at most) may not be in them yet; it never waits for them (a slow
+        disk must not hold a progress report)."""
         return self._memory.tail(max_lines)
 
     def text(self) -> str:
         """The head and tail kept in memory, for the result."""
+        self._pieces.drain()
         return self._memory.text()
 
     def take_text(self) -> str:
         """``text()`` once the run's output is over, taken out of memory (``BoundedLog.take_text``:
         one copy of the tail on top, not three, and the tail's chunks let go). Copied instead
         while the task log file is cut short: its closing tail comes from memory."""
+        self._pieces.drain()
         with self._lock:
             if self._file is not None and self._file.lines_left_out:
                 return self._memory.text()

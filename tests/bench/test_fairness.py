@@ -13,10 +13,12 @@ from pathlib import Path
 import boto3
 import pytest
 
+from bench import rows
 from bench.anchor import Floor
 from bench.cost_rows import ALL_CPU, CpuSnapshot, add_cost_rows
 from bench.rows import batch_seconds
 from bench.stats import Figures
+from bench.suite import QUICK, Bench
 from bench.wire_stamps import stamp_sends
 from bench.world import RESULT, World, read_stamp
 from executor.local.controlplane.aws import REGION
@@ -91,3 +93,21 @@ def test_the_floors_pickup_runs_from_when_its_message_left(world: World) -> None
         assert start is not None and took == pytest.approx((start["t"] - left) * 1000)
     finally:
         floor.close()
+
+
+def test_the_output_rows_start_warm_and_swap_line_sizes_and_sides_every_other_repeat(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every repeat's output group begins with an untimed executor flood (its first flood runs
+    cold, and the first timed one then finds the pages a deleted log freed, as all later ones
+    do); odd repeats run 128 B lines first, and the floor before the executor."""
+    done: list[str] = []
+    monkeypatch.setattr(rows, "warm_output", lambda *_args: done.append("warm"))
+    monkeypatch.setattr(rows, "executor_output",
+                        lambda _w, _c, _p, line, *_a: done.append(f"executor {line}"))
+    monkeypatch.setattr(rows, "floor_output", lambda _f, line, *_a: done.append(f"floor {line}"))
+    bench = Bench.__new__(Bench)  # the order alone: no world, no executors
+    bench.figures, bench.sizes, bench.world, bench.one, bench.floor = Figures(), QUICK, None, None, None
+    for bench.round in (0, 1):
+        bench.output()
+    assert done == ["warm", "executor 1024", "floor 1024", "executor 128", "floor 128",
+                    "warm", "floor 128", "executor 128", "floor 1024", "executor 1024"]

@@ -30,7 +30,9 @@ def test_spawn_cpu_pairs_each_variant_with_its_bare_baseline() -> None:
 
 def test_output_cpu_times_the_executor_reader_against_both_floors() -> None:
     lines = _run("bench.output_cpu", "1024", "4", "1")
-    assert lines[0].startswith("1024 B lines, 4 MiB, 1 repeat(s)")
-    sides = [line.split("  ")[1].strip() for line in lines[1:]]
+    assert lines[0].startswith("1024 B lines, 4 MiB, 1 repeat(s), logs kept")
+    sides = [line.split("  ")[1].strip() for line in lines[1:] if "MB/s" in line]
     assert sides == ["executor", "floor (a pipe into a file)", "floor (a pipe)"]
-    assert all("MB/s" in line and "ms CPU/MiB" in line for line in lines[1:])
+    assert all("ms CPU/MiB" in line for line in lines[1:])
+    threads = lines[2].split()  # the executor's two threads, by name, each with a figure (a 4 MiB
+    assert "reader" in threads and float(threads[threads.index("log's") + 1]) >= 0  # flood may end unsampled)
