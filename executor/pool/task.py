@@ -4,8 +4,8 @@ prepare (read the request; skip it if terminal or cancelled; validate) -> admitt
 the sandbox (venv, work dir, cgroup, the recipe spawned and waiting for its stdin), then read
 the secrets on this Task's thread (``executor.pool.resolver``) -> give the recipe its input
 (progress every few seconds) -> finish (terminal result to the Reporter). The poller keeps the
-message invisible meanwhile. If this actor
-crashes, its teardown kills the process group and the runner reports FAILURE for the request.
+message invisible meanwhile. If this actor crashes, its teardown kills the process group and the
+runner reports FAILURE for the request.
 
 A Task is the pool's, not its runner's: its parent (``taskbook.RunnerLink``) writes what it
 tells the runner into the pool's task book before telling whichever runner is up, so a runner
