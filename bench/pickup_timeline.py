@@ -44,8 +44,8 @@ EXECUTOR_STEPS = (
     ("admitted", "the Task's turn (Admitted)"),
     ("spawning", "the spawn begins"),
     ("spawned", "the spawn returned"),
-    ("resolver", "the secret read begins (on the Task's thread)"),
-    ("secrets", "the secrets read"),
+    ("resolver", "the resolver's turn (Resolve)"),
+    ("secrets", "the secrets back at the Task"),
     ("fed", "the recipe's stdin written"),
     ("running", "RUNNING sent (Reporter)"),
     ("deleted", "a message deleted (the previous one's?)"),
@@ -93,6 +93,7 @@ def _probe_executor(fd: int) -> None:
     from executor.datahub.gms import GmsClient
     from executor.pool import messages
     from executor.pool.reporter import Reporter
+    from executor.pool.resolver import SecretResolver
     from executor.pool.runner import TaskRunner
     from executor.pool.sandboxing import SandboxLauncher
     from executor.pool.task import Task
@@ -112,7 +113,7 @@ def _probe_executor(fd: int) -> None:
     _before(TaskRunner, "handle", fd, "admit", lambda a: isinstance(a[1], messages.WeightKnown))
     _before(Task, "_admitted", fd, "admitted", always)
     _after(SandboxRun, "start", fd, "spawned", always)
-    _before(Task, "_request_secrets", fd, "resolver", always)
+    _before(SecretResolver, "handle", fd, "resolver", lambda a: isinstance(a[1], messages.Resolve))
     _before(Task, "_launch", fd, "secrets", always)
     _after(SandboxRun, "give_input", fd, "fed", always)
     _after(Reporter, "_send_progress", fd, "running", always)

@@ -25,7 +25,7 @@ each job of the executor's spare threads exactly: its thread's CPU and times sch
 (the bench's signal; the executor uses none). "jobs" lines give those sums, and "spare
 threads between jobs" what the spare threads spent outside them (naming, waiting, lingering).
 With ``phases`` the steps of a task's path (``PHASES``: the Task's handlers, the run's start,
-the outbox write, the Reporter's turns) are counted the same way.
+the outbox write, the Reporter's and the resolver's turns) are counted the same way.
 
 ``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
 long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
@@ -140,6 +140,7 @@ PHASES = ",".join([
     "executor.reporting.outbox:Outbox.put",
     "executor.supervision.actor:SupervisedActor._end",
     "executor.pool.reporter:Reporter.handle",
+    "executor.pool.resolver:SecretResolver.handle",
 ])
 """With ``phases``: the steps of a task's path timed like the jobs (nested ones count in both;
 each timing reads ``schedstat`` twice, about 20-40 us, so the totals grow by that much)."""

@@ -45,7 +45,7 @@ def file_store_check(pool: PoolSettings) -> Check:
 
 
 def aws_store_check(config: ExecutorConfig, pool: PoolSettings, options: DoctorOptions) -> Check:
-    """``BatchGetSecretValue`` for a probe id, with the host's identity as the pool's Tasks have it."""
+    """``BatchGetSecretValue`` for a probe id, with the host's identity as the pool's resolver has it."""
     import boto3
     from botocore.exceptions import BotoCoreError
 
@@ -65,7 +65,7 @@ def aws_store_check(config: ExecutorConfig, pool: PoolSettings, options: DoctorO
     if credentials is None:
         return failed(name, "no AWS credentials found for this host (tasks would fail with "
                       "NoCredentialsError when they resolve a secret)", AWS_CREDENTIALS_FIX)
-    try:  # built as the pool's Tasks build it (executor.pool.resolver): same region, prefix, proxies
+    try:  # built as the pool's SecretResolver builds it: same region, prefix and proxies
         proxies = config.proxy.as_requests_proxies() or None
         store = AwsSecretsManagerStore(aws.region, aws.prefix, proxies=proxies)
         store.get([PROBE_NAME])

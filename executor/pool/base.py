@@ -19,7 +19,7 @@ BEAT_S = 5.0
 
 
 class PoolActor(SupervisedActor):
-    """Base of the leaser, reporter, runner, poller and the per-request Tasks."""
+    """Base of the leaser, resolver, reporter, runner, poller and the per-request Tasks."""
 
     beats: ClassVar[bool] = True
     """Whether ``/healthz`` watches this actor (not the short-lived Tasks)."""

@@ -25,7 +25,7 @@ ACTOR_BLOCKING_TIMEOUT_S = 5.0
 """Longest a GMS call may block an actor, so a stop is honoured within seconds."""
 
 
-POOL_CALLERS = ("leaser", "reporter", "runner", "poller")
+POOL_CALLERS = ("leaser", "resolver", "reporter", "runner", "poller")
 """The pool's long-lived actors that call GMS, beside one Task per running request."""
 
 
@@ -80,9 +80,6 @@ class PoolContext:
     """The GMS connections of the pool's clients (TLS and proxy fixed once): its tasks reuse them."""
     outbox: Memo[Outbox] = field(default_factory=lambda: Memo[Outbox](), repr=False, compare=False)
     """The pool's ``Outbox`` once opened (``executor.pool.reporter.outbox_of``)."""
-    aws_store: Memo[Any] = field(default_factory=lambda: Memo[Any](), repr=False, compare=False)
-    """The pool's AWS Secrets Manager store once made (a boto3 client, shared by its Tasks:
-    ``executor.pool.resolver``)."""
     spawner: Any = field(default=None, repr=False, compare=False)
     """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
     pools; None: each recipe starts through the exec wrapper."""

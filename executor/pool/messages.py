@@ -9,9 +9,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import pykka
+
 from executor.datahub.lease import Lease
 
-LEASER, REPORTER, RUNNER, POLLER = "leaser", "reporter", "runner", "poller"
+LEASER, RESOLVER, REPORTER, RUNNER, POLLER = "leaser", "resolver", "reporter", "runner", "poller"
 
 
 # -- CredentialLeaser ------------------------------------------------------------------------
@@ -199,14 +201,14 @@ class Prepare:
 
 @dataclass(frozen=True)
 class SecretsResolved:
-    """A secret read's answer (``executor.pool.resolver``): the values of the recipe's references."""
+    """From the resolver: the values of the recipe's secret references."""
 
     values: dict[str, str] = field(repr=False)
 
 
 @dataclass(frozen=True)
 class SecretsFailed:
-    """A secret read's answer: some secret is missing (names only) or a store failed."""
+    """From the resolver: some secret is missing (names only) or a store failed."""
 
     error: str
     missing: tuple[str, ...] = ()
@@ -232,7 +234,14 @@ class FirstRunning:
 
 @dataclass(frozen=True)
 class ResolveAgain:
-    """Timer: read the secrets again after a retryable failure."""
+    """Timer: ask the resolver again after a retryable failure."""
+
+
+@dataclass(frozen=True)
+class ResolveTimeout:
+    """Timer: attempt ``attempt`` of ``Resolve`` got no answer in time."""
+
+    attempt: int
 
 
 @dataclass(frozen=True)
@@ -243,6 +252,15 @@ class Cancel:
     status: str = "CANCELLED"
     interrupted: bool = False
     """Executor shutdown: report an overwritable FAILURE and release the message."""
+
+
+# -- SecretResolver --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Resolve:
+    """Resolve ``names`` through the pool's stores and tell the answer to ``reply_to``."""
+
+    names: tuple[str, ...]
+    reply_to: pykka.ActorRef[Any]
 
 
 # -- Reporter --------------------------------------------------------------------------------

@@ -1,13 +1,13 @@
-"""The pool's subtree: four children under one one_for_one supervisor, and the pool's Tasks.
+"""The pool's subtree: five children under one one_for_one supervisor, and the pool's Tasks.
 
 The root parks a pool whose subtree keeps failing (``ChildSpec.parks``): the other pools run
 on, and the process gives up only when every pool is parked (``executor.service``).
 
-Start order matters only for the first messages: the leaser comes up before the runner and
-the poller, and the reporter flushes its outbox before any new work arrives.
+Start order matters only for the first messages: the leaser and resolver come up before
+the runner and the poller, and the reporter flushes its outbox before any new work arrives.
 Siblings reach each other through the pool supervisor's directory, by name.
 
-Threads: the pool supervisor, leaser and runner share one thread, the pool's strand
+Threads: the pool supervisor, leaser, resolver and runner share one thread, the pool's strand
 (``executor.supervision.strand``; kernel name ``pool@<id>``): none of their handlers blocks
 longer than one bounded GMS call or an outbox write. The reporter runs on the process's
 ``reporters`` strand (given by the service), beside the other pools' reporters: on the pool's
@@ -31,9 +31,10 @@ from collections.abc import Callable
 from executor.backoff import Backoff
 from executor.pool.context import PoolContext
 from executor.pool.leaser import CredentialLeaser
-from executor.pool.messages import LEASER, POLLER, REPORTER, RUNNER
+from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
 from executor.pool.poller import QueuePoller
 from executor.pool.reporter import Reporter
+from executor.pool.resolver import SecretResolver
 from executor.pool.runner import TaskRunner, stop_tasks
 from executor.supervision import ChildSpec, SupervisorPolicy, supervisor_spec
 from executor.supervision.strand import Strand
@@ -69,6 +70,7 @@ def pool_children(
     grace = pool.pool.limits.kill_grace_s
     return [
         ChildSpec(LEASER, lambda ctx: CredentialLeaser.start(ctx, pool), 10.0, strand=strand),
+        ChildSpec(RESOLVER, lambda ctx: SecretResolver.start(ctx, pool), 10.0, strand=strand),
         ChildSpec(REPORTER, lambda ctx: Reporter.start(ctx, pool), 15.0, strand=reporters or strand),
         ChildSpec(
             RUNNER,

@@ -1,22 +1,21 @@
 """Task: one execution request, from its input to a terminal result. Temporary, never restarted.
 
 prepare (read the request; skip it if terminal or cancelled; validate) -> admitted: pre-start
-the sandbox (venv, work dir, cgroup, the recipe spawned and waiting for its stdin), then read
-the secrets on this Task's thread (``executor.pool.resolver``) -> give the recipe its input
-(progress every few seconds) -> finish (terminal result to the Reporter). The poller keeps the
-message invisible meanwhile. If this actor crashes, its teardown kills the process group and the
-runner reports FAILURE for the request.
+the sandbox (venv, work dir, cgroup, the recipe spawned and waiting for its stdin) while the
+secrets resolve -> give the recipe its input (progress every few seconds) -> finish (terminal
+result to the Reporter). The poller keeps the message invisible meanwhile. If this actor
+crashes, its teardown kills the process group and the runner reports FAILURE for the request.
 
 A Task is the pool's, not its runner's: its parent (``taskbook.RunnerLink``) writes what it
 tells the runner into the pool's task book before telling whichever runner is up, so a runner
 crash neither stops it nor loses its notices; the next runner adopts it. It is stopped from
 outside only when its pool stops (``release`` then reports an interruption).
 
-Every call it makes has a deadline (its client's): reading GMS is retried ``PREPARE_ATTEMPTS``
-times, and so is a secret read that failed for a store it could not reach, after which the
-request fails naming the cause. A ``Cancel`` ends it in every phase: before the recipe got its
-input it settles at once (its teardown kills a pre-started recipe); after, the sandbox is
-stopped and its exit settles.
+Every request it makes has a deadline: reading GMS is retried ``PREPARE_ATTEMPTS`` times, an
+unanswered ``Resolve`` (the resolver crashed or restarted and dropped it) is asked again after
+``resolve_deadline_s`` and fails the request naming the cause after the last attempt. A
+``Cancel`` ends it in every phase: before the recipe got its input it settles at once (its
+teardown kills a pre-started recipe); after, the sandbox is stopped and its exit settles.
 Once settled, it ignores whatever is still queued.
 """
 
@@ -39,6 +38,7 @@ from executor.pool.context import PoolContext
 from executor.pool.messages import (
     POLLER,
     REPORTER,
+    RESOLVER,
     Acknowledge,
     Admitted,
     Cancel,
@@ -47,7 +47,9 @@ from executor.pool.messages import (
     Prepare,
     Progress,
     Release,
+    Resolve,
     ResolveAgain,
+    ResolveTimeout,
     RunRequest,
     SandboxExited,
     SecretsFailed,
@@ -59,13 +61,13 @@ from executor.pool.messages import (
 )
 from executor.pool.reconcile import Fate, decide
 from executor.pool.reporter import hand_over_result, has_pending_result
-from executor.pool.resolver import read_secrets
 from executor.pool.run_end import terminal_of
 from executor.pool.sandboxing import SandboxLauncher
 from executor.pool.task_timing import (
     QUIET_PROGRESS_PERIODS,
     first_running_s,
     live_window_s,
+    resolve_deadline_s,
 )
 from executor.sandbox import SandboxResult
 from executor.secrets import secret_references
@@ -92,6 +94,8 @@ class Task(PoolActor):
         self._settled = False
         self._crashed = False
         self._awaiting_admission = False
+        self._resolving = 0
+        """The attempt number of the ``Resolve`` awaiting its answer; 0 when none is."""
         self._resolve_attempts = 0
         self._last_tail: str | None = None
         self._quiet_periods = 0
@@ -145,8 +149,18 @@ class Task(PoolActor):
             return None  # queued before the stop: the outcome is already handed on
         if isinstance(message, Prepare):
             self._prepare()
+        elif isinstance(message, SecretsResolved):
+            if self._resolving:
+                self._resolving = 0
+                self._launch(message.values)
         elif isinstance(message, ResolveAgain):
             self._request_secrets()
+        elif isinstance(message, ResolveTimeout):
+            self._resolve_timed_out(message.attempt)
+        elif isinstance(message, SecretsFailed):
+            if self._resolving:
+                self._resolving = 0
+                self._secrets_failed(message)
         elif isinstance(message, SendProgress):
             self._progress()
         elif isinstance(message, FirstRunning):
@@ -207,7 +221,7 @@ class Task(PoolActor):
     def _admitted(self) -> None:
         """Admission found room for this request's weight (the runner, or this Task's own
         weighing in the task book: ``TaskBook.admit_waiting``): pre-start the recipe (it waits for
-        its stdin), then read the secrets (after the spawn: the call's CPU does not delay it,
+        its stdin), then ask for the secrets (after the spawn: the call's CPU does not delay it,
         and it overlaps the recipe's start-up), and report RUNNING once the run has lasted
         ``first_running_s`` (a run that ends sooner reports only its result)."""
         if not self._awaiting_admission:
@@ -252,12 +266,21 @@ class Task(PoolActor):
             self._launch({})
             return
         self._resolve_attempts += 1
-        # On this thread, not a hop to another actor's and back (``executor.pool.resolver``).
-        answer = read_secrets(self.pool, self.gms, names)
-        if isinstance(answer, SecretsResolved):
-            self._launch(answer.values)
-        else:
-            self._secrets_failed(answer)
+        self._resolving = self._resolve_attempts
+        if not self.ctx.directory.tell(RESOLVER, Resolve(names, self.actor_ref)):
+            self.actor_ref.tell(SecretsFailed("the secret resolver is restarting", retryable=True))
+            return
+        self.tell_self_after(resolve_deadline_s(self.pool), ResolveTimeout(self._resolving))
+
+    def _resolve_timed_out(self, attempt: int) -> None:
+        """The resolver dropped the request (a crash or restart loses its mailbox): ask again."""
+        if self._resolving != attempt:
+            return  # answered meanwhile, or a later attempt is under way
+        self._resolving = 0
+        deadline = resolve_deadline_s(self.pool)
+        self.log.warning("the secret resolver did not answer within {:.0f}s", deadline)
+        error = f"the secret resolver did not answer within {deadline:.0f}s"
+        self._secrets_failed(SecretsFailed(error, retryable=True))
 
     def _secrets_failed(self, message: SecretsFailed) -> None:
         if message.retryable and self._resolve_attempts < PREPARE_ATTEMPTS and self.request is not None:
@@ -314,9 +337,10 @@ class Task(PoolActor):
         self.cancel = message
         self.log.info("stopping: {}", message.reason)
         if not self.launcher.started:
-            # Preparing, awaiting admission or a secret read's retry: nothing ran (a pre-started
-            # recipe waits for its input; the teardown kills it), so settle now, not after a wait.
+            # Preparing, awaiting admission or resolving: nothing ran (a pre-started recipe
+            # waits for its input; the teardown kills it), so settle now, not after a wait.
             self._awaiting_admission = False
+            self._resolving = 0
             if message.interrupted:
                 self._settle(None, Release(self.urn))  # another executor may run it
             else:

@@ -27,3 +27,7 @@ def first_running_s(pool: PoolContext) -> float:
     three)."""
     return pool.pool.running_after_s
 
+
+def resolve_deadline_s(pool: PoolContext) -> float:
+    """How long a ``Resolve`` may go unanswered: a few bounded GMS calls, then it was lost."""
+    return 2 * pool.gms_call_s + 5.0

@@ -2,7 +2,7 @@
 
 One executor runs two pools, ``one`` (``max_workers`` 1) and ``three`` (3), and the fault
 switch crashes a group of (actor, message class) pairs once in each pool while requests flow
-(each request runs the stand-in recipe for a second and needs a secret, so its Task's secret read is
+(each request runs the stand-in recipe for a second and needs a secret, so the resolver is
 in the path). A Task is crashed by naming its request (``task:<run id>@Class``), which is why
 the requests are submitted before the executor starts. Then, for every case:
 
@@ -41,10 +41,7 @@ The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for th
 an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
 ``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
 ``WeightKnown`` (told while that runner was down), so that fault never fired. The waiting Task
-is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``. The
-runner's ``Beat`` (its first comes at its start) is in the reporter group: a runner down at the
-first Task's start misses that ``TaskStarted``, and since a Task's orderly end gives its room
-back without the runner (session 17) no later start is sure to tell one."""
+is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``."""
 VISIBILITY_S = 10
 RECIPE_S = 1.0
 
@@ -53,23 +50,24 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("leaser", "RefreshLease"), ("poller", "LeaseGranted"), ("poller", "Poll"),
         ("leaser", "Beat"), ("poller", "LiveTasks"),
     ],
-    "reporter": [
-        ("reporter", "ReportPresence"), ("reporter", "Progress"), ("reporter", "Finish"),
-        ("runner", "Beat"),
+    "resolver-reporter": [
+        ("resolver", "Resolve"), ("resolver", "Beat"), ("reporter", "ReportPresence"),
+        ("reporter", "Progress"), ("reporter", "Finish"),
     ],
     "runner-requests": [
         ("runner", "WeightKnown"), ("runner", "TrimSoon"),
     ],
     "runner-timers": [
         ("runner", "TaskStarted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),
-        ("reporter", "Beat"),
+        ("runner", "Beat"), ("reporter", "Beat"),
     ],
     "poller-settling": [
         ("poller", "Capacity"), ("poller", "ExtendLeases"), ("poller", "Acknowledge"),
         ("poller", "Reconcile"), ("leaser", "LeaseWanted"),
     ],
     "task": [
-        ("task", "Prepare"), ("task", "Admitted"), ("task", "SendProgress"), ("task", "SandboxExited"),
+        ("task", "Prepare"), ("task", "Admitted"), ("task", "SecretsResolved"),
+        ("task", "SendProgress"), ("task", "SandboxExited"),
     ],
 }
 """At most five crashes per pool and case: a sixth within 30 s would escalate to the root. A

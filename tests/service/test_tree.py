@@ -9,7 +9,7 @@ import pykka
 
 from executor.config import load_config
 from executor.observability import HealthState, Metrics
-from executor.pool.messages import LEASER, POLLER, REPORTER, RUNNER
+from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
 from executor.service import Service
 
 from ..supervision.probe import wait_for
@@ -42,7 +42,7 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
         assert all(directory.get(name) is not None for name in directory.names())  # alive
         for pool in ("pool:a", "pool:b"):
             children = directory.get(pool).proxy().children_directory.get(timeout=5)
-            assert children.names() == [LEASER, REPORTER, RUNNER, POLLER]  # a Task reads its own secrets
+            assert children.names() == [LEASER, RESOLVER, REPORTER, RUNNER, POLLER]
             assert all(children.get(name) is not None for name in children.names())
         assert_threads_shared(before)
     finally:
@@ -54,7 +54,7 @@ def test_tree_has_every_child_alive_and_stops_without_leftovers(tmp_path: Path) 
 
 def assert_threads_shared(before: set[threading.Thread]) -> None:
     """The quiet actors share threads (docs/design.md): the root and the Observer the control
-    strand, the pools' reporters one strand, each pool's supervisor, leaser and runner
+    strand, the pools' reporters one strand, each pool's supervisor, leaser, resolver and runner
     the pool's strand; the poller has its own. No thread is left for any one quiet actor."""
     expected = {"control", "reporters", "root/pool:a/strand", "root/pool:a/poller", "root/pool:b/strand",
                 "root/pool:b/poller"}
@@ -68,7 +68,7 @@ def assert_threads_shared(before: set[threading.Thread]) -> None:
     wait_for(lambda: expected <= started(), timeout=10, what="the strands' and pollers' threads")
     new = started()
     quiet = ("root", "root/observability", "root/pool:a", "root/pool:b")
-    quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, REPORTER, RUNNER))
+    quiet += tuple(f"root/pool:{p}/{name}" for p in "ab" for name in (LEASER, RESOLVER, REPORTER, RUNNER))
     assert not new & set(quiet)
     assert len(new) <= 5 + 2 * 2, new  # control, reporters, health-http, timers, spawn-server
 
