@@ -141,6 +141,10 @@ class TaskRunner(PoolActor):
     def on_beat(self) -> None:
         self._sweep()
         self._admit(log_waiting=False)  # the safety net for an admission no notice brought
+        # The safety net for a lost ``TaskStarted`` (told while this runner was down): the book
+        # then says the KILL poll is scheduled and no later start would tell again, since an
+        # orderly end no longer reaches the runner.
+        self._poll_signals_soon()
 
     def _adopt(self) -> None:
         """Take over the Tasks a crashed predecessor started: they hold capacity, one that
