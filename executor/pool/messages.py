@@ -143,6 +143,13 @@ class WeightKnown:
 
 
 @dataclass(frozen=True)
+class TrimSoon:
+    """From a Task's end that left the pool's task book empty (``taskbook.RunnerLink``): look
+    whether to give the freed C heap back once the pool has rested (one look at a time: the
+    book says whether one is scheduled, so tasks back to back tell this once per look)."""
+
+
+@dataclass(frozen=True)
 class PollSignals:
     """Timer: read ``dataHubExecutionRequestSignal`` for every running request."""
 

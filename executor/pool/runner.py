@@ -15,10 +15,13 @@ up is handled), so a runner crash interrupts nothing. They are stopped only with
 (``stop_tasks``, the runner's ``ChildSpec.stop_shared``).
 
 The poller starts each Task itself, within the room the book has (``executor.pool.task_start``):
-no request goes through this strand on a pickup's path. The runner pops an ended Task's entry
-and wakes the poller if it was parked for room (``messages.Capacity``); it hears of a start
-only when its KILL poll must be scheduled (``TaskStarted``). Mailbox: a restart drops it; what
-the Tasks told is in the book, and a new runner wakes a parked poller at its start.
+no request goes through this strand on a pickup's path, nor an orderly end: a Task's own
+``RunnerLink`` pops its entry, admits what fits and wakes a parked poller (``messages.Capacity``)
+on the Task's thread. The runner handles a crashed Task's end (it reports the FAILURE), hears
+of a start only when its KILL poll must be scheduled (``TaskStarted``) and of an end only when
+the book is left empty with no trim look scheduled (``TrimSoon``). Mailbox: a restart drops
+it; what the Tasks told is in the book, and a new runner wakes a parked poller and schedules
+a pending trim look at its start.
 """
 
 from __future__ import annotations
@@ -48,12 +51,12 @@ from executor.pool.messages import (
     StopReceiving,
     TaskStarted,
     TasksWanted,
+    TrimSoon,
     WeightKnown,
 )
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import hand_over_result
 from executor.pool.task_start import DRAIN_CANCEL, pool_room, publish_busy
-from executor.pool.taskbook import EPSILON
 from executor.supervision import ChildContext, ChildExited
 
 TRIM_AFTER_S = 2.0
@@ -75,14 +78,12 @@ class TaskRunner(PoolActor):
         self.tasks = pool.tasks
         self.draining = False
         self._drain_deadline: float | None = None
-        self._trim_pending = False
-        """A ``_TrimHeap`` is scheduled: one at a time, not one per task of a busy pool."""
-        self._empty_since = 0.0
-        """When the book last became empty (monotonic)."""
         self._polling_signals = False
         """A ``PollSignals`` is scheduled: only while the book holds a task (``_poll_signals_soon``)."""
 
     def setup(self) -> None:
+        if self.tasks.trim_armed():  # the predecessor's look died with its timers
+            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())
         self._adopt()
         self._poll_signals_soon()
         self._room_changed()  # a poller parked while no runner was up to wake it
@@ -112,33 +113,38 @@ class TaskRunner(PoolActor):
             self._drain(message)
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
+        elif isinstance(message, TrimSoon):
+            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())  # the book marked the look scheduled
         elif isinstance(message, _TrimHeap):
             self._trim()
         return None
 
     def _trim(self) -> None:
-        """At rest since the timer was set: give the runs' freed C heap back (executor.footprint).
-        Tasks came and went since: look again once the pool has been empty ``TRIM_AFTER_S``."""
-        self._trim_pending = False
-        if len(self.tasks):
-            return  # the end of the last of them schedules the next look
-        left = TRIM_AFTER_S - (time.monotonic() - self._empty_since)
-        if left <= EPSILON:  # the timer the last end set (timers are never early)
+        """At rest since the look was scheduled: give the runs' freed C heap back
+        (executor.footprint). Tasks came and went since: look again once the pool has been empty
+        ``TRIM_AFTER_S`` (``TaskBook.trim_wait``; timers are never early)."""
+        left = self.tasks.trim_wait(TRIM_AFTER_S)
+        if left is None:
+            return  # a Task is live: the end of the last of them schedules the next look
+        if left <= 0:
             trim_heap()
         else:
-            self._trim_soon(left)
+            self.tell_self_after(left, _TrimHeap())
 
-    def _trim_soon(self, delay_s: float = TRIM_AFTER_S) -> None:
-        """Trim once the pool has had no task for ``TRIM_AFTER_S``, with one timer at a time:
-        tasks back to back each ended with the pool empty and each set one (a timer-thread
-        wake-up and a turn of this strand per task)."""
-        if not self._trim_pending:
-            self._trim_pending = True
-            self.tell_self_after(delay_s, _TrimHeap())
+    def _trim_soon(self) -> None:
+        """Trim once the pool has had no task for ``TRIM_AFTER_S``, with one look at a time (the
+        book's ``arm_trim``): tasks back to back each ended with the pool empty and each set a
+        timer (a timer-thread wake-up and a turn of this strand per task)."""
+        if self.tasks.arm_trim():
+            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())
 
     def on_beat(self) -> None:
         self._sweep()
         self._admit(log_waiting=False)  # the safety net for an admission no notice brought
+        # The safety net for a lost ``TaskStarted`` (told while this runner was down): the book
+        # then says the KILL poll is scheduled and no later start would tell again, since an
+        # orderly end no longer reaches the runner.
+        self._poll_signals_soon()
 
     def _adopt(self) -> None:
         """Take over the Tasks a crashed predecessor started: they hold capacity, one that
@@ -178,9 +184,7 @@ class TaskRunner(PoolActor):
         self.tasks.pop(entry.urn)  # after the report: a crash before it leaves it to the next runner
         self._admit()
         self._room_changed()
-        if not len(self.tasks):
-            self._empty_since = time.monotonic()
-            self._trim_soon()
+        self._trim_soon()
 
     def _sweep(self) -> None:
         """The safety net for a Task that ended without a notice (none should): once its

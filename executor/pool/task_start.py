@@ -8,12 +8,14 @@ told the poller its ``Capacity`` back: two hand-overs between threads on every p
 The Task is the pool's all the same: its parent is the pool's current runner, whichever
 incarnation (``RunnerLink``), its thread is linked to the pool supervisor's lifeline, and a
 runner that starts later adopts it from the book. The runner hears of a start only when it
-must schedule its KILL poll (``TaskStarted``).
+must schedule its KILL poll (``TaskStarted``); an orderly end gives its room back on the
+Task's own thread (``RunnerLink``), with this module's ``publish_busy`` for the gauge.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 import time
 
@@ -58,7 +60,7 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
         name=name,
         path=f"{ctx.path.rsplit('/', 1)[0]}/{RUNNER}/task:{run_id}",
         incarnation=1,
-        parent=RunnerLink(book, ctx.directory),
+        parent=RunnerLink(book, ctx.directory, functools.partial(publish_busy, pool, room)),
         directory=ctx.directory,
         listed=False,
         spare_thread=True,  # its own strand, on a thread kept between tasks

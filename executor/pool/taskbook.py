@@ -12,8 +12,8 @@ supervisor when it stops the runner for good.
 The poller starts the Tasks (``executor.pool.task_start``): it adds each entry here, within the
 pool's room (``Room``) in the same hold of the lock, and reads the room left from the book
 rather than from messages, so no restart of either side can leave the two counting apart. It
-parks here when the pool is full; the runner, which pops the entries of ended Tasks, wakes it
-only then (``unpark_poller``).
+parks here when the pool is full; whoever pops the entry of an ended Task (its own
+``RunnerLink``, or the runner for a crashed one) wakes it only then (``unpark_poller``).
 """
 
 from __future__ import annotations
@@ -23,12 +23,13 @@ import enum
 import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 
-from executor.pool.messages import RUNNER, Admitted, TaskSettled, WeightKnown
+from executor.pool.messages import POLLER, RUNNER, Admitted, Capacity, TaskSettled, TrimSoon, WeightKnown
 from executor.supervision import ChildExited, Directory
 from executor.supervision.spec import Lifeline
 
@@ -109,6 +110,10 @@ class TaskBook:
         """The poller found no room and waits for the runner's word (``unpark_poller``)."""
         self._signals_watched = False
         """The runner has a KILL poll scheduled (``watch_signals``)."""
+        self._empty_since = time.monotonic()
+        """When the book last became empty (``pop``)."""
+        self._trim_armed = False
+        """A runner's look at the heap's trim is scheduled (``arm_trim``)."""
 
     def __len__(self) -> int:
         with self._lock:
@@ -174,9 +179,43 @@ class TaskBook:
             return sum(entry.weight for entry in self._entries.values())
 
     def pop(self, urn: str) -> TaskEntry | None:
-        """Forget ``urn``'s Task (its exit has been handled)."""
+        """Forget ``urn``'s Task (its exit has been handled); None if it was gone already (whoever
+        pops an entry handles the end: its ``RunnerLink`` or a runner, never both)."""
         with self._lock:
-            return self._entries.pop(urn, None)
+            entry = self._entries.pop(urn, None)
+            if entry is not None and not self._entries:
+                self._empty_since = time.monotonic()
+            return entry
+
+    def arm_trim(self) -> bool:
+        """Whether the caller must schedule the runner's look at the heap's trim: the book is
+        empty and no look is scheduled (one is now). Tasks back to back each leave the book
+        empty; one look at a time serves them all."""
+        with self._lock:
+            if self._entries or self._trim_armed:
+                return False
+            self._trim_armed = True
+            return True
+
+    def trim_armed(self) -> bool:
+        """Whether a look is scheduled (a new runner schedules it again: its predecessor's
+        timer died with it)."""
+        with self._lock:
+            return self._trim_armed
+
+    def trim_wait(self, rest_s: float) -> float | None:
+        """At a scheduled look: None if a Task is live (the look ends: the end of the last Task
+        arms the next), else how long until the book has been empty ``rest_s`` (0: trim now,
+        and the look ends; more: look again then)."""
+        with self._lock:
+            if self._entries:
+                self._trim_armed = False
+                return None
+            left = rest_s - (time.monotonic() - self._empty_since)
+            if left <= EPSILON:
+                self._trim_armed = False
+                return 0.0
+            return left
 
     def entries(self) -> list[TaskEntry]:
         """A snapshot of every entry, oldest first."""
@@ -279,9 +318,15 @@ class RunnerLink:
 
     Each notice is written to the book first, then told to the runner by name: a runner that
     is down (crashed, not yet restarted) finds it in the book when it adopts the Task. A
-    ``TaskSettled`` is only written: the runner reads ``settled`` from the book and acts on the
-    ``ChildExited`` that follows it, so telling it as well cost the runner's strand a wake-up
-    and a turn per task that changed nothing.
+    ``TaskSettled`` is only written: the runner reads ``settled`` from the book, so telling it
+    as well cost the runner's strand a wake-up and a turn per task that changed nothing.
+
+    An orderly end (``ChildExited``, not failed) is handled here, on the Task's thread, as the
+    runner would: the entry popped (room), what now fits admitted, a parked poller woken, the
+    busy gauge set (``on_room``), and the runner told only when the book is left empty with no
+    trim look scheduled (``TrimSoon``: about once per ``TRIM_AFTER_S`` for tasks back to back).
+    A crashed Task's end goes to the runner, which reports its FAILURE before it pops the entry.
+    Nothing is lost to a runner that is down: the book is the same either way.
 
     A ``WeightKnown`` admits here, on the Task's thread, what now fits (``admit_waiting``: the
     runner's rule, atomic in the book): the Task reads its admission from the book instead of
@@ -291,9 +336,12 @@ class RunnerLink:
     must wait for room (the runner admits it when room comes and logs the wait).
     """
 
-    def __init__(self, book: TaskBook, directory: Directory) -> None:
+    def __init__(self, book: TaskBook, directory: Directory,
+                 on_room: Callable[[], None] | None = None) -> None:
         self.book = book
         self.directory = directory
+        self.on_room = on_room
+        """Called once an ended Task's room is back (the pool's busy-slots gauge)."""
 
     def tell(self, message: Any) -> None:
         """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell the
@@ -302,17 +350,36 @@ class RunnerLink:
             self._weighed(message)
             return
         self.book.record(message)
-        if not isinstance(message, TaskSettled):
+        if isinstance(message, ChildExited) and not message.failed:
+            self._ended(message)
+        elif not isinstance(message, TaskSettled):
             self.directory.tell(RUNNER, message)
+
+    def _ended(self, message: ChildExited) -> None:
+        """An orderly end: give its room back as the runner's ``_task_exited`` would."""
+        entry = self.book.named(message.name)
+        if entry is None or self.book.pop(entry.urn) is None:
+            return  # a runner's adoption handled it meanwhile
+        self._tell_admitted(self.book.admit_waiting()[0], skip=None)
+        if self.book.unpark_poller():
+            self.directory.tell(POLLER, Capacity())
+        if self.on_room is not None:
+            self.on_room()
+        if self.book.arm_trim():
+            self.directory.tell(RUNNER, TrimSoon())
+
+    @staticmethod
+    def _tell_admitted(admitted: list[TaskEntry], skip: str | None) -> None:
+        for other in admitted:
+            if other.urn != skip and other.ref is not None:
+                with contextlib.suppress(pykka.ActorDeadError):
+                    other.ref.tell(Admitted())
 
     def _weighed(self, message: WeightKnown) -> None:
         entry = self.book.get(message.urn)
         counted = entry.weight if entry is not None else None
         self.book.record(message)
         admitted, _waiting, _used = self.book.admit_waiting(weighing=message.urn)
-        for other in admitted:
-            if other.urn != message.urn and other.ref is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    other.ref.tell(Admitted())
+        self._tell_admitted(admitted, skip=message.urn)
         if counted != message.weight or not any(e.urn == message.urn for e in admitted):
             self.directory.tell(RUNNER, message)

@@ -35,7 +35,8 @@ FAULTS = "REMOTE_EXECUTOR_TEST_FAULTS"
 POOLS = {"one": 1, "three": 3}
 PREFETCH = {"runner-requests": 1}
 """A Task whose weight fits admits itself in the task book, unheard by the runner: the runner
-hears a ``WeightKnown`` only from a Task that must wait, here the prefetched one beyond the slots.
+hears a ``WeightKnown`` only from a Task that must wait, here the prefetched one beyond the slots,
+and of an orderly end only when it leaves the book empty (``TrimSoon``, once per trim look).
 The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for the first Task of
 an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
 ``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
@@ -54,7 +55,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("reporter", "Progress"), ("reporter", "Finish"),
     ],
     "runner-requests": [
-        ("runner", "WeightKnown"), ("runner", "ChildExited"),
+        ("runner", "WeightKnown"), ("runner", "TrimSoon"),
     ],
     "runner-timers": [
         ("runner", "TaskStarted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),

@@ -15,7 +15,7 @@ from typing import Any
 import pykka
 import pytest
 
-from executor.pool.messages import RUNNER, Admitted, TaskSettled, WeightKnown
+from executor.pool.messages import POLLER, RUNNER, Admitted, Capacity, TaskSettled, TrimSoon, WeightKnown
 from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
 from executor.supervision import ChildExited, Directory
 from tests.faults.ledger import wait_until
@@ -72,12 +72,54 @@ def test_notices_told_while_no_runner_is_up_are_kept_in_the_book(book: TaskBook)
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
     link.tell(WeightKnown("urn:a", 1.0))
     link.tell(TaskSettled("urn:a", "SUCCESS"))
-    link.tell(ChildExited("task-1", 1, failed=False))
+    link.tell(ChildExited("task-1", 1, failed=True))  # a crash: the runner reports it, then pops
     entry = book.get("urn:a")
     assert entry is not None
     assert (entry.weight, entry.weighed, entry.settled) == (1.0, True, True)
-    assert entry.exited == ChildExited("task-1", 1, failed=False)
+    assert entry.exited == ChildExited("task-1", 1, failed=True)
     assert book.produced_result and book.live() == 0 and len(book) == 1  # left for a runner to pop
+
+
+def test_an_orderly_end_gives_its_room_back_with_no_runner_up(book: TaskBook) -> None:
+    """A Task that ended in order needs no runner: its ``RunnerLink`` pops the entry, admits what
+    now fits, wakes the parked poller and sets the gauge, on the Task's own thread."""
+    poller = Listening(Directory(), [], threading.Event())
+    ref = Heard.start(book, poller.heard, poller.event)
+    waiting = Inbox.start([], threading.Event())
+    gauge: list[bool] = []
+    try:
+        poller.directory.put(POLLER, ref)  # no runner listed: it is restarting
+        link = RunnerLink(book, poller.directory, lambda: gauge.append(True))
+        book.add(TaskEntry("urn:a", book.new_name(), 1.0, weighed=True, admitted=True))
+        book.add(TaskEntry("urn:b", book.new_name(), 1.0, ref=waiting, weighed=True))
+        assert book.poller_room(Room.of(1, 0)) == 0  # the poller parks
+        link.tell(ChildExited("task-1", 1, failed=False))
+        assert book.get("urn:a") is None and book.is_admitted("urn:b") and gauge == [True]
+        assert poller.event.wait(10) and [m for m, _ in poller.heard] == [Capacity()]
+        link.tell(ChildExited("task-1", 1, failed=False))  # a repeat: handled once
+        assert gauge == [True]
+    finally:
+        waiting.stop(block=True, timeout=10)
+        ref.stop(block=True, timeout=10)
+
+
+def test_the_runner_hears_of_an_orderly_end_only_to_schedule_one_trim_look(
+    book: TaskBook, runner: Listening
+) -> None:
+    """Tasks back to back each leave the book empty: the runner is told ``TrimSoon`` once while
+    its look is scheduled, again once the look has ended."""
+    link = RunnerLink(book, runner.directory)
+    for n in range(3):
+        book.add(TaskEntry(f"urn:{n}", book.new_name(), 0.5))
+        link.tell(ChildExited(f"task-{n + 1}", 1, failed=False))
+    wait_until(lambda: runner.heard, 10, "the runner to hear of the empty book")
+    assert book.trim_wait(60.0) is not None  # the look is on: rested too little, look again
+    book.add(TaskEntry("urn:live", book.new_name(), 0.5))
+    assert book.trim_wait(60.0) is None  # a Task is live: the look ends
+    link.tell(ChildExited("task-4", 1, failed=False))
+    wait_until(lambda: len(runner.heard) == 2, 10, "a second look once the first had ended")
+    assert [m for m, _ in runner.heard] == [TrimSoon(), TrimSoon()]
+    assert book.trim_wait(0.0) == 0.0 and not book.trim_armed()  # rested: trim now, look over
 
 
 def test_a_listed_runner_hears_each_notice_after_the_book_has_it(book: TaskBook, runner: Listening) -> None:
@@ -139,9 +181,9 @@ def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
     RunnerLink(book, runner.directory).tell(WeightKnown("urn:a", 0.5))
     assert book.is_admitted("urn:a")
-    RunnerLink(book, runner.directory).tell(ChildExited("task-1", 1, failed=False))
+    RunnerLink(book, runner.directory).tell(ChildExited("task-1", 1, failed=True))
     assert runner.event.wait(10)
-    assert [message for message, _ in runner.heard] == [ChildExited("task-1", 1, failed=False)]
+    assert [message for message, _ in runner.heard] == [ChildExited("task-1", 1, failed=True)]
 
 
 def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_first(
