@@ -41,7 +41,13 @@ The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for th
 an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
 ``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
 ``WeightKnown`` (told while that runner was down), so that fault never fired. The waiting Task
-is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``."""
+is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``. The
+runner's ``Beat`` (its first comes at its start) has a group of its own: in runner-timers a
+runner restarted at its start finds the first Task in the book at its ``setup`` and schedules the
+KILL poll itself, and since a Task's orderly end gives its room back without the runner (session
+17), back-to-back Tasks keep that poll going, so no later start told ``TaskStarted`` and that
+fault never fired; in runner-requests the restart swallowed pool ``three``'s only
+``WeightKnown`` the same way."""
 VISIBILITY_S = 10
 RECIPE_S = 1.0
 
@@ -57,9 +63,12 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
     "runner-requests": [
         ("runner", "WeightKnown"), ("runner", "TrimSoon"),
     ],
+    "runner-start": [
+        ("runner", "Beat"),
+    ],
     "runner-timers": [
         ("runner", "TaskStarted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),
-        ("runner", "Beat"), ("reporter", "Beat"),
+        ("reporter", "Beat"),
     ],
     "poller-settling": [
         ("poller", "Capacity"), ("poller", "ExtendLeases"), ("poller", "Acknowledge"),
