@@ -231,15 +231,15 @@ class OutputReader:
         poller = select.poll()
         poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         while not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
             if self.room_blocked():
-                self._wait_room(_poll_ms(deadline - time.monotonic()))
-                if time.monotonic() >= deadline:
-                    break
+                self._wait_room(_poll_ms(left))
                 continue
             if self.read_once():
                 continue
-            left = deadline - time.monotonic()
-            if self.ended or left <= 0 or not poller.poll(_poll_ms(left)):
+            if self.ended or not poller.poll(_poll_ms(left)):
                 break
         at_end = self.ended
         self.end()
