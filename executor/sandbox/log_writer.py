@@ -39,8 +39,9 @@ IDLE_S = 0.5
 """A thread with nothing to apply for this long ends (the next piece takes another)."""
 MAX_IN_FLIGHT = 1 << 20
 """Bytes handed over and not yet applied past which the reader waits for room (``wants_room``)
-before its next read: one 1 MiB read is applied while the reader reads and masks the next
-(the pieces in flight are not in the memory tail yet, so each MiB allowed here is a MiB more
+before its next read, so at most this plus one read (``READ_CHUNK``) wait: one 1 MiB read is
+applied while the reader reads and masks the next, as a reader held its next read while it
+waited in ``put`` before (the pieces in flight are not in the memory tail yet, so each MiB allowed here is a MiB more
 of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood was read, against 5.3-6.3
 with the writes alone in flight)."""
 SETTLE_S = 12.0
