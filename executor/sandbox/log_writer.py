@@ -41,9 +41,9 @@ MAX_IN_FLIGHT = 1 << 20
 """Bytes handed over and not yet applied past which the reader waits for room (``wants_room``)
 before its next read, so at most this plus one read (``READ_CHUNK``) wait: one 1 MiB read is
 applied while the reader reads and masks the next, as a reader held its next read while it
-waited in ``put`` before (the pieces in flight are not in the memory tail yet, so each MiB allowed here is a MiB more
-of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood was read, against 5.3-6.3
-with the writes alone in flight)."""
+waited in ``put`` before (the pieces in flight are not in the memory tail yet, so each MiB
+allowed here is a MiB more of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood
+was read, against 5.3-6.3 with the writes alone in flight)."""
 SETTLE_S = 12.0
 """How long ``drain`` and ``close`` wait for the pieces given before them (the output's end,
 ``READ_END_S``, plus the default kill grace): a disk stalled longer does not hold the result."""
