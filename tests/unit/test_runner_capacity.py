@@ -18,7 +18,7 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.pool import runner as runner_module
 from executor.pool.context import PoolContext
-from executor.pool.messages import POLLER, REPORTER, Capacity, LiveTasks, TasksWanted, WeightKnown
+from executor.pool.messages import POLLER, REPORTER, Capacity, LiveTasks, TasksWanted, TrimSoon, WeightKnown
 from executor.pool.runner import TaskRunner
 from executor.pool.task_start import pool_room
 from executor.pool.taskbook import TaskEntry
@@ -152,3 +152,14 @@ def test_a_new_runner_wakes_a_poller_parked_for_a_weight_it_never_heard(world: W
     ref = start()  # no exited entry to pop: only its start's own look wakes the poller
     _handled(ref, poller, TasksWanted(0))
     assert len(_capacities(poller)) == 1 and len(pool.tasks) == 2
+
+
+def test_a_look_armed_just_before_a_new_runners_start_is_scheduled_once(world: World) -> None:
+    """A Task arms the look (``arm_trim``) just before a new runner's ``setup`` reads
+    ``trim_armed``: the setup schedules it, and the Task's ``TrimSoon`` that then arrives does
+    not schedule a second one."""
+    start, pool, poller = world
+    assert pool.tasks.arm_trim()  # as the Task's end does, with no runner up yet
+    ref = start()
+    _handled(ref, poller, TrimSoon())
+    assert CountingRunner.trim_timers == [runner_module.TRIM_AFTER_S]
