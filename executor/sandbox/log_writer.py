@@ -14,7 +14,7 @@ and the file keep the order they were given in.
 Every piece is applied on that thread, never on the caller's: the caller is the run's one
 thread (the stop, the timeout, the SIGKILL and the samples wait on it), and a stalled disk must
 not hold it, not even for a small piece. ``put`` never waits and never raises: the back-pressure
-is the reader's (``wants_room``: while ``MAX_IN_FLIGHT`` bytes wait, the run's thread stops
+is the reader's (``wants_room``: while two reads' worth waits, the run's thread stops
 reading the pipe and polls ``room_fd`` instead; the recipe blocks on its full pipe). A piece
 is in the run's memory tail only once applied, so what waits is memory on top. ``apply``
 handles its own failures (``RunLog``: a full disk stops only the file); anything it raises
@@ -39,11 +39,15 @@ IDLE_S = 0.5
 """A thread with nothing to apply for this long ends (the next piece takes another)."""
 MAX_IN_FLIGHT = 1 << 20
 """Bytes handed over and not yet applied past which the reader waits for room (``wants_room``)
-before its next read, so at most this plus one read (``READ_CHUNK``) wait: one 1 MiB read is
-applied while the reader reads and masks the next, as a reader held its next read while it
-waited in ``put`` before (the pieces in flight are not in the memory tail yet, so each MiB
-allowed here is a MiB more of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood
-was read, against 5.3-6.3 with the writes alone in flight)."""
+before its next read (beyond ``ROOM_SLACK``): one read of up to 1 MiB is applied while the
+reader reads and masks the next, and the reader then waits until the first is applied, so at
+most two reads wait, as before when a reader held its next read while it waited in ``put``
+(the pieces in flight are not in the memory tail yet, so each MiB allowed here is a MiB more
+of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood was read, against 5.3-6.3
+with the writes alone in flight)."""
+ROOM_SLACK = 64 << 10
+"""A read's piece may pass 1 MiB by the line it completes (held from the read before): one
+such piece alone still leaves room for the next read."""
 SETTLE_S = 12.0
 """How long ``drain`` and ``close`` wait for the pieces given before them (the output's end,
 ``READ_END_S``, plus the default kill grace): a disk stalled longer does not hold the result."""
@@ -88,10 +92,10 @@ class OrderedHandOff:
                 self._cond.notify_all()
 
     def wants_room(self) -> bool:
-        """True while ``MAX_IN_FLIGHT`` bytes or more wait: the reader should not read until
-        ``room_fd`` is readable (it is signalled once the pieces in flight fall below)."""
+        """True while more than ``MAX_IN_FLIGHT`` (and ``ROOM_SLACK``) waits: the reader should
+        not read until ``room_fd`` is readable (signalled once the pieces in flight fit again)."""
         with self._cond:
-            if self._in_flight < MAX_IN_FLIGHT:
+            if self._has_room():
                 return False
             self._room_wanted = True
             return True
@@ -175,9 +179,13 @@ class OrderedHandOff:
                 self._failed = True
                 logger.exception("task log {}: a piece could not be kept", self.name)
 
+    def _has_room(self) -> bool:
+        """Whether the reader may read again (the lock is held)."""
+        return self._in_flight <= MAX_IN_FLIGHT + ROOM_SLACK
+
     def _signal_room(self) -> None:
         """Tell a reader waiting for room that there is some (the lock is held)."""
-        if self._room_wanted and self._in_flight < MAX_IN_FLIGHT:
+        if self._room_wanted and self._has_room():
             self._room_wanted = False
             if self._room_fd is not None:
                 with contextlib.suppress(BlockingIOError):
