@@ -95,8 +95,9 @@ class OrderedHandOff:
         """True while more than ``MAX_IN_FLIGHT`` (and ``ROOM_SLACK``) waits: the reader should
         not read until ``room_fd`` is readable (signalled once the pieces in flight fit again)."""
         with self._cond:
-            if self._has_room():
+            if self._has_room() or self._closing:  # closing: the output was read to its end
                 return False
+            self._room_eventfd()  # before the flag: the thread signals it as soon as room comes
             self._room_wanted = True
             return True
 
@@ -105,9 +106,13 @@ class OrderedHandOff:
         """An eventfd, readable once room came back after ``wants_room`` said there was none
         (the reader reads it to clear it); made on first use, closed by ``close``."""
         with self._cond:
-            if self._room_fd is None:
-                self._room_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
-            return self._room_fd
+            return self._room_eventfd()
+
+    def _room_eventfd(self) -> int:
+        """The room's eventfd, made now if it was not (the lock is held)."""
+        if self._room_fd is None:
+            self._room_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        return self._room_fd
 
     def drain(self, timeout_s: float | None = None) -> bool:
         """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over before this call
