@@ -120,7 +120,8 @@ def _executor(fd: int, log: Path) -> None:
     masker.add([SECRET_VALUE])
     run_log = RunLog()
     run_log.open_file(log, LOG_MAX_BYTES)
-    reader = OutputReader(os.fdopen(fd, "rb", buffering=0), masker, run_log.emit_output, None, "bench")
+    reader = OutputReader(os.fdopen(fd, "rb", buffering=0), masker, run_log.emit_output, None, "bench",
+                          run_log.room)
     reader.start()
     reader.join(600)
     run_log.close_file()

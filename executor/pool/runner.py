@@ -80,10 +80,13 @@ class TaskRunner(PoolActor):
         self._drain_deadline: float | None = None
         self._polling_signals = False
         """A ``PollSignals`` is scheduled: only while the book holds a task (``_poll_signals_soon``)."""
+        self._trim_scheduled = False
+        """This runner's ``_TrimHeap`` is scheduled: a Task's ``arm_trim`` just before ``setup``
+        reads ``trim_armed`` also sends its ``TrimSoon`` here, and one look is enough."""
 
     def setup(self) -> None:
         if self.tasks.trim_armed():  # the predecessor's look died with its timers
-            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())
+            self._schedule_trim(TRIM_AFTER_S)
         self._adopt()
         self._poll_signals_soon()
         self._room_changed()  # a poller parked while no runner was up to wake it
@@ -114,7 +117,7 @@ class TaskRunner(PoolActor):
         elif isinstance(message, InterruptAll):
             self._interrupt_all(message.reason)
         elif isinstance(message, TrimSoon):
-            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())  # the book marked the look scheduled
+            self._schedule_trim(TRIM_AFTER_S)  # the book marked the look scheduled
         elif isinstance(message, _TrimHeap):
             self._trim()
         return None
@@ -123,20 +126,27 @@ class TaskRunner(PoolActor):
         """At rest since the look was scheduled: give the runs' freed C heap back
         (executor.footprint). Tasks came and went since: look again once the pool has been empty
         ``TRIM_AFTER_S`` (``TaskBook.trim_wait``; timers are never early)."""
+        self._trim_scheduled = False
         left = self.tasks.trim_wait(TRIM_AFTER_S)
         if left is None:
             return  # a Task is live: the end of the last of them schedules the next look
         if left <= 0:
             trim_heap()
         else:
-            self.tell_self_after(left, _TrimHeap())
+            self._schedule_trim(left)
+
+    def _schedule_trim(self, delay_s: float) -> None:
+        """Look at the trim in ``delay_s``, unless this runner's look is scheduled already."""
+        if not self._trim_scheduled:
+            self._trim_scheduled = True
+            self.tell_self_after(delay_s, _TrimHeap())
 
     def _trim_soon(self) -> None:
         """Trim once the pool has had no task for ``TRIM_AFTER_S``, with one look at a time (the
         book's ``arm_trim``): tasks back to back each ended with the pool empty and each set a
         timer (a timer-thread wake-up and a turn of this strand per task)."""
         if self.tasks.arm_trim():
-            self.tell_self_after(TRIM_AFTER_S, _TrimHeap())
+            self._schedule_trim(TRIM_AFTER_S)
 
     def on_beat(self) -> None:
         self._sweep()

@@ -11,21 +11,21 @@ the reader's path (session 16 moved the write, session 17 the count and the tail
 performance-log.md). Every piece, the sandbox's notes too, goes the same way, so the memory
 and the file keep the order they were given in.
 
-A hand-over costs a wake-up, more than a small piece's work: a piece under ``HANDOFF_BYTES``
-while nothing is in flight (a quiet run's lines, the sandbox's notes) is still applied on the
-caller's thread, and a thread is taken (``spare_threads``) only for large ones, until the
-queue is empty (a quiet stretch of the run holds none; ``drain`` waits for what was given
-before it). At most ``MAX_IN_FLIGHT`` bytes wait (a piece is in the run's memory tail only once
-applied, so what waits is memory on top); beyond that the caller waits, as a slow disk made it
-wait before. An ``apply``
-that fails (a full disk) is raised to the caller at its next piece (the output reader then ends
-as it did when its own write failed), and later pieces are dropped; ``drain`` waits for what was
-handed over and ``close`` logs such a failure instead (it runs as the result is made, which a
-full disk must not stop).
+Every piece is applied on that thread, never on the caller's: the caller is the run's one
+thread (the stop, the timeout, the SIGKILL and the samples wait on it), and a stalled disk must
+not hold it, not even for a small piece. ``put`` never waits and never raises: the back-pressure
+is the reader's (``wants_room``: while two reads' worth waits, the run's thread stops
+reading the pipe and polls ``room_fd`` instead; the recipe blocks on its full pipe). A piece
+is in the run's memory tail only once applied, so what waits is memory on top. ``apply``
+handles its own failures (``RunLog``: a full disk stops only the file); anything it raises
+anyway is logged once and the piece counted as applied, so no caller ever waits on a piece
+that failed. ``drain`` and ``close`` wait ``SETTLE_S`` at most; ``close`` leaves what it was to
+do after the pieces (the file's close) to the thread when the disk is slower than that.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from collections import deque
@@ -35,19 +35,26 @@ from loguru import logger
 
 from executor.supervision.spare_threads import SPARES, Job
 
-HANDOFF_BYTES = 128 << 10
-"""Smaller pieces are applied on the caller's thread while nothing is in flight."""
 IDLE_S = 0.5
-"""A thread with nothing to apply for this long ends (the next large piece takes another)."""
+"""A thread with nothing to apply for this long ends (the next piece takes another)."""
 MAX_IN_FLIGHT = 1 << 20
-"""Bytes handed over and not yet applied past which the caller waits: one 1 MiB read is kept
-while the reader masks the next (the pieces in flight are not in the memory tail yet, so each
-MiB allowed here is a MiB more of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a
-flood was read, against 5.3-6.3 with the writes alone in flight)."""
+"""Bytes handed over and not yet applied past which the reader waits for room (``wants_room``)
+before its next read (beyond ``ROOM_SLACK``): one read of up to 1 MiB is applied while the
+reader reads and masks the next, and the reader then waits until the first is applied, so at
+most two reads wait, as before when a reader held its next read while it waited in ``put``
+(the pieces in flight are not in the memory tail yet, so each MiB allowed here is a MiB more
+of RSS in a flood: 2 MiB read 7.7-8.6 MB of growth while a flood was read, against 5.3-6.3
+with the writes alone in flight)."""
+ROOM_SLACK = 64 << 10
+"""A read's piece may pass 1 MiB by the line it completes (held from the read before): one
+such piece alone still leaves room for the next read."""
+SETTLE_S = 12.0
+"""How long ``drain`` and ``close`` wait for the pieces given before them (the output's end,
+``READ_END_S``, plus the default kill grace): a disk stalled longer does not hold the result."""
 
 
 class OrderedHandOff:
-    """Applies byte pieces (``apply``) in the order given, the large ones on a thread of its own."""
+    """Applies byte pieces (``apply``) in the order given, on a thread of its own."""
 
     def __init__(self, apply: Callable[[bytes], None], name: str) -> None:
         self._apply = apply
@@ -59,60 +66,86 @@ class OrderedHandOff:
         """Bytes handed over and not yet applied (queued or being applied)."""
         self._handed = 0
         self._applied = 0
-        """Pieces handed over, and of those the ones applied (or dropped after a failure)."""
-        self._error: OSError | None = None
+        """Pieces handed over, and of those the ones applied (or failed)."""
+        self._failed = False
         self._closing = False
+        self._then: Callable[[], None] | None = None
+        """What ``close`` left for the thread to do once the pieces are applied."""
         self._job: Job | None = None
+        self._room_fd: int | None = None
+        self._room_wanted = False
+        self._stalled = False
+        """A wait gave up on the pieces (a stalled disk): later waits do not wait again."""
 
     def put(self, data: bytes) -> None:
-        """Apply ``data`` after everything given before; raises a failed earlier piece's error."""
+        """Apply ``data`` after everything given before, on the hand-off's thread; never waits
+        (the reader asks ``wants_room`` before reading) and never raises."""
         if not data:
             return
         with self._cond:
-            self._raise_error()
-            direct = not self._in_flight and len(data) < HANDOFF_BYTES
-            if not direct:
-                self._hand_over(data)
-        if direct:
-            self._apply(data)  # nothing in flight: nothing given before is still waiting
+            self._queue.append(data)
+            self._in_flight += len(data)
+            self._handed += 1
+            if self._job is None:  # none runs: one that waited IDLE_S for more has ended
+                self._job = SPARES.start(self._run, f"sandbox-log-{self.name}", "sandbox-log")
+            else:
+                self._cond.notify_all()
 
-    def drain(self) -> None:
-        """Wait until every piece handed over before this call is applied (or dropped)."""
+    def wants_room(self) -> bool:
+        """True while more than ``MAX_IN_FLIGHT`` (and ``ROOM_SLACK``) waits: the reader should
+        not read until ``room_fd`` is readable (signalled once the pieces in flight fit again)."""
+        with self._cond:
+            if self._has_room() or self._closing:  # closing: the output was read to its end
+                return False
+            self._room_eventfd()  # before the flag: the thread signals it as soon as room comes
+            self._room_wanted = True
+            return True
+
+    @property
+    def room_fd(self) -> int:
+        """An eventfd, readable once room came back after ``wants_room`` said there was none
+        (the reader reads it to clear it); made on first use, closed by ``close``."""
+        with self._cond:
+            return self._room_eventfd()
+
+    def _room_eventfd(self) -> int:
+        """The room's eventfd, made now if it was not (the lock is held)."""
+        if self._room_fd is None:
+            self._room_fd = os.eventfd(0, os.EFD_CLOEXEC | os.EFD_NONBLOCK)
+        return self._room_fd
+
+    def drain(self, timeout_s: float | None = None) -> bool:
+        """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over before this call
+        is applied; True when they are."""
         with self._cond:
             target = self._handed
-            while self._applied < target:
-                self._cond.wait()
+            return self._wait_applied(target, timeout_s)
 
-    def close(self) -> None:
-        """Wait until every piece handed over is applied (or dropped after a failure), and say
-        so in the log when one failed; later pieces are applied on the caller's thread."""
+    def close(self, then: Callable[[], None] = lambda: None, timeout_s: float | None = None) -> bool:
+        """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over is applied, then
+        call ``then`` (here, or on the hand-off's thread once they are when the disk is slower);
+        True when it was called here. Later pieces still go by the thread."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-            job = self._job
-        if job is not None:
-            job.join()  # as long as the disk takes: a write on the caller's thread waited as long
-        if self._error is not None:
-            logger.warning("task log {}: writing failed ({}); the file is incomplete", self.name,
-                           self._error.strerror or self._error)
+            done = self._wait_applied(self._handed, timeout_s)
+            if not done:
+                self._then = then
+                logger.warning("task log {}: the disk is slow; the file is closed once written", self.name)
+            room_fd, self._room_fd = self._room_fd, None
+        if room_fd is not None:
+            os.close(room_fd)  # the reader is over: the run's output was read before this
+        if done:
+            then()
+        return done
 
-    def _hand_over(self, data: bytes) -> None:
-        """Queue ``data`` for the thread, waiting while too much is in flight (the lock is held)."""
-        while self._in_flight >= MAX_IN_FLIGHT and self._error is None:
-            self._cond.wait()
-        self._raise_error()
-        self._queue.append(data)
-        self._in_flight += len(data)
-        self._handed += 1
-        if self._job is None:  # none runs: one that waited IDLE_S for more has ended
-            self._job = SPARES.start(self._run, f"sandbox-log-{self.name}", "sandbox-log")
-        else:
-            self._cond.notify_all()
-
-    def _raise_error(self) -> None:
-        """Raise the failure of an earlier piece (the lock is held)."""
-        if self._error is not None:
-            raise self._error
+    def _wait_applied(self, target: int, timeout_s: float | None) -> bool:
+        """Wait until ``target`` pieces are applied (the lock is held); not at all once an
+        earlier wait gave up and the thread is still stuck on the same pieces."""
+        timeout = 0.0 if self._stalled else SETTLE_S if timeout_s is None else timeout_s
+        done = self._cond.wait_for(lambda: self._applied >= target, timeout)
+        self._stalled = not done
+        return done
 
     def _run(self) -> None:
         """The thread's job: apply the queued pieces in order, and end once none is left (the
@@ -123,20 +156,45 @@ class OrderedHandOff:
                     self._cond.wait(IDLE_S)
                 if not self._queue:
                     self._job = None
-                    return
+                    self._stalled = False
+                    then, self._then = self._then, None
+                    break
                 data = self._queue[0]
-            try:
-                if self._error is None:
-                    self._apply(data)
-            except Exception as exc:  # whatever it is, the caller must hear of it, never wait on
-                with self._cond:
-                    self._error = exc if isinstance(exc, OSError) else OSError(f"task log: {exc!r}")
+            self._apply_one(data)
             with self._cond:
                 self._queue.popleft()
                 self._in_flight -= len(data)
                 self._applied += 1
-                self._cond.notify_all()  # a caller waiting for room, or for a drain
+                self._cond.notify_all()  # a drain or a close
+                self._signal_room()
             del data  # no piece outlives its work on this thread
+        if then is not None:
+            self._apply_one(b"", then)
+
+    def _apply_one(self, data: bytes, action: Callable[[], None] | None = None) -> None:
+        """``apply(data)`` (or ``action``); whatever it raises is logged once, never passed on
+        (the piece counts as applied: no caller waits on it)."""
+        try:
+            if action is not None:
+                action()
+            else:
+                self._apply(data)
+        except BaseException:
+            if not self._failed:
+                self._failed = True
+                logger.exception("task log {}: a piece could not be kept", self.name)
+
+    def _has_room(self) -> bool:
+        """Whether the reader may read again (the lock is held)."""
+        return self._in_flight <= MAX_IN_FLIGHT + ROOM_SLACK
+
+    def _signal_room(self) -> None:
+        """Tell a reader waiting for room that there is some (the lock is held)."""
+        if self._room_wanted and self._has_room():
+            self._room_wanted = False
+            if self._room_fd is not None:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_write(self._room_fd, 1)
 
 
 def write_all(fd: int, data: bytes) -> None:

@@ -2,7 +2,7 @@
 
 The file is made fresh (never through a planted link) and keeps the run's masked output up to
 ``max_bytes``; past that, whole lines are counted, and at close a marker and the run's last
-lines are appended. Its writes are made on the caller's thread: in a flood, the run log's
+lines are appended. Its writes are made on the caller's thread: in a run, the run log's
 (``log_writer.OrderedHandOff``: a thread of its own). ``prune_task_logs`` removes old files
 beside it.
 """
@@ -82,6 +82,12 @@ class TaskLogFile:
                 note = f"[... log file capped at {self._max} bytes; {skipped} line(s) left out ...]"
                 write_all(self._fd, "\n".join([note, *shown, ""]).encode("utf-8", "replace"))
         finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def abandon(self) -> None:
+        """Close the file as it is (a write failed: nothing more is written to it)."""
+        if self._fd is not None:
             os.close(self._fd)
             self._fd = None
 

@@ -210,13 +210,21 @@ class SandboxRun:
             return request
 
     def emit(self, line: str) -> None:
-        """A masked line into the run's log (memory, task log file, ``on_line``)."""
-        self._log.emit(line)
+        """A masked line into the run's log (memory, task log file, ``on_line``); never raises:
+        a log that fails must not stop the run's end (``_finish``) or a SIGKILL."""
+        try:
+            self._log.emit(line)
+        except Exception:
+            logger.exception("sandbox {}: a line of its log was lost", self.spec.task_id)
 
     def note(self, text: str) -> None:
-        """A line from the sandbox itself (masked like the rest)."""
-        with self._mask_lock:  # never while ``give_input`` adds the run's secrets
-            line = self._masker.mask(f"[sandbox] {text}")
+        """A line from the sandbox itself (masked like the rest); never raises (``emit``)."""
+        try:
+            with self._mask_lock:  # never while ``give_input`` adds the run's secrets
+                line = self._masker.mask(f"[sandbox] {text}")
+        except Exception:
+            logger.exception("sandbox {}: a note of its own was lost", self.spec.task_id)
+            return
         self.emit(line)
 
     # -- the supervisor thread ----------------------------------------------------------------
@@ -329,7 +337,7 @@ class SandboxRun:
         spec = self.spec
         assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
         reader = OutputReader(proc.stdout, self._masker, self._log.emit_output, spec.limits.output_bytes,
-                              spec.task_id)
+                              spec.task_id, self._log.room)
         writer = StdinWriter(proc.stdin, b"", spec.task_id)
         monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
         with self._lock:

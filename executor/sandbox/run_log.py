@@ -4,7 +4,9 @@ supervisor's notes) under one lock so that the memory and the file hold the same
 
 Every piece goes through one ``OrderedHandOff`` (``log_writer``): a flood's reads are counted,
 kept and written on a thread of their own, off the output reader's; the result's text and the
-file's close wait for the pieces given before them."""
+file's close wait for the pieces given before them (``SETTLE_S`` at most). A piece goes into
+memory first, then into the file: a file that cannot be written (a full disk) stops only the
+file, whose failure is logged once at close and said at the end of the result's text."""
 
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ class RunLog:
         self._on_line = on_line
         self._lock = threading.Lock()
         self._pieces = OrderedHandOff(self._keep, "run")
+        self.room = self._pieces
+        """What the output reader asks for room before a read (``OrderedHandOff.wants_room``)."""
+        self._file_error: OSError | None = None
 
     def open_file(self, path: Path, max_bytes: int) -> None:
         """Also write to the task log file at ``path`` (at most ``max_bytes`` of it)."""
@@ -36,12 +41,25 @@ class RunLog:
             self._file = TaskLogFile(path, max_bytes)
 
     def close_file(self) -> None:
-        """Close the task log file, with the tail it left out when it was full."""
-        self._pieces.close()  # every piece given so far is kept: the closing tail comes after them
+        """Close the task log file, with the tail it left out when it was full, once every piece
+        given so far is in it (on the hand-off's thread when the disk is slow: ``close``)."""
+        self._pieces.close(self._close_file_now)
+
+    def _close_file_now(self) -> None:
         with self._lock:
-            if self._file is not None:
-                self._file.close(self._memory.tail_lines(self._file.lines_left_out))
-                self._file = None
+            log_file, self._file = self._file, None
+        if log_file is None:
+            return
+        try:
+            if self._file_error is None:
+                log_file.close(self._memory.tail_lines(log_file.lines_left_out))
+            else:
+                log_file.abandon()
+        except OSError as exc:
+            self._file_error = self._file_error or exc
+        if self._file_error is not None:
+            logger.warning("task log {}: writing failed ({}); the file is incomplete", log_file.path.name,
+                           self._file_error.strerror or self._file_error)
 
     def emit(self, line: str) -> None:
         """One line (a note of the sandbox's own)."""
@@ -60,9 +78,14 @@ class RunLog:
         """Whole lines into memory and the file, in the order given (``OrderedHandOff``)."""
         count = count_lines(lines)  # once for both: past the file's cap it only counts them too
         with self._lock:
-            self._memory.add(lines, count)
-            if self._file is not None:
-                self._file.write(lines, count)
+            self._memory.add(lines, count)  # first: a file that fails stops only the file
+            log_file = self._file if self._file_error is None else None
+        if log_file is None:
+            return
+        try:
+            log_file.write(lines, count)  # on this thread only: a stalled disk holds no lock
+        except OSError as exc:
+            self._file_error = exc  # nothing more goes to the file; said at close and in the text
 
     def tail(self, max_lines: int = TAIL_LINES) -> str:
         """The last lines kept so far, for progress reports: in a flood, the last reads handed
@@ -73,7 +96,7 @@ class RunLog:
     def text(self) -> str:
         """The head and tail kept in memory, for the result."""
         self._pieces.drain()
-        return self._memory.text()
+        return self._memory.text() + self._file_note()
 
     def take_text(self) -> str:
         """``text()`` once the run's output is over, taken out of memory (``BoundedLog.take_text``:
@@ -81,9 +104,16 @@ class RunLog:
         while the task log file is cut short: its closing tail comes from memory."""
         self._pieces.drain()
         with self._lock:
-            if self._file is not None and self._file.lines_left_out:
-                return self._memory.text()
-            return self._memory.take_text()
+            if self._file is not None and self._file.lines_left_out and self._file_error is None:
+                return self._memory.text() + self._file_note()
+            return self._memory.take_text() + self._file_note()
+
+    def _file_note(self) -> str:
+        """The end of the result's text when the task log file could not be written."""
+        error = self._file_error
+        if error is None:
+            return ""
+        return f"\n[sandbox] the task log file is incomplete: writing it failed ({error.strerror or error})"
 
     def _call_on_line(self, lines: list[str]) -> None:
         if self._on_line is None:

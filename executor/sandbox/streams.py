@@ -25,7 +25,7 @@ import select
 import threading
 import time
 from collections.abc import Callable
-from typing import IO
+from typing import IO, Protocol
 
 from loguru import logger
 
@@ -124,10 +124,21 @@ class _PipeThread:
         raise NotImplementedError
 
 
+class Room(Protocol):
+    """Where the reader's lines wait to be kept (``log_writer.OrderedHandOff``): no read while
+    it is full, so the recipe blocks on its full pipe instead of the reader on the sink."""
+
+    def wants_room(self) -> bool: ...
+
+    @property
+    def room_fd(self) -> int: ...
+
+
 class OutputReader:
     """Reads ``stream`` by chunks, handing masked whole lines to ``sink``; driven by the run's
     one thread (``waiter``: it polls the pipe beside the process's exit and the stop), or alone
-    on a thread of its own (``start``, for a pipe read apart from any run)."""
+    on a thread of its own (``start``, for a pipe read apart from any run). With a ``room``, no
+    read is made while it says it is full (``room_blocked``)."""
 
     def __init__(
         self,
@@ -136,8 +147,10 @@ class OutputReader:
         sink: Callable[[bytes], None],
         output_limit: int | None,
         name: str,
+        room: Room | None = None,
     ) -> None:
         self._fd = stream.fileno()
+        self.room = room
         self._stream = stream
         self._masker = masker.stream()
         self._sink = sink
@@ -218,15 +231,33 @@ class OutputReader:
         poller = select.poll()
         poller.register(self._fd, select.POLLIN | select.POLLHUP | select.POLLERR)
         while not self.ended:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                break
+            if self.room_blocked():
+                self._wait_room(_poll_ms(left))
+                continue
             if self.read_once():
                 continue
-            left = deadline - time.monotonic()
-            wait_ms = None if math.isinf(left) else math.ceil(left * 1000)
-            if self.ended or left <= 0 or not poller.poll(wait_ms):
+            if self.ended or not poller.poll(_poll_ms(left)):
                 break
         at_end = self.ended
         self.end()
         return at_end
+
+    def room_blocked(self) -> bool:
+        """True while the sink's room is full: no read until its ``room_fd`` is readable."""
+        return self.room is not None and not self.ended and self.room.wants_room()
+
+    def _wait_room(self, wait_ms: int | None) -> None:
+        """Wait for the sink's room to come back (``wait_ms``: at most), and clear its signal."""
+        assert self.room is not None
+        room_fd = self.room.room_fd
+        poller = select.poll()
+        poller.register(room_fd, select.POLLIN)
+        if poller.poll(wait_ms):
+            with contextlib.suppress(BlockingIOError):
+                os.eventfd_read(room_fd)
 
     def start(self) -> None:
         """Read the whole stream on a thread of its own (a spare one), apart from any run."""
@@ -268,6 +299,11 @@ class OutputReader:
         lines = self._cutter.feed(rest) + self._cutter.finish()
         if lines:
             self._sink(lines)
+
+
+def _poll_ms(left_s: float) -> int | None:
+    """A poll timeout for ``left_s`` seconds (None: no end)."""
+    return None if math.isinf(left_s) else max(0, math.ceil(left_s * 1000))
 
 
 def _discard(_lines: bytes) -> None:

@@ -11,7 +11,9 @@ wake-up and hand-over between two threads per chunk and at the end. All are poll
 sampling interval as the timeout; a flood delays a due sample by one read at most (each read
 is followed by a look at the clock), and output past the limit ends the sleep at once. Where
 the kernel has no pidfds (before Linux 5.3) the exit is noticed at the next sample, as
-``exit_watched`` says.
+``exit_watched`` says. While the run log's hand-off is full (a stalled disk), the pipe is left
+unpolled and the hand-off's room is polled instead (``OutputReader.room``): the recipe waits on
+its full pipe, never the run's thread on the log.
 """
 
 from __future__ import annotations
@@ -51,6 +53,8 @@ class ExitWaiter:
         """A reader handed over by ``read_output``, for the waiting thread to take up."""
         self._reader: OutputReader | None = None
         self._pipe_fd: int | None = None
+        self._room_fd: int | None = None
+        """The hand-off's room, polled instead of the pipe while it is full."""
 
     @property
     def exit_watched(self) -> bool:
@@ -73,6 +77,7 @@ class ExitWaiter:
         deadline = time.monotonic() + timeout_s
         while True:
             self._take_reader()
+            self._follow_room()
             left = deadline - time.monotonic()
             ready = self._poll.poll(max(0, math.ceil(left * 1000)))
             if not ready:
@@ -85,8 +90,11 @@ class ExitWaiter:
         over = False
         ends = False
         for fd, _ in ready:
-            if fd == self._pipe_fd:
+            if fd == self._pipe_fd and self._room_fd is None:
                 over = self._read()
+            elif fd == self._room_fd:
+                with contextlib.suppress(BlockingIOError):
+                    os.eventfd_read(fd)  # room again: ``_follow_room`` polls the pipe again
             elif fd == self._wake_fd:
                 with contextlib.suppress(BlockingIOError):
                     os.eventfd_read(self._wake_fd)
@@ -109,6 +117,22 @@ class ExitWaiter:
             self._poll.unregister(self._pipe_fd)
             self._pipe_fd = None
         return reader.over_limit and not was_over
+
+    def _follow_room(self) -> None:
+        """Poll the pipe while the reader's sink has room, its room while it has none."""
+        reader = self._reader
+        if reader is None or self._pipe_fd is None:
+            return
+        full = reader.room_blocked()
+        if full and self._room_fd is None:
+            assert reader.room is not None
+            self._room_fd = reader.room.room_fd
+            self._poll.unregister(self._pipe_fd)  # not ``modify``: a hung-up pipe would spin
+            self._poll.register(self._room_fd, select.POLLIN)
+        elif not full and self._room_fd is not None:
+            self._poll.unregister(self._room_fd)
+            self._room_fd = None
+            self._poll.register(self._pipe_fd, _PIPE_EVENTS)
 
     def _take_reader(self) -> None:
         """Start polling the pipe of a reader handed over by ``read_output``."""

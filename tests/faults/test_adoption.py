@@ -27,12 +27,13 @@ def _ran_once_untouched(world: FaultWorld, request: Request) -> None:
     assert world.ledger.duplicates(request.run_id) == 0
 
 
-def test_a_runner_crash_as_a_recipe_finishes_leaves_the_running_ones_alone(world: FaultWorld) -> None:
+def test_a_runner_crash_leaves_a_running_recipe_alone_and_its_slot_held(world: FaultWorld) -> None:
     """The runner crashes on its first KILL poll while one recipe runs and a short one ends on
     its own beside it (an orderly end needs no runner: the Task's ``RunnerLink`` gives its slot
-    back, ``tests/unit/test_taskbook.py``): that result is delivered once, and the recipe
-    running beside it runs on, adopted, holding its slot: of two more requests only one starts
-    beside it."""
+    back; when it ends in the instant of the adoption is not held here: an orderly end racing
+    the adoption on one entry is ``tests/unit/test_runner_capacity.py``'s). The short result is
+    delivered once, and the recipe running beside it runs on, adopted, holding its slot: of two
+    more requests only one starts beside it."""
     world.start_cp()
     a = world.executor("a", max_workers=2, env={FAULTS: "pool:default/runner@PollSignals*1"})
     running = world.submit()

@@ -1,10 +1,12 @@
-"""The run log's hand-off: large pieces leave the caller's thread, in order, and end by close."""
+"""The run log's hand-off: pieces leave the caller's thread, in order, and end by close; a
+failing or stalled apply never raises to its callers nor holds them past their deadline."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
 import os
+import select
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +14,14 @@ from pathlib import Path
 import pytest
 
 from executor.sandbox import logfile, run_log
-from executor.sandbox.log_writer import HANDOFF_BYTES, MAX_IN_FLIGHT, OrderedHandOff, write_all
+from executor.sandbox.log_writer import MAX_IN_FLIGHT, OrderedHandOff, write_all
 from executor.sandbox.logfile import TaskLogFile
 from executor.sandbox.run_log import RunLog
 
+from .helpers import wait_until
+
 DEADLINE_S = 10.0
+PIECE = 128 << 10
 
 
 @pytest.fixture
@@ -59,7 +64,7 @@ def test_large_writes_do_not_wait_for_the_kernel_and_keep_their_order(pipe: tupl
     behind them, and everything comes out in the order given by the end of ``close``."""
     read_end, write_end = pipe
     writer = _writer(write_end, "order")
-    pieces = [b"a" * HANDOFF_BYTES, b"small\n", b"b" * (MAX_IN_FLIGHT - HANDOFF_BYTES - 6)]
+    pieces = [b"a" * PIECE, b"small\n", b"b" * (MAX_IN_FLIGHT - PIECE - 6)]
     returned = _in_thread(lambda: [writer.put(piece) for piece in pieces])
     assert returned.wait(DEADLINE_S), "the caller waited for a pipe nobody reads"
     expected = b"".join(pieces)
@@ -68,34 +73,74 @@ def test_large_writes_do_not_wait_for_the_kernel_and_keep_their_order(pipe: tupl
     assert closed.wait(DEADLINE_S)
 
 
-def test_small_writes_with_nothing_in_flight_are_written_at_once(tmp_path: Path) -> None:
+def test_small_writes_are_written_by_the_drain(tmp_path: Path) -> None:
     fd = os.open(tmp_path / "log", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         writer = _writer(fd, "small")
         writer.put(b"line\n")
+        assert writer.drain(DEADLINE_S)
         assert (tmp_path / "log").read_bytes() == b"line\n"
-        writer.close()
+        assert writer.close(timeout_s=DEADLINE_S)
     finally:
         os.close(fd)
 
 
-def test_a_failed_write_is_raised_at_the_next_one_and_close_does_not_raise(pipe: tuple[int, int]) -> None:
+def test_a_failed_write_is_never_raised_and_every_piece_is_counted(pipe: tuple[int, int]) -> None:
+    """A write that fails (EPIPE here) is logged, never raised to a later ``put``, and its piece
+    counts as applied: ``drain`` and ``close`` return at once, the room comes back."""
     read_end, write_end = pipe
-    os.close(read_end)  # nobody will read: the thread's write fails (EPIPE)
+    os.close(read_end)  # nobody will read: the thread's writes fail (EPIPE)
     writer = _writer(write_end, "broken")
-    writer.put(b"x" * HANDOFF_BYTES)
-    raised: list[BaseException] = []
+    done = _in_thread(lambda: [writer.put(b"y" * PIECE) for _ in range(4 * MAX_IN_FLIGHT // PIECE)])
+    assert done.wait(DEADLINE_S)
+    assert writer.drain(DEADLINE_S)
+    assert not writer.wants_room()
+    assert writer.close(timeout_s=DEADLINE_S)
 
-    def keep_writing() -> None:
-        try:
-            for _ in range(4 * MAX_IN_FLIGHT // HANDOFF_BYTES):
-                writer.put(b"y" * HANDOFF_BYTES)
-        except OSError as exc:
-            raised.append(exc)
 
-    assert _in_thread(keep_writing).wait(DEADLINE_S)
-    assert raised and isinstance(raised[0], BrokenPipeError)
-    assert _in_thread(writer.close).wait(DEADLINE_S)
+def _stuck_writer(release: threading.Event, applied: list[int]) -> OrderedHandOff:
+    """A hand-off whose every apply waits for ``release`` (a stalled disk)."""
+
+    def stuck(data: bytes) -> None:
+        release.wait(DEADLINE_S * 6)
+        applied.append(len(data))
+
+    return OrderedHandOff(stuck, "stalled")
+
+
+def test_a_stalled_apply_never_blocks_put_and_signals_room_when_it_comes_back() -> None:
+    """``put`` returns at once while the thread is stuck; ``wants_room`` says when
+    ``MAX_IN_FLIGHT`` waits, ``drain`` gives up at its deadline, and ``room_fd`` is signalled
+    once room came back."""
+    release = threading.Event()
+    applied: list[int] = []
+    writer = _stuck_writer(release, applied)
+    pieces = 2 * MAX_IN_FLIGHT // PIECE
+    assert _in_thread(lambda: [writer.put(b"z" * PIECE) for _ in range(pieces)]).wait(DEADLINE_S)
+    assert writer.wants_room()
+    room = select.poll()
+    room.register(writer.room_fd, select.POLLIN)
+    assert not writer.drain(0.05)
+    assert not room.poll(0)
+    release.set()
+    assert room.poll(int(DEADLINE_S * 1000)), "the room was never signalled"
+    wait_until(lambda: writer.drain(0), DEADLINE_S, "the stalled pieces to be applied")
+    assert len(applied) == pieces and not writer.wants_room()
+    assert writer.close(timeout_s=DEADLINE_S)
+
+
+def test_a_close_that_gives_up_leaves_its_action_to_the_thread() -> None:
+    release = threading.Event()
+    applied: list[int] = []
+    writer = _stuck_writer(release, applied)
+    writer.put(b"last\n")
+    closed = threading.Event()
+    assert not writer.close(closed.set, timeout_s=0.05)
+    assert not closed.is_set()
+    assert not writer.drain(DEADLINE_S), "a wait after one that gave up waits again"
+    release.set()
+    assert closed.wait(DEADLINE_S), "the close's action never ran on the thread"
+    assert applied == [5]
 
 
 def test_task_log_file_is_complete_and_capped_after_close_of_large_writes(tmp_path: Path) -> None:

@@ -167,9 +167,11 @@ def test_past_the_file_cap_each_read_is_counted_once_for_memory_and_file(
     log = run_log.RunLog()
     log.open_file(tmp_path / "task.log", max_bytes=10)
     log.emit_output(b"aaaa\nbbbb\ncccc\n")  # fills the file: the rest of this read is left out
+    log.text()  # waits for the pieces given (the hand-off's thread counts them)
     calls.clear()
     for _ in range(3):
         log.emit_output(b"dddd\neeee\n")
+    log.text()  # waits for the pieces given (the hand-off's thread counts them)
     assert len(calls) == 3
     log.close_file()
     lines = (tmp_path / "task.log").read_text().splitlines()

@@ -18,7 +18,7 @@ from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec, build_env
 from executor.sandbox.masking import MASK
 
 from .conftest import RunFactory
-from .helpers import PY, py
+from .helpers import PY, py, wait_until
 
 SECRET = "fake-db-password/9+Z"
 PLANTED = {
@@ -129,7 +129,7 @@ def test_stop_gives_a_stopped_result_with_the_reason(make_spec: Callable[..., Sa
     sandbox = SandboxRun(make_spec(py(child)), on_line=lambda line: started.set())
     sandbox.start()
     assert started.wait(10)
-    assert "running" in sandbox.log_tail()
+    wait_until(lambda: "running" in sandbox.log_tail(), 10, "the line in the tail (the run log's thread)")
     sandbox.stop("KILL signal from GMS")
     result = sandbox.wait(15)
     assert result is not None and result.outcome == "stopped"

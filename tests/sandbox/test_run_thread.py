@@ -92,7 +92,8 @@ def test_a_run_reads_its_output_without_a_thread_of_its_own(run_sandbox: RunFact
     _, result = run_sandbox(py(code))
     assert result.outcome == "exited" and result.exit_code == 0
     assert [f"line {i}" in result.log_text for i in range(3)] == [True] * 3
-    assert kinds == ["sandbox"], "one thread for the run: the supervisor reads the pipe too"
+    assert kinds[0] == "sandbox" and "sandbox-out" not in kinds, "the supervisor reads the pipe too"
+    assert set(kinds) <= {"sandbox", "sandbox-log"}, "the log's pieces alone go to a thread of their own"
 
 
 def test_a_flood_does_not_hold_the_wait_past_its_timeout(children: list[subprocess.Popen[bytes]]) -> None:
@@ -181,6 +182,37 @@ def test_the_end_gives_up_on_a_pipe_something_else_holds_and_keeps_its_last_part
         assert b"".join(lines) == b"first\npartial\n" and reader.ended
         assert not reader.read_once(), "given up: nothing more is read"
     finally:
+        os.close(write_end)
+
+
+def test_the_end_gives_up_at_its_deadline_on_a_pipe_that_always_has_more() -> None:
+    """A pipe that is never empty (here each read's lines put more into it, as a process that
+    left the tree and floods it would): the deadline is looked at before every read, not only
+    after an empty one."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    stop = threading.Event()
+
+    def refill(_lines: bytes) -> None:
+        if not stop.is_set():
+            os.write(write_end, b"more\n" * 100)
+
+    reader = OutputReader(os.fdopen(read_end, "rb", buffering=0), Masker([]), refill, None, "endless")
+    os.write(write_end, b"first\n")
+    ended = threading.Event()
+    answers: list[bool] = []
+
+    def drain() -> None:
+        answers.append(reader.drain(0.2))
+        ended.set()
+
+    _in_thread(drain)
+    try:
+        assert ended.wait(LONG_S / 3), "the end kept reading past its deadline"
+        assert answers == [False] and reader.ended
+    finally:
+        stop.set()
+        assert ended.wait(LONG_S)
         os.close(write_end)
 
 

@@ -8,6 +8,7 @@ an actor (what the runner reads of them: their weight, their exit notice).
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,10 +19,19 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.pool import runner as runner_module
 from executor.pool.context import PoolContext
-from executor.pool.messages import POLLER, REPORTER, Capacity, LiveTasks, TasksWanted, WeightKnown
+from executor.pool.messages import (
+    POLLER,
+    REPORTER,
+    Capacity,
+    Finish,
+    LiveTasks,
+    TasksWanted,
+    TrimSoon,
+    WeightKnown,
+)
 from executor.pool.runner import TaskRunner
 from executor.pool.task_start import pool_room
-from executor.pool.taskbook import TaskEntry
+from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited, Directory
 from tests.faults.ledger import wait_until
 from tests.unit.test_poller_extensions import Inbox
@@ -63,6 +73,8 @@ def world(tmp_path: Path) -> Iterator[World]:
         runners.append(CountingRunner.start(ctx, pool))
         return runners[-1]
 
+    start.directory = directory  # type: ignore[attr-defined]  # for a Task's RunnerLink
+    start.reporter = siblings[REPORTER].proxy()  # type: ignore[attr-defined]
     try:
         yield start, pool, siblings[POLLER].proxy()
     finally:
@@ -152,3 +164,61 @@ def test_a_new_runner_wakes_a_poller_parked_for_a_weight_it_never_heard(world: W
     ref = start()  # no exited entry to pop: only its start's own look wakes the poller
     _handled(ref, poller, TasksWanted(0))
     assert len(_capacities(poller)) == 1 and len(pool.tasks) == 2
+
+
+def test_a_look_armed_just_before_a_new_runners_start_is_scheduled_once(world: World) -> None:
+    """A Task arms the look (``arm_trim``) just before a new runner's ``setup`` reads
+    ``trim_armed``: the setup schedules it, and the Task's ``TrimSoon`` that then arrives does
+    not schedule a second one."""
+    start, pool, poller = world
+    assert pool.tasks.arm_trim()  # as the Task's end does, with no runner up yet
+    ref = start()
+    _handled(ref, poller, TrimSoon())
+    assert CountingRunner.trim_timers == [runner_module.TRIM_AFTER_S]
+
+
+@pytest.mark.parametrize("first", ["the Task's link", "the runner's adoption"])
+def test_an_orderly_end_handled_by_a_task_and_a_new_runner_at_once_counts_once(
+        world: World, monkeypatch: pytest.MonkeyPatch, first: str) -> None:
+    """A Task's ``RunnerLink`` handles its orderly end while a new runner adopts the same entry
+    (its exit already in the book): whichever pops the entry first, the other finds it gone
+    between its look and its pop. One pop, one ``Capacity`` for the parked poller, no FAILURE."""
+    start, pool, poller = world
+    ended, _ = _fill(pool)
+    assert pool.tasks.poller_room(pool_room(pool)) == 0  # the poller parks: no room
+    link = RunnerLink(pool.tasks, start.directory)  # type: ignore[attr-defined]
+    notice = ChildExited(ended, 0, False)
+    pool.tasks.record(notice)  # the link's first step: the exit is in the book for an adoption
+    looked, popped, refs = pool.tasks.named, pool.tasks.pop, []
+    pops: list[str] = []
+    linked: list[bool] = []
+
+    def pop(urn: str) -> TaskEntry | None:
+        entry = popped(urn)
+        if entry is not None:
+            pops.append(threading.current_thread().name)
+        return entry
+
+    def named(name: str) -> TaskEntry | None:
+        entry = looked(name)  # seen: now the other side pops it before this side does
+        on_link = threading.current_thread() is threading.main_thread()
+        if entry is not None and on_link and first == "the runner's adoption" and not refs:
+            refs.append(start())
+            _handled(refs[0], poller, TasksWanted(1))  # adopted: the runner popped it
+        elif entry is not None and not on_link and first == "the Task's link" and not linked:
+            linked.append(True)  # the link's own look comes back here: it must not recurse
+            link._ended(notice)
+        return entry
+
+    monkeypatch.setattr(pool.tasks, "named", named)
+    monkeypatch.setattr(pool.tasks, "pop", pop)
+    if first == "the Task's link":
+        refs.append(start())
+        _handled(refs[0], poller, TasksWanted(1))
+    else:
+        link.tell(notice)
+    _handled(refs[0], poller, TasksWanted(2))
+    assert len(pops) == 1 and len(pool.tasks) == 1
+    assert len(_capacities(poller)) == 1
+    reporter = start.reporter  # type: ignore[attr-defined]
+    assert not [m for m in reporter.received.get(timeout=10) if isinstance(m, Finish)]
