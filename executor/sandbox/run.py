@@ -157,16 +157,17 @@ class SandboxRun:
         to the spare's but for its id, log file and secrets: the task's log file opens, its
         secrets join the masker, its wall time and duration count from now. False, changing
         nothing, when the spare cannot be adopted: not spawned, its process gone or ending, a
-        stop or an input came."""
+        stop or an input came. Raises (the log file could not be open) before anything changed
+        but perhaps that file: the caller then discards the spare."""
         with self._lock:
             monitor, proc = self._monitor, self._proc
             if (monitor is None or proc is None or self._pending_stop is not None or monitor.ending
                     or self._gate.decided or self._known.is_set() or proc.poll() is not None):
                 return False
+            if spec.log_file is not None:  # first: what may fail (ENOSPC, EMFILE) changes nothing else
+                self._log.open_file(spec.log_file, spec.log_max_bytes)
             monitor.restart_clock()
             self._began = time.monotonic()
-            if spec.log_file is not None:
-                self._log.open_file(spec.log_file, spec.log_max_bytes)
             with self._mask_lock:
                 self._masker.add(spec.secrets)
             where = self._work_dir.name if self._work_dir is not None else "none"
@@ -255,10 +256,7 @@ class SandboxRun:
             self._finish(start, error=f"{type(exc).__name__}: {exc}")
             return
         self._started.set()
-        try:
-            self._prune_logs()
-        except Exception:  # retention must never leave a recipe unwatched
-            logger.exception("task-log retention beside {} failed", self.spec.task_id)
+        self._prune_logs()
         assert self._monitor is not None
         error = None
         try:
@@ -303,9 +301,13 @@ class SandboxRun:
         once a minute, not per run): this run's log, the newest, is kept beyond
         ``log_keep_files`` as if retention had run before it was opened."""
         spec = self.spec
-        if spec.log_file is not None:
+        if spec.log_file is None:
+            return
+        try:
             keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
             prune_beside(spec.log_file, keep, spec.log_keep_days)
+        except Exception:  # retention must never leave a recipe unwatched, nor a spare unowned
+            logger.exception("task-log retention beside {} failed", spec.task_id)
 
     def _spawn(self, server_only: bool = False) -> None:
         assert self._work_dir is not None
