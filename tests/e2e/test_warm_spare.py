@@ -4,8 +4,8 @@ The executor's pool ``other`` has ``warm_spare: true``. After a first run, the p
 CLI process spawned ahead (no input, no secret); the next plain run is that process: its report
 names the spare's work dir, and the process was started before the request was made. A run with
 an env override spawns its own, which kills the spare (process isolation: a recipe beside it
-could tamper with it), and a new one is there after it. The executor's stop leaves nothing behind (the harness checks
-threads and processes; the work root is checked here).
+could tamper with it), and a new one is there after it. The executor's stop leaves nothing
+behind (the harness checks threads and processes; the work root is checked here).
 """
 
 from __future__ import annotations
