@@ -196,7 +196,7 @@ class SandboxLauncher:
             run = self.run
         if run is not None:  # else the launch thread gives it as soon as its run exists
             self._give(run, self._secrets)
-        self.spare.offer(self._venv_request(self._request), self._identity, self._policy())
+        self.spare.offer(self._venv_request(self._request), lambda: (self._identity, self._policy()))
 
     def _give(self, run: SandboxRun, secrets: dict[str, str]) -> None:
         assert self._request is not None

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 from loguru import logger
@@ -83,12 +84,13 @@ class SpareUse:
         if counted:
             self.pool.warm.run_ended()
 
-    def offer(self, venv_request: VenvRequest, identity: tuple[RunAs | None, Path],
-              policy: VenvPolicy) -> None:
+    def offer(self, venv_request: VenvRequest,
+              where: Callable[[], tuple[tuple[RunAs | None, Path], VenvPolicy]]) -> None:
         """The run has its input: ask for a spare for the plain run of its venv, for the next
         task (with a spawn server and a venv that needs no build alone; ``run --once`` runs no
-        next task)."""
+        next task). ``where``: the launch's identity and venv policy, asked for only then."""
         if self.pool.pool.warm_spare and self.pool.spawner is not None and not self.pool.once and \
                 venv_request.version in (BUNDLED, NATIVE):
+            identity, policy = where()
             make = functools.partial(make_spare, self.pool, identity, policy, venv_request)
             self.pool.warm.offer(venv_request, make, alone=self.alone)
