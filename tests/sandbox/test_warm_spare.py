@@ -239,7 +239,8 @@ def test_a_task_of_another_venv_replaces_the_spare_with_one_of_its_own(
     wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
                DEADLINE_S, "the first venv's spare to be killed")
     replaced = spare_pid(pool)
-    assert f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline())
+    wait_until(lambda: f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline()), DEADLINE_S,
+               "the new spare to exec its venv's CLI")  # forked by the spawn server, then exec'd
     again = run_task(pool, "again", tmp_path / "again", plugin=OTHER)
     assert again["pid"] == replaced, "the next task of that venv adopts it"
 
