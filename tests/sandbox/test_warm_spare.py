@@ -28,7 +28,7 @@ import pytest
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
 from executor.pool.sandboxing import SandboxLauncher, work_roots
-from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
+from executor.pool.warm import SPARE_ID, Spare, WarmSpare, close_all, spare_key
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec
 from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.orphans import MARKER_VAR
@@ -382,3 +382,23 @@ def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
     result = runs[0].wait(DEADLINE_S)
     assert result is not None and result.outcome == "stopped", "killed once made"
     assert holder.ready is None and holder.counts.made == 0 and holder.counts.discarded == 1
+
+
+def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    holders = [WarmSpare(), WarmSpare()]
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make() -> Spare:
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    for holder in holders:
+        holder.offer("plain", make)
+    wait_until(lambda: all(h.ready is not None for h in holders), DEADLINE_S, "a spare in each pool")
+    runs = [h.ready.run for h in holders if h.ready is not None]
+    close_all(holders, wait_s=DEADLINE_S)
+    assert all(run.wait(0) is not None for run in runs), "both killed and cleaned up on return"
+    assert all(h.ready is None and h.counts.discarded == 1 for h in holders)
