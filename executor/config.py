@@ -236,7 +236,8 @@ class PoolSettings(_Frozen):
     "The warm spare"): its interpreter and CLI are up, without input, when the task comes, so a
     task whose run is the plain run of the last task's venv starts without the CLI's start-up.
     The cost: one idle process per pool, holding its start-up memory, for up to 30 s after the
-    pool's last task (and one spawn wasted when the next task's run differs)."""
+    pool's last task (and one spawn wasted when the next task's run differs). Outside ``bwrap``
+    it is spawned only while no recipe of the pool runs (docs/sandbox.md, "Its exposure")."""
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
     secrets: SecretSettings = SecretSettings()

@@ -32,6 +32,7 @@ from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, Report
 from executor.pool.reporter import outbox_of
 from executor.pool.sandboxing import work_roots
 from executor.pool.supervisor import LIVENESS_S, pool_spec
+from executor.pool.warm import close_all
 from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
 from executor.sandbox.workdir import sweep_work_dirs
@@ -149,8 +150,7 @@ class Service:
         logger.info("stopping: draining running tasks for up to {:.0f}s", drain_s)
         if self.health is not None:
             self.health.mark_stopping("draining before shutdown")
-        for pool in self.pools:  # no recipe waits for a task that will not come
-            pool.warm.close()
+        close_all(pool.warm for pool in self.pools)  # no recipe waits for a task that will not come
         self._tell_pools(RUNNER, Drain(deadline))
         while self._running() > 0 and time.monotonic() < deadline and not self.force_requested.is_set():
             self.force_requested.wait(POLL_S)

@@ -14,9 +14,10 @@ from pathlib import Path
 from executor.hardening import protected_paths
 from executor.pool.context import PoolContext
 from executor.pool.outcome import TEST_CONNECTION
-from executor.sandbox import SandboxSpec, build_env, limits_from_settings
+from executor.pool.warm import SPARE_ID, Spare, spare_key
+from executor.sandbox import SandboxRun, SandboxSpec, build_env, limits_from_settings
 from executor.sandbox.identity import RunAs, work_base
-from executor.sandbox.venvs import ResolvedVenv
+from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
 
 REPORT_FILE = "report.json"
 NO_ENV: Mapping[str, str] = {}
@@ -48,6 +49,16 @@ def run_spec(pool: PoolContext, identity: tuple[RunAs | None, Path], venv: Resol
         hide_paths=hidden_paths(pool) if pool.pool.isolation == "bwrap" else (),  # bwrap alone
         run_as=run_as,
     )
+
+
+def make_spare(pool: PoolContext, identity: tuple[RunAs | None, Path], policy: VenvPolicy,
+               venv_request: VenvRequest) -> Spare:
+    """On a spare thread: the plain held run of the venv, spawned (``warm.WarmSpare``)."""
+    venv = resolve_venv(venv_request, policy)
+    spec = run_spec(pool, identity, venv, SPARE_ID, None)
+    run = SandboxRun(spec, spawner=pool.spawner)
+    run.start(here=True)
+    return Spare(run, venv, spare_key(spec), venv_request)
 
 
 def hidden_paths(pool: PoolContext) -> tuple[Path, ...]:

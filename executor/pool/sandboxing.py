@@ -14,7 +14,9 @@ and then waits for its stdin; ``give_secrets`` brings that stdin (the recipe and
 once they resolved. Until then the recipe has nothing secret and none of its output is read
 (``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
 leaves nothing behind. With the pool's ``warm_spare``, ``prestart`` adopts the pool's warm spare
-when its spec is this run's, and ``give_secrets`` has the next one made (``pool.warm``)."""
+when its spec is this run's, else tells the holder a run spawns beside it, and
+``give_secrets`` asks for the next one (``pool.warm``: outside ``bwrap`` it is made only once
+no run of the pool is in progress)."""
 
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from executor.pool.context import PoolContext
 from executor.pool.outcome import stdin_envelope
 from executor.pool.run_end import LaunchFailed, LaunchStopped
 from executor.pool.run_specs import run_spec
-from executor.pool.warm import SPARE_ID, Spare, spare_key
+from executor.pool.spare_use import SpareUse
 from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
@@ -64,6 +66,8 @@ class SandboxLauncher:
         self._thread: threading.Thread | None = None
         """The launch thread, when one resolves the venv or spawns without the server."""
         self._prestarted = False
+        self.spare = SpareUse(pool, self.task_id)
+        """This launch's use of the pool's warm spare (``pool.spare_use``)."""
         self._ended = threading.Event()
         """Set once the outcome was handed to ``on_exit``."""
         self._log_file: Path | None = None
@@ -140,7 +144,7 @@ class SandboxLauncher:
         prepared, self._prepared = self._prepared, None
         if prepared is not None and self.pool.spawner is not None:
             _, venv, run = prepared
-            adopted = self._adopt_spare(run.spec)
+            adopted = self.spare.adopt(run.spec)
             if adopted is not None:
                 venv.release()
                 venv, run = adopted.venv, adopted.run
@@ -149,13 +153,17 @@ class SandboxLauncher:
                     self.venv, self.run = venv, run
             if self.run is run:
                 if adopted is None:
-                    run.start(here=True)
+                    self.spare.begins()
+                    try:
+                        run.start(here=True)
+                    except BaseException:
+                        self.spare.ends()
+                        raise
                 self._prestarted = True
                 run.when_known(functools.partial(self._hand_over, on_exit))
                 return
             if adopted is not None:  # a stop came first: the spare ends unused, as a stopped run would
-                adopted.run.stop("the task was stopped before it started", grace_s=0)
-                adopted.venv.release()
+                self.spare.discard(adopted, "the task was stopped before it started")
         self._prestarted = True
         self._thread = threading.Thread(
             target=self._main,
@@ -164,36 +172,6 @@ class SandboxLauncher:
             daemon=True,
         )
         self._thread.start()
-
-    def _adopt_spare(self, spec: SandboxSpec) -> Spare | None:
-        """The pool's warm spare when this run's spec is the one it was spawned with, adopted
-        (``executor.pool.warm``); None: spawn as usual (a spare of another run stays)."""
-        if not self.pool.pool.warm_spare:
-            return None
-        spare = self.pool.warm.take(spare_key(spec))
-        if spare is None:
-            return None
-        if spare.run.adopt(spec):
-            logger.debug("{} adopts the warm spare (pid {})", self.task_id, spare.run.pid)
-            return spare
-        self.pool.warm.discard(spare, "its process died or was stopped before a task came")
-        return None
-
-    def _offer_spare(self, venv_request: VenvRequest) -> None:
-        """This task's run has its input: have a spare made for the plain run of its venv, for
-        the next task (with a spawn server and a venv that needs no build alone; ``run --once``
-        runs no next task)."""
-        if self.pool.pool.warm_spare and self.pool.spawner is not None and not self.pool.once and \
-                venv_request.version in (BUNDLED, NATIVE):
-            self.pool.warm.offer(venv_request, functools.partial(self._make_spare, venv_request))
-
-    def _make_spare(self, venv_request: VenvRequest) -> Spare:
-        """On a spare thread: the plain held run of the venv, spawned (``warm.WarmSpare``)."""
-        venv = resolve_venv(venv_request, self._policy())
-        spec = run_spec(self.pool, self._identity, venv, SPARE_ID, None)
-        run = SandboxRun(spec, spawner=self.pool.spawner)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), venv_request)
 
     def _venv_request(self, request: ExecutionRequest) -> VenvRequest:
         plugin = request.source_plugin
@@ -218,7 +196,7 @@ class SandboxLauncher:
             run = self.run
         if run is not None:  # else the launch thread gives it as soon as its run exists
             self._give(run, self._secrets)
-        self._offer_spare(self._venv_request(self._request))
+        self.spare.offer(self._venv_request(self._request), lambda: (self._identity, self._policy()))
 
     def _give(self, run: SandboxRun, secrets: dict[str, str]) -> None:
         assert self._request is not None
@@ -248,6 +226,7 @@ class SandboxLauncher:
         try:
             if self.venv is not None:
                 self.venv.release()
+            self.spare.ends()
             if outcome is not None:
                 on_exit(outcome)
         except Exception as exc:  # the Task ended first (its teardown killed the run): expected
@@ -272,6 +251,7 @@ class SandboxLauncher:
             return stopped
         if secrets is not None:  # given while the venv was resolved: the run has it from its start
             self._give(run, secrets)
+        self.spare.begins()
         run.start()
         return self._result_of(run)
 

@@ -1,14 +1,22 @@
 """A pool's warm spare: one recipe process spawned ahead of the next task, held without input.
 
-With ``pools[*].warm_spare``, once a task of the pool has started its run, the pool keeps one
-recipe process ready: spawned through the same path as a task's held run (spawn server, its own
-cgroup, scrubbed environment, private work dir, rlimits, ``run_as``, isolation), for the plain
-run of that task's venv (no ``--debug``, not a test connection, no task env or limit overrides),
-its interpreter and CLI started and blocked reading stdin. The next task whose spec equals the
-spare's (``spare_key``: everything but the task's id, log file and the pool credentials of the
-moment, which the adopter adds to the masker) adopts it instead of spawning
-(``SandboxRun.adopt``); any other task spawns as before and the spare stays, unless the task's
-venv differs: its ``offer`` then replaces the spare with one of its own venv.
+With ``pools[*].warm_spare``, a task of the pool whose run has its input asks for a spare
+(``offer``): one recipe process spawned through the same path as a task's held run (spawn
+server, its own cgroup, scrubbed environment, private work dir, rlimits, ``run_as``, isolation),
+for the plain run of that task's venv (no ``--debug``, not a test connection, no task env or
+limit overrides), its interpreter and CLI started and blocked reading stdin. The next task whose
+spec equals the spare's (``spare_key``: everything but the task's id, log file and the pool
+credentials of the moment, which the adopter adds to the masker) adopts it instead of spawning
+(``SandboxRun.adopt``); a task of another venv has its ``offer`` replace the spare.
+
+When it is spawned depends on the isolation (``alone``). A recipe is hostile, and in every
+isolation but ``bwrap`` a recipe running beside the spare shares its uid and its view of
+``/proc``: it could write into the spare's work dir, open the stdin that will carry the next
+task's recipe and secrets, or ptrace it. So there (``alone``) a spare is made only while no run
+of the pool is in progress (the ``offer`` is kept until the last run ends: ``run_ended``), and
+any run that spawns without adopting it kills it (``run_begins``; one being made is killed once
+made). Under ``bwrap`` each run has its own pid namespace and ``/proc``: the spare is made at
+once and stays beside other runs.
 
 The spare is never a task: it has no input, so nothing secret (the recipe and its secrets come
 on stdin only once adopted, as for any held run), is adopted at most once, belongs to one pool,
@@ -23,7 +31,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterable
 from dataclasses import dataclass, field, replace
 
 from loguru import logger
@@ -79,21 +87,29 @@ class WarmSpare:
         self._making = False
         self._closed = False
         self._generation = 0
-        """Bumped by ``clear``: a spare made across it is killed, not kept."""
+        """Bumped by ``clear`` and by a run spawned beside it: a spare made across is killed."""
+        self._runs = 0
+        """The pool's runs in progress: begun (``run_begins``, an adoption), not ended."""
+        self._wanted: tuple[Hashable, Callable[[], Spare | None]] | None = None
+        """An ``alone`` offer kept until no run is in progress."""
         self._last_used = time.monotonic()
         self._timer: threading.Timer | None = None
 
-    def offer(self, kind: Hashable, make: Callable[[], Spare | None]) -> None:
-        """A task of the pool started its run: make a spare with ``make`` (on a spare thread)
-        unless one of the same ``kind`` exists or one is being made, or the executor drains. A
-        spare of another kind is killed: the spare follows the pool's latest venv, and one no
-        task can adopt is never kept alive by tasks that cannot use it."""
+    def offer(self, kind: Hashable, make: Callable[[], Spare | None], alone: bool = False) -> None:
+        """A task of the pool has its input: make a spare with ``make`` (on a spare thread)
+        unless one of the same ``kind`` exists or one is being made, or the executor drains;
+        ``alone``: only once no run of the pool is in progress (kept until then). A spare of
+        another kind is killed: the spare follows the pool's latest venv, and one no task can
+        adopt is never kept alive by tasks that cannot use it."""
         stale = None
         with self._lock:
             self._last_used = time.monotonic()
             if self._spare is not None and self._spare.kind != kind:
                 stale, self._spare = self._spare, None
-            busy = self._closed or self._making or self._spare is not None
+            if alone and self._runs > 0:
+                self._wanted, busy = (kind, make), True
+            else:
+                busy = self._closed or self._making or self._spare is not None
             if not busy:
                 self._making, generation = True, self._generation
         if stale is not None:
@@ -109,7 +125,8 @@ class WarmSpare:
 
     def take(self, key: SandboxSpec) -> Spare | None:
         """The spare, for a task whose spec has ``key`` (``spare_key``); None when there is none
-        or it was made for another run (it stays). The caller adopts it or ``discard``s it."""
+        or it was made for another run (it stays). The caller adopts it or ``discard``s it; an
+        adopted spare is a run in progress until ``run_ended``."""
         with self._lock:
             self._last_used = time.monotonic()
             spare = self._spare
@@ -117,37 +134,72 @@ class WarmSpare:
                 return None
             self._spare = None
             self.counts.adopted += 1
+            self._runs += 1
         return spare
 
     def discard(self, spare: Spare, reason: str) -> None:
-        """Kill ``spare`` (taken, then not adoptable) now; its run cleans up on its own thread."""
+        """Kill ``spare`` (taken, then not adopted after all) now; its run cleans up on its own
+        thread."""
         with self._lock:
             self.counts.adopted -= 1
+            self._runs = max(0, self._runs - 1)
         self._kill(spare, reason)
 
-    def clear(self, wait_s: float = KILL_WAIT_S) -> None:
+    def run_begins(self, alone: bool) -> None:
+        """A run of the pool spawns without the spare; ``run_ended`` follows. ``alone``: the
+        spare is killed now, one being made once made (the run's recipe could tamper with it)."""
+        stale = None
+        with self._lock:
+            self._runs += 1
+            if alone:
+                self._generation += 1
+                stale, self._spare = self._spare, None
+        if stale is not None:
+            self._kill(stale, "a task spawned its own run beside it")
+
+    def run_ended(self) -> None:
+        """A run begun (``run_begins``) or adopted (``take``) has ended: its tree is gone. The
+        last one makes the spare an ``alone`` offer asked for."""
+        with self._lock:
+            self._runs = max(0, self._runs - 1)
+            wanted = self._wanted if self._runs == 0 else None
+            if wanted is not None:
+                self._wanted = None
+        if wanted is not None:
+            self.offer(*wanted, alone=True)
+
+    def clear(self, wait_s: float = KILL_WAIT_S) -> SandboxRun | None:
         """The pool stops or restarts: kill the spare (one being made is killed once made) and
-        wait, bounded, until it is reaped and cleaned up. Later tasks may make a new one."""
+        wait, bounded, until it is reaped and cleaned up; the killed run, if any. Later tasks
+        may make a new one."""
         with self._lock:
             self._generation += 1
+            self._wanted = None
             spare, self._spare = self._spare, None
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
-        if spare is not None:
-            self._kill(spare, "the pool stops")
-            spare.run.wait(wait_s)
+        if spare is None:
+            return None
+        self._kill(spare, "the pool stops")
+        spare.run.wait(wait_s)
+        return spare.run
 
-    def close(self, wait_s: float = KILL_WAIT_S) -> None:
-        """The executor drains: kill the spare and make none any more."""
+    def close(self, wait_s: float = KILL_WAIT_S) -> SandboxRun | None:
+        """The executor drains: kill the spare and make none any more (``clear``)."""
         with self._lock:
             self._closed = True
-        self.clear(wait_s)
+        return self.clear(wait_s)
 
     @property
     def ready(self) -> Spare | None:
         """The spare held now, if any (for tests)."""
         return self._spare
+
+    @property
+    def making(self) -> bool:
+        """Whether a spare is being made now (for tests)."""
+        return self._making
 
     def _make(self, make: Callable[[], Spare | None], generation: int) -> None:
         spare = None
@@ -163,7 +215,7 @@ class WarmSpare:
                 self.counts.made += 1
                 self._arm_timer(spare)
         if spare is not None and not keep:
-            self._kill(spare, "the pool stopped while it was made")
+            self._kill(spare, "the pool stopped or a run spawned while it was made")
             spare.run.wait(KILL_WAIT_S)
 
     def _end_of(self, spare: Spare) -> float:
@@ -201,4 +253,16 @@ class WarmSpare:
             self.counts.discarded += 1
         logger.debug("warm spare killed: {}", reason)
         spare.run.stop(f"warm spare not used: {reason}", grace_s=0, status="CANCELLED")
-        spare.venv.release()
+        try:  # its venv is in use until its process is gone
+            spare.run.when_known(lambda _result: spare.venv.release())
+        except RuntimeError:  # a callback is set already (never for a spare): release now
+            spare.venv.release()
+
+
+def close_all(holders: Iterable[WarmSpare], wait_s: float = KILL_WAIT_S) -> None:
+    """The executor drains: kill every pool's spare at once, then wait for them together, at most
+    ``wait_s`` in all."""
+    killed = [run for holder in holders if (run := holder.close(wait_s=0)) is not None]
+    deadline = time.monotonic() + wait_s
+    for run in killed:
+        run.wait(max(0.0, deadline - time.monotonic()))

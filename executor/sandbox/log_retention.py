@@ -20,6 +20,7 @@ from pathlib import Path
 from loguru import logger
 
 from executor.sandbox.logfile import DIR_FLAGS, is_own_log, scan_and_prune, unlink_log
+from executor.sandbox.spec import SandboxSpec
 
 RESCAN_S = 60.0
 
@@ -122,3 +123,17 @@ def forget_log(log_file: Path) -> None:
         index = _indexes.get(log_file.parent)
     if index is not None:
         index.forget(log_file.name)
+
+
+def prune_run_logs(spec: SandboxSpec) -> None:
+    """Log retention beside a run's log, once the recipe is spawned or adopted (the directory is
+    listed once a minute, not per run): that log, the newest, is kept beyond ``log_keep_files``
+    as if retention had run before it was opened. Never raises: retention must never leave a
+    recipe unwatched, nor a warm spare without an owner."""
+    if spec.log_file is None:
+        return
+    try:
+        keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
+        prune_beside(spec.log_file, keep, spec.log_keep_days)
+    except Exception:
+        logger.exception("task-log retention beside {} failed", spec.task_id)

@@ -31,26 +31,20 @@ from pathlib import Path
 
 from loguru import logger
 
-from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, cached_cgroups
+from executor.sandbox.cgroups import CgroupSupport
 from executor.sandbox.held_input import InputGate
-from executor.sandbox.identity import grant_work_dir
-from executor.sandbox.limits import MiB
 from executor.sandbox.live_masking import LiveMasker
-from executor.sandbox.log_retention import forget_log, prune_beside
+from executor.sandbox.log_retention import forget_log, prune_run_logs
 from executor.sandbox.monitor import Monitor, StopRequest
 from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
-from executor.sandbox.readback import read_report
 from executor.sandbox.result import SandboxResult
 from executor.sandbox.run_log import RunLog
+from executor.sandbox.run_place import RunPlace
 from executor.sandbox.spawner import SpawnServer, SpawnUnavailable
 from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.streams import OutputReader, StdinWriter
-from executor.sandbox.workdir import create_work_dir, remove_work_dir
 from executor.supervision.spare_threads import SPARES, Job
-
-REPORT_MAX_BYTES = 15 * MiB
-"""DataHub caps a whole result near 15 M characters; a larger report is left out."""
 
 
 class SandboxRun:
@@ -73,9 +67,9 @@ class SandboxRun:
         self._done = threading.Event()
         self._result: SandboxResult | None = None
         self._when_known: Callable[[SandboxResult], None] | None = None
-        self._work_dir: Path | None = None
+        self._place = RunPlace()
+        """Its work dir and cgroup (``run_place``)."""
         self._proc: subprocess.Popen[bytes] | None = None
-        self._cgroup: TaskCgroup | None = None
         self._monitor: Monitor | None = None
         self._pending_stop: StopRequest | None = None
         self._began: float | None = None
@@ -95,7 +89,7 @@ class SandboxRun:
     @property
     def work_dir(self) -> Path | None:
         """The private work dir once started (gone after the run)."""
-        return self._work_dir
+        return self._place.work_dir
 
     @property
     def output_bytes(self) -> int:
@@ -157,22 +151,23 @@ class SandboxRun:
         to the spare's but for its id, log file and secrets: the task's log file opens, its
         secrets join the masker, its wall time and duration count from now. False, changing
         nothing, when the spare cannot be adopted: not spawned, its process gone or ending, a
-        stop or an input came."""
+        stop or an input came. Raises (the log file could not be open) before anything changed
+        but perhaps that file: the caller then discards the spare."""
         with self._lock:
             monitor, proc = self._monitor, self._proc
             if (monitor is None or proc is None or self._pending_stop is not None or monitor.ending
                     or self._gate.decided or self._known.is_set() or proc.poll() is not None):
                 return False
+            if spec.log_file is not None:  # first: what may fail (ENOSPC, EMFILE) changes nothing else
+                self._log.open_file(spec.log_file, spec.log_max_bytes)
             monitor.restart_clock()
             self._began = time.monotonic()
-            if spec.log_file is not None:
-                self._log.open_file(spec.log_file, spec.log_max_bytes)
             with self._mask_lock:
                 self._masker.add(spec.secrets)
-            where = self._work_dir.name if self._work_dir is not None else "none"
+            where = self._place.work_dir.name if self._place.work_dir is not None else "none"
             self.note(f"runs in a warm spare spawned ahead of the task (work dir {where})")
             self.spec = spec
-        self._prune_logs()
+        prune_run_logs(spec)
         return True
 
     def wait(self, timeout: float | None = None) -> SandboxResult | None:
@@ -263,10 +258,7 @@ class SandboxRun:
             self._finish(start, error=f"{type(exc).__name__}: {exc}")
             return
         self._started.set()
-        try:
-            self._prune_logs()
-        except Exception:  # retention must never leave a recipe unwatched
-            logger.exception("task-log retention beside {} failed", self.spec.task_id)
+        prune_run_logs(self.spec)
         assert self._monitor is not None
         error = None
         try:
@@ -294,32 +286,18 @@ class SandboxRun:
 
     def _prepare(self) -> None:
         spec = self.spec
-        self._work_dir = create_work_dir(spec.work_root, spec.task_id)
-        if spec.run_as is not None:
-            grant_work_dir(self._work_dir, spec.run_as)
+        self._place.make(spec, self._cgroups)
         if spec.log_file is not None:
             self._log.open_file(spec.log_file, spec.log_max_bytes)
         if self._masker.short_secrets_note and not spec.hold_input:  # held: once the input came
             self.emit(self._masker.short_secrets_note)
-        if spec.use_cgroup:
-            support = self._cgroups if self._cgroups is not None else cached_cgroups()
-            limits = spec.limits
-            self._cgroup = TaskCgroup.create(support, spec.task_id, limits.memory_bytes, limits.max_processes)
-
-    def _prune_logs(self) -> None:
-        """Log retention, once the recipe is spawned (``log_retention``: the directory is listed
-        once a minute, not per run): this run's log, the newest, is kept beyond
-        ``log_keep_files`` as if retention had run before it was opened."""
-        spec = self.spec
-        if spec.log_file is not None:
-            keep = spec.log_keep_files + 1 if spec.log_keep_files is not None else None
-            prune_beside(spec.log_file, keep, spec.log_keep_days)
 
     def _spawn(self, server_only: bool = False) -> None:
-        assert self._work_dir is not None
-        argv, env, options = command(self.spec, self._work_dir, self._cgroup)
+        work_dir = self._place.work_dir
+        assert work_dir is not None
+        argv, env, options = command(self.spec, work_dir, self._place.cgroup)
         self._proc, self._spawned_by_server = start_process(
-            self._spawner, options, argv, env, self._work_dir, self.spec.task_id, server_only)
+            self._spawner, options, argv, env, work_dir, self.spec.task_id, server_only)
         try:
             self._watch(self._proc)
         except BaseException:  # never leave a process nobody watches (no descriptor left, ...)
@@ -335,11 +313,11 @@ class SandboxRun:
     def _watch(self, proc: subprocess.Popen[bytes]) -> None:
         """The pipe threads and the monitor of a process just spawned."""
         spec = self.spec
-        assert proc.stdin is not None and proc.stdout is not None and self._work_dir is not None
+        assert proc.stdin is not None and proc.stdout is not None and self._place.work_dir is not None
         reader = OutputReader(proc.stdout, self._masker, self._log.emit_output, spec.limits.output_bytes,
                               spec.task_id, self._log.room)
         writer = StdinWriter(proc.stdin, b"", spec.task_id)
-        monitor = Monitor(self, proc, reader, writer, self._cgroup, self._work_dir, spec.limits)
+        monitor = Monitor(self, proc, reader, writer, self._place.cgroup, self._place.work_dir, spec.limits)
         with self._lock:
             self._monitor = monitor
             if self._pending_stop is not None:  # came before it could wake it: its first sleep must not wait
@@ -402,10 +380,7 @@ class SandboxRun:
             if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
                 self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
                 forget_log(self.spec.log_file)  # so it does not push a real log out
-            if self._work_dir is not None:
-                remove_work_dir(self._work_dir)
-            if self._cgroup is not None:
-                self._cgroup.remove()
+            self._place.remove()
         except Exception:  # left for the start-up sweeps; the run's end must still be told
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
         finally:
@@ -413,11 +388,8 @@ class SandboxRun:
                 self._spawner.reaped(used=self._gate.started)
 
     def _read_report(self) -> str | None:
-        """The masked report file, read without following links or blocking (``readback``)."""
-        if not self.spec.report_file or self._work_dir is None:
-            return None
-        return read_report(self._work_dir, self.spec.report_file, REPORT_MAX_BYTES, self._masker.mask,
-                           self.note)
+        """The masked report file (``RunPlace.read_report``)."""
+        return self._place.read_report(self.spec, self._masker.mask, self.note)
 
 
 @dataclass

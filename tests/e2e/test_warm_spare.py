@@ -3,8 +3,9 @@
 The executor's pool ``other`` has ``warm_spare: true``. After a first run, the pool holds one
 CLI process spawned ahead (no input, no secret); the next plain run is that process: its report
 names the spare's work dir, and the process was started before the request was made. A run with
-an env override spawns its own. The executor's stop leaves nothing behind (the harness checks
-threads and processes; the work root is checked here).
+an env override spawns its own, which kills the spare (process isolation: a recipe beside it
+could tamper with it), and a new one is there after it. The executor's stop leaves nothing
+behind (the harness checks threads and processes; the work root is checked here).
 """
 
 from __future__ import annotations
@@ -75,4 +76,5 @@ def test_the_next_run_is_the_spare_spawned_before_it_was_requested(warm: Executo
     result = warm.wait_terminal(third)
     assert result["status"] == "SUCCESS", result["report"]
     assert "warm spare" not in result["report"], "an env override spawns its own"
-    assert other.is_running(), "and the spare stays"
+    assert not other.is_running() or other.status() == psutil.STATUS_ZOMBIE, "and kills the spare"
+    assert the_spare().pid != other.pid, "a new spare once that run ended"

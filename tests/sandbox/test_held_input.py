@@ -80,7 +80,7 @@ def test_a_run_stopped_before_its_input_leaves_nothing_and_never_gets_it(
     run = SandboxRun(held(py(EARLY_THEN_ECHO, str(early), str(arrived))), spawner=spawner)
     run.start()
     wait_until(early.exists, DEADLINE_S, "the recipe to start and wait for its stdin")
-    work_dir, cgroup = run.work_dir, run._cgroup  # what must be gone afterwards
+    work_dir, cgroup = run.work_dir, run._place.cgroup  # what must be gone afterwards
     assert work_dir is not None and work_dir.exists()
     run.stop("the secrets could not be resolved", grace_s=0, status="FAILURE")
     run.give_input(_envelope(), [SECRET])  # too late: a stopped run never gets its input

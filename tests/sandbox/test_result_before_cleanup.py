@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from executor.sandbox import SandboxRun, SandboxSpec
-from executor.sandbox import run as run_module
+from executor.sandbox import run_place as run_module
 from executor.sandbox.workdir import create_work_dir, sweep_work_dirs
 
 from .helpers import py

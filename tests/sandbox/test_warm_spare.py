@@ -2,9 +2,11 @@
 
 Real parts: the spawn server, task cgroups, work dirs, and a purpose-written stand-in CLI that
 writes down who it is (pid, argv, environment) once its input came. A second task of the same
-plain run adopts the spare; a task with another run spawns its own and leaves the spare; the
-spare dies with nothing left after its idle time, the pool's stop and the drain; a dead spare is
-never adopted; with the setting off nothing is spawned ahead; the spare holds no secret.
+plain run adopts the spare; in process isolation no spare is made while a run of the pool is
+in progress, and a task with another run kills the spare when it spawns its own; the spare dies
+with nothing left after its idle time, the pool's stop and the drain; a dead spare, or one whose
+adoption fails, is never adopted and is cleaned up; with the setting off nothing is spawned
+ahead; the spare holds no secret.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import pytest
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
 from executor.pool.sandboxing import SandboxLauncher, work_roots
-from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
+from executor.pool.warm import SPARE_ID, Spare, WarmSpare, close_all, spare_key
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec
 from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.orphans import MARKER_VAR
@@ -39,12 +41,16 @@ from .launching import PREFIX, Outcome, pool_context
 PLUGIN = "warmtest"
 OTHER = "warmother"
 CLI = """
-import json, os, sys
+import json, os, sys, time
 envelope = json.loads(sys.stdin.read())
-recipe = json.loads(envelope["__recipe_yaml__"])
+config = json.loads(envelope["__recipe_yaml__"])["source"]["config"]
 me = {"pid": os.getpid(), "argv": sys.argv, "env": dict(os.environ)}
-with open(recipe["source"]["config"]["marker"], "w") as out:
+with open(config["marker"] + ".tmp", "w") as out:
     json.dump(me, out)
+os.rename(config["marker"] + ".tmp", config["marker"])
+deadline = time.monotonic() + 60
+while config.get("until") and not os.path.exists(config["until"]) and time.monotonic() < deadline:
+    time.sleep(0.01)
 print("done", flush=True)
 """
 SECRET = "s3cret-value-of-the-first-task"
@@ -65,8 +71,11 @@ def cli_root(root: Path) -> Path:
 
 
 def ask(request_id: str, marker: Path, extra_env: dict[str, str] | None = None,
-        debug: bool = False, plugin: str = PLUGIN) -> ExecutionRequest:
-    recipe = {"source": {"type": plugin, "config": {"marker": str(marker)}}, "sink": {"type": "console"}}
+        debug: bool = False, plugin: str = PLUGIN, until: Path | None = None) -> ExecutionRequest:
+    """The task's request: its recipe writes down who it is at ``marker``, then runs until the
+    file ``until`` exists (when given)."""
+    config = {"marker": str(marker), "until": str(until) if until is not None else ""}
+    recipe = {"source": {"type": plugin, "config": config}, "sink": {"type": "console"}}
     args = {"recipe": json.dumps(recipe), "version": "bundled", "debug_mode": "true" if debug else "false"}
     if extra_env:
         args["extra_env_vars"] = json.dumps(extra_env)
@@ -126,7 +135,13 @@ def spare_pid(pool: PoolContext) -> int:
 def spare_cgroups() -> list[Path]:
     support = cached_cgroups()
     parents = {p for p in (support.memory_parent, support.pids_parent) if p is not None}
-    return [d for parent in parents for d in parent.iterdir() if d.name.startswith(SPARE_ID)]
+    found = []
+    for parent in parents:
+        try:  # the shared parent goes when the last executor's run on the machine removes it
+            found.extend(d for d in parent.iterdir() if d.name.startswith(SPARE_ID))
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def assert_nothing_left(pool: PoolContext) -> None:
@@ -152,9 +167,14 @@ def test_the_next_plain_task_adopts_the_spare_spawned_before_it_was_asked(
     assert spare_pid(pool) not in (pid, first["pid"]), "a new spare for the task after"
 
 
+def gone(pid: int) -> bool:
+    return not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+
+
 @pytest.mark.parametrize("how", [{"extra_env": {"TASK_SETTING": "its own"}}, {"debug": True}])
-def test_a_task_with_another_run_spawns_its_own_and_the_spare_stays(
+def test_a_task_with_another_run_spawns_its_own_and_kills_the_spare(
         pool: PoolContext, tmp_path: Path, how: dict[str, Any]) -> None:
+    """Process isolation: a recipe running beside the spare could tamper with it (same uid)."""
     run_task(pool, "first", tmp_path / "first")
     pid = spare_pid(pool)
     other = run_task(pool, "other", tmp_path / "other", **how)
@@ -163,7 +183,51 @@ def test_a_task_with_another_run_spawns_its_own_and_the_spare_stays(
         assert "--debug" in other["argv"]
     else:
         assert other["env"]["TASK_SETTING"] == "its own"
-    assert spare_pid(pool) == pid and pool.warm.counts.adopted == 0, "the spare stays for a plain task"
+    wait_until(lambda: gone(pid), DEADLINE_S, "the spare beside the fresh run to be killed")
+    assert pool.warm.counts.adopted == 0 and pool.warm.counts.discarded == 1
+    assert spare_pid(pool) != pid, "a new one once that run ended"
+
+
+def test_no_spare_is_spawned_while_a_task_of_the_pool_runs(pool: PoolContext, tmp_path: Path) -> None:
+    """Process isolation: the spare is made once no run of the pool is in progress."""
+    launcher = SandboxLauncher(pool, PREFIX + "long")
+    wanted = ask("long", tmp_path / "long", until=tmp_path / "release")
+    outcome = Outcome()
+    launcher.prestart(wanted, on_exit=outcome)
+    try:
+        launcher.give_secrets({})  # where the spare used to be asked for and made at once
+        wait_until(lambda: (tmp_path / "long").exists(), DEADLINE_S, "the task's recipe to run")
+        assert pool.warm.ready is None and not pool.warm.making, "nothing spawned beside it"
+        (tmp_path / "release").touch()
+        assert outcome.wait(DEADLINE_S).exit_code == 0
+    finally:
+        launcher.kill()
+    spare_pid(pool)
+    assert pool.warm.counts.made == 1, "made once the task's run ended"
+
+
+def test_a_spare_whose_adoption_fails_is_discarded_and_the_task_spawns_fresh(
+        pool: PoolContext, tmp_path: Path) -> None:
+    """The task's log file cannot be opened (its directory became a link, which the log never
+    follows): the adoption raises, the spare is killed and cleaned up, the task spawns and
+    reports the error."""
+    run_task(pool, "first", tmp_path / "first")
+    pid = spare_pid(pool)
+    logs = pool.state_dir / "logs"
+    logs.rename(tmp_path / "logs-elsewhere")
+    logs.symlink_to(tmp_path / "logs-elsewhere")
+    launcher = SandboxLauncher(pool, PREFIX + "second")
+    wanted = ask("second", tmp_path / "second")
+    outcome = Outcome()
+    launcher.prestart(wanted, on_exit=outcome)
+    try:
+        launcher.give_secrets({})
+        result = outcome.wait(DEADLINE_S)
+    finally:
+        launcher.kill()
+    assert result.exit_code != 0 and launcher.run is not None and launcher.run.pid != pid, result
+    wait_until(lambda: gone(pid), DEADLINE_S, "the spare to be killed")
+    assert pool.warm.counts.adopted == 0 and pool.warm.counts.discarded == 1
 
 
 def test_a_task_of_another_venv_replaces_the_spare_with_one_of_its_own(
@@ -175,7 +239,8 @@ def test_a_task_of_another_venv_replaces_the_spare_with_one_of_its_own(
     wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
                DEADLINE_S, "the first venv's spare to be killed")
     replaced = spare_pid(pool)
-    assert f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline())
+    wait_until(lambda: f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline()), DEADLINE_S,
+               "the new spare to exec its venv's CLI")  # forked by the spawn server, then exec'd
     again = run_task(pool, "again", tmp_path / "again", plugin=OTHER)
     assert again["pid"] == replaced, "the next task of that venv adopts it"
 
@@ -317,3 +382,23 @@ def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
     result = runs[0].wait(DEADLINE_S)
     assert result is not None and result.outcome == "stopped", "killed once made"
     assert holder.ready is None and holder.counts.made == 0 and holder.counts.discarded == 1
+
+
+def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    holders = [WarmSpare(), WarmSpare()]
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make() -> Spare:
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    for holder in holders:
+        holder.offer("plain", make)
+    wait_until(lambda: all(h.ready is not None for h in holders), DEADLINE_S, "a spare in each pool")
+    runs = [h.ready.run for h in holders if h.ready is not None]
+    close_all(holders, wait_s=DEADLINE_S)
+    assert all(run.wait(0) is not None for run in runs), "both killed and cleaned up on return"
+    assert all(h.ready is None and h.counts.discarded == 1 for h in holders)
