@@ -25,7 +25,7 @@ from typing import Any
 
 from loguru import logger
 
-from executor.sandbox import cgroups, monitor, process_start, run, run_log, spawner, tree
+from executor.sandbox import cgroups, monitor, process_start, run, run_log, run_place, spawner, tree
 from executor.sandbox.limits import MiB, SandboxLimits
 from executor.sandbox.spec import SandboxSpec
 
@@ -33,7 +33,7 @@ SECRET = "made-up-secret-value"
 STEPS: list[tuple[Any, str, str]] = [
     (run.SandboxRun, "_spawn_here", "start(here=True) on the caller's thread"),
     (run.SandboxRun, "_prepare", "  set-up"),
-    (run, "create_work_dir", "    work dir"),
+    (run_place, "create_work_dir", "    work dir"),
     (run_log.RunLog, "open_file", "    task log"),
     (cgroups.TaskCgroup, "create", "    task cgroup"),
     (process_start, "ServerPopen", "  spawn (Popen)"),
@@ -45,7 +45,7 @@ STEPS: list[tuple[Any, str, str]] = [
     (tree.ProcessTree, "sample", "    samples"),
     (run.SandboxRun, "_finish", "  finish"),
     (run.SandboxRun, "_clean_up", "    clean-up"),
-    (run, "remove_work_dir", "      work dir"),
+    (run_place, "remove_work_dir", "      work dir"),
     (cgroups.TaskCgroup, "remove", "      task cgroup"),
 ]
 Totals = dict[str, list[int]]

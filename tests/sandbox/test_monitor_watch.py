@@ -15,7 +15,6 @@ import subprocess
 import sys
 import textwrap
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -38,19 +37,6 @@ def _spawn(code: str) -> subprocess.Popen[bytes]:
     """A child running ``code`` in its own session, its stdin and stdout piped to us."""
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(code)], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, start_new_session=True)
-
-
-@pytest.fixture
-def children() -> Iterator[list[subprocess.Popen[bytes]]]:
-    started: list[subprocess.Popen[bytes]] = []
-    yield started
-    for proc in started:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(LONG_S)
-        for pipe in (proc.stdin, proc.stdout):
-            if pipe is not None:
-                pipe.close()
 
 
 def test_the_exit_wakes_the_waiter_and_leaves_the_status_to_popen(children: list[subprocess.Popen[bytes]]
