@@ -124,12 +124,23 @@ def run_task(pool: PoolContext, request_id: str, marker: Path, secrets: dict[str
     return me
 
 
-def spare_pid(pool: PoolContext) -> int:
+def spare_pid(pool: PoolContext, plugin: str = PLUGIN) -> int:
+    """The waiting spare's pid, once it has exec'd ``plugin``'s CLI: the spawn server forks it
+    first, and until the exec its argv and environment are the server's, not the recipe's."""
     wait_until(lambda: pool.warm.ready is not None and pool.warm.ready.run.pid is not None, DEADLINE_S,
                "a warm spare")
     spare = pool.warm.ready
     assert spare is not None and spare.run.pid is not None
-    return spare.run.pid
+    pid = spare.run.pid
+    wait_until(lambda: _runs_cli_of(pid, plugin), DEADLINE_S, f"the spare to exec {plugin}'s CLI")
+    return pid
+
+
+def _runs_cli_of(pid: int, plugin: str) -> bool:
+    try:
+        return f"{plugin}-bundled" in " ".join(psutil.Process(pid).cmdline())
+    except psutil.NoSuchProcess:
+        return False
 
 
 def spare_cgroups() -> list[Path]:
@@ -238,9 +249,7 @@ def test_a_task_of_another_venv_replaces_the_spare_with_one_of_its_own(
     assert other["pid"] != pid and f"{OTHER}-bundled" in other["argv"][0]
     wait_until(lambda: not psutil.pid_exists(pid) or psutil.Process(pid).status() == psutil.STATUS_ZOMBIE,
                DEADLINE_S, "the first venv's spare to be killed")
-    replaced = spare_pid(pool)
-    wait_until(lambda: f"{OTHER}-bundled" in " ".join(psutil.Process(replaced).cmdline()), DEADLINE_S,
-               "the new spare to exec its venv's CLI")  # forked by the spawn server, then exec'd
+    replaced = spare_pid(pool, OTHER)
     again = run_task(pool, "again", tmp_path / "again", plugin=OTHER)
     assert again["pid"] == replaced, "the next task of that venv adopts it"
 
