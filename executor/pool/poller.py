@@ -170,11 +170,8 @@ class QueuePoller(PoolActor):
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
-            self.queue = SqsQueue(
-                message.lease,
-                proxies=self.pool.proxies_for(message.lease.queue_url),
-                max_wait_s=self.pool.pool.poll_wait_s,
-            )
+            self.queue = SqsQueue(message.lease, proxies=self.pool.proxies_for(message.lease.queue_url),
+                                  max_wait_s=self.pool.pool.poll_wait_s)
             if self._stopping:  # the stop may have read the queue before this one was set
                 self.queue.interrupt()
             self._update_readiness()
@@ -200,7 +197,7 @@ class QueuePoller(PoolActor):
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
         elif isinstance(message, Acknowledge):
-            if self.acked.add(message.urn):
+            if self.acked.add(message.urn):  # the first waiting: the others may join it meanwhile
                 self.tell_self_after(DELETE_WAIT_S, _DeleteAcked())
             if self.acked.full:
                 self.acked.flush(self.queue, self.in_flight, self.log)
