@@ -4,8 +4,9 @@ It receives only while the pool's task book has room and asks for at most that m
 with an explicit visibility timeout, and starts each request's Task itself on the same turn
 (``executor.pool.task_start``: the room is checked and taken in the book, so neither side's
 restart leaves the poller and the runner counting apart). In-flight messages stay invisible
-(extended every visibility/3) until GMS has accepted the terminal result (``Acknowledge``) or
-the message is given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
+(extended every visibility/3) until GMS has accepted the terminal result (``Acknowledge``: the
+messages acknowledged within ``acked.DELETE_WAIT_S`` are deleted in one call) or the message is
+given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
 restarted poller keeps extending what its predecessor held; while it holds any, its long
 poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
 full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
@@ -33,6 +34,7 @@ from executor.errors import (
     ExecutorError,
     LeaseExpiredError,
 )
+from executor.pool.acked import DELETE_WAIT_S, Acked
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.held_messages import extend_held, settle
@@ -76,6 +78,11 @@ class _ReadDepth:
 
 
 @dataclass(frozen=True)
+class _DeleteAcked:
+    """Timer: delete the messages acknowledged since the first of them (``acked``)."""
+
+
+@dataclass(frozen=True)
 class _ExtendAgain:
     """Timer: extend these (throttled) messages again."""
 
@@ -106,6 +113,7 @@ class QueuePoller(PoolActor):
         self.last_empty_receive: float | None = None
         """When the latest receive came back empty (None: it brought messages, or none yet)."""
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
+        self.acked = Acked()
 
     def _create_actor_inbox(self) -> StrandInbox:  # type: ignore[override]
         return StopCutsTheLongPoll(self.strand, self)
@@ -134,6 +142,8 @@ class QueuePoller(PoolActor):
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
         # shutdown they reappear once their visibility lapses. Nothing is deleted here.
+        if self.acked:  # their results are in GMS: delete now, not after a lease
+            self.acked.flush(self.queue, self.in_flight, self.log)
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
         if self.queue is not None:
@@ -160,11 +170,8 @@ class QueuePoller(PoolActor):
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
-            self.queue = SqsQueue(
-                message.lease,
-                proxies=self.pool.proxies_for(message.lease.queue_url),
-                max_wait_s=self.pool.pool.poll_wait_s,
-            )
+            self.queue = SqsQueue(message.lease, proxies=self.pool.proxies_for(message.lease.queue_url),
+                                  max_wait_s=self.pool.pool.poll_wait_s)
             if self._stopping:  # the stop may have read the queue before this one was set
                 self.queue.interrupt()
             self._update_readiness()
@@ -190,7 +197,12 @@ class QueuePoller(PoolActor):
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
         elif isinstance(message, Acknowledge):
-            self._settle(message.urn, delete=True)
+            if self.acked.add(message.urn):  # the first waiting: the others may join it meanwhile
+                self.tell_self_after(DELETE_WAIT_S, _DeleteAcked())
+            if self.acked.full:
+                self.acked.flush(self.queue, self.in_flight, self.log)
+        elif isinstance(message, _DeleteAcked):
+            self.acked.flush(self.queue, self.in_flight, self.log)
         elif isinstance(message, Release):
             self._settle(message.urn, delete=False, visibility_s=message.delay_s)
         elif isinstance(message, Unrunnable):

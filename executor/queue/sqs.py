@@ -24,7 +24,7 @@ Credentials: each queue signs with its lease's; a lease refresh makes a new queu
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any
@@ -187,6 +187,24 @@ class SqsQueue:
     def delete(self, receipt_handle: str) -> None:
         """Remove a message for good (its result is in GMS)."""
         self._short("delete", "DeleteMessage", {"QueueUrl": self.queue_url, "ReceiptHandle": receipt_handle})
+
+    def delete_batch(self, receipt_handles: Sequence[str]) -> list[tuple[str, str]]:
+        """Remove up to 10 messages in one call (``DeleteMessageBatch``); the handles SQS refused,
+        each with its reason (the message then reappears after its lease, never lost). An entry
+        the answer names neither way was taken: SQS lists each refusal."""
+        if not 1 <= len(receipt_handles) <= MAX_BATCH:
+            raise ValueError(f"a batch holds 1..{MAX_BATCH} receipt handles")
+        entries = [{"Id": str(n), "ReceiptHandle": handle} for n, handle in enumerate(receipt_handles)]
+        payload = {"QueueUrl": self.queue_url, "Entries": entries}
+        answer = self._short("batch delete", "DeleteMessageBatch", payload)
+        failed = answer.get("Failed")
+        refused = []
+        for entry in failed if isinstance(failed, list) else []:
+            index = _whole(entry.get("Id") if isinstance(entry, dict) else None, -1)
+            if 0 <= index < len(receipt_handles):
+                reason = f"{str(entry.get('Code', ''))[:100]}: {str(entry.get('Message', ''))[:200]}"
+                refused.append((receipt_handles[index], reason))
+        return refused
 
     def approximate_depth(self) -> int:
         """Messages waiting to be received (``ApproximateNumberOfMessages``)."""

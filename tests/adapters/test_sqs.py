@@ -115,6 +115,28 @@ def test_receive_batches_and_depth(queue: SqsQueue, admin: Any, queue_url: str) 
     assert queue.approximate_depth() == 2
 
 
+def test_a_batch_delete_removes_its_messages_and_names_the_handles_refused(
+    queue: SqsQueue, admin: Any, queue_url: str
+) -> None:
+    for i in range(4):
+        admin.send_message(QueueUrl=queue_url, MessageBody=f"m{i}")
+    held: list[Any] = []
+    deadline = time.monotonic() + 20
+    while len(held) < 4 and time.monotonic() < deadline:
+        held += queue.receive(4 - len(held), 2, 60)
+    handles = [m.receipt_handle for m in held]
+    refused = queue.delete_batch([handles[0], "not-a-receipt-handle", *handles[1:3]])
+    assert [handle for handle, _ in refused] == ["not-a-receipt-handle"]
+    assert "ReceiptHandleIsInvalid" in refused[0][1]
+    assert queue.delete_batch(handles[3:]) == []
+    left = admin.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["All"])["Attributes"]
+    assert (left["ApproximateNumberOfMessages"], left["ApproximateNumberOfMessagesNotVisible"]) == ("0", "0")
+    with pytest.raises(ValueError):
+        queue.delete_batch([])
+    with pytest.raises(ValueError):
+        queue.delete_batch(["h"] * 11)
+
+
 def test_invalid_receipt_handle_is_bad_input(queue: SqsQueue) -> None:
     with pytest.raises(BadInputError):
         queue.extend("not-a-receipt-handle", 30)

@@ -36,3 +36,16 @@ def test_output_cpu_times_the_executor_reader_against_both_floors() -> None:
     assert all("ms CPU/MiB" in line for line in lines[1:])
     threads = lines[2].split()  # the executor's two threads, by name, each with a figure (a 4 MiB
     assert "reader" in threads and float(threads[threads.index("log's") + 1]) >= 0  # flood may end unsampled)
+
+
+def test_cp_calls_splits_the_control_planes_cpu_by_request_kind() -> None:
+    lines = _run("bench.cp_calls", "1")
+    assert lines[0].startswith("executor, 4 workers: control plane ")
+    kinds = {line[2:74].strip(): line[74:].split() for line in lines[2:]}
+    for kind in ("moto AmazonSQS.ReceiveMessage", "moto AmazonSQS.SendMessage",
+                 "gms POST /aspects?action=ingestProposal", "gms graphql query getSecretValues",
+                 "gms POST /openapi/v2/entity/batch/dataHubExecutionRequest"):
+        assert kind in kinds, lines
+    assert float(kinds["moto AmazonSQS.SendMessage"][0]) == 1.0  # one dispatch per task
+    # each task's result, and the RUNNING of those not ended before it went out
+    assert 1.0 <= float(kinds["gms POST /aspects?action=ingestProposal"][0]) <= 3.0

@@ -10,7 +10,8 @@ Two pure functions moto calls on every SQS request are remembered too (``remembe
 (about 40 us a request, for a class that never changes), and ``camelcase_to_underscores``
 converts each queue attribute's name character by character (about 8 us a name, some 60 names
 per executor task, as a receive rebuilds every attribute of the queue). Same answers, from a
-bounded cache.
+bounded cache. ``moto_sqs.lighten_sqs`` makes its SQS models' clock, ids and retention check
+cheaper the same way.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ import moto.core.responses
 import moto.core.utils
 import moto.sqs.models
 from moto.moto_server.werkzeug_app import DomainDispatcherApplication, create_backend_app
+
+from executor.local.controlplane.moto_sqs import lighten_sqs
 
 MAX_HOSTS = 64
 """Hosts remembered; they come from requests' credential scopes, so the memory stays bounded."""
@@ -47,6 +50,7 @@ class Dispatcher(DomainDispatcherApplication):
 
     def __init__(self) -> None:
         remember_pure_helpers()
+        lighten_sqs()
         super().__init__(create_backend_app)
         self._backend_of: dict[str | None, Any] = {}
 
