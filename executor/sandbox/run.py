@@ -12,9 +12,11 @@ signal is tied to a thread that lives exactly as long as the process. The superv
 (``monitor``: samples paced by the nearest limit, woken at once by the main process's exit or a
 ``stop``), enforces the limits, and at the end collects the report file and builds the
 ``SandboxResult``, hands it to ``wait_result`` at once, then removes the work dir and the cgroup
-and only then hands it to ``wait`` and ``on_exit``: whoever reports the result need not wait for
-the clean-up, whoever frees the run's slot does. The Task actor drives a run through these few
-methods.
+and only then hands it to ``when_known``'s callback, ``wait`` and ``on_exit``: a caller that
+waits may report the result before the clean-up; the callback (a Task's hand-over) comes after
+it, so the woken Task's turn (its outbox write) does not share the interpreter lock with the
+clean-up's syscalls, each a wake-up of both threads; whoever frees the run's slot waits for the
+clean-up too. The Task actor drives a run through these few methods.
 """
 
 from __future__ import annotations
@@ -182,9 +184,10 @@ class SandboxRun:
         return self._result
 
     def when_known(self, callback: Callable[[SandboxResult], None]) -> None:
-        """``callback(result)`` as soon as the result is known (``wait_result``'s moment), on the
-        supervisor thread before the clean-up, or now when it is known already: whoever only
-        hands the result on needs no thread of its own to wait for it. One callback."""
+        """``callback(result)`` once the run is over, on the supervisor thread right after the
+        clean-up (the module doc: one thread busy at a time), or now when the result is known
+        already: whoever only hands the result on needs no thread of its own to wait for it.
+        One callback."""
         with self._lock:
             if not self._known.is_set():
                 if self._when_known is not None:  # a second would silently drop the first
@@ -360,12 +363,12 @@ class SandboxRun:
         with self._lock:
             self._known.set()
             callback, self._when_known = self._when_known, None
+        self._clean_up()  # before the callback: see the module doc
         if callback is not None:
             try:
                 callback(result)
             except Exception:
                 logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
-        self._clean_up()
         self._done.set()
         if self._on_exit is not None:
             try:

@@ -1,8 +1,9 @@
-"""The result is handed over before the clean-up, and the clean-up is still guaranteed.
+"""The result is known before the clean-up, and the clean-up is still guaranteed.
 
 ``wait_result`` answers as soon as the tree is gone and the report read; ``wait`` (what frees a
-Task's slot) only once the work dir and the cgroup are gone. A crash between the two leaves a
-work dir that the pool's start-up sweep removes.
+Task's slot) only once the work dir and the cgroup are gone, and the result's callback (a Task's
+hand-over) right after the clean-up, so the Task's turn does not run beside it. A crash between
+the two leaves a work dir that the pool's start-up sweep removes.
 """
 
 from __future__ import annotations
@@ -87,24 +88,30 @@ def test_a_callback_given_once_the_result_is_known_runs_at_once(
 def test_a_callback_that_raises_still_leaves_the_run_cleaned_up(
     make_spec: Callable[..., SandboxSpec], held_clean_up: tuple[threading.Event, threading.Event]
 ) -> None:
-    """The result's callback runs on the supervisor thread before the clean-up; its failure is
-    logged, and the work dir still goes and ``wait`` still answers (a Task's slot is freed)."""
+    """The result's callback runs on the supervisor thread after the clean-up (the Task's turn
+    then has the interpreter to itself); its failure is logged, and ``wait`` still answers (a
+    Task's slot is freed)."""
     removing, release = held_clean_up
     run = SandboxRun(make_spec(py("print('done')")))
     called = threading.Event()
+    cleaned: list[bool] = []
 
     def failing(_result: object) -> None:
+        cleaned.append(run.work_dir is not None and not run.work_dir.exists())
         called.set()
         raise RuntimeError("the receiver is gone")
 
     run.when_known(failing)  # before the start: the supervisor thread calls it
     run.start()
     try:
-        assert removing.wait(30) and called.is_set(), "the callback ran before the clean-up"
+        assert removing.wait(30)
+        assert run.wait_result(30) is not None  # known while the clean-up is held...
+        assert not called.is_set(), "the callback ran before the clean-up"  # ...not handed over
     finally:
         release.set()
     result = run.wait(60)
     assert result is not None and result.outcome == "exited"
+    assert called.is_set() and cleaned == [True]
     assert run.work_dir is not None and not run.work_dir.exists()
 
 
