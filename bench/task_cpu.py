@@ -1,4 +1,4 @@
-"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS] [phases] [batch]``.
+"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu N ROUNDS LOGS [phases] [batch]``.
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the

@@ -6,12 +6,13 @@ directory), then sent; only once GMS has accepted it is it removed. A new record
 xfs), and the directory's fsync, kept for every filesystem, finds nothing left to write. A crash
 before both returned can leave the name on a file cut short: it is moved aside as corrupt when
 read, and the result was never sent, so the request runs again (as after a crash before the
-put). A record that replaces one is fsynced before its rename, so the old one stays whole. So a crash, a kill -9 or a GMS outage
-never loses a finished task's result: on restart the outbox is flushed first. A removal is
-not synced: if a power loss undoes it, the result is sent once more after the restart, and
-GMS answers that the request is already terminal (delivery is at least once, never lost). Files are
-0600 in a 0700 directory (a result's report may hold masked log lines). A file that cannot
-be read back is moved aside as ``*.corrupt`` and logged, never allowed to block the rest.
+put). A record that replaces one is fsynced before its rename, so the old one stays whole.
+So a crash, a kill -9 or a GMS outage never loses a finished task's result: on restart the
+outbox is flushed first. A removal is not synced: if a power loss undoes it, the result is sent
+once more after the restart, and GMS answers that the request is already terminal (delivery is
+at least once, never lost). Files are 0600 in a 0700 directory (a result's report may hold
+masked log lines). A file that cannot be read back is moved aside as ``*.corrupt`` and logged,
+never allowed to block the rest.
 Safe to use from several threads and processes: each write is one atomic rename.
 
 An instance remembers what it has read or written itself (by file name, with the file's inode,
