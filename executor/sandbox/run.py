@@ -15,8 +15,9 @@ signal is tied to a thread that lives exactly as long as the process. The superv
 and only then hands it to ``when_known``'s callback, ``wait`` and ``on_exit``: a caller that
 waits may report the result before the clean-up; the callback (a Task's hand-over) comes after
 it, so the woken Task's turn (its outbox write) does not share the interpreter lock with the
-clean-up's syscalls, each a wake-up of both threads; whoever frees the run's slot waits for the
-clean-up too. The Task actor drives a run through these few methods.
+clean-up's syscalls, each a wake-up of both threads (a work dir that needs ``rmtree``'s walk is
+walked after the callback: a deep tree does not hold the result back); whoever frees the run's
+slot waits for the clean-up too. The Task actor drives a run through these few methods.
 """
 
 from __future__ import annotations
@@ -363,12 +364,14 @@ class SandboxRun:
         with self._lock:
             self._known.set()
             callback, self._when_known = self._when_known, None
-        self._clean_up()  # before the callback: see the module doc
+        cleaned = self._clean_up(quick=True)  # before the callback: see the module doc
         if callback is not None:
             try:
                 callback(result)
             except Exception:
                 logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
+        if not cleaned:
+            self._clean_up()  # a work dir that needs rmtree's walk: after the hand-over
         self._done.set()
         if self._on_exit is not None:
             try:
@@ -376,19 +379,27 @@ class SandboxRun:
             except Exception:
                 logger.exception("on_exit callback failed")
 
-    def _clean_up(self) -> None:
+    def _clean_up(self, quick: bool = False) -> bool:
         """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped (in any
-        case: a server that counts a child forever never idles out)."""
+        case: a server that counts a child forever never idles out). With ``quick``: False, with
+        the work dir's walk, the cgroup and the server's notice left for a call without it, when
+        the work dir needs more than a few syscalls (``RunPlace.remove``)."""
+        finished = not quick
         try:
             if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
                 self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
                 forget_log(self.spec.log_file)  # so it does not push a real log out
-            self._place.remove()
+            finished = self._place.remove(deep=not quick) or finished
         except Exception:  # left for the start-up sweeps; the run's end must still be told
+            finished = True
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
+        except BaseException:
+            finished = True
+            raise
         finally:
-            if self._spawned_by_server and self._spawner is not None:
+            if finished and self._spawned_by_server and self._spawner is not None:
                 self._spawner.reaped(used=self._gate.started)
+        return finished
 
     def _read_report(self) -> str | None:
         """The masked report file (``RunPlace.read_report``)."""

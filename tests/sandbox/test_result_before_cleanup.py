@@ -27,10 +27,10 @@ def held_clean_up(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thr
     removing, release = threading.Event(), threading.Event()
     remove = run_module.remove_work_dir
 
-    def held_remove(path: Path) -> bool:
+    def held_remove(path: Path, deep: bool = True) -> bool:
         removing.set()
         assert release.wait(30), "the test never released the clean-up"
-        return remove(path)
+        return remove(path, deep=deep)
 
     monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
     return removing, release
@@ -128,3 +128,27 @@ def test_a_second_callback_is_refused_not_swapped_for_the_first(
     run.start()
     result = run.wait(60)
     assert result is not None and seen == [result]
+
+
+def test_a_work_dir_that_needs_a_walk_is_walked_after_the_hand_over(
+    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe that leaves a deep tree: the few-syscall removal gives up before the hand-over,
+    the callback runs, and only then is the tree walked (a deep tree does not hold the result
+    back); the work dir and ``wait`` end as always."""
+    calls: list[tuple[bool, bool]] = []
+    called = threading.Event()
+    remove = run_module.remove_work_dir
+
+    def watched_remove(path: Path, deep: bool = True) -> bool:
+        calls.append((deep, called.is_set()))
+        return remove(path, deep=deep)
+
+    monkeypatch.setattr(run_module, "remove_work_dir", watched_remove)
+    run = SandboxRun(make_spec(py("import os; os.makedirs('a/b/c'); open('a/b/c/f', 'w').write('x')")))
+    run.when_known(lambda _result: called.set())
+    run.start()
+    result = run.wait(60)
+    assert result is not None and result.outcome == "exited"
+    assert calls == [(False, False), (True, True)]  # quick before the callback, the walk after it
+    assert run.work_dir is not None and not run.work_dir.exists()
