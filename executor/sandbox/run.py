@@ -381,9 +381,8 @@ class SandboxRun:
 
     def _clean_up(self, quick: bool = False) -> bool:
         """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped (in any
-        case: a server that counts a child forever never idles out). With ``quick``: False, with
-        the work dir's walk, the cgroup and the server's notice left for a call without it, when
-        the work dir needs more than a few syscalls (``RunPlace.remove``)."""
+        case: a server that counts a child forever never idles out). ``quick``: False, the rest
+        left for a call without it, when the work dir needs a walk (``RunPlace.remove``)."""
         finished = not quick
         try:
             if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
@@ -394,7 +393,7 @@ class SandboxRun:
             finished = True
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
         except BaseException:
-            finished = True
+            finished = True  # told in any case, as above
             raise
         finally:
             if finished and self._spawned_by_server and self._spawner is not None:
