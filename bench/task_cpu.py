@@ -1,4 +1,4 @@
-"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu [N] [ROUNDS] [LOGS] [phases]``.
+"""The executor's CPU per trivial task by thread: ``python -m bench.task_cpu N ROUNDS LOGS [phases] [batch]``.
 
 Starts the local control plane and a one-worker executor (``prefetch: 1``, as the bench's
 throughput row), runs N trivial stand-in tasks one after the other (each submitted once the
@@ -28,7 +28,9 @@ With ``phases`` the steps of a task's path (``PHASES``: the Task's handlers, the
 the outbox write, the Reporter's and the resolver's turns) are counted the same way.
 
 ``LOGS``: that many old task logs are put beside the pool's first ones before measuring (a
-long-lived executor keeps 500 by default; the bench's executors start empty). Run it under
+long-lived executor keeps 500 by default; the bench's executors start empty). With ``batch``
+each round's N requests are created at once, as the bench's throughput row does (the poller
+then finds the next message waiting), instead of each after the previous result. Run it under
 ``flock`` like the bench; other load on the machine inflates every figure alike.
 """
 
@@ -257,14 +259,18 @@ def _dump_number(path: Path) -> int:
 
 
 def run_round(
-    world: World, pid: int, source: str, count: int, jobs_file: Path
+    world: World, pid: int, source: str, count: int, jobs_file: Path, batch: bool = False
 ) -> tuple[dict[str, float], dict[str, float], float, dict[str, tuple[float, float]]]:
     """CPU ms and wake-ups per task by thread group over ``count`` tasks, the spawn server's ms
-    per task, and each job kind's exact ms and wake-ups per task."""
+    per task, and each job kind's exact ms and wake-ups per task. With ``batch`` the ``count``
+    requests are created at once, then awaited (the bench's throughput row), else one by one."""
     server_before = _server_ns(pid)
     jobs_before = read_jobs(pid, jobs_file)
     with Sampler(pid) as sampler:
-        for _ in range(count):
+        if batch:
+            for urn in [world.submit(source)[0] for _ in range(count)]:
+                world.wait_result(urn)
+        for _ in range(0 if batch else count):
             urn, _created = world.submit(source)
             world.wait_result(urn)
     jobs_after = read_jobs(pid, jobs_file)
@@ -334,7 +340,8 @@ def main() -> int:
             for state in Path(tmp).glob("state-*"):
                 add_old_logs(state, old_logs)
             for index in range(rounds):
-                print_round(index, *run_round(world, child.proc.pid, source, count, jobs_file))
+                print_round(index, *run_round(world, child.proc.pid, source, count, jobs_file,
+                                              batch="batch" in sys.argv[4:]))
         finally:
             world.close()
     return 0

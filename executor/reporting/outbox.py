@@ -1,12 +1,18 @@
 """The outbox: terminal results written durably to disk before they are sent to GMS.
 
-A result is first put here (temp file, fsync, atomic rename, fsync of the directory), then
-sent; only once GMS has accepted it is it removed. So a crash, a kill -9 or a GMS outage
-never loses a finished task's result: on restart the outbox is flushed first. A removal is
-not synced: if a power loss undoes it, the result is sent once more after the restart, and
-GMS answers that the request is already terminal (delivery is at least once, never lost). Files are
-0600 in a 0700 directory (a result's report may hold masked log lines). A file that cannot
-be read back is moved aside as ``*.corrupt`` and logged, never allowed to block the rest.
+A result is first put here (temp file, atomic rename, fsync of the file, fsync of the
+directory), then sent; only once GMS has accepted it is it removed. A new record is renamed
+*before* its fsync: that fsync then commits the file and its name in one journal commit (ext4,
+xfs), and the directory's fsync, kept for every filesystem, finds nothing left to write. A crash
+before both returned can leave the name on a file cut short: it is moved aside as corrupt when
+read, and the result was never sent, so the request runs again (as after a crash before the
+put). A record that replaces one is fsynced before its rename, so the old one stays whole.
+So a crash, a kill -9 or a GMS outage never loses a finished task's result: on restart the
+outbox is flushed first. A removal is not synced: if a power loss undoes it, the result is sent
+once more after the restart, and GMS answers that the request is already terminal (delivery is
+at least once, never lost). Files are 0600 in a 0700 directory (a result's report may hold
+masked log lines). A file that cannot be read back is moved aside as ``*.corrupt`` and logged,
+never allowed to block the rest.
 Safe to use from several threads and processes: each write is one atomic rename.
 
 An instance remembers what it has read or written itself (by file name, with the file's inode,
@@ -102,13 +108,14 @@ class Outbox:
         header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
                   "mac": mac}
         target = self._path(key)
-        self._write(target, json.dumps(header).encode() + b"\n", pieces)
+        info = self._write(target, json.dumps(header).encode() + b"\n", pieces)
         del pieces  # the megabytes go now, not after the directory's fsync
         self._sync_directory()
-        self._remember_written(target, stored_at, key, record)
+        self._remember_written(target, info, stored_at, key, record)
 
-    def _write(self, target: Path, header: bytes, pieces: list[str]) -> None:
-        """Write a record file atomically and durably: temp file, fsync, rename."""
+    def _write(self, target: Path, header: bytes, pieces: list[str]) -> os.stat_result:
+        """Write a record file atomically and durably (the module doc: a new one is renamed,
+        then fsynced; a replacement fsynced, then renamed); its ``fstat`` once written."""
         temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -117,13 +124,20 @@ class Outbox:
                 for chunk in ascii_slices(pieces, WRITE_SLICE):
                     handle.write(chunk)
                 handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(temp, target)
+                info = os.fstat(handle.fileno())
+                if os.path.lexists(target):
+                    os.fsync(handle.fileno())
+                    os.replace(temp, target)
+                else:
+                    os.replace(temp, target)
+                    os.fsync(handle.fileno())
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
+        return info
 
-    def _remember_written(self, target: Path, stored_at: int, key: str, record: dict[str, Any]) -> None:
+    def _remember_written(self, target: Path, info: os.stat_result, stored_at: int, key: str,
+                          record: dict[str, Any]) -> None:
         """Cache what was just written, so the next ``pending()`` (the Reporter flushes right
         after a put) does not read, parse and verify it back; a later change of the file (its
         inode, size or mtime) still makes it be read again. A copy of the record is kept (its
@@ -131,10 +145,6 @@ class Outbox:
         signed, whatever the caller does with its own dict afterwards."""
         if not _urn_matches(key, record):
             return  # not cached: ``pending`` reads it and sets it aside as it would any such file
-        try:
-            info = target.stat()
-        except FileNotFoundError:
-            return  # delivered and removed by another thread meanwhile
         entry = ((info.st_ino, info.st_size, info.st_mtime_ns), (stored_at, key, _json_copy(record)))
         with self._cache_lock:
             self._loaded[target.name] = entry

@@ -12,9 +12,12 @@ signal is tied to a thread that lives exactly as long as the process. The superv
 (``monitor``: samples paced by the nearest limit, woken at once by the main process's exit or a
 ``stop``), enforces the limits, and at the end collects the report file and builds the
 ``SandboxResult``, hands it to ``wait_result`` at once, then removes the work dir and the cgroup
-and only then hands it to ``wait`` and ``on_exit``: whoever reports the result need not wait for
-the clean-up, whoever frees the run's slot does. The Task actor drives a run through these few
-methods.
+and only then hands it to ``when_known``'s callback, ``wait`` and ``on_exit``: a caller that
+waits may report the result before the clean-up; the callback (a Task's hand-over) comes after
+it, so the woken Task's turn (its outbox write) does not share the interpreter lock with the
+clean-up's syscalls, each a wake-up of both threads (a work dir that needs ``rmtree``'s walk is
+walked after the callback: a deep tree does not hold the result back); whoever frees the run's
+slot waits for the clean-up too. The Task actor drives a run through these few methods.
 """
 
 from __future__ import annotations
@@ -182,9 +185,10 @@ class SandboxRun:
         return self._result
 
     def when_known(self, callback: Callable[[SandboxResult], None]) -> None:
-        """``callback(result)`` as soon as the result is known (``wait_result``'s moment), on the
-        supervisor thread before the clean-up, or now when it is known already: whoever only
-        hands the result on needs no thread of its own to wait for it. One callback."""
+        """``callback(result)`` once the run is over, on the supervisor thread right after the
+        clean-up (the module doc: one thread busy at a time), or now when the result is known
+        already: whoever only hands the result on needs no thread of its own to wait for it.
+        One callback."""
         with self._lock:
             if not self._known.is_set():
                 if self._when_known is not None:  # a second would silently drop the first
@@ -360,12 +364,14 @@ class SandboxRun:
         with self._lock:
             self._known.set()
             callback, self._when_known = self._when_known, None
+        cleaned = self._clean_up(quick=True)  # before the callback: see the module doc
         if callback is not None:
             try:
                 callback(result)
             except Exception:
                 logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
-        self._clean_up()
+        if not cleaned:
+            self._clean_up()  # a work dir that needs rmtree's walk: after the hand-over
         self._done.set()
         if self._on_exit is not None:
             try:
@@ -373,19 +379,26 @@ class SandboxRun:
             except Exception:
                 logger.exception("on_exit callback failed")
 
-    def _clean_up(self) -> None:
+    def _clean_up(self, quick: bool = False) -> bool:
         """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped (in any
-        case: a server that counts a child forever never idles out)."""
+        case: a server that counts a child forever never idles out). ``quick``: False, the rest
+        left for a call without it, when the work dir needs a walk (``RunPlace.remove``)."""
+        finished = not quick
         try:
             if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
                 self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
                 forget_log(self.spec.log_file)  # so it does not push a real log out
-            self._place.remove()
+            finished = self._place.remove(deep=not quick) or finished
         except Exception:  # left for the start-up sweeps; the run's end must still be told
+            finished = True
             logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
+        except BaseException:
+            finished = True  # told in any case, as above
+            raise
         finally:
-            if self._spawned_by_server and self._spawner is not None:
+            if finished and self._spawned_by_server and self._spawner is not None:
                 self._spawner.reaped(used=self._gate.started)
+        return finished
 
     def _read_report(self) -> str | None:
         """The masked report file (``RunPlace.read_report``)."""

@@ -48,9 +48,12 @@ class RunPlace:
             return None
         return read_report(self.work_dir, spec.report_file, REPORT_MAX_BYTES, mask, note)
 
-    def remove(self) -> None:
-        """Remove the work dir, then the cgroup (raises: the sweeps then remove what is left)."""
-        if self.work_dir is not None:
-            remove_work_dir(self.work_dir)
+    def remove(self, deep: bool = True) -> bool:
+        """Remove the work dir, then the cgroup (raises: the sweeps then remove what is left).
+        Without ``deep``: False, and the cgroup left, when the work dir needs ``rmtree``'s walk
+        (``remove_work_dir``); a later call with it removes both."""
+        if self.work_dir is not None and not remove_work_dir(self.work_dir, deep=deep) and not deep:
+            return False
         if self.cgroup is not None:
             self.cgroup.remove()
+        return True

@@ -80,10 +80,14 @@ def dir_usage(path: Path) -> int:
     return total
 
 
-def remove_work_dir(path: Path) -> bool:
-    """Delete the work dir even where the recipe removed write permission; False if some remains."""
+def remove_work_dir(path: Path, deep: bool = True) -> bool:
+    """Delete the work dir even where the recipe removed write permission; False if some remains.
+    Without ``deep`` only the few-syscall removal is tried (``_remove_shallow``): False at once
+    when the work dir needs ``rmtree``'s walk, left for a later call."""
     if _remove_shallow(path):
         return True
+    if not deep:
+        return False
 
     def make_writable_and_retry(func: object, target: str, _exc: object) -> None:
         try:

@@ -164,3 +164,50 @@ def test_pending_parses_only_files_that_changed(tmp_path: Path) -> None:
     assert box.pending() == [("k1", {"i": 11})] and box.parsed == 1
     fresh = CountingOutbox(tmp_path)  # a restarted Reporter reads and verifies every file once
     assert fresh.pending() == [("k1", {"i": 11})] and fresh.parsed == 1
+
+
+def test_a_new_record_is_renamed_before_its_fsync_a_replacement_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new record's fsync commits its name too (one journal commit, the directory's fsync then
+    finds nothing to write); a replacement is durable before its name moves, so a crash never
+    leaves the name on a file cut short where a whole record was."""
+    box = Outbox(tmp_path)
+    target = tmp_path / (file_stem("req") + ".json")
+    seen: list[tuple[str, bytes | None]] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISREG(os.fstat(fd).st_mode):  # the record's own file, not the directory
+            seen.append(("file", target.read_bytes() if target.exists() else None))
+        else:
+            seen.append(("dir", None))
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    box.put("req", {"i": 1})
+    [(kind, named), (last, _)] = seen
+    assert kind == "file" and last == "dir"
+    assert named is not None and named.endswith(b'{"i": 1}')  # already under its name
+    seen.clear()
+    box.put("req", {"i": 2})
+    [(kind, named), (last, _)] = seen
+    assert kind == "file" and last == "dir"
+    assert named is not None and named.endswith(b'{"i": 1}')  # the old record stays until then
+    assert box.pending() == [("req", {"i": 2})]
+    assert Outbox(tmp_path).pending() == [("req", {"i": 2})]
+
+
+def test_a_record_cut_short_under_its_name_is_set_aside_not_delivered(tmp_path: Path) -> None:
+    """What a crash between a new record's rename and its fsync can leave: the name on a file
+    cut short (or empty). It is moved aside as corrupt, so the request is not counted as having
+    a result waiting (``has``): it runs again, as after a crash before the put."""
+    Outbox(tmp_path).put("req", {"status": "SUCCESS", "report": "x" * 100})
+    path = tmp_path / (file_stem("req") + ".json")
+    whole = path.read_bytes()
+    for cut in (whole[: len(whole) // 2], b""):
+        path.write_bytes(cut)
+        box = Outbox(tmp_path)
+        assert not box.has("req") and box.pending() == []
+        assert (tmp_path / (path.name + ".corrupt")).exists()
+        (tmp_path / (path.name + ".corrupt")).unlink()

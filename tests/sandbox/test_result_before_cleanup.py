@@ -1,8 +1,9 @@
-"""The result is handed over before the clean-up, and the clean-up is still guaranteed.
+"""The result is known before the clean-up, and the clean-up is still guaranteed.
 
 ``wait_result`` answers as soon as the tree is gone and the report read; ``wait`` (what frees a
-Task's slot) only once the work dir and the cgroup are gone. A crash between the two leaves a
-work dir that the pool's start-up sweep removes.
+Task's slot) only once the work dir and the cgroup are gone, and the result's callback (a Task's
+hand-over) right after the clean-up, so the Task's turn does not run beside it. A crash between
+the two leaves a work dir that the pool's start-up sweep removes.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ def held_clean_up(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, thr
     removing, release = threading.Event(), threading.Event()
     remove = run_module.remove_work_dir
 
-    def held_remove(path: Path) -> bool:
+    def held_remove(path: Path, deep: bool = True) -> bool:
         removing.set()
         assert release.wait(30), "the test never released the clean-up"
-        return remove(path)
+        return remove(path, deep=deep)
 
     monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
     return removing, release
@@ -87,24 +88,30 @@ def test_a_callback_given_once_the_result_is_known_runs_at_once(
 def test_a_callback_that_raises_still_leaves_the_run_cleaned_up(
     make_spec: Callable[..., SandboxSpec], held_clean_up: tuple[threading.Event, threading.Event]
 ) -> None:
-    """The result's callback runs on the supervisor thread before the clean-up; its failure is
-    logged, and the work dir still goes and ``wait`` still answers (a Task's slot is freed)."""
+    """The result's callback runs on the supervisor thread after the clean-up (the Task's turn
+    then has the interpreter to itself); its failure is logged, and ``wait`` still answers (a
+    Task's slot is freed)."""
     removing, release = held_clean_up
     run = SandboxRun(make_spec(py("print('done')")))
     called = threading.Event()
+    cleaned: list[bool] = []
 
     def failing(_result: object) -> None:
+        cleaned.append(run.work_dir is not None and not run.work_dir.exists())
         called.set()
         raise RuntimeError("the receiver is gone")
 
     run.when_known(failing)  # before the start: the supervisor thread calls it
     run.start()
     try:
-        assert removing.wait(30) and called.is_set(), "the callback ran before the clean-up"
+        assert removing.wait(30)
+        assert run.wait_result(30) is not None  # known while the clean-up is held...
+        assert not called.is_set(), "the callback ran before the clean-up"  # ...not handed over
     finally:
         release.set()
     result = run.wait(60)
     assert result is not None and result.outcome == "exited"
+    assert called.is_set() and cleaned == [True]
     assert run.work_dir is not None and not run.work_dir.exists()
 
 
@@ -121,3 +128,27 @@ def test_a_second_callback_is_refused_not_swapped_for_the_first(
     run.start()
     result = run.wait(60)
     assert result is not None and seen == [result]
+
+
+def test_a_work_dir_that_needs_a_walk_is_walked_after_the_hand_over(
+    make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A recipe that leaves a deep tree: the few-syscall removal gives up before the hand-over,
+    the callback runs, and only then is the tree walked (a deep tree does not hold the result
+    back); the work dir and ``wait`` end as always."""
+    calls: list[tuple[bool, bool]] = []
+    called = threading.Event()
+    remove = run_module.remove_work_dir
+
+    def watched_remove(path: Path, deep: bool = True) -> bool:
+        calls.append((deep, called.is_set()))
+        return remove(path, deep=deep)
+
+    monkeypatch.setattr(run_module, "remove_work_dir", watched_remove)
+    run = SandboxRun(make_spec(py("import os; os.makedirs('a/b/c'); open('a/b/c/f', 'w').write('x')")))
+    run.when_known(lambda _result: called.set())
+    run.start()
+    result = run.wait(60)
+    assert result is not None and result.outcome == "exited"
+    assert calls == [(False, False), (True, True)]  # quick before the callback, the walk after it
+    assert run.work_dir is not None and not run.work_dir.exists()
