@@ -29,6 +29,9 @@ from executor.sandbox.masking import MIN_SECRET_LENGTH
 HOST_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 KEEP_RECENT = 24
 """Eight leases of three values: six hours of 45-minute refreshes."""
+EXPIRY_GRACE_S = 600.0
+"""A value is still masked this long after its expiry: the expiry is GMS's clock, the run's
+start the host's, and a skew between them must not unmask a lease still in use."""
 
 
 class SensitiveValues:
@@ -85,10 +88,11 @@ class SensitiveValues:
     def snapshot(self, since: float | None = None) -> tuple[int, tuple[str, ...]]:
         """``version`` and the values, read together (a masker built from these is current at
         it): the pinned ones and the rotating ones that had not expired at ``since`` (a run's
-        start; None: all of them). A value expiring later is in every snapshot of that run."""
+        start; None: all of them), give or take ``EXPIRY_GRACE_S``. A value expiring later is in
+        every snapshot of that run."""
         with self._lock:
             recent = (v for v, expiry in self._recent.items()
-                      if since is None or expiry is None or expiry >= since)
+                      if since is None or expiry is None or expiry + EXPIRY_GRACE_S >= since)
             return self._version, (*self._pinned, *(v for v in recent if v not in self._pinned))
 
     def __repr__(self) -> str:

@@ -20,7 +20,7 @@ import pytest
 from executor import hardening
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
-from executor.pool.sensitive import HOST_CREDENTIAL_VARS, SensitiveValues
+from executor.pool.sensitive import EXPIRY_GRACE_S, HOST_CREDENTIAL_VARS, SensitiveValues
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.masking import MASK, Masker
 from tests.faults.ledger import wait_until
@@ -133,22 +133,26 @@ def test_runs_of_one_source_share_its_build_and_never_a_recipes_secret() -> None
     assert fourth._automata is not first._automata
     assert fourth.mask(f"{renewed} gms-token-made-up") == f"{MASK} {MASK}"
 
+
 def test_a_new_run_masks_the_leases_valid_at_its_start_and_keeps_them_while_it_runs() -> None:
     """A long-lived pool keeps the last eight leases' values: a run starting now scans only for
-    those still valid (a lease that expired before it began never reached it), and one that
-    expires while the run goes on stays masked in that run, through a rebuild for a renewal."""
+    those still valid (give or take the clocks' grace), and one that expires while the run goes
+    on stays masked in that run, through a rebuild for a renewal."""
     values = SensitiveValues()
     values.pin(["gms-token-made-up"])
     now = time.time()
-    values.remember("expired-lease-key", "expired-lease-secret", expires=now - 60)
+    values.remember("expired-lease-key", "expired-lease-secret", expires=now - EXPIRY_GRACE_S - 60)
+    values.remember("lease-expired-a-minute-ago", expires=now - 60)  # within the clocks' grace
     values.remember("current-lease-key", expires=now + 3600)
     values.remember("lease-of-unknown-expiry")
-    assert values.values() == ("gms-token-made-up", "current-lease-key", "lease-of-unknown-expiry")
+    assert values.values() == ("gms-token-made-up", "lease-expired-a-minute-ago", "current-lease-key",
+                               "lease-of-unknown-expiry")
     assert "expired-lease-key" in values.snapshot()[1]  # no start given: every value kept
     masker = LiveMasker([], values)  # a run starting now, of the source's values alone
     text = "expired-lease-key current-lease-key lease-of-unknown-expiry gms-token-made-up"
     assert masker.mask(text) == f"expired-lease-key {MASK} {MASK} {MASK}"
-    values.remember("current-lease-key", expires=masker.since)  # it expires while the run goes on
+    # it expires while the run goes on
+    values.remember("current-lease-key", expires=masker.since - EXPIRY_GRACE_S)
     values.remember("renewed-lease-key", expires=now + 7200)  # a renewal: the run rebuilds
     assert masker.mask("current-lease-key renewed-lease-key") == f"{MASK} {MASK}"
     assert masker.mask("expired-lease-key") == "expired-lease-key"
