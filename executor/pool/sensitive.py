@@ -10,8 +10,8 @@ that task too, so ``version`` grows with every change and a run's masker rebuild
 it differs from the version it was built at (one integer compare per masked piece, no lock).
 A rotating value may carry its lease's expiry: a run is given only the values still valid when
 it starts (``values``, ``snapshot(since=...)``) and keeps those for its whole life, so a
-long-lived pool's new runs scan for the one or two leases in force (3-6 values), not for the
-last eight (24 values, 3-6 automata: 0.7-1.0 ms per MiB of output instead of 0.23).
+long-lived pool's new runs scan for the one or two leases in force (3-6 values, 1-2 automata:
+0.27 ms per MiB of output), not for the last eight (24 values, 3-6 automata: 0.7-1.3 ms).
 Thread-safe: the leaser writes while launch and output threads read.
 """
 
