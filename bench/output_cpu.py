@@ -74,7 +74,7 @@ class _Source:
 
     version = 1
 
-    def snapshot(self) -> tuple[int, tuple[str, ...]]:
+    def snapshot(self, since: float | None = None) -> tuple[int, tuple[str, ...]]:
         return 1, CREDENTIALS
 
 

@@ -80,7 +80,8 @@ class CredentialLeaser(PoolActor):
             return
         self.retry.succeeded()
         self.lease = lease
-        self.pool.credentials.remember(lease.access_key_id, lease.secret_access_key, lease.session_token)
+        self.pool.credentials.remember(lease.access_key_id, lease.secret_access_key, lease.session_token,
+                                       expires=lease.expiration.timestamp())
         delay = max(
             1.0, (lease.refresh_at(REFRESH_AFTER_S, REFRESH_BEFORE_EXPIRY_S) - _now()).total_seconds()
         )

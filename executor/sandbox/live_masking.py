@@ -13,6 +13,9 @@ read-back) gets the refresh without knowing about it. The rebuild builds a fresh
 takes over its instance state, so it stays right whatever ``Masker`` keeps internally. A
 caller that holds per-stream state derived from a masker (a chunk overlap sized by
 ``max_form_length``) should call ``refresh()`` at a chunk boundary and read it afterwards.
+A masker asks the source for the values valid from its start on (``snapshot(since=...)``): a
+lease that expired before the run began is not scanned for (a long-lived pool keeps the last
+eight), one that expires while it runs stays.
 
 Every run starts with the same values (the pool's credentials: ``pool/sandboxing.py`` gives
 them both as its own secrets and as the source), and building their automata costs 0.4-0.9 ms
@@ -26,13 +29,14 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from typing import Protocol
 
 from executor.sandbox.masking import MIN_SECRET_LENGTH, Masker
 
-_OWN_FIELDS = frozenset({"_own", "_source", "_version", "_refresh_lock", "short_count"})
+_OWN_FIELDS = frozenset({"_own", "_source", "_since", "_version", "_refresh_lock", "short_count"})
 """Instance fields of ``LiveMasker`` that a rebuild keeps (the short-secret note is the start's)."""
 
 
@@ -42,8 +46,9 @@ class SecretSource(Protocol):
     @property
     def version(self) -> int: ...
 
-    def snapshot(self) -> tuple[int, tuple[str, ...]]:
-        """The version and the values at that version, read together."""
+    def snapshot(self, since: float | None = None) -> tuple[int, tuple[str, ...]]:
+        """The version and the values at that version, read together: those still valid at
+        ``since`` (``time.time()`` seconds; None: all)."""
         ...
 
 
@@ -57,7 +62,9 @@ class LiveMasker(Masker):
         self._own = tuple(own)
         self._source = source
         self._refresh_lock = threading.Lock()
-        version, values = source.snapshot() if source is not None else (0, ())
+        self._since = time.time()
+        """The run's start: values that expired before it are not masked (``SecretSource``)."""
+        version, values = source.snapshot(self._since) if source is not None else (0, ())
         shared = _SHARED.get(source, version, self._own, values) if source is not None else None
         if shared is not None:
             vars(self).update(vars(shared))
@@ -66,6 +73,11 @@ class LiveMasker(Masker):
             if source is not None:
                 _SHARED.keep(source, version, self._own, values, self)
         self._version = version
+
+    @property
+    def since(self) -> float:
+        """The masker's start (``time.time()``): the source's values expired before it are left out."""
+        return self._since
 
     @property
     def version(self) -> int:
@@ -117,7 +129,7 @@ class LiveMasker(Masker):
         """Take over the state of a fresh ``Masker`` of the own secrets and the source's current
         values (the lock is held); the short-secret count stays the start's (short values are
         not warned about again)."""
-        version, values = self._source.snapshot() if self._source is not None else (0, ())
+        version, values = self._source.snapshot(self._since) if self._source is not None else (0, ())
         fresh = Masker([*(s for s in self._own if len(s) >= MIN_SECRET_LENGTH), *values])
         vars(self).update({k: v for k, v in vars(fresh).items() if k not in _OWN_FIELDS})
         self._version = version
@@ -138,18 +150,21 @@ class _SharedBuilds:
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._builds: weakref.WeakKeyDictionary[SecretSource, tuple[int, tuple[str, ...], Masker]] = (
-            weakref.WeakKeyDictionary())
+        self._builds: weakref.WeakKeyDictionary[
+            SecretSource, tuple[int, tuple[str, ...], tuple[str, ...], Masker]] = weakref.WeakKeyDictionary()
+        """Source -> the version, the own values and the source's values (at one version, they
+        differ as leases expire) of the last build, and its state."""
 
     def get(self, source: SecretSource, version: int, own: tuple[str, ...],
             values: tuple[str, ...]) -> Masker | None:
-        """A plain ``Masker`` of ``own`` + ``values``, built before at ``version``; None if none."""
+        """A plain ``Masker`` of ``own`` + ``values``, built before at ``version`` from the same
+        values; None if none."""
         if not set(own) <= set(values):
             return None  # values of the run's own: built for it alone, never shared
         found = None
         with contextlib.suppress(TypeError), self._lock:  # TypeError: no weak reference to it
             found = self._builds.get(source)
-        return found[2] if found is not None and found[:2] == (version, own) else None
+        return found[3] if found is not None and found[:3] == (version, own, values) else None
 
     def keep(self, source: SecretSource, version: int, own: tuple[str, ...], values: tuple[str, ...],
              built: Masker) -> None:
@@ -161,7 +176,7 @@ class _SharedBuilds:
         vars(copy).update({k: v for k, v in vars(built).items() if k not in kept})
         # A source that takes no weak reference (TypeError) is not shared.
         with contextlib.suppress(TypeError), self._lock:
-            self._builds[source] = (version, own, copy)
+            self._builds[source] = (version, own, values, copy)
 
 
 _SHARED = _SharedBuilds()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from executor import hardening
 from executor.config import ExecutorConfig, GmsSettings, PoolSettings
 from executor.pool.context import PoolContext
-from executor.pool.sensitive import HOST_CREDENTIAL_VARS, SensitiveValues
+from executor.pool.sensitive import EXPIRY_GRACE_S, HOST_CREDENTIAL_VARS, SensitiveValues
 from executor.sandbox.live_masking import LiveMasker
 from executor.sandbox.masking import MASK, Masker
 from tests.faults.ledger import wait_until
@@ -131,6 +132,34 @@ def test_runs_of_one_source_share_its_build_and_never_a_recipes_secret() -> None
     fourth = LiveMasker(values.values(), values)
     assert fourth._automata is not first._automata
     assert fourth.mask(f"{renewed} gms-token-made-up") == f"{MASK} {MASK}"
+
+
+def test_a_new_run_masks_the_leases_valid_at_its_start_and_keeps_them_while_it_runs() -> None:
+    """A long-lived pool keeps the last eight leases' values: a run starting now scans only for
+    those still valid (give or take the clocks' grace), and one that expires while the run goes
+    on stays masked in that run, through a rebuild for a renewal."""
+    values = SensitiveValues()
+    values.pin(["gms-token-made-up"])
+    now = time.time()
+    values.remember("expired-lease-key", "expired-lease-secret", expires=now - EXPIRY_GRACE_S - 60)
+    values.remember("lease-expired-a-minute-ago", expires=now - 60)  # within the clocks' grace
+    values.remember("current-lease-key", expires=now + 3600)
+    values.remember("lease-of-unknown-expiry")
+    assert values.values() == ("gms-token-made-up", "lease-expired-a-minute-ago", "current-lease-key",
+                               "lease-of-unknown-expiry")
+    assert "expired-lease-key" in values.snapshot()[1]  # no start given: every value kept
+    masker = LiveMasker([], values)  # a run starting now, of the source's values alone
+    text = "expired-lease-key current-lease-key lease-of-unknown-expiry gms-token-made-up"
+    assert masker.mask(text) == f"expired-lease-key {MASK} {MASK} {MASK}"
+    # it expires while the run goes on
+    values.remember("current-lease-key", expires=masker.since - EXPIRY_GRACE_S)
+    values.remember("renewed-lease-key", expires=now + 7200)  # a renewal: the run rebuilds
+    assert masker.mask("current-lease-key renewed-lease-key") == f"{MASK} {MASK}"
+    assert masker.mask("expired-lease-key") == "expired-lease-key"
+    later = LiveMasker(values.values(), values)  # a run starting after it expired
+    assert values.snapshot(time.time())[1] == values.values()
+    assert later.mask("current-lease-key renewed-lease-key") == f"current-lease-key {MASK}"
+
 
 def test_secrets_added_to_a_built_masker_are_masked_in_every_form_beside_the_credentials() -> None:
     """A held run's secrets come after its masker was built: they get automata of their own,
