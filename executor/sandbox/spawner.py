@@ -31,6 +31,7 @@ Why each property holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -126,6 +127,9 @@ class SpawnServer:
         self._children = 0
         self._deaths: list[float] = []
         self._thread: threading.Thread | None = None
+        self._wake: int | None = None
+        """The write end of the keeper's wake-up pipe while it waits: ``reaped`` of the last
+        child wakes it, so the idle stop comes ``IDLE_S`` after the last use, not a wait later."""
 
     @property
     def pid(self) -> int | None:
@@ -182,6 +186,9 @@ class SpawnServer:
             if used:
                 self._last_used = time.monotonic()
             self._state.notify_all()
+            if self._children == 0 and self._wake is not None:
+                with contextlib.suppress(BlockingIOError):  # a full pipe wakes the keeper anyway
+                    os.write(self._wake, b"!")
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the server; the keeper thread ends once every child it parented was reaped."""
@@ -252,14 +259,21 @@ class SpawnServer:
         except OSError:  # a kernel before 5.3: keep it for good
             proc.wait()
             return False
+        wake, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        with self._state:
+            self._wake = write_end
         try:
             while True:
-                with self._state:  # with children: look again after a while (a reap restarts the clock)
+                with self._state:  # with children: until the last one's reap wakes it
                     busy = self._children > 0
-                    left = self._idle_s if busy else self._last_used + self._idle_s - time.monotonic()
-                if left > 0:
-                    if select.select([pidfd], [], [], left)[0]:
+                    left = None if busy else self._last_used + self._idle_s - time.monotonic()
+                if left is None or left > 0:
+                    ready = select.select([pidfd, wake], [], [], left)[0]
+                    if pidfd in ready:
                         return False
+                    if wake in ready:
+                        os.read(wake, 64)
                     continue
                 if not self._request_lock.acquire(blocking=False):  # never stop it mid-request
                     if select.select([pidfd], [], [], 0.05)[0]:
@@ -276,6 +290,10 @@ class SpawnServer:
                 logger.debug("spawn server {} idle for {:.0f}s; stopped", proc.pid, self._idle_s)
                 return True
         finally:
+            with self._state:
+                self._wake = None
+            os.close(write_end)
+            os.close(wake)
             os.close(pidfd)
 
     def _launch(self) -> tuple[subprocess.Popen[bytes], socket.socket]:
