@@ -1,0 +1,114 @@
+"""The warm spare beside a venv build, and an executor's rest after its last task.
+
+A venv build runs a requested package's code (pip: an sdist's build backend) outside any
+isolation, as the recipe's uid: the pool's spare is killed before pip starts and none is made
+until that launch ends, whatever the isolation. The spawn server stops ``IDLE_S`` after its last
+use even when its last child (a spare killed unused) is reaped after that: at the reap, not a
+whole idle time later.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psutil
+import pytest
+
+from executor.pool.sandboxing import SandboxLauncher
+from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
+from executor.sandbox import SandboxRun, SandboxSpec
+from executor.sandbox.spawner import SpawnServer
+from executor.sandbox.venvs import ResolvedVenv
+
+from .helpers import py, wait_until
+from .launching import PREFIX, Outcome, SilentIndex, request
+from .test_warm_spare import DEADLINE_S, gone, make_pool, run_task, spare_pid
+
+
+@pytest.fixture
+def server() -> Iterator[SpawnServer]:
+    spawner = SpawnServer()
+    yield spawner
+    spawner.close()
+    assert not psutil.Process().children(recursive=True), "nothing of the runs is left"
+
+
+@pytest.fixture
+def silent_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentIndex]:
+    """pip of this test asks only a loopback index that never answers: the build lasts."""
+    with SilentIndex() as index:
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_INDEX_URL", index.url)
+        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+        yield index
+
+
+def test_a_venv_build_kills_the_spare_before_pip_runs(
+        tmp_path: Path, server: SpawnServer, silent_index: SilentIndex) -> None:
+    pool = make_pool(tmp_path, server, dynamic=True)
+    try:
+        run_task(pool, "first", tmp_path / "first")
+        pid = spare_pid(pool)
+        launcher = SandboxLauncher(pool, PREFIX + "dynamic")
+        outcome = Outcome()
+        launcher.start(request("dynamic", tmp_path / "spawned", version="0.0.1", plugin="file"), {},
+                       on_exit=outcome)
+        try:
+            wait_until(lambda: silent_index.connections > 0, 120, "pip to ask the index")
+            assert gone(pid), "the spare was killed before pip started"
+            assert pool.warm.ready is None and not pool.warm.making
+        finally:
+            launcher.kill()
+        assert outcome.wait(DEADLINE_S) is not None
+    finally:
+        pool.warm.close()
+
+
+def test_no_spare_lives_beside_a_build_in_any_isolation(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    """As under ``bwrap`` (``alone`` False: spares beside runs are fine), a build still kills the
+    spare, and an offer made meanwhile waits for the build's launch to end."""
+    holder = WarmSpare()
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make() -> Spare:
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    try:
+        holder.offer("plain", make)
+        wait_until(lambda: holder.ready is not None, DEADLINE_S, "a spare")
+        first = holder.ready
+        assert first is not None
+        holder.run_begins(alone=False, build=True)
+        assert holder.ready is None and first.run.wait(DEADLINE_S) is not None, "killed at the build"
+        holder.offer("plain", make)  # another task's input, as under bwrap
+        assert holder.ready is None and not holder.making, "kept until the build's launch ends"
+        holder.run_ended(build=True)
+        wait_until(lambda: holder.ready is not None, DEADLINE_S, "the spare once the build ended")
+    finally:
+        holder.close()
+
+
+def test_the_server_stops_at_the_reap_of_a_spare_outliving_its_idle_time(
+        make_spec: Callable[..., SandboxSpec]) -> None:
+    """The server's idle time counts from the spare's spawn (its unused end is no use); a spare
+    killed after that lets it stop at once, where the keeper used to wait another idle time."""
+    server = SpawnServer(idle_s=60.0)
+    try:
+        spare = SandboxRun(make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID),
+                           spawner=server)
+        spare.start(here=True)
+        with server._state:
+            server._last_used -= 61.0  # as if spawned longer than the idle time ago
+        spare.stop("no task came", grace_s=0, status="CANCELLED")
+        assert spare.wait(DEADLINE_S) is not None
+        wait_until(lambda: server.pid is None, 30, "the server to stop at the spare's reap")
+    finally:
+        server.close()
+    assert not psutil.Process().children(recursive=True)
