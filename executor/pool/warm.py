@@ -173,6 +173,7 @@ class WarmSpare:
         tree is gone. The last one (the last build, for an offer not ``alone``) makes the spare
         an offer kept asked for."""
         with self._lock:
+            self._last_used = time.monotonic()  # idle counts from the pool's last run's end
             self._runs = max(0, self._runs - 1)
             self._builds = max(0, self._builds - build)
             wanted = self._wanted
@@ -245,10 +246,12 @@ class WarmSpare:
                 self._made.notify_all()
 
     def _end_of(self, spare: Spare) -> float:
-        """When ``spare`` is killed unused: ``idle_s`` after the pool's last task, and before half
-        the run's wall-time limit has passed since its spawn (its monitor counts that from the
-        spawn until an adoption restarts it: a spare never reaches it)."""
-        end = self._last_used + self.idle_s
+        """When ``spare`` is killed unused: ``idle_s`` after the pool's last task (its input, or
+        its run's end: never while a run of the pool is in progress, the next task may come at
+        its end), and before half the run's wall-time limit has passed since its spawn (its
+        monitor counts that from the spawn until an adoption restarts it: a spare never reaches
+        it)."""
+        end = (time.monotonic() if self._runs > 0 else self._last_used) + self.idle_s
         wall = spare.key.limits.wall_seconds
         return min(end, spare.born + wall / 2) if wall is not None else end
 

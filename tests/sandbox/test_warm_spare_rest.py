@@ -10,6 +10,7 @@ whole idle time later.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -91,6 +92,33 @@ def test_no_spare_lives_beside_a_build_in_any_isolation(
         assert holder.ready is None and not holder.making, "kept until the build's launch ends"
         holder.run_ended(build=True)
         wait_until(lambda: holder.ready is not None, DEADLINE_S, "the spare once the build ended")
+    finally:
+        holder.close()
+
+
+def test_a_spare_is_not_idle_while_a_run_of_the_pool_is_in_progress(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    """As under ``bwrap`` (the spare beside a run): a task longer than the idle time keeps the
+    spare for the task after it; the idle time counts from that run's end."""
+    holder = WarmSpare(idle_s=0.3)
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make() -> Spare:
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    try:
+        holder.run_begins(alone=False)
+        holder.offer("plain", make)  # the long task's input
+        wait_until(lambda: holder.ready is not None, DEADLINE_S, "a spare")
+        began = time.monotonic()
+        wait_until(lambda: time.monotonic() - began > 1.0, 10, "three idle times of the long task")
+        assert holder.ready is not None and holder.counts.discarded == 0, "kept while the task runs"
+        holder.run_ended()
+        wait_until(lambda: holder.ready is None, DEADLINE_S, "the idle time after the run's end")
+        assert holder.counts.discarded == 1
     finally:
         holder.close()
 
