@@ -8,11 +8,15 @@ this process that outlives runs) or starts as ``python -I -S launch.py ... -- <v
 ingest run ...``; either way it execs into the CLI, so one run is one process whose command line holds
 ``ingest run`` and whose parent is this process (the executor runs in-process): the CLI's
 own children (it forks, and runs ``ps``) are part of that run's tree, not runs of their own.
+A pool's warm spare (on by default) is such a process too, held without input in a
+``warm-spare-XXXX`` work dir: it ran a recipe only if a task adopted it, which the executor's
+log says (``adopts the warm spare (pid N)``), so ``ingest_runs_seen`` takes that log.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +27,9 @@ from typing import Any
 import psutil
 
 INTERVAL_S = 0.02
+ADOPTED = re.compile(r"adopts the warm spare \(pid (\d+)\)")
+SPARE_RUN = "warm-spare"
+"""``run_id`` of a warm spare's process (and of the task's run that adopted it)."""
 
 
 @dataclass
@@ -123,10 +130,12 @@ class ProcessSampler:
         with self._lock:
             return list(self.seen.values())
 
-    def ingest_runs_seen(self) -> int:
-        """How many distinct runs (sandbox roots that became ``ingest run``) were seen."""
-        me = os.getpid()
-        return sum(1 for p in self.processes() if p.ppid == me and any(is_ingest_run(c) for c in p.cmdlines))
+    def ingest_runs_seen(self, log_text: str) -> int:
+        """How many distinct runs (sandbox roots that became ``ingest run``) were seen to run a
+        recipe: a warm spare only if the executor's log (``log_text``) says a task adopted it."""
+        me, adopted = os.getpid(), {int(pid) for pid in ADOPTED.findall(log_text)}
+        return sum(1 for p in self.processes() if p.ppid == me and any(is_ingest_run(c) for c in p.cmdlines)
+                   and (p.pid in adopted or not any(run_id(c) == SPARE_RUN for c in p.cmdlines)))
 
     def commands(self) -> list[tuple[str, ...]]:
         """Every command line seen."""
