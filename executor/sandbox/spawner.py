@@ -128,8 +128,11 @@ class SpawnServer:
         self._deaths: list[float] = []
         self._thread: threading.Thread | None = None
         self._wake: int | None = None
-        """The write end of the keeper's wake-up pipe while it waits: ``reaped`` of the last
-        child wakes it, so the idle stop comes ``IDLE_S`` after the last use, not a wait later."""
+        """The write end of the keeper's wake-up pipe: once its idle time is over and only
+        children keep it, ``reaped`` of the last one wakes it (``_reap_wakes``), so the idle stop
+        comes ``IDLE_S`` after the last use, not a wait later. Before that it waits until the
+        idle time is over (no wake-up a task)."""
+        self._reap_wakes = False
 
     @property
     def pid(self) -> int | None:
@@ -186,7 +189,8 @@ class SpawnServer:
             if used:
                 self._last_used = time.monotonic()
             self._state.notify_all()
-            if self._children == 0 and self._wake is not None:
+            if self._children == 0 and self._reap_wakes and self._wake is not None:
+                self._reap_wakes = False
                 with contextlib.suppress(BlockingIOError):  # a full pipe wakes the keeper anyway
                     os.write(self._wake, b"!")
 
@@ -265,11 +269,12 @@ class SpawnServer:
             self._wake = write_end
         try:
             while True:
-                with self._state:  # with children: until the last one's reap wakes it
-                    busy = self._children > 0
-                    left = None if busy else self._last_used + self._idle_s - time.monotonic()
-                if left is None or left > 0:
-                    ready = select.select([pidfd, wake], [], [], left)[0]
+                with self._state:  # past the idle time with children: until the last one's reap
+                    left = self._last_used + self._idle_s - time.monotonic()
+                    self._reap_wakes = self._children > 0 and left <= 0
+                    reap_wakes = self._reap_wakes
+                if reap_wakes or left > 0:
+                    ready = select.select([pidfd, wake], [], [], None if reap_wakes else left)[0]
                     if pidfd in ready:
                         return False
                     if wake in ready:

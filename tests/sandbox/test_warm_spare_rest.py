@@ -125,15 +125,16 @@ def test_a_spare_is_not_idle_while_a_run_of_the_pool_is_in_progress(
 
 def test_the_server_stops_at_the_reap_of_a_spare_outliving_its_idle_time(
         make_spec: Callable[..., SandboxSpec]) -> None:
-    """The server's idle time counts from the spare's spawn (its unused end is no use); a spare
-    killed after that lets it stop at once, where the keeper used to wait another idle time."""
-    server = SpawnServer(idle_s=60.0)
+    """The server's idle time counts from the spare's spawn (its unused end is no use); past it,
+    with the spare still alive, the keeper waits for that reap (no clock), and stops at it."""
+    server = SpawnServer(idle_s=1.0)
     try:
         spare = SandboxRun(make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID),
                            spawner=server)
         spare.start(here=True)
-        with server._state:
-            server._last_used -= 61.0  # as if spawned longer than the idle time ago
+        wait_until(lambda: server._reap_wakes, 30, "the keeper to wait for the last child's reap")
+        with server._state:  # a keeper on a clock would now wait a minute; the reap must wake it
+            server._idle_s, server._last_used = 60.0, server._last_used - 61.0
         spare.stop("no task came", grace_s=0, status="CANCELLED")
         assert spare.wait(DEADLINE_S) is not None
         wait_until(lambda: server.pid is None, 30, "the server to stop at the spare's reap")
