@@ -15,7 +15,6 @@ import dataclasses
 import json
 import os
 import signal
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -27,12 +26,11 @@ import pytest
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
 from executor.pool.sandboxing import SandboxLauncher, work_roots
-from executor.pool.warm import SPARE_ID, Spare, WarmSpare, close_all, spare_key
+from executor.pool.warm import SPARE_ID, WarmSpare
 from executor.sandbox import SandboxLimits, SandboxRun, SandboxSpec
 from executor.sandbox.cgroups import cached_cgroups
 from executor.sandbox.orphans import MARKER_VAR
 from executor.sandbox.spawner import SpawnServer
-from executor.sandbox.venvs import ResolvedVenv
 from tests.fixtures.fake_venvs import bundled_cli
 
 from .helpers import py, wait_until
@@ -366,49 +364,3 @@ def test_a_spare_killed_unused_does_not_restart_the_spawn_servers_idle_time(
     used.give_input(b"", ())
     assert used.wait(DEADLINE_S) is not None
     assert server._last_used > spawned_use, "a run that got its input counts as use at its end"
-
-
-def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
-        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
-    holder = WarmSpare()
-    go, made = threading.Event(), threading.Event()
-    runs: list[SandboxRun] = []
-
-    def make() -> Spare:
-        assert go.wait(DEADLINE_S)
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        runs.append(SandboxRun(spec, spawner=server))
-        runs[0].start(here=True)
-        made.set()
-        return Spare(runs[0], ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub")),
-                     spare_key(spec))
-
-    holder.offer("plain", make)
-    holder.offer("plain", make)  # one is being made: no second
-    holder.clear(wait_s=0)  # the pool stops meanwhile
-    go.set()
-    assert made.wait(DEADLINE_S) and len(runs) == 1
-    result = runs[0].wait(DEADLINE_S)
-    assert result is not None and result.outcome == "stopped", "killed once made"
-    assert holder.ready is None and holder.counts.made == 0 and holder.counts.discarded == 1
-    assert holder.wait_made(DEADLINE_S) and not holder.making, "reaped before the making ends"
-
-
-def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
-        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
-    holders = [WarmSpare(), WarmSpare()]
-    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
-
-    def make() -> Spare:
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        run = SandboxRun(spec, spawner=server)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), "plain")
-
-    for holder in holders:
-        holder.offer("plain", make)
-    wait_until(lambda: all(h.ready is not None for h in holders), DEADLINE_S, "a spare in each pool")
-    runs = [h.ready.run for h in holders if h.ready is not None]
-    close_all(holders, wait_s=DEADLINE_S)
-    assert all(run.wait(0) is not None for run in runs), "both killed and cleaned up on return"
-    assert all(h.ready is None and h.counts.discarded == 1 for h in holders)

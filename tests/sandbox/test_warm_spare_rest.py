@@ -1,15 +1,17 @@
-"""The warm spare beside a venv build, and an executor's rest after its last task.
+"""The warm spare's holder: beside a venv build, across a stop, at the drain; and the rest after.
 
 A venv build runs a requested package's code (pip: an sdist's build backend) outside any
 isolation, as the recipe's uid: the pool's spare is killed before pip starts and none is made
 until that launch ends, whatever the isolation. The spawn server stops ``IDLE_S`` after its last
 use even when its last child (a spare killed unused) is reaped after that: at the reap, not a
-whole idle time later.
+whole idle time later. A spare made across the pool's stop is killed once made; the drain
+kills every pool's spare and waits for them together.
 """
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,7 +20,7 @@ import psutil
 import pytest
 
 from executor.pool.sandboxing import SandboxLauncher
-from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
+from executor.pool.warm import SPARE_ID, Spare, WarmSpare, close_all, spare_key
 from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.spawner import SpawnServer
 from executor.sandbox.venvs import ResolvedVenv
@@ -141,3 +143,49 @@ def test_the_server_stops_at_the_reap_of_a_spare_outliving_its_idle_time(
     finally:
         server.close()
     assert not psutil.Process().children(recursive=True)
+
+
+def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    holder = WarmSpare()
+    go, made = threading.Event(), threading.Event()
+    runs: list[SandboxRun] = []
+
+    def make() -> Spare:
+        assert go.wait(DEADLINE_S)
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        runs.append(SandboxRun(spec, spawner=server))
+        runs[0].start(here=True)
+        made.set()
+        return Spare(runs[0], ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub")),
+                     spare_key(spec))
+
+    holder.offer("plain", make)
+    holder.offer("plain", make)  # one is being made: no second
+    holder.clear(wait_s=0)  # the pool stops meanwhile
+    go.set()
+    assert made.wait(DEADLINE_S) and len(runs) == 1
+    result = runs[0].wait(DEADLINE_S)
+    assert result is not None and result.outcome == "stopped", "killed once made"
+    assert holder.ready is None and holder.counts.made == 0 and holder.counts.discarded == 1
+    assert holder.wait_made(DEADLINE_S) and not holder.making, "reaped before the making ends"
+
+
+def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    holders = [WarmSpare(), WarmSpare()]
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make() -> Spare:
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    for holder in holders:
+        holder.offer("plain", make)
+    wait_until(lambda: all(h.ready is not None for h in holders), DEADLINE_S, "a spare in each pool")
+    runs = [h.ready.run for h in holders if h.ready is not None]
+    close_all(holders, wait_s=DEADLINE_S)
+    assert all(run.wait(0) is not None for run in runs), "both killed and cleaned up on return"
+    assert all(h.ready is None and h.counts.discarded == 1 for h in holders)
