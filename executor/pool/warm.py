@@ -89,6 +89,8 @@ class WarmSpare:
         """Notified when a making ends (the spare held, or killed and reaped: ``clear`` waits)."""
         self._spare: Spare | None = None
         self._making = False
+        self._stale_making = False
+        """The spare being made will be killed once made (a run spawned beside it, a stop)."""
         self._closed = False
         self._generation = 0
         """Bumped by ``clear`` and by a run spawned beside it: a spare made across is killed."""
@@ -113,12 +115,12 @@ class WarmSpare:
             self._last_used = time.monotonic()
             if self._spare is not None and self._spare.kind != kind:
                 stale, self._spare = self._spare, None
-            if self._builds > 0 or (alone and self._runs > 0):
-                self._wanted, busy = (kind, make, alone), True
+            if self._builds > 0 or (alone and self._runs > 0) or (self._making and self._stale_making):
+                self._wanted, busy = (kind, make, alone), True  # made once that ends
             else:
                 busy = self._closed or self._making or self._spare is not None
             if not busy:
-                self._making, generation = True, self._generation
+                self._making, self._stale_making, generation = True, False, self._generation
         if stale is not None:
             self._kill(stale, "a task of another venv came")
         if busy:
@@ -164,6 +166,7 @@ class WarmSpare:
             self._builds += build
             if alone or build:
                 self._generation += 1
+                self._stale_making = self._making
                 stale, self._spare = self._spare, None
         if stale is not None:
             self._kill(stale, "a task spawned its own run beside it")
@@ -176,13 +179,17 @@ class WarmSpare:
             self._last_used = time.monotonic()  # idle counts from the pool's last run's end
             self._runs = max(0, self._runs - 1)
             self._builds = max(0, self._builds - build)
-            wanted = self._wanted
-            if wanted is not None and (self._builds > 0 or (wanted[2] and self._runs > 0)):
-                wanted = None
-            if wanted is not None:
-                self._wanted = None
+            wanted = self._due_wanted()
         if wanted is not None:
             self.offer(*wanted)
+
+    def _due_wanted(self) -> tuple[Hashable, Callable[[], Spare | None], bool] | None:
+        """Under the lock: the offer kept, taken, once nothing holds it back any more."""
+        wanted = self._wanted
+        if wanted is None or self._builds > 0 or (wanted[2] and self._runs > 0) or self._making:
+            return None
+        self._wanted = None
+        return wanted
 
     def clear(self, wait_s: float = KILL_WAIT_S) -> SandboxRun | None:
         """The pool stops or restarts: kill the spare (one being made is killed once made) and
@@ -191,6 +198,7 @@ class WarmSpare:
         deadline = time.monotonic() + wait_s
         with self._lock:
             self._generation += 1
+            self._stale_making = self._making
             self._wanted = None
             spare, self._spare = self._spare, None
             timer, self._timer = self._timer, None
@@ -235,15 +243,15 @@ class WarmSpare:
                 self._spare = spare
                 self.counts.made += 1
                 self._arm_timer(spare)
-            if keep or spare is None:
-                self._making = False
-                self._made.notify_all()
         if spare is not None and not keep:
             self._kill(spare, "the pool stopped or a run spawned while it was made")
             spare.run.wait(KILL_WAIT_S)
-            with self._lock:  # made and gone: ``clear`` may return
-                self._making = False
-                self._made.notify_all()
+        with self._lock:  # made (and, unkept, gone): ``clear`` may return, a kept offer goes
+            self._making = False
+            self._made.notify_all()
+            wanted = self._due_wanted()
+        if wanted is not None:
+            self.offer(*wanted)
 
     def _end_of(self, spare: Spare) -> float:
         """When ``spare`` is killed unused: ``idle_s`` after the pool's last task (its input, or

@@ -189,3 +189,30 @@ def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
     close_all(holders, wait_s=DEADLINE_S)
     assert all(run.wait(0) is not None for run in runs), "both killed and cleaned up on return"
     assert all(h.ready is None and h.counts.discarded == 1 for h in holders)
+
+
+def test_an_offer_while_a_doomed_spare_is_made_is_kept_until_that_ends(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    """A run spawned beside a spare being made dooms it (killed once made); a task's offer in that
+    time is kept and made once the doomed one is gone, not dropped (the next task would spawn)."""
+    holder = WarmSpare()
+    go = threading.Event()
+    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+
+    def make(gated: bool) -> Spare:
+        assert not gated or go.wait(DEADLINE_S)
+        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+        run = SandboxRun(spec, spawner=server)
+        run.start(here=True)
+        return Spare(run, venv, spare_key(spec), "plain")
+
+    try:
+        holder.offer("plain", lambda: make(True), alone=True)
+        holder.run_begins(alone=True)  # a task spawns its own run meanwhile: the spare is doomed
+        holder.run_ended()
+        holder.offer("plain", lambda: make(False), alone=True)  # that task's input... after its end
+        go.set()
+        wait_until(lambda: holder.ready is not None, DEADLINE_S, "the kept offer's spare")
+        assert holder.counts.made == 1 and holder.counts.discarded == 1
+    finally:
+        holder.close()
