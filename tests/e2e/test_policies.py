@@ -39,11 +39,11 @@ def test_a_burst_never_exceeds_the_pools_capacity(e2e: ExecutorHarness) -> None:
     heavy_env = {"extra_env_vars": json.dumps({"EXECUTOR_TASK_WEIGHT": "1.0"})}
     sources = [e2e.create_source(sink_recipe(e2e.cp), name=f"burst {i}") for i in range(5)]
     sources.insert(1, e2e.create_source(sink_recipe(e2e.cp), name="heavy", extra_args=heavy_env))
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         requests = [e2e.run_source(source) for source in sources]
         statuses = [e2e.wait_terminal(urn, timeout_s=240)["status"] for urn in requests]
     assert statuses == ["SUCCESS"] * 6
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 6
+    assert sampler.ingest_runs_seen() == 6
     assert sampler.max_ingest_runs == 2  # pool "default" has max_workers 2, and the burst filled it
     heavy = requests[1].rsplit(":", 1)[-1]
     assert {heavy} in sampler.together  # it ran...
@@ -51,7 +51,7 @@ def test_a_burst_never_exceeds_the_pools_capacity(e2e: ExecutorHarness) -> None:
 
 
 def test_cancelling_a_running_ingest_stops_its_whole_tree(e2e: ExecutorHarness) -> None:
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(e2e.logs.text) as sampler:
         recipe = sink_recipe(e2e.cp)
         recipe["sink"]["config"]["server"] = nowhere.url  # the CLI waits for an answer that never comes
         source, urn = e2e.submit(recipe)
@@ -66,14 +66,14 @@ def test_cancelling_a_running_ingest_stops_its_whole_tree(e2e: ExecutorHarness) 
     assert e2e.delivered[urn] == "CANCELLED"
     assert "KILL" in result["report"]
     assert sampler.processes() and survivors == []  # the CLI and whatever it started are gone
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 1
+    assert sampler.ingest_runs_seen() == 1
     sampler.wait_until(lambda _: queue_depth(e2e.cp) == 0)  # settled once GMS had the result
     assert_no_work_dir_left(e2e.pool_dir() / "work")  # the private work dir is gone
 
 
 def test_a_heavy_request_waits_for_room_and_a_kill_ends_the_wait(e2e: ExecutorHarness) -> None:
     heavy_env = {"extra_env_vars": json.dumps({"EXECUTOR_TASK_WEIGHT": "1.0"})}
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(e2e.logs.text) as sampler:
         recipe = sink_recipe(e2e.cp)
         recipe["sink"]["config"]["server"] = nowhere.url
         running_source, running = e2e.submit(recipe)
@@ -87,16 +87,16 @@ def test_a_heavy_request_waits_for_room_and_a_kill_ends_the_wait(e2e: ExecutorHa
         assert e2e.wait_terminal(running, timeout_s=90)["status"] == "CANCELLED"
     assert waited["status"] == "CANCELLED"
     assert "before it started" in waited["report"]
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 1  # the heavy one never ran
+    assert sampler.ingest_runs_seen() == 1  # the heavy one never ran
 
 
 def test_locked_mode_refuses_a_pinned_version_without_pip(e2e: ExecutorHarness) -> None:
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         _, urn = e2e.submit(sink_recipe(e2e.cp), version="1.7.0.17")
         result = e2e.wait_terminal(urn)
     assert result["status"] == "FAILURE"
     assert "version '1.7.0.17' is not allowed" in result["report"]
     assert "INGESTION_DEPENDENCY_RESOLUTION_ENABLED=false" in result["report"]
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 0
+    assert sampler.ingest_runs_seen() == 0
     assert not [c for c in sampler.commands() if any(Path(arg).name.startswith("pip") for arg in c)]
     assert not (e2e.pool_dir() / "venvs").exists()

@@ -82,7 +82,7 @@ def _block_then_prefetch(harness: ExecutorHarness, nowhere: SilentServer,
 
 def test_a_prefetched_request_waits_for_the_busy_slot_then_runs(prefetching: ExecutorHarness) -> None:
     cp = prefetching.cp
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(prefetching.logs.text) as sampler:
         running_source, running, waiting = _block_then_prefetch(prefetching, nowhere, sampler)
         assert queue_depth(cp, "other") == 2  # both held in flight by this executor
         assert prefetching.result(waiting) is None  # taken, not started: no RUNNING report yet
@@ -91,13 +91,13 @@ def test_a_prefetched_request_waits_for_the_busy_slot_then_runs(prefetching: Exe
         assert prefetching.wait_terminal(running, timeout_s=90)["status"] == "CANCELLED"
         done = prefetching.wait_terminal(waiting, timeout_s=120)
     assert done["status"] == "SUCCESS", done["report"]
-    assert sampler.ingest_runs_seen(prefetching.logs.text()) == 2
+    assert sampler.ingest_runs_seen() == 2
     assert sampler.max_ingest_runs == 1  # the prefetched one started only once the slot was free
 
 
 def test_a_drain_gives_a_prefetched_request_back_unstarted(prefetching: ExecutorHarness) -> None:
     cp = prefetching.cp
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(prefetching.logs.text) as sampler:
         running_source, running, waiting = _block_then_prefetch(prefetching, nowhere, sampler)
         prefetching.stopped = True  # shut down here, on a thread; checked for leftovers below
         stopping = threading.Thread(target=prefetching.service.shutdown, name="test-drain", daemon=True)
@@ -112,7 +112,7 @@ def test_a_drain_gives_a_prefetched_request_back_unstarted(prefetching: Executor
     # back at the drain's start, not with the interruption at its end.
     assert ended is not None and ended["status"] == "CANCELLED", ended
     assert prefetching.result(waiting) is None  # never started, nothing reported: another executor runs it
-    assert sampler.ingest_runs_seen(prefetching.logs.text()) == 1
+    assert sampler.ingest_runs_seen() == 1
     assert _visible(cp, "other") == 1
     _purge(cp, "other")
     check_nothing_left(prefetching.threads_before)

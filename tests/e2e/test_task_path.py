@@ -61,7 +61,7 @@ def stored_values_containing(e2e: ExecutorHarness, needles: list[str]) -> list[s
 
 def test_success_with_a_secret_that_never_leaks(e2e: ExecutorHarness) -> None:
     secret = e2e.cp.token  # the sink's token is the DataHub secret E2E_SINK_TOKEN
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         _, urn = e2e.submit(sink_recipe(e2e.cp))
         result = e2e.wait_terminal(urn)
 
@@ -74,7 +74,7 @@ def test_success_with_a_secret_that_never_leaks(e2e: ExecutorHarness) -> None:
     assert any(v.get("status") == "RUNNING" for v in history)  # progress while it ran
 
     forms = secret_forms(secret)
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 1
+    assert sampler.ingest_runs_seen() == 1
     assert not [t for t in sampler.texts() if any(f in t for f in forms)]
     assert not [line for line in e2e.logs.text().splitlines() if any(f in line for f in forms)]
     assert not files_containing(e2e.state_dir, forms)
@@ -143,12 +143,12 @@ def _ingest_runs(but: set[int]) -> list[psutil.Process]:
 def test_an_unknown_task_fails_clearly(e2e: ExecutorHarness) -> None:
     urn = new_request_urn()
     write_request(e2e.cp, urn, "RUN_MONITOR", {"urn": "urn:li:monitor:x"})
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         send_envelope(e2e.cp, urn)
         result = e2e.wait_terminal(urn)
     assert result["status"] == "FAILURE"
     assert "Unknown task 'RUN_MONITOR'" in result["report"]
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 0
+    assert sampler.ingest_runs_seen() == 0
 
 
 def test_test_connection_reports_a_structured_result(e2e: ExecutorHarness) -> None:
@@ -166,10 +166,10 @@ def test_a_request_already_terminal_is_not_run_again(e2e: ExecutorHarness) -> No
     recipe = json.dumps({**sink_recipe(e2e.cp), "run_id": urn})
     done = {"status": "SUCCESS", "startTimeMs": 1, "durationMs": 5, "report": "ran elsewhere"}
     write_request(e2e.cp, urn, "RUN_INGEST", {"recipe": recipe, "version": "bundled"}, result=done)
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         send_envelope(e2e.cp, urn)  # a redelivery after another executor finished it
         e2e.logs.wait_for(lambda text: "not running it again" in text and urn.rsplit(":", 1)[-1] in text)
         sampler.wait_until(lambda _: queue_depth(e2e.cp) == 0)  # the duplicate message is deleted
-    assert sampler.ingest_runs_seen(e2e.logs.text()) == 0
+    assert sampler.ingest_runs_seen() == 0
     assert e2e.cp.aspect_history(urn, "dataHubExecutionRequestResult") == [done]
     assert urn not in e2e.delivered
