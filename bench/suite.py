@@ -57,14 +57,15 @@ class Sizes:
     flood: int
     real_cli: int
     rest_s: float
-    """How long the idle rows wait for the executors to be at rest (their spawn servers gone):
-    with a warm spare the spare's idle time comes first, then the server's, so up to twice
-    ``IDLE_S`` after the last task (at ``IDLE_S + 10`` the session 17 run measured one pool's
-    executor with its server still up: +12.6 MB and 2 threads)."""
+    """How long the idle rows wait for the executors to be at rest (no spare, spawn server gone):
+    ``IDLE_S`` after the last task, and the margin (the spare and the server each count from
+    about the last task's end; before session 18 the server waited a further ``IDLE_S`` when
+    the spare's reap came after its idle time, and the session 17 run measured one pool's
+    executor at ``IDLE_S + 10`` with its server still up: +12.6 MB and 2 threads)."""
 
 
 FULL = Sizes(repeats=3, sqs=10, pickups=8, batch=20, window_s=3.0, idle_s=10.0, flood=256 << 20, real_cli=2,
-             rest_s=2 * IDLE_S + 10)
+             rest_s=IDLE_S + 10)
 QUICK = Sizes(repeats=1, sqs=3, pickups=2, batch=4, window_s=1.0, idle_s=2.0, flood=16 << 20, real_cli=0,
               rest_s=0.0)
 

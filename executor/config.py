@@ -231,13 +231,16 @@ class PoolSettings(_Frozen):
     caught it at 1 s), so raise it only where one executor serves the pool. More than
     ``progress_interval_s`` is refused: a run must look live to a duplicate's check in time.
     """
-    warm_spare: bool = False
+    warm_spare: bool = True
     """Keep one recipe process of the pool spawned ahead of the next task (docs/sandbox.md,
     "The warm spare"): its interpreter and CLI are up, without input, when the task comes, so a
     task whose run is the plain run of the last task's venv starts without the CLI's start-up.
-    The cost: one idle process per pool, holding its start-up memory, for up to 30 s after the
-    pool's last task (and one spawn wasted when the next task's run differs). Outside ``bwrap``
-    it is spawned only while no recipe of the pool runs (docs/sandbox.md, "Its exposure")."""
+    On by default: the CLI's start-up (seconds for the real one) is most of a short task's
+    pickup. The cost: one idle process per pool, holding its start-up memory, for up to 30 s
+    after the pool's last task (and one spawn wasted when the next task's run differs); it takes
+    no worker slot. Outside ``bwrap`` it is spawned only while no recipe of the pool runs, and
+    never while a venv is built (docs/sandbox.md, "Its exposure"). ``false`` where memory is
+    tighter than pickup matters."""
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
     secrets: SecretSettings = SecretSettings()

@@ -240,6 +240,7 @@ class SandboxLauncher:
         stopped = self._stopped()
         if stopped is not None:
             return stopped
+        self.spare.begins(build=venv_request.version not in (BUNDLED, NATIVE))  # before any pip
         self.venv = resolve_venv(venv_request, self._policy(), stop=self._stopping)
         run = SandboxRun(self._spec(request, self.venv), spawner=self.pool.spawner)
         with self._lock:
@@ -251,7 +252,6 @@ class SandboxLauncher:
             return stopped
         if secrets is not None:  # given while the venv was resolved: the run has it from its start
             self._give(run, secrets)
-        self.spare.begins()
         run.start()
         return self._result_of(run)
 

@@ -35,6 +35,8 @@ class SpareUse:
         self._lock = threading.Lock()
         self._counted = False
         """This launch's run counts in the holder (``begins`` or adopted) until ``ends``."""
+        self._build = False
+        """It began as a launch that builds its venv (``begins(build=True)``)."""
 
     @property
     def alone(self) -> bool:
@@ -70,19 +72,20 @@ class SpareUse:
             self._counted = False
         self.pool.warm.discard(spare, reason)
 
-    def begins(self) -> None:
-        """The launch spawns its own run (no spare adopted)."""
+    def begins(self, build: bool = False) -> None:
+        """The launch spawns its own run (no spare adopted); ``build``: it builds its venv first
+        (called before the build: no spare may live beside pip, in any isolation)."""
         if self.pool.pool.warm_spare:
             with self._lock:
-                self._counted = True
-            self.pool.warm.run_begins(self.alone)
+                self._counted, self._build = True, build
+            self.pool.warm.run_begins(self.alone, build)
 
     def ends(self) -> None:
         """The run begun or adopted has ended (its tree is gone); once, whoever calls it."""
         with self._lock:
             counted, self._counted = self._counted, False
         if counted:
-            self.pool.warm.run_ended()
+            self.pool.warm.run_ended(self._build)
 
     def offer(self, venv_request: VenvRequest,
               where: Callable[[], tuple[tuple[RunAs | None, Path], VenvPolicy]]) -> None:

@@ -16,7 +16,9 @@ task's recipe and secrets, or ptrace it. So there (``alone``) a spare is made on
 of the pool is in progress (the ``offer`` is kept until the last run ends: ``run_ended``), and
 any run that spawns without adopting it kills it (``run_begins``; one being made is killed once
 made). Under ``bwrap`` each run has its own pid namespace and ``/proc``: the spare is made at
-once and stays beside other runs.
+once and stays beside other runs. A venv build runs a requested package's code (pip: an sdist's
+build backend) outside any isolation, as the recipe's uid: while a launch of the pool builds one
+(``run_begins(build=True)`` until its ``run_ended``) no spare lives, in any isolation.
 
 The spare is never a task: it has no input, so nothing secret (the recipe and its secrets come
 on stdin only once adopted, as for any held run), is adopted at most once, belongs to one pool,
@@ -83,22 +85,29 @@ class WarmSpare:
         self.idle_s = idle_s
         self.counts = SpareCounts()
         self._lock = threading.Lock()
+        self._made = threading.Condition(self._lock)
+        """Notified when a making ends (the spare held, or killed and reaped: ``clear`` waits)."""
         self._spare: Spare | None = None
         self._making = False
+        self._stale_making = False
+        """The spare being made will be killed once made (a run spawned beside it, a stop)."""
         self._closed = False
         self._generation = 0
         """Bumped by ``clear`` and by a run spawned beside it: a spare made across is killed."""
         self._runs = 0
         """The pool's runs in progress: begun (``run_begins``, an adoption), not ended."""
-        self._wanted: tuple[Hashable, Callable[[], Spare | None]] | None = None
-        """An ``alone`` offer kept until no run is in progress."""
+        self._builds = 0
+        """The pool's launches that build a venv, begun and not ended: no spare beside them."""
+        self._wanted: tuple[Hashable, Callable[[], Spare | None], bool] | None = None
+        """An offer kept until no build, and for an ``alone`` one no run, is in progress."""
         self._last_used = time.monotonic()
         self._timer: threading.Timer | None = None
 
     def offer(self, kind: Hashable, make: Callable[[], Spare | None], alone: bool = False) -> None:
         """A task of the pool has its input: make a spare with ``make`` (on a spare thread)
         unless one of the same ``kind`` exists or one is being made, or the executor drains;
-        ``alone``: only once no run of the pool is in progress (kept until then). A spare of
+        only once no venv build of the pool is in progress, and with ``alone`` no run either
+        (kept until then). A spare of
         another kind is killed: the spare follows the pool's latest venv, and one no task can
         adopt is never kept alive by tasks that cannot use it."""
         stale = None
@@ -106,12 +115,12 @@ class WarmSpare:
             self._last_used = time.monotonic()
             if self._spare is not None and self._spare.kind != kind:
                 stale, self._spare = self._spare, None
-            if alone and self._runs > 0:
-                self._wanted, busy = (kind, make), True
+            if self._builds > 0 or (alone and self._runs > 0) or (self._making and self._stale_making):
+                self._wanted, busy = (kind, make, alone), True  # made once that ends
             else:
                 busy = self._closed or self._making or self._spare is not None
             if not busy:
-                self._making, generation = True, self._generation
+                self._making, self._stale_making, generation = True, False, self._generation
         if stale is not None:
             self._kill(stale, "a task of another venv came")
         if busy:
@@ -121,6 +130,7 @@ class WarmSpare:
         except BaseException:
             with self._lock:
                 self._making = False
+                self._made.notify_all()
             raise
 
     def take(self, key: SandboxSpec) -> Spare | None:
@@ -145,45 +155,65 @@ class WarmSpare:
             self._runs = max(0, self._runs - 1)
         self._kill(spare, reason)
 
-    def run_begins(self, alone: bool) -> None:
+    def run_begins(self, alone: bool, build: bool = False) -> None:
         """A run of the pool spawns without the spare; ``run_ended`` follows. ``alone``: the
-        spare is killed now, one being made once made (the run's recipe could tamper with it)."""
+        spare is killed now, one being made once made (the run's recipe could tamper with it);
+        ``build``: so too, whatever the isolation, and none is made until it ends (its venv is
+        built first, and pip runs the requested packages' code unisolated)."""
         stale = None
         with self._lock:
             self._runs += 1
-            if alone:
+            self._builds += build
+            if alone or build:
                 self._generation += 1
+                self._stale_making = self._making
                 stale, self._spare = self._spare, None
         if stale is not None:
             self._kill(stale, "a task spawned its own run beside it")
 
-    def run_ended(self) -> None:
-        """A run begun (``run_begins``) or adopted (``take``) has ended: its tree is gone. The
-        last one makes the spare an ``alone`` offer asked for."""
+    def run_ended(self, build: bool = False) -> None:
+        """A run begun (``run_begins``, with its ``build``) or adopted (``take``) has ended: its
+        tree is gone. The last one (the last build, for an offer not ``alone``) makes the spare
+        an offer kept asked for."""
         with self._lock:
+            self._last_used = time.monotonic()  # idle counts from the pool's last run's end
             self._runs = max(0, self._runs - 1)
-            wanted = self._wanted if self._runs == 0 else None
-            if wanted is not None:
-                self._wanted = None
+            self._builds = max(0, self._builds - build)
+            wanted = self._due_wanted()
         if wanted is not None:
-            self.offer(*wanted, alone=True)
+            self.offer(*wanted)
+
+    def _due_wanted(self) -> tuple[Hashable, Callable[[], Spare | None], bool] | None:
+        """Under the lock: the offer kept, taken, once nothing holds it back any more."""
+        wanted = self._wanted
+        if wanted is None or self._builds > 0 or (wanted[2] and self._runs > 0) or self._making:
+            return None
+        self._wanted = None
+        return wanted
 
     def clear(self, wait_s: float = KILL_WAIT_S) -> SandboxRun | None:
         """The pool stops or restarts: kill the spare (one being made is killed once made) and
-        wait, bounded, until it is reaped and cleaned up; the killed run, if any. Later tasks
-        may make a new one."""
+        wait, bounded, until it is reaped and cleaned up, one being made too; the killed run, if
+        any. Later tasks may make a new one."""
+        deadline = time.monotonic() + wait_s
         with self._lock:
             self._generation += 1
+            self._stale_making = self._making
             self._wanted = None
             spare, self._spare = self._spare, None
             timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
-        if spare is None:
-            return None
-        self._kill(spare, "the pool stops")
-        spare.run.wait(wait_s)
-        return spare.run
+        if spare is not None:
+            self._kill(spare, "the pool stops")
+            spare.run.wait(wait_s)
+        self.wait_made(max(0.0, deadline - time.monotonic()))
+        return spare.run if spare is not None else None
+
+    def wait_made(self, wait_s: float) -> bool:
+        """Wait, at most ``wait_s``, until no spare is being made; whether none is."""
+        with self._lock:
+            return self._made.wait_for(lambda: not self._making, wait_s)
 
     def close(self, wait_s: float = KILL_WAIT_S) -> SandboxRun | None:
         """The executor drains: kill the spare and make none any more (``clear``)."""
@@ -208,7 +238,6 @@ class WarmSpare:
         except Exception as exc:  # no spare: the next task spawns as it would without one
             logger.debug("no warm spare made: {}", exc)
         with self._lock:
-            self._making = False
             keep = generation == self._generation and not self._closed
             if keep and spare is not None:
                 self._spare = spare
@@ -217,12 +246,20 @@ class WarmSpare:
         if spare is not None and not keep:
             self._kill(spare, "the pool stopped or a run spawned while it was made")
             spare.run.wait(KILL_WAIT_S)
+        with self._lock:  # made (and, unkept, gone): ``clear`` may return, a kept offer goes
+            self._making = False
+            self._made.notify_all()
+            wanted = self._due_wanted()
+        if wanted is not None:
+            self.offer(*wanted)
 
     def _end_of(self, spare: Spare) -> float:
-        """When ``spare`` is killed unused: ``idle_s`` after the pool's last task, and before half
-        the run's wall-time limit has passed since its spawn (its monitor counts that from the
-        spawn until an adoption restarts it: a spare never reaches it)."""
-        end = self._last_used + self.idle_s
+        """When ``spare`` is killed unused: ``idle_s`` after the pool's last task (its input, or
+        its run's end: never while a run of the pool is in progress, the next task may come at
+        its end), and before half the run's wall-time limit has passed since its spawn (its
+        monitor counts that from the spawn until an adoption restarts it: a spare never reaches
+        it)."""
+        end = (time.monotonic() if self._runs > 0 else self._last_used) + self.idle_s
         wall = spare.key.limits.wall_seconds
         return min(end, spare.born + wall / 2) if wall is not None else end
 
@@ -262,7 +299,10 @@ class WarmSpare:
 def close_all(holders: Iterable[WarmSpare], wait_s: float = KILL_WAIT_S) -> None:
     """The executor drains: kill every pool's spare at once, then wait for them together, at most
     ``wait_s`` in all."""
+    holders = list(holders)
     killed = [run for holder in holders if (run := holder.close(wait_s=0)) is not None]
     deadline = time.monotonic() + wait_s
     for run in killed:
         run.wait(max(0.0, deadline - time.monotonic()))
+    for holder in holders:  # one being made is killed once made: wait for that too
+        holder.wait_made(max(0.0, deadline - time.monotonic()))

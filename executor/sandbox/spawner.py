@@ -31,6 +31,7 @@ Why each property holds:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -126,6 +127,12 @@ class SpawnServer:
         self._children = 0
         self._deaths: list[float] = []
         self._thread: threading.Thread | None = None
+        self._wake: int | None = None
+        """The write end of the keeper's wake-up pipe: once its idle time is over and only
+        children keep it, ``reaped`` of the last one wakes it (``_reap_wakes``), so the idle stop
+        comes ``IDLE_S`` after the last use, not a wait later. Before that it waits until the
+        idle time is over (no wake-up a task)."""
+        self._reap_wakes = False
 
     @property
     def pid(self) -> int | None:
@@ -182,6 +189,10 @@ class SpawnServer:
             if used:
                 self._last_used = time.monotonic()
             self._state.notify_all()
+            if self._children == 0 and self._reap_wakes and self._wake is not None:
+                self._reap_wakes = False
+                with contextlib.suppress(BlockingIOError):  # a full pipe wakes the keeper anyway
+                    os.write(self._wake, b"!")
 
     def close(self, timeout_s: float = 10.0) -> None:
         """Stop the server; the keeper thread ends once every child it parented was reaped."""
@@ -252,14 +263,22 @@ class SpawnServer:
         except OSError:  # a kernel before 5.3: keep it for good
             proc.wait()
             return False
+        wake, write_end = os.pipe()
+        os.set_blocking(write_end, False)
+        with self._state:
+            self._wake = write_end
         try:
             while True:
-                with self._state:  # with children: look again after a while (a reap restarts the clock)
-                    busy = self._children > 0
-                    left = self._idle_s if busy else self._last_used + self._idle_s - time.monotonic()
-                if left > 0:
-                    if select.select([pidfd], [], [], left)[0]:
+                with self._state:  # past the idle time with children: until the last one's reap
+                    left = self._last_used + self._idle_s - time.monotonic()
+                    self._reap_wakes = self._children > 0 and left <= 0
+                    reap_wakes = self._reap_wakes
+                if reap_wakes or left > 0:
+                    ready = select.select([pidfd, wake], [], [], None if reap_wakes else left)[0]
+                    if pidfd in ready:
                         return False
+                    if wake in ready:
+                        os.read(wake, 64)
                     continue
                 if not self._request_lock.acquire(blocking=False):  # never stop it mid-request
                     if select.select([pidfd], [], [], 0.05)[0]:
@@ -276,6 +295,10 @@ class SpawnServer:
                 logger.debug("spawn server {} idle for {:.0f}s; stopped", proc.pid, self._idle_s)
                 return True
         finally:
+            with self._state:
+                self._wake = None
+            os.close(write_end)
+            os.close(wake)
             os.close(pidfd)
 
     def _launch(self) -> tuple[subprocess.Popen[bytes], socket.socket]:

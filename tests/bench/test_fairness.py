@@ -6,16 +6,19 @@ Real parts: the local control plane (moto on loopback), boto3 over HTTP, the ben
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import boto3
+import psutil
 import pytest
 
 from bench import rows
 from bench.anchor import Floor
-from bench.cost_rows import ALL_CPU, CpuSnapshot, add_cost_rows
+from bench.cost_rows import ALL_CPU, CpuSnapshot, add_cost_rows, runners_snapshot
 from bench.rows import batch_seconds
 from bench.stats import Figures
 from bench.suite import QUICK, Bench
@@ -53,6 +56,25 @@ def test_the_producers_cpu_is_in_every_process_sum() -> None:
     figures = Figures()
     add_cost_rows(figures, "executor", 1, zero, after, 2, 0.0, producer_s=0.01)
     assert figures.p50(ALL_CPU.format(1)) == pytest.approx(15.0)  # (20 + 10) ms over 2 tasks
+
+
+def test_a_live_child_is_a_recipe_but_the_spawn_server_a_helper() -> None:
+    """A warm spare alive at a snapshot is a recipe's CPU (its start-up), not the executor's own;
+    only the spawn server (``--serve``) is the executor's helper."""
+    burn = "import sys, time\nend = time.process_time() + 0.2\nwhile time.process_time() < end: pass\n" \
+           "print('burnt', flush=True)\nsys.stdin.read()"
+    children = [subprocess.Popen([sys.executable, "-c", burn, *extra], stdin=subprocess.PIPE,
+                                 stdout=subprocess.PIPE) for extra in ((), ("--serve",))]
+    try:
+        for child in children:
+            assert child.stdout is not None and child.stdout.readline() == b"burnt\n"
+        spare, server = (psutil.Process(child.pid) for child in children)
+        snapshot = runners_snapshot([psutil.Process()], ())
+        assert snapshot.helpers == pytest.approx(sum(server.cpu_times()[:2]), abs=0.02)
+        assert snapshot.recipes >= sum(spare.cpu_times()[:2]) >= 0.15
+    finally:
+        for child in children:
+            child.communicate(b"")
 
 
 def test_a_send_is_stamped_as_it_leaves_and_nothing_else_is(world: World) -> None:

@@ -8,11 +8,16 @@ this process that outlives runs) or starts as ``python -I -S launch.py ... -- <v
 ingest run ...``; either way it execs into the CLI, so one run is one process whose command line holds
 ``ingest run`` and whose parent is this process (the executor runs in-process): the CLI's
 own children (it forks, and runs ``ps``) are part of that run's tree, not runs of their own.
+A pool's warm spare (on by default) is such a process too, held without input in a
+``warm-spare-XXXX`` work dir: it is a run (of that task) only once a task adopted it, which the
+executor's log says (``<id> adopts the warm spare (pid N)``: the sampler reads ``log_text``);
+a spare no task adopted ran nothing and is left out of every count.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +28,9 @@ from typing import Any
 import psutil
 
 INTERVAL_S = 0.02
+ADOPTED = re.compile(r"(\S+) adopts the warm spare \(pid (\d+)\)")
+SPARE_RUN = "warm-spare"
+"""``run_id`` of a warm spare's process (and of the task's run that adopted it)."""
 
 
 @dataclass
@@ -65,7 +73,9 @@ def run_id(cmdline: list[str] | tuple[str, ...]) -> str | None:
 class ProcessSampler:
     """Samples this process's descendants until stopped; use as a context manager."""
 
-    def __init__(self, interval_s: float = INTERVAL_S) -> None:
+    def __init__(self, log_text: Callable[[], str] = str, interval_s: float = INTERVAL_S) -> None:
+        self.log_text = log_text
+        """The executor's log so far (``LogCapture.text``), for the warm spares' adoptions."""
         self.interval_s = interval_s
         self.seen: dict[tuple[int, float], SeenProcess] = {}
         self.max_ingest_runs = 0
@@ -91,8 +101,13 @@ class ProcessSampler:
             self._sample(me)
             self._stop.wait(self.interval_s)
 
+    def adopted(self) -> dict[int, str]:
+        """The pids of warm spares a task adopted, and that task's id."""
+        return {int(pid): task for task, pid in ADOPTED.findall(self.log_text())}
+
     def _sample(self, me: psutil.Process) -> None:
         runs: set[str] = set()
+        adopted: dict[int, str] | None = None  # the log is read only when a spare is seen
         for proc in me.children(recursive=True):
             try:
                 key = (proc.pid, proc.create_time())
@@ -104,7 +119,12 @@ class ProcessSampler:
                 with self._lock:
                     self.seen[key] = entry
                 if entry.ppid == me.pid and is_ingest_run(cmdline):
-                    runs.add(run_id(cmdline) or str(proc.pid))
+                    rid = run_id(cmdline) or str(proc.pid)
+                    if rid == SPARE_RUN:
+                        adopted = self.adopted() if adopted is None else adopted
+                        rid = adopted.get(proc.pid, "")
+                    if rid:  # a spare no task adopted (yet) is no run
+                        runs.add(rid)
             except (psutil.NoSuchProcess, psutil.ZombieProcess, psutil.AccessDenied):
                 continue
         with self._lock:
@@ -115,9 +135,11 @@ class ProcessSampler:
 
     def processes(self) -> list[SeenProcess]:
         """Every process of a recipe's tree seen so far: not the executor's spawn server, which
-        forks runs and outlives them (``texts`` still searches it); a run it forked may have been
-        seen with the server's command line before its exec."""
-        return [p for p in self._everything() if not all(is_spawn_server(c) for c in p.cmdlines)]
+        forks runs and outlives them, nor a warm spare no task adopted (``texts`` still searches
+        both); a run it forked may have been seen with the server's command line before its exec."""
+        adopted = self.adopted()
+        return [p for p in self._everything() if not all(is_spawn_server(c) for c in p.cmdlines)
+                and (p.pid in adopted or not any(run_id(c) == SPARE_RUN for c in p.cmdlines))]
 
     def _everything(self) -> list[SeenProcess]:
         with self._lock:

@@ -9,6 +9,7 @@ import pytest
 
 from tests.fixtures.executor import ExecutorHarness, sink_recipe
 from tests.fixtures.silent import SilentServer
+from tests.fixtures.spares import assert_no_work_dir_left
 
 from .direct import queue_depth, send_envelope
 from .sampling import ProcessSampler
@@ -38,7 +39,7 @@ def test_a_burst_never_exceeds_the_pools_capacity(e2e: ExecutorHarness) -> None:
     heavy_env = {"extra_env_vars": json.dumps({"EXECUTOR_TASK_WEIGHT": "1.0"})}
     sources = [e2e.create_source(sink_recipe(e2e.cp), name=f"burst {i}") for i in range(5)]
     sources.insert(1, e2e.create_source(sink_recipe(e2e.cp), name="heavy", extra_args=heavy_env))
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         requests = [e2e.run_source(source) for source in sources]
         statuses = [e2e.wait_terminal(urn, timeout_s=240)["status"] for urn in requests]
     assert statuses == ["SUCCESS"] * 6
@@ -50,7 +51,7 @@ def test_a_burst_never_exceeds_the_pools_capacity(e2e: ExecutorHarness) -> None:
 
 
 def test_cancelling_a_running_ingest_stops_its_whole_tree(e2e: ExecutorHarness) -> None:
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(e2e.logs.text) as sampler:
         recipe = sink_recipe(e2e.cp)
         recipe["sink"]["config"]["server"] = nowhere.url  # the CLI waits for an answer that never comes
         source, urn = e2e.submit(recipe)
@@ -67,12 +68,12 @@ def test_cancelling_a_running_ingest_stops_its_whole_tree(e2e: ExecutorHarness) 
     assert sampler.processes() and survivors == []  # the CLI and whatever it started are gone
     assert sampler.ingest_runs_seen() == 1
     sampler.wait_until(lambda _: queue_depth(e2e.cp) == 0)  # settled once GMS had the result
-    assert not list((e2e.pool_dir() / "work").iterdir())  # the private work dir is gone
+    assert_no_work_dir_left(e2e.pool_dir() / "work")  # the private work dir is gone
 
 
 def test_a_heavy_request_waits_for_room_and_a_kill_ends_the_wait(e2e: ExecutorHarness) -> None:
     heavy_env = {"extra_env_vars": json.dumps({"EXECUTOR_TASK_WEIGHT": "1.0"})}
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(e2e.logs.text) as sampler:
         recipe = sink_recipe(e2e.cp)
         recipe["sink"]["config"]["server"] = nowhere.url
         running_source, running = e2e.submit(recipe)
@@ -90,7 +91,7 @@ def test_a_heavy_request_waits_for_room_and_a_kill_ends_the_wait(e2e: ExecutorHa
 
 
 def test_locked_mode_refuses_a_pinned_version_without_pip(e2e: ExecutorHarness) -> None:
-    with ProcessSampler() as sampler:
+    with ProcessSampler(e2e.logs.text) as sampler:
         _, urn = e2e.submit(sink_recipe(e2e.cp), version="1.7.0.17")
         result = e2e.wait_terminal(urn)
     assert result["status"] == "FAILURE"

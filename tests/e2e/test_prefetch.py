@@ -82,7 +82,7 @@ def _block_then_prefetch(harness: ExecutorHarness, nowhere: SilentServer,
 
 def test_a_prefetched_request_waits_for_the_busy_slot_then_runs(prefetching: ExecutorHarness) -> None:
     cp = prefetching.cp
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(prefetching.logs.text) as sampler:
         running_source, running, waiting = _block_then_prefetch(prefetching, nowhere, sampler)
         assert queue_depth(cp, "other") == 2  # both held in flight by this executor
         assert prefetching.result(waiting) is None  # taken, not started: no RUNNING report yet
@@ -97,7 +97,7 @@ def test_a_prefetched_request_waits_for_the_busy_slot_then_runs(prefetching: Exe
 
 def test_a_drain_gives_a_prefetched_request_back_unstarted(prefetching: ExecutorHarness) -> None:
     cp = prefetching.cp
-    with SilentServer() as nowhere, ProcessSampler() as sampler:
+    with SilentServer() as nowhere, ProcessSampler(prefetching.logs.text) as sampler:
         running_source, running, waiting = _block_then_prefetch(prefetching, nowhere, sampler)
         prefetching.stopped = True  # shut down here, on a thread; checked for leftovers below
         stopping = threading.Thread(target=prefetching.service.shutdown, name="test-drain", daemon=True)

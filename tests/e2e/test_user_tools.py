@@ -9,7 +9,6 @@ CLI's reading of a report (``executor.cli.reports``) to what ``executor.pool.tas
 from __future__ import annotations
 
 import io
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -24,6 +23,7 @@ from executor.cli.ingestion import Submission, submit
 from executor.cli.main import main
 from executor.datahub.gms import GmsClient
 from tests.fixtures.executor import running_executor
+from tests.fixtures.fake_venvs import bundled_cli
 
 PLUGIN = "usertools"
 RESULT = "dataHubExecutionRequestResult"
@@ -46,14 +46,7 @@ print("[stand-in] done", flush=True)
 
 @pytest.fixture(scope="module")
 def venv_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("usertools-venvs")
-    bin_dir = root / f"{PLUGIN}-bundled" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
-    script = bin_dir / "datahub"
-    script.write_text(f"#!{sys.executable}\n{STAND_IN}")
-    script.chmod(0o755)
-    return root
+    return bundled_cli(tmp_path_factory.mktemp("usertools-venvs"), PLUGIN, STAND_IN)
 
 
 @pytest.fixture

@@ -9,7 +9,6 @@ connections and never answers, so a pip build against it hangs until it is stopp
 from __future__ import annotations
 
 import json
-import sys
 import threading
 from pathlib import Path
 from typing import Any, Literal
@@ -17,6 +16,7 @@ from typing import Any, Literal
 from executor.config import ExecutorConfig, GmsSettings, LimitSettings, PoolSettings, VenvSettings
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
+from tests.fixtures.fake_venvs import bundled_cli
 from tests.fixtures.silent import SilentServer
 
 PREFIX = "urn:li:dataHubExecutionRequest:"
@@ -33,13 +33,7 @@ time.sleep(600)
 
 def stubborn_cli_root(root: Path) -> Path:
     """``<root>/stubborn-bundled`` with the SIGTERM-ignoring stand-in CLI."""
-    bin_dir = root / f"{STUBBORN}-bundled" / "bin"
-    bin_dir.mkdir(parents=True)
-    (bin_dir / "python").symlink_to(sys.executable)
-    script = bin_dir / "datahub"
-    script.write_text(f"#!{sys.executable}\n{STUBBORN_CLI}")
-    script.chmod(0o755)
-    return root
+    return bundled_cli(root, STUBBORN, STUBBORN_CLI)
 
 
 def pool_context(tmp: Path, venv_root: Path, grace_s: float = 120.0, dynamic: bool = False,

@@ -117,6 +117,7 @@ def test_a_launch_is_prepared_before_admission_and_spawned_on_the_tasks_thread(
         wait_until(lambda: marker.exists(), 30, "the recipe to get its input")
     finally:
         launcher.kill()
+        pool.warm.close()  # the pool's stop: its warm spare (on by default) goes with it
     assert outcome.wait(30) is not None
 
 

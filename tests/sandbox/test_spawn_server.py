@@ -235,6 +235,7 @@ def test_a_task_launch_forks_through_its_pools_server(server: SpawnServer, tmp_p
         assert launcher.run is not None and str(launcher.run.pid) in children
     finally:
         launcher.kill()
+        pool.warm.close()  # the pool's stop: its warm spare (on by default) goes with it
     assert outcome.wait(30) is not None
 
 

@@ -29,6 +29,7 @@ import pytest
 from executor.safe_names import safe_name
 from executor.sandbox.masking import MASK
 from tests.e2e.direct import send_envelope, write_request
+from tests.fixtures.spares import assert_no_work_dir_left
 from tests.security.bubblewrap import bubblewrap
 from tests.security.hostile_world import leaks
 from tests.security.matrix_world import (
@@ -87,7 +88,7 @@ def test_report_read_back_attacks_fail(matrix_world: MatrixWorld) -> None:
     written = world.everything_written()
     assert leaks(written, [canary, *world.own_credentials()]) == []
     leftover = world.world.state / "pools" / "default" / "work"
-    assert not (leftover.exists() and list(leftover.iterdir())), "a work dir was left behind"
+    assert_no_work_dir_left(leftover)
 
 
 def test_path_shaped_request_ids_touch_nothing(matrix_world: MatrixWorld) -> None:

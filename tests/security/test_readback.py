@@ -22,6 +22,7 @@ import pytest
 
 from executor.sandbox.readback import RefusedFile, read_back
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
+from tests.fixtures.spares import assert_no_work_dir_left
 from tests.security.hostile_world import HostileWorld, hostile_world, leaks  # noqa: F401 (fixture)
 
 CAP = 4096
@@ -152,7 +153,7 @@ def test_a_fifo_or_directory_report_ends_the_run_promptly(hostile_world: Hostile
     _refused_run(hostile_world, "report_fifo", "it is a FIFO, not a regular file")
     _refused_run(hostile_world, "report_directory", "it is a directory, not a regular file")
     work = hostile_world.harness.pool_dir() / "work"
-    assert not list(work.iterdir()) if work.exists() else True, "a work dir was left behind"
+    assert_no_work_dir_left(work)
 
 
 def test_a_well_behaved_report_still_arrives(hostile_world: HostileWorld) -> None:  # noqa: F811

@@ -106,10 +106,10 @@ def test_a_first_running_later_than_a_progress_interval_is_refused_by_name(tmp_p
     assert load_config(write(tmp_path, base % 5), {}).pools[0].running_after_s == 5
 
 
-def test_the_warm_spare_is_off_unless_set_and_a_bad_value_is_refused_by_name(tmp_path: Path) -> None:
+def test_the_warm_spare_is_on_unless_turned_off_and_a_bad_value_is_refused_by_name(tmp_path: Path) -> None:
     base = "gms: {url: 'http://x:1', token: t}\npools: [{id: a%s}]\n"
-    assert load_config(write(tmp_path, base % ""), {}).pools[0].warm_spare is False
-    assert load_config(write(tmp_path, base % ", warm_spare: true"), {}).pools[0].warm_spare is True
+    assert load_config(write(tmp_path, base % ""), {}).pools[0].warm_spare is True
+    assert load_config(write(tmp_path, base % ", warm_spare: false"), {}).pools[0].warm_spare is False
     with pytest.raises(ConfigError, match=r"pools\[0\]\.warm_spare") as info:
         load_config(write(tmp_path, base % ", warm_spare: sometimes"), {})
     assert str(tmp_path) in str(info.value)
