@@ -253,9 +253,15 @@ def _group_memory(group: list[psutil.Process]) -> tuple[float, float, float]:
 def at_rest(procs: dict[tuple[str, int], psutil.Process], timeout_s: float) -> None:
     """Wait (up to ``timeout_s``) until no process has a child left from its last task (the
     executor's spawn server stops after ``IDLE_S`` without a spawn): idle means at rest."""
-    deadline = time.monotonic() + timeout_s
-    while any(len(_members(p)) > 1 for (side, _), p in procs.items() if side == "executor"):
-        if time.monotonic() > deadline:
+    began = time.monotonic()
+
+    def busy() -> list[int]:
+        return [pools for (side, pools), p in procs.items() if side == "executor" and len(_members(p)) > 1]
+
+    while left := busy():
+        if time.monotonic() - began > timeout_s:
+            print(f"note: the executor(s) with {left} pool(s) not at rest {timeout_s:.0f} s after the idle "
+                  "rows began waiting (a child left: the spawn server); measured as they are", flush=True)
             return
         time.sleep(0.5)
 
@@ -266,14 +272,12 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
     libc) counts twice; PSS counts it once: both rows are kept."""
     members = {key: _members(proc) for key, proc in procs.items()}
     pids = {key: [m.pid for m in group] for key, group in members.items()}
-    before, began = (
-        {key: sum(thread_cpu(pid) for pid in group) for key, group in pids.items()},
-        time.monotonic(),
-    )
+    before_each = {pid: _cpu_or_none(pid) for group in pids.values() for pid in group}
+    began = time.monotonic()
     time.sleep(window_s)
     elapsed = time.monotonic() - began
     for (side, pools), proc in procs.items():
-        used = sum(_cpu_or_zero(pid) for pid in pids[(side, pools)]) - before[(side, pools)]
+        used = _window_cpu(pids[(side, pools)], before_each)
         rss, pss, threads = _group_memory(_members(proc))
         figures.add(IDLE_CPU.format(pools), side, used / elapsed * 100, "%")
         figures.add(IDLE_RSS.format(pools), side, rss / MB, "MB")
@@ -281,11 +285,23 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
         figures.add(IDLE_THREADS.format(pools), side, threads, "threads")
 
 
-def _cpu_or_zero(pid: int) -> float:
+def _window_cpu(pids: Sequence[int], before: dict[int, float | None]) -> float:
+    """CPU seconds the members used in the window. A member that ended in it (a spawn server
+    stopping at its idle time) is left out: its CPU until then can no longer be read, and
+    subtracting its earlier figure alone made the row negative (session 18)."""
+    used = 0.0
+    for pid in pids:
+        start, end = before[pid], _cpu_or_none(pid)
+        if start is not None and end is not None:
+            used += end - start
+    return used
+
+
+def _cpu_or_none(pid: int) -> float | None:
     try:
         return thread_cpu(pid)
-    except OSError:  # a member that ended in the window: its CPU until then is lost, not counted
-        return 0.0
+    except OSError:
+        return None
 
 
 class RssWatch:
