@@ -18,7 +18,7 @@ import psutil
 from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
-from bench.world import ExecutorChild, World, read_stamp, thread_cpu, wait_for
+from bench.world import ExecutorChild, World, read_stamp, thread_cpu, threads_cpu, wait_for
 from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
@@ -272,7 +272,7 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
     libc) counts twice; PSS counts it once: both rows are kept."""
     members = {key: _members(proc) for key, proc in procs.items()}
     pids = {key: [m.pid for m in group] for key, group in members.items()}
-    before_each = {pid: _cpu_or_none(pid) for group in pids.values() for pid in group}
+    before_each = {pid: _threads_or_none(pid) for group in pids.values() for pid in group}
     began = time.monotonic()
     time.sleep(window_s)
     elapsed = time.monotonic() - began
@@ -285,23 +285,23 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
         figures.add(IDLE_THREADS.format(pools), side, threads, "threads")
 
 
-def _window_cpu(pids: Sequence[int], before: dict[int, float | None]) -> float:
-    """CPU seconds the members used in the window. A member that ended in it (a spawn server
-    stopping at its idle time) is left out: its CPU until then can no longer be read, and
-    subtracting its earlier figure alone made the row negative (session 18)."""
+def _window_cpu(pids: Sequence[int], before: dict[int, dict[int, float]]) -> float:
+    """CPU seconds the members' threads used in the window, over the threads alive at both ends.
+    A thread or a member that ended in it (a spare thread letting go, a spawn server stopping at
+    its idle time) is left out: its CPU can no longer be read, and subtracting its earlier
+    figure alone made the row negative (session 18's full run: -4.1 %)."""
     used = 0.0
     for pid in pids:
-        start, end = before[pid], _cpu_or_none(pid)
-        if start is not None and end is not None:
-            used += end - start
+        start, end = before[pid], _threads_or_none(pid)
+        used += sum(cpu - start[tid] for tid, cpu in end.items() if tid in start)
     return used
 
 
-def _cpu_or_none(pid: int) -> float | None:
+def _threads_or_none(pid: int) -> dict[int, float]:
     try:
-        return thread_cpu(pid)
+        return threads_cpu(pid)
     except OSError:
-        return None
+        return {}
 
 
 class RssWatch:

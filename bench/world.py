@@ -155,6 +155,14 @@ def task_cpu(pid: int | str, tid: int) -> float:
         return 0.0
 
 
+def threads_cpu(pid: int) -> dict[int, float]:
+    """CPU seconds of each live thread of ``pid`` by thread id (``task_cpu``): a window's figure
+    is the sum over the threads alive at both ends, so a thread that ends in it (a spare thread
+    letting go) is not subtracted."""
+    tids = [int(task.name) for task in Path(f"/proc/{pid}/task").iterdir() if task.name.isdigit()]
+    return {tid: task_cpu(pid, tid) for tid in tids}
+
+
 def thread_cpu(pid: int) -> float:
     """CPU seconds of the live threads of ``pid`` (``task_cpu``, where the process-wide figure
     moves in 10 ms ticks): precise enough for a process at rest, whose threads all live. A
