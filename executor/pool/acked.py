@@ -8,11 +8,15 @@ are waiting, and deletes them in one call. A message stays in the pool's in-flig
 its delete is made (and is extended meanwhile, as any held message): a poller that crashes with
 deletes waiting loses only these notes, and its successor's reconciliation deletes the messages
 (GMS already holds their terminal results). A message whose delete SQS refuses reappears after
-its lease, and GMS's terminal result settles it then, as with a single delete.
+its lease, and GMS's terminal result settles it then, as with a single delete. The poller also
+deletes what waits before each receive starts, so a long poll never holds a delete back for a
+second one; and while it has no lease the waiting deletes are kept (held and extended as
+before) and made once a lease is granted again.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from executor.errors import ExecutorError
@@ -23,9 +27,14 @@ if TYPE_CHECKING:
     from loguru import Logger
 
 DELETE_WAIT_S = 0.1
-"""How long the first acknowledged message waits for others to share its delete call; a long
-poll in progress delays it further (the poller's one thread makes its calls in turn), as it
-delayed single deletes before."""
+"""How long the first acknowledged message waits for others to share its delete call. A long
+poll in progress delays it until that receive returns (the poller's one thread makes its calls
+in turn), never longer: the poller deletes what waits before it starts the next receive."""
+
+
+@dataclass(frozen=True)
+class DeleteAcked:
+    """Timer: delete the messages acknowledged since the first of them (``Acked``)."""
 
 
 class Acked:
@@ -43,6 +52,14 @@ class Acked:
             self._urns.append(urn)
         return len(self._urns) == 1
 
+    def acknowledge(self, urn: str, queue: SqsQueue | None, book: InFlightBook, log: Logger) -> bool:
+        """Note an acknowledgement and delete at once when a call's worth waits; True when it is
+        the first waiting (the caller schedules ``DeleteAcked``: others may join it meanwhile)."""
+        first = self.add(urn)
+        if self.full:
+            self.flush(queue, book, log)
+        return first
+
     @property
     def full(self) -> bool:
         """As many as one call deletes: flush now."""
@@ -50,11 +67,12 @@ class Acked:
 
     def flush(self, queue: SqsQueue | None, book: InFlightBook, log: Logger) -> None:
         """Delete every waiting message that is still held, ten per call. Without a queue (no
-        lease) they are let go, as a single settle let them go: each reappears after its lease."""
+        lease) nothing is done: they stay waiting and held (extended once a lease is back), and
+        the poller flushes them when its next lease is granted."""
+        if queue is None or not self._urns:
+            return
         urns, self._urns = self._urns, []
         items = [item for item in (book.pop(urn) for urn in urns) if item is not None]
-        if queue is None:
-            return
         for start in range(0, len(items), MAX_BATCH):
             chunk = items[start:start + MAX_BATCH]
             try:

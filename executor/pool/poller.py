@@ -34,7 +34,7 @@ from executor.errors import (
     ExecutorError,
     LeaseExpiredError,
 )
-from executor.pool.acked import DELETE_WAIT_S, Acked
+from executor.pool.acked import DELETE_WAIT_S, Acked, DeleteAcked
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.held_messages import extend_held, settle
@@ -75,11 +75,6 @@ EXTEND_RETRY_S = 1.0
 @dataclass(frozen=True)
 class _ReadDepth:
     """Timer: read the queue's approximate depth, whether or not slots are free."""
-
-
-@dataclass(frozen=True)
-class _DeleteAcked:
-    """Timer: delete the messages acknowledged since the first of them (``acked``)."""
 
 
 @dataclass(frozen=True)
@@ -142,8 +137,7 @@ class QueuePoller(PoolActor):
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
         # shutdown they reappear once their visibility lapses. Nothing is deleted here.
-        if self.acked:  # their results are in GMS: delete now, not after a lease
-            self.acked.flush(self.queue, self.in_flight, self.log)
+        self.acked.flush(self.queue, self.in_flight, self.log)  # in GMS: delete now, not after a lease
         if self.in_flight:
             self.log.info("stopping with {} message(s) in flight", len(self.in_flight))
         if self.queue is not None:
@@ -175,6 +169,7 @@ class QueuePoller(PoolActor):
             if self._stopping:  # the stop may have read the queue before this one was set
                 self.queue.interrupt()
             self._update_readiness()
+            self.acked.flush(self.queue, self.in_flight, self.log)  # waiting since the lease was lost
             if self.in_flight:
                 self._extend_all()
             self._schedule_poll(0)
@@ -197,11 +192,9 @@ class QueuePoller(PoolActor):
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
         elif isinstance(message, Acknowledge):
-            if self.acked.add(message.urn):  # the first waiting: the others may join it meanwhile
-                self.tell_self_after(DELETE_WAIT_S, _DeleteAcked())
-            if self.acked.full:
-                self.acked.flush(self.queue, self.in_flight, self.log)
-        elif isinstance(message, _DeleteAcked):
+            if self.acked.acknowledge(message.urn, self.queue, self.in_flight, self.log):
+                self.tell_self_after(DELETE_WAIT_S, DeleteAcked())
+        elif isinstance(message, DeleteAcked):
             self.acked.flush(self.queue, self.in_flight, self.log)
         elif isinstance(message, Release):
             self._settle(message.urn, delete=False, visibility_s=message.delay_s)
@@ -259,6 +252,7 @@ class QueuePoller(PoolActor):
         if free <= 0:
             return  # parked in the book: the runner's Capacity wakes this once a Task has ended
         wanted = min(free, MAX_BATCH)
+        self.acked.flush(self.queue, self.in_flight, self.log)  # a long poll must not hold them back
         self.log.trace("receiving up to {} message(s)", wanted)
         try:
             messages = self.queue.receive(wanted, self._wait_s(), self.pool.pool.visibility_s)

@@ -110,7 +110,7 @@ class Task(PoolActor):
         if run is not None and self.launcher.started and not self._settled and not self._crashed:
             # Stopped from outside (its pool stops): a recipe whose exit is on its way gets a
             # moment to be collected, so its result is reported, not run again.
-            ended = run.wait(ABANDON_WAIT_S)
+            ended = run.wait_result(ABANDON_WAIT_S)  # known before the clean-up, which may take long
         self.launcher.kill()
         if not self._settled and not self._crashed:
             self._abandoned(ended)
@@ -133,7 +133,7 @@ class Task(PoolActor):
             self.ctx.directory.tell(POLLER, Release(self.urn))
             return
         run = self.launcher.run
-        result = ended or (run.wait(0) if run is not None else None)
+        result = ended or (run.wait_result(0) if run is not None else None)
         if outcome.ended_by_itself(result) and self.request is not None:
             # The recipe had ended on its own (its exit was on its way here): report that,
             # or the request would run a second time for nothing.

@@ -7,12 +7,17 @@ xfs), and the directory's fsync, kept for every filesystem, finds nothing left t
 before both returned can leave the name on a file cut short: it is moved aside as corrupt when
 read, and the result was never sent, so the request runs again (as after a crash before the
 put). A record that replaces one is fsynced before its rename, so the old one stays whole.
+Until a put's fsyncs are done its name is *in write*: ``pending()`` skips it (a record not yet
+durable is never sent) and ``has()`` waits for the put to end; puts of one key take turns (the
+order of rename and fsync is chosen with no other put of that key under way). A put whose fsync
+fails after the rename removes the name again: it raised, so nothing of it may stay.
 So a crash, a kill -9 or a GMS outage never loses a finished task's result: on restart the
 outbox is flushed first. A removal is not synced: if a power loss undoes it, the result is sent
 once more after the restart, and GMS answers that the request is already terminal (delivery is
 at least once, never lost). Files are 0600 in a 0700 directory (a result's report may hold
 masked log lines). A file that cannot be read back is moved aside as ``*.corrupt`` and logged,
-never allowed to block the rest.
+never allowed to block the rest; so is a record whose body is shorter than its header says (cut
+short by a crash), which is not mistaken for a forgery.
 Safe to use from several threads and processes: each write is one atomic rename.
 
 An instance remembers what it has read or written itself (by file name, with the file's inode,
@@ -59,8 +64,10 @@ WRITE_SLICE = 256 * 1024
 MAX_STEM = 128
 RECORD_FORMAT = 2
 """A record file: one line of JSON header (key, pool, stored_at_ns, MAC), then the record's JSON
-bytes, which the MAC covers as they are. Format 1 (earlier versions, still read): one JSON object
-holding the record, its MAC over a canonical dump of the parsed record."""
+bytes, which the MAC covers as they are; the header's ``size`` (not covered, absent in records of
+earlier versions) is the body's length, so a body cut short is told from a forged one. Format 1
+(earlier versions, still read): one JSON object holding the record, its MAC over a canonical
+dump of the parsed record."""
 
 
 class Outbox:
@@ -80,6 +87,9 @@ class Outbox:
         """File name -> ((inode, size, mtime_ns), what ``_load`` read from it). One outbox serves
         a pool's Tasks (put) and its Reporter (pending, remove): changed under ``_cache_lock``."""
         self._cache_lock = threading.Lock()
+        self._writing: set[str] = set()
+        """File names whose put has not finished its fsyncs (the module doc), under ``_cache_lock``."""
+        self._written = threading.Condition(self._cache_lock)
 
     def __len__(self) -> int:
         return len(self._record_names())
@@ -88,9 +98,17 @@ class Outbox:
         return f"Outbox({str(self.directory)!r})"
 
     def has(self, key: str) -> bool:
-        """True if an authentic record for ``key`` is waiting (a forged one is quarantined)."""
+        """True if an authentic record for ``key`` is waiting (a forged one is quarantined). A put
+        of ``key`` under way is waited for: its record counts only once durable, and only if it
+        is (a failed put leaves none)."""
         path = self._path(key)
-        return self._load_cached(path) is not None
+        while True:
+            with self._written:
+                self._written.wait_for(lambda: path.name not in self._writing)
+            loaded = self._load_cached(path)
+            with self._written:
+                if path.name not in self._writing:  # read whole before or after a put, not during
+                    return loaded is not None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` under ``key`` durably, replacing any earlier one.
@@ -106,12 +124,20 @@ class Outbox:
             raise BadInputError(f"outbox record for {key!r} is not JSON: {exc}") from None
         mac = sign_chunks(self._secret, self.pool_id, key, stored_at, ascii_slices(pieces, WRITE_SLICE))
         header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
-                  "mac": mac}
+                  "mac": mac, "size": sum(len(piece) for piece in pieces)}
         target = self._path(key)
-        info = self._write(target, json.dumps(header).encode() + b"\n", pieces)
-        del pieces  # the megabytes go now, not after the directory's fsync
-        self._sync_directory()
-        self._remember_written(target, info, stored_at, key, record)
+        with self._written:  # one put of a key at a time: its order of rename and fsync holds
+            self._written.wait_for(lambda: target.name not in self._writing)
+            self._writing.add(target.name)
+        try:
+            info = self._write(target, json.dumps(header).encode() + b"\n", pieces)
+            del pieces  # the megabytes go now, not after the directory's fsync
+            self._sync_directory()
+            self._remember_written(target, info, stored_at, key, record)
+        finally:
+            with self._written:
+                self._writing.discard(target.name)
+                self._written.notify_all()
 
     def _write(self, target: Path, header: bytes, pieces: list[str]) -> os.stat_result:
         """Write a record file atomically and durably (the module doc: a new one is renamed,
@@ -130,7 +156,7 @@ class Outbox:
                     os.replace(temp, target)
                 else:
                     os.replace(temp, target)
-                    os.fsync(handle.fileno())
+                    _fsync_or_unlink(handle.fileno(), target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -156,14 +182,20 @@ class Outbox:
         for name in self._record_names():
             path = self.directory / name
             present.add(name)
+            if self._in_write(name):
+                continue  # not durable yet: its put's owner tells the Reporter once it is
             loaded = self._load_cached(path)
-            if loaded is not None:
+            if loaded is not None and not self._in_write(name):  # a put may have begun meanwhile
                 entries.append((loaded[0], path.name, loaded[1], loaded[2]))
         with self._cache_lock:
             for gone in set(self._loaded) - present:
                 del self._loaded[gone]
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(key, record) for _, _, key, record in entries]
+
+    def _in_write(self, name: str) -> bool:
+        with self._cache_lock:
+            return name in self._writing
 
     def _record_names(self) -> list[str]:
         """The names of the record files (``*.json``; temps and files set aside end otherwise),
@@ -275,6 +307,16 @@ class Outbox:
             os.close(fd)
 
 
+def _fsync_or_unlink(fd: int, target: Path) -> None:
+    """fsync a new record renamed already; if that fails, remove the name (the put raises, and
+    a record it leaves would be sent though never made durable)."""
+    try:
+        os.fsync(fd)
+    except BaseException:
+        target.unlink(missing_ok=True)
+        raise
+
+
 def _json_copy(value: Any) -> Any:
     """A copy of a JSON value's containers (a tuple becomes the list it reads back as); its
     strings, numbers and the like are shared. ``copy.deepcopy`` does the same at several times
@@ -308,10 +350,15 @@ def _read_record_file(path: Path) -> tuple[dict[str, Any], bytes | None]:
     if first.endswith(b"\n") and rest:
         header = json.loads(first)
         if isinstance(header, dict) and header.get("format") == RECORD_FORMAT:
+            size = header.get("size")
+            if isinstance(size, int) and len(rest) != size:
+                raise ValueError("cut short" if len(rest) < size else "longer than its header says")
             return header, rest
     content = json.loads(first + rest if rest else first)
     if not isinstance(content, dict):
         raise ValueError("unexpected layout")
+    if content.get("format") == RECORD_FORMAT:
+        raise ValueError("cut short")  # a header whose body is missing
     return content, None
 
 

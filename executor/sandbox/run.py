@@ -15,9 +15,10 @@ signal is tied to a thread that lives exactly as long as the process. The superv
 and only then hands it to ``when_known``'s callback, ``wait`` and ``on_exit``: a caller that
 waits may report the result before the clean-up; the callback (a Task's hand-over) comes after
 it, so the woken Task's turn (its outbox write) does not share the interpreter lock with the
-clean-up's syscalls, each a wake-up of both threads (a work dir that needs ``rmtree``'s walk is
-walked after the callback: a deep tree does not hold the result back); whoever frees the run's
-slot waits for the clean-up too. The Task actor drives a run through these few methods.
+clean-up's syscalls, each a wake-up of both threads. Only a few syscalls come before it: a work
+dir that needs ``rmtree``'s walk, or lists more than ``workdir.SHALLOW_MAX_ENTRIES`` entries, is
+removed after the callback (a deep or wide tree does not hold the result back); whoever frees the
+run's slot waits for the clean-up too. The Task actor drives a run through these few methods.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from loguru import logger
 from executor.sandbox.cgroups import CgroupSupport
 from executor.sandbox.held_input import InputGate
 from executor.sandbox.live_masking import LiveMasker
-from executor.sandbox.log_retention import forget_log, prune_run_logs
+from executor.sandbox.log_retention import prune_run_logs
 from executor.sandbox.monitor import Monitor, StopRequest
 from executor.sandbox.output import TAIL_LINES
 from executor.sandbox.process_start import command, start_process
@@ -345,7 +346,8 @@ class SandboxRun:
                 self._gate.stopped()  # a limit ended a held run: its input will never be given
             piped = self._gate.await_decision() if monitor is not None else False
             error = error or self._gate.refused
-            report = self._read_report() if error is None and piped else None
+            read = error is None and piped  # the masked report file (``RunPlace.read_report``)
+            report = self._place.read_report(self.spec, self._masker.mask, self.note) if read else None
             if monitor is not None and piped:
                 monitor.close_streams()
             elif self._proc is not None:
@@ -365,44 +367,27 @@ class SandboxRun:
             self._known.set()
             callback, self._when_known = self._when_known, None
         cleaned = self._clean_up(quick=True)  # before the callback: see the module doc
-        if callback is not None:
-            try:
-                callback(result)
-            except Exception:
-                logger.exception("the result's callback of sandbox {} failed", self.spec.task_id)
+        _call(callback, result, f"the result's callback of sandbox {self.spec.task_id}")
         if not cleaned:
             self._clean_up()  # a work dir that needs rmtree's walk: after the hand-over
         self._done.set()
-        if self._on_exit is not None:
-            try:
-                self._on_exit(result)
-            except Exception:
-                logger.exception("on_exit callback failed")
+        _call(self._on_exit, result, "on_exit callback")
 
     def _clean_up(self, quick: bool = False) -> bool:
-        """Remove the work dir and the cgroup; tell the spawn server the recipe was reaped (in any
-        case: a server that counts a child forever never idles out). ``quick``: False, the rest
-        left for a call without it, when the work dir needs a walk (``RunPlace.remove``)."""
-        finished = not quick
-        try:
-            if self.spec.hold_input and not self._gate.started and self.spec.log_file is not None:
-                self.spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
-                forget_log(self.spec.log_file)  # so it does not push a real log out
-            finished = self._place.remove(deep=not quick) or finished
-        except Exception:  # left for the start-up sweeps; the run's end must still be told
-            finished = True
-            logger.exception("clean-up of sandbox {} incomplete", self.spec.task_id)
-        except BaseException:
-            finished = True  # told in any case, as above
-            raise
-        finally:
-            if finished and self._spawned_by_server and self._spawner is not None:
-                self._spawner.reaped(used=self._gate.started)
-        return finished
+        """``RunPlace.clean_up``: True once all is removed (``quick``: False when the work dir is
+        left for a call without it, after the hand-over)."""
+        spawner = self._spawner if self._spawned_by_server else None
+        reaped = None if spawner is None else (lambda: spawner.reaped(used=self._gate.started))
+        return self._place.clean_up(self.spec, self._gate.started, reaped, quick)
 
-    def _read_report(self) -> str | None:
-        """The masked report file (``RunPlace.read_report``)."""
-        return self._place.read_report(self.spec, self._masker.mask, self.note)
+
+def _call(callback: Callable[[SandboxResult], None] | None, result: SandboxResult, what: str) -> None:
+    """A result's receiver that fails is logged: the run's end (its slot, its clean-up) goes on."""
+    if callback is not None:
+        try:
+            callback(result)
+        except Exception:
+            logger.exception("{} failed", what)
 
 
 @dataclass

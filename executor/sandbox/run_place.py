@@ -2,8 +2,9 @@
 
 ``SandboxRun`` (``sandbox.run``) makes the place before the spawn (``make``), reads the report
 back from it once the tree is gone (``read_report``) and removes it after the result is known
-(``remove``). Left by a killed executor, both are found by the start-up sweeps
-(``workdir.sweep_work_dirs``, ``orphans``).
+(``clean_up``, in two steps: a few syscalls before the result's hand-over, the rest after it).
+Left by a killed executor, both are found by the start-up sweeps (``workdir.sweep_work_dirs``,
+``orphans``).
 """
 
 from __future__ import annotations
@@ -12,9 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from loguru import logger
+
 from executor.sandbox.cgroups import CgroupSupport, TaskCgroup, cached_cgroups
 from executor.sandbox.identity import grant_work_dir
 from executor.sandbox.limits import MiB
+from executor.sandbox.log_retention import forget_log
 from executor.sandbox.readback import read_report
 from executor.sandbox.spec import SandboxSpec
 from executor.sandbox.workdir import create_work_dir, remove_work_dir
@@ -57,3 +61,26 @@ class RunPlace:
         if self.cgroup is not None:
             self.cgroup.remove()
         return True
+
+    def clean_up(self, spec: SandboxSpec, input_given: bool, reaped: Callable[[], None] | None,
+                 quick: bool = False) -> bool:
+        """Remove the work dir and the cgroup, then call ``reaped`` (the spawn server's count of
+        its children: told in any case, or a server that counts a child forever never idles
+        out). ``quick``: False, the rest left for a call without it, when the work dir needs a
+        walk (``remove``); ``input_given`` False on a held spec: nothing ran, its log goes."""
+        finished = not quick
+        try:
+            if spec.hold_input and not input_given and spec.log_file is not None:
+                spec.log_file.unlink(missing_ok=True)  # never given its input: nothing ran, no log
+                forget_log(spec.log_file)  # so it does not push a real log out
+            finished = self.remove(deep=not quick) or finished
+        except Exception:  # left for the start-up sweeps; the run's end must still be told
+            finished = True
+            logger.exception("clean-up of sandbox {} incomplete", spec.task_id)
+        except BaseException:
+            finished = True  # told in any case, as above
+            raise
+        finally:
+            if finished and reaped is not None:
+                reaped()
+        return finished

@@ -7,6 +7,7 @@ optional disk limit, and is gone when the run ends.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import shutil
 import stat
@@ -17,6 +18,9 @@ from loguru import logger
 from executor.safe_names import safe_name
 from executor.sandbox.logfile import DIR_FLAGS
 
+SHALLOW_MAX_ENTRIES = 32
+"""The most entries the few-syscall removal before a result's hand-over takes on (a trivial
+recipe leaves a handful); a wider work dir is removed after the hand-over."""
 _NAME_TRIES = 100
 """Names tried before giving up (a clash of 32 random bits is already rare; a missing root costs one)."""
 
@@ -112,15 +116,19 @@ def remove_work_dir(path: Path, deep: bool = True) -> bool:
 def _remove_shallow(path: Path) -> bool:
     """The common case in a few syscalls: files and empty directories (``tmp``) directly in the
     work dir, unlinked relative to its descriptor (never through a link). False, with whatever
-    is left for ``shutil.rmtree``, at the first thing it is not (a full directory, a refusal);
-    ``rmtree``'s walk costs several times as much for a work dir a trivial recipe leaves."""
+    is left for ``shutil.rmtree``, at the first thing it is not (a full directory, a refusal),
+    and at once, removing nothing, when it lists more than ``SHALLOW_MAX_ENTRIES``: its cost is
+    then bounded, as the result's hand-over waits for it (``sandbox.run``); ``rmtree``'s walk
+    costs several times as much for a work dir a trivial recipe leaves."""
     try:
         fd = os.open(path, DIR_FLAGS)
     except OSError:
         return False
     try:
-        with os.scandir(fd) as listing:
-            entries = list(listing)  # listed whole before anything is removed from it
+        with os.scandir(fd) as listing:  # listed (up to the bound) before anything is removed
+            entries = list(itertools.islice(listing, SHALLOW_MAX_ENTRIES + 1))
+        if len(entries) > SHALLOW_MAX_ENTRIES:
+            return False  # a wide dir (even of empty files, which dodge the disk limit): walked later
         for entry in entries:
             if entry.is_dir(follow_symlinks=False):
                 os.rmdir(entry.name, dir_fd=fd)

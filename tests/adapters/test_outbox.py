@@ -211,3 +211,82 @@ def test_a_record_cut_short_under_its_name_is_set_aside_not_delivered(tmp_path: 
         assert not box.has("req") and box.pending() == []
         assert (tmp_path / (path.name + ".corrupt")).exists()
         (tmp_path / (path.name + ".corrupt")).unlink()
+
+
+def test_a_record_cut_inside_its_body_is_corrupt_not_a_forgery(tmp_path: Path) -> None:
+    """A crash can cut a new record inside its body as well as in its header: the body is shorter
+    than the header says, so it is set aside as corrupt, not quarantined as not authentic; a cut
+    right after the header too."""
+    Outbox(tmp_path).put("req", {"status": "SUCCESS", "report": "x" * 100})
+    path = tmp_path / (file_stem("req") + ".json")
+    whole = path.read_bytes()
+    header_end = whole.index(b"\n") + 1
+    for cut in (whole[: header_end + (len(whole) - header_end) // 2], whole[:header_end]):
+        path.write_bytes(cut)
+        box = Outbox(tmp_path)
+        assert not box.has("req") and box.pending() == []
+        assert (tmp_path / (path.name + ".corrupt")).exists()
+        assert not (tmp_path / (path.name + ".quarantined")).exists()
+        (tmp_path / (path.name + ".corrupt")).unlink()
+
+
+def _record_fd(fd: int) -> bool:
+    """Whether ``fd`` is a record file under its name (not a temp file, not the directory)."""
+    return os.readlink(f"/proc/self/fd/{fd}").endswith(".json")
+
+
+def test_a_record_in_write_is_not_sent_until_its_fsync_is_done(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A new record is renamed before its fsync: meanwhile ``pending()`` (the Reporter's retry
+    timer, a reconciliation's flush) must not read it and send it before it is durable; ``has``
+    answers once the put has ended."""
+    box = Outbox(tmp_path)
+    in_fsync, go_on = threading.Event(), threading.Event()
+    fsync = os.fsync
+
+    def held_fsync(fd: int) -> None:
+        if _record_fd(fd):
+            in_fsync.set()
+            assert go_on.wait(30), "the test never let the fsync go on"
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", held_fsync)
+    writer = threading.Thread(target=box.put, args=("req", {"status": "SUCCESS"}))
+    writer.start()
+    answers: list[bool] = []
+    try:
+        assert in_fsync.wait(30)
+        assert (tmp_path / (file_stem("req") + ".json")).exists()  # under its name, not synced
+        assert box.pending() == []
+        asker = threading.Thread(target=lambda: answers.append(box.has("req")))
+        asker.start()
+    finally:
+        go_on.set()
+        writer.join(30)
+    asker.join(30)
+    assert answers == [True]
+    assert box.pending() == [("req", {"status": "SUCCESS"})]
+
+
+def test_a_failed_fsync_after_the_rename_leaves_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An EIO from the fsync of a new record, after its rename: the put raises, and the name is
+    gone (a record left there would make the runner skip its FAILURE, and be sent unsynced)."""
+    box = Outbox(tmp_path)
+    fsync = os.fsync
+
+    def failing_fsync(fd: int) -> None:
+        if _record_fd(fd):
+            raise OSError(5, "Input/output error")
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_fsync)
+    with pytest.raises(OSError):
+        box.put("req", {"status": "SUCCESS"})
+    monkeypatch.setattr(os, "fsync", fsync)
+    assert not box.has("req") and box.pending() == [] and len(box) == 0
+    assert not any(tmp_path.glob(".*.tmp"))
+    box.put("req", {"status": "FAILURE"})  # the runner's FAILURE is written, not skipped
+    assert box.pending() == [("req", {"status": "FAILURE"})]

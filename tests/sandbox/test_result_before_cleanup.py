@@ -152,3 +152,18 @@ def test_a_work_dir_that_needs_a_walk_is_walked_after_the_hand_over(
     assert result is not None and result.outcome == "exited"
     assert calls == [(False, False), (True, True)]  # quick before the callback, the walk after it
     assert run.work_dir is not None and not run.work_dir.exists()
+
+
+def test_a_wide_work_dir_is_removed_after_the_hand_over(make_spec: Callable[..., SandboxSpec]) -> None:
+    """A recipe that leaves many empty files (the disk limit does not see them) in its work dir:
+    the few-syscall removal takes on a few dozen entries at most, so the callback (a Task's
+    hand-over) runs with the files still there, and only then are they removed."""
+    seen: list[bool] = []
+    code = "for i in range(300): open(f'f{i}', 'w').close()"
+    run = SandboxRun(make_spec(py(code)))
+    run.when_known(lambda _result: seen.append(run.work_dir is not None and (run.work_dir / "f299").exists()))
+    run.start()
+    result = run.wait(60)
+    assert result is not None and result.outcome == "exited"
+    assert seen == [True]  # handed over before the files were removed
+    assert run.work_dir is not None and not run.work_dir.exists()

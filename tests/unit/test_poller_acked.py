@@ -1,9 +1,13 @@
 """Messages acknowledged close together are deleted in one call (``executor.pool.acked``).
 
-A real QueuePoller actor holds three messages; a stand-in queue records its delete calls (the
-batch delete itself runs against moto in ``tests/adapters/test_sqs.py``). Acknowledgements told
-back to back make one ``DeleteMessageBatch``; one still waiting when the poller stops is deleted
-then, not left to reappear; a message stays in the in-flight book until its delete is made.
+A real QueuePoller actor holds three messages; a stand-in queue records its calls in order (the
+batch delete itself runs against moto in ``tests/adapters/test_sqs.py``), and its receive blocks
+as a long poll does until the test ends it or the stop cuts it. The batch's wait is made long, so
+a delete comes only from a full batch, the stop, the start of a receive or a new lease, never
+from the clock. Acknowledgements told back to back make one ``DeleteMessageBatch``; one still
+waiting when the poller stops is deleted then; a message stays in the in-flight book until its
+delete is made; a long poll never holds a delete back past its own end; and deletes waiting
+while the lease is lost are kept and made under the next lease.
 """
 
 from __future__ import annotations
@@ -17,44 +21,76 @@ import pykka
 import pytest
 
 from executor.config import ExecutorConfig
+from executor.pool import poller as poller_module
+from executor.pool.acked import DeleteAcked
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
-from executor.pool.messages import LEASER, Acknowledge
+from executor.pool.messages import LEASER, Acknowledge, LeaseGranted, LeaseLost, Poll
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
+from tests.adapters.conftest import make_lease
 from tests.faults.ledger import wait_until
 from tests.unit.test_poller_extensions import Health, Inbox
 
 URN = "urn:li:dataHubExecutionRequest:r{}"
 
 
-class DeletingQueue:
-    """Stands in for ``SqsQueue``: records each batch delete (single deletes are not expected)."""
+class Beats(Health):
+    """``Health`` that also lets an ended actor go (the poller's teardown calls ``forget``)."""
+
+    def forget(self, component: str) -> None:
+        """Nothing is watched here."""
+
+
+class RecordingQueue:
+    """Stands in for ``SqsQueue``: records its calls in order; a receive blocks for its wait
+    (empty) until the test ends it or the stop interrupts it."""
 
     def __init__(self) -> None:
-        self.batches: list[list[str]] = []
+        self.calls: list[tuple[str, Any]] = []
         self.lock = threading.Lock()
+        self.ends = [threading.Event() for _ in range(64)]
+        self.receives = 0
 
     def delete_batch(self, receipt_handles: Sequence[str]) -> list[tuple[str, str]]:
         with self.lock:
-            self.batches.append(list(receipt_handles))
+            self.calls.append(("delete", list(receipt_handles)))
         return []
+
+    def extend(self, receipt_handle: str, visibility_s: int) -> None:
+        with self.lock:
+            self.calls.append(("extend", receipt_handle))
+
+    def receive(self, wanted: int, wait_s: int, visibility_s: int) -> list[Any]:
+        with self.lock:
+            self.calls.append(("receive", wanted))
+            n, self.receives = self.receives, self.receives + 1
+        self.ends[min(n, len(self.ends) - 1)].wait(wait_s)
+        return []
+
+    def batches(self) -> list[Any]:
+        with self.lock:
+            return [arg for name, arg in self.calls if name == "delete"]
 
     def close(self) -> None:
         """Nothing to close."""
 
     def interrupt(self) -> None:
-        """Nothing waits here (the poller's stop calls it)."""
+        for end in self.ends:
+            end.set()
 
 
 @pytest.fixture
-def poller(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef[Any], PoolContext]]:
+def poller(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[pykka.ActorRef[Any], PoolContext]]:
+    monkeypatch.setattr(poller_module, "DELETE_WAIT_S", 600.0)  # no delete comes from the clock
     config = ExecutorConfig.model_validate({
         "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path),
-        "pools": [{"id": "default", "visibility_s": 120, "poll_wait_s": 1}],
+        "pools": [{"id": "default", "visibility_s": 120, "poll_wait_s": 20}],
     })
     pool = PoolContext(config=config, pool=config.pools[0], token="test-token", instance_id="test",
-                       health=Health())
+                       health=Beats())
     for n in range(3):
         pool.in_flight.put(InFlight(URN.format(n), f"m{n}", f"h{n}"))
     directory = Directory()
@@ -69,23 +105,65 @@ def poller(tmp_path: Path) -> Iterator[tuple[pykka.ActorRef[Any], PoolContext]]:
         leaser.stop(block=True, timeout=10)
 
 
+def _held(pool: PoolContext) -> set[str]:
+    return {item.urn for item in pool.in_flight.items()}
+
+
 def test_acknowledgements_close_together_make_one_delete_call(poller: Any) -> None:
     ref, pool = poller
-    queue = DeletingQueue()
+    queue = RecordingQueue()
     ref.proxy().queue = queue
     for n in range(3):
         ref.tell(Acknowledge(URN.format(n)))
-    wait_until(lambda: queue.batches, 10, "the acknowledged messages to be deleted")
-    assert queue.batches == [["h0", "h1", "h2"]]
+    ref.stop(block=True, timeout=10)  # the waiting deletes are made at the stop, in one call
+    assert queue.batches() == [["h0", "h1", "h2"]]
     assert len(pool.in_flight) == 0
 
 
 def test_an_acknowledged_message_stays_held_until_deleted_and_a_stop_deletes_it(poller: Any) -> None:
     ref, pool = poller
-    queue = DeletingQueue()
+    queue = RecordingQueue()
     ref.proxy().queue = queue
     ref.ask(Acknowledge(URN.format(1)), timeout=5)
-    assert {item.urn for item in pool.in_flight.items()} == {URN.format(n) for n in range(3)}
-    ref.stop(block=True, timeout=10)  # before the batch's wait is over
-    assert queue.batches == [["h1"]]
+    assert _held(pool) == {URN.format(n) for n in range(3)}
+    assert queue.batches() == []
+    ref.stop(block=True, timeout=10)
+    assert queue.batches() == [["h1"]]
     assert [item.urn for item in pool.in_flight.items()] == [URN.format(0), URN.format(2)]
+
+
+def test_a_delete_acknowledged_during_a_long_poll_comes_before_the_next_one(poller: Any) -> None:
+    """Before, the acknowledgement only started the batch's timer, and the next receive (its
+    ``Poll`` already queued) held the delete back for a second long poll."""
+    ref, pool = poller
+    queue = RecordingQueue()
+    ref.proxy().queue = queue
+    ref.tell(Poll())
+    wait_until(lambda: queue.receives >= 1, 10, "the first receive to start")
+    ref.tell(Acknowledge(URN.format(0)))  # lands while the receive blocks
+    queue.ends[0].set()  # the first long poll ends, empty
+    wait_until(lambda: queue.receives >= 2, 10, "the second receive to start")
+    with queue.lock:
+        order = [name for name, _ in queue.calls]
+    assert order == ["receive", "delete", "receive"]
+    assert queue.batches() == [["h0"]]
+    assert _held(pool) == {URN.format(1), URN.format(2)}
+
+
+def test_deletes_waiting_when_the_lease_is_lost_are_kept_and_made_under_the_next(
+    poller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before, the lost lease let them go from the book: neither extended nor deleted, each
+    reappeared after its visibility timeout."""
+    ref, pool = poller
+    granted = RecordingQueue()
+    monkeypatch.setattr(poller_module, "SqsQueue", lambda *_args, **_kwargs: granted)
+    ref.proxy().queue = RecordingQueue()
+    ref.ask(Acknowledge(URN.format(1)), timeout=5)
+    ref.ask(LeaseLost("expired"), timeout=5)
+    ref.ask(DeleteAcked(), timeout=5)  # the batch's timer fires without a lease
+    assert _held(pool) == {URN.format(n) for n in range(3)}  # kept in the book
+    ref.ask(LeaseGranted(make_lease("http://127.0.0.1:9/queue/pool")), timeout=5)
+    wait_until(lambda: granted.batches(), 10, "the kept delete to be made under the new lease")
+    assert granted.batches() == [["h1"]]
+    assert _held(pool) == {URN.format(0), URN.format(2)}
