@@ -15,8 +15,8 @@ once they resolved. Until then the recipe has nothing secret and none of its out
 (``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
 leaves nothing behind. With the pool's ``warm_spare``, ``prestart`` adopts the pool's warm spare
 when its spec is this run's, else tells the holder a run spawns beside it, and
-``give_secrets`` asks for the next one (``pool.warm``: outside ``bwrap`` it is made only once
-no run of the pool is in progress)."""
+``give_secrets`` asks for the next one (``pool.warm``: it is made only once no run outside
+``bwrap`` and no venv build is in progress in any pool: ``pool.unconfined``)."""
 
 from __future__ import annotations
 

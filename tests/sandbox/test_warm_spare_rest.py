@@ -208,10 +208,10 @@ def test_an_offer_while_a_doomed_spare_is_made_is_kept_until_that_ends(
         return Spare(run, venv, spare_key(spec), "plain")
 
     try:
-        holder.offer("plain", lambda: make(True), alone=True)
+        holder.offer("plain", lambda: make(True))
         holder.run_begins(alone=True)  # a task spawns its own run meanwhile: the spare is doomed
-        holder.run_ended()
-        holder.offer("plain", lambda: make(False), alone=True)  # that task's input... after its end
+        holder.run_ended(alone=True)
+        holder.offer("plain", lambda: make(False))  # that task's input... after its end
         go.set()
         wait_until(lambda: holder.ready is not None, DEADLINE_S, "the kept offer's spare")
         assert holder.counts.made == 1 and holder.counts.discarded == 1
