@@ -8,6 +8,8 @@ server, task cgroups, work dirs and the stand-in CLI of ``test_warm_spare``.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
 from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.spawner import SpawnServer
 from executor.sandbox.venvs import ResolvedVenv
+from tests.fixtures.spares import SPARE_PREFIX, assert_no_work_dir_left, left_work_dirs
 
 from .helpers import py, wait_until
 from .launching import PREFIX, Outcome
@@ -96,3 +99,27 @@ def test_a_build_or_an_unconfined_run_of_another_pool_kills_the_spare_in_any_iso
     finally:
         first.close()
         second.close()
+
+
+def test_the_leftover_check_exempts_only_the_spare_the_pool_holds(
+        tmp_path: Path, server: SpawnServer) -> None:
+    """An adopted spare's work dir is a run's: a process left in it (a recipe that escaped) must
+    not make it pass for a spare. Only the pool's held spare's dir is exempt."""
+    pool = make_pool(tmp_path, server, idle_s=3600)
+    try:
+        run_task(pool, "first", tmp_path / "first")
+        spare_pid(pool)
+        work = pool.warm.ready.run.work_dir if pool.warm.ready is not None else None
+        assert work is not None
+        assert_no_work_dir_left(work.parent, [pool])  # the held spare's dir passes
+        left = work.parent / (SPARE_PREFIX + "adopted1")
+        left.mkdir()
+        stay = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], cwd=left,
+                                stdin=subprocess.PIPE)
+        try:
+            assert left_work_dirs(work.parent, [pool]) == [left], "a live process's cwd is no spare"
+        finally:
+            stay.communicate(b"", timeout=DEADLINE_S)
+            left.rmdir()
+    finally:
+        pool.warm.close()
