@@ -21,7 +21,7 @@ from loguru import logger
 
 from executor.pool.context import PoolContext
 from executor.pool.run_specs import make_spare
-from executor.pool.warm import Spare, spare_key
+from executor.pool.warm import ADOPTED, Spare, spare_key
 from executor.sandbox import SandboxSpec
 from executor.sandbox.identity import RunAs
 from executor.sandbox.venvs import BUNDLED, NATIVE, VenvPolicy, VenvRequest
@@ -63,7 +63,7 @@ class SpareUse:
         if not adopted:
             self.pool.warm.discard(spare, reason, self.alone)
             return None
-        logger.debug("{} adopts the warm spare (pid {})", self.task_id, spare.run.pid)
+        logger.info("{} {} (pid {})", self.task_id, ADOPTED, spare.run.pid)
         with self._lock:
             self._counted = True  # ``take`` counted it as a run in progress
         return spare

@@ -48,6 +48,10 @@ KILL_WAIT_S = 5.0
 """How long ``clear`` waits for a killed spare to be reaped and cleaned up."""
 SPARE_ID = "warm-spare"
 """The spare's run id: its work dir, cgroup and threads carry it (the task's log names it)."""
+KILLED_UNUSED = "warm spare killed unused"
+"""Logged (INFO) once per spare killed without a task: its start-up was waste (the bench counts it)."""
+ADOPTED = "adopts the warm spare"
+"""Logged (INFO) once per spare a task adopted (``pool.spare_use``; the bench counts it)."""
 
 
 def spare_key(spec: SandboxSpec) -> SandboxSpec:
@@ -71,7 +75,8 @@ class Spare:
 
 @dataclass
 class SpareCounts:
-    """What became of the pool's spares (for tests and the bench's waste figure)."""
+    """What became of the pool's spares (for tests; the bench, whose executor is another
+    process, counts the ``KILLED_UNUSED`` and ``ADOPTED`` lines of its log)."""
 
     made: int = 0
     adopted: int = 0
@@ -304,7 +309,7 @@ class WarmSpare:
     def _kill(self, spare: Spare, reason: str) -> None:
         with self._lock:
             self.counts.discarded += 1
-        logger.debug("warm spare killed: {}", reason)
+        logger.info("{}: {}", KILLED_UNUSED, reason)
         spare.run.stop(f"warm spare not used: {reason}", grace_s=0, status="CANCELLED")
         try:  # its venv is in use until its process is gone
             spare.run.when_known(lambda _result: spare.venv.release())
