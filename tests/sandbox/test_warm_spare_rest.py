@@ -219,11 +219,12 @@ def test_an_offer_while_a_doomed_spare_is_made_is_kept_until_that_ends(
         holder.close()
 
 
-def test_a_failure_making_the_kept_spare_at_the_runs_end_does_not_lose_its_outcome(
+def test_a_failure_of_the_spares_bookkeeping_at_the_runs_end_does_not_lose_its_outcome(
         tmp_path: Path, server: SpawnServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """Process isolation: the run's offer is kept until it ends, and its end makes the spare; no
-    thread to be had for that (``can't start new thread``) must not keep the outcome from the
-    Task, which would wait for ever holding its slot and its message."""
+    thread to be had for that (``can't start new thread``), or any failure of the holder's
+    bookkeeping there, must not keep the outcome from the Task, which would wait for ever
+    holding its slot and its message."""
     pool = make_pool(tmp_path, server)
     launcher = SandboxLauncher(pool, PREFIX + "long")
     outcome = Outcome()
@@ -235,7 +236,14 @@ def test_a_failure_making_the_kept_spare_at_the_runs_end_does_not_lose_its_outco
         def no_thread(*_args: object) -> None:
             raise RuntimeError("can't start new thread")
 
+        counted = pool.warm.run_ended
+
+        def run_ended(build: bool = False, alone: bool = False) -> None:
+            counted(build=build, alone=alone)  # the counts stay right for the tests after
+            no_thread()
+
         monkeypatch.setattr(warm.SPARES, "start", no_thread)
+        monkeypatch.setattr(pool.warm, "run_ended", run_ended)
         (tmp_path / "release").touch()
         assert outcome.wait(DEADLINE_S).exit_code == 0
         assert pool.warm.ready is None and not pool.warm.making
