@@ -31,13 +31,14 @@ import os
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 
 import psutil
 
 from bench.stats import Figures, Target
 from bench.world import ExecutorChild, World, read_stamp, task_cpu
+from executor.pool.warm import ADOPTED, KILLED_UNUSED
 
 CORES = os.cpu_count() or 1
 CP_CPU = "control plane CPU per task, {} worker(s)"
@@ -47,6 +48,18 @@ CEILING = "tasks/s the {} cores allow at that CPU, {} worker(s)"
 CYCLE = "1-worker cycle: previous result -> next recipe's first line"
 CYCLE_PREP = "1-worker cycle: slot freed -> next recipe launched"
 CYCLE_SPAWN = "1-worker cycle: recipe launched -> its first line"
+SPARES = "warm spares {} per batch, {} worker(s)"
+"""Made, adopted, discarded: a spare killed unused is reaped, its start-up's CPU in "recipes"
+(waste, not a task's); these rows show how much of that row it is."""
+
+
+@dataclass(frozen=True)
+class SpareTally:
+    """The executor's warm spares so far: adopted and killed unused (its log), live (children)."""
+
+    adopted: int
+    discarded: int
+    live: int
 
 
 @dataclass(frozen=True)
@@ -64,6 +77,8 @@ class CpuSnapshot:
     """The control plane's threads in this process (GMS API, gateway, moto)."""
     at: float
     """When it was taken (monotonic seconds)."""
+    spares: SpareTally | None = None
+    """The executor's warm spares (None: another side, which has none)."""
 
 
 def _own(proc: psutil.Process) -> float:
@@ -124,7 +139,26 @@ def own_side_ms(before: CpuSnapshot, after: CpuSnapshot, count: int) -> float:
 
 
 def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
-    return runners_snapshot([child.ps], bench_threads)
+    snapshot = runners_snapshot([child.ps], bench_threads)
+    live = sum(1 for member in _children(child.ps) if not _is_spawn_server(member))
+    return replace(snapshot, spares=spare_tally(child.log_path, live))
+
+
+def _children(proc: psutil.Process) -> list[psutil.Process]:
+    try:
+        return [m for m in proc.children() if m.is_running()]
+    except psutil.Error:
+        return []
+
+
+def spare_tally(log_path: Path, live: int) -> SpareTally:
+    """The warm spares the executor's log says were adopted and killed unused, and ``live``."""
+    adopted = discarded = 0
+    with open(log_path, errors="replace") as log:
+        for line in log:
+            adopted += ADOPTED in line
+            discarded += KILLED_UNUSED in line
+    return SpareTally(adopted, discarded, live)
 
 
 def celery_snapshot(
@@ -175,7 +209,7 @@ def add_cost_rows(
     ``producer_s``: CPU seconds the bench's own thread spent creating the batch's requests, the
     executor's producer, counted as Celery's producer process is)."""
     per = {f.name: (getattr(after, f.name) - getattr(before, f.name)) / count * 1000
-           for f in fields(CpuSnapshot) if f.name != "at"}
+           for f in fields(CpuSnapshot) if f.name not in ("at", "spares")}
     per["helpers"] += producer_s / count * 1000
     per["server"] = max(0.0, per["server"] - server_at_rest * (after.at - before.at) / count * 1000)
     total = sum(per.values())
@@ -184,6 +218,12 @@ def add_cost_rows(
     figures.add(ALL_CPU.format(workers), side, total, "ms")
     if total > 0:
         figures.add(CEILING.format(CORES, workers), side, CORES / total * 1000, "tasks/s")
+    if before.spares is not None and after.spares is not None:
+        adopted = after.spares.adopted - before.spares.adopted
+        discarded = after.spares.discarded - before.spares.discarded
+        made = adopted + discarded + after.spares.live - before.spares.live
+        for what, count_of in (("made", made), ("adopted", adopted), ("discarded", discarded)):
+            figures.add(SPARES.format(what, workers), side, float(count_of), "spares")
 
 
 def _log_times(child: ExecutorChild, marker: str) -> dict[str, float]:

@@ -150,8 +150,8 @@ class Service:
         logger.info("stopping: draining running tasks for up to {:.0f}s", drain_s)
         if self.health is not None:
             self.health.mark_stopping("draining before shutdown")
+        self._tell_pools(RUNNER, Drain(deadline))  # admission closes first: no task while spares go
         close_all(pool.warm for pool in self.pools)  # no recipe waits for a task that will not come
-        self._tell_pools(RUNNER, Drain(deadline))
         while self._running() > 0 and time.monotonic() < deadline and not self.force_requested.is_set():
             self.force_requested.wait(POLL_S)
             self._tell_pools(RUNNER, Drain(deadline))  # a runner restarted meanwhile must drain too

@@ -15,8 +15,8 @@ once they resolved. Until then the recipe has nothing secret and none of its out
 (``docs/sandbox.md``, "Spawned before the secrets"); a run stopped before it is killed and
 leaves nothing behind. With the pool's ``warm_spare``, ``prestart`` adopts the pool's warm spare
 when its spec is this run's, else tells the holder a run spawns beside it, and
-``give_secrets`` asks for the next one (``pool.warm``: outside ``bwrap`` it is made only once
-no run of the pool is in progress)."""
+``give_secrets`` asks for the next one (``pool.warm``: it is made only once no run outside
+``bwrap`` and no venv build is in progress in any pool: ``pool.unconfined``)."""
 
 from __future__ import annotations
 
@@ -221,12 +221,18 @@ class SandboxLauncher:
 
     def _hand_over(self, on_exit: Callable[[SandboxResult | LaunchFailed | LaunchStopped], None],
                    outcome: SandboxResult | LaunchFailed | LaunchStopped | None) -> None:
-        """The launch's end: the venv released (its use lock never outlives the launch), then
-        ``outcome`` to ``on_exit`` (none: the launch thread died of a ``BaseException``)."""
+        """The launch's end: the venv released (its use lock never outlives the launch), the
+        spare's holder told, then ``outcome`` to ``on_exit`` (none: the launch thread died of a
+        ``BaseException``). A failure of the spare's bookkeeping (making a kept offer's spare:
+        no thread to be had) costs a spare, never the outcome the Task waits for."""
         try:
             if self.venv is not None:
                 self.venv.release()
-            self.spare.ends()
+            try:
+                self.spare.ends()
+            except Exception as exc:
+                logger.warning("{}: the warm spare's bookkeeping failed at the run's end: {}",
+                               self.task_id, exc)
             if outcome is not None:
                 on_exit(outcome)
         except Exception as exc:  # the Task ended first (its teardown killed the run): expected

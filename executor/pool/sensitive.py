@@ -29,9 +29,11 @@ from executor.sandbox.masking import MIN_SECRET_LENGTH
 HOST_CREDENTIAL_VARS = ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN")
 KEEP_RECENT = 24
 """Eight leases of three values: six hours of 45-minute refreshes."""
-EXPIRY_GRACE_S = 600.0
+EXPIRY_GRACE_S = 1200.0
 """A value is still masked this long after its expiry: the expiry is GMS's clock, the run's
-start the host's, and a skew between them must not unmask a lease still in use."""
+start the host's, and a skew between them must not unmask a lease still in use. AWS accepts a
+SigV4 signature up to 15 minutes off (boto3 does not correct a skew): a host that fast still
+uses a lease it sees as expired, so the grace is those 15 minutes and a margin."""
 
 
 class SensitiveValues:
@@ -69,12 +71,15 @@ class SensitiveValues:
 
     def remember(self, *values: str | None, expires: float | None = None) -> None:
         """Rotating values (a lease's key id, secret key and session token) and when they expire
-        (``time.time()`` seconds, None when unknown: kept for every run); oldest drop out."""
+        (``time.time()`` seconds, None when unknown: kept for every run); oldest drop out. A
+        value sent again keeps its latest expiry: a renewal re-sending it with an earlier one
+        (another clock, a stale copy) must not unmask it while the later one holds."""
         hardening.register(values)  # the env store refuses them under any name
         with self._lock:
             before = tuple(self._recent.items())
             for value in _usable(values):
-                self._recent[value] = expires
+                known = value in self._recent
+                self._recent[value] = _later(self._recent[value], expires) if known else expires
                 self._recent.move_to_end(value)
             while len(self._recent) > self._keep:
                 self._recent.popitem(last=False)
@@ -98,6 +103,11 @@ class SensitiveValues:
     def __repr__(self) -> str:
         with self._lock:
             return f"SensitiveValues({len(self._pinned)} pinned, {len(self._recent)} recent)"
+
+
+def _later(first: float | None, second: float | None) -> float | None:
+    """The later of two expiries; None (unknown: never expires) is later than any."""
+    return None if first is None or second is None else max(first, second)
 
 
 def _usable(values: Iterable[str | None]) -> list[str]:

@@ -2,11 +2,12 @@
 
 A ``SandboxLauncher`` (``pool.sandboxing``) holds one ``SpareUse``: in ``prestart`` it adopts the
 spare when the run's spec is the spare's (``adopt``), or tells the holder that a run spawns
-without it (``begins``: outside ``bwrap`` the spare is killed, a recipe beside it could tamper
-with it); at the run's end it tells the holder, once (``ends``: the last run's end may make the
-spare an ``alone`` offer asked for); once the run has its input it asks for the next spare
-(``offer``). A spare whose adoption fails in any way is discarded here (killed, cleaned up by
-its own thread), never left held with nobody to give it input or stop it.
+without it (``begins``: outside ``bwrap``, or with a venv build, every pool's spare is killed,
+a recipe or pip beside it could tamper with it: ``pool.unconfined``); at the run's end it tells
+the holder, once (``ends``: the last unconfined run's end may make a spare an offer kept asked
+for); once the run has its input it asks for the next spare (``offer``). A spare whose adoption
+fails in any way is discarded here (killed, cleaned up by its own thread), never left held with
+nobody to give it input or stop it.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from loguru import logger
 
 from executor.pool.context import PoolContext
 from executor.pool.run_specs import make_spare
-from executor.pool.warm import Spare, spare_key
+from executor.pool.warm import ADOPTED, Spare, spare_key
 from executor.sandbox import SandboxSpec
 from executor.sandbox.identity import RunAs
 from executor.sandbox.venvs import BUNDLED, NATIVE, VenvPolicy, VenvRequest
@@ -40,8 +41,9 @@ class SpareUse:
 
     @property
     def alone(self) -> bool:
-        """Whether the pool's spare may not live beside a running recipe: in every isolation but
-        ``bwrap`` (own pid namespace and ``/proc``), where the recipe shares its uid and view."""
+        """Whether this pool's runs are unconfined, no spare of any pool may live beside them: in
+        every isolation but ``bwrap`` (own pid namespace and ``/proc``), where the recipe shares
+        the spares' uid and view."""
         return self.pool.pool.isolation != "bwrap"
 
     def adopt(self, spec: SandboxSpec) -> Spare | None:
@@ -49,7 +51,7 @@ class SpareUse:
         spawn as usual (a spare of another run stays until ``begins``)."""
         if not self.pool.pool.warm_spare:
             return None
-        spare = self.pool.warm.take(spare_key(spec))
+        spare = self.pool.warm.take(spare_key(spec), self.alone)
         if spare is None:
             return None
         reason = "its process died or was stopped before a task came"
@@ -59,9 +61,9 @@ class SpareUse:
             logger.warning("{} could not adopt the warm spare: {}", self.task_id, exc)
             adopted, reason = False, "adoption failed"
         if not adopted:
-            self.pool.warm.discard(spare, reason)
+            self.pool.warm.discard(spare, reason, self.alone)
             return None
-        logger.debug("{} adopts the warm spare (pid {})", self.task_id, spare.run.pid)
+        logger.info("{} {} (pid {})", self.task_id, ADOPTED, spare.run.pid)
         with self._lock:
             self._counted = True  # ``take`` counted it as a run in progress
         return spare
@@ -70,11 +72,11 @@ class SpareUse:
         """An adopted spare the launch will not use after all (a stop came first)."""
         with self._lock:
             self._counted = False
-        self.pool.warm.discard(spare, reason)
+        self.pool.warm.discard(spare, reason, self.alone)
 
     def begins(self, build: bool = False) -> None:
         """The launch spawns its own run (no spare adopted); ``build``: it builds its venv first
-        (called before the build: no spare may live beside pip, in any isolation)."""
+        (called before the build: no spare of any pool may live beside pip, in any isolation)."""
         if self.pool.pool.warm_spare:
             with self._lock:
                 self._counted, self._build = True, build
@@ -85,7 +87,7 @@ class SpareUse:
         with self._lock:
             counted, self._counted = self._counted, False
         if counted:
-            self.pool.warm.run_ended(self._build)
+            self.pool.warm.run_ended(build=self._build, alone=self.alone)
 
     def offer(self, venv_request: VenvRequest,
               where: Callable[[], tuple[tuple[RunAs | None, Path], VenvPolicy]]) -> None:
@@ -96,4 +98,4 @@ class SpareUse:
                 venv_request.version in (BUNDLED, NATIVE):
             identity, policy = where()
             make = functools.partial(make_spare, self.pool, identity, policy, venv_request)
-            self.pool.warm.offer(venv_request, make, alone=self.alone)
+            self.pool.warm.offer(venv_request, make)

@@ -9,16 +9,16 @@ spec equals the spare's (``spare_key``: everything but the task's id, log file a
 credentials of the moment, which the adopter adds to the masker) adopts it instead of spawning
 (``SandboxRun.adopt``); a task of another venv has its ``offer`` replace the spare.
 
-When it is spawned depends on the isolation (``alone``). A recipe is hostile, and in every
-isolation but ``bwrap`` a recipe running beside the spare shares its uid and its view of
-``/proc``: it could write into the spare's work dir, open the stdin that will carry the next
-task's recipe and secrets, or ptrace it. So there (``alone``) a spare is made only while no run
-of the pool is in progress (the ``offer`` is kept until the last run ends: ``run_ended``), and
-any run that spawns without adopting it kills it (``run_begins``; one being made is killed once
-made). Under ``bwrap`` each run has its own pid namespace and ``/proc``: the spare is made at
-once and stays beside other runs. A venv build runs a requested package's code (pip: an sdist's
-build backend) outside any isolation, as the recipe's uid: while a launch of the pool builds one
-(``run_begins(build=True)`` until its ``run_ended``) no spare lives, in any isolation.
+When it is spawned depends on what runs unconfined (``pool.unconfined``, one registry for all
+the executor's pools: they share the recipe uid). A recipe is hostile, and in every isolation
+but ``bwrap`` (``alone``) a recipe shares the spare's uid and the host's ``/proc``: it could
+write into the spare's work dir, open the stdin that will carry the next task's recipe and
+secrets, or ptrace it, whichever pool the spare is of. A venv build runs a requested package's
+code (pip: an sdist's build backend) outside any isolation, as the recipe's uid. So a spare, of
+any pool, is made only while no run outside ``bwrap`` (begun or adopted) and no build is in
+progress in any pool (the ``offer`` is kept until the last one ends), and any such run or build
+beginning kills every pool's spare (one being made is killed once made). A ``bwrap`` run has its
+own pid namespace and ``/proc``: its pool's spare is made at once and stays beside it.
 
 The spare is never a task: it has no input, so nothing secret (the recipe and its secrets come
 on stdin only once adopted, as for any held run), is adopted at most once, belongs to one pool,
@@ -38,6 +38,7 @@ from dataclasses import dataclass, field, replace
 
 from loguru import logger
 
+from executor.pool.unconfined import UNCONFINED, Unconfined
 from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.spawner import IDLE_S
 from executor.sandbox.venvs import ResolvedVenv
@@ -47,6 +48,10 @@ KILL_WAIT_S = 5.0
 """How long ``clear`` waits for a killed spare to be reaped and cleaned up."""
 SPARE_ID = "warm-spare"
 """The spare's run id: its work dir, cgroup and threads carry it (the task's log names it)."""
+KILLED_UNUSED = "warm spare killed unused"
+"""Logged (INFO) once per spare killed without a task: its start-up was waste (the bench counts it)."""
+ADOPTED = "adopts the warm spare"
+"""Logged (INFO) once per spare a task adopted (``pool.spare_use``; the bench counts it)."""
 
 
 def spare_key(spec: SandboxSpec) -> SandboxSpec:
@@ -70,7 +75,8 @@ class Spare:
 
 @dataclass
 class SpareCounts:
-    """What became of the pool's spares (for tests and the bench's waste figure)."""
+    """What became of the pool's spares (for tests; the bench, whose executor is another
+    process, counts the ``KILLED_UNUSED`` and ``ADOPTED`` lines of its log)."""
 
     made: int = 0
     adopted: int = 0
@@ -81,8 +87,10 @@ class WarmSpare:
     """The pool's one spare at most; every method is safe from any thread and never blocks on a
     spawn (``offer`` makes the spare on a spare thread)."""
 
-    def __init__(self, idle_s: float = IDLE_S) -> None:
+    def __init__(self, idle_s: float = IDLE_S, unconfined: Unconfined = UNCONFINED) -> None:
         self.idle_s = idle_s
+        self.unconfined = unconfined
+        """The executor's unconfined runs and builds, of every pool: none may live beside a spare."""
         self.counts = SpareCounts()
         self._lock = threading.Lock()
         self._made = threading.Condition(self._lock)
@@ -96,27 +104,25 @@ class WarmSpare:
         """Bumped by ``clear`` and by a run spawned beside it: a spare made across is killed."""
         self._runs = 0
         """The pool's runs in progress: begun (``run_begins``, an adoption), not ended."""
-        self._builds = 0
-        """The pool's launches that build a venv, begun and not ended: no spare beside them."""
-        self._wanted: tuple[Hashable, Callable[[], Spare | None], bool] | None = None
-        """An offer kept until no build, and for an ``alone`` one no run, is in progress."""
+        self._wanted: tuple[Hashable, Callable[[], Spare | None]] | None = None
+        """An offer kept until no unconfined run or build, of any pool, is in progress."""
         self._last_used = time.monotonic()
         self._timer: threading.Timer | None = None
+        unconfined.join(self)
 
-    def offer(self, kind: Hashable, make: Callable[[], Spare | None], alone: bool = False) -> None:
+    def offer(self, kind: Hashable, make: Callable[[], Spare | None]) -> None:
         """A task of the pool has its input: make a spare with ``make`` (on a spare thread)
         unless one of the same ``kind`` exists or one is being made, or the executor drains;
-        only once no venv build of the pool is in progress, and with ``alone`` no run either
-        (kept until then). A spare of
-        another kind is killed: the spare follows the pool's latest venv, and one no task can
-        adopt is never kept alive by tasks that cannot use it."""
+        only once no unconfined run or build of any pool is in progress (kept until then). A
+        spare of another kind is killed: the spare follows the pool's latest venv, and one no
+        task can adopt is never kept alive by tasks that cannot use it."""
         stale = None
         with self._lock:
             self._last_used = time.monotonic()
             if self._spare is not None and self._spare.kind != kind:
                 stale, self._spare = self._spare, None
-            if self._builds > 0 or (alone and self._runs > 0) or (self._making and self._stale_making):
-                self._wanted, busy = (kind, make, alone), True  # made once that ends
+            if self.unconfined.busy or (self._making and self._stale_making):
+                self._wanted, busy = (kind, make), True  # made once that ends
             else:
                 busy = self._closed or self._making or self._spare is not None
             if not busy:
@@ -133,10 +139,11 @@ class WarmSpare:
                 self._made.notify_all()
             raise
 
-    def take(self, key: SandboxSpec) -> Spare | None:
+    def take(self, key: SandboxSpec, alone: bool = False) -> Spare | None:
         """The spare, for a task whose spec has ``key`` (``spare_key``); None when there is none
         or it was made for another run (it stays). The caller adopts it or ``discard``s it; an
-        adopted spare is a run in progress until ``run_ended``."""
+        adopted spare is a run in progress until ``run_ended`` (``alone``, outside ``bwrap``: an
+        unconfined one, which kills every other pool's spare)."""
         with self._lock:
             self._last_used = time.monotonic()
             spare = self._spare
@@ -145,48 +152,62 @@ class WarmSpare:
             self._spare = None
             self.counts.adopted += 1
             self._runs += 1
+        if alone:
+            self.unconfined.begins("a recipe outside bwrap runs beside it")
         return spare
 
-    def discard(self, spare: Spare, reason: str) -> None:
-        """Kill ``spare`` (taken, then not adopted after all) now; its run cleans up on its own
-        thread."""
+    def discard(self, spare: Spare, reason: str, alone: bool = False) -> None:
+        """Kill ``spare`` (taken with ``alone``, then not adopted after all) now; its run cleans
+        up on its own thread."""
         with self._lock:
             self.counts.adopted -= 1
             self._runs = max(0, self._runs - 1)
         self._kill(spare, reason)
+        if alone:
+            self.unconfined.ends()
 
     def run_begins(self, alone: bool, build: bool = False) -> None:
-        """A run of the pool spawns without the spare; ``run_ended`` follows. ``alone``: the
-        spare is killed now, one being made once made (the run's recipe could tamper with it);
-        ``build``: so too, whatever the isolation, and none is made until it ends (its venv is
-        built first, and pip runs the requested packages' code unisolated)."""
-        stale = None
+        """A run of the pool spawns without the spare; ``run_ended`` follows, with the same
+        ``alone`` and ``build``. Either makes it unconfined: every pool's spare is killed now,
+        one being made once made, and none is made until it ends (``alone``: its recipe, outside
+        ``bwrap``, could tamper with one; ``build``: its venv is built first, whatever the
+        isolation, and pip runs the requested packages' code unisolated)."""
         with self._lock:
             self._runs += 1
-            self._builds += build
-            if alone or build:
-                self._generation += 1
-                self._stale_making = self._making
-                stale, self._spare = self._spare, None
-        if stale is not None:
-            self._kill(stale, "a task spawned its own run beside it")
+        if alone or build:
+            self.unconfined.begins("a task spawned its own run or builds a venv beside it")
 
-    def run_ended(self, build: bool = False) -> None:
-        """A run begun (``run_begins``, with its ``build``) or adopted (``take``) has ended: its
-        tree is gone. The last one (the last build, for an offer not ``alone``) makes the spare
-        an offer kept asked for."""
+    def run_ended(self, build: bool = False, alone: bool = False) -> None:
+        """A run begun (``run_begins``, with its ``alone`` and ``build``) or adopted (``take``)
+        has ended: its tree is gone. The last unconfined one of all the pools makes the spare an
+        offer kept asked for."""
         with self._lock:
             self._last_used = time.monotonic()  # idle counts from the pool's last run's end
             self._runs = max(0, self._runs - 1)
-            self._builds = max(0, self._builds - build)
+        if alone or build:
+            self.unconfined.ends()
+
+    def doom(self, reason: str) -> None:
+        """An unconfined run or build begins (``Unconfined``): kill the spare now, one being
+        made once made."""
+        with self._lock:
+            self._generation += 1
+            self._stale_making = self._making
+            stale, self._spare = self._spare, None
+        if stale is not None:
+            self._kill(stale, reason)
+
+    def retry(self) -> None:
+        """No unconfined run or build is in progress any more: make the offer kept, if any."""
+        with self._lock:
             wanted = self._due_wanted()
         if wanted is not None:
             self.offer(*wanted)
 
-    def _due_wanted(self) -> tuple[Hashable, Callable[[], Spare | None], bool] | None:
+    def _due_wanted(self) -> tuple[Hashable, Callable[[], Spare | None]] | None:
         """Under the lock: the offer kept, taken, once nothing holds it back any more."""
         wanted = self._wanted
-        if wanted is None or self._builds > 0 or (wanted[2] and self._runs > 0) or self._making:
+        if wanted is None or self.unconfined.busy or self._making:
             return None
         self._wanted = None
         return wanted
@@ -288,7 +309,7 @@ class WarmSpare:
     def _kill(self, spare: Spare, reason: str) -> None:
         with self._lock:
             self.counts.discarded += 1
-        logger.debug("warm spare killed: {}", reason)
+        logger.info("{}: {}", KILLED_UNUSED, reason)
         spare.run.stop(f"warm spare not used: {reason}", grace_s=0, status="CANCELLED")
         try:  # its venv is in use until its process is gone
             spare.run.when_known(lambda _result: spare.venv.release())

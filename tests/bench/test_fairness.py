@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import boto3
@@ -18,13 +19,14 @@ import pytest
 
 from bench import rows
 from bench.anchor import Floor
-from bench.cost_rows import ALL_CPU, CpuSnapshot, add_cost_rows, runners_snapshot
+from bench.cost_rows import ALL_CPU, SPARES, CpuSnapshot, add_cost_rows, runners_snapshot, spare_tally
 from bench.rows import batch_seconds
 from bench.stats import Figures
 from bench.suite import QUICK, Bench
 from bench.wire_stamps import stamp_sends
 from bench.world import RESULT, World, read_stamp
 from executor.local.controlplane.aws import REGION
+from executor.pool.warm import ADOPTED, KILLED_UNUSED
 
 
 @pytest.fixture
@@ -133,3 +135,22 @@ def test_the_output_rows_start_warm_and_swap_line_sizes_and_sides_every_other_re
         bench.output()
     assert done == ["warm", "executor 1024", "floor 1024", "executor 128", "floor 128",
                     "warm", "floor 128", "executor 128", "floor 1024", "executor 1024"]
+
+
+def test_the_executors_spares_made_adopted_and_discarded_are_rows(tmp_path: Path) -> None:
+    """A spare killed unused is a reaped child: its start-up lands in the recipe row as waste.
+    The batch's spares made, adopted and discarded are rows of their own (from the executor's
+    log and its live children), so the table shows that waste."""
+    log = tmp_path / "executor.log"
+    log.write_text(f"x task-1 {ADOPTED} (pid 1)\n")
+    before = replace(CpuSnapshot(0.0, 0.0, 0.0, 0.0, 0.0), spares=spare_tally(log, live=1))
+    with open(log, "a") as more:
+        more.write(f"x task-2 {ADOPTED} (pid 2)\nx {KILLED_UNUSED}: no task came in time\n"
+                   f"x task-3 {ADOPTED} (pid 3)\n")
+    after = replace(CpuSnapshot(0.01, 0.0, 0.0, 0.0, 1.0), spares=spare_tally(log, live=1))
+    figures = Figures()
+    add_cost_rows(figures, "executor", 1, before, after, 2, 0.0)
+    assert [figures.p50(SPARES.format(what, 1)) for what in ("made", "adopted", "discarded")] == [3, 2, 1]
+    add_cost_rows(figures, "celery", 1, CpuSnapshot(0.0, 0.0, 0.0, 0.0, 0.0),
+                  CpuSnapshot(0.01, 0.0, 0.0, 0.0, 1.0), 2, 0.0)
+    assert figures.p50(SPARES.format("made", 1), "celery") is None, "no spares on other sides"

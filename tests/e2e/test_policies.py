@@ -68,7 +68,7 @@ def test_cancelling_a_running_ingest_stops_its_whole_tree(e2e: ExecutorHarness) 
     assert sampler.processes() and survivors == []  # the CLI and whatever it started are gone
     assert sampler.ingest_runs_seen() == 1
     sampler.wait_until(lambda _: queue_depth(e2e.cp) == 0)  # settled once GMS had the result
-    assert_no_work_dir_left(e2e.pool_dir() / "work")  # the private work dir is gone
+    assert_no_work_dir_left(e2e.pool_dir() / "work", e2e.service.pools)  # the private work dir is gone
 
 
 def test_a_heavy_request_waits_for_room_and_a_kill_ends_the_wait(e2e: ExecutorHarness) -> None:

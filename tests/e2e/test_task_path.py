@@ -113,8 +113,10 @@ def test_a_missing_secret_fails_before_anything_runs(e2e: ExecutorHarness) -> No
     # With a warm spare (on by default) the task may have adopted it: then its CLI ran in the
     # spare's work dir and cgroup (``warm-spare-*``), and the log the adoption opened goes at
     # its clean-up. A spare the pool holds for the next task is no run of this one.
-    wait_until(lambda: not _ingest_runs(held_spare_pids(e2e.service.pools))
-               and not _left_under(e2e.pool_dir(), task) and not left_work_dirs(e2e.pool_dir() / "work")
+    pools = e2e.service.pools
+    wait_until(lambda: not _ingest_runs(held_spare_pids(pools))
+               and not _left_under(e2e.pool_dir(), task)
+               and not left_work_dirs(e2e.pool_dir() / "work", pools)
                and not any(list(parent.glob(f"{task}-*")) for parent in parents)
                and not e2e.task_log(urn).exists(), 30,
                "the pre-started CLI, its work dir, its task cgroup and its log to be gone")

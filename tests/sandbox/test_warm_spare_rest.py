@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from executor.pool import warm
 from executor.pool.sandboxing import SandboxLauncher
 from executor.pool.warm import SPARE_ID, Spare, WarmSpare, close_all, spare_key
 from executor.sandbox import SandboxRun, SandboxSpec
@@ -27,7 +28,7 @@ from executor.sandbox.venvs import ResolvedVenv
 
 from .helpers import py, wait_until
 from .launching import PREFIX, Outcome, SilentIndex, request
-from .test_warm_spare import DEADLINE_S, gone, make_pool, run_task, spare_pid
+from .test_warm_spare import DEADLINE_S, ask, gone, make_pool, run_task, spare_pid
 
 
 @pytest.fixture
@@ -207,12 +208,45 @@ def test_an_offer_while_a_doomed_spare_is_made_is_kept_until_that_ends(
         return Spare(run, venv, spare_key(spec), "plain")
 
     try:
-        holder.offer("plain", lambda: make(True), alone=True)
+        holder.offer("plain", lambda: make(True))
         holder.run_begins(alone=True)  # a task spawns its own run meanwhile: the spare is doomed
-        holder.run_ended()
-        holder.offer("plain", lambda: make(False), alone=True)  # that task's input... after its end
+        holder.run_ended(alone=True)
+        holder.offer("plain", lambda: make(False))  # that task's input... after its end
         go.set()
         wait_until(lambda: holder.ready is not None, DEADLINE_S, "the kept offer's spare")
         assert holder.counts.made == 1 and holder.counts.discarded == 1
     finally:
         holder.close()
+
+
+def test_a_failure_of_the_spares_bookkeeping_at_the_runs_end_does_not_lose_its_outcome(
+        tmp_path: Path, server: SpawnServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Process isolation: the run's offer is kept until it ends, and its end makes the spare; no
+    thread to be had for that (``can't start new thread``), or any failure of the holder's
+    bookkeeping there, must not keep the outcome from the Task, which would wait for ever
+    holding its slot and its message."""
+    pool = make_pool(tmp_path, server)
+    launcher = SandboxLauncher(pool, PREFIX + "long")
+    outcome = Outcome()
+    launcher.prestart(ask("long", tmp_path / "long", until=tmp_path / "release"), on_exit=outcome)
+    try:
+        launcher.give_secrets({})  # the offer, kept until this run ends
+        wait_until(lambda: (tmp_path / "long").exists(), DEADLINE_S, "the task's recipe to run")
+
+        def no_thread(*_args: object) -> None:
+            raise RuntimeError("can't start new thread")
+
+        counted = pool.warm.run_ended
+
+        def run_ended(build: bool = False, alone: bool = False) -> None:
+            counted(build=build, alone=alone)  # the counts stay right for the tests after
+            no_thread()
+
+        monkeypatch.setattr(warm.SPARES, "start", no_thread)
+        monkeypatch.setattr(pool.warm, "run_ended", run_ended)
+        (tmp_path / "release").touch()
+        assert outcome.wait(DEADLINE_S).exit_code == 0
+        assert pool.warm.ready is None and not pool.warm.making
+    finally:
+        launcher.kill()
+        pool.warm.close()

@@ -151,14 +151,37 @@ def test_a_new_run_masks_the_leases_valid_at_its_start_and_keeps_them_while_it_r
     masker = LiveMasker([], values)  # a run starting now, of the source's values alone
     text = "expired-lease-key current-lease-key lease-of-unknown-expiry gms-token-made-up"
     assert masker.mask(text) == f"expired-lease-key {MASK} {MASK} {MASK}"
-    # it expires while the run goes on
-    values.remember("current-lease-key", expires=masker.since - EXPIRY_GRACE_S)
+    # it expires while the run goes on (seen from a run starting after its expiry and grace)
     values.remember("renewed-lease-key", expires=now + 7200)  # a renewal: the run rebuilds
     assert masker.mask("current-lease-key renewed-lease-key") == f"{MASK} {MASK}"
     assert masker.mask("expired-lease-key") == "expired-lease-key"
-    later = LiveMasker(values.values(), values)  # a run starting after it expired
-    assert values.snapshot(time.time())[1] == values.values()
-    assert later.mask("current-lease-key renewed-lease-key") == f"current-lease-key {MASK}"
+    later = values.snapshot(now + 3600 + EXPIRY_GRACE_S + 1)[1]  # a run starting after it expired
+    assert "current-lease-key" not in later and "renewed-lease-key" in later
+
+
+def test_the_grace_covers_the_skew_aws_accepts() -> None:
+    """AWS accepts a SigV4 signature from a clock up to 15 minutes off and boto3 does not correct
+    it: a host 14 minutes fast still uses a lease it sees as expired, and new runs mask it."""
+    values = SensitiveValues()
+    now = time.time()
+    values.remember("lease-seen-expired-by-a-fast-host", expires=now - 14 * 60)
+    assert values.values() == ("lease-seen-expired-by-a-fast-host",)
+    assert EXPIRY_GRACE_S >= 15 * 60 + 60
+
+
+def test_a_value_sent_again_with_an_earlier_expiry_keeps_its_latest() -> None:
+    """A renewal re-sending a value with an earlier expiry (another clock, a stale copy) must
+    not unmask it while its later expiry holds; unknown (None) outlasts any expiry."""
+    values = SensitiveValues()
+    now = time.time()
+    values.remember("lease-key-sent-twice", "lease-of-unknown-expiry")
+    values.remember("lease-key-sent-twice", expires=now + 3600)
+    values.remember("lease-key-sent-twice", "lease-of-unknown-expiry", expires=now - EXPIRY_GRACE_S - 60)
+    assert values.values() == ("lease-key-sent-twice", "lease-of-unknown-expiry")
+    values.remember("lease-with-expiry", expires=now + 3600)
+    values.remember("lease-with-expiry", expires=now - EXPIRY_GRACE_S - 60)
+    assert "lease-with-expiry" in values.values()
+    assert "lease-with-expiry" not in values.snapshot(now + 3600 + EXPIRY_GRACE_S + 1)[1]
 
 
 def test_secrets_added_to_a_built_masker_are_masked_in_every_form_beside_the_credentials() -> None:

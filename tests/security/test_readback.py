@@ -153,7 +153,7 @@ def test_a_fifo_or_directory_report_ends_the_run_promptly(hostile_world: Hostile
     _refused_run(hostile_world, "report_fifo", "it is a FIFO, not a regular file")
     _refused_run(hostile_world, "report_directory", "it is a directory, not a regular file")
     work = hostile_world.harness.pool_dir() / "work"
-    assert_no_work_dir_left(work)
+    assert_no_work_dir_left(work, hostile_world.harness.service.pools)
 
 
 def test_a_well_behaved_report_still_arrives(hostile_world: HostileWorld) -> None:  # noqa: F811

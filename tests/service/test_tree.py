@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import pykka
+import pytest
 
+from executor import service as service_module
 from executor.config import load_config
 from executor.observability import HealthState, Metrics
+from executor.pool import warm
 from executor.pool.messages import LEASER, POLLER, REPORTER, RESOLVER, RUNNER
+from executor.pool.warm import WarmSpare
 from executor.service import Service
 
 from ..supervision.probe import wait_for
@@ -91,3 +97,37 @@ def test_start_removes_the_work_dirs_an_earlier_executor_left(tmp_path: Path) ->
         service.shutdown()
     wait_for(lambda: {t for t in threading.enumerate() if t.is_alive()} <= before,
              timeout=30, what="every thread of the tree to end")
+
+
+def test_the_drain_stops_admission_before_it_waits_for_the_spares(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Closing the spares may wait (up to 5 s for one being made): during that wait no poller may
+    still take, nor a runner admit, a task. So by the time the spares are closed, every pool's
+    runner has been told to drain (its admission is closed)."""
+    before = set(threading.enumerate())
+    service = Service(load_config(None, service_env(tmp_path)), "t0ken-value", HealthState(), Metrics())
+    seen: list[bool] = []
+
+    def close_after_admission(holders: Iterable[WarmSpare], wait_s: float = warm.KILL_WAIT_S) -> None:
+        seen.append(wait_until_true(lambda: all(not p.tasks.admitting for p in service.pools), 30))
+        warm.close_all(holders, wait_s)
+
+    monkeypatch.setattr(service_module, "close_all", close_after_admission)
+    service.start()
+    try:
+        assert all(pool.tasks.admitting for pool in service.pools)
+    finally:
+        service.shutdown()
+    assert seen == [True], "admission was still open while the spares were closed"
+    wait_for(lambda: {t for t in threading.enumerate() if t.is_alive()} <= before,
+             timeout=30, what="every thread of the tree to end")
+
+
+def wait_until_true(check: Callable[[], bool], timeout_s: float) -> bool:
+    """Whether ``check`` holds within ``timeout_s`` (polled; no fixed sleep decides)."""
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
