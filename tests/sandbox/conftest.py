@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
 import pytest
 
 from executor.sandbox import SandboxLimits, SandboxResult, SandboxRun, SandboxSpec, build_env
@@ -92,3 +93,13 @@ def children() -> Iterator[list[subprocess.Popen[bytes]]]:
         for pipe in (proc.stdin, proc.stdout):
             if pipe is not None and not pipe.closed:
                 pipe.close()
+
+
+@pytest.fixture
+def server() -> Iterator[SpawnServer]:
+    """A spawn server of the test's own (the warm-spare tests'); modules with a server of their
+    own (the spawn server's tests) override it."""
+    spawner = SpawnServer()
+    yield spawner
+    spawner.close()
+    assert not psutil.Process().children(recursive=True), "nothing of the runs is left"

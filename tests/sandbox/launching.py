@@ -4,20 +4,28 @@
 marker file, prints ``ready``, ignores SIGTERM and sleeps: only SIGKILL ends it, so a test
 sees whether a stop waited for the grace. ``SilentIndex`` is a package index that accepts
 connections and never answers, so a pip build against it hangs until it is stopped.
+``held_spare`` makes a warm spare for the holder-level tests.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
 from executor.config import ExecutorConfig, GmsSettings, LimitSettings, PoolSettings, VenvSettings
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
+from executor.pool.warm import SPARE_ID, Spare, spare_key
+from executor.sandbox import SandboxRun, SandboxSpec
+from executor.sandbox.spawner import SpawnServer
+from executor.sandbox.venvs import ResolvedVenv
 from tests.fixtures.fake_venvs import bundled_cli
 from tests.fixtures.silent import SilentServer
+
+from .helpers import py
 
 PREFIX = "urn:li:dataHubExecutionRequest:"
 STUBBORN = "stubborn"
@@ -76,3 +84,16 @@ class SilentIndex(SilentServer):
 
     def __init__(self) -> None:
         super().__init__("/simple", name="silent-index", backlog=16)
+
+
+NO_VENV = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
+"""The venv a holder-level spare names: the holder only compares it, nothing runs from it."""
+
+
+def held_spare(server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> Spare:
+    """A holder-level spare as a pool makes one (a held run of a stdin reader, the spare's id):
+    the warm-spare tests offer it to a ``WarmSpare`` with ``functools.partial``."""
+    spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
+    run = SandboxRun(spec, spawner=server)
+    run.start(here=True)
+    return Spare(run, NO_VENV, spare_key(spec), "plain")

@@ -75,13 +75,6 @@ def ask(request_id: str, marker: Path, extra_env: dict[str, str] | None = None,
     return ExecutionRequest.from_aspect(PREFIX + request_id, {"task": "RUN_INGEST", "args": args})
 
 
-@pytest.fixture
-def server() -> Iterator[SpawnServer]:
-    spawner = SpawnServer()
-    yield spawner
-    spawner.close()
-    assert not psutil.Process().children(recursive=True), "nothing of the runs is left"
-
 
 def make_pool(tmp_path: Path, server: SpawnServer, on: bool = True, idle_s: float = 60.0,
               dynamic: bool = False) -> PoolContext:

@@ -8,32 +8,21 @@ server, task cgroups, work dirs and the stand-in CLI of ``test_warm_spare``.
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
-import psutil
-import pytest
-
 from executor.pool.sandboxing import SandboxLauncher
-from executor.pool.warm import SPARE_ID, Spare, WarmSpare, spare_key
-from executor.sandbox import SandboxRun, SandboxSpec
+from executor.pool.warm import WarmSpare
+from executor.sandbox import SandboxSpec
 from executor.sandbox.spawner import SpawnServer
-from executor.sandbox.venvs import ResolvedVenv
 from tests.fixtures.spares import SPARE_PREFIX, assert_no_work_dir_left, left_work_dirs
 
-from .helpers import py, wait_until
-from .launching import PREFIX, Outcome
+from .helpers import wait_until
+from .launching import PREFIX, Outcome, held_spare
 from .test_warm_spare import DEADLINE_S, ask, gone, make_pool, run_task, spare_pid
-
-
-@pytest.fixture
-def server() -> Iterator[SpawnServer]:
-    spawner = SpawnServer()
-    yield spawner
-    spawner.close()
-    assert not psutil.Process().children(recursive=True), "nothing of the runs is left"
 
 
 def test_a_run_of_another_pool_kills_the_spare_and_the_next_task_spawns_fresh(
@@ -71,13 +60,7 @@ def test_a_build_or_an_unconfined_run_of_another_pool_kills_the_spare_in_any_iso
     B's venv build (pip runs unisolated) nor B's recipe outside ``bwrap``: each kills it, and
     A's offer meanwhile is kept until that ends."""
     first, second = WarmSpare(), WarmSpare()
-    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
-
-    def make() -> Spare:
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        run = SandboxRun(spec, spawner=server)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), "plain")
+    make = functools.partial(held_spare, server, make_spec)
 
     try:
         for how in ({"alone": False, "build": True}, {"alone": True, "build": False}):

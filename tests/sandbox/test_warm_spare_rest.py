@@ -10,6 +10,7 @@ kills every pool's spare and waits for them together.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import time
@@ -27,16 +28,8 @@ from executor.sandbox.spawner import SpawnServer
 from executor.sandbox.venvs import ResolvedVenv
 
 from .helpers import py, wait_until
-from .launching import PREFIX, Outcome, SilentIndex, request
+from .launching import PREFIX, Outcome, SilentIndex, held_spare, request
 from .test_warm_spare import DEADLINE_S, ask, gone, make_pool, run_task, spare_pid
-
-
-@pytest.fixture
-def server() -> Iterator[SpawnServer]:
-    spawner = SpawnServer()
-    yield spawner
-    spawner.close()
-    assert not psutil.Process().children(recursive=True), "nothing of the runs is left"
 
 
 @pytest.fixture
@@ -76,13 +69,7 @@ def test_no_spare_lives_beside_a_build_in_any_isolation(
     """As under ``bwrap`` (``alone`` False: spares beside runs are fine), a build still kills the
     spare, and an offer made meanwhile waits for the build's launch to end."""
     holder = WarmSpare()
-    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
-
-    def make() -> Spare:
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        run = SandboxRun(spec, spawner=server)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), "plain")
+    make = functools.partial(held_spare, server, make_spec)
 
     try:
         holder.offer("plain", make)
@@ -104,13 +91,7 @@ def test_a_spare_is_not_idle_while_a_run_of_the_pool_is_in_progress(
     """As under ``bwrap`` (the spare beside a run): a task longer than the idle time keeps the
     spare for the task after it; the idle time counts from that run's end."""
     holder = WarmSpare(idle_s=0.3)
-    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
-
-    def make() -> Spare:
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        run = SandboxRun(spec, spawner=server)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), "plain")
+    make = functools.partial(held_spare, server, make_spec)
 
     try:
         holder.run_begins(alone=False)
@@ -175,13 +156,7 @@ def test_a_spare_made_across_the_pools_stop_is_killed_not_kept(
 def test_the_drain_kills_every_pools_spare_and_waits_for_them_together(
         server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
     holders = [WarmSpare(), WarmSpare()]
-    venv = ResolvedVenv("bundled", Path("/nonexistent"), Path("/nonexistent/datahub"))
-
-    def make() -> Spare:
-        spec = make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id=SPARE_ID)
-        run = SandboxRun(spec, spawner=server)
-        run.start(here=True)
-        return Spare(run, venv, spare_key(spec), "plain")
+    make = functools.partial(held_spare, server, make_spec)
 
     for holder in holders:
         holder.offer("plain", make)
