@@ -238,8 +238,8 @@ class PoolSettings(_Frozen):
     On by default: the CLI's start-up (seconds for the real one) is most of a short task's
     pickup. The cost: one idle process per pool, holding its start-up memory, for up to 30 s
     after the pool's last task (and one spawn wasted when the next task's run differs); it takes
-    no worker slot. Outside ``bwrap`` it is spawned only while no recipe of the pool runs, and
-    never while a venv is built (docs/sandbox.md, "Its exposure"). ``false`` where memory is
+    no worker slot. It is spawned only while no pool of the executor runs a recipe outside
+    ``bwrap`` or builds a venv (docs/sandbox.md, "Its exposure"). ``false`` where memory is
     tighter than pickup matters."""
     limits: LimitSettings = LimitSettings()
     venvs: VenvSettings = VenvSettings()
