@@ -50,6 +50,11 @@ SPARE_ID = "warm-spare"
 """The spare's run id: its work dir, cgroup and threads carry it (the task's log names it)."""
 KILLED_UNUSED = "warm spare killed unused"
 """Logged (INFO) once per spare killed without a task: its start-up was waste (the bench counts it)."""
+MAKING_WAIT_S = 1.0
+"""How long a task waits for a spare being made (its spawn request under way, a few ms; the
+spawn server's start, if it had stopped): spawning its own instead would pay the same spawn and,
+outside ``bwrap``, doom that spare (a run beside it), which back-to-back tasks did to about a
+third of their spares (session 18's bench: 7 of 20 discarded in a 1-worker batch)."""
 ADOPTED = "adopts the warm spare"
 """Logged (INFO) once per spare a task adopted (``pool.spare_use``; the bench counts it)."""
 
@@ -141,11 +146,14 @@ class WarmSpare:
 
     def take(self, key: SandboxSpec, alone: bool = False) -> Spare | None:
         """The spare, for a task whose spec has ``key`` (``spare_key``); None when there is none
-        or it was made for another run (it stays). The caller adopts it or ``discard``s it; an
+        or it was made for another run (it stays). One being made is waited for, bounded
+        (``MAKING_WAIT_S``). The caller adopts it or ``discard``s it; an
         adopted spare is a run in progress until ``run_ended`` (``alone``, outside ``bwrap``: an
         unconfined one, which kills every other pool's spare)."""
         with self._lock:
             self._last_used = time.monotonic()
+            self._made.wait_for(lambda: not self._making or self._stale_making or self._closed,
+                                MAKING_WAIT_S)
             spare = self._spare
             if spare is None or spare.key != key:
                 return None
@@ -194,6 +202,7 @@ class WarmSpare:
             self._generation += 1
             self._stale_making = self._making
             stale, self._spare = self._spare, None
+            self._made.notify_all()  # a task waiting for it (``take``) spawns its own now
         if stale is not None:
             self._kill(stale, reason)
 
@@ -223,6 +232,7 @@ class WarmSpare:
             self._wanted = None
             spare, self._spare = self._spare, None
             timer, self._timer = self._timer, None
+            self._made.notify_all()
         if timer is not None:
             timer.cancel()
         if spare is not None:

@@ -225,3 +225,35 @@ def test_a_failure_of_the_spares_bookkeeping_at_the_runs_end_does_not_lose_its_o
     finally:
         launcher.kill()
         pool.warm.close()
+
+
+def test_a_task_waits_for_the_spare_being_made_and_adopts_it(
+        server: SpawnServer, make_spec: Callable[..., SandboxSpec]) -> None:
+    """Back to back, the next task asks while the spare the previous one's end offered is still
+    being made: it waits for it (bounded) and adopts it, where it spawned its own and doomed
+    that spare (a third of a 1-worker batch's spares were discarded so)."""
+    holder = WarmSpare()
+    go = threading.Event()
+
+    def make() -> Spare:
+        assert go.wait(DEADLINE_S)
+        return held_spare(server, make_spec)
+
+    def go_once_waited_for() -> None:
+        waiters = holder._made._waiters  # type: ignore[attr-defined]  # CPython's Condition
+        wait_until(lambda: bool(waiters), DEADLINE_S, "a task waiting for the spare being made")
+        go.set()
+
+    key = spare_key(make_spec(py("import sys; sys.stdin.read()"), hold_input=True, task_id="task-1"))
+    holder.offer("plain", make)
+    releaser = threading.Thread(target=go_once_waited_for, name="test-releaser", daemon=True)
+    releaser.start()
+    try:
+        spare = holder.take(key)
+        assert spare is not None and holder.counts.discarded == 0, "the spare being made, adopted"
+        spare.run.stop("test over", grace_s=0)
+        assert spare.run.wait(DEADLINE_S) is not None
+    finally:
+        go.set()
+        releaser.join(DEADLINE_S)
+        holder.close()
