@@ -1,23 +1,15 @@
 """The outbox: terminal results written durably to disk before they are sent to GMS.
 
-A result is first put here (temp file, atomic rename, fsync of the file, fsync of the
-directory), then sent; only once GMS has accepted it is it removed. A new record is renamed
-*before* its fsync: that fsync then commits the file and its name in one journal commit (ext4,
-xfs), and the directory's fsync, kept for every filesystem, finds nothing left to write. A crash
-before both returned can leave the name on a file cut short: it is moved aside as corrupt when
-read, and the result was never sent, so the request runs again (as after a crash before the
-put). A record that replaces one is fsynced before its rename, so the old one stays whole.
-Until a put's fsyncs are done its name is *in write*: ``pending()`` skips it (a record not yet
-durable is never sent) and ``has()`` waits for the put to end; puts of one key take turns (the
-order of rename and fsync is chosen with no other put of that key under way). A put whose fsync
-fails after the rename removes the name again: it raised, so nothing of it may stay.
+A result is first put here (temp file, fsync, atomic rename, fsync of the directory), then
+sent; only once GMS has accepted it is it removed. A name only ever points at a record already
+durable, so nothing can read (and send) a record that a crash could still undo.
 So a crash, a kill -9 or a GMS outage never loses a finished task's result: on restart the
 outbox is flushed first. A removal is not synced: if a power loss undoes it, the result is sent
 once more after the restart, and GMS answers that the request is already terminal (delivery is
 at least once, never lost). Files are 0600 in a 0700 directory (a result's report may hold
 masked log lines). A file that cannot be read back is moved aside as ``*.corrupt`` and logged,
-never allowed to block the rest; so is a record whose body is shorter than its header says (cut
-short by a crash), which is not mistaken for a forgery.
+never allowed to block the rest; so is a record whose body is not as long as its header says
+(a file damaged on disk), which is not mistaken for a forgery.
 Safe to use from several threads and processes: each write is one atomic rename.
 
 An instance remembers what it has read or written itself (by file name, with the file's inode,
@@ -87,9 +79,6 @@ class Outbox:
         """File name -> ((inode, size, mtime_ns), what ``_load`` read from it). One outbox serves
         a pool's Tasks (put) and its Reporter (pending, remove): changed under ``_cache_lock``."""
         self._cache_lock = threading.Lock()
-        self._writing: set[str] = set()
-        """File names whose put has not finished its fsyncs (the module doc), under ``_cache_lock``."""
-        self._written = threading.Condition(self._cache_lock)
 
     def __len__(self) -> int:
         return len(self._record_names())
@@ -98,17 +87,8 @@ class Outbox:
         return f"Outbox({str(self.directory)!r})"
 
     def has(self, key: str) -> bool:
-        """True if an authentic record for ``key`` is waiting (a forged one is quarantined). A put
-        of ``key`` under way is waited for: its record counts only once durable, and only if it
-        is (a failed put leaves none)."""
-        path = self._path(key)
-        while True:
-            with self._written:
-                self._written.wait_for(lambda: path.name not in self._writing)
-            loaded = self._load_cached(path)
-            with self._written:
-                if path.name not in self._writing:  # read whole before or after a put, not during
-                    return loaded is not None
+        """True if an authentic record for ``key`` is waiting (a forged one is quarantined)."""
+        return self._load_cached(self._path(key)) is not None
 
     def put(self, key: str, record: dict[str, Any]) -> None:
         """Store ``record`` under ``key`` durably, replacing any earlier one.
@@ -126,22 +106,14 @@ class Outbox:
         header = {"format": RECORD_FORMAT, "key": key, "pool": self.pool_id, "stored_at_ns": stored_at,
                   "mac": mac, "size": sum(len(piece) for piece in pieces)}
         target = self._path(key)
-        with self._written:  # one put of a key at a time: its order of rename and fsync holds
-            self._written.wait_for(lambda: target.name not in self._writing)
-            self._writing.add(target.name)
-        try:
-            info = self._write(target, json.dumps(header).encode() + b"\n", pieces)
-            del pieces  # the megabytes go now, not after the directory's fsync
-            self._sync_directory()
-            self._remember_written(target, info, stored_at, key, record)
-        finally:
-            with self._written:
-                self._writing.discard(target.name)
-                self._written.notify_all()
+        info = self._write(target, json.dumps(header).encode() + b"\n", pieces)
+        del pieces  # the megabytes go now, not after the directory's fsync
+        self._sync_directory()
+        self._remember_written(target, info, stored_at, key, record)
 
     def _write(self, target: Path, header: bytes, pieces: list[str]) -> os.stat_result:
-        """Write a record file atomically and durably (the module doc: a new one is renamed,
-        then fsynced; a replacement fsynced, then renamed); its ``fstat`` once written."""
+        """Write a record file atomically and durably (temp file, fsync, rename); its ``fstat``
+        (the renamed file's: the cache's key, with no ``stat`` of a name a delivery may remove)."""
         temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
@@ -150,13 +122,9 @@ class Outbox:
                 for chunk in ascii_slices(pieces, WRITE_SLICE):
                     handle.write(chunk)
                 handle.flush()
+                os.fsync(handle.fileno())
                 info = os.fstat(handle.fileno())
-                if os.path.lexists(target):
-                    os.fsync(handle.fileno())
-                    os.replace(temp, target)
-                else:
-                    os.replace(temp, target)
-                    _fsync_or_unlink(handle.fileno(), target)
+            os.replace(temp, target)
         except BaseException:
             temp.unlink(missing_ok=True)
             raise
@@ -182,20 +150,14 @@ class Outbox:
         for name in self._record_names():
             path = self.directory / name
             present.add(name)
-            if self._in_write(name):
-                continue  # not durable yet: its put's owner tells the Reporter once it is
             loaded = self._load_cached(path)
-            if loaded is not None and not self._in_write(name):  # a put may have begun meanwhile
+            if loaded is not None:
                 entries.append((loaded[0], path.name, loaded[1], loaded[2]))
         with self._cache_lock:
             for gone in set(self._loaded) - present:
                 del self._loaded[gone]
         entries.sort(key=lambda e: (e[0], e[1]))
         return [(key, record) for _, _, key, record in entries]
-
-    def _in_write(self, name: str) -> bool:
-        with self._cache_lock:
-            return name in self._writing
 
     def _record_names(self) -> list[str]:
         """The names of the record files (``*.json``; temps and files set aside end otherwise),
@@ -305,16 +267,6 @@ class Outbox:
             os.fsync(fd)
         finally:
             os.close(fd)
-
-
-def _fsync_or_unlink(fd: int, target: Path) -> None:
-    """fsync a new record renamed already; if that fails, remove the name (the put raises, and
-    a record it leaves would be sent though never made durable)."""
-    try:
-        os.fsync(fd)
-    except BaseException:
-        target.unlink(missing_ok=True)
-        raise
 
 
 def _json_copy(value: Any) -> Any:
