@@ -13,10 +13,11 @@ from typing import Any
 import psutil
 import pytest
 
-from executor.sandbox import SandboxLimits, SandboxResult, SandboxRun, SandboxSpec, build_env
+from executor.sandbox import SandboxLimits, SandboxResult, SandboxRun, SandboxSpec, build_env, run_place
 from executor.sandbox.spawner import SpawnServer
 
 from .helpers import marked_processes, wait_until
+from .launching import SilentIndex
 
 RunFactory = Callable[..., tuple[SandboxRun, SandboxResult]]
 RUN_DEADLINE_S = 180.0
@@ -103,3 +104,29 @@ def server() -> Iterator[SpawnServer]:
     yield spawner
     spawner.close()
     assert not psutil.Process().children(recursive=True), "nothing of the runs is left"
+
+
+@pytest.fixture
+def held_clean_up(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
+    """(removing, release): a run's work-dir removal signals ``removing`` and waits for ``release``."""
+    removing, release = threading.Event(), threading.Event()
+    remove = run_place.remove_work_dir
+
+    def held_remove(path: Path, deep: bool = True) -> bool:
+        removing.set()
+        assert release.wait(30), "the test never released the clean-up"
+        return remove(path, deep=deep)
+
+    monkeypatch.setattr(run_place, "remove_work_dir", held_remove)
+    return removing, release
+
+
+@pytest.fixture
+def silent_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentIndex]:
+    """pip of this test asks only a loopback index that never answers: a build lasts until stopped."""
+    with SilentIndex() as index:
+        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
+        monkeypatch.setenv("PIP_INDEX_URL", index.url)
+        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
+        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
+        yield index

@@ -34,17 +34,6 @@ DEADLINE_S = 30.0
 SECRET = "launch-secret-" + uuid.uuid4().hex
 
 
-@pytest.fixture
-def silent_index(monkeypatch: pytest.MonkeyPatch) -> SilentIndex:
-    """pip of this test asks only a loopback index that never answers."""
-    with SilentIndex() as index:
-        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-        monkeypatch.setenv("PIP_INDEX_URL", index.url)
-        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
-        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
-        yield index
-
-
 def _pip_processes() -> list[psutil.Process]:
     found = []
     for proc in psutil.Process().children(recursive=True):

@@ -15,8 +15,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from executor.config import ExecutorConfig
 from executor.datahub.aspects import ExecutionRequest
 from executor.pool.context import PoolContext
@@ -24,7 +22,6 @@ from executor.pool.messages import REPORTER, Finish, RunRequest
 from executor.pool.reporter import outbox_of
 from executor.pool.task import Task
 from executor.sandbox import SandboxRun, SandboxSpec
-from executor.sandbox import run_place as run_module
 from executor.supervision import ChildContext, Directory
 from tests.unit.test_poller_extensions import Health, Inbox
 
@@ -59,17 +56,10 @@ def _request() -> ExecutionRequest:
 
 
 def test_a_stop_during_the_clean_up_reports_the_real_result(
-    tmp_path: Path, make_spec: Callable[..., SandboxSpec], monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, make_spec: Callable[..., SandboxSpec],
+    held_clean_up: tuple[threading.Event, threading.Event]
 ) -> None:
-    removing, release = threading.Event(), threading.Event()
-    remove = run_module.remove_work_dir
-
-    def held_remove(path: Path, deep: bool = True) -> bool:
-        removing.set()
-        assert release.wait(30), "the test never released the clean-up"
-        return remove(path, deep=deep)
-
-    monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
+    removing, release = held_clean_up
     config = ExecutorConfig.model_validate({
         "gms": {"url": "http://127.0.0.1:9"}, "state_dir": str(tmp_path / "state"),
         "pools": [{"id": "default"}],

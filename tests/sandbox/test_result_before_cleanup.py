@@ -21,21 +21,6 @@ from executor.sandbox.workdir import create_work_dir, sweep_work_dirs
 from .helpers import py
 
 
-@pytest.fixture
-def held_clean_up(monkeypatch: pytest.MonkeyPatch) -> tuple[threading.Event, threading.Event]:
-    """(removing, release): the work dir's removal signals ``removing`` and waits for ``release``."""
-    removing, release = threading.Event(), threading.Event()
-    remove = run_module.remove_work_dir
-
-    def held_remove(path: Path, deep: bool = True) -> bool:
-        removing.set()
-        assert release.wait(30), "the test never released the clean-up"
-        return remove(path, deep=deep)
-
-    monkeypatch.setattr(run_module, "remove_work_dir", held_remove)
-    return removing, release
-
-
 def test_the_result_is_known_before_the_work_dir_is_removed(
     make_spec: Callable[..., SandboxSpec], held_clean_up: tuple[threading.Event, threading.Event]
 ) -> None:

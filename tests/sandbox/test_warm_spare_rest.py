@@ -11,10 +11,9 @@ kills every pool's spare and waits for them together.
 from __future__ import annotations
 
 import functools
-import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import psutil
@@ -30,17 +29,6 @@ from executor.sandbox.venvs import ResolvedVenv
 from .helpers import py, wait_until
 from .launching import PREFIX, Outcome, SilentIndex, held_spare, request
 from .test_warm_spare import DEADLINE_S, ask, gone, make_pool, run_task, spare_pid
-
-
-@pytest.fixture
-def silent_index(monkeypatch: pytest.MonkeyPatch) -> Iterator[SilentIndex]:
-    """pip of this test asks only a loopback index that never answers: the build lasts."""
-    with SilentIndex() as index:
-        monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)
-        monkeypatch.setenv("PIP_INDEX_URL", index.url)
-        monkeypatch.delenv("PIP_EXTRA_INDEX_URL", raising=False)
-        monkeypatch.delenv("PIP_FIND_LINKS", raising=False)
-        yield index
 
 
 def test_a_venv_build_kills_the_spare_before_pip_runs(
