@@ -44,6 +44,9 @@ class SensitiveValues:
         self._pinned: dict[str, None] = {}
         self._recent: OrderedDict[str, float | None] = OrderedDict()
         """Rotating value -> its expiry (``time.time()`` seconds; None: none known), oldest first."""
+        self._current: frozenset[str] = frozenset()
+        """The latest ``remember``'s values (the lease in force): masked whatever expiry GMS gave
+        them, as the expiry is GMS's answer and one in the past must not unmask what is in use."""
         self._lock = threading.Lock()
         self._version = 0
 
@@ -77,7 +80,8 @@ class SensitiveValues:
         hardening.register(values)  # the env store refuses them under any name
         with self._lock:
             before = tuple(self._recent.items())
-            for value in _usable(values):
+            self._current = frozenset(_usable(values))
+            for value in self._current:
                 known = value in self._recent
                 self._recent[value] = _later(self._recent[value], expires) if known else expires
                 self._recent.move_to_end(value)
@@ -93,11 +97,12 @@ class SensitiveValues:
     def snapshot(self, since: float | None = None) -> tuple[int, tuple[str, ...]]:
         """``version`` and the values, read together (a masker built from these is current at
         it): the pinned ones and the rotating ones that had not expired at ``since`` (a run's
-        start; None: all of them), give or take ``EXPIRY_GRACE_S``. A value expiring later is in
-        every snapshot of that run."""
+        start; None: all of them), give or take ``EXPIRY_GRACE_S``, and the lease in force
+        whatever its expiry. A value expiring later is in every snapshot of that run."""
         with self._lock:
             recent = (v for v, expiry in self._recent.items()
-                      if since is None or expiry is None or expiry + EXPIRY_GRACE_S >= since)
+                      if since is None or expiry is None or expiry + EXPIRY_GRACE_S >= since
+                      or v in self._current)
             return self._version, (*self._pinned, *(v for v in recent if v not in self._pinned))
 
     def __repr__(self) -> str:

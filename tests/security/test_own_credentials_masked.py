@@ -181,7 +181,19 @@ def test_a_value_sent_again_with_an_earlier_expiry_keeps_its_latest() -> None:
     values.remember("lease-with-expiry", expires=now + 3600)
     values.remember("lease-with-expiry", expires=now - EXPIRY_GRACE_S - 60)
     assert "lease-with-expiry" in values.values()
+    values.remember("next-lease-key", expires=now + 7200)
     assert "lease-with-expiry" not in values.snapshot(now + 3600 + EXPIRY_GRACE_S + 1)[1]
+
+
+def test_the_lease_in_force_is_masked_whatever_expiry_gms_gave_it() -> None:
+    """The expiry is GMS's answer: a lease handed with one already past (a wrong clock, a
+    hostile answer) is the one the executor uses, so new runs mask it; the lease before it,
+    past its expiry and grace, is dropped once a newer one is in force."""
+    values = SensitiveValues()
+    now = time.time()
+    values.remember("older-lease-key", expires=now - EXPIRY_GRACE_S - 120)
+    values.remember("lease-key-given-expired", expires=now - EXPIRY_GRACE_S - 60)
+    assert values.values() == ("lease-key-given-expired",)
 
 
 def test_secrets_added_to_a_built_masker_are_masked_in_every_form_beside_the_credentials() -> None:
