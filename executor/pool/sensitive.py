@@ -80,8 +80,9 @@ class SensitiveValues:
         hardening.register(values)  # the env store refuses them under any name
         with self._lock:
             before = tuple(self._recent.items())
-            self._current = frozenset(_usable(values))
-            for value in self._current:
+            usable = _usable(values)  # in order: the oldest drop out first
+            self._current = frozenset(usable)
+            for value in usable:
                 known = value in self._recent
                 self._recent[value] = _later(self._recent[value], expires) if known else expires
                 self._recent.move_to_end(value)
