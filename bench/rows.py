@@ -18,7 +18,7 @@ import psutil
 from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
-from bench.world import ExecutorChild, World, read_stamp, thread_cpu, threads_cpu, wait_for
+from bench.world import ExecutorChild, World, read_stamp, thread_cpu, threads_cpu, threads_woken, wait_for
 from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
@@ -38,6 +38,9 @@ IDLE_RSS = "idle RSS, {} pool(s)"
 IDLE_PSS = "idle PSS, {} pool(s)"
 IDLE_THREADS = "idle threads, {} pool(s)"
 IDLE_CPU = "idle CPU, {} pool(s)"
+IDLE_WAKES = "idle wake-ups, {} pool(s)"
+"""Times a thread of the side was scheduled in, per second at rest: what the idle CPU is made of
+on a machine that charges 0.2-5 ms for each wake-up after a long sleep (``bench.idle_wakes``)."""
 OUTPUT = "output throughput, {} B lines (masking on)"
 KEPT_LOG_FLOOR = "floor (a pipe into a file)"
 """The least any runner that keeps the whole log does with a flood: read the pipe, write a file."""
@@ -273,13 +276,16 @@ def idle(procs: dict[tuple[str, int], psutil.Process], figures: Figures, window_
     members = {key: _members(proc) for key, proc in procs.items()}
     pids = {key: [m.pid for m in group] for key, group in members.items()}
     before_each = {pid: _threads_or_none(pid) for group in pids.values() for pid in group}
+    woken_before = {pid: _woken_or_none(pid) for group in pids.values() for pid in group}
     began = time.monotonic()
     time.sleep(window_s)
     elapsed = time.monotonic() - began
     for (side, pools), proc in procs.items():
         used = _window_cpu(pids[(side, pools)], before_each)
+        woken = _window_wakes(pids[(side, pools)], woken_before)
         rss, pss, threads = _group_memory(_members(proc))
         figures.add(IDLE_CPU.format(pools), side, used / elapsed * 100, "%")
+        figures.add(IDLE_WAKES.format(pools), side, woken / elapsed, "wake-ups/s")
         figures.add(IDLE_RSS.format(pools), side, rss / MB, "MB")
         figures.add(IDLE_PSS.format(pools), side, pss / MB, "MB")
         figures.add(IDLE_THREADS.format(pools), side, threads, "threads")
@@ -295,6 +301,22 @@ def _window_cpu(pids: Sequence[int], before: dict[int, dict[int, float]]) -> flo
         start, end = before[pid], _threads_or_none(pid)
         used += sum(cpu - start[tid] for tid, cpu in end.items() if tid in start)
     return used
+
+
+def _window_wakes(pids: Sequence[int], before: dict[int, dict[int, int]]) -> int:
+    """Wake-ups of the members' threads in the window, over the threads alive at both ends."""
+    woken = 0
+    for pid in pids:
+        start, end = before[pid], _woken_or_none(pid)
+        woken += sum(runs - start[tid] for tid, runs in end.items() if tid in start)
+    return woken
+
+
+def _woken_or_none(pid: int) -> dict[int, int]:
+    try:
+        return threads_woken(pid)
+    except OSError:
+        return {}
 
 
 def _threads_or_none(pid: int) -> dict[int, float]:

@@ -83,7 +83,9 @@ class Figures:
 
 
 def _fmt(value: float, unit: str) -> str:
-    if unit in ("ms", "%", "MB", "MB/s", "tasks/s", "x"):
+    if unit in ("%", "wake-ups/s") and abs(value) < 1:
+        return f"{value:.2f} {unit}"  # idle CPU: the target is 0.1 %, and 0.04 read as "0.0 %"
+    if unit in ("ms", "%", "MB", "MB/s", "tasks/s", "x", "wake-ups/s"):
         return f"{value:.1f} {unit}" if abs(value) < 1000 else f"{value:.0f} {unit}"
     return f"{value:g} {unit}"
 

@@ -163,6 +163,18 @@ def threads_cpu(pid: int) -> dict[int, float]:
     return {tid: task_cpu(pid, tid) for tid in tids}
 
 
+def threads_woken(pid: int) -> dict[int, int]:
+    """How many times each live thread of ``pid`` was scheduled in (``schedstat``'s third
+    field), by thread id: at rest, its wake-ups. A thread that ended is left out."""
+    woken: dict[int, int] = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            woken[int(task.name)] = int((task / "schedstat").read_text().split()[2])
+        except (OSError, ValueError, IndexError):
+            continue
+    return woken
+
+
 def thread_cpu(pid: int) -> float:
     """CPU seconds of the live threads of ``pid`` (``task_cpu``, where the process-wide figure
     moves in 10 ms ticks): precise enough for a process at rest, whose threads all live. A

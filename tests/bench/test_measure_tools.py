@@ -49,3 +49,13 @@ def test_cp_calls_splits_the_control_planes_cpu_by_request_kind() -> None:
     assert float(kinds["moto AmazonSQS.SendMessage"][0]) == 1.0  # one dispatch per task
     # each task's result, and the RUNNING of those not ended before it went out
     assert 1.0 <= float(kinds["gms POST /aspects?action=ingestProposal"][0]) <= 3.0
+
+
+def test_idle_wakes_reads_an_executor_at_rest_beside_a_bare_thread() -> None:
+    lines = _run("bench.idle_wakes", "1", "1", "2")
+    assert lines[0] == "one executor with 2 idle pool(s), 1 window(s) of 1 s"
+    assert lines[1] == "window 1:"
+    total = next(line for line in lines if line.startswith("  total "))
+    assert "% of a core" in total and "wake-ups/s" in total
+    bare = lines[-1]
+    assert bare.startswith("  a bare thread waking every 0.5 s: ") and bare.endswith(" us per wake-up")
