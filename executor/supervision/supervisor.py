@@ -256,10 +256,10 @@ class Supervisor(SupervisedActor):
         child.incarnation += 1
         child.waiting_since = None
         child.lifeline = Lifeline()
-        name, incarnation = child.spec.name, child.incarnation
+        name, incarnation, me = child.spec.name, child.incarnation, self.actor_ref
         child.lifeline.watch(
-            lambda: self._tell_self(ChildEnding(name, incarnation)),
-            lambda: self._tell_self(ChildVanished(name, incarnation)),
+            lambda: _tell(me, ChildEnding(name, incarnation)),
+            lambda: _tell(me, ChildVanished(name, incarnation)),
         )
         self.ctx.lifeline.link(child.lifeline)
         ctx = ChildContext(
@@ -296,11 +296,6 @@ class Supervisor(SupervisedActor):
             except Exception as exc:
                 self.log.error("stopping what {} shared failed: {}", child.spec.name, exc)
 
-    def _tell_self(self, message: Any) -> None:
-        """From a child's thread (its lifeline's news); dropped once this supervisor has ended."""
-        with contextlib.suppress(pykka.ActorDeadError):
-            self.actor_ref.tell(message)
-
     def _current(self, name: str, incarnation: int) -> _Child | None:
         """The child ``name`` if ``incarnation`` is its running one and we are not stopping."""
         child = self._find(name)
@@ -310,6 +305,13 @@ class Supervisor(SupervisedActor):
 
     def _find(self, name: str) -> _Child | None:
         return next((c for c in self._children if c.spec.name == name), None)
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """A lifeline's news, from a child's thread; dropped once the supervisor has ended. The
+    lifeline holds the ref (which holds its actor weakly), never the supervisor itself."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
 
 
 def start_root(
