@@ -102,10 +102,28 @@ class SupervisedActor(StrandActor):
     def on_stop(self) -> None:
         self._end(failed=False, error=None)
 
+    def _handle_failure(
+        self,
+        exception_type: type[BaseException] | None,
+        exception_value: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Where pykka marks the actor dead, before ``on_failure``: the supervisor arms its stop
+        # timeout now, even for a subclass whose ``on_failure`` never reaches ``_end``.
+        super()._handle_failure(exception_type, exception_value, tb)
+        self.ctx.lifeline.dying()
+
+    def strand_turn(self) -> bool:
+        ended = super().strand_turn()
+        if ended:  # the last turn: the loop has ended (``loop_ended`` is set)
+            self.ctx.lifeline.loop_over()
+        return ended
+
     def _end(self, failed: bool, error: str | None) -> None:
         if self._ended:
             return
         self._ended = True
+        self.ctx.lifeline.dying()
         self.timers.cancel_all()
         try:
             self.teardown()

@@ -36,6 +36,10 @@ class Lifeline:
     when every loop in it has. Waits made on a strand's thread run the strand's other actors
     meanwhile (``executor.supervision.strand``), so a supervisor may wait for a child that
     shares its strand.
+
+    A supervisor is *told* of both moments rather than looking for them (``watch``): the
+    ending began (``dying``: the actor is marked dead, its teardown runs) and the loops ended;
+    so nothing in it has to look periodically at a child at rest (idle CPU, issue 12).
     """
 
     def __init__(self) -> None:
@@ -43,6 +47,10 @@ class Lifeline:
         self._end: threading.Event | None = None
         self._lock = threading.Lock()
         self._links: list[Lifeline] = []
+        self._on_dying: list[Callable[[], None]] = []
+        self._on_ended: list[Callable[[], None]] = []
+        """Called once, when ``ended()`` first comes true; emptied then."""
+        self._fired = False
 
     def attach(self, end: threading.Event) -> None:
         """Record the event set when the child's loop has ended (first thing in ``on_start``)."""
@@ -53,6 +61,41 @@ class Lifeline:
         """Count ``child``'s loops as part of this incarnation (its own children's)."""
         with self._lock:
             self._links = [*(line for line in self._links if not line.ended()), child]
+        child.when_ended(self.loop_over)
+
+    def watch(self, on_dying: Callable[[], None], on_ended: Callable[[], None]) -> None:
+        """Call ``on_dying`` when the ending begins and ``on_ended`` once every loop has ended
+        (at once if it has). Both run on whichever thread brought the news: keep them short."""
+        with self._lock:
+            self._on_dying.append(on_dying)
+        self.when_ended(on_ended)
+
+    def when_ended(self, callback: Callable[[], None]) -> None:
+        """Call ``callback`` once every loop has ended (at once if that has happened)."""
+        with self._lock:
+            if not self._fired:
+                self._on_ended.append(callback)
+                return
+        callback()
+
+    def dying(self) -> None:
+        """The actor was marked dead and its teardown begins (called by the actor; may repeat)."""
+        with self._lock:
+            callbacks, self._on_dying = self._on_dying, []
+        for callback in callbacks:
+            callback()
+
+    def loop_over(self) -> None:
+        """The child's loop, or a linked one, has ended: tell the watchers if every loop has."""
+        if not self.ended():
+            return
+        with self._lock:
+            if self._fired:
+                return
+            self._fired = True
+            callbacks, self._on_ended, self._on_dying = self._on_ended, [], []
+        for callback in callbacks:
+            callback()
 
     def ended(self) -> bool:
         """True once the child's loop, and every linked one, has run to its end."""
@@ -135,7 +178,8 @@ class SupervisorPolicy:
     period_s: float = 60.0
     backoff: Backoff = field(default_factory=lambda: Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0))
     liveness_interval_s: float = 1.0
-    """How often the safety net checks that every child is still alive."""
+    """No longer read: a supervisor is told of a child's end (``Lifeline.watch``) instead of
+    looking for it periodically (session 19). Kept until its callers stop passing it."""
     park_backoff: Backoff = field(
         default_factory=lambda: Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0)
     )
@@ -161,14 +205,28 @@ class RestartChild:
 
 
 @dataclass(frozen=True)
-class CheckChildren:
-    """The supervisor's own timer message: the liveness safety net."""
+class ChildEnding:
+    """Told by the lifeline of ``name``'s incarnation as its ending begins (marked dead, teardown
+    running): the supervisor gives that teardown its stop timeout (``CheckChild``)."""
+
+    name: str
+    incarnation: int
+
+
+@dataclass(frozen=True)
+class CheckChild:
+    """The supervisor's one-shot timer message, a stop timeout after ``ChildEnding``: if that
+    incarnation is still dead without a word and its loops still run, stop waiting for them."""
+
+    name: str
+    incarnation: int
 
 
 @dataclass(frozen=True)
 class ChildVanished:
-    """The supervisor's note to itself: ``name``'s thread ended; handled after any ``ChildExited``
-    that was already in the mailbox, so that a notice sent just before the end is not missed."""
+    """Told by the lifeline of ``name``'s incarnation once all its loops have ended. Sent after any
+    ``ChildExited`` of that incarnation (that is told before the loop's last turn), so it
+    counts as a death without notice only when none came."""
 
     name: str
     incarnation: int

@@ -12,6 +12,11 @@ without a word, once it is dead, and in both cases once its loops (a subtree's: 
 have ended. A child that stays half-dead longer than its ``stop_timeout_s`` is parked if it may
 be, else the supervisor escalates: never two instances side by side.
 
+Nothing here looks at the children periodically: each child's lifeline tells its supervisor when
+the child's ending begins (``ChildEnding``, which arms a one-shot ``CheckChild`` at the stop
+timeout) and when its loops have ended (``ChildVanished``: a death without notice, or the end a
+due restart waits for). At rest a supervisor has no timer and its thread never wakes (idle CPU).
+
 A child whose spec ``parks`` has a restart intensity of its own: when it keeps failing it is
 parked (left stopped, started again after the long ``park_backoff``) while its siblings run on;
 only when every such child is parked at once does the supervisor escalate.
@@ -31,8 +36,9 @@ from executor.supervision.actor import SupervisedActor
 from executor.supervision.directory import Directory
 from executor.supervision.intensity import RestartIntensity
 from executor.supervision.spec import (
-    CheckChildren,
+    CheckChild,
     ChildContext,
+    ChildEnding,
     ChildExited,
     ChildSpec,
     ChildVanished,
@@ -41,9 +47,6 @@ from executor.supervision.spec import (
     SupervisorPolicy,
 )
 from executor.supervision.strand import Strand
-
-WAIT_POLL_S = 0.05
-"""How often a due restart looks again whether the old incarnation's loop has ended."""
 
 ParkHook = Callable[[str, str, float], None]
 """Called with (child name, why, seconds until its next start) when a child is parked."""
@@ -67,6 +70,10 @@ class _Child:
         self.parked = False
         self.waiting_since: float | None = None
         """Since when the supervisor has waited for a dead incarnation's loop to end."""
+        self.pending: RestartChild | None = None
+        """A restart that fell due while the old incarnation's loops still ran."""
+        self.timer: int | None = None
+        """The one-shot that ends that wait (``CheckChild``, or the pending restart again)."""
 
 
 class Supervisor(SupervisedActor):
@@ -95,7 +102,6 @@ class Supervisor(SupervisedActor):
     def setup(self) -> None:
         for child in self._children:
             self._start(child)
-        self.tell_self_on_tick(self.policy.liveness_interval_s, CheckChildren())
 
     def teardown(self) -> None:
         self._stopping = True
@@ -112,12 +118,12 @@ class Supervisor(SupervisedActor):
             self._child_exited(message)
         elif isinstance(message, RestartChild):
             self._restart_due(message)
-        elif isinstance(message, CheckChildren):
-            self._check_children()
         elif isinstance(message, ChildVanished):
-            child = self._current(message.name, message.incarnation)
-            if child is not None:
-                self._handle_end(child, True, "died without notice")
+            self._loops_ended(message)
+        elif isinstance(message, ChildEnding):
+            self._child_ending(message)
+        elif isinstance(message, CheckChild):
+            self._check_child(message)
         else:
             self.log.warning("ignoring unknown message {}", type(message).__name__)
         return None
@@ -128,19 +134,34 @@ class Supervisor(SupervisedActor):
             return  # a stale notice, or a child we stopped on purpose
         self._handle_end(child, msg.failed, msg.error)
 
-    def _check_children(self) -> None:
-        """The safety net for a child that died without a notice: once its loop has ended it
-        counts as failed; until then it is still tearing down, for at most its stop timeout."""
-        now = time.monotonic()
-        for child in self._children:
-            if child.ref is None or child.ref.is_alive():
-                continue
-            if child.lifeline is not None and child.lifeline.ended():
-                # Behind any ChildExited already in the mailbox, which then wins.
-                self.actor_ref.tell(ChildVanished(child.spec.name, child.incarnation))
-            elif self._overdue(child, now):
-                self._give_up_waiting(child, now, "is dead but its teardown has not ended")
-        self.tell_self_on_tick(self.policy.liveness_interval_s, CheckChildren())
+    def _loops_ended(self, msg: ChildVanished) -> None:
+        """Every loop of an incarnation has ended: without a ``ChildExited`` before, it died
+        without notice; after one, a restart may be waiting for exactly this."""
+        child = self._current(msg.name, msg.incarnation)
+        if child is not None:
+            self._handle_end(child, True, "died without notice")
+            return
+        child = self._find(msg.name)
+        if child is not None and child.incarnation == msg.incarnation and child.pending is not None:
+            self._restart_due(child.pending)
+
+    def _child_ending(self, msg: ChildEnding) -> None:
+        """The incarnation is dying: give its teardown its stop timeout, once (``CheckChild``)."""
+        child = self._current(msg.name, msg.incarnation)
+        if child is None or child.timer is not None:
+            return
+        child.waiting_since = time.monotonic()
+        child.timer = self.tell_self_after(child.spec.stop_timeout_s, CheckChild(msg.name, msg.incarnation))
+
+    def _check_child(self, msg: CheckChild) -> None:
+        """A stop timeout after the ending began, neither a notice nor the end of the loops came:
+        the teardown hangs. A ``ChildVanished`` already in the mailbox is the loops' end."""
+        child = self._current(msg.name, msg.incarnation)
+        if child is None:
+            return
+        child.timer = None
+        if child.lifeline is None or not child.lifeline.ended():
+            self._give_up_waiting(child, time.monotonic(), "is dead but its teardown has not ended")
 
     def _handle_end(self, child: _Child, failed: bool, error: str | None) -> None:
         self._forget(child)
@@ -183,12 +204,9 @@ class Supervisor(SupervisedActor):
         if child is None or msg.generation != child.generation or self._stopping or child.ref is not None:
             return
         if child.lifeline is not None and not child.lifeline.ended():
-            now = time.monotonic()
-            if self._overdue(child, now):
-                self._give_up_waiting(child, now, "has not finished stopping")
-            else:
-                self.tell_self_after(WAIT_POLL_S, msg)
+            self._wait_for_loops(child, msg)
             return
+        self._cancel_timer(child)
         if child.parked:
             child.parked = False
             self.log.info("{} was parked; starting it again", child.spec.name)
@@ -197,11 +215,26 @@ class Supervisor(SupervisedActor):
             self._on_restart(f"{self.ctx.path}/{child.spec.name}")
 
     # -- helpers ---------------------------------------------------------------------------
-    def _overdue(self, child: _Child, now: float) -> bool:
-        """Whether a dead incarnation's loops have taken longer to end than its stop timeout."""
+    def _wait_for_loops(self, child: _Child, msg: RestartChild) -> None:
+        """A restart fell due before the old loops ended: their end (``ChildVanished``) brings it
+        back, or a one-shot at the stop timeout gives up on them."""
+        now = time.monotonic()
         if child.waiting_since is None:
             child.waiting_since = now
-        return now - child.waiting_since > child.spec.stop_timeout_s
+        left = child.waiting_since + child.spec.stop_timeout_s - now
+        if left <= 0:
+            self._give_up_waiting(child, now, "has not finished stopping")
+            return
+        self._cancel_timer(child)
+        child.pending = msg
+        child.timer = self.tell_self_after(left, msg)
+
+    def _cancel_timer(self, child: _Child) -> None:
+        """The wait for the old incarnation is over: drop its one-shot and pending restart."""
+        child.pending = None
+        if child.timer is not None:
+            self.timers.cancel(child.timer)
+            child.timer = None
 
     def _give_up_waiting(self, child: _Child, now: float, what: str) -> None:
         """Never two instances side by side: park the child if it may be parked, else escalate."""
@@ -213,7 +246,8 @@ class Supervisor(SupervisedActor):
         self._park(child, why, now)
 
     def _forget(self, child: _Child) -> None:
-        """The child's current incarnation is over: no ref, out of the directory."""
+        """The child's current incarnation is over: no ref, out of the directory, no one-shot."""
+        self._cancel_timer(child)
         ref, child.ref = child.ref, None
         if ref is not None:
             self.children_directory.remove(child.spec.name, ref)
@@ -222,6 +256,11 @@ class Supervisor(SupervisedActor):
         child.incarnation += 1
         child.waiting_since = None
         child.lifeline = Lifeline()
+        name, incarnation, me = child.spec.name, child.incarnation, self.actor_ref
+        child.lifeline.watch(
+            lambda: _tell(me, ChildEnding(name, incarnation)),
+            lambda: _tell(me, ChildVanished(name, incarnation)),
+        )
         self.ctx.lifeline.link(child.lifeline)
         ctx = ChildContext(
             name=child.spec.name,
@@ -266,6 +305,13 @@ class Supervisor(SupervisedActor):
 
     def _find(self, name: str) -> _Child | None:
         return next((c for c in self._children if c.spec.name == name), None)
+
+
+def _tell(ref: pykka.ActorRef[Any], message: Any) -> None:
+    """A lifeline's news, from a child's thread; dropped once the supervisor has ended. The
+    lifeline holds the ref (which holds its actor weakly), never the supervisor itself."""
+    with contextlib.suppress(pykka.ActorDeadError):
+        ref.tell(message)
 
 
 def start_root(
