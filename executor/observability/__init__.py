@@ -3,7 +3,7 @@
 Plain threads and sockets, no actors: the supervision tree feeds these pieces through their
 methods, and they keep answering while the actors are busy.
 
-- ``HealthState``: heartbeats per component, readiness per pool (``health.py``).
+- ``HealthState``: liveness probes (and heartbeats) per component, readiness per pool (``health.py``).
 - ``Metrics``: Prometheus metrics in a registry of their own (``metrics.py``).
 - ``ObservabilityServer``: ``/healthz``, ``/readyz``, ``/metrics`` over HTTP (``server.py``).
 - ``FileHeartbeats``: the probe files of DataHub's Helm chart (``heartbeat_files.py``).

@@ -2,12 +2,18 @@
 
 Each ``Metrics`` owns a ``CollectorRegistry`` (never prometheus-client's global one), so several
 executors, or several tests, can live in one process. Actors update it through the plain methods
-below; ``/metrics`` renders it. Label values are bounded: pool ids come from the config, task
+below; ``/metrics`` renders it. A value that changes with time alone (a lease's seconds left) or
+that several threads change (an outbox's depth) is computed when scraped, so no actor wakes to
+refresh it. Label values are bounded: pool ids come from the config, task
 statuses are folded into the known set, actor paths are those of restartable actors.
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
+
+from loguru import logger
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -52,6 +58,8 @@ class Metrics:
                             "Seconds until the pool's leased AWS credentials expire.", ["pool"], registry=r)
         self._outbox = Gauge(f"{PREFIX}_outbox_depth", "Results waiting in the durable outbox.",
                              ["pool"], registry=r)
+        self._lease_expiry: dict[str, float] = {}
+        """Each pool's lease expiry (epoch seconds), read at scrape time."""
         self._queue = Gauge(f"{PREFIX}_queue_depth_approximate",
                             "SQS ApproximateNumberOfMessages of the pool's queue.", ["pool"], registry=r)
 
@@ -92,13 +100,25 @@ class Metrics:
         """A supervisor restarted the actor at ``actor_path``."""
         self._restarts.labels(actor_path).inc()
 
-    def set_lease_seconds_left(self, pool_id: str, seconds: float) -> None:
-        """Time left on the pool's credential lease (negative once expired)."""
-        self._lease.labels(pool_id).set(seconds)
+    def set_lease_expiry(self, pool_id: str, expires_epoch_s: float) -> None:
+        """The pool's current lease expires at ``expires_epoch_s``: the seconds left (negative
+        once expired) are worked out at each scrape."""
+        first = pool_id not in self._lease_expiry
+        self._lease_expiry[pool_id] = expires_epoch_s
+        if first:
+            self._lease.labels(pool_id).set_function(lambda: self._lease_expiry[pool_id] - time.time())
 
-    def set_outbox_depth(self, pool_id: str, depth: int) -> None:
-        """Results written to the pool's outbox and not yet accepted by GMS."""
-        self._outbox.labels(pool_id).set(depth)
+    def watch_outbox(self, pool_id: str, depth: Callable[[], int]) -> None:
+        """Read the pool's outbox depth (results written and not yet accepted by GMS) from
+        ``depth`` at each scrape; a read that fails shows NaN (the scrape still answers)."""
+        def read() -> float:
+            try:
+                return float(depth())
+            except OSError as exc:
+                logger.warning("cannot read the outbox depth of pool {}: {}", pool_id, exc)
+                return float("nan")
+
+        self._outbox.labels(pool_id).set_function(read)
 
     def set_queue_depth(self, pool_id: str, depth: int) -> None:
         """The queue's approximate number of visible messages, as SQS reports it."""

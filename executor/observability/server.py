@@ -1,9 +1,10 @@
 """The HTTP endpoint of the executor: ``/healthz``, ``/readyz`` and ``/metrics``.
 
 A ``ThreadingHTTPServer`` in a thread of its own (no actor inside), so that probes are answered
-even while every actor is busy, and a wedged actor shows up as a stale heartbeat rather than as a
-probe that times out. It binds loopback by default; in a pod it must bind ``0.0.0.0`` for the
-kubelet's probes (``REMOTE_EXECUTOR_OBSERVABILITY_HOST``).
+even while every actor is busy, and a wedged actor shows up as a stuck component (a turn older
+than its allowance, read at the request) rather than as a probe that times out. It binds
+loopback by default; in a pod it must bind ``0.0.0.0`` for the kubelet's probes
+(``REMOTE_EXECUTOR_OBSERVABILITY_HOST``).
 """
 
 from __future__ import annotations

@@ -1,9 +1,11 @@
 """``PoolActor``: what every long-lived child of a pool shares.
 
 It knows its pool, logs with the pool id, owns one GMS client (on the pool's shared session, calls
-bounded to a few seconds), and records a heartbeat for ``/healthz`` from its own strand (a
-thread it may share), so a stuck handler shows up as a stale beat. Subclasses implement ``handle`` instead of
-``on_receive``, and ``release`` for their own cleanup.
+bounded to a few seconds), and is watched by ``/healthz`` through its strand (a thread it may
+share): liveness is read when asked (``HealthState.watch``), never beaten, so a pool at rest
+delivers its quiet actors no message at all, and a stuck handler still shows, as a turn older
+than the allowance. Subclasses implement ``handle`` instead of ``on_receive``, and ``release``
+for their own cleanup.
 """
 
 from __future__ import annotations
@@ -16,12 +18,14 @@ from executor.pool.messages import Beat
 from executor.supervision import ChildContext, SupervisedActor
 
 BEAT_S = 5.0
+"""The base of the liveness allowance (``beat_allowance_s``): the period the actors' beats had,
+kept so that a strand is judged stuck after as long as a stale beat used to take."""
 
 
 class PoolActor(SupervisedActor):
     """Base of the leaser, resolver, reporter, runner, poller and the per-request Tasks."""
 
-    beats: ClassVar[bool] = True
+    watched: ClassVar[bool] = True
     """Whether ``/healthz`` watches this actor (not the short-lived Tasks)."""
 
     def __init__(self, ctx: ChildContext, pool: PoolContext) -> None:
@@ -38,9 +42,11 @@ class PoolActor(SupervisedActor):
         return self._gms
 
     def on_start(self) -> None:
+        if self.watched and self.pool.health is not None:
+            # Before ``setup``: a start that hangs is a stuck turn too. The probe holds the
+            # actor until ``teardown`` forgets it, which every ending runs.
+            self.pool.health.watch(self.ctx.path, self.liveness)
         super().on_start()
-        if self.beats:
-            self.actor_ref.tell(Beat())
 
     def teardown(self) -> None:
         try:
@@ -48,9 +54,9 @@ class PoolActor(SupervisedActor):
         finally:
             if self._gms is not None:
                 self._gms.close()
-            if self.beats and self.pool.health is not None:
+            if self.watched and self.pool.health is not None:
                 # Ended, not stuck: a parked pool or a restart's backoff must not read as a dead
-                # process in /healthz. The next incarnation starts only after this, and beats anew.
+                # process in /healthz. The next incarnation starts only after this, and is watched anew.
                 self.pool.health.forget(self.ctx.path)
 
     def release(self) -> None:
@@ -58,9 +64,7 @@ class PoolActor(SupervisedActor):
 
     def on_receive(self, message: Any) -> Any:
         if isinstance(message, Beat):
-            self.on_beat()
-            self.pool.heartbeat(self.ctx.path, self.beat_allowance_s())
-            self.tell_self_on_tick(BEAT_S, Beat())  # with every actor's beat: one wake-up at rest
+            self.on_beat()  # only when told: nothing arms a periodic one any more
             return None
         return self.handle(message)
 
@@ -70,12 +74,19 @@ class PoolActor(SupervisedActor):
         return None
 
     def on_beat(self) -> None:
-        """Periodic work of the subclass that rides on the heartbeat (gauges)."""
+        """A check of the subclass's run when a ``Beat`` is told (the hook the poller's
+        readiness check still uses until it moves into its poll cycle); never periodic here."""
+
+    def liveness(self) -> tuple[float, float]:
+        """``(stuck_s, allowance_s)`` for ``/healthz`` (any thread): how long this actor's strand
+        has kept work waiting (``Strand.stall_s``), judged by ``beat_allowance_s``."""
+        return self.strand.stall_s(), self.beat_allowance_s()
 
     def beat_allowance_s(self) -> float:
-        """The interval ``/healthz`` expects between beats (twice this is stale): a beat may
-        wait behind one GMS call of each actor on this actor's strand (the pool's quiet actors
-        share one thread, one turn each in turn), each bounded by its total deadline (and the
-        client fails fast after a timed-out call), so a slow GMS never makes an actor look
-        dead. A strand that stays blocked makes every actor on it stale."""
+        """How long a turn of this actor's strand, or a wait in its line, may last (twice this is
+        stuck): a message may wait behind one GMS call of each actor on the strand (the pool's
+        quiet actors share one thread, one turn each in turn), each bounded by its total
+        deadline (and the client fails fast after a timed-out call), so a slow GMS never makes
+        an actor look dead. A strand that stays blocked makes every actor on it stale. The
+        numbers are those of the beats this replaced (``BEAT_S`` plus the calls)."""
         return BEAT_S + self.pool.gms_call_s * max(1, len(self.strand))

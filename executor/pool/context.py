@@ -131,11 +131,6 @@ class PoolContext:
         """The proxies for a call to ``url`` (see ``proxies_for``)."""
         return proxies_for(self.config.proxy, url)
 
-    def heartbeat(self, component: str, interval_s: float) -> None:
-        """Record that ``component`` is alive (for ``/healthz``)."""
-        if self.health is not None:
-            self.health.heartbeat(component, interval_s)
-
     def set_ready(self, ready: bool, reason: str) -> None:
         """Record whether this pool can take work (for ``/readyz``)."""
         if self.health is not None:

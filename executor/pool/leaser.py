@@ -48,10 +48,6 @@ class CredentialLeaser(PoolActor):
         self.pool.set_ready(False, "waiting for the first lease")
         self.actor_ref.tell(RefreshLease("start"))
 
-    def on_beat(self) -> None:
-        if self.pool.metrics is not None and self.lease is not None:
-            self.pool.metrics.set_lease_seconds_left(self.pool.pool_id, self.lease.seconds_left(_now()))
-
     def handle(self, message: Any) -> Any:
         if isinstance(message, RefreshLease):
             self._refresh(message.reason)
@@ -80,6 +76,8 @@ class CredentialLeaser(PoolActor):
             return
         self.retry.succeeded()
         self.lease = lease
+        if self.pool.metrics is not None:  # the seconds left are worked out at each scrape
+            self.pool.metrics.set_lease_expiry(self.pool.pool_id, lease.expiration.timestamp())
         self.pool.credentials.remember(lease.access_key_id, lease.secret_access_key, lease.session_token,
                                        expires=lease.expiration.timestamp())
         delay = max(

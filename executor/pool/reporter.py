@@ -8,9 +8,10 @@ it later and keeps the pool not ready with the reason, so no result is lost whil
 wrong; it goes out once the token works again (or after a restart on the same state dir).
 
 Slowness is not death: every handler makes at most one GMS call that can block (each call is
-bounded by its total deadline, and the client fails fast for a while after a timeout), so the
-heartbeat waits behind one call at most. Progress is coalesced, the latest per request, and
-sent on a timer rather than once per message, so the mailbox stays small however slow GMS is;
+bounded by its total deadline, and the client fails fast for a while after a timeout), so a
+turn of its strand (``/healthz`` reads how long one lasts) is one call at most. Progress is
+coalesced, the latest per request, and sent on a timer rather than once per message, so the
+mailbox stays small however slow GMS is;
 nothing RUNNING is ever sent after a terminal result for the same request. On start the
 outbox is flushed first, so results finished before a crash are delivered.
 """
@@ -88,15 +89,13 @@ class Reporter(PoolActor):
         self._published: str | None = None
 
     def setup(self) -> None:
+        if self.pool.metrics is not None:  # read at each scrape: Tasks write, this removes
+            self.pool.metrics.watch_outbox(self.pool.pool_id, self.outbox.__len__)
         self._flush()
         self.actor_ref.tell(ReportPresence())
 
     def release(self) -> None:
         self.pool.set_blocker(BLOCKER, None)  # a new Reporter finds out for itself
-
-    def on_beat(self) -> None:
-        if self.pool.metrics is not None:
-            self.pool.metrics.set_outbox_depth(self.pool.pool_id, len(self.outbox))
 
     def handle(self, message: Any) -> Any:
         if isinstance(message, Progress):

@@ -5,7 +5,8 @@ request may weigh more (``EXECUTOR_TASK_WEIGHT``); running weights sum to at mos
 weight is known only after the Task has read its request, so a Task waits for ``Admitted``
 before it starts the recipe, given oldest first while the admitted weights fit. It
 polls GMS for KILL signals of its requests while it has any (no poll timer while the pool has
-no task: idle CPU), and drives the drain at shutdown. A Task
+no task: idle CPU), looks at its safety nets on the same poll, and drives the drain at
+shutdown; at rest it gets no message at all. A Task
 that crashes is reported as FAILURE here; its teardown has already killed its processes.
 
 The Tasks belong to the pool, not to this instance: they are kept in the pool's
@@ -111,6 +112,7 @@ class TaskRunner(PoolActor):
         elif isinstance(message, PollSignals):
             self._polling_signals = False
             self._poll_signals()
+            self._safety_nets()
             self._poll_signals_soon()
         elif isinstance(message, Drain):
             self._drain(message)
@@ -148,13 +150,14 @@ class TaskRunner(PoolActor):
         if self.tasks.arm_trim():
             self._schedule_trim(TRIM_AFTER_S)
 
-    def on_beat(self) -> None:
+    def _safety_nets(self) -> None:
+        """What no notice should be needed for, looked at on each KILL poll, so only while the
+        book holds a task (the book is never empty while one waits for admission): a Task that
+        ended without a notice, and an admission no notice brought. Nothing of it runs at rest.
+        A lost ``TaskStarted`` (told while this runner was down) costs nothing more: the next
+        runner's ``setup`` finds the book's tasks and starts the poll."""
         self._sweep()
-        self._admit(log_waiting=False)  # the safety net for an admission no notice brought
-        # The safety net for a lost ``TaskStarted`` (told while this runner was down): the book
-        # then says the KILL poll is scheduled and no later start would tell again, since an
-        # orderly end no longer reaches the runner.
-        self._poll_signals_soon()
+        self._admit(log_waiting=False)
 
     def _adopt(self) -> None:
         """Take over the Tasks a crashed predecessor started: they hold capacity, one that

@@ -79,7 +79,7 @@ ABANDON_WAIT_S = 0.5
 class Task(PoolActor):
     """Runs one request; reports to the pool's runner (parent) and its siblings by name."""
 
-    beats = False
+    watched = False
 
     def __init__(self, ctx: ChildContext, pool: PoolContext, request: RunRequest) -> None:
         super().__init__(ctx, pool)

@@ -15,6 +15,10 @@ stack): a supervisor stopping a child on its own strand cannot deadlock, and the
 actors stay live while it waits. An ask of an actor that *is* lower on the stack could never be
 answered; it fails at once (``StrandDeadlock``, a ``pykka.Timeout``) instead of hanging.
 
+Liveness is read, not beaten (``stall_s``): the strand records when its current turn began and
+when each member in its line was put there, so whoever asks (``/healthz``) sees how long it has
+been stuck, and an idle strand costs nothing and reads live.
+
 The thread starts with the strand's first actor and ends after its last one has ended. A
 strand made with ``spare`` (a Task's, one per task) runs on one of those spare threads instead
 (``spare_threads``): the thread waits a moment for the next task's strand rather than ending.
@@ -44,6 +48,9 @@ class Member(Protocol):
     queued: bool
     """Whether the actor is in the strand's line (set and read under the strand's lock)."""
 
+    queued_at: float
+    """When it was put in the line (the strand's clock; meaningful while ``queued``)."""
+
     def strand_turn(self) -> bool:
         """Run one turn (start, or one message); True once the actor has ended for good."""
 
@@ -60,7 +67,8 @@ def current_strand() -> Strand | None:
 class Strand:
     """One thread that runs its members' turns in turn; see the module doc."""
 
-    def __init__(self, name: str, comm: str | None = None, spare: SpareThreads | None = None) -> None:
+    def __init__(self, name: str, comm: str | None = None, spare: SpareThreads | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.name = name
         """The thread's Python name (``threading``, py-spy)."""
         self.comm = comm or comm_of(name)
@@ -83,6 +91,13 @@ class Strand:
         self._stack: list[Member] = []
         """Members in a turn on this thread, outermost first (touched only by the thread)."""
         self.threads_started = 0
+        self.clock = clock
+        """Times turns and waits in the line (injectable: a test ages a turn without waiting)."""
+        self._turn_began: float | None = None
+        """When the thread went into the handler it runs now; None while it waits for work or
+        runs the line in a nested wait (``wait_until``: it serves the others, it is not stuck)."""
+        self.turns = 0
+        """Turns run so far (what a test counts to see a strand at rest)."""
 
     def __repr__(self) -> str:
         return f"Strand({self.name!r}, {len(self._members)} member(s))"
@@ -113,10 +128,29 @@ class Strand:
         """Put ``member`` at the end of the line unless it is in it. Call with ``lock`` held."""
         if not member.queued:
             member.queued = True
+            member.queued_at = self.clock()
             self._ready.append(member)
             if self._sleeping:
                 self._sleeping = False
                 self._wake.release()
+
+    def stall_s(self) -> float:
+        """How long the strand has kept someone waiting: the age of the turn in progress or of
+        the oldest wait in its line of a member it could run, whichever is older; 0 when idle.
+
+        A member in a turn lower on the stack (a supervisor waiting for a child to stop, while
+        the thread runs the others' turns) waits for its own turn to end: that wait is its own
+        choice, bounded by its own deadline, and not counted.
+        """
+        with self.lock:
+            now = self.clock()
+            began = self._turn_began
+            stall = 0.0 if began is None else now - began
+            stack = list(self._stack)  # one C-level copy: the thread changes it without the lock
+            for member in self._ready:
+                if not any(member is active for active in stack):
+                    return max(stall, now - member.queued_at)  # the line is in order
+        return max(0.0, stall)
 
     def in_turn(self, member: object) -> bool:
         """Whether ``member`` is in a turn on this thread (call on the strand's thread)."""
@@ -129,14 +163,19 @@ class Strand:
         them) gets no nested turn: its messages wait, in order, until its turn has ended.
         """
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        while not done():
-            left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
-            if left <= 0:
-                return False
-            member = self._take(left)
-            if member is not None:
-                self._turn(member)
-        return True
+        self._turn_began = None  # the thread serves the line now
+        try:
+            while not done():
+                left = POLL_S if deadline is None else min(POLL_S, deadline - time.monotonic())
+                if left <= 0:
+                    return False
+                member = self._take(left)
+                if member is not None:
+                    self._turn(member)
+            return True
+        finally:
+            if self._stack:  # back in the waiting handler: its turn goes on from now
+                self._turn_began = self.clock()
 
     # -- the thread ------------------------------------------------------------------------
     def _run(self) -> None:
@@ -187,9 +226,12 @@ class Strand:
 
     def _turn(self, member: Member) -> None:
         self._stack.append(member)
+        self.turns += 1
+        self._turn_began = self.clock()
         try:
             ended = member.strand_turn()
         finally:
+            self._turn_began = None
             self._stack.pop()
         with self.lock:
             if ended:

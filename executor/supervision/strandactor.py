@@ -115,6 +115,10 @@ class StrandActor(pykka.Actor):
     def __init__(self, strand: Strand) -> None:
         self.strand = strand
         self.queued = False
+        self.queued_at = 0.0
+        self.turns = 0
+        """Turns this actor has run (its start and each message): what a test counts to see
+        that nothing is delivered to it at rest."""
         self.loop_ended = threading.Event()
         """Set once the actor's last turn is over (its end handled, its inbox answered)."""
         self._began = False
@@ -133,6 +137,7 @@ class StrandActor(pykka.Actor):
     # -- turns (called by the strand) ------------------------------------------------------
     def strand_turn(self) -> bool:
         """The start, or one message; True once the actor has ended and its inbox is answered."""
+        self.turns += 1
         if not self._began:
             self._began = True
             try:

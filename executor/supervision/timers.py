@@ -6,17 +6,20 @@ Actors must not sleep in a handler (a stop would wait); instead they ask their `
 hundreds of actors has one timer thread, and one with no actor left has none. A callback only
 puts a message into a mailbox, so one thread serves them all without delaying any.
 
-Delays of ``COARSE_FROM_S`` or more (heartbeats, presence, liveness looks, KILL polls,
-retries) end on a common grid of ``GRID_S``: never early, at most that much late, and the
-periodic timers of every actor fall due together, so an idle executor's timer thread wakes once
+Delays of ``COARSE_FROM_S`` or more (presence, liveness looks, KILL polls, retries) end on a
+common grid of ``GRID_S``: never early, at most that much late, and the periodic timers of every
+actor fall due together, so an idle executor's timer thread wakes once
 per grid tick that has work instead of once per timer (idle CPU). Shorter delays keep their
 precision (a 1 s progress report in a test races a 1 s recipe).
 
-Periodic work (heartbeats, liveness looks, presence, KILL polls) goes further with
+Periodic work (liveness looks, KILL polls) goes further with
 ``tell_on_tick``: it falls due on the next tick of a process-wide clock of its period (the
-multiples of the period on the monotonic clock), so every actor's beat of one period is due at
-the same moment, whenever each actor started: at rest the timer thread and each strand wake
-once per period, not once per actor. A grid alone keeps each timer's own phase.
+multiples of the period on the monotonic clock), so every actor's message of one period is due
+at the same moment, whenever each actor started: the timer thread and each strand wake once per
+period, not once per actor. A grid alone keeps each timer's own phase.
+
+Nothing beats through the scheduler to prove it runs: ``/healthz`` reads ``overdue_s`` (how
+late its earliest entry is), and the thread is stuck once that passes ``2 x LATE_ALLOWANCE_S``.
 """
 
 from __future__ import annotations
@@ -44,6 +47,9 @@ TICK_GAP = 0.25
 """A tick is due at least this share of its period from now: a timer armed just after a tick
 (a beat re-arming itself) falls due on the next one, one period later; one armed at any other
 moment (an actor's first beat) waits 0.25 to 1.25 periods."""
+LATE_ALLOWANCE_S = 1.0
+"""The timer thread's liveness allowance (``HealthState``: stale past twice this): a callback
+only puts a message in a mailbox, so an entry more than 2 s late means the thread is stuck."""
 
 
 @dataclass(order=True)
@@ -115,6 +121,15 @@ class Scheduler:
                 heapq.heapify(self._heap)
             if first is not None and first.cancelled:
                 self._cond.notify()
+
+    def overdue_s(self) -> float:
+        """How late the earliest scheduled entry is now (0 when none is due yet, or none is
+        scheduled): the thread's liveness, read by ``/healthz`` from any thread."""
+        with self._cond:
+            live = [e.due for e in self._heap[:1] if not e.cancelled]
+            if not live and self._live:
+                live = [min(e.due for e in self._heap if not e.cancelled)]
+        return max(0.0, time.monotonic() - live[0]) if live else 0.0
 
     def _next(self) -> _Entry | None:
         """The next due entry, waiting for it; None when nothing is scheduled (the thread ends)."""

@@ -7,12 +7,13 @@ whether the executor keeps running or is restarted on the same state dir.
 
 Slowness is not death: with a GMS that accepts connections and never answers for five
 minutes while four tasks run, /healthz stays green the whole time (every GMS call is bounded by
-its total deadline and the beat allows one such call; sampled every second, each sample
-checked), /readyz goes red with the reason soon after the stall begins and stays red with it
-until GMS answers, and all four results are delivered once, after. The window, ``STALL_S``, is
-the issue's five minutes: about twenty times the point at which a beat goes stale
-(2 x (5 s + the 2 s call deadline)), thirty visibility lease periods, three hundred progress
-intervals.
+its total deadline and a strand's liveness allowance allows one such call per actor on it;
+sampled every second, each sample checked), /readyz goes red with the reason soon after the
+stall begins and stays red with it until GMS answers, and all four results are delivered once,
+after. The window, ``STALL_S``, is the issue's five minutes: about twenty times the point at
+which a turn reads stuck (2 x (5 s + the 2 s call deadline)), thirty visibility lease periods,
+three hundred progress intervals. (``age_s`` on /healthz is how long a component has kept work
+waiting, read at the request since session 19; it was a beat's age.)
 """
 
 from __future__ import annotations
@@ -146,7 +147,7 @@ def _hold_the_stall(world: FaultWorld, obs: Observed, requests: list[Request]) -
     samples, oldest_beat, red_since = 0, 0.0, None
     while (now := time.monotonic()) - began < STALL_S:
         status, body = obs.healthz()
-        assert status == 200, body  # every component keeps beating
+        assert status == 200, body  # no component stays stuck
         oldest_beat = max(oldest_beat, *(c["age_s"] for c in body["components"].values()))
         ready_status, ready = obs.readyz()
         reason = str(ready.get("pools", {}).get("default", {}).get("reason", ""))

@@ -41,34 +41,26 @@ The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for th
 an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
 ``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
 ``WeightKnown`` (told while that runner was down), so that fault never fired. The waiting Task
-is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``. The
-runner's ``Beat`` (its first comes at its start) has a group of its own: in runner-timers a
-runner restarted at its start finds the first Task in the book at its ``setup`` and schedules the
-KILL poll itself, and since a Task's orderly end gives its room back without the runner (session
-17), back-to-back Tasks keep that poll going, so no later start told ``TaskStarted`` and that
-fault never fired; in runner-requests the restart swallowed pool ``three``'s only
-``WeightKnown`` the same way."""
+is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``. No
+actor gets a ``Beat`` any more (liveness is read when asked, session 19): the runner's safety
+nets ride on its ``PollSignals``, in the runner-timers group."""
 VISIBILITY_S = 10
 RECIPE_S = 1.0
 
 GROUPS: dict[str, list[tuple[str, str]]] = {
     "leaser-poller-start": [
         ("leaser", "RefreshLease"), ("poller", "LeaseGranted"), ("poller", "Poll"),
-        ("leaser", "Beat"), ("poller", "LiveTasks"),
+        ("poller", "LiveTasks"),
     ],
     "resolver-reporter": [
-        ("resolver", "Resolve"), ("resolver", "Beat"), ("reporter", "ReportPresence"),
+        ("resolver", "Resolve"), ("reporter", "ReportPresence"),
         ("reporter", "Progress"), ("reporter", "Finish"),
     ],
     "runner-requests": [
         ("runner", "WeightKnown"), ("runner", "TrimSoon"),
     ],
-    "runner-start": [
-        ("runner", "Beat"),
-    ],
     "runner-timers": [
         ("runner", "TaskStarted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),
-        ("reporter", "Beat"),
     ],
     "poller-settling": [
         ("poller", "Capacity"), ("poller", "ExtendLeases"), ("poller", "Acknowledge"),

@@ -151,3 +151,42 @@ def test_concurrent_writers_and_readers() -> None:
     assert ok
     assert len(details["components"]) == 28
     assert health.readiness()[1]["pools"].keys() == {"p0", "p1", "p2", "p3"}
+
+
+def test_the_readiness_listener_hears_each_change_and_only_changes() -> None:
+    """What sends systemd its STATUS= as readiness changes: a repeat of the same state (a
+    poller re-confirming its readiness every receive) must not wake anyone."""
+    health = HealthState()
+    heard: list[bool] = []
+    health.on_readiness_change(lambda: heard.append(health.readiness()[0]))
+    health.set_ready("a", True, "")
+    health.set_ready("a", True, "")
+    assert heard == [True]
+    health.set_blocker("a", "reporter", "GMS refuses results")
+    health.set_blocker("a", "reporter", "GMS refuses results")
+    health.set_blocker("a", "reporter", None)
+    health.set_blocker("a", "reporter", None)
+    assert heard == [True, False, True]
+    health.mark_stopping("draining")
+    health.mark_stopping("draining")
+    health.remove_pool("a")
+    health.remove_pool("a")
+    assert heard == [True, False, True, False, False]
+    health.on_readiness_change(None)
+    health.set_ready("b", True, "")
+    assert len(heard) == 5
+
+
+def test_a_probe_replaces_a_beat_of_the_same_name_and_forget_drops_it() -> None:
+    clock = FakeClock()
+    health = HealthState(clock)
+    health.heartbeat("root/pool:a/leaser", 1.0)
+    clock.now += 60
+    health.watch("root/pool:a/leaser", lambda: (0.0, 10.0))
+    ok, details = health.liveness()
+    expected = {"ok": True, "age_s": 0.0, "interval_s": 10.0}
+    assert ok and details["components"]["root/pool:a/leaser"] == expected
+    health.watch("root/pool:a/leaser", lambda: (20.5, 10.0))
+    assert health.liveness()[1]["stale"] == ["root/pool:a/leaser"]
+    health.forget("root/pool:a/leaser")
+    assert health.liveness() == (True, {"status": "ok", "components": {}})

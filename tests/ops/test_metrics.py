@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -60,8 +62,8 @@ def test_every_update_method_shows_in_the_endpoint(served: tuple[Metrics, str]) 
     metrics.set_busy_slots("default", 2)
     metrics.set_capacity("default", 4)
     metrics.count_restart("root/pool:default/poller")
-    metrics.set_lease_seconds_left("default", 2700.0)
-    metrics.set_outbox_depth("default", 3)
+    metrics.set_lease_expiry("default", time.time() + 2700.0)
+    metrics.watch_outbox("default", lambda: 3)
     metrics.set_queue_depth("default", 17)
     got = samples(get(url).text)
     pool = (("pool", "default"),)
@@ -76,9 +78,34 @@ def test_every_update_method_shows_in_the_endpoint(served: tuple[Metrics, str]) 
     assert got[("remote_executor_busy_slots", pool)] == 2
     assert got[("remote_executor_capacity_slots", pool)] == 4
     assert got[("remote_executor_actor_restarts_total", (("actor", "root/pool:default/poller"),))] == 1
-    assert got[("remote_executor_lease_seconds_left", pool)] == 2700
+    assert 2600 < got[("remote_executor_lease_seconds_left", pool)] <= 2700
     assert got[("remote_executor_outbox_depth", pool)] == 3
     assert got[("remote_executor_queue_depth_approximate", pool)] == 17
+
+
+def test_lease_and_outbox_gauges_are_worked_out_at_each_scrape() -> None:
+    """Nothing wakes to refresh them: the lease's seconds left follow the clock, the outbox's
+    depth what is in it now, and a depth that cannot be read shows NaN, not a failed scrape."""
+    metrics = Metrics()
+    depth = [2]
+
+    def read_depth() -> int:
+        if depth[0] < 0:
+            raise PermissionError("the state dir went away")
+        return depth[0]
+
+    metrics.set_lease_expiry("p", time.time() - 30.0)  # expired half a minute ago
+    metrics.watch_outbox("p", read_depth)
+    got = samples(metrics.render().decode())
+    assert -40 < got[("remote_executor_lease_seconds_left", (("pool", "p"),))] <= -30
+    assert got[("remote_executor_outbox_depth", (("pool", "p"),))] == 2
+    metrics.set_lease_expiry("p", time.time() + 3600.0)  # a renewal moves the same series
+    depth[0] = 5
+    got = samples(metrics.render().decode())
+    assert 3500 < got[("remote_executor_lease_seconds_left", (("pool", "p"),))] <= 3600
+    assert got[("remote_executor_outbox_depth", (("pool", "p"),))] == 5
+    depth[0] = -1
+    assert math.isnan(samples(metrics.render().decode())[("remote_executor_outbox_depth", (("pool", "p"),))])
 
 
 def test_init_pool_starts_series_at_zero() -> None:

@@ -61,6 +61,9 @@ class Health:
     def heartbeat(self, component: str, interval_s: float) -> None:
         """Liveness is not under test here."""
 
+    def watch(self, component: str, probe: Any) -> None:
+        """Liveness is not under test here (a pool actor registers its probe at its start)."""
+
     def set_ready(self, pool_id: str, ready: bool, reason: str) -> None:
         self.ready = (ready, reason)
 

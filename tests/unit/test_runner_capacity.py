@@ -25,6 +25,7 @@ from executor.pool.messages import (
     Capacity,
     Finish,
     LiveTasks,
+    TaskStarted,
     TasksWanted,
     TrimSoon,
     WeightKnown,
@@ -33,6 +34,7 @@ from executor.pool.runner import TaskRunner
 from executor.pool.task_start import pool_room
 from executor.pool.taskbook import RunnerLink, TaskEntry
 from executor.supervision import ChildContext, ChildExited, Directory
+from executor.supervision.spec import Lifeline
 from tests.faults.ledger import wait_until
 from tests.unit.test_poller_extensions import Inbox
 from tests.unit.test_poller_stop import Beats
@@ -222,3 +224,39 @@ def test_an_orderly_end_handled_by_a_task_and_a_new_runner_at_once_counts_once(
     assert len(_capacities(poller)) == 1
     reporter = start.reporter  # type: ignore[attr-defined]
     assert not [m for m in reporter.received.get(timeout=10) if isinstance(m, Finish)]
+
+
+def _runner(ref: pykka.ActorRef[Any]) -> TaskRunner:
+    actor = ref._actor_weakref()
+    assert isinstance(actor, TaskRunner)
+    return actor
+
+
+def test_the_safety_nets_run_on_the_kill_poll_only_while_the_book_holds_a_task(world: World) -> None:
+    """At rest the runner keeps no timer (no beat); a Task's start arms the KILL poll, whose
+    turns also sweep for a Task that ended without a notice; once that leaves the book empty
+    the poll stops. A runner started on a book that holds a task arms it by itself."""
+    start, pool, poller = world
+    ref = start()
+    _handled(ref, poller, TasksWanted(0))
+    assert not _runner(ref).timers._entries, "a runner at rest keeps no timer"
+    task, ended = Inbox.start(), threading.Event()
+    lifeline = Lifeline()
+    lifeline.attach(ended)
+    name = pool.tasks.new_name()
+    pool.tasks.add(TaskEntry("urn:li:task:silent", name, 0.5, ref=task, lifeline=lifeline))
+    _handled(ref, poller, TaskStarted("urn:li:task:silent"))  # as the poller tells it
+    assert _runner(ref).timers._entries, "the KILL poll is armed"
+    task.stop(timeout=10)  # the Task ends without a word to anyone
+    ended.set()
+    reporter = start.reporter  # type: ignore[attr-defined]
+    finish = wait_until(lambda: [m for m in reporter.received.get(timeout=10) if isinstance(m, Finish)],
+                        30, "the KILL poll's sweep to report the silent end")
+    assert finish[0].urn == "urn:li:task:silent" and finish[0].status == "FAILURE"
+    assert len(pool.tasks) == 0
+    wait_until(lambda: not _runner(ref).timers._entries or None, 30, "the poll to stop on an empty book")
+    assert ref.stop(timeout=30)
+    pool.tasks.add(TaskEntry("urn:li:task:kept", pool.tasks.new_name(), 0.5))  # told while none was up
+    again = start()
+    _handled(again, poller, TasksWanted(1))
+    assert _runner(again)._polling_signals and _runner(again).timers._entries
