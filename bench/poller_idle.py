@@ -3,7 +3,8 @@
 Usage (in the project's venv): ``python -m bench.poller_idle [SECONDS] [WAIT ...]`` (default 120 s,
 waits 5 and 20). Each wait gets a real QueuePoller with a real ``SqsQueue`` on its own empty queue
 of a moto server on loopback, a lease and one free slot, so it long-polls as an idle pool's
-poller does (beats, depth timer, extension and reconcile timers included). After a warm-up it
+poller does (beats and its housekeeping included: since session 19 one safety-net timer a
+minute, the rest after each receive). After a warm-up it
 reads every poller thread's CPU from ``/proc/self/task/<tid>/schedstat`` (ns) over the window
 and prints it as a share of one core. The pollers run at the same time, so the machine's load
 hits them alike. The timer thread is shared and not counted; the siblings are stand-ins.

@@ -53,12 +53,14 @@ class LeaseLost:
 
 @dataclass(frozen=True)
 class Poll:
-    """Timer: receive a batch if there is capacity and a lease."""
+    """Receive a batch if there is capacity and a lease (the poller's loop tells it itself).
 
+    ``seq`` numbers the loop's own: one that is not the latest is stale and ignored, so the
+    safety net can restart a loop whose ``Poll`` was lost without ever running two loops;
+    0 (a nudge from outside the loop) is always taken and restarts it.
+    """
 
-@dataclass(frozen=True)
-class ExtendLeases:
-    """Timer: keep the in-flight messages invisible to other executors."""
+    seq: int = 0
 
 
 @dataclass(frozen=True)
@@ -68,13 +70,8 @@ class Capacity:
 
     The poller reads the room itself from the book, which both sides share across restarts,
     so a lost ``Capacity`` costs only time: a new runner wakes a parked poller at its start,
-    and the poller looks again at every reconciliation round.
+    and the poller looks again at each of its housekeeping rounds (``executor.pool.poll_duties``).
     """
-
-
-@dataclass(frozen=True)
-class Reconcile:
-    """Timer: settle every held message from what the pool really holds (``executor.pool.reconcile``)."""
 
 
 @dataclass(frozen=True)

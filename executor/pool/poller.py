@@ -8,17 +8,19 @@ restart leaves the poller and the runner counting apart). In-flight messages sta
 messages acknowledged within ``acked.DELETE_WAIT_S`` are deleted in one call) or the message is
 given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
 restarted poller keeps extending what its predecessor held; while it holds any, its long
-poll is shortened to a third of the lease so that no extension comes late; at rest it waits the
-full ``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
+poll ends by their next extension so that none comes late; at rest it waits the full
+``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
 cannot be decoded, or carries another kind of task, is logged once without its body and left
 to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
 
 With no room it parks in the book, and the runner wakes it (``messages.Capacity``) when an
-ended Task frees some; a new runner wakes it at its start, and every reconciliation round looks
-again. Every ``reconcile_s`` the poller settles what it holds from scratch
-(``executor.pool.reconcile``), which recovers any settling tell lost to a restarting sibling.
-Mailbox: a restart drops it; everything in it is either re-sent on a timer or recovered by the
-next reconciliation.
+ended Task frees some; a new runner wakes it at its start, and each housekeeping round looks
+again. Its periodic work (extensions, reconciliation, the queue's depth, a safety net) is done
+after each receive and on one timer, only when due (``executor.pool.poll_duties``): at rest the
+timer fires once a minute and the long poll is the poller's only other wake-up. Twice a lease,
+while it holds messages, the poller settles them from scratch (``executor.pool.reconcile``),
+which recovers any settling tell lost to a restarting sibling. Mailbox: a restart drops it;
+everything in it is either re-sent on a timer or recovered by the next housekeeping round.
 """
 
 from __future__ import annotations
@@ -43,20 +45,20 @@ from executor.pool.messages import (
     LEASER,
     Acknowledge,
     Capacity,
-    ExtendLeases,
     LeaseGranted,
     LeaseLost,
     LeaseRejected,
     LeaseWanted,
     LiveTasks,
     Poll,
-    Reconcile,
     Release,
     RunRequest,
     StopReceiving,
     Unrunnable,
 )
 from executor.pool.poison import PoisonPolicy
+from executor.pool.poll_duties import SAFETY_NET_S, Duties, DutyTimer, Housekeeping, read_depth
+from executor.pool.poll_loop import PollLoop
 from executor.pool.poller_inbox import StopCutsTheLongPoll
 from executor.pool.reconcile import Fate, Reconciler
 from executor.pool.task_start import pool_room, start_task
@@ -66,15 +68,10 @@ from executor.supervision import ChildContext
 from executor.supervision.strandactor import StrandInbox
 
 MAX_BATCH = 10
-DEPTH_EVERY_S = 15.0
-"""How often the queue's approximate depth is read for ``/metrics`` (autoscaling signal)."""
 EXTEND_RETRY_S = 1.0
 """A throttled extension is tried again this soon (the other messages are extended meanwhile)."""
-
-
-@dataclass(frozen=True)
-class _ReadDepth:
-    """Timer: read the queue's approximate depth, whether or not slots are free."""
+STALL_GRACE_S = 5.0
+"""Beyond a long poll and a lease without a receive, a loop with room reads as not ready."""
 
 
 @dataclass(frozen=True)
@@ -84,16 +81,11 @@ class _ExtendAgain:
     urns: tuple[str, ...]
 
 
-def reconcile_interval_s(visibility_s: int) -> float:
-    """How often held messages are reconciled: twice per lease, so a message whose settling
-    tell was lost is settled well within two visibility periods."""
-    return max(1.0, visibility_s / 2)
-
-
 class QueuePoller(PoolActor):
     """Receives execution requests for one pool and settles their messages."""
 
-    def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None) -> None:
+    def __init__(self, ctx: ChildContext, pool: PoolContext, backoff: Backoff | None = None,
+                 safety_net_s: float = SAFETY_NET_S) -> None:
         super().__init__(ctx, pool)
         self.queue: SqsQueue | None = None
         self.room = pool_room(pool)
@@ -101,14 +93,15 @@ class QueuePoller(PoolActor):
         self.in_flight = pool.in_flight
         self.poison = PoisonPolicy(pool.pool.visibility_s)
         self.retry = RetryState(backoff or Backoff(min_s=1.0, max_s=60.0, reset_after_s=120))
-        self._poll_scheduled = False
+        self.loop = PollLoop(self)
         self._stopping = False
         """Set by ``stop_requested`` from the stopper's thread."""
         self.last_receive = time.monotonic()
-        self.last_empty_receive: float | None = None
-        """When the latest receive came back empty (None: it brought messages, or none yet)."""
         self.reconciler = Reconciler(pool, ctx.directory, self.log)
         self.acked = Acked()
+        self.duties = Duties(pool.pool.visibility_s, depth=pool.metrics is not None)
+        self._safety_net_s = safety_net_s
+        self.timer: DutyTimer | None = None
 
     def _create_actor_inbox(self) -> StrandInbox:  # type: ignore[override]
         return StopCutsTheLongPoll(self.strand, self)
@@ -130,9 +123,8 @@ class QueuePoller(PoolActor):
         if self.in_flight:
             # A predecessor crashed holding these: extend them as soon as a lease is here.
             self.log.info("keeping {} message(s) held by the previous poller", len(self.in_flight))
-        self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
-        self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
-        self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
+        self.timer = DutyTimer(self.timers, self.actor_ref, self._safety_net_s)
+        self._arm()
 
     def release(self) -> None:
         # Held messages stay in the pool's book: a restarted poller keeps extending them. At
@@ -146,21 +138,19 @@ class QueuePoller(PoolActor):
     def beat_allowance_s(self) -> float:
         return max(BEAT_S, self.pool.pool.poll_wait_s + 5.0)  # a long poll delays the beat
 
-    def on_beat(self) -> None:
-        """Free capacity and a lease but no receive for a while: not ready, and say why."""
-        if self.queue is None or not self.receiving:
-            return
-        free = self.pool.tasks.poller_room(self.room, park=False)
-        if free <= 0:
-            return
-        idle = time.monotonic() - self.last_receive
-        if idle > self.pool.pool.poll_wait_s + self.pool.pool.visibility_s + BEAT_S:
-            self.pool.set_ready(False, f"{free} slot(s) free but no receive for {idle:.0f}s")
-
     def handle(self, message: Any) -> Any:
+        self._dispatch(message)
+        self._arm()  # whatever the message changed, the timer fires by the next deadline
+        return None
+
+    def _dispatch(self, message: Any) -> None:
         if isinstance(message, Poll):
-            self._poll_scheduled = False
-            self._poll()
+            if self.loop.take(message):
+                self._poll()
+        elif isinstance(message, Housekeeping):
+            if self.timer is not None:
+                self.timer.fired()
+            self._housekeep()
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
@@ -172,23 +162,17 @@ class QueuePoller(PoolActor):
             self.acked.flush(self.queue, self.in_flight, self.log)  # waiting since the lease was lost
             if self.in_flight:
                 self._extend_all()
-            self._schedule_poll(0)
-            self._read_depth()
+                self.duties.extended(time.monotonic())
+            self.loop.schedule(0)
         elif isinstance(message, LeaseLost):
             if self.queue is not None:
                 self.queue.close()
             self.queue = None
             self.pool.set_ready(False, f"no lease: {message.reason}")
         elif isinstance(message, Capacity):
-            self._schedule_poll(0)  # room came free in the book
-        elif isinstance(message, ExtendLeases):
-            self._extend_all()
-            self.tell_self_after(self.pool.pool.visibility_s / 3, ExtendLeases())
+            self.loop.schedule(0)  # room came free in the book
         elif isinstance(message, _ExtendAgain):
             self._extend_all(set(message.urns))
-        elif isinstance(message, Reconcile):
-            self._ask_runner()
-            self.tell_self_after(reconcile_interval_s(self.pool.pool.visibility_s), Reconcile())
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
         elif isinstance(message, Acknowledge):
@@ -205,42 +189,49 @@ class QueuePoller(PoolActor):
         elif isinstance(message, StopReceiving):
             self.receiving = False
             self.pool.set_ready(False, "shutting down")
-        elif isinstance(message, _ReadDepth):
-            self._read_depth()
-            self.tell_self_after(DEPTH_EVERY_S, _ReadDepth())
-        return None
 
-    def _read_depth(self) -> None:
-        """Publish ``ApproximateNumberOfMessages`` (read with the leased credentials) as a gauge.
+    # -- housekeeping (executor.pool.poll_duties) ------------------------------------------
+    def _housekeep(self) -> None:
+        """Do what is due: after each receive, and when the one timer fires."""
+        now = time.monotonic()
+        self.duties.sync(bool(self.in_flight), now)
+        if self.duties.extend_due(now):
+            self._extend_all()
+            self.duties.extended(now)
+        if self.duties.reconcile_due(now):
+            self.reconciler.ask(frozenset(item.urn for item in self.in_flight.items()))
+            self.duties.reconciled(now)
+        if self.duties.depth_due(now):
+            if self.queue is not None and self.pool.metrics is not None:
+                read_depth(self.queue, self.pool.metrics, self.pool.pool_id, self.log)
+            self.duties.depth_known(now)
+        self._safety_net(now)
 
-        On its own timer rather than after receives: when every slot is busy the poller stops
-        receiving, and that is exactly when an autoscaler needs the depth. While it receives
-        and a receive came back empty within the interval, the depth is 0 without a call.
-        """
-        if self.queue is None or self.pool.metrics is None:
-            return
-        if self.last_empty_receive is not None and time.monotonic() - self.last_empty_receive < DEPTH_EVERY_S:
-            # A receive came back empty since the last reading: nothing was waiting then, and
-            # asking SQS again costs a call per pool every 15 s at rest (idle CPU).
-            self.pool.metrics.set_queue_depth(self.pool.pool_id, 0)
-            return
-        try:
-            depth = self.queue.approximate_depth()
-        except ExecutorError as exc:
-            self.log.debug("queue depth not read: {}", exc)
-            return
-        self.pool.metrics.set_queue_depth(self.pool.pool_id, depth)
+    def _safety_net(self, now: float) -> None:
+        """What a lost tell would leave undone: a loop whose ``Poll`` was lost, a room or a
+        lease never announced; and a loop with room that has not received for long is not ready."""
+        self.loop.replace_lost(now, self.log)
+        self.loop.schedule(0)  # a parked loop looks at the room again; a pending Poll stays
+        if self.queue is None:
+            self.ctx.directory.tell(LEASER, LeaseWanted())
+        elif self.receiving and now - self.last_receive > self._stall_s():
+            free = self.pool.tasks.poller_room(self.room, park=False)
+            if free > 0:
+                idle = now - self.last_receive
+                self.pool.set_ready(False, f"{free} slot(s) free but no receive for {idle:.0f}s")
+
+    def _stall_s(self) -> float:
+        return self.pool.pool.poll_wait_s + self.pool.pool.visibility_s + STALL_GRACE_S
+
+    def _arm(self) -> None:
+        """Keep the one timer due by the earliest deadline that applies (the safety net's tick
+        at rest): the depth's only while the loop does not receive."""
+        self.duties.sync(bool(self.in_flight), time.monotonic())
+        if self.timer is not None:
+            idle_loop = self.loop.due is None and self.queue is not None  # parked or draining
+            self.timer.arm(self.duties.next_due(with_depth=idle_loop))
 
     # -- receiving -------------------------------------------------------------------------
-    def _schedule_poll(self, delay_s: float) -> None:
-        if self._poll_scheduled:
-            return
-        self._poll_scheduled = True
-        if delay_s <= 0:
-            self.actor_ref.tell(Poll())
-        else:
-            self.tell_self_after(delay_s, Poll())
-
     def _poll(self) -> None:
         if self.queue is None or not self.receiving or self._stopping:
             return  # a LeaseGranted message will start polling again
@@ -262,23 +253,25 @@ class QueuePoller(PoolActor):
             return
         self.retry.succeeded()
         self.last_receive = time.monotonic()
-        self.last_empty_receive = None if messages else self.last_receive
         self._update_readiness()
         self.log.trace("received {} message(s)", len(messages))
+        if not messages and self.pool.metrics is not None:
+            # Nothing was waiting: the depth is 0 without asking SQS (a call per pool at rest).
+            self.pool.metrics.set_queue_depth(self.pool.pool_id, 0)
+            self.duties.depth_known(self.last_receive)
         for msg in messages:
             self._accept(msg)
-        self._schedule_poll(0)
+        self.loop.schedule(0)
+        self._housekeep()  # before the next receive: extensions due by now are never late
 
     def _wait_s(self) -> int:
-        """The long poll: shortened while messages are held, so extensions are never late.
+        """The long poll: while messages are held, it ends by their next extension.
 
-        Extensions run every visibility/3, but not while a receive blocks this actor; a wait
-        below visibility/3 keeps the gap between two extensions under 2/3 of the lease.
+        An extension due within ``EARLY_S`` is made after a receive, so each comes a third of
+        the lease after the last, whether the loop receives, waits for room or backs off.
         """
-        wait = self.pool.pool.poll_wait_s
-        if self.in_flight:
-            wait = min(wait, max(0, self.pool.pool.visibility_s // 3 - 1))
-        return wait
+        self.duties.sync(bool(self.in_flight), time.monotonic())
+        return self.duties.receive_wait(time.monotonic(), self.pool.pool.poll_wait_s)
 
     def _receive_failed(self, exc: ExecutorError) -> None:
         if isinstance(exc, LeaseExpiredError):
@@ -286,7 +279,7 @@ class QueuePoller(PoolActor):
         delay = self.retry.failed(time.monotonic())
         self.pool.set_ready(False, f"SQS receive failing: {exc}")
         self.log.warning("receive failed ({}); retrying in {:.1f}s", exc, delay)
-        self._schedule_poll(delay)
+        self.loop.schedule(delay)
 
     def _accept(self, msg: ReceivedMessage) -> None:
         try:
@@ -357,15 +350,6 @@ class QueuePoller(PoolActor):
             self.log.warning("could not {} the message of {}: {}", action, urn, error)
 
     # -- reconciliation (executor.pool.reconcile) --------------------------------------------
-    def _ask_runner(self) -> None:
-        """Look at the room again and re-ask for a lease (a wake-up or a lease may have been
-        lost), then ask which requests have a live Task; the answer settles the messages held now."""
-        self._schedule_poll(0)
-        if self.queue is None:
-            self.ctx.directory.tell(LEASER, LeaseWanted())
-        held = frozenset(item.urn for item in self.in_flight.items())
-        self.reconciler.ask(held)
-
     def _reconcile(self, answer: LiveTasks) -> None:
         if self.queue is None:
             return  # no lease to settle with: the next round asks again

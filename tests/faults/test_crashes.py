@@ -23,7 +23,7 @@ FAULTS = "REMOTE_EXECUTOR_TEST_FAULTS"
 def test_reporter_and_poller_crashes_leave_the_running_recipe_alone(world: FaultWorld) -> None:
     world.start_cp()
     sqs = world.sqs_proxy()
-    faults = "pool:default/reporter@Progress*2,pool:default/poller@ExtendLeases*1"
+    faults = "pool:default/reporter@Progress*2,pool:default/poller@Housekeeping*1"
     a = world.executor("a", env={FAULTS: faults})
     request = world.submit()
     recipe = world.ledger.wait(request.run_id, "start")[0]["pid"]
