@@ -31,7 +31,7 @@ from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence
 from executor.pool.reporter import outbox_of
 from executor.pool.sandboxing import work_roots
-from executor.pool.supervisor import LIVENESS_S, pool_spec
+from executor.pool.supervisor import pool_spec
 from executor.pool.warm import close_all
 from executor.sandbox import reap_orphans
 from executor.sandbox.spawner import SpawnServer
@@ -47,7 +47,6 @@ ROOT_POLICY = SupervisorPolicy(
     period_s=120.0,
     backoff=Backoff(min_s=1.0, max_s=30.0, reset_after_s=120.0),
     park_backoff=Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0),
-    liveness_interval_s=LIVENESS_S,
 )
 """A pool that fails 4 times within 2 minutes (a child crash loop takes ~10 s to escalate, plus
 1, 2, 4 s of backoff here) is parked: stopped, not ready with the reason, started again after 5

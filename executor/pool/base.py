@@ -14,7 +14,6 @@ from typing import Any, ClassVar
 
 from executor.datahub.gms import GmsClient
 from executor.pool.context import PoolContext
-from executor.pool.messages import Beat
 from executor.supervision import ChildContext, SupervisedActor
 
 BEAT_S = 5.0
@@ -63,19 +62,12 @@ class PoolActor(SupervisedActor):
         """The subclass's own cleanup; runs once, whatever the ending."""
 
     def on_receive(self, message: Any) -> Any:
-        if isinstance(message, Beat):
-            self.on_beat()  # only when told: nothing arms a periodic one any more
-            return None
         return self.handle(message)
 
     def handle(self, message: Any) -> Any:
         """Handle one of the subclass's own messages."""
         self.log.warning("ignoring unknown message {}", type(message).__name__)
         return None
-
-    def on_beat(self) -> None:
-        """A check of the subclass's run when a ``Beat`` is told (the hook the poller's
-        readiness check still uses until it moves into its poll cycle); never periodic here."""
 
     def liveness(self) -> tuple[float, float]:
         """``(stuck_s, allowance_s)`` for ``/healthz`` (any thread): how long this actor's strand

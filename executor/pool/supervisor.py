@@ -39,16 +39,10 @@ from executor.pool.runner import TaskRunner, stop_tasks
 from executor.supervision import ChildSpec, SupervisorPolicy, supervisor_spec
 from executor.supervision.strand import Strand
 
-LIVENESS_S = 5.0
-"""How often a supervisor of the service looks for a child that died without a word (its safety
-net; every orderly or crashing end is reported at once, and a restart waits for the old thread
-on its own 50 ms poll). Every 5 s rather than every second: at rest these looks were a third of
-the timer thread's wake-ups (idle CPU), and the one case they serve is recovered 4 s later."""
 POOL_POLICY = SupervisorPolicy(
     max_restarts=5,
     period_s=30.0,
     backoff=Backoff(min_s=0.25, max_s=8.0, reset_after_s=30.0),
-    liveness_interval_s=LIVENESS_S,
 )
 """A child that keeps crashing escalates after its 6th crash, about 8-10 s in (backoff 0.25, 0.5,
 1, 2, 4 s). The backoff must let that happen within ``period_s``: with a backoff that outgrows

@@ -177,9 +177,6 @@ class SupervisorPolicy:
     max_restarts: int = 5
     period_s: float = 60.0
     backoff: Backoff = field(default_factory=lambda: Backoff(min_s=0.5, max_s=30.0, reset_after_s=60.0))
-    liveness_interval_s: float = 1.0
-    """No longer read: a supervisor is told of a child's end (``Lifeline.watch``) instead of
-    looking for it periodically (session 19). Kept until its callers stop passing it."""
     park_backoff: Backoff = field(
         default_factory=lambda: Backoff(min_s=300.0, max_s=1800.0, reset_after_s=3600.0)
     )

@@ -141,8 +141,8 @@ FAST = Backoff(min_s=0.01, max_s=0.05, jitter=0.1, reset_after_s=60)
 
 
 def policy(max_restarts: int = 5, park_s: float = 60.0) -> SupervisorPolicy:
-    """Quick restarts and a quick safety net; parked children wait ``park_s``."""
-    return SupervisorPolicy(max_restarts=max_restarts, period_s=60, backoff=FAST, liveness_interval_s=0.02,
+    """Quick restarts; parked children wait ``park_s``."""
+    return SupervisorPolicy(max_restarts=max_restarts, period_s=60, backoff=FAST,
                             park_backoff=Backoff(min_s=park_s, max_s=park_s, jitter=0.0))
 
 

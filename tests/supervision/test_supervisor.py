@@ -104,8 +104,7 @@ def test_restart_backoff_grows_between_consecutive_failures(probe: Probe) -> Non
                 seen.set()
             return value
 
-    pol = SupervisorPolicy(max_restarts=10, backoff=Recording(min_s=0.01, max_s=0.08, jitter=0.0),
-                           liveness_interval_s=0.05)
+    pol = SupervisorPolicy(max_restarts=10, backoff=Recording(min_s=0.01, max_s=0.08, jitter=0.0))
     probe.fail_starts["a"] = 4
     root = start_root("root", [worker_spec("a", probe)], pol)
     assert seen.wait(10)
