@@ -111,10 +111,19 @@ class Reporter(PoolActor):
             self._flush()
         elif isinstance(message, ReportPresence):
             reported = self._presence(message.stopped)
-            if not message.stopped:  # while GMS fails, sooner: it also tells when GMS is back
-                delay = PRESENCE_INTERVAL_S if reported else PRESENCE_RETRY_S
-                self.tell_self_after(delay, ReportPresence())
+            if not message.stopped:
+                self._next_presence(reported)
         return None
+
+    def _next_presence(self, reported: bool) -> None:
+        """The next presence record: on the process's common 30 s tick, so every pool's record
+        falls due at once and the reporters' strand wakes once a period for all of them (idle
+        CPU: a wake-up after a long sleep costs milliseconds); while GMS fails, sooner, as it
+        also tells when GMS is back."""
+        if reported:
+            self.tell_self_on_tick(PRESENCE_INTERVAL_S, ReportPresence())
+        else:
+            self.tell_self_after(PRESENCE_RETRY_S, ReportPresence())
 
     # -- progress --------------------------------------------------------------------------
     def _progress(self, message: Progress) -> None:

@@ -7,8 +7,8 @@ production. Its value is a comma list of rules ``SUFFIX[@MESSAGE][*N]``:
     the actor whose tree path ends with ``pool:default/reporter`` crashes at every start;
 ``pool:default/reporter*3``
     ... at its first 3 starts only (a later restart succeeds);
-``pool:default/poller@ExtendLeases*1``
-    ... the first time it handles a message of class ``ExtendLeases`` (once in this process).
+``pool:default/poller@Housekeeping*1``
+    ... the first time it handles a message of class ``Housekeeping`` (once in this process).
 
 Counts are per rule and per process, across restarts of the actor. The crash is a plain
 ``RuntimeError`` raised where a real bug would raise, so the supervisor cannot tell the two apart.
