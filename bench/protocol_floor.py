@@ -12,7 +12,8 @@ read, a work dir, the stand-in spawned, the secret's GraphQL read and the envelo
 RUNNING (the GMS calls on one kept-alive connection), its output read to EOF, the result written
 durably (temp file, fsync, rename, the directory's fsync: a result must survive a crash of the
 host before it is delivered), the result sent, the message deleted, the record and the work dir
-removed. No limits, masking, cgroup, retries, log file, KILL reads or actors. With ``sandbox``
+removed; beside it, on a thread of its own, the presence record every 30 s. No limits,
+masking, cgroup, retries, log file, KILL reads or actors. With ``sandbox``
 in its config each run goes through ``bench.sandbox_floor`` instead of the bare ``Popen``: the
 same loop plus the least the mission's sandbox costs (work dir, scrubbed environment, task
 cgroup, rlimits, the tree sampled, the output masked into a kept task log). Its process CPU per
@@ -33,8 +34,10 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterable
 from pathlib import Path
@@ -44,12 +47,15 @@ from urllib.parse import urlsplit
 from loguru import logger
 
 from bench.sandbox_floor import BareSandbox
+from executor.datahub import aspects
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
 from executor.local.controlplane.upstream import NoDelayConnection
 from executor.queue.sigv4 import SigV4Signer, canonical_host
 
 ENTITY = "dataHubExecutionRequest"
+PRESENCE_S = 30.0
+"""The protocol's presence interval (``DATAHUB_EXECUTOR_DISCOVERY_INTERVAL``), the executor's."""
 SECRET_REFERENCE = re.compile(r"\$\{([A-Za-z0-9_]+)\}")
 SECRETS_QUERY = ("query getSecretValues($input: GetSecretValuesInput!) "
                  "{ getSecretValues(input: $input) { name value } }")
@@ -82,9 +88,9 @@ class Gms:
         found = json.loads(self.post("/api/graphql", body))["data"]["getSecretValues"] or []
         return {item["name"]: item["value"] for item in found}
 
-    def write(self, urn: str, name: str, value: dict[str, Any]) -> None:
+    def write(self, urn: str, name: str, value: dict[str, Any], entity: str = ENTITY) -> None:
         proposal = {
-            "entityType": ENTITY, "entityUrn": urn, "changeType": "UPSERT", "aspectName": name,
+            "entityType": entity, "entityUrn": urn, "changeType": "UPSERT", "aspectName": name,
             "aspect": {"contentType": "application/json", "value": json.dumps(value)},
         }
         body = json.dumps({"proposal": proposal, "async": "false"}).encode()
@@ -183,10 +189,30 @@ def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str
     os.unlink(record)
 
 
+def report_presence(url: str, token: str, pool_id: str) -> None:
+    """The presence record at start and every ``PRESENCE_S`` (the protocol's, as the executor's
+    pools send it), on a thread and a connection of its own: the least a runner of the protocol
+    wakes for at rest besides its long poll (the bench's idle rows)."""
+    gms, started = Gms(url, token), time.time()
+    urn = f"urn:li:{aspects.REMOTE_EXECUTOR_ENTITY}:floor-{pool_id}"
+    while True:
+        value = aspects.presence_aspect(pool_id=pool_id, version="floor", hostname=socket.gethostname(),
+                                        uptime_s=time.time() - started)
+        try:
+            gms.write(urn, aspects.PRESENCE_ASPECT, value, aspects.REMOTE_EXECUTOR_ENTITY)
+        except Exception as exc:  # the next one tries again, as the executor's reporter does
+            print(f"protocol floor: presence not written: {type(exc).__name__}: {exc}", file=sys.stderr,
+                  flush=True)
+            gms = Gms(url, token)
+        time.sleep(PRESENCE_S)
+
+
 def main() -> None:
     config = json.loads(sys.stdin.read())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     lease = Lease.from_executor_config(config["lease"])
+    presence = (config["gms"], config["token"], config["lease"]["executorId"])
+    threading.Thread(target=report_presence, args=presence, name="presence", daemon=True).start()
     gms, sqs = Gms(config["gms"], config["token"]), Sqs(lease)
     os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
     logger.remove()  # the executor's parts log at DEBUG; only what goes wrong is wanted here

@@ -163,7 +163,8 @@ class Bench:
     def repeat(self) -> None:
         f, s, w = self.figures, self.sizes, self.world
         if self.wanted("idle"):
-            procs = {("executor", 1): self.one.ps, ("executor", 4): self.pools4.ps, ("celery", 1): self.solo}
+            procs = {("executor", 1): self.one.ps, ("executor", 4): self.pools4.ps, ("celery", 1): self.solo,
+                     (floor_rows.BARE, 1): self.bare.ps}
             rows.at_rest(procs, s.rest_s)
             rows.idle(procs, f, s.idle_s)
         if self.wanted("sqs"):
