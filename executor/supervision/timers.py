@@ -47,9 +47,11 @@ TICK_GAP = 0.25
 """A tick is due at least this share of its period from now: a timer armed just after a tick
 (a beat re-arming itself) falls due on the next one, one period later; one armed at any other
 moment (an actor's first beat) waits 0.25 to 1.25 periods."""
-LATE_ALLOWANCE_S = 1.0
+LATE_ALLOWANCE_S = 5.0
 """The timer thread's liveness allowance (``HealthState``: stale past twice this): a callback
-only puts a message in a mailbox, so an entry more than 2 s late means the thread is stuck."""
+only puts a message in a mailbox, so an entry 10 s late means the thread is stuck; less would
+fail ``/healthz`` on a host so loaded that a runnable thread waits seconds for a core (the
+strands' allowances are 5 s and more too)."""
 
 
 @dataclass(order=True)
