@@ -23,7 +23,7 @@ from pathlib import Path
 import psutil
 from loguru import logger
 
-from bench import cost_rows, floor_rows, memory_rows, rows
+from bench import cost_rows, floor_rows, idle_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor, ProtocolFloor
 from bench.real_cli import real_cli_row
 from bench.spawn_rows import SpawnPairs
@@ -165,8 +165,8 @@ class Bench:
         if self.wanted("idle"):
             procs = {("executor", 1): self.one.ps, ("executor", 4): self.pools4.ps, ("celery", 1): self.solo,
                      (floor_rows.BARE, 1): self.bare.ps}
-            rows.at_rest(procs, s.rest_s)
-            rows.idle(procs, f, s.idle_s)
+            idle_rows.at_rest(procs, s.rest_s)
+            idle_rows.idle(procs, f, s.idle_s)
         if self.wanted("sqs"):
             for side in self.sqs.clients:
                 server = "moto" if side == "direct to moto" else "moto via gateway"
