@@ -8,9 +8,11 @@ raw HTTP. Nothing here is timed (the bench measures the CPU this saves).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import socket
+import sys
 import threading
 from typing import Any
 
@@ -144,3 +146,42 @@ def test_stop_ends_every_serving_thread_although_the_loops_wait_long() -> None:
         10,
         "every thread the control plane started to end",
     )
+
+
+def _long_polls_waiting() -> int:
+    """Threads inside a step of moto's long poll now (its ``Queue.wait_for_messages``)."""
+    count = 0
+    for frame in sys._current_frames().values():
+        while frame is not None:
+            if frame.f_code.co_name == "wait_for_messages":
+                count += 1
+                break
+            frame = frame.f_back
+    return count
+
+
+def test_stop_cuts_a_long_poll_moto_is_waiting_in() -> None:
+    """A receive waiting in moto (up to 20 s) when the control plane stops ends with the stop:
+    no server thread outlives it to answer a client that has gone (and to log it after the
+    test that started it)."""
+    with ControlPlane(pools=("default",)) as cp:
+        client, url = leased_sqs(cp)
+        threads = [threading.Thread(target=lambda: _ignore_errors(client, url), name="long-poll")]
+        threads[0].start()
+        try:
+            wait_until(lambda: _long_polls_waiting() >= 1, 10, "moto to wait in the long poll")
+            server = _moto(cp)
+            with server._lock:
+                handlers = list(server._handler_threads)
+            cp.stop()
+            assert not [t for t in handlers if t.is_alive()], "a long poll outlived the stop"
+        finally:
+            threads[0].join(30)
+            client.close()
+    assert not threads[0].is_alive()
+
+
+def _ignore_errors(client: Any, url: str) -> None:
+    """A long poll whose server goes away under it: its error is the point, not a failure."""
+    with contextlib.suppress(Exception):
+        client.receive_message(QueueUrl=url, WaitTimeSeconds=20)

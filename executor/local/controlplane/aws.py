@@ -78,6 +78,10 @@ class StsCredentials:
     expiration: datetime
 
 
+LONG_POLL_CUT_S = 3.0
+"""How long a stop waits for moto's handlers: a long poll ends within one of its one-second steps."""
+
+
 class MotoBackend:
     """A moto server on ``host`` (ephemeral port) and admin clients for SQS and STS;
     ``keep_alive_all``: every client's connection is kept (``MotoServer``)."""
@@ -175,12 +179,13 @@ class MotoBackend:
                     logger.debug("could not delete queue {}", url)
 
     def stop(self) -> None:
-        """Stop serving and close the sockets; in-flight long polls end on their own wait time."""
+        """Stop serving and close the sockets; a long poll in flight ends at its next one-second
+        step (``moto_sqs.LongPollCut``), so the stop waits for it rather than leave its thread."""
         with self._send_lock:
             if self._sends is not None:
                 self._sends.close()
                 self._sends = None
         if self._server is not None:
-            self._server.stop(timeout_s=0.0)  # a handler inside a long poll is not waited for
+            self._server.stop(timeout_s=LONG_POLL_CUT_S)
         self._server = None
 

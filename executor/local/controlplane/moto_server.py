@@ -26,6 +26,7 @@ from urllib.parse import unquote
 from loguru import logger
 
 from executor.local.controlplane.http_base import JsonHandler, LoopbackServer
+from executor.local.controlplane.moto_sqs import LongPollCut, serving
 from executor.local.controlplane.upstream import KEEP_ALIVE_HEADER
 
 WsgiApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -87,6 +88,7 @@ class WsgiHandler(JsonHandler):
             return chunks.append
 
         chunks: list[bytes] = []
+        serving(lambda: self.server.stopping)
         try:
             result = self.server.app(self._environ(body), start_response)
             try:
@@ -95,6 +97,9 @@ class WsgiHandler(JsonHandler):
                 close = getattr(result, "close", None)
                 if close is not None:
                     close()
+        except LongPollCut:  # the server stops: its clients' connections are being cut
+            self.close_connection = True
+            return
         except Exception as exc:  # moto answers its own errors; this is a bug in it
             path = self.path.partition("?")[0]  # a presigned query carries credentials
             logger.warning("moto failed on {} {}: {}", self.command, path, type(exc).__name__)

@@ -16,13 +16,22 @@ queue itself, on every side's calls alike (the executor's, the floors', Celery's
   the queue's field now.
 
 ``python -m bench.cp_calls`` measures moto's CPU per call kind (ReceiveMessage about halved).
+
+One change is not about cost: moto's long poll waits in one-second steps until messages come or
+its wait ends (up to 20 s), and nothing cut it when the control plane stopped, so a stop left a
+server thread behind for the rest of the wait (past the stop's bounded join, past the test that
+started it). ``serving`` tells this thread's waits how to know their server is stopping; the
+next step of the wait then raises ``LongPollCut`` and the server ends the request unanswered
+(its client has gone with the stop anyway).
 """
 
 from __future__ import annotations
 
 import functools
 import string
+import threading
 import time
+from collections.abc import Callable
 from random import Random
 from typing import Any
 
@@ -34,6 +43,25 @@ from moto.moto_api._internal.moto_random import MotoRandom
 RECEIPT_HANDLE_CHARS = 185
 """The length of moto's receipt handles (``moto.sqs.utils.generate_receipt_handle``)."""
 _moto_unix_time = moto.core.utils.unix_time
+_moto_wait_for_messages = moto.sqs.models.Queue.wait_for_messages
+_serving = threading.local()
+
+
+class LongPollCut(Exception):
+    """The server this long poll is answered by is stopping: end the request unanswered."""
+
+
+def serving(stopping: Callable[[], bool] | None) -> None:
+    """How the long polls of this (server) thread know that their server is stopping."""
+    _serving.stopping = stopping
+
+
+def wait_for_messages(queue: Any, timeout: int) -> None:
+    """moto's one-second step of a long poll, cut once this thread's server is stopping."""
+    stopping: Callable[[], bool] | None = getattr(_serving, "stopping", None)
+    if stopping is not None and stopping():
+        raise LongPollCut
+    _moto_wait_for_messages(queue, timeout)
 
 
 @functools.lru_cache(maxsize=16)
@@ -84,4 +112,5 @@ def lighten_sqs() -> None:
     models.unix_time_millis = unix_time_millis
     models.generate_receipt_handle = receipt_handle
     models.SQSBackend.is_message_valid_based_on_retention_period = is_retained
+    models.Queue.wait_for_messages = wait_for_messages
     MotoRandom.get_random_string = get_random_string  # type: ignore[method-assign]
