@@ -8,6 +8,7 @@ an actor (what the runner reads of them: their weight, their exit notice).
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -90,11 +91,15 @@ def _capacities(poller: Any) -> list[Capacity]:
     return [m for m in poller.received.get(timeout=10) if isinstance(m, Capacity)]
 
 
+_ROUNDS = itertools.count(1_000)  # above the rounds the tests tell themselves
+
+
 def _handled(ref: pykka.ActorRef[Any], poller: Any, message: Any) -> None:
     """Tell ``message`` and return once the runner has handled it: a ``TasksWanted`` told after
-    it is answered to the poller once it has (one strand, in order)."""
+    it is answered to the poller once it has (one strand, in order). Each call asks its own
+    round: an ``id()`` of a message gone is reused, and an old answer then passed for this one."""
     ref.tell(message)
-    asked = id(message)
+    asked = next(_ROUNDS)
     ref.tell(TasksWanted(asked))
     wait_until(lambda: any(isinstance(m, LiveTasks) and m.round == asked
                            for m in poller.received.get(timeout=10)), 30, "the runner to answer")
