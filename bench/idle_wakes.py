@@ -1,10 +1,14 @@
 """An executor at rest, thread by thread: CPU and wake-ups per window, beside a bare thread's.
 
-Usage (in the project's venv): ``python -m bench.idle_wakes [SECONDS] [WINDOWS] [POOLS]``
-(default 60 s, 2 windows, 1 pool). It starts the local control plane and one executor child with
-POOLS pools (their leases point at moto directly, as the bench's rows), waits until it is up and
-at rest (no child process), then reads every thread's ``/proc/<pid>/task/<tid>/schedstat`` at
-both ends of each window: on-CPU ms and the times it was scheduled in ("wake-ups").
+Usage (in the project's venv):
+``python -m bench.idle_wakes [SECONDS] [WINDOWS] [POOLS] [SLEEPING]`` (default 60 s, 2 windows,
+1 pool, no recipe). With SLEEPING, that many recipes (the stand-in's sleep mode) run in the first
+pool through every window, the first window beginning once they have all started, as the bench's
+"CPU while 4 recipes sleep" row: that row thread by thread. It starts the local control plane
+and one executor child with POOLS pools (their leases point at moto directly, as the bench's
+rows), waits until it is up and at rest (no child process), then reads every thread's
+``/proc/<pid>/task/<tid>/schedstat`` at both ends of each window: on-CPU ms and the times it
+was scheduled in ("wake-ups").
 
 Beside it, in this process, a bare Python thread sleeps ``BARE_SLEEP_S`` at a time and does
 nothing else: its CPU per wake-up is what this machine charges a thread for waking after a long
@@ -85,19 +89,20 @@ class BareSleeper:
         self._thread.join()
 
 
-def measure(window_s: float, windows: int, pools: int) -> None:
+def measure(window_s: float, windows: int, pools: int, sleeping: int = 0) -> None:
     names = tuple(f"idle{n}" for n in range(1, pools + 1))
     with tempfile.TemporaryDirectory() as tmp:
         world = World(Path(tmp), names, direct=names)
         bare = BareSleeper(min(BARE_SLEEP_S, window_s / 2))
         try:
-            child = world.executor([{"id": name} for name in names])
+            child = world.executor([{"id": name, "max_workers": max(4, sleeping)} for name in names])
             wait_for(lambda: "executor started" in child.log_path.read_text(errors="replace") or None,
                      UP_TIMEOUT_S, "the executor's start", 0.1)
             time.sleep(WARM_UP_S)
             wait_for(lambda: not child.ps.children() or None, UP_TIMEOUT_S, "the executor at rest", 0.5)
-            print(f"one executor with {pools} idle pool(s), {windows} window(s) of {window_s:g} s",
-                  flush=True)
+            urns = _start_sleepers(world, names[0], sleeping, window_s * windows + 8)
+            print(f"one executor with {pools} pool(s) and {sleeping} sleeping recipe(s), "
+                  f"{windows} window(s) of {window_s:g} s", flush=True)
             for number in range(1, windows + 1):
                 before, bare_before, began = snapshot(child.ps.pid), bare.read(), time.monotonic()
                 time.sleep(window_s)
@@ -107,16 +112,30 @@ def measure(window_s: float, windows: int, pools: int) -> None:
                 woke = max(1, bare_after[1] - bare_before[1])
                 print(f"  a bare thread waking every {bare.sleep_s:g} s: "
                       f"{(bare_after[0] - bare_before[0]) / 1e3 / woke:.0f} us per wake-up", flush=True)
+            for urn in urns:
+                world.wait_result(urn)
         finally:
             bare.stop()
             world.close()
+
+
+def _start_sleepers(world: World, pool: str, count: int, seconds: float) -> list[str]:
+    """``count`` recipes sleeping ``seconds`` in ``pool``, each started (its first line written)."""
+    if not count:
+        return []
+    source = world.source(pool, {"mode": "sleep", "seconds": seconds})
+    urns = [world.submit(source)[0] for _ in range(count)]
+    for urn in urns:
+        wait_for(lambda u=urn: world.started(u), UP_TIMEOUT_S, f"{urn} to start")
+    return urns
 
 
 def main(argv: list[str]) -> None:
     window_s = float(argv[0]) if argv else 60.0
     windows = int(argv[1]) if len(argv) > 1 else 2
     pools = int(argv[2]) if len(argv) > 2 else 1
-    measure(window_s, windows, pools)
+    sleeping = int(argv[3]) if len(argv) > 3 else 0
+    measure(window_s, windows, pools, sleeping)
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ RSS, threads) and the stand-in's own timestamps (first line, flood start and end
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterable, Sequence
@@ -18,7 +19,7 @@ import psutil
 from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
-from bench.world import ExecutorChild, World, read_stamp, thread_cpu, wait_for
+from bench.world import ExecutorChild, World, read_stamp, thread_cpu, threads_woken, wait_for
 from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
@@ -34,6 +35,9 @@ the exec, the CLI's start-up, with the executor and the control plane busy besid
 a bare ``Popen`` in the floor's quiet loop; ``bench.spawn_rows`` takes the same paired and quiet."""
 EXIT_NOTICED = "recipe exit -> result noticed"
 CPU_SLEEP = "CPU while 4 recipes sleep"
+SLEEP_WAKES = "wake-ups while 4 recipes sleep"
+"""Times a thread of the side was scheduled in, per second, in the same window: what that CPU
+is made of (as ``IDLE_WAKES``); Celery's are its worker's and its pool processes'."""
 IDLE_RSS = "idle RSS, {} pool(s)"
 IDLE_PSS = "idle PSS, {} pool(s)"
 IDLE_THREADS = "idle threads, {} pool(s)"
@@ -179,10 +183,18 @@ def celery_throughput(
         figures.add(CPU_TASK, "celery", (_tree_cpu(worker) - cpu_before) / count * 1000, "ms")
 
 
+def _tree(proc: psutil.Process) -> list[psutil.Process]:
+    """A worker and its pool processes (not the recipes they run)."""
+    try:
+        return [proc, *proc.children()]
+    except psutil.Error:
+        return [proc]
+
+
 def _tree_cpu(proc: psutil.Process) -> float:
     """CPU seconds of a worker and its pool processes (not the recipes they reaped)."""
     total = 0.0
-    for member in [proc, *proc.children()]:
+    for member in _tree(proc):
         try:
             times = member.cpu_times()
             total += times.user + times.system
@@ -191,10 +203,23 @@ def _tree_cpu(proc: psutil.Process) -> float:
     return total
 
 
-def _cpu_percent(read_cpu: Any, window_s: float) -> float:
-    before, began = read_cpu(), time.monotonic()
+def _tree_woken(procs: list[psutil.Process]) -> dict[tuple[int, int], int]:
+    """(pid, thread id) -> times scheduled in, for each live thread of ``procs``."""
+    woken: dict[tuple[int, int], int] = {}
+    for proc in procs:
+        with contextlib.suppress(OSError):
+            woken.update(((proc.pid, tid), runs) for tid, runs in threads_woken(proc.pid).items())
+    return woken
+
+
+def _window(read_cpu: Any, procs: list[psutil.Process], window_s: float) -> tuple[float, float]:
+    """(CPU %, wake-ups a second) of ``procs`` in one window; wake-ups over the threads alive
+    at both ends."""
+    before, woken, began = read_cpu(), _tree_woken(procs), time.monotonic()
     time.sleep(window_s)
-    return (read_cpu() - before) / (time.monotonic() - began) * 100
+    cpu, woken_after, elapsed = read_cpu(), _tree_woken(procs), time.monotonic() - began
+    wakes = sum(runs - woken[key] for key, runs in woken_after.items() if key in woken)
+    return (cpu - before) / elapsed * 100, wakes / elapsed
 
 
 def executor_sleeping(
@@ -207,7 +232,9 @@ def executor_sleeping(
     urns = [world.submit(source)[0] for _ in range(4)]
     for urn in urns:
         wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
-    figures.add(CPU_SLEEP, "executor", _cpu_percent(lambda: thread_cpu(child.ps.pid), window_s), "%")
+    cpu, wakes = _window(lambda: thread_cpu(child.ps.pid), [child.ps], window_s)
+    figures.add(CPU_SLEEP, "executor", cpu, "%")
+    figures.add(SLEEP_WAKES, "executor", wakes, "wake-ups/s")
     for urn in urns:
         world.wait_result(urn)
 
@@ -218,7 +245,9 @@ def celery_sleeping(
     sent = celery.send(4, queue, {"mode": "sleep", "seconds": window_s + 2})
     for tag, _ in sent:
         wait_for(lambda t=tag: read_stamp(celery.stamps, f"{t}.start"), 60, f"celery {tag} to start")
-    figures.add(CPU_SLEEP, "celery", _cpu_percent(lambda: _tree_cpu(worker), window_s), "%")
+    cpu, wakes = _window(lambda: _tree_cpu(worker), _tree(worker), window_s)
+    figures.add(CPU_SLEEP, "celery", cpu, "%")
+    figures.add(SLEEP_WAKES, "celery", wakes, "wake-ups/s")
     for tag, _ in sent:
         wait_for(lambda t=tag: celery.done(t), 60, f"celery {tag} done", 0.01)
 

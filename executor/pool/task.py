@@ -310,7 +310,11 @@ class Task(PoolActor):
     def _progress(self) -> None:
         if not self.launcher.running:
             return
-        self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
+        # The first look is one interval after the launch (never before ``running_after_s``),
+        # the next ones on the common tick: runs started apart then look together, so the
+        # timer thread and the reporters' strand wake once a period for them all. A gap
+        # stays under 1.25 intervals, so a quiet run stays live (``task_timing``).
+        self.tell_self_on_tick(self.pool.pool.progress_interval_s, SendProgress())
         tail = self.launcher.log_tail()
         if tail == self._last_tail:
             self._quiet_periods += 1

@@ -1,9 +1,11 @@
 """The watch loop of one run: sample the tree, enforce the limits, stop it, say how it ended.
 
 The loop sleeps between samples for as long as ``pacing`` allows (up to 1 s while every limit
-is far, down to 5 ms as memory nears a limit the monitor enforces itself), and the main
-process's exit or a ``stop`` wakes it at once (``waiter``: a pidfd and an eventfd), so a
-finished recipe is noticed within milliseconds, not at the next sample. The same sleep reads
+is far, down to 5 ms as memory nears a limit the monitor enforces itself); while every limit is
+far, the run's looks are handed over to one thread for every run (``far_looks``), and its own
+sleeps until something happens. The main process's exit or a ``stop`` wakes it at once
+(``waiter``: a pidfd and an eventfd), so a finished recipe is noticed within milliseconds, not
+at the next sample. The same sleep reads
 the output as it comes (one thread per run; output past its limit ends it). Each sample reads
 only the run's own processes (``tree``). Memory is the tree's real footprint (the cgroup's
 usage, else proportional set sizes), and the reported peak is the cgroup's own maximum where
@@ -21,13 +23,15 @@ from __future__ import annotations
 import contextlib
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 from typing import NamedTuple, Protocol
 
 from executor.sandbox.cgroups import TaskCgroup
+from executor.sandbox.far_looks import FAR_LOOKS
 from executor.sandbox.limits import SandboxLimits, format_seconds
-from executor.sandbox.pacing import Pacer
+from executor.sandbox.pacing import FAR_INTERVAL_S, Pacer
 from executor.sandbox.result import LimitBreach, Outcome, SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.tree import ProcessTree, TreeSample
@@ -36,6 +40,8 @@ from executor.sandbox.workdir import dir_usage
 
 DISK_CHECK_S = 1.0
 GIVE_UP_S = 10.0
+HANDED_OVER_WAIT_S = 60.0
+"""The longest sleep of a run whose looks ``far_looks`` took: a bound should that thread stall."""
 READ_END_S = 2.0
 """How long the output is read after the tree is gone, for a pipe something else still holds."""
 MEMORY_CEILING = 1.25
@@ -96,6 +102,8 @@ class Monitor:
         self.peak_memory = 0
         self.peak_processes = 0
         self.cpu_seconds = 0.0
+        self.look_lock = threading.Lock()
+        """Held by whichever thread looks at a run handed over to ``far_looks``."""
 
     def wake(self) -> None:
         """Look again now (a stop was requested)."""
@@ -137,10 +145,37 @@ class Monitor:
                     self._run.note("processes still alive long after SIGKILL; giving up waiting for them")
                     self.kill_now()
                     return
-                self._waiter.wait(self._interval(sample, now, now - self._clock, returncode))
+                self._sleep(self._interval(sample, now, now - self._clock, returncode))
         finally:
             self._waiter.close()
             self._tree.close()
+
+    def _sleep(self, interval: float) -> None:
+        """Sleep until the next look; a far one (every limit far, the exit and the tree the
+        kernel's to tell) is ``far_looks``' to take, and this thread sleeps until it, the exit,
+        the output's limit or a stop wakes it."""
+        if interval < FAR_INTERVAL_S or not self._pacer.kernel_watches:
+            self._waiter.wait(interval)
+            return
+        with self.look_lock:
+            FAR_LOOKS.add(self)
+        try:
+            self._waiter.wait(HANDED_OVER_WAIT_S)
+        finally:
+            with self.look_lock:
+                FAR_LOOKS.remove(self)
+
+    def far_look(self) -> bool:
+        """On ``far_looks``' thread, under ``look_lock``: one look at a run whose limits were
+        all far. True when its own thread must look now: a limit is breached (the run's thread
+        finds it again and acts), or one could come near before the next far look."""
+        sample = self._tree.sample()
+        self._record(sample)
+        now = time.monotonic()
+        elapsed = now - self._clock
+        if self._breach_now(sample, elapsed) is not None:
+            return True
+        return self._interval(sample, now, elapsed, None) < FAR_INTERVAL_S
 
     def _first_interval(self, now: float) -> float:
         """The sleep before the first sample, paced as after an empty one: the recipe was just

@@ -48,7 +48,10 @@ class Pacer:
         self._limits = limits
         self._kernel_memory = kernel_memory
         self._kernel_processes = kernel_processes
-        self._far = FAR_INTERVAL_S if exit_watched and cgroup_lists_tree else limits.sample_interval_s
+        self.kernel_watches = exit_watched and cgroup_lists_tree
+        """The exit wakes the monitor and the cgroup lists the tree: a far look may be seldom,
+        and ``far_looks`` may take it."""
+        self._far = FAR_INTERVAL_S if self.kernel_watches else limits.sample_interval_s
         self._cpus = _CPUS
         self._last: tuple[float, int, int] | None = None
 

@@ -194,6 +194,7 @@ def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
         WRAPPER_ADDS: {"executor"},
         TINY_ADDS: {"executor"},
         "CPU while 4 recipes sleep": {"executor", "celery"},
+        "wake-ups while 4 recipes sleep": {"executor", "celery"},
         "idle RSS, 1 pool(s)": {"executor", "celery"},
         "idle RSS, 4 pool(s)": {"executor"},
         "idle PSS, 1 pool(s)": {"executor", "celery"},

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -51,9 +53,10 @@ def test_cp_calls_splits_the_control_planes_cpu_by_request_kind() -> None:
     assert 1.0 <= float(kinds["gms POST /aspects?action=ingestProposal"][0]) <= 3.0
 
 
-def test_idle_wakes_reads_an_executor_at_rest_beside_a_bare_thread() -> None:
-    lines = _run("bench.idle_wakes", "1", "1", "2")
-    assert lines[0] == "one executor with 2 idle pool(s), 1 window(s) of 1 s"
+@pytest.mark.parametrize("sleeping", ["0", "2"])
+def test_idle_wakes_reads_an_executor_at_rest_beside_a_bare_thread(sleeping: str) -> None:
+    lines = _run("bench.idle_wakes", "1", "1", "2", sleeping)
+    assert lines[0] == f"one executor with 2 pool(s) and {sleeping} sleeping recipe(s), 1 window(s) of 1 s"
     assert lines[1] == "window 1:"
     total = next(line for line in lines if line.startswith("  total "))
     assert "% of a core" in total and "wake-ups/s" in total
