@@ -262,7 +262,7 @@ def report(figures: Figures, info: dict[str, str], sizes: Sizes, quick: bool, to
     return "\n".join(lines)
 
 
-def main() -> int:
+def _arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="bench/run.py", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="few samples and small floods (a smoke run)")
     parser.add_argument("--repeats", type=int, help="interleaved repeats (3 by default, 1 with --quick)")
@@ -282,14 +282,23 @@ def main() -> int:
         default=ROOT / ".cache" / "bench-latest.json",
         help="where the figures go as JSON",
     )
-    args = parser.parse_args()
-    logger.remove()  # the control plane's request log would drown the table
-    logger.add(sys.stderr, level="WARNING")
+    return parser.parse_args()
+
+
+def _sizes(args: argparse.Namespace) -> Sizes:
     sizes = QUICK if args.quick else FULL
     if args.repeats:
         sizes = Sizes(**{**sizes.__dict__, "repeats": args.repeats})
     if args.flood_mib:
         sizes = Sizes(**{**sizes.__dict__, "flood": args.flood_mib << 20})
+    return sizes
+
+
+def main() -> int:
+    args = _arguments()
+    logger.remove()  # the control plane's request log would drown the table
+    logger.add(sys.stderr, level="WARNING")
+    sizes = _sizes(args)
     only = {g for g in args.only.split(",") if g}
     info, began = machine(), time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
@@ -304,21 +313,11 @@ def main() -> int:
                 real_cli_row(bench.world, bench.figures, sizes.real_cli)
         finally:
             bench.close()
-    text = report(bench.figures, info, sizes, args.quick, time.monotonic() - began)
-    print(text)
+    print(report(bench.figures, info, sizes, args.quick, time.monotonic() - began))
     args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(
-        json.dumps(
-            {
-                "machine": info,
-                "quick": args.quick,
-                "samples": bench.figures.samples,
-                "units": bench.figures.units,
-                "notes": bench.figures.notes,
-            },
-            indent=1,
-        )
-    )
+    figures = bench.figures
+    args.json.write_text(json.dumps({"machine": info, "quick": args.quick, "samples": figures.samples,
+                                     "units": figures.units, "notes": figures.notes}, indent=1))
     return 0
 
 
