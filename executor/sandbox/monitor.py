@@ -5,11 +5,10 @@ is far, down to 5 ms as memory nears a limit the monitor enforces itself); while
 far, the run's looks are handed over to one thread for every run (``far_looks``), and its own
 sleeps until something happens. The main process's exit or a ``stop`` wakes it at once
 (``waiter``: a pidfd and an eventfd), so a finished recipe is noticed within milliseconds, not
-at the next sample. The same sleep reads
-the output as it comes (one thread per run; output past its limit ends it). Each sample reads
-only the run's own processes (``tree``). Memory is the tree's real footprint (the cgroup's
-usage, else proportional set sizes), and the reported peak is the cgroup's own maximum where
-there is one, so a kernel kill reports what the kernel saw.
+at the next sample. The same sleep reads the output as it comes (one thread per run; output past
+its limit ends it). Each sample reads only the run's own processes (``tree``). Memory is the
+tree's real footprint (the cgroup's usage, else proportional set sizes), and the reported peak
+is the cgroup's own maximum where there is one, so a kernel kill reports what the kernel saw.
 
 A memory breach is already over the limit, so the tree gets SIGKILL at once. Any other
 breach, and a ``stop``, sends SIGTERM to the process group and every member, and SIGKILL after
