@@ -18,6 +18,7 @@ from executor.pool.warm import SPARE_ID, Spare, spare_key
 from executor.sandbox import SandboxRun, SandboxSpec, build_env, limits_from_settings
 from executor.sandbox.identity import RunAs, work_base
 from executor.sandbox.venvs import ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
+from executor.supervision.spare_threads import SPARES
 
 REPORT_FILE = "report.json"
 NO_ENV: Mapping[str, str] = {}
@@ -57,7 +58,8 @@ def make_spare(pool: PoolContext, identity: tuple[RunAs | None, Path], policy: V
     venv = resolve_venv(venv_request, policy)
     spec = run_spec(pool, identity, venv, SPARE_ID, None)
     run = SandboxRun(spec, spawner=pool.spawner)
-    run.start(here=True)
+    with SPARES.following():  # its supervisor follows on this thread: one wake-up less
+        run.start(here=True)  # (``here`` never waits for the supervisor)
     return Spare(run, venv, spare_key(spec), venv_request)
 
 

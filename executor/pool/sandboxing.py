@@ -39,6 +39,7 @@ from executor.safe_names import safe_name
 from executor.sandbox import SandboxResult, SandboxRun, SandboxSpec
 from executor.sandbox.identity import RunAs, prepare_work_root, resolve_run_as, work_base
 from executor.sandbox.venvs import BUNDLED, NATIVE, ResolvedVenv, VenvPolicy, VenvRequest, resolve_venv
+from executor.supervision.spare_threads import SPARES
 
 MiB = 1024 * 1024
 KILL_WAIT_S = 5.0
@@ -224,12 +225,16 @@ class SandboxLauncher:
         """The launch's end: the venv released (its use lock never outlives the launch), the
         spare's holder told, then ``outcome`` to ``on_exit`` (none: the launch thread died of a
         ``BaseException``). A failure of the spare's bookkeeping (making a kept offer's spare:
-        no thread to be had) costs a spare, never the outcome the Task waits for."""
+        no thread to be had) costs a spare, never the outcome the Task waits for. A spare made
+        now (the kept offer) is made on this thread once the run's job has ended (the run is
+        done, its waiters free; a deep work dir's walk comes first): no second thread is woken
+        for it (``SpareThreads.following``)."""
         try:
             if self.venv is not None:
                 self.venv.release()
             try:
-                self.spare.ends()
+                with SPARES.following():  # a spare made now is made on this thread, once free
+                    self.spare.ends()
             except Exception as exc:
                 logger.warning("{}: the warm spare's bookkeeping failed at the run's end: {}",
                                self.task_id, exc)

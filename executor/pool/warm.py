@@ -276,8 +276,21 @@ class WarmSpare:
                 self._arm_timer(spare)
         if spare is not None and not keep:
             self._kill(spare, "the pool stopped or a run spawned while it was made")
-            spare.run.wait(KILL_WAIT_S)
-        with self._lock:  # made (and, unkept, gone): ``clear`` may return, a kept offer goes
+            # Its supervisor may follow this job on this thread (``make_spare``): wait after it.
+            try:
+                with SPARES.following():
+                    SPARES.start(lambda: self._making_over(spare.run), "warm-spare", "warm-spare")
+            except Exception:  # no thread to be had: wait here (bounded)
+                self._making_over(spare.run)
+            return
+        self._making_over(None)
+
+    def _making_over(self, unkept: SandboxRun | None) -> None:
+        """The making is over: ``unkept`` (a spare made and killed) is waited for (bounded), then
+        ``clear`` may return and a kept offer goes."""
+        if unkept is not None:
+            unkept.wait(KILL_WAIT_S)
+        with self._lock:
             self._making = False
             self._made.notify_all()
             wanted = self._due_wanted()

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from executor.supervision.spare_threads import SPARE_NAME, SpareThreads
+from executor.supervision.spare_threads import SPARE_NAME, Job, SpareThreads
 from executor.supervision.strand import Strand, current_strand
 from executor.supervision.strandactor import StrandActor
 from tests.supervision.probe import wait_for
@@ -157,3 +157,41 @@ def test_many_short_jobs_with_a_tiny_linger_each_run_once() -> None:
     assert not late and runs == [1] * len(runs)
     _wait_ended(list(threads))
     assert spares.waiting() == 0
+
+
+def test_a_job_started_following_runs_on_its_thread_once_the_job_has_ended(
+        spares: SpareThreads) -> None:
+    """``following``: no second thread is woken; the follow-up runs after the job has ended
+    (whoever joins the job is free first), then the thread waits for work as usual."""
+    order: list[str] = []
+    idents: list[int] = []
+    outer: list[Job] = []
+
+    def then() -> None:
+        idents.append(threading.get_ident())
+        order.append("then, the job ended" if not outer[0].is_alive() else "then, the job alive")
+
+    def job() -> None:
+        assert go.wait(30)
+        idents.append(threading.get_ident())
+        with spares.following():
+            follow.append(spares.start(then, "then", "then"))
+        order.append("job")
+
+    follow: list[Job] = []
+    go = threading.Event()
+    outer.append(spares.start(job, "job", "job"))
+    go.set()
+    assert outer[0].join(30) and follow and follow[0].join(30)
+    assert order == ["job", "then, the job ended"]
+    assert idents[0] == idents[1] and spares.threads_made == 1
+    wait_for(lambda: spares.waiting() == 1, what="the thread to wait after the follow-up")
+
+
+def test_following_elsewhere_starts_a_job_as_usual(spares: SpareThreads) -> None:
+    """Off a spare thread (here the test's own), or outside the block, a job starts at once on a
+    spare thread."""
+    ran: list[int] = []
+    with spares.following():
+        job = spares.start(lambda: ran.append(threading.get_ident()), "usual")
+    assert job.join(30) and ran and ran[0] != threading.get_ident()
