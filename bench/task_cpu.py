@@ -132,8 +132,10 @@ if os.environ.get("TASK_CPU_JOBS"):
 """The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``),
 and the spare threads' jobs counted exactly (see the module doc)."""
 TICKS = os.sysconf("SC_CLK_TCK")
-SPARE_GROUPS = frozenset({"task strand", "spare", "sandbox", "sandbox-out"})
-"""The sampled groups of the spare threads: their jobs' kinds and ``spare`` between jobs."""
+SPARE_GROUPS = frozenset({"task strand", "spare", "sandbox", "sandbox-out", "sandbox-log", "warm-spare",
+                          "sandbox-far"})
+"""The sampled groups of the spare threads (the kernel's names of their jobs: the Task's strand,
+the run, its output, its log, the warm spare's making, the far looks) and ``spare`` between jobs."""
 PHASES = ",".join([
     *(f"executor.pool.task:Task.{name}" for name in (
         "_prepare", "_admitted", "_request_secrets", "_first_running", "_launch", "_finish_of",
