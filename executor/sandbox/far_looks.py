@@ -14,7 +14,9 @@ A look here samples the run and checks its limits (``FarRun.far_look``). When it
 breach, or a limit that could come near before the next look, the run is taken off the list and
 its own thread is woken to sample, act and pace itself again. A run's thread takes itself off
 the list whenever its sleep ends, under the run's own lock, so a run is never sampled by two
-threads at once. The thread ends once no run is far and starts again with the next one: an
+threads at once. A run's own thread still wakes by itself at its wall-time deadline (and
+once a minute), so one look that hangs holds up no other run's deadline. The thread ends once
+no run is far and starts again with the next one: an
 executor at rest has none.
 """
 

@@ -30,7 +30,7 @@ from typing import NamedTuple, Protocol
 from executor.sandbox.cgroups import TaskCgroup
 from executor.sandbox.far_looks import FAR_LOOKS
 from executor.sandbox.limits import SandboxLimits, format_seconds
-from executor.sandbox.pacing import FAR_INTERVAL_S, Pacer
+from executor.sandbox.pacing import FAR_INTERVAL_S, MIN_INTERVAL_S, Pacer
 from executor.sandbox.result import LimitBreach, Outcome, SandboxResult
 from executor.sandbox.streams import OutputReader, StdinWriter
 from executor.sandbox.tree import ProcessTree, TreeSample
@@ -159,10 +159,19 @@ class Monitor:
         with self.look_lock:
             FAR_LOOKS.add(self)
         try:
-            self._waiter.wait(HANDED_OVER_WAIT_S)
+            self._waiter.wait(self._handed_over_wait())
         finally:
             with self.look_lock:
                 FAR_LOOKS.remove(self)
+
+    def _handed_over_wait(self) -> float:
+        """The own thread's bound while handed over: ``HANDED_OVER_WAIT_S``, and never past the
+        wall-time deadline, so that limit holds even if a look of the shared thread hangs."""
+        wall = self._limits.wall_seconds
+        if wall is None:
+            return HANDED_OVER_WAIT_S
+        left = wall - (time.monotonic() - self._clock) + MIN_INTERVAL_S
+        return max(MIN_INTERVAL_S, min(HANDED_OVER_WAIT_S, left))
 
     def far_look(self) -> bool:
         """On ``far_looks``' thread, under ``look_lock``: one look at a run whose limits were

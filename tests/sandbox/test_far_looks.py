@@ -19,7 +19,7 @@ from executor.sandbox import SandboxRun, SandboxSpec
 from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.far_looks import FAR_LOOKS
 from executor.sandbox.limits import MiB
-from executor.sandbox.monitor import HANDED_OVER_WAIT_S
+from executor.sandbox.monitor import HANDED_OVER_WAIT_S, Monitor
 
 from .helpers import marked_processes, py, wait_until
 from .test_run_limits import limits
@@ -103,3 +103,29 @@ def test_a_kernel_oom_kill_in_the_tree_is_found_by_a_far_look(start: Start) -> N
     assert result is not None and result.outcome == "limit" and result.breach is not None
     assert result.breach.limit == "memory"
     assert result.duration_s < HANDED_OVER_WAIT_S, "a far look found it, not the run's own bound"
+
+
+def test_a_hung_far_look_holds_up_no_other_runs_wall_deadline(
+        start: Start, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A look of the shared thread that hangs (a stand-in: one run's look blocks until released)
+    stops the looks at every other far run; their own threads still keep the wall deadline."""
+    release, hung = threading.Event(), threading.Event()
+    look = Monitor.far_look
+    stuck = start(py(SLEEPER), limits=limits())
+
+    def far_look(monitor: Monitor) -> bool:
+        if monitor._work_dir == stuck.work_dir:
+            hung.set()
+            assert release.wait(120)
+        return look(monitor)
+
+    monkeypatch.setattr(Monitor, "far_look", far_look)
+    try:
+        wait_until(hung.is_set, HELD_S, "the stuck run's far look")
+        timed = start(py(SLEEPER), limits=limits(wall_seconds=4.0))
+        result = timed.wait(90)
+        assert result is not None and result.outcome == "limit" and result.breach is not None
+        assert result.breach.limit == "wall_time"
+        assert result.duration_s < HANDED_OVER_WAIT_S, "its own thread kept the deadline"
+    finally:
+        release.set()
