@@ -108,10 +108,16 @@ class ProcessSampler:
     def _sample(self, me: psutil.Process) -> None:
         runs: set[str] = set()
         adopted: dict[int, str] | None = None  # the log is read only when a spare is seen
+        own = tuple(me.cmdline())
         for proc in me.children(recursive=True):
             try:
                 key = (proc.pid, proc.create_time())
                 cmdline = proc.cmdline()
+                if tuple(cmdline) == own:
+                    # A child of this process between its fork and its exec (the spawn server's
+                    # start): still our command line, and an environment that may already be the
+                    # exec's. Once, the server seen so counted as a recipe that outlived its run.
+                    continue
                 entry = self.seen.get(key) or SeenProcess(proc.pid, proc.ppid(), key[1])
                 if tuple(cmdline) not in entry.cmdlines:
                     entry.cmdlines.add(tuple(cmdline))
