@@ -115,8 +115,8 @@ class ProcessSampler:
                 cmdline = proc.cmdline()
                 if tuple(cmdline) == own:
                     # A child of this process between its fork and its exec (the spawn server's
-                    # start): still our command line, and an environment that may already be the
-                    # exec's. Once, the server seen so counted as a recipe that outlived its run.
+                    # start) still shows our command line: once, the server first seen so was
+                    # counted as a recipe process that outlived its run.
                     continue
                 entry = self.seen.get(key) or SeenProcess(proc.pid, proc.ppid(), key[1])
                 if tuple(cmdline) not in entry.cmdlines:
