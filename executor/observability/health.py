@@ -7,14 +7,13 @@ tested alone.
 
 Liveness is pulled: a probe says, when asked, how long its component has been stuck (a strand's
 turn in progress or the oldest wait in its line, the timer thread's lateness), so nothing has to
-wake at rest to prove it is alive. ``heartbeat`` remains for a component that must push.
+wake at rest to prove it is alive.
 """
 
 from __future__ import annotations
 
 import math
 import threading
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,14 +28,6 @@ waiting (0 when idle) and the allowance it is judged by (stale past ``STALE_FACT
 
 
 @dataclass(frozen=True)
-class Beat:
-    """The last heartbeat of one component (monotonic clock)."""
-
-    at: float
-    interval_s: float
-
-
-@dataclass(frozen=True)
 class PoolReadiness:
     """Whether one pool can take work, and why not."""
 
@@ -45,15 +36,11 @@ class PoolReadiness:
 
 
 class HealthState:
-    """Heartbeats per component and readiness per pool, behind one lock.
+    """Liveness probes per component and readiness per pool, behind one lock (a probe brings
+    its own clock: a test ages it without waiting)."""
 
-    ``clock`` is injectable so that staleness can be tested without waiting.
-    """
-
-    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
-        self._clock = clock
+    def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._beats: dict[str, Beat] = {}
         self._probes: dict[str, Probe] = {}
         self._listener: Callable[[], None] | None = None
         self._pools: dict[str, PoolReadiness] = {}
@@ -61,28 +48,17 @@ class HealthState:
         self._stopping = ""
 
     # -- writers ---------------------------------------------------------------------------
-    def heartbeat(self, component: str, interval_s: float) -> None:
-        """Record that ``component`` is alive and will beat again within ``interval_s``."""
-        if not component:
-            raise ValueError("heartbeat needs a component name")
-        if interval_s <= 0:
-            raise ValueError(f"heartbeat interval must be positive, got {interval_s!r}")
-        with self._lock:
-            self._beats[component] = Beat(self._clock(), float(interval_s))
-
     def watch(self, component: str, probe: Probe) -> None:
         """Read ``probe`` for ``component`` at every ``liveness()`` (replacing an earlier probe
-        or beat of that name: a restarted actor takes over its predecessor's name)."""
+        of that name: a restarted actor takes over its predecessor's name)."""
         if not component:
             raise ValueError("watch needs a component name")
         with self._lock:
-            self._beats.pop(component, None)
             self._probes[component] = probe
 
     def forget(self, component: str) -> None:
         """Stop watching ``component`` (it stopped on purpose: a finished task, a removed pool)."""
         with self._lock:
-            self._beats.pop(component, None)
             self._probes.pop(component, None)
 
     def on_readiness_change(self, listener: Callable[[], None] | None) -> None:
@@ -137,19 +113,17 @@ class HealthState:
 
     # -- readers ---------------------------------------------------------------------------
     def liveness(self) -> tuple[bool, dict[str, Any]]:
-        """``(ok, details)``: ok unless some component has been stuck (a probe's reading, or a
-        beat's age) for more than twice its allowance. ``age_s`` is that time (0 for an idle
-        probed component), ``interval_s`` the allowance.
+        """``(ok, details)``: ok unless some component has been stuck (its probe's reading) for
+        more than twice its allowance. ``age_s`` is that time (0 for an idle component),
+        ``interval_s`` the allowance.
 
         With no component registered yet the process counts as live: the tree is starting, and
-        failing here would only make the OS restart a process that has not had a chance to beat.
+        failing here would only make the OS restart a process that has not had a chance to start.
         """
-        now = self._clock()
         with self._lock:
-            readings = {name: (max(0.0, now - b.at), b.interval_s) for name, b in self._beats.items()}
             probes = dict(self._probes)
-        for name, probe in probes.items():  # outside the lock: a probe takes its strand's
-            readings[name] = _read(probe)
+        readings = {name: _read(probe) for name, probe in probes.items()}  # outside the lock: a
+        # probe takes its strand's
         components: dict[str, dict[str, Any]] = {}
         stale: list[str] = []
         for name in sorted(readings):

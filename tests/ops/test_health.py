@@ -7,16 +7,7 @@ import threading
 import pytest
 
 from executor.observability import HealthState
-
-
-class FakeClock:
-    """A monotonic clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.ops.probes import FakeClock, Turn
 
 
 def test_live_with_no_component_yet() -> None:
@@ -25,11 +16,11 @@ def test_live_with_no_component_yet() -> None:
     assert details == {"status": "ok", "components": {}}
 
 
-def test_heartbeat_goes_stale_after_twice_its_interval() -> None:
+def test_a_component_goes_stale_after_twice_its_allowance() -> None:
     clock = FakeClock()
-    health = HealthState(clock)
-    health.heartbeat("root/pool:a/poller", 2.0)
-    health.heartbeat("root/observability", 10.0)
+    health = HealthState()
+    health.watch("root/pool:a/poller", Turn(clock, 2.0))
+    health.watch("root/observability", Turn(clock, 10.0))
     clock.now += 4.0
     ok, details = health.liveness()
     assert ok, details
@@ -42,13 +33,14 @@ def test_heartbeat_goes_stale_after_twice_its_interval() -> None:
     assert details["components"]["root/observability"]["ok"] is True
 
 
-def test_a_new_beat_or_forget_revives_liveness() -> None:
+def test_a_turn_that_ends_or_forget_revives_liveness() -> None:
     clock = FakeClock()
-    health = HealthState(clock)
-    health.heartbeat("a", 1.0)
-    health.heartbeat("b", 1.0)
+    health = HealthState()
+    a = Turn(clock, 1.0)
+    health.watch("a", a)
+    health.watch("b", Turn(clock, 1.0))
     clock.now += 5
-    health.heartbeat("a", 1.0)
+    a.end()
     assert health.liveness()[1]["stale"] == ["b"]
     health.forget("b")
     assert health.liveness()[0]
@@ -113,10 +105,9 @@ def test_remove_pool() -> None:
     assert health.readiness()[0]
 
 
-@pytest.mark.parametrize(("component", "interval"), [("", 1.0), ("x", 0.0), ("x", -1.0)])
-def test_bad_heartbeat_arguments_are_refused(component: str, interval: float) -> None:
+def test_a_probe_without_a_name_is_refused() -> None:
     with pytest.raises(ValueError):
-        HealthState().heartbeat(component, interval)
+        HealthState().watch("", lambda: (0.0, 1.0))
 
 
 def test_bad_pool_id_is_refused() -> None:
@@ -131,7 +122,7 @@ def test_concurrent_writers_and_readers() -> None:
     def writer(n: int) -> None:
         start.wait(timeout=10)
         for i in range(500):
-            health.heartbeat(f"c{n}-{i % 7}", 5.0)
+            health.watch(f"c{n}-{i % 7}", lambda: (0.0, 5.0))
             health.set_ready(f"p{n}", i % 2 == 0, "flip")
 
     def reader() -> None:
@@ -177,10 +168,10 @@ def test_the_readiness_listener_hears_each_change_and_only_changes() -> None:
     assert len(heard) == 5
 
 
-def test_a_probe_replaces_a_beat_of_the_same_name_and_forget_drops_it() -> None:
+def test_a_probe_replaces_an_earlier_one_of_the_same_name_and_forget_drops_it() -> None:
     clock = FakeClock()
-    health = HealthState(clock)
-    health.heartbeat("root/pool:a/leaser", 1.0)
+    health = HealthState()
+    health.watch("root/pool:a/leaser", Turn(clock, 1.0))  # a predecessor stuck for a minute
     clock.now += 60
     health.watch("root/pool:a/leaser", lambda: (0.0, 10.0))
     ok, details = health.liveness()

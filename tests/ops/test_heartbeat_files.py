@@ -8,14 +8,7 @@ from pathlib import Path
 import pytest
 
 from executor.observability import FileHeartbeats, HealthState
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 10.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.ops.probes import FakeClock, Turn
 
 
 @pytest.fixture
@@ -23,10 +16,9 @@ def paths(tmp_path: Path) -> tuple[Path, Path]:
     return tmp_path / "worker_liveness_heartbeat", tmp_path / "worker_readiness_heartbeat"
 
 
-def ready_after_one_beat(paths: tuple[Path, Path],
-                         clock: FakeClock | None = None) -> tuple[HealthState, FileHeartbeats]:
+def ready_after_one_beat(paths: tuple[Path, Path]) -> tuple[HealthState, FileHeartbeats]:
     """A ready pool's health and its heartbeat files, beaten once (both files exist)."""
-    health = HealthState(clock) if clock is not None else HealthState()
+    health = HealthState()
     health.set_ready("default", True)
     files = FileHeartbeats(*paths)
     files.beat(health)
@@ -63,8 +55,8 @@ def test_probe_deleting_the_file_sees_it_again_after_the_next_beat(paths: tuple[
 def test_stale_component_removes_both_files(paths: tuple[Path, Path]) -> None:
     live, ready = paths
     clock = FakeClock()
-    health, files = ready_after_one_beat(paths, clock)
-    health.heartbeat("root/pool:default/poller", 1.0)
+    health, files = ready_after_one_beat(paths)
+    health.watch("root/pool:default/poller", Turn(clock, 1.0))
     clock.now += 3
     assert files.beat(health) == (False, True)
     assert not live.exists()

@@ -12,14 +12,7 @@ import pytest
 from executor.errors import ConfigError
 from executor.observability import HealthState, Metrics, ObservabilityServer
 from tests.ops.http import get
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 50.0
-
-    def __call__(self) -> float:
-        return self.now
+from tests.ops.probes import FakeClock, Turn
 
 
 @pytest.fixture
@@ -28,8 +21,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def health(clock: FakeClock) -> HealthState:
-    return HealthState(clock)
+def health() -> HealthState:
+    return HealthState()
 
 
 @pytest.fixture
@@ -54,8 +47,8 @@ def test_ephemeral_port_is_reported(server: ObservabilityServer) -> None:
     assert server.port > 0
 
 
-def test_healthz_200_while_every_component_beats(server: ObservabilityServer, health: HealthState) -> None:
-    health.heartbeat("root/pool:a/poller", 2.0)
+def test_healthz_200_while_every_component_is_live(server: ObservabilityServer, health: HealthState) -> None:
+    health.watch("root/pool:a/poller", lambda: (0.0, 2.0))
     answer = get(url(server, "/healthz"))
     assert answer.status == 200
     assert answer.content_type == "application/json"
@@ -67,8 +60,8 @@ def test_healthz_200_while_every_component_beats(server: ObservabilityServer, he
 def test_healthz_503_names_the_stale_component(
     server: ObservabilityServer, health: HealthState, clock: FakeClock
 ) -> None:
-    health.heartbeat("root/pool:a/poller", 2.0)
-    health.heartbeat("root/pool:a/leaser", 30.0)
+    health.watch("root/pool:a/poller", Turn(clock, 2.0))
+    health.watch("root/pool:a/leaser", Turn(clock, 30.0))
     clock.now += 10
     answer = get(url(server, "/healthz"))
     assert answer.status == 503

@@ -13,6 +13,7 @@ from executor.observability import HealthState
 from executor.supervision.strand import Strand
 from executor.supervision.strandactor import StrandActor
 from executor.supervision.timers import Scheduler
+from tests.ops.probes import FakeClock
 
 from .probe import wait_for
 from .test_strand import TIMEOUT_S, Recorder, hold
@@ -20,18 +21,8 @@ from .test_strand import TIMEOUT_S, Recorder, hold
 ALLOWANCE_S = 5.0
 
 
-class FakeClock:
-    """A monotonic clock the test moves by hand (shared by the strand and ``HealthState``)."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def watched(strand: Strand, clock: FakeClock) -> HealthState:
-    health = HealthState(clock)
+    health = HealthState()
     health.watch("strand", lambda: (strand.stall_s(), ALLOWANCE_S))
     return health
 

@@ -69,9 +69,6 @@ class Health:
         self.ready: tuple[bool, str] | None = None
         self.verdicts: list[tuple[bool, str]] = []
 
-    def heartbeat(self, component: str, interval_s: float) -> None:
-        """Liveness is not under test here."""
-
     def watch(self, component: str, probe: Any) -> None:
         """Liveness is not under test here (a pool actor registers its probe at its start)."""
 

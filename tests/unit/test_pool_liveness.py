@@ -15,8 +15,8 @@ from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.supervision import ChildContext, Directory
 from executor.supervision.strand import Strand
+from tests.ops.probes import FakeClock
 from tests.supervision.probe import wait_for
-from tests.supervision.test_strand_liveness import FakeClock
 
 PATH = "root/pool:default/leaser"
 
@@ -37,7 +37,7 @@ def test_a_stuck_handler_fails_liveness_under_its_path_until_it_ends(tmp_path: P
         "pools": [{"id": "default"}],
     })
     clock = FakeClock()
-    health = HealthState(clock)
+    health = HealthState()
     pool = PoolContext(config=config, pool=config.pools[0], token="test-token", instance_id="test",
                        health=health)
     strand = Strand("test/pool", clock=clock)
