@@ -147,7 +147,7 @@ class DutyTimer:
         if due is None:
             if self._armed is None:
                 when = due_on_tick(self._net_s)
-                self._armed = (self._timers.tell_on_tick(self._net_s, self._ref, Housekeeping()), when)
+                self._armed = (self._timers.tell_at(when, self._ref, Housekeeping()), when)
             return
         if self._armed is not None:
             if self._armed[1] <= due + GRID_S:

@@ -175,14 +175,15 @@ class Timers:
     def tell_after(self, delay_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
         """Tell ``message`` to ``ref`` in ``delay_s`` seconds (dropped if ``ref`` died); returns a
         handle for ``cancel``, or -1 once ``cancel_all`` has run."""
-        return self._tell_at(due_after(delay_s), ref, message)
+        return self.tell_at(due_after(delay_s), ref, message)
 
     def tell_on_tick(self, period_s: float, ref: pykka.ActorRef[Any], message: Any) -> int:
         """Tell ``message`` to ``ref`` on the next tick of period ``period_s`` (``due_on_tick``):
         for periodic work, which then falls due together with every other actor's."""
-        return self._tell_at(due_on_tick(period_s), ref, message)
+        return self.tell_at(due_on_tick(period_s), ref, message)
 
-    def _tell_at(self, due: float, ref: pykka.ActorRef[Any], message: Any) -> int:
+    def tell_at(self, due: float, ref: pykka.ActorRef[Any], message: Any) -> int:
+        """Tell ``message`` to ``ref`` at monotonic time ``due`` (for a caller that keeps it)."""
         def send() -> None:
             # Runs on the scheduler's thread, after this method released the lock, so
             # ``handle`` is bound even for a delay of zero.
