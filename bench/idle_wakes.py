@@ -26,7 +26,7 @@ import threading
 import time
 from pathlib import Path
 
-from bench.world import World, wait_for
+from bench.world import World, schedstat, wait_for
 
 BARE_SLEEP_S = 5.0
 """The bare thread's sleep (at most half a window): the executor's beat before session 19."""
@@ -41,10 +41,11 @@ def snapshot(pid: int | str) -> dict[int, tuple[str, int, int]]:
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             name = (task / "comm").read_text().strip()
-            on_cpu, _, runs = (task / "schedstat").read_text().split()
-        except (OSError, ValueError):
+        except OSError:
             continue  # the thread ended between the listing and the read
-        threads[int(task.name)] = (name, int(on_cpu), int(runs))
+        stat = schedstat(task)
+        if stat is not None:
+            threads[int(task.name)] = (name, *stat)
     return threads
 
 
@@ -81,8 +82,9 @@ class BareSleeper:
 
     def read(self) -> tuple[int, int]:
         """(on-CPU ns, times scheduled in) so far."""
-        on_cpu, _, runs = Path(f"/proc/self/task/{self.tid}/schedstat").read_text().split()
-        return int(on_cpu), int(runs)
+        stat = schedstat(Path(f"/proc/self/task/{self.tid}"))
+        assert stat is not None, "the bare thread lives until stop"
+        return stat
 
     def stop(self) -> None:
         self._stop.set()

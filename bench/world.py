@@ -147,7 +147,7 @@ def own_cpu(ps: psutil.Process) -> float:
 
 def task_cpu(pid: int | str, tid: int) -> float:
     """CPU seconds of one live thread from its ``schedstat`` (nanoseconds); 0 once it has gone.
-    ``pid`` may be ``"self"``. The one schedstat reader of the bench."""
+    ``pid`` may be ``"self"``."""
     try:
         with open(f"/proc/{pid}/task/{tid}/schedstat") as stat:
             return int(stat.read().split()[0]) / 1e9
@@ -163,16 +163,21 @@ def threads_cpu(pid: int) -> dict[int, float]:
     return {tid: task_cpu(pid, tid) for tid in tids}
 
 
+def schedstat(task: Path) -> tuple[int, int] | None:
+    """(on-CPU ns, times scheduled in) of the thread at ``/proc/<pid>/task/<tid>``; None once
+    it has gone."""
+    try:
+        on_cpu, _, runs = (task / "schedstat").read_text().split()
+        return int(on_cpu), int(runs)
+    except (OSError, ValueError):
+        return None
+
+
 def threads_woken(pid: int) -> dict[int, int]:
-    """How many times each live thread of ``pid`` was scheduled in (``schedstat``'s third
-    field), by thread id: at rest, its wake-ups. A thread that ended is left out."""
-    woken: dict[int, int] = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            woken[int(task.name)] = int((task / "schedstat").read_text().split()[2])
-        except (OSError, ValueError, IndexError):
-            continue
-    return woken
+    """How many times each live thread of ``pid`` was scheduled in (``schedstat``), by thread
+    id: at rest, its wake-ups. A thread that ended is left out."""
+    stats = {int(task.name): schedstat(task) for task in Path(f"/proc/{pid}/task").iterdir()}
+    return {tid: stat[1] for tid, stat in stats.items() if stat is not None}
 
 
 def thread_cpu(pid: int) -> float:
