@@ -34,6 +34,10 @@ from executor.sandbox.output import LineCutter
 from executor.supervision.spare_threads import SPARES, Job
 
 READ_CHUNK = 1 << 20
+FIRST_CHUNK = 64 << 10
+"""The first reads' size: most runs print a few KiB in all, and a 1 MiB buffer cost every run
+its zeroing and page faults; the first read that fills it grows the buffer to ``READ_CHUNK``
+for the rest of the run (a flood's)."""
 PIPE_SIZE = 1 << 20
 """A pipe of 1 MiB instead of 64 KiB: the writer blocks 16x less often, and each wake-up of
 the reader (and each time it takes the GIL back) moves up to 16x more bytes."""
@@ -161,6 +165,7 @@ class OutputReader:
         self._name = name
         self._buffer: bytearray | None = None
         self._view: memoryview | None = None
+        self._chunk = FIRST_CHUNK
         self._thread: Job | None = None
         self.bytes_read = 0
         self.over_limit = False
@@ -171,11 +176,17 @@ class OutputReader:
         """Make the pipe non-blocking and large; the descriptor to poll. Once, before reading."""
         os.set_blocking(self._fd, False)
         grow_pipe(self._fd)
-        # One buffer for the whole run (a fresh 1 MiB object per read costs an mmap), with
-        # room in front for the bytes the masker holds back from the previous read.
-        self._buffer = bytearray(READ_CHUNK + self._masker.keep)
-        self._view = memoryview(self._buffer)
+        self._new_buffer(FIRST_CHUNK)
         return self._fd
+
+    def _new_buffer(self, chunk: int) -> None:
+        """One buffer reused by every read (a fresh 1 MiB object per read costs an mmap), with
+        room in front for the bytes the masker holds back from the previous read."""
+        if self._view is not None:
+            self._view.release()
+        self._chunk = chunk
+        self._buffer = bytearray(chunk + self._masker.keep)
+        self._view = memoryview(self._buffer)
 
     def read_once(self) -> bool:
         """One non-blocking read; True when it got bytes (more may be there). At the stream's end
@@ -189,11 +200,13 @@ class OutputReader:
         try:
             start = self._masker.prefill(self._buffer)
             try:
-                size = os.readv(self._fd, [self._view[start : start + READ_CHUNK]])
+                size = os.readv(self._fd, [self._view[start : start + self._chunk]])
             except BlockingIOError:
                 return False
             if size:
                 self._take(self._buffer, start + size, size)
+                if size == self._chunk < READ_CHUNK:
+                    self._new_buffer(READ_CHUNK)  # more output than most runs': read it by MiBs
                 return True
         except Exception:
             logger.exception("sandbox output reader failed")
