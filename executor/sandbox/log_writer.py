@@ -37,6 +37,13 @@ from executor.supervision.spare_threads import SPARES, Job
 
 IDLE_S = 0.5
 """A thread with nothing to apply for this long ends (the next piece takes another)."""
+EAGER_BYTES = 64 << 10
+"""A piece that brings what waits to this many bytes wakes the thread at once (a flood's reads
+always do). A smaller one waits for the thread's next look, ``IDLE_S`` at most, or for a
+``drain`` or a ``close``: a trivial task's few pieces (a note at the spare's adoption, its
+output, its summary) were each a wake-up of the thread, and a quiet recipe's lines one each;
+the memory tail and the file may now lag by ``IDLE_S`` for such pieces, which only a progress
+report (every few seconds) or a human reading the file sees."""
 MAX_IN_FLIGHT = 1 << 20
 """Bytes handed over and not yet applied past which the reader waits for room (``wants_room``)
 before its next read (beyond ``ROOM_SLACK``): one read of up to 1 MiB is applied while the
@@ -88,7 +95,7 @@ class OrderedHandOff:
             self._handed += 1
             if self._job is None:  # none runs: one that waited IDLE_S for more has ended
                 self._job = SPARES.start(self._run, f"sandbox-log-{self.name}", "sandbox-log")
-            else:
+            elif self._in_flight >= EAGER_BYTES:
                 self._cond.notify_all()
 
     def wants_room(self) -> bool:
@@ -118,8 +125,8 @@ class OrderedHandOff:
         """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over before this call
         is applied; True when they are."""
         with self._cond:
-            target = self._handed
-            return self._wait_applied(target, timeout_s)
+            self._cond.notify_all()  # small pieces wait for a look: this is one
+            return self._wait_applied(self._handed, timeout_s)
 
     def close(self, then: Callable[[], None] = lambda: None, timeout_s: float | None = None) -> bool:
         """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over is applied, then
