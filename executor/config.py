@@ -273,6 +273,9 @@ class ExecutorConfig(_Frozen):
     logging: LoggingSettings = LoggingSettings()
     observability: ObservabilitySettings = ObservabilitySettings()
     shutdown: ShutdownSettings = ShutdownSettings()
+    batch_scheduling: bool = True
+    """The executor's own threads under ``SCHED_BATCH`` (a woken thread never preempts another:
+    fewer context switches per task); recipes keep the host's policy (``executor.scheduling``)."""
     pools: tuple[PoolSettings, ...] = Field(min_length=1)
 
     @model_validator(mode="after")

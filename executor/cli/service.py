@@ -103,7 +103,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     """Run the service until a signal; exit codes in ``executor.exitcodes``."""
-    from executor import hardening
+    from executor import hardening, scheduling
 
     hardening.make_undumpable()  # first: before any thread or child exists
     from executor.footprint import limit_malloc_arenas
@@ -120,6 +120,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"remote-executor: {exc}", file=sys.stderr)
         return int(ExitCode.CONFIG)
     setup_logging(config.logging.format, config.logging.level)
+    if config.batch_scheduling:
+        scheduling.run_as_batch()  # before the tree's threads, which inherit it
     hardening.take_credentials()  # the config holds what it needs; recipes must not inherit them
     hardening.register([token])
     hardening.protect_paths([config_path(args.config), config.gms.token_file])

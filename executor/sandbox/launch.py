@@ -12,7 +12,10 @@ set-up runs in a fresh single-threaded interpreter, in this order (docs/sandbox.
 4. parent-death signal (after the uid switch, which clears it), exit at once if the parent is
    no longer ``--parent``, and "child subreaper" (kept across exec): a process the recipe
    orphans is re-parented to the recipe's main process and stays in the watched tree;
-5. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that);
+5. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that),
+   and with ``--policy N`` the scheduling policy N (the executor's threads run ``SCHED_BATCH``,
+   which a fork inherits; a recipe gets back the policy the executor started with:
+   ``executor.scheduling``);
 6. ``execvp`` the program with the environment it was given.
 
 A failed step prints one line starting with ``remote-executor sandbox:`` and exits 126
@@ -41,8 +44,9 @@ if TYPE_CHECKING:  # typing costs the spawn server about a megabyte it would cop
     from typing import Any, NoReturn, TypeAlias
 
     Plan: TypeAlias = tuple[list[tuple[str, "int | str"]], list[tuple[int, int, int]],
-                            "tuple[int, int] | None", "int | None", Any]
-    """(cgroup join files, rlimits, (uid, gid), parent pid, libc): see ``prepare``."""
+                            "tuple[int, int] | None", "int | None", Any, "int | None"]
+    """(cgroup join files, rlimits, (uid, gid), parent pid, libc, scheduling policy): see
+    ``prepare``."""
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -201,13 +205,15 @@ def prepare(options: dict[str, str], cgroups: list[str], libc: Any = None, alone
         user = (int(options["user"]), int(options.get("group", options["user"])))
     parent = int(options["parent"]) if "parent" in options else None
     limits = planned_limits(options)
-    return open_joins(cgroups, alone), limits, user, parent, libc
+    policy = int(options["policy"]) if "policy" in options else None
+    return open_joins(cgroups, alone), limits, user, parent, libc, policy
 
 
 def apply(plan: Plan) -> None:
     """The set-up, in the order the module doc gives: cgroups, rlimits, user, parent-death
-    signal and subreaper, umask, default SIGPIPE/SIGXFSZ. A failed step ends the process (126)."""
-    joins, limits, user, parent, libc = plan
+    signal and subreaper, umask, default SIGPIPE/SIGXFSZ, the scheduling policy. A failed step
+    ends the process (126)."""
+    joins, limits, user, parent, libc, policy = plan
     join_cgroups(joins)
     for which, soft, hard in limits:
         try:
@@ -221,6 +227,9 @@ def apply(plan: Plan) -> None:
     os.umask(0o077)
     signal.signal(SIGPIPE, SIG_DFL)
     signal.signal(SIGXFSZ, SIG_DFL)
+    if policy is not None:  # best effort: a recipe left under the executor's SCHED_BATCH runs all the same
+        with contextlib.suppress(OSError, AttributeError):
+            os.sched_setscheduler(0, policy, os.sched_param(0))
 
 
 class BadRequest(ValueError):
@@ -231,7 +240,7 @@ def parse(argv: list[str]) -> tuple[dict[str, str], list[str], list[str]]:
     """Options before ``--``, the program after it."""
     options: dict[str, str] = {}
     cgroups: list[str] = []
-    single = {"--parent", "--nofile", "--core", "--as", "--cpu", "--fsize", "--user", "--group"}
+    single = {"--parent", "--nofile", "--core", "--as", "--cpu", "--fsize", "--user", "--group", "--policy"}
     index = 0
     while index < len(argv) and argv[index] != "--":
         flag = argv[index]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from loguru import logger
 
-from executor import sizes
+from executor import scheduling, sizes
 from executor.errors import BadInputError
 
 if TYPE_CHECKING:
@@ -140,4 +140,4 @@ def launcher_options(limits: SandboxLimits, cgroup: TaskCgroup | None) -> list[s
         options += ["--cpu", f"{soft}:{soft + int(limits.kill_grace_s) + 1}"]
     if limits.disk_bytes is not None:
         options += ["--fsize", str(limits.disk_bytes)]
-    return options
+    return options + scheduling.recipe_options()

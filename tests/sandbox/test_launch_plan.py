@@ -37,7 +37,7 @@ def test_limits_are_clamped_to_the_hard_limits_the_child_inherits() -> None:
     launch = _launch()
     _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     assert hard != resource.RLIM_INFINITY  # the kernel caps open files
-    joins, limits, user, parent, libc = launch.prepare(
+    joins, limits, user, parent, libc, _policy = launch.prepare(
         {"nofile": str(hard + 1), "core": "0", "cpu": "7:9", "parent": "4321"}, [])
     assert limits == [(resource.RLIMIT_NOFILE, hard, hard), (resource.RLIMIT_CORE, 0, 0),
                       (resource.RLIMIT_CPU, 7, 9)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import signal
 from collections.abc import Iterator
@@ -43,6 +44,17 @@ def test_unreachable_gms_keeps_retrying_with_backoff_and_sigterm_exits_0(started
     output = "".join(started.raw)
     assert "token-that-must-not-be-logged" not in output
     assert all(r.get("pool") for r in started.lines if r.get("level") != "RAW")
+
+
+@pytest.mark.skipif(not hasattr(os, "SCHED_BATCH") or os.sched_getscheduler(0) != os.SCHED_OTHER,
+                    reason="the executor switches only from SCHED_OTHER")
+def test_every_thread_of_the_executor_runs_under_sched_batch(started: ExecutorProcess) -> None:
+    """``executor.scheduling``: switched at start-up, before the tree's threads, which inherit it."""
+    started.wait_for_log(lambda r: retry_delay(r) is not None)  # the tree is up and retrying
+    tids = os.listdir(f"/proc/{started.proc.pid}/task")
+    assert len(tids) > 3
+    assert {os.sched_getscheduler(int(tid)) for tid in tids} == {os.SCHED_BATCH}
+    assert started.terminate(timeout=30) == 0
 
 
 def test_second_signal_stops_at_once(started: ExecutorProcess) -> None:
