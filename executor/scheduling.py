@@ -8,9 +8,9 @@ for one hand-over, each paid in CPU. Under ``SCHED_BATCH`` a woken thread never 
 wake-up (it runs at once on an idle CPU, else at the running thread's next tick); its share of
 the CPU, its nice value and its limits are those of ``SCHED_OTHER``. Counted with the kernel's
 scheduler trace over trivial tasks (docs/performance-log.md, session 21): the executor's
-context switches per task 71 -> 43 (waits for the interpreter lock 17 -> 3, preemptions 18 ->
-3.5), its CPU per task about 0.6 ms less. The price: with every CPU busy, a woken executor
-thread may wait for a tick (a few ms) before it runs.
+context switches per task 68 -> 42 (waits for the interpreter lock 17 -> 2, preemptions 15 ->
+3), its CPU per task 0.25-0.8 ms less. The price: with every CPU busy, a woken executor thread
+may wait for a tick (a few ms) before it runs.
 
 Only a process that runs ``SCHED_OTHER`` switches (a policy an operator chose, batch, idle or a
 real-time one, stays as it is), and ``ExecutorConfig.batch_scheduling`` turns it off. A recipe is
