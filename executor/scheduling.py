@@ -42,7 +42,10 @@ def run_as_batch() -> bool:
         if os.sched_getscheduler(0) != other:
             return False  # the operator's choice (systemd's CPUSchedulingPolicy=, chrt) stays
         for tid in os.listdir("/proc/self/task"):
-            os.sched_setscheduler(int(tid), batch, os.sched_param(0))
+            try:
+                os.sched_setscheduler(int(tid), batch, os.sched_param(0))
+            except ProcessLookupError:
+                continue  # a thread that ended meanwhile
     except OSError as exc:
         logger.debug("the executor's threads stay under SCHED_OTHER: {}", exc.strerror or exc)
         return False
