@@ -132,10 +132,17 @@ def runners_snapshot(runners: Sequence[psutil.Process],
     return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
 
 
+def per_task_ms(seconds: float, count: int) -> float:
+    """CPU seconds as ms per task, rounded to the nanosecond. The kernel counts a process's CPU
+    in clock ticks (10 ms), and a difference of two tick sums carries float noise: ten ticks
+    over 20 tasks read 4.999999999999999 ms, which passed a "< 5 ms" target standing at 5.0."""
+    return round(seconds / count * 1000, 6)
+
+
 def own_side_ms(before: CpuSnapshot, after: CpuSnapshot, count: int) -> float:
     """The runner's own ms of CPU per task: its process and its helper (the spawn server that
     forks the recipes for it, as a Celery worker's ``Popen`` forks them in its own process)."""
-    return (after.runner + after.helpers - before.runner - before.helpers) / count * 1000
+    return per_task_ms(after.runner + after.helpers - before.runner - before.helpers, count)
 
 
 def executor_snapshot(child: ExecutorChild, bench_threads: Sequence[threading.Thread | None]) -> CpuSnapshot:
@@ -208,10 +215,10 @@ def add_cost_rows(
     (``server_at_rest``: the control plane's CPU per second without tasks, not theirs;
     ``producer_s``: CPU seconds the bench's own thread spent creating the batch's requests, the
     executor's producer, counted as Celery's producer process is)."""
-    per = {f.name: (getattr(after, f.name) - getattr(before, f.name)) / count * 1000
+    per = {f.name: per_task_ms(getattr(after, f.name) - getattr(before, f.name), count)
            for f in fields(CpuSnapshot) if f.name not in ("at", "spares")}
-    per["helpers"] += producer_s / count * 1000
-    per["server"] = max(0.0, per["server"] - server_at_rest * (after.at - before.at) / count * 1000)
+    per["helpers"] += per_task_ms(producer_s, count)
+    per["server"] = max(0.0, per["server"] - per_task_ms(server_at_rest * (after.at - before.at), count))
     total = sum(per.values())
     figures.add(CP_CPU.format(workers), side, per["server"], "ms")
     figures.add(RECIPE_CPU.format(workers), side, per["recipes"], "ms")

@@ -180,7 +180,7 @@ def celery_throughput(
         "fauxqs" if "fauxqs" in side else "moto",
     )
     if workers == 1 and side == "celery":
-        figures.add(CPU_TASK, "celery", (_tree_cpu(worker) - cpu_before) / count * 1000, "ms")
+        figures.add(CPU_TASK, "celery", cost_rows.per_task_ms(_tree_cpu(worker) - cpu_before, count), "ms")
 
 
 def _tree(proc: psutil.Process) -> list[psutil.Process]:

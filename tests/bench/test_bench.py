@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.cost_rows import ALL_CPU, CEILING, CORES
+from bench.cost_rows import ALL_CPU, CEILING, CORES, per_task_ms
 from bench.floor_rows import BARE, BARE_SANDBOX
 from bench.rows import CPU_TASK, EXIT_NOTICED, IDLE_CPU, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
 from bench.spawn_rows import BARE as BARE_POPEN
@@ -72,6 +72,15 @@ def test_cpu_is_out_of_reach_only_when_the_floors_best_repeat_misses_it() -> Non
     assert _cpu_line(16.0, [4.0, 4.2]).endswith("| NOT MET |")
     met = _target(CPU_TASK).line(_figures(CPU_TASK, "ms", {"executor": [4.5], BARE_SANDBOX: [7.0, 7.5]}))
     assert met.endswith("| met |")
+
+
+def test_cpu_read_in_clock_ticks_at_the_target_is_not_met() -> None:
+    """Ten 10 ms ticks over 20 tasks are 5.0 ms a task, not the 4.999999999999999 that a
+    difference of two tick sums reads (as a full bench's executor did)."""
+    ms = per_task_ms(12.34 - 12.24, 20)
+    assert ms == 5.0 and (12.34 - 12.24) / 20 * 1000 < 5
+    line = _target(CPU_TASK).line(_figures(CPU_TASK, "ms", {"executor": [ms], BARE_SANDBOX: [3.0, 3.5]}))
+    assert line.endswith("| NOT MET |")
 
 
 def test_the_wrapper_target_reads_the_paired_quiet_rows_when_they_were_taken() -> None:
