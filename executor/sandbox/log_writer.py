@@ -125,7 +125,8 @@ class OrderedHandOff:
         """Wait up to ``timeout_s`` (``SETTLE_S``) until every piece handed over before this call
         is applied; True when they are."""
         with self._cond:
-            self._cond.notify_all()  # small pieces wait for a look: this is one
+            if self._applied < self._handed:
+                self._cond.notify_all()  # small pieces wait for a look: this is one
             return self._wait_applied(self._handed, timeout_s)
 
     def close(self, then: Callable[[], None] = lambda: None, timeout_s: float | None = None) -> bool:
