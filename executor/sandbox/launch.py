@@ -13,9 +13,7 @@ set-up runs in a fresh single-threaded interpreter, in this order (docs/sandbox.
    no longer ``--parent``, and "child subreaper" (kept across exec): a process the recipe
    orphans is re-parented to the recipe's main process and stays in the watched tree;
 5. umask 077, default SIGPIPE/SIGXFSZ handling (Python ignores both and exec would keep that),
-   and with ``--policy N`` the scheduling policy N (the executor's threads run ``SCHED_BATCH``,
-   which a fork inherits; a recipe gets back the policy the executor started with:
-   ``executor.scheduling``);
+   and ``--policy N``: the executor's original scheduling policy (``executor.scheduling``);
 6. ``execvp`` the program with the environment it was given.
 
 A failed step prints one line starting with ``remote-executor sandbox:`` and exits 126
@@ -45,8 +43,7 @@ if TYPE_CHECKING:  # typing costs the spawn server about a megabyte it would cop
 
     Plan: TypeAlias = tuple[list[tuple[str, "int | str"]], list[tuple[int, int, int]],
                             "tuple[int, int] | None", "int | None", Any, "int | None"]
-    """(cgroup join files, rlimits, (uid, gid), parent pid, libc, scheduling policy): see
-    ``prepare``."""
+    """(cgroup join files, rlimits, (uid, gid), parent pid, libc, policy): see ``prepare``."""
 
 PR_SET_PDEATHSIG = 1
 PR_SET_DUMPABLE = 4
@@ -210,9 +207,8 @@ def prepare(options: dict[str, str], cgroups: list[str], libc: Any = None, alone
 
 
 def apply(plan: Plan) -> None:
-    """The set-up, in the order the module doc gives: cgroups, rlimits, user, parent-death
-    signal and subreaper, umask, default SIGPIPE/SIGXFSZ, the scheduling policy. A failed step
-    ends the process (126)."""
+    """The set-up, in the order the module doc gives (a failed step ends the process, 126; the
+    policy is best effort: a recipe left under the executor's SCHED_BATCH runs all the same)."""
     joins, limits, user, parent, libc, policy = plan
     join_cgroups(joins)
     for which, soft, hard in limits:
@@ -227,7 +223,7 @@ def apply(plan: Plan) -> None:
     os.umask(0o077)
     signal.signal(SIGPIPE, SIG_DFL)
     signal.signal(SIGXFSZ, SIG_DFL)
-    if policy is not None:  # best effort: a recipe left under the executor's SCHED_BATCH runs all the same
+    if policy is not None:
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setscheduler(0, policy, os.sched_param(0))
 
