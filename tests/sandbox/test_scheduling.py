@@ -83,12 +83,14 @@ def test_the_exec_wrapper_gives_the_recipe_its_policy(options: list[str]) -> Non
 def batch_server() -> Iterator[SpawnServer]:
     """A spawn server under SCHED_BATCH, as the executor's (it inherits the executor's policy)."""
     server = SpawnServer()
-    server.start()
-    wait_until(lambda: server.pid is not None, 30, "the spawn server to start")
-    assert server.pid is not None
-    os.sched_setscheduler(server.pid, os.SCHED_BATCH, os.sched_param(0))
-    yield server
-    server.close()
+    try:
+        server.start()
+        wait_until(lambda: server.pid is not None, 30, "the spawn server to start")
+        assert server.pid is not None
+        os.sched_setscheduler(server.pid, os.SCHED_BATCH, os.sched_param(0))
+        yield server
+    finally:
+        server.close()
 
 
 @pytest.mark.parametrize("switched", [True, False], ids=["executor switched", "executor did not"])
