@@ -82,8 +82,21 @@ class CpuSnapshot:
 
 
 def _own(proc: psutil.Process) -> float:
-    times = proc.cpu_times()
-    return float(times.user + times.system)
+    """``proc``'s CPU seconds (every thread, ended ones too) to the nanosecond: the kernel's CPU
+    clock of the process. psutil's ``cpu_times`` counts clock ticks (10 ms), half a millisecond
+    a task over a 20-task batch: a row near its target read one side of it or the other by the
+    ticks. A process gone raises ``psutil.NoSuchProcess``, as ``cpu_times`` does."""
+    try:
+        return time.clock_gettime_ns(process_cpu_clock(proc.pid)) / 1e9
+    except OSError:
+        times = proc.cpu_times()
+        return float(times.user + times.system)
+
+
+def process_cpu_clock(pid: int) -> int:
+    """The clock id of ``pid``'s CPU clock, as ``clock_getcpuclockid(3)`` makes it (Linux's
+    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``; Python has no binding for it)."""
+    return ((~pid) << 3) | 2
 
 
 def _reaped(proc: psutil.Process) -> float:

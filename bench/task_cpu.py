@@ -13,7 +13,7 @@ Python name, task id cut off. They live a few tens of milliseconds, so a sampler
 ``/proc/<pid>/task/*/schedstat`` every few milliseconds and keeps each thread's last figure (a
 lower bound for those that end between two samples; a reused thread's CPU goes to the name it
 has at each sample). "threads gone before a sample" is the
-process's CPU (``/proc/<pid>/stat``) less every figure seen. The spawn server (a child process)
+process's CPU (its CPU clock) less every figure seen. The spawn server (a child process)
 is counted apart.
 
 A sampled thread's CPU goes to the name it has *at the sample*, so the last part of a job
@@ -49,6 +49,7 @@ from pathlib import Path
 
 from loguru import logger
 
+from bench.cost_rows import process_cpu_clock
 from bench.world import World
 
 SAMPLE_S = 0.002
@@ -131,7 +132,6 @@ if os.environ.get("TASK_CPU_JOBS"):
 """
 """The executor child's ``sitecustomize``: each thread named for the kernel (``PR_SET_NAME``),
 and the spare threads' jobs counted exactly (see the module doc)."""
-TICKS = os.sysconf("SC_CLK_TCK")
 SPARE_GROUPS = frozenset({"task strand", "spare", "sandbox", "sandbox-out", "sandbox-log", "warm-spare",
                           "sandbox-far"})
 """The sampled groups of the spare threads (the kernel's names of their jobs: the Task's strand,
@@ -166,10 +166,8 @@ def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
 
 
 def _process_ns(pid: int) -> int:
-    """utime + stime of the whole process, dead threads included (clock ticks -> ns)."""
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) * 1_000_000_000 // TICKS
+    """The whole process's CPU ns, dead threads included (its CPU clock: ``cost_rows``)."""
+    return time.clock_gettime_ns(process_cpu_clock(pid))
 
 
 def _group(name: str, tid: int, pid: int) -> str:

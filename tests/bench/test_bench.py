@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import psutil
 import pytest
 
-from bench.cost_rows import ALL_CPU, CEILING, CORES, per_task_ms
+from bench.cost_rows import ALL_CPU, CEILING, CORES, _own, per_task_ms
 from bench.floor_rows import BARE, BARE_SANDBOX
 from bench.rows import CPU_TASK, EXIT_NOTICED, IDLE_CPU, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
 from bench.spawn_rows import BARE as BARE_POPEN
@@ -81,6 +84,18 @@ def test_cpu_read_in_clock_ticks_at_the_target_is_not_met() -> None:
     assert ms == 5.0 and (12.34 - 12.24) / 20 * 1000 < 5
     line = _target(CPU_TASK).line(_figures(CPU_TASK, "ms", {"executor": [ms], BARE_SANDBOX: [3.0, 3.5]}))
     assert line.endswith("| NOT MET |")
+
+
+def test_a_process_cpu_is_read_to_the_nanosecond_with_its_ended_threads() -> None:
+    """A side's CPU is its process's CPU clock, not clock ticks: read between two of this
+    process's own readings, it falls between them, a thread that ran and ended included."""
+    worker = threading.Thread(target=lambda: sum(i * i for i in range(200_000)))
+    worker.start()
+    worker.join()
+    before = time.process_time()
+    read = _own(psutil.Process())
+    after = time.process_time()
+    assert before <= read <= after
 
 
 def test_the_wrapper_target_reads_the_paired_quiet_rows_when_they_were_taken() -> None:
