@@ -100,16 +100,18 @@ class LiveMasker(Masker):
         spawned before its secrets resolved): masked from now on. Call it before any output they
         may appear in is read; the short-secret note then counts them too.
 
-        Their forms get automata of their own beside the ones already built (a few short values:
-        about 0.06 ms, where building every form of the credentials again took 0.9 ms, the
-        session token's most of it); ``spans`` merges the matches of all automata. A scan then
+        Their forms get automata of their own beside the ones already built (building every
+        form of the credentials again took 0.9 ms, the session token's most of it); ``spans``
+        merges the matches of all automata. Those are lazy (``masking.LazyAutomaton``): built at
+        the first chunk that holds one of the forms, or once the output is no longer small
+        (about 0.1 ms a run that most trivial runs never pay). A scan then
         makes one pass more over the output, 0.03-0.1 ms per MiB, until a stream that has masked
         a flood's first MiBs asks for them merged (``consolidate``)."""
         added = tuple(values)
         with self._refresh_lock:
             known = set(self._own)
             self._own = (*self._own, *added)
-            extra = Masker(v for v in added if v not in known)
+            extra = Masker((v for v in added if v not in known), lazy=True)
             self._automata = [*self._automata, *extra._automata]  # a new list: the old may be shared
             self.max_form_length = max(self.max_form_length, extra.max_form_length)
             self.short_count += extra.short_count

@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Iterable
+from typing import Protocol
 from urllib.parse import quote, quote_plus
 
 import ahocorasick_rs
@@ -45,13 +46,20 @@ CONSOLIDATE_AFTER = 8 << 20
 one scan fewer per MiB (about 0.1 ms) repays the rebuild (about 1 ms) within a flood, and a
 short run never pays it."""
 
+PREFILTER_BYTES = 64 << 10
+"""A lazy automaton (``LazyAutomaton``) looks for its forms one by one in chunks up to this long."""
+PREFILTER_BUDGET = 1 << 20
+"""... and in this many bytes at most, then builds itself."""
+
 _URLSAFE = str.maketrans("+/", "-_")
 
 
 class Masker:
     """Masks every given secret value in text or bytes; immutable and thread-safe once built."""
 
-    def __init__(self, secrets: Iterable[str]) -> None:
+    def __init__(self, secrets: Iterable[str], lazy: bool = False) -> None:
+        """``lazy``: each automaton is built at the first scan that may find one of its forms
+        (``LazyAutomaton``), for values that mask one run's output only."""
         values: set[str] = set()
         self.short_count = 0
         for secret in dict.fromkeys(secrets):  # a value given twice is one value, counted once
@@ -72,12 +80,8 @@ class Masker:
         self.max_form_length = max((len(f) for f in forms), default=0)
         """The longest form in bytes: a stream keeps this much minus one between chunks."""
         ordered = sorted(forms, key=lambda f: (-len(f), f))
-        self._automata = [
-            ahocorasick_rs.BytesAhoCorasick(automaton_patterns(ordered[i:i + GROUP_SIZE]),
-                                            matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
-                                            implementation=ahocorasick_rs.Implementation.ContiguousNFA)
-            for i in range(0, len(ordered), GROUP_SIZE)
-        ]
+        groups = [ordered[i:i + GROUP_SIZE] for i in range(0, len(ordered), GROUP_SIZE)]
+        self._automata: list[Automaton] = [LazyAutomaton(g) if lazy else build_automaton(g) for g in groups]
 
     @property
     def short_secrets_note(self) -> str | None:
@@ -200,6 +204,48 @@ class StreamMasker:
         """Whatever was held back, masked (the stream has ended)."""
         data, self._carry = self._carry, b""
         return self._masker.mask_bytes(data) if data else b""
+
+
+class Automaton(Protocol):
+    """What a scan asks of one group's automaton (``ahocorasick_rs.BytesAhoCorasick``)."""
+
+    def find_matches_as_indexes(self, haystack: bytes | memoryview) -> list[tuple[int, int, int]]: ...
+
+
+def build_automaton(group: list[bytes]) -> ahocorasick_rs.BytesAhoCorasick:
+    """The automaton of one group of forms (longest first)."""
+    return ahocorasick_rs.BytesAhoCorasick(automaton_patterns(group),
+                                           matchkind=ahocorasick_rs.MatchKind.LeftmostLongest,
+                                           implementation=ahocorasick_rs.Implementation.ContiguousNFA)
+
+
+class LazyAutomaton:
+    """A group's automaton built at the first scan that may find one of its forms.
+
+    A run's own secrets are masked in its output only, and a trivial run's output is a few KiB
+    that holds none of them: a ``find`` per form (``memchr`` speed) costs microseconds there,
+    where building the automaton cost about 0.1 ms a run. A chunk longer than
+    ``PREFILTER_BYTES``, or one after ``PREFILTER_BUDGET`` bytes were looked at, builds it, so a
+    flood is scanned by the automaton at memory speed. Two threads may both build it: the last
+    one built is kept, and both find the same matches."""
+
+    __slots__ = ("_built", "_group", "_looked")
+
+    def __init__(self, group: list[bytes]) -> None:
+        self._group = group
+        self._built: ahocorasick_rs.BytesAhoCorasick | None = None
+        self._looked = 0
+
+    def find_matches_as_indexes(self, haystack: bytes | memoryview) -> list[tuple[int, int, int]]:
+        built = self._built
+        if built is None:
+            if len(haystack) <= PREFILTER_BYTES and self._looked < PREFILTER_BUDGET:
+                self._looked += len(haystack)
+                data = haystack if isinstance(haystack, bytes) else bytes(haystack)
+                if not any(form in data for form in self._group):
+                    return []  # the guard (``automaton_patterns``) is its longest form repeated
+            built = self._built = build_automaton(self._group)
+        return built.find_matches_as_indexes(haystack)
 
 
 def automaton_patterns(group: list[bytes]) -> list[bytes]:

@@ -83,3 +83,22 @@ def test_each_masked_chunk_ends_at_its_last_newline_when_the_partial_line_is_sho
     out = stream.feed(b"three\n" + long_partial)
     assert out == b"three\n" + long_partial[: len(long_partial) - Masker([TOKEN]).max_form_length + 1]
     assert out + stream.finish() == b"three\n" + long_partial
+
+
+def test_a_late_secret_is_looked_for_form_by_form_until_one_may_be_found() -> None:
+    """A run's own secrets get automata built at the first scan that may find one of their
+    forms (``LazyAutomaton``): output without them is looked through a form at a time, and
+    what is masked is the same as with the automaton, in bytes and in a view of a buffer."""
+    masker = LiveMasker([])
+    masker.add([RECIPE_SECRET])
+    lazy = masker._automata[-1]
+    assert isinstance(lazy, masking.LazyAutomaton)
+    clean = b"a line without it\n" * 100
+    assert masker.mask_bytes(clean) == clean and lazy._built is None
+    hidden = [f"{encodings(RECIPE_SECRET)[form]}\n".encode() for form in ("raw", "base64", "hex")]
+    expected = Masker([RECIPE_SECRET]).mask_bytes(b"".join(hidden))
+    assert masker.mask_bytes(memoryview(b"".join(hidden))) == expected and lazy._built is not None
+    big = LiveMasker([])
+    big.add([RECIPE_SECRET])
+    flood = clean * (masking.PREFILTER_BYTES // len(clean) + 1)
+    assert big.mask_bytes(flood) == flood and big._automata[-1]._built is not None  # type: ignore[attr-defined]
