@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from executor.datahub.proposal import SEND_SLICE, ProposalBody
-from executor.json_slices import ascii_slices, dump_pieces, escaped_length
+from executor.json_slices import ONE_PIECE_CHARS, ascii_slices, dump_pieces, escaped_length
 
 ENTITY, ASPECT = "dataHubExecutionRequest", "dataHubExecutionRequestResult"
 
@@ -48,3 +48,14 @@ def test_slices_of_a_dump_are_the_dump_and_escaped_slices_its_json_string() -> N
         assert b"".join(ascii_slices(pieces, size, escaped=True)) == json.dumps(text)[1:-1].encode()
         assert escaped_length(pieces) == len(json.dumps(text)) - 2
         assert all(len(s) <= size for s in ascii_slices(pieces, size))
+
+
+def test_a_value_that_may_dump_long_keeps_the_encoders_pieces_and_a_small_one_is_one() -> None:
+    """The C encoder dumps a small value whole; a value whose dump may pass ``ONE_PIECE_CHARS``
+    (bounded by its strings' lengths times the longest escape) keeps the pieces, never joined."""
+    small = {"status": "SUCCESS", "report": "\U0001f600 line\n" * 100, "n": [1, 2.5, None, True]}
+    assert dump_pieces(small) == [json.dumps(small)]
+    emoji = "\U0001f600" * (ONE_PIECE_CHARS // 12 + 1)  # 12 characters each once escaped
+    for large in ({"report": emoji}, [["x" * 100] * (ONE_PIECE_CHARS // 100)]):
+        pieces = dump_pieces(large)
+        assert len(pieces) > 1 and "".join(pieces) == json.dumps(large)
