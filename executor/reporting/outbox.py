@@ -10,7 +10,9 @@ at least once, never lost). Files are 0600 in a 0700 directory (a result's repor
 masked log lines). A file that cannot be read back is moved aside as ``*.corrupt`` and logged,
 never allowed to block the rest; so is a record whose body is not as long as its header says
 (a file damaged on disk), which is not mistaken for a forgery.
-Safe to use from several threads and processes: each write is one atomic rename.
+Safe to use from several threads and processes: each write is one atomic rename. A delivered
+record's file is emptied and kept for the next write rather than removed (``spare_files``: on
+some file systems making a file costs more than the rest of a write).
 
 An instance remembers what it has read or written itself (by file name, with the file's inode,
 size and mtime), so ``pending()`` re-reads only files that changed since: the Reporter flushes
@@ -47,6 +49,7 @@ from executor.reporting.outbox_auth import (
     verify,
     verify_bytes,
 )
+from executor.reporting.spare_files import SpareFiles
 from executor.safe_names import safe_name
 
 SUFFIX = ".json"
@@ -79,6 +82,7 @@ class Outbox:
         """File name -> ((inode, size, mtime_ns), what ``_load`` read from it). One outbox serves
         a pool's Tasks (put) and its Reporter (pending, remove): changed under ``_cache_lock``."""
         self._cache_lock = threading.Lock()
+        self._spares = SpareFiles(self.directory)
 
     def __len__(self) -> int:
         return len(self._record_names())
@@ -113,9 +117,14 @@ class Outbox:
 
     def _write(self, target: Path, header: bytes, pieces: list[str]) -> os.stat_result:
         """Write a record file atomically and durably (temp file, fsync, rename); its ``fstat``
-        (the renamed file's: the cache's key, with no ``stat`` of a name a delivery may remove)."""
-        temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
-        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        (the renamed file's: the cache's key, with no ``stat`` of a name a delivery may remove).
+        The temp file is one a delivery emptied when one is kept (``spare_files``)."""
+        taken = self._spares.take()
+        if taken is not None:
+            fd, temp = taken
+        else:
+            temp = self.directory / f".{target.name}.{uuid.uuid4().hex}.tmp"
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "wb") as handle:
                 handle.write(header)
@@ -171,7 +180,8 @@ class Outbox:
         path = self._path(key)
         with self._cache_lock:
             self._loaded.pop(path.name, None)
-        path.unlink(missing_ok=True)  # no directory fsync: see the module doc
+        if not self._spares.keep(path):  # emptied and kept for a next write, or removed
+            path.unlink(missing_ok=True)  # no directory fsync: see the module doc
 
     def _load_cached(self, path: Path) -> tuple[int, str, dict[str, Any]] | None:
         """``_load(path)``, or what it returned before if the file is unchanged since."""
