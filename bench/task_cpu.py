@@ -19,8 +19,8 @@ is counted apart.
 A sampled thread's CPU goes to the name it has *at the sample*, so the last part of a job
 that ends between two samples (a Task's settling, its strand's end) is charged to ``spare``,
 the name its thread takes once the job is done. The ``sitecustomize`` therefore also counts
-each job of the executor's spare threads exactly: its thread's CPU and times scheduled in
-(``/proc/thread-self/schedstat``) read at the job's start and end, summed by kind (``task``,
+each job of the executor's spare threads exactly: its thread's CPU (its CPU clock) and times
+scheduled in (``/proc/thread-self/schedstat``) read at the job's start and end, summed by kind (``task``,
 ``sandbox``, ``sandbox-out``) and written to a file when the executor gets ``SIGUSR2``
 (the bench's signal; the executor uses none). "jobs" lines give those sums, and "spare
 threads between jobs" what the spare threads spent outside them (naming, waiting, lingering).
@@ -64,14 +64,17 @@ def _named_run(self):
     _run(self)
 threading.Thread.run = _named_run
 
-import json, os, signal
+import json, os, signal, time
 _jobs = {}
 _jobs_lock = threading.Lock()
 _dumps = [0]
 def _sched():
+    # The thread's CPU clock, not schedstat's first field: that one is brought up to date only
+    # when the thread is switched (or at a tick), so a reading taken while it runs misses the
+    # current slice, and a phase with a sleep in it was charged the slice run before it began.
     with open("/proc/thread-self/schedstat") as stat:
         fields = stat.read().split()
-    return int(fields[0]), int(fields[2])
+    return time.thread_time_ns(), int(fields[2])
 def _counted(run):
     def counted(self):
         ns, runs = _sched()
