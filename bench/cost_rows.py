@@ -37,7 +37,7 @@ from pathlib import Path
 import psutil
 
 from bench.stats import Figures, Target
-from bench.world import ExecutorChild, World, read_stamp, task_cpu
+from bench.world import ExecutorChild, World, own_cpu, read_stamp, task_cpu
 from executor.pool.warm import ADOPTED, KILLED_UNUSED
 
 CORES = os.cpu_count() or 1
@@ -81,24 +81,6 @@ class CpuSnapshot:
     """The executor's warm spares (None: another side, which has none)."""
 
 
-def _own(proc: psutil.Process) -> float:
-    """``proc``'s CPU seconds (every thread, ended ones too) to the nanosecond: the kernel's CPU
-    clock of the process. psutil's ``cpu_times`` counts clock ticks (10 ms), half a millisecond
-    a task over a 20-task batch: a row near its target read one side of it or the other by the
-    ticks. A process gone raises ``psutil.NoSuchProcess``, as ``cpu_times`` does."""
-    try:
-        return time.clock_gettime_ns(process_cpu_clock(proc.pid)) / 1e9
-    except OSError:
-        times = proc.cpu_times()
-        return float(times.user + times.system)
-
-
-def process_cpu_clock(pid: int) -> int:
-    """The clock id of ``pid``'s CPU clock, as ``clock_getcpuclockid(3)`` makes it (Linux's
-    ``MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED)``; Python has no binding for it)."""
-    return ((~pid) << 3) | 2
-
-
 def _reaped(proc: psutil.Process) -> float:
     times = proc.cpu_times()
     return float(times.children_user + times.children_system)
@@ -133,22 +115,22 @@ def runners_snapshot(runners: Sequence[psutil.Process],
     next one (counted with the executor's own, it added 2 ms a task to a 20-task batch)."""
     runner = recipes = helpers = 0.0
     for ps in runners:
-        runner, recipes = runner + _own(ps), recipes + _reaped(ps)
+        runner, recipes = runner + own_cpu(ps), recipes + _reaped(ps)
         for member in ps.children():
             try:
                 if _is_spawn_server(member):
-                    helpers += _own(member)
+                    helpers += own_cpu(member)
                 else:
-                    recipes += _own(member)
+                    recipes += own_cpu(member)
             except psutil.Error:
                 continue
     return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())
 
 
 def per_task_ms(seconds: float, count: int) -> float:
-    """CPU seconds as ms per task, rounded to the nanosecond. The kernel counts a process's CPU
-    in clock ticks (10 ms), and a difference of two tick sums carries float noise: ten ticks
-    over 20 tasks read 4.999999999999999 ms, which passed a "< 5 ms" target standing at 5.0."""
+    """CPU seconds as ms per task, rounded to the nanosecond: a difference of two sums carries
+    float noise (ten 10 ms clock ticks over 20 tasks, as the bench read them before it read the
+    process CPU clock, gave 4.999999999999999 ms, which passed a "< 5 ms" target at 5.0)."""
     return round(seconds / count * 1000, 6)
 
 
@@ -187,12 +169,12 @@ def celery_snapshot(
     runner = recipes = 0.0
     for member in [worker, *worker.children()]:
         try:
-            runner += _own(member) if member.pid == worker.pid or _is_pool(member) else 0.0
+            runner += own_cpu(member) if member.pid == worker.pid or _is_pool(member) else 0.0
             recipes += _reaped(member)
         except psutil.Error:
             continue
     try:
-        helpers = _own(psutil.Process(producer))
+        helpers = own_cpu(psutil.Process(producer))
     except psutil.Error:
         helpers = 0.0
     return CpuSnapshot(runner, recipes, helpers, server_cpu(bench_threads), time.monotonic())

@@ -19,7 +19,7 @@ import psutil
 from bench import cost_rows
 from bench.anchor import CeleryAnchor, Floor
 from bench.stats import Figures
-from bench.world import ExecutorChild, World, read_stamp, thread_cpu, threads_woken, wait_for
+from bench.world import ExecutorChild, World, own_cpu, read_stamp, threads_woken, wait_for
 from executor.pool.runner import TRIM_AFTER_S
 
 PICKUP_SQS = "send -> first line (from the SQS send)"
@@ -196,8 +196,7 @@ def _tree_cpu(proc: psutil.Process) -> float:
     total = 0.0
     for member in _tree(proc):
         try:
-            times = member.cpu_times()
-            total += times.user + times.system
+            total += own_cpu(member)
         except psutil.Error:
             continue
     return total
@@ -226,13 +225,13 @@ def executor_sleeping(
     world: World, child: ExecutorChild, pool: str, figures: Figures, window_s: float
 ) -> None:
     """CPU of the executor while 4 recipes sleep (all four started, none finished), from its
-    threads' ``schedstat`` (ns): the process-wide figure moves in 10 ms ticks, 0.33 % of a 3 s
-    window, as coarse as the target's margin."""
+    process CPU clock (ns; psutil's 10 ms ticks would be 0.33 % of a 3 s window, as coarse as
+    the target's margin)."""
     source = world.source(pool, {"mode": "sleep", "seconds": window_s + 2})
     urns = [world.submit(source)[0] for _ in range(4)]
     for urn in urns:
         wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
-    cpu, wakes = _window(lambda: thread_cpu(child.ps.pid), [child.ps], window_s)
+    cpu, wakes = _window(lambda: own_cpu(child.ps), [child.ps], window_s)
     figures.add(CPU_SLEEP, "executor", cpu, "%")
     figures.add(SLEEP_WAKES, "executor", wakes, "wake-ups/s")
     for urn in urns:

@@ -49,8 +49,7 @@ from pathlib import Path
 
 from loguru import logger
 
-from bench.cost_rows import process_cpu_clock
-from bench.world import World
+from bench.world import World, process_cpu_clock
 
 SAMPLE_S = 0.002
 NAMING = """

@@ -18,13 +18,14 @@ from pathlib import Path
 import psutil
 import pytest
 
-from bench.cost_rows import ALL_CPU, CEILING, CORES, _own, per_task_ms
+from bench.cost_rows import ALL_CPU, CEILING, CORES, per_task_ms
 from bench.floor_rows import BARE, BARE_SANDBOX
 from bench.rows import CPU_TASK, EXIT_NOTICED, IDLE_CPU, OUTPUT, PICKUP_SQS, TPUT, WRAPPER
 from bench.spawn_rows import BARE as BARE_POPEN
 from bench.spawn_rows import TINY_ADDS, TINY_QUIET, WRAPPER_ADDS, WRAPPER_QUIET
 from bench.stats import Figures, Target, percentile
 from bench.targets import KEPT_LOG_FLOOR, TARGETS
+from bench.world import own_cpu
 
 ROOT = Path(__file__).resolve().parents[2]
 OUTPUT_FLOORS = ("floor (a pipe)", "floor (a pipe into a file)")
@@ -93,7 +94,7 @@ def test_a_process_cpu_is_read_to_the_nanosecond_with_its_ended_threads() -> Non
     worker.start()
     worker.join()
     before = time.process_time()
-    read = _own(psutil.Process())
+    read = own_cpu(psutil.Process())
     after = time.process_time()
     assert before <= read <= after
 
