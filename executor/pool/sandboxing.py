@@ -75,8 +75,9 @@ class SandboxLauncher:
         self._request: ExecutionRequest | None = None
         self._secrets: dict[str, str] | None = None
         """The recipe's secrets once given (``give_secrets``); None before."""
-        self._prepared: tuple[ExecutionRequest, ResolvedVenv, SandboxRun] | None = None
-        """What ``prepare`` made for a request: its venv and its run, not started."""
+        self._prepared: tuple[ExecutionRequest, ResolvedVenv, SandboxSpec] | None = None
+        """What ``prepare`` made for a request: its venv and its run's spec (the run itself is
+        made at ``prestart`` unless a warm spare is adopted: most runs of a busy pool are)."""
 
     @property
     def started(self) -> bool:
@@ -105,7 +106,7 @@ class SandboxLauncher:
 
     def prepare(self, request: ExecutionRequest) -> None:
         """While the request waits for admission: pick a venv that needs no build (bundled,
-        native) and make the run (its spec; nothing of the run's own is created or spawned: that
+        native) and the run's spec (nothing of the run's own is made, created or spawned: that
         waits for ``prestart``). Only with a spawn server: without one the launch thread does it
         all. A failure here is left to the launch thread, which meets and reports it."""
         if self._prepared is not None and self._prepared[0] is request:
@@ -119,11 +120,11 @@ class SandboxLauncher:
             if venv_request.version not in (BUNDLED, NATIVE):
                 return  # a dynamic venv is built (or waited for) on the launch thread, once admitted
             venv = resolve_venv(venv_request, self._policy())
-            run = SandboxRun(self._spec(request, venv), spawner=self.pool.spawner)
+            spec = self._spec(request, venv)
         except Exception as exc:  # the launch thread resolves again and reports the failure
             logger.debug("run of {} not prepared before admission: {}", self.task_id, exc)
             return
-        self._prepared = (request, venv, run)
+        self._prepared = (request, venv, spec)
 
     def prestart(
         self,
@@ -144,11 +145,13 @@ class SandboxLauncher:
         self.prepare(request)  # done already when the Task called it before admission
         prepared, self._prepared = self._prepared, None
         if prepared is not None and self.pool.spawner is not None:
-            _, venv, run = prepared
-            adopted = self.spare.adopt(run.spec)
+            _, venv, spec = prepared
+            adopted = self.spare.adopt(spec)
             if adopted is not None:
                 venv.release()
                 venv, run = adopted.venv, adopted.run
+            else:
+                run = SandboxRun(spec, spawner=self.pool.spawner)
             with self._lock:
                 if self._stop is None:
                     self.venv, self.run = venv, run

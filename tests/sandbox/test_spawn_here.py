@@ -101,7 +101,7 @@ def test_a_launch_is_prepared_before_admission_and_spawned_on_the_tasks_thread(
     wanted = request("prepared", marker)
     launcher.prepare(wanted)
     prepared = launcher._prepared
-    assert prepared is not None, "the run was made before admission"
+    assert prepared is not None, "the run's spec was made before admission"
     assert launcher.run is None and not launcher.prestarted
     assert not (pool.state_dir / "work").exists() and not (pool.state_dir / "logs").exists(), "nothing made"
     assert server.callers == [], "no spawn asked for"
@@ -110,7 +110,7 @@ def test_a_launch_is_prepared_before_admission_and_spawned_on_the_tasks_thread(
     outcome = Outcome()
     launcher.prestart(wanted, on_exit=outcome)
     try:
-        assert launcher.run is prepared[2], "the run made before admission is the one spawned"
+        assert launcher.run is not None and launcher.run.spec is prepared[2], "the spec made before admission"
         assert launcher.run.pid is not None, "spawned by prestart itself"
         assert server.callers == [threading.current_thread().name]
         launcher.give_secrets({})
