@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 import string
 import unicodedata
 import uuid
@@ -31,6 +32,7 @@ URN_MAX_ENCODED_BYTES = 512
 DataHub's ``UrnValidationUtil``, checked on every write), so no real request has a longer one."""
 URN_DELIMITER = "\u241f"
 """DataHub's browse-path separator, which it forbids in any URN."""
+_PLAIN_ID = re.compile(r"[A-Za-z0-9_-]+")
 _URLENCODER_SAFE = frozenset(string.ascii_letters + string.digits + ".-*_")
 MAX_MESSAGE_BYTES = 256 * 1024
 """SQS's own limit; anything larger did not come from a well-behaved producer."""
@@ -119,10 +121,12 @@ def _check_urn(value: object) -> str:
     rest = value[len(EXECUTION_REQUEST_PREFIX) :]
     if not rest:
         raise BadInputError("message names an execution-request urn with an empty id")
-    size = url_encoded_length(value)
-    if size > URN_MAX_ENCODED_BYTES:
-        raise BadInputError(f"execution-request urn of {size} bytes URL-encoded exceeds DataHub's "
-                            f"{URN_MAX_ENCODED_BYTES}")
+    # An ASCII character URL-encodes to 3 at most: only a long or non-ASCII URN may not fit.
+    if not value.isascii() or 3 * len(value) > URN_MAX_ENCODED_BYTES:
+        size = url_encoded_length(value)
+        if size > URN_MAX_ENCODED_BYTES:
+            raise BadInputError(f"execution-request urn of {size} bytes URL-encoded exceeds DataHub's "
+                                f"{URN_MAX_ENCODED_BYTES}")
     problem = _id_problem(rest)
     if problem is not None:
         raise BadInputError(f"malformed execution-request urn: its id {problem}")
@@ -130,6 +134,8 @@ def _check_urn(value: object) -> str:
 
 
 def _id_problem(request_id: str) -> str | None:
+    if _PLAIN_ID.fullmatch(request_id):  # a UUID and the like: none of the checks below can fail
+        return None
     if "/" in request_id or ".." in request_id:
         return "holds '/' or '..' (path-shaped)"
     if any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in request_id):
