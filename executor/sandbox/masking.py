@@ -46,10 +46,10 @@ CONSOLIDATE_AFTER = 8 << 20
 one scan fewer per MiB (about 0.1 ms) repays the rebuild (about 1 ms) within a flood, and a
 short run never pays it."""
 
-PREFILTER_BYTES = 64 << 10
-"""A lazy automaton (``LazyAutomaton``) looks for its forms one by one in chunks up to this long."""
-PREFILTER_BUDGET = 1 << 20
-"""... and in this many bytes at most, then builds itself."""
+PREFILTER_BUDGET = 256 << 10
+"""Bytes times forms a lazy automaton (``LazyAutomaton``) looks through a form at a time before
+it builds itself: about as long as its build (0.1 ms), so a run that needs the automaton pays at
+most about twice the build, and a run whose output is small never pays it."""
 
 _URLSAFE = str.maketrans("+/", "-_")
 
@@ -223,11 +223,11 @@ class LazyAutomaton:
     """A group's automaton built at the first scan that may find one of its forms.
 
     A run's own secrets are masked in its output only, and a trivial run's output is a few KiB
-    that holds none of them: a ``find`` per form (``memchr`` speed) costs microseconds there,
-    where building the automaton cost about 0.1 ms a run. A chunk longer than
-    ``PREFILTER_BYTES``, or one after ``PREFILTER_BUDGET`` bytes were looked at, builds it, so a
-    flood is scanned by the automaton at memory speed. Two threads may both build it: the last
-    one built is kept, and both find the same matches."""
+    that holds none of them: a ``find`` per form costs microseconds there, where building the
+    automaton cost about 0.1 ms a run. A chunk that would take the bytes times forms looked
+    through past ``PREFILTER_BUDGET`` builds it, so a flood is scanned by the automaton at
+    memory speed. Two threads may both build it: the last one built is kept, and both find the
+    same matches."""
 
     __slots__ = ("_built", "_group", "_looked")
 
@@ -239,8 +239,9 @@ class LazyAutomaton:
     def find_matches_as_indexes(self, haystack: bytes | memoryview) -> list[tuple[int, int, int]]:
         built = self._built
         if built is None:
-            if len(haystack) <= PREFILTER_BYTES and self._looked < PREFILTER_BUDGET:
-                self._looked += len(haystack)
+            cost = len(haystack) * len(self._group)
+            if self._looked + cost <= PREFILTER_BUDGET:
+                self._looked += cost
                 data = haystack if isinstance(haystack, bytes) else bytes(haystack)
                 if not any(form in data for form in self._group):
                     return []  # the guard (``automaton_patterns``) is its longest form repeated

@@ -100,5 +100,5 @@ def test_a_late_secret_is_looked_for_form_by_form_until_one_may_be_found() -> No
     assert masker.mask_bytes(memoryview(b"".join(hidden))) == expected and lazy._built is not None
     big = LiveMasker([])
     big.add([RECIPE_SECRET])
-    flood = clean * (masking.PREFILTER_BYTES // len(clean) + 1)
+    flood = clean * (masking.PREFILTER_BUDGET // len(clean) + 1)  # past the budget with one form
     assert big.mask_bytes(flood) == flood and big._automata[-1]._built is not None  # type: ignore[attr-defined]
