@@ -82,7 +82,7 @@ class Outbox:
         """File name -> ((inode, size, mtime_ns), what ``_load`` read from it). One outbox serves
         a pool's Tasks (put) and its Reporter (pending, remove): changed under ``_cache_lock``."""
         self._cache_lock = threading.Lock()
-        self._spares = SpareFiles(self.directory)
+        self._spares = SpareFiles()
 
     def __len__(self) -> int:
         return len(self._record_names())

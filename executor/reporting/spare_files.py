@@ -31,17 +31,13 @@ OPEN_FLAGS = os.O_WRONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC
 
 
 class SpareFiles:
-    """Emptied files of one directory, kept for reuse (see the module doc). Thread-safe."""
+    """Emptied files, each kept beside the record it held (see the module doc). Thread-safe."""
 
-    def __init__(self, directory: Path, max_kept: int = MAX_KEPT) -> None:
-        self.directory = directory
+    def __init__(self, max_kept: int = MAX_KEPT) -> None:
         self.max_kept = max_kept
         self._kept: list[tuple[Path, int, int]] = []
         """Kept files: their path, device and inode."""
         self._lock = threading.Lock()
-
-    def __len__(self) -> int:
-        return len(self._kept)
 
     def keep(self, path: Path) -> bool:
         """Rename ``path`` to a temp name and empty it, to be written again; False when it was
