@@ -168,7 +168,7 @@ def _threads(pid: int) -> dict[int, tuple[str, int, int]]:
 
 
 def _process_ns(pid: int) -> int:
-    """The whole process's CPU ns, dead threads included (its CPU clock: ``cost_rows``)."""
+    """The whole process's CPU ns, dead threads included (its CPU clock, as ``world.own_cpu``)."""
     return time.clock_gettime_ns(process_cpu_clock(pid))
 
 
