@@ -202,10 +202,12 @@ class Outbox:
         return loaded
 
     def _remove_stale_temps(self) -> None:
-        """Drop temp files of writes that crashed before their rename.
+        """Drop temp files of writes that crashed before their rename, and emptied files kept
+        for reuse (``spare_files``) by an instance that is gone.
 
         Only old ones: another thread or process may be writing right now (callers open an
-        ``Outbox`` per use), and a write takes milliseconds, not a minute.
+        ``Outbox`` per use), and a write takes milliseconds, not a minute; an instance whose kept
+        file was swept makes a new one.
         """
         cutoff = time.time() - STALE_TEMP_S
         for leftover in self.directory.glob(".*.tmp"):
