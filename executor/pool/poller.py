@@ -1,26 +1,28 @@
 """QueuePoller: owns the pool's SQS queue — receive, keep leases alive, release, delete.
 
-It receives only while the pool's task book has room and asks for at most that many messages,
-with an explicit visibility timeout, and starts each request's Task itself on the same turn
-(``executor.pool.task_start``: the room is checked and taken in the book, so neither side's
-restart leaves the poller and the runner counting apart). In-flight messages stay invisible
-(extended every visibility/3) until GMS has accepted the terminal result (``Acknowledge``: the
-messages acknowledged within ``acked.DELETE_WAIT_S`` are deleted in one call) or the message is
-given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a
-restarted poller keeps extending what its predecessor held; while it holds any, its long
-poll ends by their next extension so that none comes late; at rest it waits the full
-``poll_wait_s`` (20 s by default), and a stop cuts it short (``poller_inbox``). A message that
-cannot be decoded, or carries another kind of task, is logged once without its body and left
-to the queue's redrive policy (``executor.pool.poison``); it never crashes the poller.
+It receives only while the pool's task book has room and asks for at most that many messages, with
+an explicit visibility timeout, and starts each request's Task itself on the same turn
+(``executor.pool.task_start``: the room is checked and taken in the book, so neither side's restart
+leaves the poller and the runner counting apart). In-flight messages stay invisible (extended every
+visibility/3) until GMS has accepted the terminal result (``Acknowledge``: the messages
+acknowledged within ``acked.DELETE_WAIT_S`` of the first are deleted in one call) or the message is
+given back (``Release``). The held messages live in the pool's ``InFlightBook``, so a restarted
+poller keeps extending what its predecessor held; while it holds any, its long poll ends by their
+next extension so that none comes late; at rest it waits the full ``poll_wait_s`` (20 s by
+default), and a stop cuts it short (``poller_inbox``). A message that cannot be decoded, or carries
+another kind of task, is logged once without its body and left to the queue's redrive policy
+(``executor.pool.poison``); it never crashes the poller.
 
-With no room it parks in the book, and the runner wakes it (``messages.Capacity``) when an
-ended Task frees some; a new runner wakes it at its start, and each housekeeping round looks
-again. Its periodic work (extensions, reconciliation, the queue's depth, a safety net) is done
-after each receive and on one timer, only when due (``executor.pool.poll_duties``): at rest the
-timer fires once a minute and the long poll is the poller's only other wake-up. Twice a lease,
-while it holds messages, the poller settles them from scratch (``executor.pool.reconcile``),
-which recovers any settling tell lost to a restarting sibling. Mailbox: a restart drops it;
-everything in it is either re-sent on a timer or recovered by the next housekeeping round.
+With no room it parks in the book (a receive that fills the pool parks at once, with no ``Poll``
+turn to find it full), and the runner wakes it (``messages.Capacity``, on whose turn it receives)
+when an ended Task frees some; a new runner wakes it at its start, and each housekeeping round
+looks again. Its periodic work (extensions, reconciliation, the queue's depth) is done after each
+receive and on one timer, with a safety net on the timer's turns, only when due
+(``executor.pool.poll_duties``): at rest the timer fires once a minute and the long poll is the
+poller's only other wake-up. Twice a lease, while it holds messages, the poller settles them from
+scratch (``executor.pool.reconcile``), which recovers any settling tell lost to a restarting
+sibling. Mailbox: a restart drops it; everything in it is either re-sent on a timer or recovered by
+the next housekeeping round.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from executor.errors import (
     ExecutorError,
     LeaseExpiredError,
 )
-from executor.pool.acked import DELETE_WAIT_S, Acked, DeleteAcked
+from executor.pool.acked import DELETE_WAIT_S, RECEIVE_WAIT_WHILE_ACKED_S, Acked, DeleteAcked
 from executor.pool.base import BEAT_S, PoolActor
 from executor.pool.context import PoolContext
 from executor.pool.held_messages import extend_held, settle
@@ -170,16 +172,18 @@ class QueuePoller(PoolActor):
             self.queue = None
             self.pool.set_ready(False, f"no lease: {message.reason}")
         elif isinstance(message, Capacity):
-            self.loop.schedule(0)  # room came free in the book
+            if self.loop.due is None:  # room came free: receive in this turn, as a Poll told now would
+                self._poll()
         elif isinstance(message, _ExtendAgain):
             self._extend_all(set(message.urns))
         elif isinstance(message, LiveTasks):
             self._reconcile(message)
         elif isinstance(message, Acknowledge):
             if self.acked.acknowledge(message.urn, self.queue, self.in_flight, self.log):
-                self.tell_self_after(DELETE_WAIT_S, DeleteAcked())
+                self.tell_self_after(DELETE_WAIT_S, DeleteAcked(self.acked.batch))
         elif isinstance(message, DeleteAcked):
-            self.acked.flush(self.queue, self.in_flight, self.log)
+            if self.acked.is_current(message):
+                self.acked.flush(self.queue, self.in_flight, self.log)
         elif isinstance(message, Release):
             self._settle(message.urn, delete=False, visibility_s=message.delay_s)
         elif isinstance(message, Unrunnable):
@@ -191,8 +195,9 @@ class QueuePoller(PoolActor):
             self.pool.set_ready(False, "shutting down")
 
     # -- housekeeping (executor.pool.poll_duties) ------------------------------------------
-    def _housekeep(self) -> None:
-        """Do what is due: after each receive, and when the one timer fires."""
+    def _housekeep(self, safety_net: bool = True) -> None:
+        """Do what is due: after each receive (the loop is alive: no safety net), and when the
+        one timer fires."""
         now = time.monotonic()
         self.duties.sync(bool(self.in_flight), now)
         if self.duties.extend_due(now):
@@ -205,7 +210,8 @@ class QueuePoller(PoolActor):
             if self.queue is not None and self.pool.metrics is not None:
                 read_depth(self.queue, self.pool.metrics, self.pool.pool_id, self.log)
             self.duties.depth_known(now)
-        self._safety_net(now)
+        if safety_net:
+            self._safety_net(now)
 
     def _safety_net(self, now: float) -> None:
         """What a lost tell would leave undone: a loop whose ``Poll`` was lost, a room or a
@@ -243,10 +249,14 @@ class QueuePoller(PoolActor):
         if free <= 0:
             return  # parked in the book: the runner's Capacity wakes this once a Task has ended
         wanted = min(free, MAX_BATCH)
-        self.acked.flush(self.queue, self.in_flight, self.log)  # a long poll must not hold them back
+        wait_s = self._wait_s()
+        if self.acked.due(time.monotonic(), DELETE_WAIT_S):
+            self.acked.flush(self.queue, self.in_flight, self.log)  # their time: before a long poll
+        elif self.acked:  # others may still share their call: a short long poll keeps them waiting
+            wait_s = min(wait_s, RECEIVE_WAIT_WHILE_ACKED_S)
         self.log.trace("receiving up to {} message(s)", wanted)
         try:
-            messages = self.queue.receive(wanted, self._wait_s(), self.pool.pool.visibility_s)
+            messages = self.queue.receive(wanted, wait_s, self.pool.pool.visibility_s)
         except ExecutorError as exc:
             if not self._stopping:  # a cut long poll is the stop's doing, not a failure
                 self._receive_failed(exc)
@@ -261,8 +271,9 @@ class QueuePoller(PoolActor):
             self.duties.depth_known(self.last_receive)
         for msg in messages:
             self._accept(msg)
-        self.loop.schedule(0)
-        self._housekeep()  # before the next receive: extensions due by now are never late
+        if self.pool.tasks.poller_room(self.room) > 0:  # else parked: the runner's Capacity wakes it
+            self.loop.schedule(0)
+        self._housekeep(safety_net=False)  # before the next receive: extensions due by now are never late
 
     def _wait_s(self) -> int:
         """The long poll: while messages are held, it ends by their next extension.

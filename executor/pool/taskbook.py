@@ -106,8 +106,8 @@ class TaskBook:
         """``--once``: some Task has reported a terminal result."""
         self.admitting = True
         """False once the pool drains (``close_admission``)."""
-        self._poller_parked = False
-        """The poller found no room and waits for the runner's word (``unpark_poller``)."""
+        self._poller_parked: Room | None = None
+        """The room the poller found full, and waits in for the runner's word (``unpark_poller``)."""
         self._signals_watched = False
         """The runner has a KILL poll scheduled (``watch_signals``)."""
         self._empty_since = time.monotonic()
@@ -157,14 +157,26 @@ class TaskBook:
         with self._lock:
             free = room.free(list(self._entries.values()), self.produced_result)
             if free < 1 and park:
-                self._poller_parked = True
+                self._poller_parked = room
             return free
 
-    def unpark_poller(self) -> bool:
-        """Whether the poller waits for room (then it no longer does: the caller wakes it)."""
+    @property
+    def poller_parked(self) -> bool:
+        """Whether the poller waits for room in the book (``poller_room``), not yet woken."""
         with self._lock:
-            parked, self._poller_parked = self._poller_parked, False
-            return parked
+            return self._poller_parked is not None
+
+    def unpark_poller(self) -> bool:
+        """Whether the poller waits for room and now has some (then it no longer waits: the
+        caller wakes it). A change that leaves the pool as full as the poller found it (a
+        prefetched Task admitted into the slot an ended one freed) keeps it parked: waking it
+        would cost two turns of its thread to find no room and park again."""
+        with self._lock:
+            room = self._poller_parked
+            if room is None or room.free(list(self._entries.values()), self.produced_result) < 1:
+                return False
+            self._poller_parked = None
+            return True
 
     def watch_signals(self) -> bool:
         """The runner's KILL poll stays scheduled while the book holds a Task: whether it does

@@ -19,7 +19,8 @@ Message classes not in the matrix either need another fault to appear (``LeaseRe
 ``LeaseLost``, ``Unrunnable``, ``FlushOutbox`` retries) and have their own tests, or belong to
 the shutdown (``Drain``, ``InterruptAll``, ``StopReceiving``: ``test_sigterm.py``), or to KILL
 (``Cancel``: ``test_kill_phases.py``), or arrive only by timing (``DeleteAcked``: the poller also
-makes the waiting deletes before each receive, and a crash on it did not fire in every pool).
+makes the waiting deletes before a receive once their time has come, and a crash on it did not
+fire in every pool).
 """
 
 from __future__ import annotations

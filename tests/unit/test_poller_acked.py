@@ -3,11 +3,13 @@
 A real QueuePoller actor holds three messages; a stand-in queue records its calls in order (the
 batch delete itself runs against moto in ``tests/adapters/test_sqs.py``), and its receive blocks
 as a long poll does until the test ends it or the stop cuts it. The batch's wait is made long, so
-a delete comes only from a full batch, the stop, the start of a receive or a new lease, never
-from the clock. Acknowledgements told back to back make one ``DeleteMessageBatch``; one still
-waiting when the poller stops is deleted then; a message stays in the in-flight book until its
-delete is made; a long poll never holds a delete back past its own end; and deletes waiting
-while the lease is lost are kept and made under the next lease.
+a delete comes only from a full batch, the stop, a new lease or a test's own timer message,
+never from the clock, unless a test makes it 0. Acknowledgements told back to back make one
+``DeleteMessageBatch``; one still waiting when the poller stops is deleted then; a message stays
+in the in-flight book until its delete is made; a receive made while deletes wait for their
+time waits a second at most, and one made after their time makes them first; a stale timer
+leaves the next batch waiting; and deletes waiting while the lease is lost are kept and made
+under the next lease.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import pykka
 import pytest
 
 from executor.config import ExecutorConfig
+from executor.pool import acked as acked_module
 from executor.pool import poller as poller_module
 from executor.pool.acked import DeleteAcked
 from executor.pool.context import PoolContext
@@ -51,6 +54,7 @@ class RecordingQueue:
         self.lock = threading.Lock()
         self.ends = [threading.Event() for _ in range(64)]
         self.receives = 0
+        self.waits: list[int] = []
 
     def delete_batch(self, receipt_handles: Sequence[str]) -> list[tuple[str, str]]:
         with self.lock:
@@ -64,6 +68,7 @@ class RecordingQueue:
     def receive(self, wanted: int, wait_s: int, visibility_s: int) -> list[Any]:
         with self.lock:
             self.calls.append(("receive", wanted))
+            self.waits.append(wait_s)
             n, self.receives = self.receives, self.receives + 1
         self.ends[min(n, len(self.ends) - 1)].wait(wait_s)
         return []
@@ -132,9 +137,13 @@ def test_an_acknowledged_message_stays_held_until_deleted_and_a_stop_deletes_it(
     assert [item.urn for item in pool.in_flight.items()] == [URN.format(0), URN.format(2)]
 
 
-def test_a_delete_acknowledged_during_a_long_poll_comes_before_the_next_one(poller: Any) -> None:
+def test_a_delete_acknowledged_during_a_long_poll_comes_before_the_next_one(
+    poller: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Before, the acknowledgement only started the batch's timer, and the next receive (its
-    ``Poll`` already queued) held the delete back for a second long poll."""
+    ``Poll`` already queued) held the delete back for a second long poll. Its time has come when
+    the first long poll ends (the wait is 0 here): the delete is made before the next one."""
+    monkeypatch.setattr(poller_module, "DELETE_WAIT_S", 0.0)
     ref, pool = poller
     queue = RecordingQueue()
     ref.proxy().queue = queue
@@ -148,6 +157,46 @@ def test_a_delete_acknowledged_during_a_long_poll_comes_before_the_next_one(poll
     assert order == ["receive", "delete", "receive"]
     assert queue.batches() == [["h0"]]
     assert _held(pool) == {URN.format(1), URN.format(2)}
+    assert queue.waits == [20, 20]
+
+
+def test_a_receive_while_deletes_wait_for_their_time_is_short_and_leaves_them_waiting(
+    poller: Any,
+) -> None:
+    """One worker's short tasks are acknowledged one every few tens of milliseconds and its
+    receives come as often: deleting before each one made a call per message. The receive
+    leaves them for the batch's timer and waits a second at most, so a quiet queue's long poll
+    does not hold them back."""
+    ref, pool = poller
+    queue = RecordingQueue()
+    ref.proxy().queue = queue
+    ref.ask(Acknowledge(URN.format(0)), timeout=5)
+    ref.tell(Poll())
+    wait_until(lambda: queue.receives >= 1, 10, "the receive to start")
+    assert queue.waits == [acked_module.RECEIVE_WAIT_WHILE_ACKED_S] and queue.batches() == []
+    ref.tell(Acknowledge(URN.format(1)))  # lands while the receive blocks
+    queue.ends[0].set()
+    wait_until(lambda: queue.receives >= 2, 10, "the next receive to start")
+    assert queue.batches() == [] and _held(pool) == {URN.format(n) for n in range(3)}
+    ref.ask(DeleteAcked(0), timeout=5)  # the batch's own timer: both in one call
+    assert queue.batches() == [["h0", "h1"]]
+    assert _held(pool) == {URN.format(2)}
+
+
+def test_a_stale_timer_leaves_the_next_batch_waiting(poller: Any) -> None:
+    """A batch deleted before its timer fired (full, at a receive or a new lease) leaves that
+    timer stale: when it fires it must not cut the next batch's wait short. Here batch 0's timer
+    comes again once batch 0 is deleted and batch 1 waits."""
+    ref, pool = poller
+    queue = RecordingQueue()
+    ref.proxy().queue = queue
+    ref.ask(Acknowledge(URN.format(0)), timeout=5)
+    ref.ask(DeleteAcked(0), timeout=5)  # batch 0 deleted by its timer
+    ref.ask(Acknowledge(URN.format(1)), timeout=5)  # batch 1 begins
+    ref.ask(DeleteAcked(0), timeout=5)  # batch 0's timer again (as one set before a flush would)
+    assert queue.batches() == [["h0"]] and URN.format(1) in _held(pool)
+    ref.ask(DeleteAcked(1), timeout=5)
+    assert queue.batches() == [["h0"], ["h1"]]
 
 
 def test_deletes_waiting_when_the_lease_is_lost_are_kept_and_made_under_the_next(

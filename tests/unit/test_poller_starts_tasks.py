@@ -93,14 +93,15 @@ def test_the_poller_starts_the_task_itself_within_the_room(world: Any) -> None:
     ref.tell(Poll())  # as a lease's arrival does
     entry = wait_until(lambda: pool.tasks.get(URN + "a"), 10, "the poller to start a's Task")
     wait_until(lambda: entry.ref is not None, 10, "a's Task to be started")
-    # ``TaskStarted`` is told after the ref is set, and the poller parks on its next ``Poll``.
+    # ``TaskStarted`` is told after the ref is set, and the poller parks once its receive filled
+    # the pool (no ``Poll`` turn to find it full).
     started = wait_until(
         lambda: [m.urn for m in runner.received.get(timeout=5) if isinstance(m, TaskStarted)],
         10, "the runner to hear TaskStarted",
     )
     assert started == [URN + "a"]
     # One slot, taken: the poller asked for one message and, parked, asks for no more.
-    wait_until(pool.tasks.unpark_poller, 10, "the poller to park for lack of room")
+    wait_until(lambda: pool.tasks.poller_parked, 10, "the poller to park for lack of room")
     assert queue.asked[0] == 1
     assert len(pool.tasks) == 1 and [m.message_id for m in queue.waiting] == ["m-b"]
     assert pool.in_flight.get(URN + "a") is not None

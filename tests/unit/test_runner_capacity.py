@@ -167,7 +167,8 @@ def test_a_new_runner_wakes_a_poller_parked_for_a_weight_it_never_heard(world: W
     start, pool, poller = world
     _fill(pool)
     assert pool.tasks.poller_room(pool_room(pool)) == 0
-    pool.tasks.record(WeightKnown("urn:li:task:0", 0.25))  # its tell lost: no runner was up
+    for n in range(2):  # their tells lost: no runner was up; together they free a slot
+        pool.tasks.record(WeightKnown(f"urn:li:task:{n}", 0.25))
     ref = start()  # no exited entry to pop: only its start's own look wakes the poller
     _handled(ref, poller, TasksWanted(0))
     assert len(_capacities(poller)) == 1 and len(pool.tasks) == 2

@@ -91,8 +91,8 @@ def test_an_orderly_end_gives_its_room_back_with_no_runner_up(book: TaskBook) ->
         poller.directory.put(POLLER, ref)  # no runner listed: it is restarting
         link = RunnerLink(book, poller.directory, lambda: gauge.append(True))
         book.add(TaskEntry("urn:a", book.new_name(), 1.0, weighed=True, admitted=True))
-        book.add(TaskEntry("urn:b", book.new_name(), 1.0, ref=waiting, weighed=True))
-        assert book.poller_room(Room.of(1, 0)) == 0  # the poller parks
+        book.add(TaskEntry("urn:b", book.new_name(), 0.5, ref=waiting, weighed=True))
+        assert book.poller_room(Room.of(2, 0)) == 0  # the poller parks (b is admitted into half of a's room)
         link.tell(ChildExited("task-1", 1, failed=False))
         assert book.get("urn:a") is None and book.is_admitted("urn:b") and gauge == [True]
         assert poller.event.wait(10) and [m for m, _ in poller.heard] == [Capacity()]
@@ -280,7 +280,23 @@ def test_a_parked_poller_is_unparked_once(book: TaskBook) -> None:
     book.add_within(TaskEntry("urn:a", book.new_name(), 1.0), room)
     assert book.poller_room(room, park=False) == 0 and not book.unpark_poller()
     assert book.poller_room(room) == 0
+    assert not book.unpark_poller()  # still full: waking it would find no room
+    book.pop("urn:a")
     assert book.unpark_poller() and not book.unpark_poller()
+
+
+def test_a_parked_poller_stays_parked_while_the_room_it_found_full_is_full(book: TaskBook) -> None:
+    """A running Task ends and the prefetched one takes its slot: the pool is as full as the
+    poller found it, so nobody wakes it (two turns of its thread for nothing); the next end does."""
+    room = Room.of(1, prefetch=1)
+    for urn in ("urn:a", "urn:b"):
+        assert book.add_within(TaskEntry(urn, book.new_name(), 1.0), room) is not Added.NO_ROOM
+    assert book.poller_room(room) == 0  # one running, one prefetched: parked
+    book.pop("urn:a")
+    book.add_within(TaskEntry("urn:c", book.new_name(), 1.0), room)  # what a receive meanwhile would do
+    assert not book.unpark_poller()
+    book.pop("urn:b")
+    assert book.unpark_poller() and book.poller_room(room) == 1
 
 
 def test_once_takes_one_task_then_none(book: TaskBook) -> None:
