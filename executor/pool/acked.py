@@ -67,8 +67,9 @@ class Acked:
 
     def add(self, urn: str) -> bool:
         """Note an acknowledgement; True when it is the first waiting (schedule a flush)."""
-        if urn not in self._urns:
-            self._urns.append(urn)
+        if urn in self._urns:
+            return False  # a repeat: its batch's timer is set already
+        self._urns.append(urn)
         if len(self._urns) == 1:
             self._first_at = time.monotonic()
             return True

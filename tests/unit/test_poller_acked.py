@@ -15,6 +15,7 @@ under the next lease.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ import pytest
 from executor.config import ExecutorConfig
 from executor.pool import acked as acked_module
 from executor.pool import poller as poller_module
-from executor.pool.acked import DeleteAcked
+from executor.pool.acked import Acked, DeleteAcked
 from executor.pool.context import PoolContext
 from executor.pool.inflight import InFlight
 from executor.pool.messages import LEASER, Acknowledge, LeaseGranted, LeaseLost, Poll
@@ -216,3 +217,13 @@ def test_deletes_waiting_when_the_lease_is_lost_are_kept_and_made_under_the_next
     wait_until(lambda: granted.batches(), 10, "the kept delete to be made under the new lease")
     assert granted.batches() == [["h1"]]
     assert _held(pool) == {URN.format(0), URN.format(2)}
+
+
+def test_a_repeated_acknowledgement_keeps_its_batch_and_its_time() -> None:
+    """A repeat (a Reporter's retry) neither sets a second timer nor moves the batch's time on."""
+    acked = Acked()
+    assert acked.add(URN.format(0)) and not acked.add(URN.format(1))
+    began = time.monotonic()
+    assert not acked.add(URN.format(0)) and len(acked) == 2
+    assert acked.due(began + 1.0, 1.0)  # counted from the first acknowledgement, before ``began``
+    assert not acked.due(began - 60.0, 1.0)
