@@ -168,9 +168,9 @@ class TaskBook:
 
     def unpark_poller(self) -> bool:
         """Whether the poller waits for room and now has some (then it no longer waits: the
-        caller wakes it). A change that leaves the pool as full as the poller found it (a
-        prefetched Task admitted into the slot an ended one freed) keeps it parked: waking it
-        would cost two turns of its thread to find no room and park again."""
+        caller wakes it). A look that finds the pool as full as the poller found it (the
+        runner's, after a prefetched Task weighed itself at the weight it was counted at) keeps
+        it parked: waking it would cost two turns of its thread to find no room and park again."""
         with self._lock:
             room = self._poller_parked
             if room is None or room.free(list(self._entries.values()), self.produced_result) < 1:

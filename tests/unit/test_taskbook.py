@@ -92,7 +92,7 @@ def test_an_orderly_end_gives_its_room_back_with_no_runner_up(book: TaskBook) ->
         link = RunnerLink(book, poller.directory, lambda: gauge.append(True))
         book.add(TaskEntry("urn:a", book.new_name(), 1.0, weighed=True, admitted=True))
         book.add(TaskEntry("urn:b", book.new_name(), 0.5, ref=waiting, weighed=True))
-        assert book.poller_room(Room.of(2, 0)) == 0  # the poller parks (b is admitted into half of a's room)
+        assert book.poller_room(Room.of(2, 0)) == 0  # parks; once a ends, b takes half of its room
         link.tell(ChildExited("task-1", 1, failed=False))
         assert book.get("urn:a") is None and book.is_admitted("urn:b") and gauge == [True]
         assert poller.event.wait(10) and [m for m, _ in poller.heard] == [Capacity()]
@@ -286,16 +286,16 @@ def test_a_parked_poller_is_unparked_once(book: TaskBook) -> None:
 
 
 def test_a_parked_poller_stays_parked_while_the_room_it_found_full_is_full(book: TaskBook) -> None:
-    """A running Task ends and the prefetched one takes its slot: the pool is as full as the
-    poller found it, so nobody wakes it (two turns of its thread for nothing); the next end does."""
+    """One running, one prefetched: the poller parks. The prefetched Task weighs itself at the
+    weight it was counted at and the runner looks at the room: as full as the poller found it,
+    so nobody wakes it (two turns of its thread for nothing); the running one's end does."""
     room = Room.of(1, prefetch=1)
     for urn in ("urn:a", "urn:b"):
         assert book.add_within(TaskEntry(urn, book.new_name(), 1.0), room) is not Added.NO_ROOM
-    assert book.poller_room(room) == 0  # one running, one prefetched: parked
-    book.pop("urn:a")
-    book.add_within(TaskEntry("urn:c", book.new_name(), 1.0), room)  # what a receive meanwhile would do
+    assert book.poller_room(room) == 0
+    book.record(WeightKnown("urn:b", 1.0))
     assert not book.unpark_poller()
-    book.pop("urn:b")
+    book.pop("urn:a")
     assert book.unpark_poller() and book.poller_room(room) == 1
 
 
