@@ -152,7 +152,9 @@ class QueuePoller(PoolActor):
         elif isinstance(message, Housekeeping):
             if self.timer is not None:
                 self.timer.fired()
-            self._housekeep()
+            now = time.monotonic()
+            self._duties(now)
+            self._safety_net(now)
         elif isinstance(message, LeaseGranted):
             if self.queue is not None:
                 self.queue.close()
@@ -195,10 +197,9 @@ class QueuePoller(PoolActor):
             self.pool.set_ready(False, "shutting down")
 
     # -- housekeeping (executor.pool.poll_duties) ------------------------------------------
-    def _housekeep(self, safety_net: bool = True) -> None:
-        """Do what is due: after each receive (the loop is alive: no safety net), and when the
-        one timer fires."""
-        now = time.monotonic()
+    def _duties(self, now: float) -> None:
+        """Do what is due: after each receive, and when the one timer fires (with the safety net
+        then: after a receive the loop is alive)."""
         self.duties.sync(bool(self.in_flight), now)
         if self.duties.extend_due(now):
             self._extend_all()
@@ -210,8 +211,6 @@ class QueuePoller(PoolActor):
             if self.queue is not None and self.pool.metrics is not None:
                 read_depth(self.queue, self.pool.metrics, self.pool.pool_id, self.log)
             self.duties.depth_known(now)
-        if safety_net:
-            self._safety_net(now)
 
     def _safety_net(self, now: float) -> None:
         """What a lost tell would leave undone: a loop whose ``Poll`` was lost, a room or a
@@ -273,7 +272,7 @@ class QueuePoller(PoolActor):
             self._accept(msg)
         if self.pool.tasks.poller_room(self.room) > 0:  # else parked: the runner's Capacity wakes it
             self.loop.schedule(0)
-        self._housekeep(safety_net=False)  # before the next receive: extensions due by now are never late
+        self._duties(time.monotonic())  # before the next receive: extensions due by now are never late
 
     def _wait_s(self) -> int:
         """The long poll: while messages are held, it ends by their next extension.
