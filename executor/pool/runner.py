@@ -57,6 +57,7 @@ from executor.pool.messages import (
 )
 from executor.pool.outcome import task_failure_aspect
 from executor.pool.reporter import hand_over_result
+from executor.pool.runner_link import log_wait
 from executor.pool.task_start import DRAIN_CANCEL, pool_room, publish_busy
 from executor.supervision import ChildContext, ChildExited
 
@@ -225,9 +226,7 @@ class TaskRunner(PoolActor):
             except pykka.ActorDeadError:
                 continue
         if waiting is not None and log_waiting:
-            self.log.bind(request=waiting.urn.rsplit(":", 1)[-1]).info(
-                "waiting for capacity: weight {:.2f}, {:.2f} in use", waiting.weight, used
-            )
+            log_wait(self.log, waiting, used)
 
     def _poll_signals(self) -> None:
         urns = [entry.urn for entry in self.tasks.entries()]

@@ -20,12 +20,14 @@ import threading
 import time
 
 import pykka
+from loguru import logger
 
 from executor.datahub import aspects
 from executor.pool.context import PoolContext
 from executor.pool.messages import RUNNER, Admitted, Cancel, RunRequest, TaskStarted
+from executor.pool.runner_link import RunnerLink
 from executor.pool.task import Task
-from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
+from executor.pool.taskbook import Added, Room, TaskBook, TaskEntry
 from executor.supervision import ChildContext
 
 DRAIN_CANCEL = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
@@ -56,11 +58,13 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
     book = pool.tasks
     name = book.new_name()
     run_id = request.urn.rsplit(":", 1)[-1]
+    runner_path = f"{ctx.path.rsplit('/', 1)[0]}/{RUNNER}"
+    runner_log = logger.bind(component=runner_path, pool=pool.pool_id)  # as the runner's own
     task_ctx = ChildContext(
         name=name,
-        path=f"{ctx.path.rsplit('/', 1)[0]}/{RUNNER}/task:{run_id}",
+        path=f"{runner_path}/task:{run_id}",
         incarnation=1,
-        parent=RunnerLink(book, ctx.directory, functools.partial(publish_busy, pool, room)),
+        parent=RunnerLink(book, ctx.directory, functools.partial(publish_busy, pool, room), runner_log),
         directory=ctx.directory,
         listed=False,
         spare_thread=True,  # its own strand, on a thread kept between tasks

@@ -4,10 +4,10 @@ A Task belongs to its pool, not to the runner incarnation that started it: when 
 crashes, its Tasks run on, and the next runner *adopts* them from this book (request, weight,
 admission, whether it settled, how it ended) instead of stopping them, so a runner crash
 interrupts nothing and reruns nothing. The Tasks write what they tell the runner here first
-(``RunnerLink``), so a notice told while no runner is up is not lost with a dead mailbox;
-the runner reads capacity, admission and exits from the book. Only the pool's own stop (or
-the executor's shutdown) stops the Tasks: ``TaskBook.stop_all``, called by the pool
-supervisor when it stops the runner for good.
+(``RunnerLink``, in ``executor.pool.runner_link``), so a notice told while no runner is up is
+not lost with a dead mailbox; the runner reads capacity, admission and exits from the book.
+Only the pool's own stop (or the executor's shutdown) stops the Tasks: ``TaskBook.stop_all``,
+called by the pool supervisor when it stops the runner for good.
 
 The poller starts the Tasks (``executor.pool.task_start``): it adds each entry here, within the
 pool's room (``Room``) in the same hold of the lock, and reads the room left from the book
@@ -18,19 +18,17 @@ parks here when the pool is full; whoever pops the entry of an ended Task (its o
 
 from __future__ import annotations
 
-import contextlib
 import enum
 import math
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import pykka
 
-from executor.pool.messages import POLLER, RUNNER, Admitted, Capacity, TaskSettled, TrimSoon, WeightKnown
-from executor.supervision import ChildExited, Directory
+from executor.pool.messages import TaskSettled, WeightKnown
+from executor.supervision import ChildExited
 from executor.supervision.spec import Lifeline
 
 
@@ -324,74 +322,3 @@ class TaskBook:
                 continue
         return late
 
-
-class RunnerLink:
-    """A Task's parent: the pool's current runner, whichever incarnation that is.
-
-    Each notice is written to the book first, then told to the runner by name: a runner that
-    is down (crashed, not yet restarted) finds it in the book when it adopts the Task. A
-    ``TaskSettled`` is only written: the runner reads ``settled`` from the book, so telling it
-    as well cost the runner's strand a wake-up and a turn per task that changed nothing.
-
-    An orderly end (``ChildExited``, not failed) is handled here, on the Task's thread, as the
-    runner would: the entry popped (room), what now fits admitted, a parked poller woken, the
-    busy gauge set (``on_room``), and the runner told only when the book is left empty with no
-    trim look scheduled (``TrimSoon``: about once per ``TRIM_AFTER_S`` for tasks back to back).
-    A crashed Task's end goes to the runner, which reports its FAILURE before it pops the entry.
-    Nothing is lost to a runner that is down: the book is the same either way.
-
-    A ``WeightKnown`` admits here, on the Task's thread, what now fits (``admit_waiting``: the
-    runner's rule, atomic in the book): the Task reads its admission from the book instead of
-    waiting for the runner's ``Admitted`` (a hop to the pool's strand and one back per task),
-    and any other Task admitted with it is told. The runner hears the weight only when it
-    matters to it: a weight other than the one it counted (capacity changes), or a Task that
-    must wait for room (the runner admits it when room comes and logs the wait).
-    """
-
-    def __init__(self, book: TaskBook, directory: Directory,
-                 on_room: Callable[[], None] | None = None) -> None:
-        self.book = book
-        self.directory = directory
-        self.on_room = on_room
-        """Called once an ended Task's room is back (the pool's busy-slots gauge)."""
-
-    def tell(self, message: Any) -> None:
-        """Record ``message`` (``WeightKnown``, ``TaskSettled``, ``ChildExited``), then tell the
-        runner the ones it acts on."""
-        if isinstance(message, WeightKnown):
-            self._weighed(message)
-            return
-        self.book.record(message)
-        if isinstance(message, ChildExited) and not message.failed:
-            self._ended(message)
-        elif not isinstance(message, TaskSettled):
-            self.directory.tell(RUNNER, message)
-
-    def _ended(self, message: ChildExited) -> None:
-        """An orderly end: give its room back as the runner's ``_task_exited`` would."""
-        entry = self.book.named(message.name)
-        if entry is None or self.book.pop(entry.urn) is None:
-            return  # a runner's adoption handled it meanwhile
-        self._tell_admitted(self.book.admit_waiting()[0], skip=None)
-        if self.book.unpark_poller():
-            self.directory.tell(POLLER, Capacity())
-        if self.on_room is not None:
-            self.on_room()
-        if self.book.arm_trim():
-            self.directory.tell(RUNNER, TrimSoon())
-
-    @staticmethod
-    def _tell_admitted(admitted: list[TaskEntry], skip: str | None) -> None:
-        for other in admitted:
-            if other.urn != skip and other.ref is not None:
-                with contextlib.suppress(pykka.ActorDeadError):
-                    other.ref.tell(Admitted())
-
-    def _weighed(self, message: WeightKnown) -> None:
-        entry = self.book.get(message.urn)
-        counted = entry.weight if entry is not None else None
-        self.book.record(message)
-        admitted, _waiting, _used = self.book.admit_waiting(weighing=message.urn)
-        self._tell_admitted(admitted, skip=message.urn)
-        if counted != message.weight or not any(e.urn == message.urn for e in admitted):
-            self.directory.tell(RUNNER, message)

@@ -16,7 +16,9 @@ the requests are submitted before the executor starts. Then, for every case:
 - the queues drain within two visibility periods of the last delivered result.
 
 Message classes not in the matrix either need another fault to appear (``LeaseRejected``,
-``LeaseLost``, ``Unrunnable``, ``FlushOutbox`` retries) and have their own tests, or belong to
+``LeaseLost``, ``Unrunnable``, ``FlushOutbox`` retries) or another request (``WeightKnown``: the
+runner hears it only from a Task whose own weight differs from the default) and have their own
+tests, or belong to
 the shutdown (``Drain``, ``InterruptAll``, ``StopReceiving``: ``test_sigterm.py``), or to KILL
 (``Cancel``: ``test_kill_phases.py``), or arrive only by timing (``DeleteAcked``: the poller also
 makes the waiting deletes before a receive once their time has come, and a crash on it did not
@@ -36,16 +38,14 @@ from tests.fixtures.controlplane import graphql
 FAULTS = "REMOTE_EXECUTOR_TEST_FAULTS"
 POOLS = {"one": 1, "three": 3}
 PREFETCH = {"runner-requests": 1}
-"""A Task whose weight fits admits itself in the task book, unheard by the runner: the runner
-hears a ``WeightKnown`` only from a Task that must wait, here the prefetched one beyond the slots,
-and of an orderly end only when it leaves the book empty (``TrimSoon``, once per trim look).
-The poller starts the Tasks itself; the runner hears ``TaskStarted`` only for the first Task of
-an empty book (to start its KILL poll). ``TaskStarted`` is in the runner-timers group, not with
-``WeightKnown``, because a runner restart on it could swallow pool ``three``'s only
-``WeightKnown`` (told while that runner was down), so that fault never fired. The waiting Task
-is admitted from the book regardless: the restarted runner's ``_adopt`` runs ``_admit``. No
-actor gets a ``Beat`` any more (liveness is read when asked, session 19): the runner's safety
-nets ride on its ``PollSignals``, in the runner-timers group."""
+"""A Task admits itself in the task book, unheard by the runner, and one that must wait (the
+prefetched one beyond the slots, which this group keeps so that waiting Tasks meet the runner's
+crashes) is admitted by the end that frees its room: the runner hears a ``WeightKnown`` only from
+a Task whose weight is not the default (none here), and of an orderly end only when it leaves the
+book empty (``TrimSoon``, once per trim look). The poller starts the Tasks itself; the runner
+hears ``TaskStarted`` only for the first Task of an empty book (to start its KILL poll), in the
+runner-timers group. No actor gets a ``Beat`` any more (liveness is read when asked, session
+19): the runner's safety nets ride on its ``PollSignals``, in the runner-timers group."""
 VISIBILITY_S = 10
 RECIPE_S = 1.0
 
@@ -59,7 +59,7 @@ GROUPS: dict[str, list[tuple[str, str]]] = {
         ("reporter", "Progress"), ("reporter", "Finish"),
     ],
     "runner-requests": [
-        ("runner", "WeightKnown"), ("runner", "TrimSoon"),
+        ("runner", "TrimSoon"),
     ],
     "runner-timers": [
         ("runner", "TaskStarted"), ("runner", "PollSignals"), ("runner", "TasksWanted"),

@@ -32,8 +32,9 @@ from executor.pool.messages import (
     WeightKnown,
 )
 from executor.pool.runner import TaskRunner
+from executor.pool.runner_link import RunnerLink
 from executor.pool.task_start import pool_room
-from executor.pool.taskbook import RunnerLink, TaskEntry
+from executor.pool.taskbook import TaskEntry
 from executor.supervision import ChildContext, ChildExited, Directory
 from executor.supervision.spec import Lifeline
 from tests.faults.ledger import wait_until

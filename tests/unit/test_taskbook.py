@@ -14,9 +14,11 @@ from typing import Any
 
 import pykka
 import pytest
+from loguru import logger
 
 from executor.pool.messages import POLLER, RUNNER, Admitted, Capacity, TaskSettled, TrimSoon, WeightKnown
-from executor.pool.taskbook import Added, Room, RunnerLink, TaskBook, TaskEntry
+from executor.pool.runner_link import RunnerLink
+from executor.pool.taskbook import Added, Room, TaskBook, TaskEntry
 from executor.supervision import ChildExited, Directory
 from tests.faults.ledger import wait_until
 
@@ -153,9 +155,9 @@ def test_a_settled_notice_is_written_to_the_book_and_not_told_to_the_runner(
     book.add(TaskEntry("urn:a", book.new_name(), 0.5))
     link = RunnerLink(book, runner.directory)
     link.tell(TaskSettled("urn:a", "SUCCESS"))
-    link.tell(WeightKnown("urn:a", 0.5))  # after it in the runner's inbox, were it told
+    link.tell(WeightKnown("urn:a", 0.25))  # a weight the runner must hear: after it, were it told
     assert runner.event.wait(10)
-    assert runner.heard == [(WeightKnown("urn:a", 0.5), True)]
+    assert runner.heard == [(WeightKnown("urn:a", 0.25), True)]
     entry = book.get("urn:a")
     assert entry is not None and entry.settled and book.produced_result
 
@@ -186,29 +188,41 @@ def test_a_task_whose_weight_fits_is_admitted_in_the_book_without_the_runner(
     assert [message for message, _ in runner.heard] == [ChildExited("task-1", 1, failed=True)]
 
 
-def test_a_task_that_must_wait_is_told_to_the_runner_and_admission_stays_oldest_first(
+def test_a_task_that_must_wait_is_logged_without_the_runner_and_admission_stays_oldest_first(
     book: TaskBook, runner: Listening
 ) -> None:
-    """Full: a heavy Task waits (the runner hears of it), and the one behind it waits too although
-    its 0.5 would fit beside the running 0.5: an older Task waits for room. Every entry has its
-    ref, so no one waits for want of one. Once the first ends, admission takes them in order."""
-    tasks: list[pykka.ActorRef[Any]] = []
+    """Full: a heavy Task waits, and the one behind it waits too although its 0.5 would fit
+    beside the running 0.5: an older Task waits for room. The runner hears only the heavy one's
+    weight (it changes what the runner counted); a weight as counted that must wait is logged
+    here as the runner logs it, naming the oldest Task left out, and wakes no runner: the end
+    that frees the room admits the waiting ones, oldest first."""
+    heard: list[list[Any]] = [[], [], []]
+    tasks = [Inbox.start(heard[n], threading.Event()) for n in range(3)]
+    lines: list[str] = []
+    sink = logger.add(lambda m: lines.append(f"{m.record['message']} [{m.record['extra'].get('request')}]"),
+                      level="INFO", filter=lambda r: r["extra"].get("component") == "pool/runner")
     try:
-        for urn in ("urn:run", "urn:heavy", "urn:light"):
-            tasks.append(Inbox.start([], threading.Event()))
-            book.add(TaskEntry(urn, book.new_name(), 0.5, ref=tasks[-1]))
-        link = RunnerLink(book, runner.directory)
+        for urn, ref in zip(("urn:run", "urn:heavy", "urn:light"), tasks, strict=True):
+            book.add(TaskEntry(urn, book.new_name(), 0.5, ref=ref))
+        link = RunnerLink(book, runner.directory, log=logger.bind(component="pool/runner"))
         link.tell(WeightKnown("urn:run", 0.5))
         link.tell(WeightKnown("urn:heavy", 1.0))
         link.tell(WeightKnown("urn:light", 0.5))
-        wait_until(lambda: len(runner.heard) == 2, 10, "the runner to hear of both waiting Tasks")
-        assert [message.urn for message, _ in runner.heard] == ["urn:heavy", "urn:light"]
+        link.tell(WeightKnown("urn:heavy", 1.0))  # a repeat, the weight as counted now
         assert [book.is_admitted(u) for u in ("urn:run", "urn:heavy", "urn:light")] == [True, False, False]
-        book.pop("urn:run")
-        admitted, waiting, used = book.admit_waiting()
-        assert [e.urn for e in admitted] == ["urn:heavy"] and used == 1.0
-        assert waiting is not None and waiting.urn == "urn:light"
+        assert lines == ["waiting for capacity: weight 1.00, 0.50 in use [heavy]"] * 2
+        ended = book.get("urn:run")
+        assert ended is not None
+        link.tell(ChildExited(ended.name, 0, failed=False))
+        assert [book.is_admitted(u) for u in ("urn:heavy", "urn:light")] == [True, False]
+        wait_until(lambda: heard[1] == [Admitted()], 10, "the heavy Task to be told Admitted")
+        runner_ref = runner.directory.get(RUNNER)
+        assert runner_ref is not None
+        runner_ref.ask("after every tell")  # the runner's inbox is in order: all told before it
+        assert [message for message, _ in runner.heard] == [WeightKnown("urn:heavy", 1.0), "after every tell"]
+        assert heard[0] == heard[2] == []  # run admitted itself in the book; light still waits
     finally:
+        logger.remove(sink)
         for ref in tasks:
             ref.stop(block=True, timeout=10)
 
