@@ -3,7 +3,7 @@
 A Task's notices outlive the runner incarnation they are meant for (``executor.pool.taskbook``):
 each is recorded in the book, and only those the runner must act on wake it. Admission and an
 orderly end's room are handled here, on the Task's own thread, with the runner's own rules (the
-book's ``admit_waiting``), so a trivial task costs the pool's strand no turn of its own.
+book's ``admit_waiting``), so a trivial task costs the runner no turn.
 """
 
 from __future__ import annotations

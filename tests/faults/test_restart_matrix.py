@@ -18,11 +18,10 @@ the requests are submitted before the executor starts. Then, for every case:
 Message classes not in the matrix either need another fault to appear (``LeaseRejected``,
 ``LeaseLost``, ``Unrunnable``, ``FlushOutbox`` retries) or another request (``WeightKnown``: the
 runner hears it only from a Task whose own weight differs from the default) and have their own
-tests, or belong to
-the shutdown (``Drain``, ``InterruptAll``, ``StopReceiving``: ``test_sigterm.py``), or to KILL
-(``Cancel``: ``test_kill_phases.py``), or arrive only by timing (``DeleteAcked``: the poller also
-makes the waiting deletes before a receive once their time has come, and a crash on it did not
-fire in every pool).
+tests, or belong to the shutdown (``Drain``, ``InterruptAll``, ``StopReceiving``:
+``test_sigterm.py``), or to KILL (``Cancel``: ``test_kill_phases.py``), or arrive only by timing
+(``DeleteAcked``: the poller also makes the waiting deletes before a receive once their time has
+come, and a crash on it did not fire in every pool).
 """
 
 from __future__ import annotations

@@ -90,7 +90,7 @@ def test_a_task_that_weighed_itself_before_its_ref_was_set_is_admitted(world: Wo
 
     def weighed_then_room_freed(task_ctx: ChildContext) -> None:
         assert task_ctx.parent is not None
-        task_ctx.parent.tell(WeightKnown(URN, 1.0))  # no room: it waits (the runner hears the change)
+        task_ctx.parent.tell(WeightKnown(URN, 1.0))  # no room: it waits
         assert not book.is_admitted(URN)
         book.pop(holder.urn)  # the runner's turn: the holder's exit, then its ``_admit``
         assert book.admit_waiting() == ([], None, 0.0)  # stops at the entry without a ref
