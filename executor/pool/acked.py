@@ -99,7 +99,10 @@ class Acked:
     def flush(self, queue: SqsQueue | None, book: InFlightBook, log: Logger) -> None:
         """Delete every waiting message that is still held, ten per call. Without a queue (no
         lease) nothing is done: they stay waiting and held (extended once a lease is back), and
-        the poller flushes them when its next lease is granted."""
+        the poller flushes them when its next lease is granted. A stopping poller's queue
+        (``interrupted``) makes no more calls once one failed: each would hold the stop for a
+        call's deadline, and a message not deleted comes back after its lease, where the
+        reconciliation finds its result in GMS and deletes it."""
         if queue is None or not self._urns:
             return
         urns, self._urns = self._urns, []
@@ -111,7 +114,10 @@ class Acked:
             try:
                 refused = queue.delete_batch([item.receipt_handle for item in chunk])
             except ExecutorError as exc:
-                log.warning("could not delete the messages of {} request(s): {}", len(chunk), exc)
+                left = len(chunk) if not queue.interrupted else len(items) - start
+                log.warning("could not delete the messages of {} request(s): {}", left, exc)
+                if queue.interrupted:
+                    break
                 continue
             urn_of = {item.receipt_handle: item.urn for item in chunk}
             for handle, reason in refused:

@@ -40,6 +40,13 @@ class Interrupter:
             conn = self._current
         _cut(conn)
 
+    def cut_current(self) -> None:
+        """Cut the call in progress, if any, and refuse no later one: the stop of the short
+        calls, whose last deletes at a poller's release must still go out."""
+        with self._lock:
+            conn = self._current
+        _cut(conn)
+
     def taken(self, conn: Any) -> None:
         """A pool handed ``conn`` to a call (it may have no socket yet)."""
         with self._lock:

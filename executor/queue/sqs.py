@@ -129,8 +129,11 @@ class SqsQueue:
         self._interrupter = Interrupter()
         self._receiver = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
                                  attempts=1, watcher=self._interrupter)
+        self._short_calls = Interrupter()
+        """Watches the short calls' connections, so that a stop can cut the one in progress."""
+        self._in_short_call = False
         self._client = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
-                               attempts=2)
+                               attempts=2, watcher=self._short_calls)
 
     def __repr__(self) -> str:
         return f"SqsQueue({self.queue_url!r})"
@@ -143,10 +146,15 @@ class SqsQueue:
     def interrupt(self) -> None:
         """End a receive in progress now, and refuse every later one (any thread; one-shot).
 
-        The cut receive raises ``TransportError``; a later one raises it before it waits.
-        The short calls (extend, release, delete) are left alone: they are bounded anyway.
+        The cut receive raises ``TransportError``; a later one raises it before it waits. A
+        short call in progress (an extension, a delete, the depth) is cut too: against an SQS
+        that does not answer it would hold the stop for two attempts of ``SHORT_CALL_TIMEOUT_S``,
+        about as long as the supervisor waits for a stop. Later short calls still go out (the
+        deletes a stopping poller makes), each on a fresh connection and without a retry.
         """
         self._interrupter.interrupt()
+        if self._in_short_call:
+            self._short_calls.cut_current()
 
     @property
     def interrupted(self) -> bool:
@@ -216,8 +224,18 @@ class SqsQueue:
         return _whole(depth, 0)
 
     def _short(self, what: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
-                                 max_bytes=SHORT_ANSWER_BYTES)
+        if self._interrupter.interrupted:
+            self._client.close()  # an idle connection may be one the stop cut
+        self._in_short_call = True
+        try:
+            return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
+                                     max_bytes=SHORT_ANSWER_BYTES, give_up=self._stopping)
+        finally:
+            self._in_short_call = False
+
+    def _stopping(self) -> bool:
+        """No retry once the queue is interrupted: a stop waits for the call."""
+        return self._interrupter.interrupted
 
 
 def _check_visibility(visibility_s: int) -> None:

@@ -26,7 +26,7 @@ import json
 import os
 import random
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import certifi
@@ -75,22 +75,25 @@ class SqsWire:
         self._origin.close()
 
     def call(self, what: str, operation: str, payload: Mapping[str, Any], *,
-             wait_s: float, max_bytes: int) -> dict[str, Any]:
+             wait_s: float, max_bytes: int, give_up: Callable[[], bool] | None = None) -> dict[str, Any]:
         """SQS's answer to ``AmazonSQS.<operation>`` with ``payload``, or the executor's error
         (``sqs_errors``; ``what`` names the call in it). ``wait_s``: how long SQS may take to
-        answer (a long poll's wait plus a margin), on top of the connect timeout."""
+        answer (a long poll's wait plus a margin), on top of the connect timeout. ``give_up``:
+        asked before a retry; True makes the last error the answer (a stop)."""
         refusal = self._origin.refusal
         if refusal is not None:  # a SOCKS proxy, an unreadable CA bundle: no retry changes it
             raise TransportError(f"SQS {what} not made: {refusal}")
         body = json.dumps(payload).encode()
         limits = CallLimits(total_s=self._connect_s + wait_s, connect_s=self._connect_s,
                             max_bytes=max_bytes)
-        for _ in range(self._attempts - 1):
+        for left in range(self._attempts - 1, -1, -1):
             try:
                 return self._attempt(what, operation, body, limits)
             except (TransportError, ThrottledError):
+                if left == 0 or (give_up is not None and give_up()):
+                    raise
                 time.sleep(random.random() * RETRY_JITTER_S)  # jitter, not a secret
-        return self._attempt(what, operation, body, limits)
+        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _attempt(self, what: str, operation: str, body: bytes, limits: CallLimits) -> dict[str, Any]:
         headers = self._signer.headers(body, {

@@ -8,8 +8,9 @@ never from the clock, unless a test makes it 0. Acknowledgements told back to ba
 ``DeleteMessageBatch``; one still waiting when the poller stops is deleted then; a message stays
 in the in-flight book until its delete is made; a receive made while deletes wait for their
 time waits a second at most, and one made after their time makes them first; a stale timer
-leaves the next batch waiting; and deletes waiting while the lease is lost are kept and made
-under the next lease.
+leaves the next batch waiting; deletes waiting while the lease is lost are kept and made
+under the next lease; and a stopping poller whose SQS does not answer makes one delete call,
+not one per batch.
 """
 
 from __future__ import annotations
@@ -22,13 +23,15 @@ from typing import Any
 
 import pykka
 import pytest
+from loguru import logger
 
 from executor.config import ExecutorConfig
+from executor.errors import TransportError
 from executor.pool import acked as acked_module
 from executor.pool import poller as poller_module
 from executor.pool.acked import Acked, DeleteAcked
 from executor.pool.context import PoolContext
-from executor.pool.inflight import InFlight
+from executor.pool.inflight import InFlight, InFlightBook
 from executor.pool.messages import LEASER, Acknowledge, LeaseGranted, LeaseLost, Poll
 from executor.pool.poller import QueuePoller
 from executor.supervision import ChildContext, Directory
@@ -229,3 +232,31 @@ def test_a_repeated_acknowledgement_keeps_its_batch_and_its_time() -> None:
     assert not acked.add(URN.format(0)) and len(acked) == 2
     assert acked.due(began + 1.0, 1.0)  # counted from the first acknowledgement, before ``began``
     assert not acked.due(began - 60.0, 1.0)
+
+
+class SilentQueue(RecordingQueue):
+    """A stopping poller's queue whose SQS does not answer: each batch delete fails."""
+
+    interrupted = True
+
+    def delete_batch(self, receipt_handles: Sequence[str]) -> list[tuple[str, str]]:
+        super().delete_batch(receipt_handles)
+        raise TransportError("SQS batch delete failed: TimeoutError")
+
+
+def test_a_stopping_queue_that_does_not_answer_gets_one_delete_call_not_one_per_batch() -> None:
+    """Each call would hold the stop for its deadline; what is not deleted comes back after its
+    lease and is settled by the reconciliation. Every message leaves the book all the same."""
+    book, acked, queue = InFlightBook(), Acked(), SilentQueue()
+    for n in range(25):  # three batches' worth
+        book.put(InFlight(URN.format(n), f"m{n}", f"h{n}"))
+        acked.add(URN.format(n))
+    warnings: list[str] = []
+    sink = logger.add(lambda m: warnings.append(m.record["message"]), level="WARNING")
+    try:
+        acked.flush(queue, book, logger)  # type: ignore[arg-type]  # the stand-in
+    finally:
+        logger.remove(sink)
+    assert len(queue.batches()) == 1 and len(acked) == 0 and not book.items()
+    assert warnings == ["could not delete the messages of 25 request(s): "
+                        "SQS batch delete failed: TimeoutError"]
