@@ -12,7 +12,8 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -25,12 +26,27 @@ from tests.faults.ledger import wait_until
 from tests.security.gms_peer import HostilePeer
 
 
-def _silent(asked: list[float]) -> Callable[[HostilePeer, socket.socket], None]:
+@dataclass
+class SilentSqs:
+    """A queue whose SQS reads every request and never answers, and when each request came."""
+
+    queue: SqsQueue
+    asked: list[float]
+
+
+@pytest.fixture
+def silent(peers: list[HostilePeer]) -> Iterator[SilentSqs]:
+    asked: list[float] = []
+
     def behaviour(peer: HostilePeer, conn: socket.socket) -> None:
         asked.append(time.monotonic())
         peer.stopping.wait()
 
-    return behaviour
+    peer = HostilePeer(behaviour).start()
+    peers.append(peer)
+    queue = SqsQueue(make_lease(f"{peer.url}/000000000000/silent"), connect_timeout_s=2.0)
+    yield SilentSqs(queue, asked)
+    queue.close()
 
 
 def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
@@ -48,41 +64,27 @@ def _in_thread(call: Callable[[], Any]) -> tuple[threading.Thread, list[Any]]:
 
 
 def test_a_stop_cuts_the_short_call_in_progress_and_no_call_after_it_retries(
-    peers: list[HostilePeer], monkeypatch: pytest.MonkeyPatch
+    silent: SilentSqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    asked: list[float] = []
-    peer = HostilePeer(_silent(asked)).start()
-    peers.append(peer)
-    queue = SqsQueue(make_lease(f"{peer.url}/000000000000/silent"), connect_timeout_s=2.0)
-    try:
-        thread, outcome = _in_thread(queue.approximate_depth)  # SHORT_CALL_TIMEOUT_S: 5 s, twice
-        wait_until(lambda: len(asked) == 1, 10, "the depth query to reach SQS")
-        queue.interrupt()
-        thread.join(4)  # well within one attempt's deadline
-        assert not thread.is_alive(), "the stop cut the call in progress"
-        assert len(outcome) == 1 and isinstance(outcome[0], TransportError)
-        assert len(asked) == 1  # the call has returned: no retry after the cut
+    thread, outcome = _in_thread(silent.queue.approximate_depth)  # SHORT_CALL_TIMEOUT_S: 5 s, twice
+    wait_until(lambda: len(silent.asked) == 1, 10, "the depth query to reach SQS")
+    silent.queue.interrupt()
+    thread.join(4)  # well within one attempt's deadline
+    assert not thread.is_alive(), "the stop cut the call in progress"
+    assert len(outcome) == 1 and isinstance(outcome[0], TransportError)
+    assert len(silent.asked) == 1  # the call has returned: no retry after the cut
 
-        monkeypatch.setattr(sqs, "SHORT_CALL_TIMEOUT_S", 0.5)
-        with pytest.raises(TransportError):
-            queue.delete("a-receipt-handle")  # a stopping poller's delete: made, at its deadline
-        assert len(asked) == 2  # once, on a fresh connection, and not retried
-    finally:
-        queue.close()
+    monkeypatch.setattr(sqs, "SHORT_CALL_TIMEOUT_S", 0.5)
+    with pytest.raises(TransportError):
+        silent.queue.delete("a-receipt-handle")  # a stopping poller's delete: made, at its deadline
+    assert len(silent.asked) == 2  # once, on a fresh connection, and not retried
 
 
 def test_a_short_call_of_a_running_queue_is_still_retried_once(
-    peers: list[HostilePeer], monkeypatch: pytest.MonkeyPatch
+    silent: SilentSqs, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The other side of the rule: before a stop a silent SQS gets its one retry."""
-    asked: list[float] = []
-    peer = HostilePeer(_silent(asked)).start()
-    peers.append(peer)
     monkeypatch.setattr(sqs, "SHORT_CALL_TIMEOUT_S", 0.5)
-    queue = SqsQueue(make_lease(f"{peer.url}/000000000000/silent"), connect_timeout_s=2.0)
-    try:
-        with pytest.raises(TransportError):
-            queue.delete("a-receipt-handle")
-        assert len(asked) == 2
-    finally:
-        queue.close()
+    with pytest.raises(TransportError):
+        silent.queue.delete("a-receipt-handle")
+    assert len(silent.asked) == 2
