@@ -26,6 +26,7 @@ from executor.backoff import Backoff
 from executor.config import ExecutorConfig
 from executor.datahub.aspects import instance_id
 from executor.exitcodes import ExitCode
+from executor.main_wake import MainWake
 from executor.observer import observer_spec
 from executor.pool.context import PoolContext
 from executor.pool.messages import REPORTER, RUNNER, Drain, InterruptAll, ReportPresence
@@ -73,8 +74,9 @@ class Service:
         self.stop_requested = threading.Event()
         self.force_requested = threading.Event()
         self.escalated = threading.Event()
-        self._wake = threading.Event()
-        """Set with either of the two above: the main thread sleeps on it, not on a 1 s tick."""
+        self._wake = MainWake()
+        """Set with either of the two above: the main thread sleeps on it, not on a 1 s tick, and
+        a signal delivered to another thread wakes it too (``executor.main_wake``)."""
         self.escalation_reason: str | None = None
         self._signals = 0
         started = time.time()
@@ -167,6 +169,7 @@ class Service:
         """SIGTERM/SIGINT: first drains, second forces. Main thread only."""
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
+        self._wake.catch_signals()
 
     # -- helpers ---------------------------------------------------------------------------
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
@@ -212,6 +215,7 @@ class Service:
             self._spares_open = False
         for pool in self.pools:
             pool.close_http()
+        self._wake.close()  # the tree is gone: no setter is left but a signal's (then a no-op)
 
     def _pool_refs(self, child: str) -> list[pykka.ActorRef[Any]]:
         """The live ``child`` of every pool that has one now."""
