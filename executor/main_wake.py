@@ -5,7 +5,7 @@ bytecode. The kernel delivers a process's SIGTERM to any thread that does not bl
 main thread often, not always: a busy host showed it). The main thread, asleep in a lock's wait
 (``threading.Event.wait``), then heard of the signal only when its wait ended, up to
 ``service.MAIN_WAIT_S`` later: 60 s, after which systemd or Kubernetes would have sent SIGKILL.
-Here the main thread sleeps in ``select`` on a pipe that the setters write to and that CPython's
+Here the main thread sleeps in ``poll`` on a pipe that the setters write to and that CPython's
 own C-level handler writes to as well (``signal.set_wakeup_fd``), on whichever thread the signal
 came to: the main thread wakes at once and runs the handler.
 """
@@ -43,8 +43,9 @@ class MainWake:
         """Sleep until a ``set``, a signal or ``timeout_s``; the caller then looks at what changed."""
         if self._read < 0:
             return
-        ready, _, _ = select.select([self._read], [], [], timeout_s)
-        if ready:
+        poller = select.poll()  # not ``select.select``: no descriptor number is too high for it
+        poller.register(self._read, select.POLLIN)
+        if poller.poll(timeout_s * 1000):
             with contextlib.suppress(BlockingIOError):
                 while os.read(self._read, 512):
                     pass
