@@ -114,9 +114,10 @@ class Acked:
             try:
                 refused = queue.delete_batch([item.receipt_handle for item in chunk])
             except ExecutorError as exc:
-                left = len(chunk) if not queue.interrupted else len(items) - start
+                stopping = queue.interrupted
+                left = len(items) - start if stopping else len(chunk)
                 log.warning("could not delete the messages of {} request(s): {}", left, exc)
-                if queue.interrupted:
+                if stopping:
                     break
                 continue
             urn_of = {item.receipt_handle: item.urn for item in chunk}

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pykka
 from loguru import logger
@@ -19,11 +19,14 @@ from executor.pool.messages import POLLER, RUNNER, Admitted, Capacity, TaskSettl
 from executor.pool.taskbook import TaskBook, TaskEntry
 from executor.supervision import ChildExited, Directory
 
+if TYPE_CHECKING:
+    from loguru import Logger
+
 WAITING_FOR_CAPACITY = "waiting for capacity: weight {:.2f}, {:.2f} in use"
 """Logged (INFO) for the Task that waits for room, by whoever found it waiting (tests wait for it)."""
 
 
-def log_wait(log: Any, waiting: TaskEntry, used: float) -> None:
+def log_wait(log: Logger, waiting: TaskEntry, used: float) -> None:
     """The line an admission logs when ``waiting`` (the oldest Task left out) waits for room."""
     log.bind(request=waiting.urn.rsplit(":", 1)[-1]).info(WAITING_FOR_CAPACITY, waiting.weight, used)
 
@@ -55,7 +58,7 @@ class RunnerLink:
     """
 
     def __init__(self, book: TaskBook, directory: Directory,
-                 on_room: Callable[[], None] | None = None, log: Any = logger) -> None:
+                 on_room: Callable[[], None] | None = None, log: Logger = logger) -> None:
         self.book = book
         self.directory = directory
         self.on_room = on_room

@@ -18,6 +18,7 @@ import contextlib
 import functools
 import threading
 import time
+from typing import TYPE_CHECKING
 
 import pykka
 from loguru import logger
@@ -29,6 +30,9 @@ from executor.pool.runner_link import RunnerLink
 from executor.pool.task import Task
 from executor.pool.taskbook import Added, Room, TaskBook, TaskEntry
 from executor.supervision import ChildContext
+
+if TYPE_CHECKING:
+    from loguru import Logger
 
 DRAIN_CANCEL = Cancel("the executor is shutting down", status=aspects.FAILURE, interrupted=True)
 """What a drain tells a Task not admitted yet: give the request back, for another executor."""
@@ -51,6 +55,12 @@ def publish_busy(pool: PoolContext, room: Room) -> None:
             pool.metrics.set_busy_slots(pool.pool_id, round(pool.tasks.used() / room.default_weight, 6))
 
 
+@functools.lru_cache(maxsize=64)
+def _runner_log(path: str, pool_id: str) -> Logger:
+    """The runner's logger (its component and pool), made once per pool, not once per task."""
+    return logger.bind(component=path, pool=pool_id)
+
+
 def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: Room) -> Added:
     """Start a Task for ``request`` if the pool has room and runs none for it yet (``ctx``: the
     caller's, a sibling of the runner). The Task is in the book before it runs, so whatever it
@@ -59,12 +69,12 @@ def start_task(pool: PoolContext, ctx: ChildContext, request: RunRequest, room: 
     name = book.new_name()
     run_id = request.urn.rsplit(":", 1)[-1]
     runner_path = f"{ctx.path.rsplit('/', 1)[0]}/{RUNNER}"
-    runner_log = logger.bind(component=runner_path, pool=pool.pool_id)  # as the runner's own
     task_ctx = ChildContext(
         name=name,
         path=f"{runner_path}/task:{run_id}",
         incarnation=1,
-        parent=RunnerLink(book, ctx.directory, functools.partial(publish_busy, pool, room), runner_log),
+        parent=RunnerLink(book, ctx.directory, functools.partial(publish_busy, pool, room),
+                          _runner_log(runner_path, pool.pool_id)),
         directory=ctx.directory,
         listed=False,
         spare_thread=True,  # its own strand, on a thread kept between tasks

@@ -37,12 +37,12 @@ class Interrupter:
         """Cut the call in progress, if any, and every later one. Thread-safe, idempotent."""
         with self._lock:
             self.interrupted = True
-            conn = self._current
-        _cut(conn)
+        self.cut_current()  # a call taken meanwhile saw the flag and cut itself
 
     def cut_current(self) -> None:
-        """Cut the call in progress, if any, and refuse no later one: the stop of the short
-        calls, whose last deletes at a poller's release must still go out."""
+        """Cut the connection of the last call (in progress, or idle in its pool since), and
+        refuse no later one: the stop of the short calls, whose last deletes at a poller's
+        release must still go out."""
         with self._lock:
             conn = self._current
         _cut(conn)

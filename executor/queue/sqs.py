@@ -131,7 +131,6 @@ class SqsQueue:
                                  attempts=1, watcher=self._interrupter)
         self._short_calls = Interrupter()
         """Watches the short calls' connections, so that a stop can cut the one in progress."""
-        self._in_short_call = False
         self._client = SqsWire(lease, endpoint, proxies=proxies, connect_timeout_s=connect_timeout_s,
                                attempts=2, watcher=self._short_calls)
 
@@ -153,8 +152,7 @@ class SqsQueue:
         deletes a stopping poller makes), each on a fresh connection and without a retry.
         """
         self._interrupter.interrupt()
-        if self._in_short_call:
-            self._short_calls.cut_current()
+        self._short_calls.cut_current()  # idle since its call ended: the next call drops it
 
     @property
     def interrupted(self) -> bool:
@@ -224,18 +222,10 @@ class SqsQueue:
         return _whole(depth, 0)
 
     def _short(self, what: str, operation: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._interrupter.interrupted:
+        if self.interrupted:
             self._client.close()  # an idle connection may be one the stop cut
-        self._in_short_call = True
-        try:
-            return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
-                                     max_bytes=SHORT_ANSWER_BYTES, give_up=self._stopping)
-        finally:
-            self._in_short_call = False
-
-    def _stopping(self) -> bool:
-        """No retry once the queue is interrupted: a stop waits for the call."""
-        return self._interrupter.interrupted
+        return self._client.call(what, operation, payload, wait_s=SHORT_CALL_TIMEOUT_S,
+                                 max_bytes=SHORT_ANSWER_BYTES, give_up=lambda: self.interrupted)
 
 
 def _check_visibility(visibility_s: int) -> None:

@@ -86,14 +86,15 @@ class SqsWire:
         body = json.dumps(payload).encode()
         limits = CallLimits(total_s=self._connect_s + wait_s, connect_s=self._connect_s,
                             max_bytes=max_bytes)
-        for left in range(self._attempts - 1, -1, -1):
+        made = 0
+        while True:
+            made += 1
             try:
                 return self._attempt(what, operation, body, limits)
             except (TransportError, ThrottledError):
-                if left == 0 or (give_up is not None and give_up()):
+                if made >= self._attempts or (give_up is not None and give_up()):
                     raise
                 time.sleep(random.random() * RETRY_JITTER_S)  # jitter, not a secret
-        raise AssertionError("unreachable: the last attempt returns or raises")
 
     def _attempt(self, what: str, operation: str, body: bytes, limits: CallLimits) -> dict[str, Any]:
         headers = self._signer.headers(body, {
