@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -81,6 +81,9 @@ class PoolContext:
     """The GMS connections of the pool's clients (TLS and proxy fixed once): its tasks reuse them."""
     outbox: Memo[Outbox] = field(default_factory=lambda: Memo[Outbox](), repr=False, compare=False)
     """The pool's ``Outbox`` once opened (``executor.pool.reporter.outbox_of``)."""
+    plain_env: Memo[Mapping[str, str]] = field(default_factory=lambda: Memo[Mapping[str, str]](),
+                                               repr=False, compare=False)
+    """The environment of a run without ``extra_env_vars`` (``executor.pool.run_specs.plain_env``)."""
     spawner: Any = field(default=None, repr=False, compare=False)
     """The executor's ``executor.sandbox.spawner.SpawnServer`` that forks recipes, shared by its
     pools; None: each recipe starts through the exec wrapper."""

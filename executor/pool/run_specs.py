@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 from executor.hardening import protected_paths
 from executor.pool.context import PoolContext
@@ -22,6 +23,8 @@ from executor.supervision.spare_threads import SPARES
 
 REPORT_FILE = "report.json"
 NO_ENV: Mapping[str, str] = {}
+NO_HOME = Path("/nonexistent")
+"""The home a spec's environment is built with: the run points HOME and TMPDIR at its work dir."""
 
 
 def run_spec(pool: PoolContext, identity: tuple[RunAs | None, Path], venv: ResolvedVenv,
@@ -33,7 +36,7 @@ def run_spec(pool: PoolContext, identity: tuple[RunAs | None, Path], venv: Resol
     argv = venv.ingest_argv(debug)
     if task == TEST_CONNECTION:
         argv.append("--test-source-connection")
-    env = build_env(os.environ, pool.pool.env, extra_env, home=Path("/nonexistent"))
+    env = plain_env(pool) if not extra_env else build_env(os.environ, pool.pool.env, extra_env, home=NO_HOME)
     run_as, work_root = identity
     return SandboxSpec(
         argv=argv,
@@ -50,6 +53,14 @@ def run_spec(pool: PoolContext, identity: tuple[RunAs | None, Path], venv: Resol
         hide_paths=hidden_paths(pool) if pool.pool.isolation == "bwrap" else (),  # bwrap alone
         run_as=run_as,
     )
+
+
+def plain_env(pool: PoolContext) -> Mapping[str, str]:
+    """The environment of a run with no ``extra_env_vars``, built once per pool and shared,
+    read-only: a warm spare's spec and its adopter's each built it (two lookups of every
+    allowlisted name in ``os.environ`` and a credentials check, about 0.04 ms each), the same
+    every time, as the executor's environment does not change after its start-up."""
+    return pool.plain_env.get(lambda: MappingProxyType(build_env(os.environ, pool.pool.env, NO_ENV, NO_HOME)))
 
 
 def make_spare(pool: PoolContext, identity: tuple[RunAs | None, Path], policy: VenvPolicy,
