@@ -253,9 +253,12 @@ class ProtocolFloor:
     ``sandbox`` the protocol's and the sandbox's (``bench.sandbox_floor``)."""
 
     def __init__(self, gms_url: str, token: str, lease: dict[str, Any], standin: Path, root: Path,
-                 sandbox: bool = False, command: Sequence[str] = ("-m", "bench.protocol_floor")) -> None:
+                 sandbox: bool = False, command: Sequence[str] = ("-m", "bench.protocol_floor"),
+                 extra: dict[str, Any] | None = None) -> None:
+        """``command``: the floor's module (``bench.sleep_floor`` for the sleeping row); ``extra``:
+        more of its config (the sleeping floor's periods)."""
         config = {"gms": gms_url, "token": token, "lease": lease, "standin": str(standin), "root": str(root),
-                  "sandbox": sandbox}
+                  "sandbox": sandbox, **(extra or {})}
         self.proc = subprocess.Popen([sys.executable, *command], cwd=ROOT,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
         assert self.proc.stdin is not None and self.proc.stdout is not None

@@ -227,13 +227,20 @@ def executor_sleeping(
     """CPU of the executor while 4 recipes sleep (all four started, none finished), from its
     process CPU clock (ns; psutil's 10 ms ticks would be 0.33 % of a 3 s window, as coarse as
     the target's margin)."""
+    runner_sleeping(world, child.ps, "executor", pool, figures, window_s)
+
+
+def runner_sleeping(world: World, ps: psutil.Process, side: str, pool: str, figures: Figures,
+                    window_s: float) -> None:
+    """A runner's CPU and wake-ups while 4 recipes of ``pool`` sleep (the executor's, or the
+    protocol done bare: ``bench.sleep_floor``)."""
     source = world.source(pool, {"mode": "sleep", "seconds": window_s + 2})
     urns = [world.submit(source)[0] for _ in range(4)]
     for urn in urns:
         wait_for(lambda u=urn: world.started(u), 60, f"{urn} to start")
-    cpu, wakes = _window(lambda: own_cpu(child.ps), [child.ps], window_s)
-    figures.add(CPU_SLEEP, "executor", cpu, "%")
-    figures.add(SLEEP_WAKES, "executor", wakes, "wake-ups/s")
+    cpu, wakes = _window(lambda: own_cpu(ps), [ps], window_s)
+    figures.add(CPU_SLEEP, side, cpu, "%")
+    figures.add(SLEEP_WAKES, side, wakes, "wake-ups/s")
     for urn in urns:
         world.wait_result(urn)
 

@@ -175,36 +175,57 @@ class BareRun:
         """Read the output to EOF (masked, into the log), sampling the tree on the way; then reap
         the process, sample once more (the cgroup's members, else the run's session: leftovers)
         and clean up. Its exit status and its masked output."""
-        assert self.proc.stdout is not None
-        stream, fd, buffer = Masker(secrets).stream(), self.proc.stdout.fileno(), self.box.buffer
+        fd = self.open_output(secrets)
         poller = select.poll()
         poller.register(fd, select.POLLIN)
-        # the executor's pacing: 1 s while the kernel enforces memory and pids, else the interval
-        interval = FAR_INTERVAL_S if self.kernel_enforces else LIMITS.sample_interval_s
-        kept, volume, began = [], 0, time.monotonic()
-        due = began + interval
+        due = self.began + self.interval
         while True:
-            if poller.poll(max(0.0, due - time.monotonic()) * 1000):
-                start = stream.prefill(buffer)
-                size = os.readv(fd, [memoryview(buffer)[start:]])
-                if not size:
-                    break
-                volume += size
-                kept.append(self._write(stream.feed_buffer(buffer, start + size)))
-                if LIMITS.output_bytes is not None and volume > LIMITS.output_bytes:
-                    self._kill(f"output {volume} > {LIMITS.output_bytes}")
+            if poller.poll(max(0.0, due - time.monotonic()) * 1000) and not self.read():
+                break
             now = time.monotonic()
-            if LIMITS.wall_seconds is not None and now - began > LIMITS.wall_seconds:
-                self._kill(f"wall time > {LIMITS.wall_seconds}")
             if now >= due:
-                self._sample(exited=False)
-                due += interval
-        kept.append(self._write(stream.finish()))
+                self.look(now)
+                due += self.interval
+        return self.finish()
+
+    def open_output(self, secrets: Iterable[str]) -> int:
+        """Ready to read the output, masked for ``secrets``; the descriptor to poll."""
+        assert self.proc.stdout is not None
+        self.stream, self.fd = Masker(secrets).stream(), self.proc.stdout.fileno()
+        self.kept: list[bytes] = []
+        self.volume, self.began = 0, time.monotonic()
+        # the executor's pacing: 1 s while the kernel enforces memory and pids, else the interval
+        self.interval = FAR_INTERVAL_S if self.kernel_enforces else LIMITS.sample_interval_s
+        return self.fd
+
+    def read(self) -> bool:
+        """One read of the output into the box's buffer, masked into the log; False at its end."""
+        buffer = self.box.buffer
+        start = self.stream.prefill(buffer)
+        size = os.readv(self.fd, [memoryview(buffer)[start:]])
+        if not size:
+            return False
+        self.volume += size
+        self.kept.append(self._write(self.stream.feed_buffer(buffer, start + size)))
+        if LIMITS.output_bytes is not None and self.volume > LIMITS.output_bytes:
+            self.kill(f"output {self.volume} > {LIMITS.output_bytes}")
+        return True
+
+    def look(self, now: float) -> None:
+        """The run's periodic look: its wall time, then a sample of its tree."""
+        if LIMITS.wall_seconds is not None and now - self.began > LIMITS.wall_seconds:
+            self.kill(f"wall time > {LIMITS.wall_seconds}")
+        self._sample(exited=False)
+
+    def finish(self) -> tuple[int, bytes]:
+        """After the output's end: the held-back rest, the exit status, the last sample (leftovers
+        of the run outlive it never), the clean-up. The status and the masked output."""
+        self.kept.append(self._write(self.stream.finish()))
         status = self.proc.wait()
-        if self._sample(exited=True) > 0:  # leftovers of the run outlive it never
-            self._kill("leftover processes")
+        if self._sample(exited=True) > 0:
+            self.kill("leftover processes")
         self._clean_up()
-        return status, b"".join(kept)
+        return status, b"".join(self.kept)
 
     def _write(self, data: bytes) -> bytes:
         view = memoryview(data)
@@ -223,12 +244,13 @@ class BareRun:
         self.box.peak_memory = max(self.box.peak_memory, memory)
         self.box.peak_processes = max(self.box.peak_processes, count)
         if LIMITS.memory_bytes is not None and memory > LIMITS.memory_bytes:
-            self._kill(f"memory {memory} > {LIMITS.memory_bytes}")
+            self.kill(f"memory {memory} > {LIMITS.memory_bytes}")
         if LIMITS.max_processes is not None and count > LIMITS.max_processes:
-            self._kill(f"processes {count} > {LIMITS.max_processes}")
+            self.kill(f"processes {count} > {LIMITS.max_processes}")
         return count
 
-    def _kill(self, why: str) -> None:
+    def kill(self, why: str) -> None:
+        """SIGKILL the run's tree (its cgroup's members too); the first reason is kept."""
         self.breach = self.breach or why
         if self.tree is not None:
             self.tree.signal(signal.SIGKILL)

@@ -34,7 +34,7 @@ from bench.world import ROOT, World
 from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.spawner import IDLE_S
 
-POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare", "baresb", "bare4", "bare4p")
+POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare", "baresb", "bare4", "bare4p", "sleepfl")
 GATEWAY_POOLS = ("sqsrow",)
 """The one pool whose SQS calls go through the control plane's lease-checking gateway: the
 "SQS send -> receive" row keeps the gateway's cost in view. Every other pool (the executors' and
@@ -113,6 +113,9 @@ class Bench:
                       for i in range(FLOOR_WORKERS)]
         self.bare4p = [ProtocolFloor(cp.gms_url, cp.token, plain, standin, tmp / f"bare4p-{i}")
                        for i in range(FLOOR_WORKERS)]
+        # the sleeping row's: one loop holding the four runs, with the protocol's periodic duties
+        self.sleep_floor = ProtocolFloor(cp.gms_url, cp.token, cp.executor_configs(["sleepfl"])[0], standin,
+                                         tmp / "sleepfl", command=("-m", "bench.sleep_floor"))
         # prefetch 1 as the Celery workers' (multiplier 1): the next request waits prepared
         self.one = self.world.executor([{"id": "default", "max_workers": 1, "prefetch": 1}])
         # prefetch 4 as the prefork worker's: with early acks (``task_acks_late`` off) Celery
@@ -140,7 +143,7 @@ class Bench:
 
     def warm_up(self) -> None:
         """One task on every runner, so start-up costs stay out of the figures."""
-        for pool in ("default", "four", "bare", "baresb"):
+        for pool in ("default", "four", "bare", "baresb", "sleepfl"):
             self.world.wait_result(self.world.submit(self.world.source(pool, {"mode": "trivial"}))[0])
         for pool in ("bare4", "bare4p"):
             shared = self.world.source(pool, {"mode": "trivial"})
@@ -183,8 +186,12 @@ class Bench:
         if self.wanted("throughput"):
             self.throughput()
         if self.wanted("sleeping"):
-            rows.executor_sleeping(w, self.four, "four", f, s.window_s)
-            rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s)
+            self.in_turn([
+                lambda: rows.executor_sleeping(w, self.four, "four", f, s.window_s),
+                lambda: rows.celery_sleeping(self.celery, self.prefork, FOUR, f, s.window_s),
+                lambda: rows.runner_sleeping(w, self.sleep_floor.ps, floor_rows.BARE_SANDBOX, "sleepfl", f,
+                                             s.window_s),
+            ])
         if self.wanted("output"):
             self.output()
         if self.wanted("memory"):
@@ -242,7 +249,7 @@ class Bench:
             self.fauxqs.close()
         self.sqs.close()
         self.floor.close()
-        for floor in [self.bare, self.bare_sandbox, *self.bare4, *self.bare4p]:
+        for floor in [self.bare, self.bare_sandbox, *self.bare4, *self.bare4p, self.sleep_floor]:
             floor.close()
         self.world.close()
 
