@@ -215,16 +215,21 @@ def report_presence(url: str, token: str, pool_id: str) -> None:
         time.sleep(PRESENCE_S)
 
 
-def main() -> None:
+def child_start() -> tuple[dict[str, Any], Gms, Sqs]:
+    """A floor child's start: its config from stdin, SIGTERM to exit, its presence record on a
+    thread of its own, its outbox directory, warnings only; its config and its two connections."""
     config = json.loads(sys.stdin.read())
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    lease = Lease.from_executor_config(config["lease"])
     presence = (config["gms"], config["token"], config["lease"]["executorId"])
     threading.Thread(target=report_presence, args=presence, name="presence", daemon=True).start()
-    gms, sqs = Gms(config["gms"], config["token"]), Sqs(lease)
     os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
     logger.remove()  # the executor's parts log at DEBUG; only what goes wrong is wanted here
     logger.add(sys.stderr, level="WARNING")
+    return config, Gms(config["gms"], config["token"]), Sqs(Lease.from_executor_config(config["lease"]))
+
+
+def main() -> None:
+    config, gms, sqs = child_start()
     box = BareSandbox(Path(config["root"])) if config.get("sandbox") else None
     print("ready", flush=True)
     try:

@@ -29,21 +29,16 @@ import json
 import math
 import os
 import select
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loguru import logger
-
-from bench.protocol_floor import ENTITY, SECRET_REFERENCE, Gms, Sqs, durable_write, report_presence
+from bench.protocol_floor import ENTITY, SECRET_REFERENCE, Gms, Sqs, child_start, durable_write
 from bench.sandbox_floor import BareRun, BareSandbox
 from executor.datahub import aspects
 from executor.datahub.envelope import decode_message
-from executor.datahub.lease import Lease
 
 QUIET_PERIODS = 2
 """While a run prints nothing new, RUNNING goes out every this many progress periods (the
@@ -193,16 +188,9 @@ class SleepFloor:
 
 
 def main() -> None:
-    config = json.loads(sys.stdin.read())
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-    lease = Lease.from_executor_config(config["lease"])
-    presence = (config["gms"], config["token"], config["lease"]["executorId"])
-    threading.Thread(target=report_presence, args=presence, name="presence", daemon=True).start()
-    os.makedirs(os.path.join(config["root"], "outbox"), exist_ok=True)
-    logger.remove()
-    logger.add(sys.stderr, level="WARNING")
+    config, gms, sqs = child_start()
     box = BareSandbox(Path(config["root"]))
-    floor = SleepFloor(Gms(config["gms"], config["token"]), Sqs(lease), box, config)
+    floor = SleepFloor(gms, sqs, box, config)
     print("ready", flush=True)
     try:
         floor.serve()
