@@ -40,14 +40,15 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from loguru import logger
 
-from bench.sandbox_floor import BareSandbox
+from bench.sandbox_floor import BareRun, BareSandbox
 from executor.datahub import aspects
 from executor.datahub.envelope import decode_message
 from executor.datahub.lease import Lease
@@ -169,32 +170,65 @@ class PlainRun:
         return status, output
 
 
-def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str,
-            box: BareSandbox | None) -> None:
-    """One task in the executor's order: the input, the spawn (the CLI starts while its secrets
-    are read), the secrets on its stdin, RUNNING, the output to EOF, the result durable, sent, the
-    message deleted, the record and the work dir removed. With ``box`` the run goes through the
-    bare sandbox (``bench.sandbox_floor``), else through a bare ``Popen``."""
+class Run(Protocol):
+    """What ``begin`` needs of a run it spawned: its stdin."""
+
+    def feed(self, data: bytes) -> None: ...
+
+
+R = TypeVar("R", bound=Run)
+
+
+@dataclass
+class Begun(Generic[R]):
+    """A task under way: its request, when it began, its run, its secrets' values."""
+
+    urn: str
+    receipt: str
+    started_ms: int
+    run: R
+    secrets: list[str]
+
+
+def begin(gms: Gms, message: dict[str, Any], standin: str, spawn: Callable[[str, list[str]], R]) -> Begun[R]:
+    """A task's start in the executor's order: the input read, the run spawned (``spawn(key,
+    argv)``: the CLI starts while its secrets are read), the secrets on its stdin, RUNNING."""
     urn = decode_message(message["Body"]).urn
-    key = urn.rsplit(":", 1)[-1]
     started = int(time.time() * 1000)
-    recipe = json.loads(gms.aspect(urn, "dataHubExecutionRequestInput")["args"]["recipe"])
+    recipe = json.loads(gms.aspect(urn, aspects.INPUT_ASPECT)["args"]["recipe"])
     recipe["run_id"] = urn  # as the executor names the run in the recipe
-    argv = [standin, "ingest", "run", "-c", "-"]
-    run = PlainRun(root, key, argv) if box is None else box.start(key, argv)
+    run = spawn(urn.rsplit(":", 1)[-1], [standin, "ingest", "run", "-c", "-"])
     text = json.dumps(recipe)
     values = gms.secrets(sorted(set(SECRET_REFERENCE.findall(text))))
     run.feed(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
-    gms.write(urn, "dataHubExecutionRequestResult",
+    gms.write(urn, aspects.RESULT_ASPECT,
               {"status": "RUNNING", "startTimeMs": started, "durationMs": 0, "report": "Starting."})
-    code, output = run.drain(values.values())
-    result = {"status": "SUCCESS" if code == 0 else "FAILURE", "startTimeMs": started,
-              "durationMs": int(time.time() * 1000) - started, "report": output.decode("utf-8", "replace")}
-    record = durable_write(os.path.join(root, "outbox"), f"{key}.json",
-                           json.dumps({"urn": urn, "result": result}).encode())
-    gms.write(urn, "dataHubExecutionRequestResult", result)
-    sqs.call("DeleteMessage", {"ReceiptHandle": message["ReceiptHandle"]})
+    return Begun(urn, message["ReceiptHandle"], started, run, list(values.values()))
+
+
+def deliver(gms: Gms, sqs: Sqs, root: str, task: Begun[Any], code: int, output: bytes) -> None:
+    """A task's end: the result written durably, sent, the message deleted, the record removed."""
+    result = {"status": "SUCCESS" if code == 0 else "FAILURE", "startTimeMs": task.started_ms,
+              "durationMs": int(time.time() * 1000) - task.started_ms,
+              "report": output.decode("utf-8", "replace")}
+    record = durable_write(os.path.join(root, "outbox"), f"{task.urn.rsplit(':', 1)[-1]}.json",
+                           json.dumps({"urn": task.urn, "result": result}).encode())
+    gms.write(task.urn, aspects.RESULT_ASPECT, result)
+    sqs.call("DeleteMessage", {"ReceiptHandle": task.receipt})
     os.unlink(record)
+
+
+def run_one(gms: Gms, sqs: Sqs, message: dict[str, Any], standin: str, root: str,
+            box: BareSandbox | None) -> None:
+    """One task in the executor's order (``begin``), its output read to EOF, then ``deliver``.
+    With ``box`` the run goes through the bare sandbox (``bench.sandbox_floor``), else through a
+    bare ``Popen``."""
+    def spawn(key: str, argv: list[str]) -> PlainRun | BareRun:
+        return PlainRun(root, key, argv) if box is None else box.start(key, argv)
+
+    task = begin(gms, message, standin, spawn)
+    code, output = task.run.drain(task.secrets)
+    deliver(gms, sqs, root, task, code, output)
 
 
 def report_presence(url: str, token: str, pool_id: str) -> None:

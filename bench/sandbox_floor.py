@@ -165,6 +165,10 @@ class BareRun:
         self.kernel_enforces = cgroup is not None and None not in (cgroup.memory_dir, cgroup.pids_dir)
         walk = cgroup is None or not cgroup.dirs
         self.tree = ProcessTree(proc.pid, None, LIMITS.memory_bytes) if walk else None
+        self.kept: list[bytes] = []
+        """The masked output read so far (``open_output`` starts it)."""
+        self.volume = 0
+        """Bytes of output read so far."""
 
     def feed(self, data: bytes) -> None:
         assert self.proc.stdin is not None
@@ -192,8 +196,7 @@ class BareRun:
         """Ready to read the output, masked for ``secrets``; the descriptor to poll."""
         assert self.proc.stdout is not None
         self.stream, self.fd = Masker(secrets).stream(), self.proc.stdout.fileno()
-        self.kept: list[bytes] = []
-        self.volume, self.began = 0, time.monotonic()
+        self.kept, self.volume, self.began = [], 0, time.monotonic()
         # the executor's pacing: 1 s while the kernel enforces memory and pids, else the interval
         self.interval = FAR_INTERVAL_S if self.kernel_enforces else LIMITS.sample_interval_s
         return self.fd

@@ -27,18 +27,16 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import select
 import sys
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.protocol_floor import ENTITY, SECRET_REFERENCE, Gms, Sqs, child_start, durable_write
+from bench.protocol_floor import ENTITY, Begun, Gms, Sqs, begin, child_start, deliver
 from bench.sandbox_floor import BareRun, BareSandbox
 from executor.datahub import aspects
-from executor.datahub.envelope import decode_message
 
 QUIET_PERIODS = 2
 """While a run prints nothing new, RUNNING goes out every this many progress periods (the
@@ -52,17 +50,17 @@ def next_tick(period_s: float, now: float) -> float:
 
 @dataclass
 class Held:
-    """One request this loop runs: its message, its run, what it last reported."""
+    """One request this loop runs (``protocol_floor.begin``), and what it last reported."""
 
-    urn: str
-    receipt: str
-    run: BareRun
-    started_ms: int
+    task: Begun[BareRun]
     reported: int = 0
     """The run's output volume at its last RUNNING."""
     quiet: int = 0
     """Progress periods since its last RUNNING."""
-    secrets: list[str] = field(default_factory=list)
+
+    @property
+    def run(self) -> BareRun:
+        return self.task.run
 
 
 class SleepFloor:
@@ -101,19 +99,10 @@ class SleepFloor:
                       flush=True)
 
     def _start(self, message: dict[str, Any]) -> None:
-        """The request's input, its run spawned, its secrets on the run's stdin, RUNNING."""
-        urn = decode_message(message["Body"]).urn
-        key = urn.rsplit(":", 1)[-1]
-        started = int(time.time() * 1000)
-        recipe = json.loads(self.gms.aspect(urn, aspects.INPUT_ASPECT)["args"]["recipe"])
-        recipe["run_id"] = urn
-        run = self.box.start(key, [self.standin, "ingest", "run", "-c", "-"])
-        text = json.dumps(recipe)
-        values = self.gms.secrets(sorted(set(SECRET_REFERENCE.findall(text))))
-        run.feed(json.dumps({"__recipe_yaml__": text, "__secrets__": values}).encode())
-        held = Held(urn, message["ReceiptHandle"], run, started, secrets=list(values.values()))
-        self.held[run.open_output(held.secrets)] = held
-        self._running(held)
+        """The request's start (``begin``: its input, its run, its secrets, RUNNING), its
+        output then watched with the others'."""
+        task = begin(self.gms, message, self.standin, self.box.start)
+        self.held[task.run.open_output(task.secrets)] = Held(task)
 
     def _wait_and_serve(self) -> None:
         poller = select.poll()
@@ -148,13 +137,13 @@ class SleepFloor:
 
     def _extend(self) -> None:
         """Every held message's lease, in one call."""
-        entries = [{"Id": str(index), "ReceiptHandle": held.receipt, "VisibilityTimeout": self.visibility_s}
-                   for index, held in enumerate(self.held.values())]
+        entries = [{"Id": str(index), "ReceiptHandle": held.task.receipt,
+                    "VisibilityTimeout": self.visibility_s} for index, held in enumerate(self.held.values())]
         self.sqs.call("ChangeMessageVisibilityBatch", {"Entries": entries})
 
     def _kill_poll(self) -> None:
         """One batch read of every held request's signal; a KILL stops its run's tree."""
-        urns = [held.urn for held in self.held.values()]
+        urns = [held.task.urn for held in self.held.values()]
         body = json.dumps({"urns": urns, "aspectNames": [aspects.SIGNAL_ASPECT]}).encode()
         answer = json.loads(self.gms.post(f"/openapi/v2/entity/batch/{ENTITY}", body))
         killed = set()
@@ -163,28 +152,22 @@ class SleepFloor:
             if aspects.signal_from_aspect(value) == "KILL":
                 killed.add(entity.get("urn"))
         for held in self.held.values():
-            if held.urn in killed:
+            if held.task.urn in killed:
                 held.run.kill("KILL signal")
 
     def _running(self, held: Held) -> None:
+        """RUNNING with the run's latest output (the first went out at its start)."""
         held.reported, held.quiet = held.run.volume, 0
         tail = b"".join(held.run.kept[-20:]).decode("utf-8", "replace")
-        self.gms.write(held.urn, aspects.RESULT_ASPECT,
-                       {"status": "RUNNING", "startTimeMs": held.started_ms,
-                        "durationMs": int(time.time() * 1000) - held.started_ms, "report": tail})
+        started = held.task.started_ms
+        self.gms.write(held.task.urn, aspects.RESULT_ASPECT,
+                       {"status": "RUNNING", "startTimeMs": started,
+                        "durationMs": int(time.time() * 1000) - started, "report": tail})
 
     def _finish(self, held: Held) -> None:
-        """The run's end: reaped and cleaned up, the result durable, sent, the message deleted."""
+        """The run's end: reaped and cleaned up, then ``deliver``."""
         code, output = held.run.finish()
-        result = {"status": "SUCCESS" if code == 0 else "FAILURE", "startTimeMs": held.started_ms,
-                  "durationMs": int(time.time() * 1000) - held.started_ms,
-                  "report": output.decode("utf-8", "replace")}
-        key = held.urn.rsplit(":", 1)[-1]
-        record = durable_write(os.path.join(self.root, "outbox"), f"{key}.json",
-                               json.dumps({"urn": held.urn, "result": result}).encode())
-        self.gms.write(held.urn, aspects.RESULT_ASPECT, result)
-        self.sqs.call("DeleteMessage", {"ReceiptHandle": held.receipt})
-        os.unlink(record)
+        deliver(self.gms, self.sqs, self.root, held.task, code, output)
 
 
 def main() -> None:
