@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -20,18 +19,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from loguru import logger
 
 from bench import cost_rows, floor_rows, idle_rows, memory_rows, rows
 from bench.anchor import CeleryAnchor, Fauxqs, Floor, ProtocolFloor
+from bench.machine import machine
 from bench.real_cli import real_cli_row
 from bench.spawn_rows import SpawnPairs
 from bench.sqs_rows import SqsRows
 from bench.stats import Figures, target_table
 from bench.targets import TARGETS
 from bench.world import ROOT, World
-from executor.sandbox.cgroups import detect_cgroups
 from executor.sandbox.spawner import IDLE_S
 
 POOLS = ("default", "four", "sqsrow", "p1", "p2", "p3", "p4", "bare", "baresb", "bare4", "bare4p", "sleepfl")
@@ -71,18 +69,6 @@ FULL = Sizes(repeats=3, sqs=10, pickups=8, batch=20, window_s=3.0, idle_s=60.0, 
              rest_s=IDLE_S + 10)
 QUICK = Sizes(repeats=1, sqs=3, pickups=2, batch=4, window_s=1.0, idle_s=2.0, flood=16 << 20, real_cli=0,
               rest_s=0.0)
-
-
-def machine() -> dict[str, str]:
-    """What the figures ran on (no paths)."""
-    return {
-        "cores": str(os.cpu_count()),
-        "memory": f"{psutil.virtual_memory().total / 2**30:.1f} GiB",
-        "kernel": platform.release(),
-        "python": platform.python_version(),
-        "cgroups": detect_cgroups().version,
-        "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-    }
 
 
 class Bench:
@@ -307,8 +293,9 @@ def main() -> int:
     logger.add(sys.stderr, level="WARNING")
     sizes = _sizes(args)
     only = {g for g in args.only.split(",") if g}
-    info, began = machine(), time.monotonic()
+    began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
+        info = machine(Path(tmp))
         bench = Bench(Path(tmp), sizes, only)
         try:
             bench.warm_up()

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from bench.machine import machine
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -62,3 +64,11 @@ def test_idle_wakes_reads_an_executor_at_rest_beside_a_bare_thread(sleeping: str
     assert "% of a core" in total and "wake-ups/s" in total
     bare = lines[-1]
     assert bare.startswith("  a bare thread waking every 0.5 s: ") and bare.endswith(" us per wake-up")
+
+
+def test_the_machine_line_prices_a_new_file_and_a_wake_up_and_leaves_nothing(tmp_path: Path) -> None:
+    info = machine(tmp_path)
+    assert list(tmp_path.iterdir()) == []  # the probe's files and their directory are gone
+    for key in ("a new file in the bench's directory", "a thread's wake-up after 1 s asleep"):
+        figure, unit = info[key].split(" ", 1)
+        assert unit == "us of CPU" and float(figure) > 0, (key, info[key])
