@@ -18,6 +18,7 @@ measured, so each run prints them before its rows:
 
 from __future__ import annotations
 
+import math
 import os
 import platform
 import shutil
@@ -45,9 +46,14 @@ def machine(directory: Path) -> dict[str, str]:
         "python": platform.python_version(),
         "cgroups": detect_cgroups().version,
         "load average at start": " ".join(f"{x:.2f}" for x in os.getloadavg()),
-        "a new file in the bench's directory": f"{new_file_price_us(directory):.0f} us of CPU",
-        f"a thread's wake-up after {WAKE_SLEEP_S:g} s asleep": f"{wake_price_us():.0f} us of CPU",
+        "a new file in the bench's directory": _us(new_file_price_us(directory)),
+        f"a thread's wake-up after {WAKE_SLEEP_S:g} s asleep": _us(wake_price_us()),
     }
+
+
+def _us(figure: float) -> str:
+    """A price as printed; a kernel without per-thread ``schedstat`` gives none."""
+    return "not measured here" if math.isnan(figure) else f"{figure:.0f} us of CPU"
 
 
 def new_file_price_us(directory: Path, count: int = NEW_FILES) -> float:
@@ -64,7 +70,10 @@ def new_file_price_us(directory: Path, count: int = NEW_FILES) -> float:
 
 def wake_price_us(sleep_s: float = WAKE_SLEEP_S, wakes: int = WAKES) -> float:
     """The median CPU a bare thread was charged per time it was scheduled in, over ``wakes``
-    sleeps of ``sleep_s`` (its first run, the thread's start, is left out)."""
+    sleeps of ``sleep_s`` (its first run, the thread's start, is left out); NaN where the
+    kernel keeps no per-thread ``schedstat``."""
+    if not Path("/proc/thread-self/schedstat").exists():
+        return math.nan
     sleeper = BareSleeper(sleep_s)
     try:
         time.sleep(sleep_s / 2)  # started and asleep: the first reading is past its start
@@ -76,6 +85,6 @@ def wake_price_us(sleep_s: float = WAKE_SLEEP_S, wakes: int = WAKES) -> float:
             if now[1] > last[1]:
                 figures.append((now[0] - last[0]) / (now[1] - last[1]) / 1e3)
             last = now
-        return statistics.median(figures) if figures else float("nan")
+        return statistics.median(figures) if figures else math.nan
     finally:
         sleeper.stop()
