@@ -134,18 +134,6 @@ def test_pickup_is_out_of_reach_only_when_the_floors_best_repeat_misses_the_othe
     assert _target("pickup p50").line(_figures(PICKUP_SQS, "ms", met)).endswith("| met |")
 
 
-def test_throughput_is_out_of_reach_only_when_the_loops_best_repeat_is_below_celerys_worst() -> None:
-    target = _target("trivial-task throughput >= Celery's, 4")
-    sides = {"executor": [25.0, 25.4], "celery": [30.0, 31.0], BARE_SANDBOX: [27.0, 28.0]}
-    assert target.line(_figures(TPUT.format(4), "tasks/s", sides)).endswith(
-        "| NOT MET, out of reach here: the protocol with the sandbox, done bare in 4 loops, runs 27.5 "
-        "tasks/s (best repeat 28.0); the executor -2.3 tasks/s from it |")
-    sides[BARE_SANDBOX] = [27.0, 30.5]
-    assert target.line(_figures(TPUT.format(4), "tasks/s", sides)).endswith("| NOT MET |")
-    sides["executor"] = [31.0, 32.0]
-    assert target.line(_figures(TPUT.format(4), "tasks/s", sides)).endswith("| met |")
-
-
 def _ceiling_line(executor_ms: float, floor_ms: list[float]) -> str:
     figures = _figures(ALL_CPU.format(4), "ms", {"executor": [executor_ms], BARE_SANDBOX: floor_ms})
     for rate in (29.0, 31.0):
@@ -161,46 +149,53 @@ def test_the_ceiling_is_out_of_reach_only_when_the_floors_best_repeat_needs_more
     assert _ceiling_line(50.0, [75.0, 80.0]).endswith("| met |")
 
 
-def test_output_is_out_of_reach_only_when_a_bare_read_into_a_file_misses_it_in_every_repeat() -> None:
-    measure = OUTPUT.format(1024)
-    target = _target(measure)
-    sides = {"executor": [690.0, 700.0], KEPT_LOG_FLOOR: [640.0, 760.0]}
-    assert target.line(_figures(measure, "MB/s", sides)).endswith(
-        "| NOT MET, out of reach here: a bare read of the pipe into a file does 700 MB/s (best repeat "
-        "760); the executor 0.99x of it |")
-    sides[KEPT_LOG_FLOOR] = [640.0, 1050.0]  # one repeat of the bare read reached the target
-    assert target.line(_figures(measure, "MB/s", sides)).endswith("| NOT MET |")
-    sides["executor"] = [1010.0, 1020.0]
-    assert target.line(_figures(measure, "MB/s", sides)).endswith("| met |")
+FLOOR_CASES = [
+    # target, measure, unit, sides (the floor's repeats all miss the target), the floor's side,
+    # its repeats with one within the target, the executor's repeats that meet it, the two ends
+    # of the line (out of reach; met)
+    pytest.param(
+        "trivial-task throughput >= Celery's, 4", TPUT.format(4), "tasks/s",
+        {"executor": [25.0, 25.4], "celery": [30.0, 31.0], BARE_SANDBOX: [27.0, 28.0]},
+        BARE_SANDBOX, [27.0, 30.5], [31.0, 32.0],
+        "the protocol with the sandbox, done bare in 4 loops, runs 27.5 tasks/s (best repeat 28.0); "
+        "the executor -2.3 tasks/s from it", "met", id="throughput below Celery's worst"),
+    pytest.param(
+        OUTPUT.format(1024), OUTPUT.format(1024), "MB/s",
+        {"executor": [690.0, 700.0], KEPT_LOG_FLOOR: [640.0, 760.0]},
+        KEPT_LOG_FLOOR, [640.0, 1050.0], [1010.0, 1020.0],
+        "a bare read of the pipe into a file does 700 MB/s (best repeat 760); the executor 0.99x of it",
+        "met", id="output, a bare read into a file"),
+    pytest.param(
+        IDLE_CPU.format(1), IDLE_CPU.format(1), "%",
+        {"executor": [0.14, 0.16], BARE: [0.12, 0.13]},
+        BARE, [0.08, 0.13], [0.05, 0.07],
+        "the protocol done bare idles at 0.12 % (best repeat 0.12); the executor 1.20x of it",
+        "met", id="idle CPU, the bare protocol at rest"),
+    pytest.param(
+        CPU_SLEEP, CPU_SLEEP, "%",
+        {"executor": [1.4, 1.6], BARE_SANDBOX: [0.9, 1.0]},
+        BARE_SANDBOX, [0.5, 1.0], [0.6, 0.7],
+        "the protocol + the sandbox done bare, four runs asleep, costs 0.95 % (best repeat 0.90); "
+        "the executor 1.58x of it", "0.65 %; the protocol + the sandbox, bare, 0.75 % | met",
+        id="sleeping CPU, the bare loop"),
+]
 
 
-def test_idle_cpu_is_out_of_reach_only_when_the_bare_protocols_best_repeat_at_rest_misses_it() -> None:
-    measure = IDLE_CPU.format(1)
-    target = _target(measure)
-    sides = {"executor": [0.14, 0.16], BARE: [0.12, 0.13]}
-    assert target.line(_figures(measure, "%", sides)).endswith(
-        "| NOT MET, out of reach here: the protocol done bare idles at 0.12 % (best repeat 0.12); "
-        "the executor 1.20x of it |")
-    sides[BARE] = [0.08, 0.13]  # one repeat of the bare protocol idled under the target
-    assert target.line(_figures(measure, "%", sides)).endswith("| NOT MET |")
-    sides["executor"] = [0.05, 0.07]
-    assert target.line(_figures(measure, "%", sides)).endswith("| met |")
+@pytest.mark.parametrize(
+    ("start", "measure", "unit", "sides", "floor", "floor_mixed", "executor_met", "out_of_reach", "met"),
+    FLOOR_CASES)
+def test_a_target_is_out_of_reach_only_when_its_floors_best_repeat_misses_it(
+        start: str, measure: str, unit: str, sides: dict[str, list[float]], floor: str,
+        floor_mixed: list[float], executor_met: list[float], out_of_reach: str, met: str) -> None:
+    target = _target(start)
+    assert target.line(_figures(measure, unit, sides)).endswith(
+        f"| NOT MET, out of reach here: {out_of_reach} |")
+    sides = {**sides, floor: floor_mixed}  # one repeat of the floor within the target
+    assert target.line(_figures(measure, unit, sides)).endswith("| NOT MET |")
+    sides["executor"] = executor_met
+    assert target.line(_figures(measure, unit, sides)).endswith(f"| {met} |")
 
 
-def test_sleeping_cpu_is_out_of_reach_only_when_the_bare_loops_best_repeat_misses_it() -> None:
-    target = _target(CPU_SLEEP)
-    sides = {"executor": [1.4, 1.6], BARE_SANDBOX: [0.9, 1.0]}
-    assert target.line(_figures(CPU_SLEEP, "%", sides)).endswith(
-        "| NOT MET, out of reach here: the protocol + the sandbox done bare, four runs asleep, costs "
-        "0.95 % (best repeat 0.90); the executor 1.58x of it |")
-    sides[BARE_SANDBOX] = [0.5, 1.0]  # one repeat of the bare loop was under the target
-    assert target.line(_figures(CPU_SLEEP, "%", sides)).endswith("| NOT MET |")
-    sides["executor"] = [0.6, 0.7]
-    assert target.line(_figures(CPU_SLEEP, "%", sides)) == (
-        f"| {CPU_SLEEP} (executor) < 0.8 % | 0.65 %; the protocol + the sandbox, bare, 0.75 % | met |")
-
-
-@pytest.mark.slow
 def test_quick_bench_prints_every_row(tmp_path: Path) -> None:
     out = tmp_path / "figures.json"
     done = subprocess.run(
