@@ -38,6 +38,8 @@ class SpareUse:
         """This launch's run counts in the holder (``begins`` or adopted) until ``ends``."""
         self._build = False
         """It began as a launch that builds its venv (``begins(build=True)``)."""
+        self.adopted_pid: int | None = None
+        """The adopted spare's process, once ``adopt`` took one."""
 
     @property
     def alone(self) -> bool:
@@ -63,10 +65,15 @@ class SpareUse:
         if not adopted:
             self.pool.warm.discard(spare, reason, self.alone)
             return None
-        logger.info("{} {} (pid {})", self.task_id, ADOPTED, spare.run.pid)
+        self.adopted_pid = spare.run.pid
         with self._lock:
             self._counted = True  # ``take`` counted it as a run in progress
         return spare
+
+    def start_note(self) -> str:
+        """What the Task's "starting" line adds when the run is an adopted spare (``<id> adopts
+        the warm spare (pid N)``, which the bench counts): one INFO line a task, not two."""
+        return "" if self.adopted_pid is None else f": {self.task_id} {ADOPTED} (pid {self.adopted_pid})"
 
     def discard(self, spare: Spare, reason: str) -> None:
         """An adopted spare the launch will not use after all (a stop came first)."""

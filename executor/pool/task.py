@@ -298,7 +298,7 @@ class Task(PoolActor):
             self._report_and_stop(self.cancel.status, f"{self.cancel.reason} (before it started)")
             return
         self.launcher.give_secrets(secrets)
-        self.log.info("starting {}", self.request.task)
+        self.log.info("starting {}{}", self.request.task, self.launcher.spare.start_note())
         self.tell_self_after(self.pool.pool.progress_interval_s, SendProgress())
 
     def _on_exit(self, result: Any) -> None:

@@ -34,7 +34,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
 from loguru import logger
 
@@ -61,8 +61,14 @@ ADOPTED = "adopts the warm spare"
 
 def spare_key(spec: SandboxSpec) -> SandboxSpec:
     """What must be equal for a task to adopt a spare: the spec without what names the task (its
-    id, its log file) and without the credentials of the moment (the adopter masks its own)."""
-    return replace(spec, task_id="", log_file=None, secrets=())
+    id, its log file) and without the credentials of the moment (the adopter masks its own).
+
+    A copy of the checked ``spec`` with those three fields cleared, not ``replace``: that runs
+    ``__init__`` and ``__post_init__`` again (their checks, the argv and secrets scans), twice a
+    task, for a spec that only loses fields."""
+    key = object.__new__(SandboxSpec)
+    vars(key).update(vars(spec), task_id="", log_file=None, secrets=())
+    return key
 
 
 @dataclass(frozen=True)

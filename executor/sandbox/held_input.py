@@ -27,8 +27,14 @@ REFUSED = "a secret value appears in the command line; pass secrets on stdin"
 
 
 def secret_in_argv(secrets: Sequence[str], argv: Sequence[str]) -> bool:
-    """True when a secret long enough to be masked appears in a command-line argument."""
-    return any(len(secret) >= MIN_SECRET_LENGTH and any(secret in arg for arg in argv) for secret in secrets)
+    """True when a secret long enough to be masked appears in a command-line argument.
+
+    The arguments are searched joined by NUL, one search a secret: no argument holds a NUL
+    (``SandboxSpec`` refuses one), so only a secret with a NUL in it could match across two, and
+    such a secret is looked for in each argument instead."""
+    joined = "\0".join(argv)
+    return any(len(secret) >= MIN_SECRET_LENGTH and (
+        secret in joined if "\0" not in secret else any(secret in arg for arg in argv)) for secret in secrets)
 
 
 class InputGate:

@@ -124,12 +124,13 @@ def bundled_venv_path(root: Path, plugin: str) -> Path:
 def find_bundled_venv(root: Path, plugin: str) -> ResolvedVenv:
     """The bundled venv of ``plugin``; a clear error naming the path when it is missing or incomplete."""
     path = bundled_venv_path(root, plugin)
-    missing = [name for name in ("bin/python", "bin/datahub") if not (path / name).exists()]
+    base = os.fspath(path)  # looked at twice a task (its spec, the warm spare's): no Path per look
+    missing = [name for name in ("bin/python", "bin/datahub") if not os.path.exists(f"{base}/{name}")]
     if missing:
         raise BadInputError(
             f"no bundled venv for plugin {plugin!r}: {path} lacks {' and '.join(missing)}; "
             f"build it with 'remote-executor venv build --plugin {plugin} --root {root}'")
-    return ResolvedVenv("bundled", path, path / "bin" / "datahub")
+    return ResolvedVenv("bundled", path, Path(f"{base}/bin/datahub"))
 
 
 def resolve_venv(request: VenvRequest, policy: VenvPolicy, builder: VenvBuilder | None = None,
