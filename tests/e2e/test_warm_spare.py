@@ -70,6 +70,8 @@ def test_the_next_run_is_the_spare_spawned_before_it_was_requested(warm: Executo
     assert result["status"] == "SUCCESS", result["report"]
     assert f"work dir {work_dir}" in result["report"], "the second run is the spare's process"
     assert spare.create_time() < requested_at
+    starting = [line for line in warm.logs.for_request(second) if line.startswith("starting RUN_INGEST")]
+    assert len(starting) == 1 and f"adopts the warm spare (pid {spare.pid})" in starting[0], starting
 
     other = the_spare()
     _, third = warm.submit(sink_recipe(warm.cp), pool=POOL, extra_args={"extra_env_vars": '{"E2E_X": "1"}'})
